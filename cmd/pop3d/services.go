@@ -1,0 +1,36 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/pop3svc/pop3svc/engine/config"
+	"github.com/pop3svc/pop3svc/store"
+)
+
+// runtime is what every service of pop3d shares.
+type runtime struct {
+	cfgPath string         // the config file, "" for the embedded defaults
+	cfg     *config.Config // the configuration at start (services get changes through Reload)
+	store   store.Store
+	log     *slog.Logger
+}
+
+// service is one part of pop3d: the POP3 service, the SMTP service and
+// delivery service, the admin listener. Each registers itself from an init
+// function in its own file of this package, so that parts can be added
+// without touching main.
+type service interface {
+	Name() string
+	// Start begins serving; it must not block.
+	Start(rt *runtime) error
+	// Reload applies a changed configuration (SIGHUP) without dropping sessions.
+	Reload(cfg *config.Config) error
+	// Stop drains and stops, within ctx's deadline.
+	Stop(ctx context.Context) error
+}
+
+// services are started in registration order and stopped in reverse.
+var services []func() service
+
+func register(f func() service) { services = append(services, f) }

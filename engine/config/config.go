@@ -1,0 +1,180 @@
+// Package config is the service's one TOML configuration file: the seed's
+// registry settings. pop3d reads it at start and on SIGHUP; pop3ctl get/set
+// read and change it with the same validation as pop3d -check.
+package config
+
+import "time"
+
+// Config is the whole file. TOML keys are the field tags; relative paths
+// resolve against the config file's folder.
+type Config struct {
+	MailRoot      string `toml:"mailroot"`       // mail root folder
+	Node          int    `toml:"node"`           // this server's number among those sharing the store, 0..99999
+	Logging       int    `toml:"logging"`        // Winpop's levels 0 (none) .. 3 (max), 4 debug
+	Greeting      string `toml:"greeting"`       // greeting text; never carries a version
+	DefaultDomain string `toml:"default_domain"` // domain for bare login names; empty: none
+
+	Auth   Auth   `toml:"auth"`
+	POP3   POP3   `toml:"pop3"`
+	SMTP   SMTP   `toml:"smtp"`
+	TLS    TLS    `toml:"tls"`
+	Admin  Admin  `toml:"admin"`
+	Limits Limits `toml:"limits"`
+	Quota  Quota  `toml:"quota"`
+	LDAP   LDAP   `toml:"ldap"`
+}
+
+// Auth selects the authentication method.
+type Auth struct {
+	Method      string   `toml:"method"`      // passwordfile | system | directory
+	SPARequired bool     `toml:"sparequired"` // no plaintext passwords on unencrypted links
+	PAMService  string   `toml:"pam_service"` // PAM service name for method "system"
+	FailDelay   Duration `toml:"fail_delay"`  // fixed delay before answering a failed login
+	// Brute-force protection: a per-address penalty added to FailDelay for
+	// each recent failure, up to PenaltyMax; BanAfter failures within
+	// BanWindow ban the address for BanTime (0 disables the ban).
+	Penalty     Duration `toml:"penalty"`
+	PenaltyMax  Duration `toml:"penalty_max"`
+	BanAfter    int      `toml:"ban_after"`
+	BanWindow   Duration `toml:"ban_window"`
+	BanTime     Duration `toml:"ban_time"`
+	AllowNTLMv1 bool     `toml:"allow_ntlmv1"` // accept NTLMv1 / LM responses (off: NTLMv2 only)
+}
+
+// POP3 is the POP3 service and its socket and thread pools.
+type POP3 struct {
+	Listen          []string `toml:"listen"`          // plaintext listeners (STLS offered when TLS is available)
+	ListenTLS       []string `toml:"listen_tls"`      // implicit TLS listeners
+	SocketMin       int      `toml:"socketmin"`       // connection contexts prepared at start
+	SocketThreshold int      `toml:"socketthreshold"` // when fewer spare contexts remain, prepare this many more
+	SocketMax       int      `toml:"socketmax"`       // connections served at once
+	SocketBacklog   int      `toml:"socketbacklog"`   // connections accepted beyond socketmax, held silent until a slot frees
+	ListenBacklog   int      `toml:"listen_backlog"`  // the kernel's listen queue; 0: the system's somaxconn
+	BacklogWait     Duration `toml:"backlog_wait"`    // longest a held connection waits for a slot
+	ThreadCount     int      `toml:"threadcount"`     // worker pool size for disk and crypto work
+	LoginTimeout    Duration `toml:"login_timeout"`   // idle limit before authentication
+	IdleTimeout     Duration `toml:"idle_timeout"`    // idle limit after authentication (RFC 1939: at least 10m)
+	ExpireDays      int      `toml:"expire_days"`     // advertised EXPIRE; -1: NEVER, not advertised when 0
+	LoginDelay      int      `toml:"login_delay"`     // advertised LOGIN-DELAY seconds; 0: not advertised
+}
+
+// SMTP is the SMTP service and the delivery service.
+type SMTP struct {
+	Listen         []string `toml:"listen"`
+	LMTPListen     []string `toml:"lmtp_listen"`
+	Hostname       string   `toml:"hostname"`         // name in the SMTP greeting and Received headers; empty: the host name
+	MaxMessageSize Size     `toml:"max_message_size"` // "50MB"
+	MaxRecipients  int      `toml:"max_recipients"`
+	Relay          string   `toml:"relay"`      // host:port for NDRs to remote senders; empty: none
+	RetryFor       Duration `toml:"retry_for"`  // give up on temporary delivery failures after this long
+	QueueScan      Duration `toml:"queue_scan"` // periodic queue scan
+}
+
+// TLS is the certificate for STLS, implicit TLS and SMTP STARTTLS.
+type TLS struct {
+	Cert             string   `toml:"cert"`              // PEM file; empty: a self-signed pair under the mail root
+	Key              string   `toml:"key"`               //
+	MinVersion       string   `toml:"min_version"`       // "1.2" or "1.3" ("1.0", "1.1" for old clients)
+	HandshakeTimeout Duration `toml:"handshake_timeout"` //
+}
+
+// Admin is the admin listener: API, browser console and /metrics.
+type Admin struct {
+	Listen string `toml:"listen"`
+}
+
+// Limits are the protocol limits.
+type Limits struct {
+	MaxLine          int `toml:"max_line"`           // longest input line in octets, CRLF included
+	MaxAuthLine      int `toml:"max_auth_line"`      // longest SASL continuation line
+	MaxBadCommands   int `toml:"max_bad_commands"`   // bad commands before login before the connection is closed
+	MaxAuthFailures  int `toml:"max_auth_failures"`  // failed logins on one connection before it is closed
+	MaxConnsPerIP    int `toml:"max_conns_per_ip"`   // 0: no limit
+	MaxInbound       int `toml:"max_inbound"`        // octets buffered unread per connection before it is closed
+	BacklogMaxInput  int `toml:"backlog_max_input"`  // octets a held (backlogged) connection may send
+	OutboundHighMark int `toml:"outbound_high_mark"` // pause a RETR stream above this many queued octets
+	OutboundLowMark  int `toml:"outbound_low_mark"`  // resume it below this
+}
+
+// Quota holds quota defaults.
+type Quota struct {
+	DomainDefault Size `toml:"domain_default"` // quota for mailboxes without a quota file; 0: none
+}
+
+// LDAP is the directory for auth.method = "directory".
+type LDAP struct {
+	URL          string   `toml:"url"`           // ldap://host:389, ldaps://host:636
+	StartTLS     bool     `toml:"starttls"`      //
+	BindDN       string   `toml:"bind_dn"`       // template with %u (mailbox), %d (domain), %s (mailbox@domain); direct bind
+	SearchBase   string   `toml:"search_base"`   // search mode when set
+	SearchFilter string   `toml:"search_filter"` // e.g. (mail=%s) or (userPrincipalName=%s)
+	ServiceDN    string   `toml:"service_dn"`    // optional account for searching
+	ServicePass  string   `toml:"service_password"`
+	Timeout      Duration `toml:"timeout"`
+	PoolSize     int      `toml:"pool_size"`
+	CACert       string   `toml:"ca_cert"` // PEM file to verify the server; empty: the system's roots
+	Insecure     bool     `toml:"insecure_skip_verify"`
+}
+
+// Default returns the embedded defaults: a working service for a non-root
+// user on a fresh machine, mail root under the working folder, loopback
+// listeners on unprivileged ports.
+func Default() *Config {
+	return &Config{
+		MailRoot: "mailroot",
+		Node:     1,
+		Logging:  3,
+		Greeting: "POP3 service ready",
+		Auth: Auth{
+			Method:     "passwordfile",
+			PAMService: "pop3d",
+			FailDelay:  Duration(2 * time.Second),
+			Penalty:    Duration(1 * time.Second),
+			PenaltyMax: Duration(15 * time.Second),
+			BanAfter:   0,
+			BanWindow:  Duration(10 * time.Minute),
+			BanTime:    Duration(15 * time.Minute),
+		},
+		POP3: POP3{
+			Listen:          []string{"127.0.0.1:1100"},
+			ListenTLS:       []string{"127.0.0.1:9950"},
+			SocketMin:       10,
+			SocketThreshold: 5,
+			SocketMax:       10000,
+			SocketBacklog:   1000,
+			BacklogWait:     Duration(30 * time.Second),
+			ThreadCount:     64,
+			LoginTimeout:    Duration(60 * time.Second),
+			IdleTimeout:     Duration(10 * time.Minute),
+		},
+		SMTP: SMTP{
+			Listen:         []string{"127.0.0.1:2525"},
+			LMTPListen:     []string{},
+			MaxMessageSize: 50 << 20,
+			MaxRecipients:  100,
+			RetryFor:       Duration(48 * time.Hour),
+			QueueScan:      Duration(time.Minute),
+		},
+		TLS: TLS{
+			MinVersion:       "1.2",
+			HandshakeTimeout: Duration(15 * time.Second),
+		},
+		Admin: Admin{Listen: "127.0.0.1:8110"},
+		Limits: Limits{
+			MaxLine:          1024,
+			MaxAuthLine:      8192,
+			MaxBadCommands:   10,
+			MaxAuthFailures:  3,
+			MaxConnsPerIP:    0,
+			MaxInbound:       64 << 10,
+			BacklogMaxInput:  1024,
+			OutboundHighMark: 256 << 10,
+			OutboundLowMark:  64 << 10,
+		},
+		LDAP: LDAP{
+			SearchFilter: "(mail=%s)",
+			Timeout:      Duration(5 * time.Second),
+			PoolSize:     4,
+		},
+	}
+}

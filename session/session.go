@@ -1,0 +1,67 @@
+// Package session holds the contract between the network engine and the
+// protocol state machines (session/pop3 and friends). A protocol session has
+// no sockets: the engine splits input into lines, hands them over one at a
+// time in order, and writes what the session returns.
+package session
+
+import (
+	"io"
+	"time"
+)
+
+// ConnInfo describes the connection a session serves.
+type ConnInfo struct {
+	ID     uint64 // connection id, unique in this process; appears on every log line
+	Remote string // remote address, ip:port
+	Local  string // local address, ip:port
+	TLS    bool   // the link is encrypted (implicit TLS, or after STLS)
+}
+
+// Reply is what a session returns for one input line (or for the greeting).
+// The engine writes Out, then streams Body (if any) to the client, then acts
+// on the flags. Body is already in wire form (for RETR/TOP: dot-stuffed and
+// ending with ".\r\n"); the engine reads it in chunks off the event loop and
+// closes it when done or when the connection goes away.
+type Reply struct {
+	Out  []byte
+	Body io.ReadCloser
+	// Delay postpones writing the reply (for example after a failed login).
+	// The engine waits without blocking its event loop or a worker.
+	Delay time.Duration
+	// Close: close the connection once everything has been sent.
+	Close bool
+	// StartTLS: after Out has been sent, discard any input already
+	// buffered and start a TLS server handshake on the connection.
+	StartTLS bool
+	// Authenticated: the session has left the authorization state; the
+	// engine switches from the login timeout to the idle timeout.
+	Authenticated bool
+}
+
+// Session is one protocol session. The engine calls its methods from one
+// goroutine at a time (the event loop or a worker), never concurrently, and
+// never calls Handle again before the previous Reply was fully written.
+type Session interface {
+	// Greeting returns the first reply, sent when the connection is admitted.
+	Greeting() Reply
+	// Inline reports whether line can be handled on the event loop: true
+	// only when Handle will do no disk I/O, no slow crypto and no blocking.
+	Inline(line []byte) bool
+	// Handle processes one input line, without its line ending (CRLF or
+	// bare LF already removed). line is only valid during the call.
+	Handle(line []byte) Reply
+	// LineTooLong is called instead of Handle when a line exceeded the
+	// engine's line length limit; the engine discards the rest of that
+	// line.
+	LineTooLong() Reply
+	// SetTLS tells the session its link is now encrypted (after StartTLS).
+	SetTLS()
+	// Close ends the session when the connection is gone, whatever the
+	// state: a session that did not reach the update state deletes nothing
+	// and releases the mailbox. It may do disk I/O; the engine calls it
+	// off the event loop. Safe to call more than once.
+	Close()
+}
+
+// Factory makes a new session for a connection.
+type Factory func(ci ConnInfo) Session

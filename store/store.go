@@ -1,0 +1,215 @@
+// Package store is the Mail Storage Access API: the one interface through
+// which the POP3 service, the SMTP delivery service and the administrator's
+// tool (pop3ctl) reach the mail store. Nothing else touches mail files.
+//
+// The interfaces here are implemented by the file store in store/filestore,
+// whose package documentation describes the on-disk layout:
+//
+//	<mailroot>/<domain>/P3_<mailbox>.mbx/lock    (kcol while held)
+//	<mailroot>/<domain>/P3_<mailbox>.mbx/quota
+//	<mailroot>/<domain>/P3_<mailbox>.mbx/P3_<26 digits>.eml
+//
+// Rules every implementation keeps:
+//   - every name is validated (ValidateDomain, ValidateMailbox) before it
+//     reaches a path, so nothing can leave the mail root;
+//   - a delivered message is durable (fsynced, renamed into place, directory
+//     fsynced) before Deliver returns, and readers never see a partial one;
+//   - messages are kept with CRLF line endings so that a message's size is
+//     the octet count that LIST reports;
+//   - a message's UID is its 26-digit name, unique across every server that
+//     shares the store, and never reused;
+//   - a session lock left by a dead session is taken over; an
+//     administrator's lock is told apart from a session's;
+//   - passwords are never stored in clear.
+package store
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Sentinel errors shared by every implementation. Implementations wrap them
+// with %w and context; callers test with errors.Is.
+var (
+	ErrInvalidName     = errors.New("invalid name")           // a domain or mailbox name broke a naming rule
+	ErrNoSuchDomain    = errors.New("no such domain")         //
+	ErrNoSuchMailbox   = errors.New("no such mailbox")        //
+	ErrDomainExists    = errors.New("domain already exists")  //
+	ErrMailboxExists   = errors.New("mailbox already exists") //
+	ErrDomainNotEmpty  = errors.New("domain is not empty")    // DeleteDomain without force
+	ErrMailboxInUse    = errors.New("mailbox in use")         // another session holds the mailbox (POP3 [IN-USE])
+	ErrMailboxLocked   = errors.New("mailbox locked by the administrator")
+	ErrDomainLocked    = errors.New("domain locked by the administrator")
+	ErrOverQuota       = errors.New("over quota")              // a delivery would exceed the mailbox quota
+	ErrAuthFailed      = errors.New("authentication failed")   // wrong password or unknown mailbox: never told apart
+	ErrNoSecret        = errors.New("no secret for mechanism") // the mailbox has no secret a challenge mechanism needs
+	ErrNoSuchMessage   = errors.New("no such message")
+	ErrSessionClosed   = errors.New("mailbox session closed")
+	ErrMessageTooLarge = errors.New("message too large")
+)
+
+// Address names one mailbox: Mailbox@Domain, both already validated and in
+// canonical (lower-case) form. Use ParseAddress to build one from input.
+type Address struct {
+	Mailbox string
+	Domain  string
+}
+
+// String returns mailbox@domain.
+func (a Address) String() string { return a.Mailbox + "@" + a.Domain }
+
+// SecretKind names a secret that a challenge-response mechanism needs.
+type SecretKind int
+
+const (
+	// SecretPassword is the password itself, needed by APOP and CRAM-MD5.
+	SecretPassword SecretKind = iota + 1
+	// SecretNTHash is MD4(UTF-16LE(password)), needed by NTLM.
+	SecretNTHash
+)
+
+// DomainInfo describes one domain.
+type DomainInfo struct {
+	Name      string
+	Locked    bool  // locked by the administrator
+	Mailboxes int   // number of mailboxes
+	Messages  int   // messages in all its mailboxes
+	Bytes     int64 // octets in all its mailboxes
+}
+
+// MailboxInfo describes one mailbox.
+type MailboxInfo struct {
+	Address     Address
+	Locked      bool   // locked by the administrator (directly or through its domain)
+	InUse       bool   // a session holds it now
+	Owner       string // the session lock's owner record when InUse
+	Messages    int
+	Bytes       int64
+	Quota       int64 // 0: no quota
+	HasPassword bool  // a password-file password is set
+}
+
+// MessageInfo is one message in a session's snapshot.
+type MessageInfo struct {
+	UID  string // the 26-digit unique name; the POP3 UIDL
+	Size int64  // octets, CRLF line endings; what LIST reports
+}
+
+// Domains manages domains. A new domain is one the SMTP service accepts mail for.
+type Domains interface {
+	CreateDomain(ctx context.Context, name string) error
+	// DeleteDomain removes the domain. A domain with mailboxes is refused
+	// with ErrDomainNotEmpty unless force is set.
+	DeleteDomain(ctx context.Context, name string, force bool) error
+	ListDomains(ctx context.Context) ([]DomainInfo, error)
+	Domain(ctx context.Context, name string) (DomainInfo, error)
+	// LockDomain locks every mailbox of the domain, present and future, for the administrator.
+	LockDomain(ctx context.Context, name string) error
+	UnlockDomain(ctx context.Context, name string) error
+}
+
+// Mailboxes manages mailboxes.
+type Mailboxes interface {
+	// CreateMailbox creates a mailbox with its lock and quota files. An
+	// empty password creates a mailbox without password-file credentials
+	// (for system or directory authentication).
+	CreateMailbox(ctx context.Context, addr Address, password string) error
+	// DeleteMailbox removes the mailbox and every message in it.
+	DeleteMailbox(ctx context.Context, addr Address) error
+	// RenameMailbox renames a mailbox within its domain.
+	RenameMailbox(ctx context.Context, from Address, to string) error
+	ListMailboxes(ctx context.Context, domain string) ([]MailboxInfo, error)
+	Mailbox(ctx context.Context, addr Address) (MailboxInfo, error)
+	// LockMailbox takes the administrator's lock: sessions are refused
+	// with ErrMailboxLocked until UnlockMailbox.
+	LockMailbox(ctx context.Context, addr Address) error
+	UnlockMailbox(ctx context.Context, addr Address) error
+}
+
+// Credentials is the encrypted password file.
+type Credentials interface {
+	// SetPassword stores a slow hash of password for plaintext logins and,
+	// encrypted with the store key, the secrets that APOP, CRAM-MD5 and
+	// NTLM need.
+	SetPassword(ctx context.Context, addr Address, password string) error
+	// VerifyPassword checks a plaintext password in constant time. A wrong
+	// password and an unknown mailbox both return ErrAuthFailed and take
+	// the same time.
+	VerifyPassword(ctx context.Context, addr Address, password string) error
+	// Secret returns a decrypted secret for a challenge-response mechanism.
+	// An unknown mailbox returns ErrAuthFailed; a mailbox without
+	// password-file credentials returns ErrNoSecret.
+	Secret(ctx context.Context, addr Address, kind SecretKind) ([]byte, error)
+}
+
+// Quotas manages per-mailbox quotas (the quota file).
+type Quotas interface {
+	// SetQuota sets the mailbox quota in octets; 0 removes it.
+	SetQuota(ctx context.Context, addr Address, bytes int64) error
+	// Quota returns the quota in octets, 0 when there is none.
+	Quota(ctx context.Context, addr Address) (int64, error)
+	// Usage returns the messages and octets stored in the mailbox.
+	Usage(ctx context.Context, addr Address) (messages int, bytes int64, err error)
+}
+
+// Delivery puts messages into mailboxes.
+type Delivery interface {
+	// Deliver stores one message into one mailbox and returns its UID once
+	// the message is durable. Bare LF line endings are stored as CRLF. It
+	// works while a session holds the mailbox (the message appears in the
+	// next session). A delivery that would exceed the quota returns
+	// ErrOverQuota and stores nothing. An administrator's lock does not
+	// stop delivery.
+	Deliver(ctx context.Context, addr Address, msg io.Reader) (uid string, err error)
+}
+
+// Sessions opens mailboxes for POP3 sessions.
+type Sessions interface {
+	// OpenSession takes the session lock of the mailbox and returns a
+	// snapshot of its messages. owner is recorded in the lock (for example
+	// "pop3d node 1 pid 42 conn 7 from 127.0.0.1:5000"). It returns
+	// ErrMailboxInUse when another live session holds the mailbox,
+	// ErrMailboxLocked / ErrDomainLocked for an administrator's lock.
+	// Opening reads no message body.
+	OpenSession(ctx context.Context, addr Address, owner string) (MailboxSession, error)
+}
+
+// MailboxSession is an open mailbox with its session lock held. It is not
+// safe for concurrent use; a POP3 session uses it from one goroutine at a time.
+type MailboxSession interface {
+	// Messages is the snapshot taken at open, in message-number order
+	// (message n is Messages()[n-1]). It does not change during the session.
+	Messages() []MessageInfo
+	// Open returns a reader of message i (0-based index into Messages()),
+	// CRLF line endings, exactly Messages()[i].Size octets.
+	Open(i int) (io.ReadCloser, error)
+	// Commit deletes the messages at the given indexes, durably, then
+	// releases the lock. The session is closed afterwards.
+	Commit(ctx context.Context, deleted []int) error
+	// Close releases the lock without deleting anything. Safe to call
+	// more than once and after Commit.
+	Close() error
+	// Refresh keeps the session lock's lease alive; call it periodically
+	// for long sessions so other servers do not take the lock over.
+	Refresh() error
+}
+
+// Store is the whole Mail Storage Access API.
+type Store interface {
+	Domains
+	Mailboxes
+	Credentials
+	Quotas
+	Delivery
+	Sessions
+	// Root returns the mail root folder.
+	Root() string
+	Close() error
+}
+
+// LockLease is how long a session lock stays valid without Refresh before
+// another server may take it over. Locks of dead processes on the same node
+// are taken over at once.
+const LockLease = 30 * time.Minute
