@@ -65,3 +65,11 @@ type Session interface {
 
 // Factory makes a new session for a connection.
 type Factory func(ci ConnInfo) Session
+
+// LineLimiter is implemented by sessions whose line length limit depends on
+// their state: a POP3 SASL exchange accepts continuation lines longer than
+// commands (RFC 5034 section 4). The engine asks before splitting each line;
+// 0 means the engine's own limit.
+type LineLimiter interface {
+	LineLimit() int
+}

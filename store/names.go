@@ -84,6 +84,10 @@ func ParseAddress(s, defaultDomain string) (Address, error) {
 	if strings.Contains(dom, "@") {
 		return Address{}, fmt.Errorf("%w: mailbox name contains '@', which is not allowed", ErrInvalidName)
 	}
+	// Lower-casing would turn invalid UTF-8 into U+FFFD: refuse it first.
+	if !utf8.ValidString(mbox) {
+		return Address{}, fmt.Errorf("%w: mailbox name is not valid UTF-8", ErrInvalidName)
+	}
 	a := Address{Mailbox: strings.ToLower(mbox), Domain: strings.ToLower(dom)}
 	if err := ValidateMailbox(a.Mailbox); err != nil {
 		return Address{}, err

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"log/slog"
+	"time"
 
+	"github.com/pop3svc/pop3svc/engine"
 	"github.com/pop3svc/pop3svc/engine/config"
 	"github.com/pop3svc/pop3svc/store"
 )
@@ -14,6 +16,11 @@ type runtime struct {
 	cfg     *config.Config // the configuration at start (services get changes through Reload)
 	store   store.Store
 	log     *slog.Logger
+
+	level   *slog.LevelVar // the log level; follows the logging setting on reload
+	started time.Time
+	reload  func() error   // reread the configuration and reload every service (SIGHUP, POST /api/reload)
+	pop3    *engine.Server // the POP3 engine once started (status)
 }
 
 // service is one part of pop3d: the POP3 service, the SMTP service and

@@ -65,9 +65,12 @@ type SMTP struct {
 	Hostname       string   `toml:"hostname"`         // name in the SMTP greeting and Received headers; empty: the host name
 	MaxMessageSize Size     `toml:"max_message_size"` // "50MB"
 	MaxRecipients  int      `toml:"max_recipients"`
-	Relay          string   `toml:"relay"`      // host:port for NDRs to remote senders; empty: none
-	RetryFor       Duration `toml:"retry_for"`  // give up on temporary delivery failures after this long
-	QueueScan      Duration `toml:"queue_scan"` // periodic queue scan
+	Relay          string   `toml:"relay"`         // host:port for NDRs to remote senders; empty: none
+	RetryFor       Duration `toml:"retry_for"`     // give up on temporary delivery failures after this long
+	QueueScan      Duration `toml:"queue_scan"`    // periodic queue scan
+	MaxLine        int      `toml:"max_line"`      // longest SMTP line in octets, CRLF included (commands and message data)
+	ReadTimeout    Duration `toml:"read_timeout"`  // wait for the client's next command or data
+	WriteTimeout   Duration `toml:"write_timeout"` // wait for a reply to be written
 }
 
 // TLS is the certificate for STLS, implicit TLS and SMTP STARTTLS.
@@ -154,6 +157,9 @@ func Default() *Config {
 			MaxRecipients:  100,
 			RetryFor:       Duration(48 * time.Hour),
 			QueueScan:      Duration(time.Minute),
+			MaxLine:        2000,
+			ReadTimeout:    Duration(5 * time.Minute),
+			WriteTimeout:   Duration(5 * time.Minute),
 		},
 		TLS: TLS{
 			MinVersion:       "1.2",

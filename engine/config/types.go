@@ -38,6 +38,10 @@ var sizeUnits = []struct {
 	mult   int64
 }{{"TB", 1 << 40}, {"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}, {"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}}
 
+// MaxSize is the largest size accepted (4 EB), whatever the unit, so that
+// every accepted size prints and parses back the same.
+const MaxSize = 1 << 62
+
 // ParseSize reads a size such as "50MB".
 func ParseSize(s string) (Size, error) {
 	t := strings.ToUpper(strings.TrimSpace(s))
@@ -50,7 +54,7 @@ func ParseSize(s string) (Size, error) {
 		}
 	}
 	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 0 || (mult > 1 && n > (1<<62)/mult) {
+	if err != nil || n < 0 || n > MaxSize/mult {
 		return 0, fmt.Errorf("%q is not a size (examples: \"50MB\", \"512KB\", \"1048576\")", s)
 	}
 	return Size(n * mult), nil

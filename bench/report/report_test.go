@@ -1,0 +1,80 @@
+package report
+
+import (
+	"bytes"
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func sample() *Results {
+	r := &Results{Command: "pop3bench compare", Host: "test"}
+	for round := 1; round <= 3; round++ {
+		for _, s := range []string{"pop3d", "dovecot"} {
+			k := 1.0
+			if s == "dovecot" {
+				k = 0.5
+			}
+			for _, c := range []int{1, 16, 64} {
+				r.Runs = append(r.Runs, Run{Server: s, Scenario: "sessions", Round: round, Concurrency: c,
+					SessionsPerSec: k * float64(c*10+round), P99Ms: 10 / k, ServerCPUPerOpMs: 2 / k})
+			}
+			r.Runs = append(r.Runs, Run{Server: s, Scenario: "retr", Round: round, Concurrency: 1, MBPerSec: 1000 * k})
+			r.Runs = append(r.Runs, Run{Server: s, Scenario: "idle-prelogin", Round: round, Conns: 19000, PSSPerConn: 2048 / k})
+		}
+	}
+	return r
+}
+
+func TestTableAndRatio(t *testing.T) {
+	r := sample()
+	rows := r.Table([]string{"pop3d", "dovecot"})
+	var found bool
+	for _, row := range rows {
+		if row.Metric.Name == "sessions/s at 64 clients" {
+			found = true
+			// rounds give 641, 642, 643 and half of it: medians 642 and 321.
+			if row.Values[0] != 642 || row.Values[1] != 321 || math.Abs(row.Ratio-2) > 1e-9 {
+				t.Errorf("sessions/s row = %v ratio %v, want 642, 321, 2", row.Values, row.Ratio)
+			}
+		}
+		if strings.HasPrefix(row.Metric.Name, "TLS") {
+			t.Errorf("row %q has no runs but was listed", row.Metric.Name)
+		}
+	}
+	if !found {
+		t.Fatal("no sessions/s row")
+	}
+	var b bytes.Buffer
+	r.WriteText(&b)
+	if !strings.Contains(b.String(), "2.00x") {
+		t.Errorf("text table lacks the ratio:\n%s", b.String())
+	}
+}
+
+func TestHTMLAndRoundTrip(t *testing.T) {
+	r := sample()
+	var b bytes.Buffer
+	if err := r.WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	h := b.String()
+	if n := strings.Count(h, "<svg"); n < 4 {
+		t.Errorf("report has %d plots, want at least 4", n)
+	}
+	if !strings.Contains(h, "polyline") || !strings.Contains(h, "dovecot") {
+		t.Error("report lacks the line plot or the peer's series")
+	}
+	path := filepath.Join(t.TempDir(), "r.json")
+	if err := r.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	back, err := Load(path)
+	if err != nil || len(back.Runs) != len(r.Runs) {
+		t.Fatalf("Load = %d runs, %v", len(back.Runs), err)
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.json")); err == nil {
+		t.Error("Load of a missing file gave no error")
+	}
+}

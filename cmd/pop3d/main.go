@@ -1,0 +1,172 @@
+// Command pop3d is the mail service: the POP3 service, the SMTP and
+// delivery services and the admin listener, in one process.
+//
+//	pop3d [-config FILE]          run (SIGHUP reloads the file, SIGTERM/SIGINT drain and stop)
+//	pop3d -check [-config FILE]   validate the configuration, print every problem, exit 0/1
+//
+// Without -config: $POP3D_CONFIG, else ./pop3d.toml if present, else the
+// embedded defaults.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pop3svc/pop3svc/engine/config"
+	"github.com/pop3svc/pop3svc/store/filestore"
+)
+
+// stopTimeout bounds the drain of every service at SIGTERM/SIGINT.
+const stopTimeout = 10 * time.Second
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("pop3d", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgFlag := fs.String("config", "", "configuration file (default: $POP3D_CONFIG, else ./pop3d.toml if present, else built-in defaults)")
+	check := fs.Bool("check", false, "validate the configuration, print every problem and exit (0: valid, 1: not)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pop3d: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	cfg, path, err := config.LoadDefault(*cfgFlag)
+	if *check {
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		name := path
+		if name == "" {
+			name = "built-in defaults"
+		}
+		fmt.Fprintf(stdout, "configuration OK (%s)\n", name)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "pop3d: %v\n", err)
+		return 1
+	}
+
+	level := new(slog.LevelVar)
+	level.Set(logLevel(cfg.Logging))
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+
+	st, err := filestore.Open(cfg.MailRoot, filestore.Options{
+		Node:               cfg.Node,
+		DomainQuotaDefault: int64(cfg.Quota.DomainDefault),
+		MaxMessageSize:     int64(cfg.SMTP.MaxMessageSize),
+		Logger:             log.With("service", "store"),
+	})
+	if err != nil {
+		log.Error("cannot open the mail store", "err", err)
+		return 1
+	}
+	rt := &runtime{cfgPath: path, cfg: cfg, store: st, log: log, level: level, started: time.Now()}
+
+	var started []service
+	var mu sync.Mutex // serialises reloads (SIGHUP and the admin API)
+	rt.reload = func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		var ncfg *config.Config
+		var err error
+		if path == "" {
+			ncfg, err = config.LoadEmbedded()
+		} else {
+			ncfg, err = config.Load(path)
+		}
+		if err != nil {
+			log.Error("reload refused: the configuration has errors; the running one stays", "err", err)
+			return err
+		}
+		level.Set(logLevel(ncfg.Logging))
+		var errs []error
+		for _, s := range started {
+			if err := s.Reload(ncfg); err != nil {
+				log.Warn("reload incomplete", "service", s.Name(), "err", err)
+				errs = append(errs, err)
+			}
+		}
+		log.Info("configuration reloaded", "file", path)
+		return errors.Join(errs...)
+	}
+
+	stopAll := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		defer cancel()
+		for i := len(started) - 1; i >= 0; i-- {
+			if err := started[i].Stop(ctx); err != nil {
+				log.Warn("stop", "service", started[i].Name(), "err", err)
+			}
+		}
+		if err := st.Close(); err != nil {
+			log.Warn("closing the mail store", "err", err)
+		}
+	}
+
+	// Signals are caught before the services start, so that an early
+	// SIGTERM still drains.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	mu.Lock()
+	for _, mk := range services {
+		s := mk()
+		if err := s.Start(rt); err != nil {
+			mu.Unlock()
+			log.Error("cannot start", "service", s.Name(), "err", err)
+			stopAll()
+			return 1
+		}
+		started = append(started, s)
+	}
+	mu.Unlock()
+
+	if err := bootstrap(rt, stdout); err != nil {
+		log.Warn("cannot create the demo mailbox", "err", err)
+	}
+	log.Info("pop3d ready", "config", path)
+
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			_ = rt.reload()
+			continue
+		}
+		log.Info("stopping", "signal", sig.String())
+		break
+	}
+	stopAll()
+	log.Info("stopped")
+	return 0
+}
+
+// logLevel maps the seed's logging levels (0 none .. 3 max, 4 debug).
+func logLevel(n int) slog.Level {
+	switch {
+	case n <= 0:
+		return slog.LevelError + 100 // nothing
+	case n == 1:
+		return slog.LevelError
+	case n == 2:
+		return slog.LevelWarn
+	case n == 3:
+		return slog.LevelInfo
+	default:
+		return slog.LevelDebug
+	}
+}

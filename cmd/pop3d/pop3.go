@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/pop3svc/pop3svc/engine"
+	"github.com/pop3svc/pop3svc/engine/config"
+	"github.com/pop3svc/pop3svc/session"
+	"github.com/pop3svc/pop3svc/session/auth"
+	"github.com/pop3svc/pop3svc/session/auth/guard"
+	"github.com/pop3svc/pop3svc/session/pop3"
+)
+
+func init() { register(func() service { return &pop3Service{} }) }
+
+// pop3Service is the POP3 service: the network engine serving
+// session/pop3 sessions.
+type pop3Service struct {
+	rt    *runtime
+	srv   *engine.Server
+	guard *guard.Guard
+}
+
+func (p *pop3Service) Name() string { return "pop3" }
+
+// factory builds the session options of one configuration: a new
+// Authenticator (and brute-force guard) with the method of newAuthMethod.
+func (p *pop3Service) factory(cfg *config.Config) (session.Factory, *guard.Guard, error) {
+	method, extra, err := newAuthMethod(p.rt)
+	if err != nil {
+		return nil, nil, err
+	}
+	g := guard.New(guard.FromConfig(cfg.Auth))
+	host := cfg.SMTP.Hostname
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	a := &auth.Authenticator{
+		Method:        method,
+		Store:         p.rt.store,
+		DefaultDomain: cfg.DefaultDomain,
+		Guard:         g,
+		FailDelay:     cfg.Auth.FailDelay.D(),
+		Hostname:      host,
+		Extra:         extra,
+	}
+	opts := &pop3.Options{
+		Store:           p.rt.store,
+		Auth:            a,
+		Greeting:        cfg.Greeting,
+		Hostname:        host,
+		APOP:            method.Challenge(),
+		SPARequired:     cfg.Auth.SPARequired,
+		TLSAvailable:    false, // no TLS transport wired into the engine yet
+		MaxBadCommands:  cfg.Limits.MaxBadCommands,
+		MaxAuthFailures: cfg.Limits.MaxAuthFailures,
+		MaxAuthLine:     cfg.Limits.MaxAuthLine,
+		ExpireDays:      cfg.POP3.ExpireDays,
+		LoginDelay:      cfg.POP3.LoginDelay,
+		Node:            cfg.Node,
+		Logger:          p.rt.log.With("service", "pop3"),
+	}
+	return pop3.NewFactory(opts), g, nil
+}
+
+func (p *pop3Service) Start(rt *runtime) error {
+	p.rt = rt
+	f, g, err := p.factory(rt.cfg)
+	if err != nil {
+		return fmt.Errorf("pop3: %w", err)
+	}
+	srv, err := engine.New(engine.Options{
+		Config:  rt.cfg,
+		Factory: f,
+		Logger:  rt.log.With("service", "pop3"),
+	})
+	if err != nil {
+		g.Close()
+		return fmt.Errorf("pop3: %w", err)
+	}
+	if err := srv.Start(); err != nil {
+		g.Close()
+		return fmt.Errorf("pop3: %w", err)
+	}
+	p.srv, p.guard = srv, g
+	rt.pop3 = srv
+	return nil
+}
+
+func (p *pop3Service) Reload(cfg *config.Config) error {
+	if p.srv == nil {
+		return nil
+	}
+	f, g, err := p.factory(cfg)
+	if err != nil {
+		return fmt.Errorf("pop3: %w", err)
+	}
+	old := p.guard
+	p.guard = g
+	old.Close()
+	if err := p.srv.Reload(cfg, f); err != nil {
+		return fmt.Errorf("pop3: %w", err)
+	}
+	return nil
+}
+
+func (p *pop3Service) Stop(ctx context.Context) error {
+	if p.srv == nil {
+		return nil
+	}
+	err := p.srv.Shutdown(ctx)
+	p.guard.Close()
+	return err
+}

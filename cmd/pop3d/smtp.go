@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/pop3svc/pop3svc/engine/config"
+	smtpsvc "github.com/pop3svc/pop3svc/session/smtp"
+	"github.com/pop3svc/pop3svc/store/delivery"
+	"github.com/pop3svc/pop3svc/store/queue"
+)
+
+func init() { register(func() service { return &smtpService{} }) }
+
+// smtpService runs the SMTP and LMTP listeners (session/smtp) and the
+// delivery service (store/delivery) over the queue under the mail root.
+type smtpService struct {
+	rt       *runtime
+	delivery *delivery.Service
+	smtp     *smtpsvc.Service
+}
+
+func (s *smtpService) Name() string { return "smtp" }
+
+func smtpOptions(cfg *config.Config, rt *runtime) smtpsvc.Options {
+	return smtpsvc.Options{
+		Hostname:           cfg.SMTP.Hostname,
+		MaxMessageSize:     int64(cfg.SMTP.MaxMessageSize),
+		MaxRecipients:      cfg.SMTP.MaxRecipients,
+		MaxLine:            cfg.SMTP.MaxLine,
+		ReadTimeout:        cfg.SMTP.ReadTimeout.D(),
+		WriteTimeout:       cfg.SMTP.WriteTimeout.D(),
+		DomainQuotaDefault: int64(cfg.Quota.DomainDefault),
+		Logger:             rt.log.With("service", "smtp"),
+	}
+}
+
+func deliveryOptions(cfg *config.Config, rt *runtime) delivery.Options {
+	return delivery.Options{
+		Hostname:  cfg.SMTP.Hostname,
+		Relay:     cfg.SMTP.Relay,
+		RetryFor:  cfg.SMTP.RetryFor.D(),
+		QueueScan: cfg.SMTP.QueueScan.D(),
+		Logger:    rt.log.With("service", "delivery"),
+	}
+}
+
+func (s *smtpService) Start(rt *runtime) error {
+	s.rt = rt
+	q, err := queue.Open(rt.store.Root())
+	if err != nil {
+		return err
+	}
+	s.delivery = delivery.New(rt.store, q, deliveryOptions(rt.cfg, rt))
+	s.delivery.Start()
+	s.smtp = smtpsvc.New(rt.store, q, s.delivery.Notify, smtpOptions(rt.cfg, rt))
+	if err := s.smtp.Listen(rt.cfg.SMTP.Listen, rt.cfg.SMTP.LMTPListen); err != nil {
+		_ = s.delivery.Stop(context.Background())
+		return fmt.Errorf("smtp: %w", err)
+	}
+	for _, a := range s.smtp.Addrs() {
+		rt.log.Info("SMTP service listening", "addr", a.String())
+	}
+	return nil
+}
+
+// Reload applies the delivery settings and the SMTP limits; a change of
+// listen addresses, max_line or the timeouts takes a restart.
+func (s *smtpService) Reload(cfg *config.Config) error {
+	if s.rt == nil {
+		return nil
+	}
+	s.delivery.SetOptions(deliveryOptions(cfg, s.rt))
+	s.smtp.SetOptions(smtpOptions(cfg, s.rt))
+	return nil
+}
+
+func (s *smtpService) Stop(ctx context.Context) error {
+	var errs []error
+	if s.smtp != nil {
+		errs = append(errs, s.smtp.Close(ctx))
+	}
+	if s.delivery != nil {
+		errs = append(errs, s.delivery.Stop(ctx))
+	}
+	return errors.Join(errs...)
+}

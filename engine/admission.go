@@ -1,0 +1,151 @@
+package engine
+
+import (
+	"container/list"
+	"sync"
+)
+
+// admit decides what happens to a new connection.
+type admitResult int
+
+const (
+	admitServe       admitResult = iota // a slot is free: greet
+	admitWait                           // held silent in the backlog until a slot frees
+	admitFullBacklog                    // beyond socketmax+socketbacklog: refuse
+	admitPerIP                          // the address has max_conns_per_ip connections: refuse
+)
+
+// SocketStats is the socket pool's state.
+type SocketStats struct {
+	InUse   int64 `json:"in_use"`  // connections being served
+	Waiting int64 `json:"waiting"` // connections held in the backlog
+	Free    int64 `json:"free"`    // prepared connection contexts not in use
+}
+
+// sockets is the socket pool: admission control (socketmax, socketbacklog,
+// max_conns_per_ip) and the free list of prepared connection contexts
+// (socketmin, socketthreshold). See the package documentation.
+type sockets struct {
+	mu      sync.Mutex
+	inUse   int
+	waiting list.List // of *conn, FIFO
+	perIP   map[string]int
+	free    []*conn
+}
+
+func (p *sockets) init(min int) {
+	p.perIP = make(map[string]int)
+	p.free = make([]*conn, 0, min)
+	for range min {
+		p.free = append(p.free, new(conn))
+	}
+}
+
+// get returns a prepared context, refilling the free list when it falls to
+// threshold: threshold more contexts are built, never more than max in all
+// (in use plus free).
+func (p *sockets) get(lim *settings) *conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var k *conn
+	if n := len(p.free); n > 0 {
+		k = p.free[n-1]
+		p.free[n-1] = nil
+		p.free = p.free[:n-1]
+	} else {
+		k = new(conn)
+	}
+	if th := lim.socketThreshold; th > 0 && len(p.free) <= th {
+		room := lim.socketMax - p.inUse - 1 - len(p.free)
+		for i := 0; i < th && i < room; i++ {
+			p.free = append(p.free, new(conn))
+		}
+	}
+	return k
+}
+
+// put returns a context whose connection is finished; the free list keeps
+// at most socketmin+socketthreshold.
+func (p *sockets) put(k *conn, lim *settings) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.free) < lim.socketMin+lim.socketThreshold {
+		p.free = append(p.free, k)
+	}
+}
+
+// admit registers a new connection.
+func (p *sockets) admit(k *conn, lim *settings) admitResult {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if lim.maxPerIP > 0 && p.perIP[k.ip] >= lim.maxPerIP {
+		return admitPerIP
+	}
+	switch {
+	case p.inUse < lim.socketMax:
+		p.inUse++
+		k.admitted = true
+	case p.waiting.Len() < lim.socketBacklog:
+		k.waitElem = p.waiting.PushBack(k)
+	default:
+		return admitFullBacklog
+	}
+	p.perIP[k.ip]++
+	if k.admitted {
+		return admitServe
+	}
+	return admitWait
+}
+
+// leave removes a closed connection and returns the waiting connection that
+// takes its slot, if any (already counted as in use).
+func (p *sockets) leave(k *conn, lim *settings) *conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !k.admitted && k.waitElem == nil {
+		return nil // refused: never counted
+	}
+	if n := p.perIP[k.ip] - 1; n > 0 {
+		p.perIP[k.ip] = n
+	} else {
+		delete(p.perIP, k.ip)
+	}
+	if k.waitElem != nil {
+		p.waiting.Remove(k.waitElem)
+		k.waitElem = nil
+		return nil
+	}
+	k.admitted = false
+	p.inUse--
+	return p.nextLocked(lim)
+}
+
+// next admits waiting connections while slots are free (after a Reload
+// raised socketmax); it returns one at a time.
+func (p *sockets) next(lim *settings) *conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.nextLocked(lim)
+}
+
+func (p *sockets) nextLocked(lim *settings) *conn {
+	if p.inUse >= lim.socketMax {
+		return nil
+	}
+	e := p.waiting.Front()
+	if e == nil {
+		return nil
+	}
+	w := p.waiting.Remove(e).(*conn)
+	w.waitElem = nil
+	w.admitted = true
+	w.refs.Add(1) // held until admitLater posted the greeting
+	p.inUse++
+	return w
+}
+
+func (p *sockets) stats() SocketStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return SocketStats{InUse: int64(p.inUse), Waiting: int64(p.waiting.Len()), Free: int64(len(p.free))}
+}

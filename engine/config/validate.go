@@ -1,0 +1,296 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/pop3svc/pop3svc/store"
+)
+
+// Bounds of the settings that Validate enforces.
+const (
+	MaxNode         = 99999   // node numbers are five digits of a message UID
+	MaxLogging      = 4       // Winpop's 0..3, plus 4 for debug
+	MaxGreetingLen  = 200     // the greeting follows "+OK " on one line (RFC 1939 section 4)
+	MaxThreadCount  = 100000  //
+	MaxSocketMax    = 1000000 //
+	MinMaxLine      = 255     // RFC 2449 section 4: commands may be up to 255 octets including CRLF
+	MaxMaxLine      = 1 << 20 //
+	MinSMTPLine     = 1000    // RFC 5321 section 4.5.3.1.6: a text line is up to 1000 octets including CRLF
+	MinMaxRecipient = 1       //
+)
+
+// AuthMethods are the accepted values of auth.method, in the order that
+// pop3ctl numbers them (1, 2, 3).
+var AuthMethods = []string{"passwordfile", "system", "directory"}
+
+// TLSVersions are the accepted values of tls.min_version.
+var TLSVersions = []string{"1.0", "1.1", "1.2", "1.3"}
+
+// Validate checks every setting and returns an *Errors listing each broken
+// rule with its key path, or nil.
+//
+// pop3.idle_timeout may be shorter than the 10 minutes RFC 1939 section 3
+// asks for (tests and busy servers use shorter ones); it must be positive.
+func (c *Config) Validate() error {
+	e := &Errors{}
+	if c.MailRoot == "" {
+		e.add("mailroot", "must not be empty")
+	}
+	if c.Node < 0 || c.Node > MaxNode {
+		e.add("node", "must be between 0 and %d (is %d)", MaxNode, c.Node)
+	}
+	if c.Logging < 0 || c.Logging > MaxLogging {
+		e.add("logging", "must be between 0 and %d (is %d)", MaxLogging, c.Logging)
+	}
+	if msg := checkGreeting(c.Greeting); msg != "" {
+		e.add("greeting", "%s", msg)
+	}
+	if c.DefaultDomain != "" {
+		if err := store.ValidateDomain(c.DefaultDomain); err != nil {
+			e.add("default_domain", "%s", nameRule(err))
+		}
+	}
+
+	// [auth]
+	if !contains(AuthMethods, c.Auth.Method) {
+		e.add("auth.method", "must be one of %s (is %q)", strings.Join(AuthMethods, ", "), c.Auth.Method)
+	}
+	if c.Auth.Method == "system" && c.Auth.PAMService == "" {
+		e.add("auth.pam_service", "must be set when auth.method is \"system\"")
+	}
+	if c.Auth.PenaltyMax < c.Auth.Penalty {
+		e.add("auth.penalty_max", "must be at least auth.penalty (%s)", c.Auth.Penalty.D())
+	}
+	if c.Auth.BanAfter < 0 {
+		e.add("auth.ban_after", "must not be negative (is %d)", c.Auth.BanAfter)
+	}
+	if c.Auth.BanAfter > 0 {
+		if c.Auth.BanWindow <= 0 {
+			e.add("auth.ban_window", "must be positive when auth.ban_after is set")
+		}
+		if c.Auth.BanTime <= 0 {
+			e.add("auth.ban_time", "must be positive when auth.ban_after is set")
+		}
+	}
+
+	// [pop3]
+	checkListeners(e, "pop3.listen", c.POP3.Listen)
+	checkListeners(e, "pop3.listen_tls", c.POP3.ListenTLS)
+	p := c.POP3
+	if p.SocketMin < 0 {
+		e.add("pop3.socketmin", "must not be negative (is %d)", p.SocketMin)
+	}
+	if p.SocketThreshold < 0 {
+		e.add("pop3.socketthreshold", "must not be negative (is %d)", p.SocketThreshold)
+	}
+	if p.SocketMax < 1 || p.SocketMax > MaxSocketMax {
+		e.add("pop3.socketmax", "must be between 1 and %d (is %d)", MaxSocketMax, p.SocketMax)
+	}
+	if p.SocketBacklog < 0 {
+		e.add("pop3.socketbacklog", "must not be negative (is %d)", p.SocketBacklog)
+	}
+	if p.SocketMin > p.SocketMax && p.SocketMax >= 1 {
+		e.add("pop3.socketmin", "must not exceed pop3.socketmax (%d > %d)", p.SocketMin, p.SocketMax)
+	}
+	if p.ListenBacklog < 0 {
+		e.add("pop3.listen_backlog", "must not be negative (is %d)", p.ListenBacklog)
+	}
+	if p.ThreadCount < 1 || p.ThreadCount > MaxThreadCount {
+		e.add("pop3.threadcount", "must be between 1 and %d (is %d)", MaxThreadCount, p.ThreadCount)
+	}
+	if p.LoginTimeout <= 0 {
+		e.add("pop3.login_timeout", "must be positive")
+	}
+	if p.IdleTimeout <= 0 {
+		e.add("pop3.idle_timeout", "must be positive (RFC 1939 asks for at least 10m)")
+	}
+	if p.ExpireDays < -1 {
+		e.add("pop3.expire_days", "must be -1 (NEVER), 0 (not advertised) or a number of days (is %d)", p.ExpireDays)
+	}
+	if p.LoginDelay < 0 {
+		e.add("pop3.login_delay", "must not be negative (is %d)", p.LoginDelay)
+	}
+
+	// [smtp]
+	s := c.SMTP
+	checkListeners(e, "smtp.listen", s.Listen)
+	checkListeners(e, "smtp.lmtp_listen", s.LMTPListen)
+	if strings.ContainsFunc(s.Hostname, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+		e.add("smtp.hostname", "must not contain spaces, control or non-ASCII characters")
+	}
+	if s.MaxMessageSize <= 0 {
+		e.add("smtp.max_message_size", "must be positive")
+	}
+	if s.MaxRecipients < MinMaxRecipient {
+		e.add("smtp.max_recipients", "must be at least %d (is %d)", MinMaxRecipient, s.MaxRecipients)
+	}
+	if s.Relay != "" {
+		if msg := checkHostPort(s.Relay, false); msg != "" {
+			e.add("smtp.relay", "%s", msg)
+		}
+	}
+	if s.RetryFor <= 0 {
+		e.add("smtp.retry_for", "must be positive")
+	}
+	if s.QueueScan <= 0 {
+		e.add("smtp.queue_scan", "must be positive")
+	}
+	if s.MaxLine < MinSMTPLine || s.MaxLine > MaxMaxLine {
+		e.add("smtp.max_line", "must be between %d (RFC 5321 section 4.5.3.1.6) and %d (is %d)", MinSMTPLine, MaxMaxLine, s.MaxLine)
+	}
+	if s.ReadTimeout <= 0 {
+		e.add("smtp.read_timeout", "must be positive")
+	}
+	if s.WriteTimeout <= 0 {
+		e.add("smtp.write_timeout", "must be positive")
+	}
+
+	// [tls]
+	if !contains(TLSVersions, c.TLS.MinVersion) {
+		e.add("tls.min_version", "must be one of %s (is %q)", strings.Join(TLSVersions, ", "), c.TLS.MinVersion)
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		if c.TLS.Cert == "" {
+			e.add("tls.cert", "must be set when tls.key is set")
+		} else {
+			e.add("tls.key", "must be set when tls.cert is set")
+		}
+	}
+	if c.TLS.HandshakeTimeout <= 0 {
+		e.add("tls.handshake_timeout", "must be positive")
+	}
+
+	// [admin]: empty disables the admin listener.
+	if c.Admin.Listen != "" {
+		if msg := checkHostPort(c.Admin.Listen, true); msg != "" {
+			e.add("admin.listen", "%s", msg)
+		}
+	}
+
+	// [limits]
+	l := c.Limits
+	if l.MaxLine < MinMaxLine || l.MaxLine > MaxMaxLine {
+		e.add("limits.max_line", "must be between %d (RFC 2449 section 4) and %d (is %d)", MinMaxLine, MaxMaxLine, l.MaxLine)
+	}
+	if l.MaxAuthLine < l.MaxLine {
+		e.add("limits.max_auth_line", "must be at least limits.max_line (%d < %d)", l.MaxAuthLine, l.MaxLine)
+	}
+	if l.MaxBadCommands < 1 {
+		e.add("limits.max_bad_commands", "must be at least 1 (is %d)", l.MaxBadCommands)
+	}
+	if l.MaxAuthFailures < 1 {
+		e.add("limits.max_auth_failures", "must be at least 1 (is %d)", l.MaxAuthFailures)
+	}
+	if l.MaxConnsPerIP < 0 {
+		e.add("limits.max_conns_per_ip", "must not be negative (0: no limit) (is %d)", l.MaxConnsPerIP)
+	}
+	if l.MaxInbound < l.MaxLine {
+		e.add("limits.max_inbound", "must be at least limits.max_line (%d < %d)", l.MaxInbound, l.MaxLine)
+	}
+	if l.BacklogMaxInput < 0 {
+		e.add("limits.backlog_max_input", "must not be negative (is %d)", l.BacklogMaxInput)
+	}
+	if l.OutboundLowMark < 0 {
+		e.add("limits.outbound_low_mark", "must not be negative (is %d)", l.OutboundLowMark)
+	}
+	if l.OutboundLowMark >= l.OutboundHighMark {
+		e.add("limits.outbound_low_mark", "must be below limits.outbound_high_mark (%d >= %d)", l.OutboundLowMark, l.OutboundHighMark)
+	}
+
+	// [quota]
+	if c.Quota.DomainDefault < 0 {
+		e.add("quota.domain_default", "must not be negative")
+	}
+
+	// [ldap]
+	d := c.LDAP
+	if d.URL != "" {
+		if u, err := url.Parse(d.URL); err != nil || (u.Scheme != "ldap" && u.Scheme != "ldaps") || u.Host == "" {
+			e.add("ldap.url", "must be ldap://host[:port] or ldaps://host[:port] (is %q)", d.URL)
+		}
+	}
+	if c.Auth.Method == "directory" {
+		if d.URL == "" {
+			e.add("ldap.url", "must be set when auth.method is \"directory\"")
+		}
+		if d.BindDN == "" && d.SearchBase == "" {
+			e.add("ldap.bind_dn", "ldap.bind_dn (direct bind) or ldap.search_base (search) must be set when auth.method is \"directory\"")
+		}
+	}
+	if d.SearchBase != "" && d.SearchFilter == "" {
+		e.add("ldap.search_filter", "must be set when ldap.search_base is set")
+	}
+	if d.Timeout <= 0 {
+		e.add("ldap.timeout", "must be positive")
+	}
+	if d.PoolSize < 1 {
+		e.add("ldap.pool_size", "must be at least 1 (is %d)", d.PoolSize)
+	}
+	return e.err()
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// nameRule strips the "invalid name: " prefix of a store naming error.
+func nameRule(err error) string {
+	return strings.TrimPrefix(err.Error(), store.ErrInvalidName.Error()+": ")
+}
+
+func checkGreeting(g string) string {
+	if g == "" {
+		return "must not be empty"
+	}
+	if len(g) > MaxGreetingLen {
+		return fmt.Sprintf("has %d characters, the limit is %d", len(g), MaxGreetingLen)
+	}
+	for i := 0; i < len(g); i++ {
+		if g[i] < 0x20 || g[i] > 0x7e {
+			return fmt.Sprintf("must be printable ASCII on one line; byte %d is 0x%02x", i, g[i])
+		}
+	}
+	return ""
+}
+
+func checkListeners(e *Errors, key string, addrs []string) {
+	seen := map[string]bool{}
+	for i, a := range addrs {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		if msg := checkHostPort(a, true); msg != "" {
+			e.add(k, "%s", msg)
+			continue
+		}
+		if seen[a] {
+			e.add(k, "%q is listed twice", a)
+		}
+		seen[a] = true
+	}
+}
+
+// checkHostPort checks "host:port". Port 0 (any free port) is accepted
+// only for listeners.
+func checkHostPort(a string, listener bool) string {
+	_, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Sprintf("%q is not host:port (%s)", a, strings.TrimPrefix(err.Error(), "address "+a+": "))
+	}
+	n, err := strconv.Atoi(port)
+	lo := 1
+	if listener {
+		lo = 0
+	}
+	if err != nil || n < lo || n > 65535 {
+		return fmt.Sprintf("%q: port must be a number between %d and 65535", a, lo)
+	}
+	return ""
+}

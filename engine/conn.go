@@ -1,0 +1,484 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	"container/list"
+
+	"github.com/panjf2000/ants/v2"
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/pop3svc/pop3svc/session"
+)
+
+// Replies the engine writes itself.
+var (
+	replyBusy        = []byte("-ERR [SYS/TEMP] server busy, try again\r\n")
+	replyInternal    = []byte("-ERR [SYS/TEMP] internal error\r\n")
+	replyTooMany     = []byte("-ERR [SYS/TEMP] too many connections, try again later\r\n")
+	replyPerIP       = []byte("-ERR [SYS/TEMP] too many connections from your address\r\n")
+	replyWaitTimeout = []byte("-ERR [SYS/TEMP] no free connection slot, try again later\r\n")
+	replyIdle        = []byte("-ERR idle timeout\r\n")
+	replyDraining    = []byte("-ERR [SYS/TEMP] server shutting down, try again later\r\n")
+	replyNoTLS       = []byte("-ERR [SYS/TEMP] TLS not available\r\n")
+)
+
+// Connection phases, read by the sweep.
+const (
+	phaseWaiting int32 = iota // accepted, held silent in the backlog
+	phaseActive               // greeted (or being greeted)
+	phaseClosing              // no more input; closes once output drained
+)
+
+// conn is the per-connection I/O context (the seed's "I/O context"). Fields
+// without a note are touched only on the connection's event loop; the
+// atomics are read by the sweep and the workers. A conn is recycled through
+// the socket pool's free list once refs drops to zero.
+type conn struct {
+	srv    *Server
+	gc     gnet.Conn
+	id     uint64
+	remote string
+	local  string
+	ip     string
+	tls    bool
+	sess   session.Session
+	tr     Transport // optional inbound/outbound filter (TLS); nil for plaintext
+
+	split    splitter
+	queue    []qline // pipelined lines waiting, in order
+	queued   int     // octets held in queue (lineOverhead each) plus the partial line
+	received int     // octets received while waiting in the backlog
+
+	busy     bool // a command (or the greeting) is in flight
+	pumping  bool // pump is on the stack
+	drain    bool // shutting down: close after the current command
+	flushing bool // close once OutboundBuffered() == 0
+	stream   *stream
+
+	admitted bool          // guarded by srv.sockets.mu
+	waitElem *list.Element // guarded by srv.sockets.mu
+
+	phase      atomic.Int32
+	authed     atomic.Bool
+	expiring   atomic.Bool // an idle or backlog expiry is on its way
+	closed     atomic.Bool // gnet closed the connection (OnClose ran)
+	lastActive atomic.Int64
+	waitSince  atomic.Int64
+	refs       atomic.Int32
+	shard      *shard // registry shard, set while registered
+}
+
+type qline struct {
+	line    []byte
+	tooLong bool
+}
+
+func (k *conn) logger() *slog.Logger {
+	return k.srv.log.With("conn", k.id, "remote", k.remote)
+}
+
+func (k *conn) touch() { k.lastActive.Store(k.srv.now().UnixNano()) }
+
+// release drops one reference; the last one ends the session off the loop.
+func (k *conn) release() {
+	if k.refs.Add(-1) == 0 {
+		k.finalize()
+	}
+}
+
+// finalize closes the stream and the session on a worker (session.Close
+// may do disk I/O) and recycles the context.
+func (k *conn) finalize() {
+	s := k.srv
+	s.final.Add(1)
+	task := func() {
+		defer s.final.Done()
+		if _, ok := s.live.LoadAndDelete(k); !ok {
+			return // closed by Shutdown after the loops stopped
+		}
+		if st := k.stream; st != nil {
+			_ = st.body.Close()
+			putChunk(st.buf)
+			k.stream = nil
+		}
+		if k.sess != nil {
+			func() {
+				defer func() {
+					if v := recover(); v != nil {
+						mPanics.Inc()
+						k.logger().Error("panic in session Close", "panic", v, "stack", string(debug.Stack()))
+					}
+				}()
+				k.sess.Close()
+			}()
+		}
+		set := s.settings()
+		k.reset()
+		s.sockets.put(k, set)
+	}
+	if err := s.submit(task); err != nil {
+		go task()
+	}
+}
+
+func (k *conn) reset() {
+	buf := k.split.buf[:0]
+	*k = conn{}
+	k.split.buf = buf
+}
+
+// post runs fn on the connection's event loop. If the connection is gone
+// by then, or the engine no longer runs tasks, drop runs instead (on the
+// loop or on the calling goroutine). It holds a reference until then.
+func (k *conn) post(fn func(), drop func()) {
+	k.refs.Add(1)
+	err := k.gc.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		defer k.release()
+		if k.closed.Load() {
+			if drop != nil {
+				drop()
+			}
+			return nil
+		}
+		fn()
+		return nil
+	}))
+	if err != nil {
+		if drop != nil {
+			drop()
+		}
+		k.release()
+	}
+}
+
+// write sends p (through the transport when there is one). It reports
+// false when the connection is gone: gnet closes it on a write error, and
+// OnClose has then already run.
+func (k *conn) write(p []byte) bool {
+	if k.closed.Load() {
+		return false
+	}
+	if k.tr != nil {
+		var err error
+		if p, err = k.tr.Outbound(p); err != nil {
+			k.logger().Debug("transport write failed", "err", err)
+			_ = k.gc.Close()
+			return false
+		}
+	}
+	if len(p) == 0 {
+		return true
+	}
+	if _, err := k.gc.Write(p); err != nil || k.closed.Load() {
+		return false
+	}
+	mBytesSent.Add(len(p))
+	return true
+}
+
+// input takes plaintext octets read from the client.
+func (k *conn) input(p []byte) gnet.Action {
+	set := k.srv.settings()
+	switch k.phase.Load() {
+	case phaseClosing:
+		return gnet.None
+	case phaseWaiting:
+		k.received += len(p)
+		if k.received > set.backlogMaxInput {
+			k.logger().Info("connection in the backlog sent too much, closing", "octets", k.received)
+			return gnet.Close
+		}
+	}
+	k.split.feed(p, set.maxLine, k.enqueue)
+	if k.queued+k.split.pending() > set.maxInbound {
+		mInboundOverflow.Inc()
+		k.logger().Info("too much pipelined input, closing", "octets", k.queued+k.split.pending(), "limit", set.maxInbound)
+		return gnet.Close
+	}
+	if k.phase.Load() == phaseActive {
+		k.pump()
+	}
+	return gnet.None
+}
+
+func (k *conn) enqueue(line []byte, tooLong bool) {
+	q := qline{tooLong: tooLong}
+	if !tooLong {
+		q.line = append([]byte(nil), line...)
+	}
+	k.queue = append(k.queue, q)
+	k.queued += len(q.line) + lineOverhead
+}
+
+// pump hands queued lines to the session, one command in flight at a time.
+func (k *conn) pump() {
+	if k.pumping {
+		return
+	}
+	k.pumping = true
+	defer func() { k.pumping = false }()
+	for !k.busy && len(k.queue) > 0 && k.phase.Load() == phaseActive && !k.closed.Load() {
+		q := k.queue[0]
+		k.queue[0] = qline{}
+		k.queue = k.queue[1:]
+		if len(k.queue) == 0 {
+			k.queue = k.queue[:0:0]
+		}
+		k.queued -= len(q.line) + lineOverhead
+		k.busy = true
+		if q.tooLong {
+			k.deliver(k.call(func() session.Reply { return k.sess.LineTooLong() }))
+			continue
+		}
+		inline, ok := k.inline(q.line)
+		if !ok {
+			continue // the panic reply is on its way
+		}
+		if inline {
+			line := q.line
+			k.deliver(k.call(func() session.Reply { return k.sess.Handle(line) }))
+			continue
+		}
+		k.refs.Add(1)
+		line := q.line
+		err := k.srv.submit(func() {
+			defer k.release()
+			r := k.call(func() session.Reply { return k.sess.Handle(line) })
+			k.post(func() { k.deliver(r) }, func() { closeBody(r) })
+		})
+		if err != nil {
+			k.refs.Add(-1) // the task will not run; the open connection still holds a reference
+			if errors.Is(err, ants.ErrPoolOverload) {
+				mPoolOverload.Inc()
+				k.logger().Warn("worker pool full, command refused", "threads", k.srv.pool.Cap())
+				k.busy = false
+				if !k.write(replyBusy) {
+					return
+				}
+				continue
+			}
+			k.deliver(session.Reply{Out: replyBusy, Close: true})
+		}
+	}
+}
+
+// inline asks the session whether line is cheap; ok is false after a panic.
+func (k *conn) inline(line []byte) (inline, ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			k.panicked(v)
+			ok = false
+		}
+	}()
+	return k.sess.Inline(line), true
+}
+
+// call runs a session method with recover: a panic becomes a temporary
+// error reply and the connection is closed.
+func (k *conn) call(f func() session.Reply) (r session.Reply) {
+	defer func() {
+		if v := recover(); v != nil {
+			mPanics.Inc()
+			k.logger().Error("panic in session", "panic", v, "stack", string(debug.Stack()))
+			r = session.Reply{Out: replyInternal, Close: true}
+		}
+	}()
+	return f()
+}
+
+func (k *conn) panicked(v any) {
+	mPanics.Inc()
+	k.logger().Error("panic in session", "panic", v, "stack", string(debug.Stack()))
+	k.deliver(session.Reply{Out: replyInternal, Close: true})
+}
+
+func closeBody(r session.Reply) {
+	if r.Body != nil {
+		_ = r.Body.Close()
+	}
+}
+
+// deliver writes a reply on the loop: after its delay, Out, then Body
+// streamed, then the flags.
+func (k *conn) deliver(r session.Reply) {
+	if r.Delay > 0 {
+		d := r.Delay
+		r.Delay = 0
+		k.refs.Add(1)
+		// One runtime timer per delayed reply: delays follow failed logins
+		// only, and the runtime's timer heap costs nothing while idle.
+		time.AfterFunc(d, func() {
+			defer k.release()
+			k.post(func() { k.deliver(r) }, func() { closeBody(r) })
+		})
+		return
+	}
+	if len(r.Out) > 0 && !k.write(r.Out) {
+		closeBody(r)
+		return
+	}
+	if r.Authenticated {
+		k.authed.Store(true)
+		k.touch()
+	}
+	if r.Body != nil {
+		k.startStream(r)
+		return
+	}
+	k.finish(r)
+}
+
+// finish acts on a reply's flags once everything was written, and pumps the
+// next pipelined line.
+func (k *conn) finish(r session.Reply) {
+	if r.Close {
+		k.closeAfterFlush()
+		return
+	}
+	if r.StartTLS {
+		if !k.startTLS() {
+			return
+		}
+	}
+	k.busy = false
+	if k.drain {
+		k.closeAfterFlush()
+		return
+	}
+	k.pump()
+}
+
+// startTLS switches the connection to TLS after the +OK to STLS: input
+// already buffered is discarded (RFC 2595 §4; the STARTTLS injection class).
+func (k *conn) startTLS() bool {
+	k.queue = nil
+	k.queued = 0
+	k.split.reset()
+	nt := k.srv.opts.NewTransport
+	if nt == nil {
+		k.write(replyNoTLS)
+		k.closeAfterFlush()
+		return false
+	}
+	tr, err := nt(k.info(), false)
+	if err != nil {
+		k.logger().Warn("cannot start TLS", "err", err)
+		k.closeAfterFlush()
+		return false
+	}
+	k.tr = tr
+	k.tls = true
+	bindTransport(k) // starts the TLS handshake (tls.go)
+	k.sess.SetTLS()
+	return true
+}
+
+func (k *conn) info() session.ConnInfo {
+	return session.ConnInfo{ID: k.id, Remote: k.remote, Local: k.local, TLS: k.tls}
+}
+
+// closeAfterFlush stops reading commands and closes the connection once
+// gnet's outbound buffer is empty (gnet's close drops what is still
+// buffered).
+func (k *conn) closeAfterFlush() {
+	k.phase.Store(phaseClosing)
+	k.queue = nil
+	k.queued = 0
+	if k.closed.Load() {
+		return
+	}
+	sendCloseNotify(k) // TLS: close_notify before a clean close (tls.go)
+	if k.gc.OutboundBuffered() == 0 {
+		_ = k.gc.Close()
+		return
+	}
+	k.flushing = true
+	k.srv.waker.add(k)
+}
+
+// recheck runs on the loop for connections in the waker: a parked stream
+// resumes below the low mark, a closing connection closes once drained,
+// and drained output counts as activity. It reports whether the
+// connection still needs rechecks.
+func (k *conn) recheck() bool {
+	out := k.gc.OutboundBuffered()
+	if st := k.stream; st != nil {
+		if out < st.lastOut {
+			k.touch()
+		}
+		st.lastOut = out
+		if st.parked && out <= k.srv.settings().outboundLow {
+			st.parked = false
+			k.streamRead()
+		}
+		return k.stream != nil && k.stream.parked
+	}
+	if k.flushing {
+		if out == 0 {
+			k.flushing = false
+			_ = k.gc.Close()
+			return false
+		}
+		return true
+	}
+	return false
+}
+
+// admit greets a connection that got a slot (on its loop).
+func (k *conn) admit() {
+	k.phase.Store(phaseActive)
+	k.touch()
+	k.busy = true
+	k.deliver(k.call(func() session.Reply { return k.sess.Greeting() }))
+}
+
+// expire ends a connection idle too long (RFC 1939 §3: the server may
+// close an idle connection; the reply tells the user why).
+func (k *conn) expire() {
+	k.expiring.Store(false)
+	if k.phase.Load() == phaseClosing {
+		_ = k.gc.Close()
+		return
+	}
+	mIdleTimeouts.Inc()
+	k.logger().Info("idle timeout", "authenticated", k.authed.Load())
+	if k.busy {
+		// A command or stream is in flight: a reply now would corrupt it.
+		k.phase.Store(phaseClosing)
+		_ = k.gc.Close()
+		return
+	}
+	k.write(replyIdle)
+	k.closeAfterFlush()
+}
+
+// backlogExpire refuses a connection that waited too long for a slot.
+func (k *conn) backlogExpire() {
+	k.expiring.Store(false)
+	if k.phase.Load() != phaseWaiting {
+		return
+	}
+	mRefusedTimeout.Inc()
+	k.logger().Info("no slot freed within backlog_wait, closing")
+	k.write(replyWaitTimeout)
+	k.closeAfterFlush()
+}
+
+// drainNow is the shutdown step for one connection.
+func (k *conn) drainNow() {
+	switch {
+	case k.phase.Load() == phaseWaiting:
+		k.write(replyDraining)
+		k.closeAfterFlush()
+	case k.busy:
+		k.drain = true
+	default:
+		k.closeAfterFlush()
+	}
+}

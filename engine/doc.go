@@ -1,0 +1,98 @@
+// Package engine is the POP3 service's network engine (the seed's
+// Pop3svc.exe: listener, socket pool, thread pool and I/O contexts). It
+// serves session.Session state machines over gnet's event loops and runs
+// their slow work on an ants worker pool.
+//
+// # Flow of a connection
+//
+// gnet accepts on every pop3.listen address (one engine, several
+// listeners). OnOpen asks the socket pool for admission and either greets,
+// holds the connection silent in the backlog, or refuses it with
+// "-ERR [SYS/TEMP]". Input is split into lines (CRLF or bare LF, RFC 1939
+// §3) by a resumable splitter capped at the larger of limits.max_line and
+// limits.max_auth_line (the session enforces the smaller one outside SASL);
+// a longer line gets session.LineTooLong and is discarded up to its end.
+// One command is in flight per connection; pipelined lines (RFC 2449
+// PIPELINING) wait in order in the connection context, bounded by
+// limits.max_inbound (each line counts its octets plus a small overhead);
+// beyond it the connection is closed.
+//
+// A line the session calls Inline is handled on the event loop; any other
+// goes to the worker pool (pop3.threadcount, non-blocking: when it is full
+// the command is answered "-ERR [SYS/TEMP] server busy, try again" and the
+// loop never stalls). Every write happens on the connection's event loop
+// (synchronous Write there; workers hand results back with
+// EventLoop().Execute), so replies can never overtake each other. A reply
+// body is read in 64 KiB chunks on a worker and written on the loop; above
+// limits.outbound_high_mark queued octets the stream parks until the
+// buffer falls to limits.outbound_low_mark. Reply.Delay uses one runtime
+// timer per delayed reply (failed logins only). Reply.Close closes the
+// connection only once gnet's outbound buffer is empty, since gnet's own
+// close drops what it cannot write at once. A short poll (the waker, one
+// goroutine, idle while nothing waits) looks at parked streams and at
+// connections waiting to drain, because gnet has no "drained" event.
+//
+// Panics in session calls are recovered: the client gets
+// "-ERR [SYS/TEMP] internal error", the connection is closed and
+// pop3_panics_total counts it.
+//
+// # Timeouts
+//
+// Every connection has an atomic last-activity time in a sharded
+// registry, swept once a second from gnet's OnTick: pop3.login_timeout
+// applies until a reply carries Authenticated, pop3.idle_timeout after
+// (RFC 1939 §3: at least ten minutes). Input, replies and output drained
+// to the client all count as activity, so a long RETR to a slow reader
+// survives. On expiry the client gets "-ERR idle timeout" and the
+// connection closes. The clock is an option (Options.Now) and Sweep runs
+// the sweep on demand, for tests.
+//
+// # The socket pool
+//
+// The seed's four settings keep their names and get these meanings:
+//
+//   - socketmax: connections served at once (greeted and in session).
+//   - socketbacklog: connections accepted beyond socketmax and held silent
+//     (no greeting, so the client waits) in FIFO order until a slot frees;
+//     each may wait pop3.backlog_wait and send limits.backlog_max_input
+//     octets, then it is refused. Beyond socketmax+socketbacklog new
+//     connections get "-ERR [SYS/TEMP] too many connections" at once.
+//     limits.max_conns_per_ip (0: off) caps connections per address.
+//   - socketmin: connection contexts (the per-connection state with its
+//     line buffer) prepared at start, so the first connections allocate
+//     nothing.
+//   - socketthreshold: when the free list of prepared contexts falls to
+//     this many, that many more are prepared (never more than socketmax in
+//     use plus free); a finished connection's context returns to the list
+//     while it holds fewer than socketmin+socketthreshold.
+//
+// pop3.listen_backlog sets the kernel's accept queue (gnet listens with
+// somaxconn; the engine calls listen(2) again on a duplicate of the
+// listening socket, which Linux applies to the shared socket).
+//
+// # TLS
+//
+// Transport is the seam for TLS: inbound octets pass through
+// Transport.Inbound before the splitter, outbound ones through
+// Transport.Outbound. Options.NewTransport supplies one for implicit-TLS
+// listeners (Options.TLSListen) and for Reply.StartTLS, which also
+// discards any input buffered after the STLS line (RFC 2595 §4).
+//
+// # Reload and shutdown
+//
+// Reload swaps the live settings (pool size through ants' Tune, socket
+// pool limits, timeouts, protocol limits) and the session factory for new
+// connections without touching open sessions. Shutdown refuses new
+// connections, lets commands in flight finish (bounded), stops gnet, and
+// closes sessions and releases the pool only after gnet's Run returned.
+//
+// # Metrics
+//
+// pop3_connections_current, pop3_connections_total,
+// pop3_sockets{state="in_use|waiting|free"},
+// pop3_connections_refused_total{reason="backlog_full|per_ip|backlog_timeout|shutting_down"},
+// pop3_pool_running, pop3_pool_waiting, pop3_pool_capacity,
+// pop3_pool_overload_total, pop3_bytes_received_total,
+// pop3_bytes_sent_total, pop3_idle_timeouts_total, pop3_panics_total,
+// pop3_inbound_overflow_total.
+package engine

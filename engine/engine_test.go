@@ -1,0 +1,364 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pop3svc/pop3svc/engine/config"
+)
+
+func TestGreetingAndQuit(t *testing.T) {
+	ts := startServer(t, nil)
+	c := ts.dial(t)
+	c.expect("+OK ready")
+	c.send("ECHO hi\r\nQUIT\r\n")
+	c.expect("+OK hi")
+	c.expect("+OK bye")
+	c.expectClosed(5 * time.Second)
+	eventually(t, "session closed", func() bool { return ts.fx.closed.Load() == 1 })
+}
+
+func TestPipelinedRandomWrites(t *testing.T) {
+	ts := startServer(t, nil)
+	c := ts.dial(t)
+	c.expect("+OK ready")
+	rng := rand.New(rand.NewPCG(3, 4))
+	const n = 400
+	var b strings.Builder
+	for i := range n {
+		switch rng.IntN(3) {
+		case 0:
+			fmt.Fprintf(&b, "ECHO %d\r\n", i)
+		case 1:
+			fmt.Fprintf(&b, "WORK %d\n", i)
+		default:
+			fmt.Fprintf(&b, "DELAY 0\r\nECHO %d\r\n", i)
+		}
+	}
+	in := b.String()
+	go func() {
+		for len(in) > 0 {
+			k := min(1+rng.IntN(40), len(in))
+			if _, err := io.WriteString(c.c, in[:k]); err != nil {
+				return
+			}
+			in = in[k:]
+			if rng.IntN(10) == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	for i := range n {
+		l := c.line()
+		if l == "-ERR delayed" {
+			l = c.line()
+		}
+		if want := fmt.Sprintf("+OK %d", i); l != want {
+			t.Fatalf("reply %d = %q, want %q", i, l, want)
+		}
+	}
+}
+
+func TestSlowReaderLargeBody(t *testing.T) {
+	ts := startServer(t, nil)
+	c := ts.dial(t)
+	c.expect("+OK ready")
+	const size = 6 << 20
+	c.send(fmt.Sprintf("BODY %d\r\nQUIT\r\n", size))
+	c.expect("+OK body")
+	h := sha256.New()
+	want := sha256.New()
+	buf := make([]byte, chunkSize)
+	for i := int64(0); i < size; i += int64(len(buf)) {
+		n := min(int64(len(buf)), size-i)
+		for j := range n {
+			buf[j] = patternByte(i + j)
+		}
+		want.Write(buf[:n])
+	}
+	want.Write([]byte(".\r\n"))
+	// Read slowly at first, so that the server must park the stream.
+	small := make([]byte, 4096)
+	got := 0
+	for got < size+3 {
+		c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		p := small
+		if got > 1<<20 {
+			p = buf
+		}
+		if rem := size + 3 - got; len(p) > rem {
+			p = p[:rem]
+		}
+		n, err := c.r.Read(p)
+		if err != nil {
+			t.Fatalf("read after %d octets: %v", got, err)
+		}
+		h.Write(p[:n])
+		got += n
+		if got < 1<<20 && got%(64<<10) < 4096 {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	if fmt.Sprintf("%x", h.Sum(nil)) != fmt.Sprintf("%x", want.Sum(nil)) {
+		t.Fatal("body differs")
+	}
+	c.expect("+OK bye")
+	c.expectClosed(5 * time.Second)
+	limit := int64(ts.cfg.Limits.OutboundHighMark + 2*chunkSize)
+	p := ts.peakOutbound.Load()
+	if p > limit {
+		t.Fatalf("server buffered %d octets for one connection, want at most %d", p, limit)
+	}
+	if p <= int64(ts.cfg.Limits.OutboundLowMark) {
+		t.Fatalf("peak outbound %d: the reader was not slow enough to exercise backpressure", p)
+	}
+	t.Logf("peak outbound buffer %d octets", p)
+	eventually(t, "body closed", func() bool { ts.fx.bodies.Wait(); return true })
+}
+
+func TestDroppedDuringBody(t *testing.T) {
+	ts := startServer(t, nil)
+	c := ts.dial(t)
+	c.expect("+OK ready")
+	c.send("BODY 50000000\r\n")
+	c.expect("+OK body")
+	io.ReadFull(c.r, make([]byte, 100000))
+	c.c.Close()
+	eventually(t, "session closed", func() bool { return ts.fx.closed.Load() == 1 })
+	ts.fx.bodies.Wait() // the body reader was closed
+}
+
+func TestLineTooLong(t *testing.T) {
+	ts := startServer(t, nil)
+	c := ts.dial(t)
+	c.expect("+OK ready")
+	c.send("ECHO " + strings.Repeat("x", 10000) + "\r\nECHO after\r\n")
+	c.expect("-ERR line too long")
+	c.expect("+OK after")
+	c.send("ECHO a\x00b\r\n")
+	c.expect("+OK a\x00b")
+}
+
+func TestInboundLimit(t *testing.T) {
+	ts := startServer(t, func(cfg *config.Config) { cfg.Limits.MaxInbound = 4096 })
+	c := ts.dial(t)
+	c.expect("+OK ready")
+	c.send("SLOW 300\r\n")
+	c.send(strings.Repeat("ECHO x\r\n", 1000))
+	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	rest, err := io.ReadAll(c.r)
+	if err != nil {
+		t.Fatalf("connection not closed after exceeding max_inbound: %v", err)
+	}
+	if strings.Count(string(rest), "+OK x") > 0 {
+		t.Fatalf("queued lines beyond max_inbound were answered: %q", rest[:min(len(rest), 100)])
+	}
+	// The server goes on serving others.
+	c2 := ts.dial(t)
+	c2.expect("+OK ready")
+}
+
+func TestDelay(t *testing.T) {
+	ts := startServer(t, nil)
+	c := ts.dial(t)
+	c.expect("+OK ready")
+	start := time.Now()
+	c.send("DELAY 150\r\nECHO next\r\n")
+	c.expect("-ERR delayed")
+	if d := time.Since(start); d < 140*time.Millisecond {
+		t.Fatalf("delayed reply after %v, want >= 150ms", d)
+	}
+	c.expect("+OK next")
+	// Other connections are served meanwhile.
+	c.send("DELAY 400\r\n")
+	c2 := ts.dial(t)
+	c2.expect("+OK ready")
+	c2.send("ECHO quick\r\n")
+	c2.expect("+OK quick")
+	c.expect("-ERR delayed")
+}
+
+func TestAdmission(t *testing.T) {
+	ts := startServer(t, func(cfg *config.Config) {
+		cfg.POP3.SocketMax = 2
+		cfg.POP3.SocketBacklog = 1
+		cfg.POP3.BacklogWait = config.Duration(30 * time.Second)
+		cfg.Limits.BacklogMaxInput = 64
+	})
+	c1 := ts.dial(t)
+	c1.expect("+OK ready")
+	c2 := ts.dial(t)
+	c2.expect("+OK ready")
+	c3 := ts.dial(t) // held silent
+	c3.noData(200 * time.Millisecond)
+	c4 := ts.dial(t) // beyond the backlog
+	c4.expect("-ERR [SYS/TEMP] too many connections, try again later")
+	c4.expectClosed(5 * time.Second)
+	if st := ts.sockets.stats(); st.InUse != 2 || st.Waiting != 1 {
+		t.Fatalf("sockets = %+v, want 2 in use, 1 waiting", st)
+	}
+	c3.send("ECHO early\r\n") // pipelined before the greeting: kept
+	c1.send("QUIT\r\n")
+	c1.expect("+OK bye")
+	c3.expect("+OK ready")
+	c3.expect("+OK early")
+
+	// A held connection that waits too long is refused.
+	c5 := ts.dial(t)
+	c5.noData(100 * time.Millisecond)
+	eventually(t, "c5 waiting", func() bool { return ts.sockets.stats().Waiting == 1 })
+	ts.clock.Advance(31 * time.Second)
+	ts.Sweep()
+	c5.expect("-ERR [SYS/TEMP] no free connection slot, try again later")
+	c5.expectClosed(5 * time.Second)
+
+	// A held connection may not send more than backlog_max_input.
+	c6 := ts.dial(t)
+	eventually(t, "c6 waiting", func() bool { return ts.sockets.stats().Waiting == 1 })
+	c6.send(strings.Repeat("x", 100))
+	c6.expectClosed(5 * time.Second)
+	eventually(t, "c6 gone", func() bool { return ts.sockets.stats().Waiting == 0 })
+}
+
+func TestMaxConnsPerIP(t *testing.T) {
+	ts := startServer(t, func(cfg *config.Config) { cfg.Limits.MaxConnsPerIP = 1 })
+	c1 := ts.dial(t)
+	c1.expect("+OK ready")
+	c2 := ts.dial(t)
+	c2.expect("-ERR [SYS/TEMP] too many connections from your address")
+	c2.expectClosed(5 * time.Second)
+	c1.send("QUIT\r\n")
+	c1.expect("+OK bye")
+	c1.expectClosed(5 * time.Second)
+	eventually(t, "slot freed", func() bool { return ts.sockets.stats().InUse == 0 })
+	c3 := ts.dial(t)
+	c3.expect("+OK ready")
+}
+
+func TestIdleTimeout(t *testing.T) {
+	ts := startServer(t, nil) // login 60s, idle 10m
+	c1 := ts.dial(t)
+	c1.expect("+OK ready")
+	c2 := ts.dial(t)
+	c2.expect("+OK ready")
+	c2.send("LOGIN\r\n")
+	c2.expect("+OK logged in")
+	ts.clock.Advance(59 * time.Second)
+	ts.Sweep()
+	c1.noData(50 * time.Millisecond)
+	ts.clock.Advance(2 * time.Second)
+	ts.Sweep()
+	c1.expect("-ERR idle timeout")
+	c1.expectClosed(5 * time.Second)
+	c2.send("ECHO alive\r\n")
+	c2.expect("+OK alive")
+	ts.clock.Advance(9 * time.Minute)
+	ts.Sweep()
+	c2.send("ECHO still\r\n")
+	c2.expect("+OK still")
+	ts.clock.Advance(10*time.Minute + time.Second)
+	ts.Sweep()
+	c2.expect("-ERR idle timeout")
+	c2.expectClosed(5 * time.Second)
+	eventually(t, "sessions closed", func() bool { return ts.fx.closed.Load() == 2 })
+}
+
+func TestPoolOverload(t *testing.T) {
+	ts := startServer(t, func(cfg *config.Config) { cfg.POP3.ThreadCount = 1 })
+	c1 := ts.dial(t)
+	c1.expect("+OK ready")
+	c2 := ts.dial(t)
+	c2.expect("+OK ready")
+	c1.send("SLOW 400\r\n")
+	eventually(t, "worker busy", func() bool { return ts.pool.Running() == 1 })
+	start := time.Now()
+	c2.send("WORK x\r\nECHO y\r\n")
+	c2.expect("-ERR [SYS/TEMP] server busy, try again")
+	c2.expect("+OK y")
+	if d := time.Since(start); d > 300*time.Millisecond {
+		t.Fatalf("overload reply took %v: the loop stalled", d)
+	}
+	c1.expect("+OK slow")
+	c2.send("WORK z\r\n")
+	c2.expect("+OK z")
+}
+
+func TestPanicRecovered(t *testing.T) {
+	ts := startServer(t, nil)
+	before := mPanics.Get()
+	for _, cmd := range []string{"PANIC", "IPANIC"} {
+		c := ts.dial(t)
+		c.expect("+OK ready")
+		c.send(cmd + "\r\nECHO never\r\n")
+		c.expect("-ERR [SYS/TEMP] internal error")
+		c.expectClosed(5 * time.Second)
+	}
+	if got := mPanics.Get() - before; got != 2 {
+		t.Fatalf("pop3_panics_total grew by %d, want 2", got)
+	}
+	c := ts.dial(t)
+	c.expect("+OK ready")
+	c.send("ECHO fine\r\n")
+	c.expect("+OK fine")
+	eventually(t, "sessions closed", func() bool { return ts.fx.closed.Load() == 2 })
+}
+
+func TestReload(t *testing.T) {
+	ts := startServer(t, nil)
+	c1 := ts.dial(t)
+	c1.expect("+OK ready")
+	c1.send("LOGIN\r\n")
+	c1.expect("+OK logged in")
+
+	cfg := config.Default()
+	cfg.POP3.Listen = ts.cfg.POP3.Listen
+	cfg.POP3.ThreadCount = 3
+	cfg.Limits.MaxLine = 64
+	cfg.Limits.MaxAuthLine = 64
+	fx2 := newFixture()
+	fx2.greeting.Store("+OK reloaded")
+	if err := ts.Reload(cfg, fx2.factory); err != nil {
+		t.Fatal(err)
+	}
+	if c := ts.pool.Cap(); c != 3 {
+		t.Fatalf("pool capacity %d after reload, want 3", c)
+	}
+	c1.send("ECHO " + strings.Repeat("y", 100) + "\r\nWORK old\r\n")
+	c1.expect("-ERR line too long")
+	c1.expect("+OK old")
+	c2 := ts.dial(t)
+	c2.expect("+OK reloaded")
+	c2.send("QUIT\r\n")
+	c2.expect("+OK bye")
+	c1.send("QUIT\r\n")
+	c1.expect("+OK bye")
+}
+
+func TestShutdownDrains(t *testing.T) {
+	ts := startServer(t, nil)
+	c1 := ts.dial(t)
+	c1.expect("+OK ready")
+	c2 := ts.dial(t)
+	c2.expect("+OK ready")
+	c1.send("SLOW 300\r\n")
+	eventually(t, "worker busy", func() bool { return ts.pool.Running() == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- ts.Shutdown(ctx) }()
+	c1.expect("+OK slow")
+	c1.expectClosed(5 * time.Second)
+	c2.expectClosed(5 * time.Second)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if o, c := ts.fx.opened.Load(), ts.fx.closed.Load(); o != c {
+		t.Fatalf("%d sessions opened, %d closed", o, c)
+	}
+}

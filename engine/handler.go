@@ -1,0 +1,191 @@
+package engine
+
+import (
+	"errors"
+	"net"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// handler is gnet's event handler. Every callback but OnTick runs on the
+// connection's event loop.
+type handler struct {
+	gnet.BuiltinEventEngine
+	s *Server
+}
+
+func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
+	s := h.s
+	s.eng = eng
+	s.engOK.Store(true)
+	backlog := s.opts.Config.POP3.ListenBacklog
+	for _, a := range append(append([]string(nil), s.opts.Config.POP3.Listen...), s.opts.TLSListen...) {
+		fd, err := eng.DupListener("tcp", a)
+		if err != nil {
+			s.log.Error("cannot inspect listener", "addr", a, "err", err)
+			continue
+		}
+		addr, err := boundAddr(fd)
+		if err != nil {
+			s.log.Error("cannot read listener address", "addr", a, "err", err)
+		} else {
+			s.addrs = append(s.addrs, addr)
+			s.bound[addr.(*net.TCPAddr).Port] = s.tlsAddrs[a]
+		}
+		if backlog > 0 {
+			if err := setListenBacklog(fd, backlog); err != nil {
+				s.log.Warn("cannot set pop3.listen_backlog", "addr", a, "err", err)
+			}
+		}
+		closeFD(fd)
+	}
+	for _, a := range s.addrs {
+		s.log.Info("POP3 listening", "addr", a.String(), "tls", s.bound[a.(*net.TCPAddr).Port])
+	}
+	close(s.booted)
+	return gnet.None
+}
+
+func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	s := h.s
+	set := s.settings()
+	mConnTotal.Inc()
+	if s.draining.Load() {
+		mRefusedDraining.Inc()
+		return replyDraining, gnet.Close
+	}
+	k := s.sockets.get(set)
+	k.srv = s
+	k.gc = c
+	k.id = connIDs.Add(1)
+	k.remote = c.RemoteAddr().String()
+	k.local = c.LocalAddr().String()
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		k.ip = ta.IP.String()
+	} else {
+		k.ip = k.remote
+	}
+	k.refs.Store(1) // the open connection
+	switch s.sockets.admit(k, set) {
+	case admitPerIP:
+		mRefusedPerIP.Inc()
+		k.logger().Info("refused: max_conns_per_ip", "limit", set.maxPerIP)
+		s.sockets.put(k.recycled(), set)
+		return replyPerIP, gnet.Close
+	case admitFullBacklog:
+		mRefusedBacklog.Inc()
+		k.logger().Info("refused: socketmax and socketbacklog reached")
+		s.sockets.put(k.recycled(), set)
+		return replyTooMany, gnet.Close
+	case admitWait:
+		k.phase.Store(phaseWaiting)
+		k.waitSince.Store(s.now().UnixNano())
+	case admitServe:
+		k.phase.Store(phaseActive)
+	}
+	if la, ok := c.LocalAddr().(*net.TCPAddr); ok && s.bound[la.Port] {
+		var tr Transport
+		err := errNoTLS
+		if s.opts.NewTransport != nil {
+			tr, err = s.opts.NewTransport(k.info(), true)
+		}
+		if err != nil {
+			k.logger().Warn("cannot start TLS", "err", err)
+			if next := s.sockets.leave(k, set); next != nil {
+				s.admitLater(next)
+			}
+			s.sockets.put(k.recycled(), set)
+			return nil, gnet.Close
+		}
+		k.tr = tr
+		k.tls = true
+		bindTransport(k) // starts the TLS handshake (tls.go)
+	}
+	k.sess = set.factory(k.info())
+	s.live.Store(k, struct{}{})
+	k.touch()
+	c.SetContext(k)
+	s.registry.add(k)
+	mConnCurrent.Inc()
+	if k.phase.Load() == phaseWaiting {
+		k.logger().Debug("connection held in the backlog")
+		return nil, gnet.None
+	}
+	k.logger().Debug("connection opened", "local", k.local)
+	k.admit()
+	if k.closed.Load() {
+		return nil, gnet.Close
+	}
+	return nil, gnet.None
+}
+
+var errNoTLS = errors.New("no TLS transport configured")
+
+// recycled clears a context that never served a connection.
+func (k *conn) recycled() *conn {
+	k.reset()
+	return k
+}
+
+func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
+	k, ok := c.Context().(*conn)
+	buf, _ := c.Next(-1)
+	if !ok {
+		return gnet.Close
+	}
+	mBytesReceived.Add(len(buf))
+	k.touch()
+	if k.tr != nil {
+		var err error
+		if buf, err = k.tr.Inbound(buf); err != nil {
+			k.logger().Debug("transport read failed", "err", err)
+			return gnet.Close
+		}
+		if len(buf) == 0 {
+			return gnet.None
+		}
+	}
+	return k.input(buf)
+}
+
+func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
+	k, ok := c.Context().(*conn)
+	if !ok {
+		return gnet.None
+	}
+	s := h.s
+	k.closed.Store(true)
+	abortTransport(k) // ends a TLS handshake waiting for input (tls.go)
+	k.queue = nil
+	s.registry.remove(k)
+	s.waker.remove(k)
+	mConnCurrent.Dec()
+	if err != nil {
+		k.logger().Debug("connection closed", "err", err)
+	} else {
+		k.logger().Debug("connection closed")
+	}
+	if next := s.sockets.leave(k, s.settings()); next != nil {
+		s.admitLater(next)
+	}
+	k.release()
+	return gnet.None
+}
+
+// admitLater greets a connection that left the backlog, on its own loop.
+// sockets.next took a reference for it.
+func (s *Server) admitLater(w *conn) {
+	w.post(w.admit, nil)
+	w.release()
+}
+
+func (h *handler) OnTick() (time.Duration, gnet.Action) {
+	s := h.s
+	s.sweep(s.now())
+	d := s.opts.SweepInterval
+	if d <= 0 {
+		d = time.Second
+	}
+	return d, gnet.None
+}

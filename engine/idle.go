@@ -1,0 +1,100 @@
+package engine
+
+import (
+	"sync"
+	"time"
+)
+
+// registry holds every open connection, sharded to keep the loops'
+// OnOpen/OnClose from contending with the sweep.
+type registry struct {
+	shards [registryShards]shard
+}
+
+const registryShards = 64
+
+type shard struct {
+	mu sync.Mutex
+	m  map[*conn]struct{}
+}
+
+func (r *registry) init() {
+	for i := range r.shards {
+		r.shards[i].m = make(map[*conn]struct{})
+	}
+}
+
+func (r *registry) add(k *conn) {
+	sh := &r.shards[k.id%registryShards]
+	sh.mu.Lock()
+	sh.m[k] = struct{}{}
+	sh.mu.Unlock()
+	k.shard = sh
+}
+
+func (r *registry) remove(k *conn) {
+	sh := k.shard
+	if sh == nil {
+		return
+	}
+	sh.mu.Lock()
+	delete(sh.m, k)
+	sh.mu.Unlock()
+	k.shard = nil
+}
+
+func (r *registry) count() int {
+	n := 0
+	for i := range r.shards {
+		sh := &r.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// each calls f for every connection with its shard locked: f must not
+// block; posting to a loop is fine (the connection cannot be finalized
+// while it is registered).
+func (r *registry) each(f func(k *conn)) {
+	for i := range r.shards {
+		sh := &r.shards[i]
+		sh.mu.Lock()
+		for k := range sh.m {
+			f(k)
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// sweep ends connections idle beyond login_timeout (before
+// authentication) or idle_timeout (after; RFC 1939 §3 asks for at least
+// ten minutes), and backlogged connections that waited beyond
+// backlog_wait. Activity is input received, a reply written, or output
+// drained to the client.
+func (s *Server) sweep(now time.Time) {
+	set := s.settings()
+	t := now.UnixNano()
+	s.registry.each(func(k *conn) {
+		if k.expiring.Load() {
+			return
+		}
+		switch k.phase.Load() {
+		case phaseWaiting:
+			if set.backlogWait > 0 && t-k.waitSince.Load() > int64(set.backlogWait) {
+				k.expiring.Store(true)
+				k.post(k.backlogExpire, nil)
+			}
+		default:
+			limit := set.loginTimeout
+			if k.authed.Load() {
+				limit = set.idleTimeout
+			}
+			if limit > 0 && t-k.lastActive.Load() > int64(limit) {
+				k.expiring.Store(true)
+				k.post(k.expire, nil)
+			}
+		}
+	})
+}

@@ -1,0 +1,263 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/ants/v2"
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/pop3svc/pop3svc/engine/config"
+	"github.com/pop3svc/pop3svc/session"
+)
+
+// Options configure a Server.
+type Options struct {
+	Config  *config.Config  // listeners, pools, timeouts, limits (required)
+	Factory session.Factory // makes the session of each connection (required)
+	Logger  *slog.Logger    // nil: slog.Default()
+
+	// Now is the clock of idle and backlog timeouts; nil: time.Now. Tests
+	// set a manual clock and call Sweep.
+	Now func() time.Time
+	// SweepInterval is how often the idle sweep runs; 0: one second.
+	SweepInterval time.Duration
+	// RecheckInterval is how often parked streams and connections waiting
+	// for their output to drain before closing are looked at; 0: 5ms.
+	RecheckInterval time.Duration
+	// Multicore runs one event loop per CPU (the default when Loops is 0).
+	// Loops sets the number of event loops explicitly.
+	Loops int
+
+	// NewTransport, when set, is asked for a Transport for connections
+	// accepted on the addresses in TLSListen (implicit TLS) and, on
+	// Reply.StartTLS, for the connection's STLS upgrade. The TLS adapter
+	// plugs in here; without it StartTLS closes the connection.
+	NewTransport func(ci session.ConnInfo, implicit bool) (Transport, error)
+	// TLSListen are additional listeners whose connections get a
+	// Transport from NewTransport at accept (pop3.listen_tls).
+	TLSListen []string
+}
+
+// Server is the POP3 network engine.
+type Server struct {
+	opts   Options
+	log    *slog.Logger
+	now    func() time.Time
+	set    atomic.Pointer[settings]
+	pool   *ants.Pool
+	eng    gnet.Engine
+	engOK  atomic.Bool
+	booted chan struct{}
+	done   chan struct{} // closed when gnet's Run returned
+	runErr error
+
+	addrs    []net.Addr
+	tlsAddrs map[string]bool // gnet address (host:port as configured) → implicit TLS
+	bound    map[int]bool    // bound port → implicit TLS
+
+	sockets  sockets
+	registry registry
+	waker    waker
+
+	live     sync.Map // *conn → struct{}: sessions not yet closed
+	draining atomic.Bool
+	// peakOutbound is the largest outbound buffer seen after a streamed
+	// chunk: it shows the backpressure works.
+	peakOutbound atomic.Int64
+	final        sync.WaitGroup // session Close tasks in flight
+	started      time.Time
+	stopOnce     sync.Once
+}
+
+// New prepares a server: the worker pool and the socket pool's contexts.
+// Nothing listens before Start.
+func New(opts Options) (*Server, error) {
+	if opts.Config == nil || opts.Factory == nil {
+		return nil, errors.New("engine: Config and Factory are required")
+	}
+	if len(opts.Config.POP3.Listen)+len(opts.TLSListen) == 0 {
+		return nil, errors.New("engine: no listen address (pop3.listen)")
+	}
+	s := &Server{
+		opts:     opts,
+		log:      opts.Logger,
+		now:      opts.Now,
+		booted:   make(chan struct{}),
+		done:     make(chan struct{}),
+		tlsAddrs: make(map[string]bool),
+		bound:    make(map[int]bool),
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	set := newSettings(opts.Config, opts.Factory)
+	s.set.Store(set)
+	pool, err := ants.NewPool(set.threadCount,
+		ants.WithNonblocking(true),
+		ants.WithExpiryDuration(10*time.Minute),
+		ants.WithPanicHandler(func(v any) {
+			mPanics.Inc()
+			s.log.Error("panic in a worker", "panic", v)
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("engine: cannot create the worker pool: %w", err)
+	}
+	s.pool = pool
+	s.sockets.init(set.socketMin)
+	s.registry.init()
+	interval := opts.RecheckInterval
+	if interval <= 0 {
+		interval = 5 * time.Millisecond
+	}
+	s.waker.init(interval)
+	return s, nil
+}
+
+func (s *Server) settings() *settings { return s.set.Load() }
+
+// gnetAddrs lists the listeners as gnet addresses, remembering which are
+// implicit TLS.
+func (s *Server) gnetAddrs() []string {
+	var out []string
+	for _, a := range s.opts.Config.POP3.Listen {
+		out = append(out, "tcp://"+a)
+	}
+	for _, a := range s.opts.TLSListen {
+		s.tlsAddrs[a] = true
+		out = append(out, "tcp://"+a)
+	}
+	return out
+}
+
+// Start listens on every address of pop3.listen and serves in the
+// background. It returns once the listeners are bound, or the error that
+// prevented it.
+func (s *Server) Start() error {
+	addrs := s.gnetAddrs()
+	s.started = s.now()
+	servers.Store(s, struct{}{})
+	s.waker.start(s)
+	loops := s.opts.Loops
+	go func() {
+		defer close(s.done)
+		opts := []gnet.Option{
+			gnet.WithReuseAddr(true),
+			gnet.WithTicker(true),
+			gnet.WithLogger(gnetLogger{s.log}),
+		}
+		if loops > 0 {
+			opts = append(opts, gnet.WithNumEventLoop(loops))
+		} else {
+			opts = append(opts, gnet.WithMulticore(true))
+		}
+		s.runErr = gnet.Rotate(&handler{s: s}, addrs, opts...)
+	}()
+	select {
+	case <-s.booted:
+		return nil
+	case <-s.done:
+		servers.Delete(s)
+		s.waker.stop()
+		if s.runErr == nil {
+			s.runErr = errors.New("engine stopped before it started")
+		}
+		return fmt.Errorf("cannot listen on %s: %w", strings.Join(s.opts.Config.POP3.Listen, ", "), s.runErr)
+	}
+}
+
+// Addrs returns the bound listener addresses (useful with port 0).
+func (s *Server) Addrs() []net.Addr { return s.addrs }
+
+// Reload applies a changed configuration without dropping sessions: pool
+// size, socket pool limits, timeouts, protocol limits, and a new session
+// factory (greeting and session options) for connections accepted from now
+// on. Listener changes need a restart and are reported as an error after
+// everything else was applied.
+func (s *Server) Reload(cfg *config.Config, f session.Factory) error {
+	if cfg == nil {
+		return errors.New("engine: Reload without a configuration")
+	}
+	if f == nil {
+		f = s.settings().factory
+	}
+	set := newSettings(cfg, f)
+	s.set.Store(set)
+	s.pool.Tune(set.threadCount)
+	// A larger socketmax admits waiting connections at once.
+	for {
+		w := s.sockets.next(set)
+		if w == nil {
+			break
+		}
+		s.admitLater(w)
+	}
+	if !equalStrings(cfg.POP3.Listen, s.opts.Config.POP3.Listen) {
+		return errors.New("pop3.listen changed: restart the service to apply it")
+	}
+	return nil
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Status is a snapshot for the admin API.
+type Status struct {
+	Connections int64       `json:"connections"`
+	Sockets     SocketStats `json:"sockets"`
+	Pool        PoolStatus  `json:"pool"`
+	Uptime      string      `json:"uptime"`
+	Draining    bool        `json:"draining"`
+}
+
+// PoolStatus is the worker pool's state.
+type PoolStatus struct {
+	Capacity int `json:"capacity"`
+	Running  int `json:"running"`
+	Waiting  int `json:"waiting"`
+	Free     int `json:"free"`
+}
+
+// Status reports connections, the socket pool, the worker pool and uptime.
+func (s *Server) Status() Status {
+	return Status{
+		Connections: int64(s.registry.count()),
+		Sockets:     s.sockets.stats(),
+		Pool:        PoolStatus{Capacity: s.pool.Cap(), Running: s.pool.Running(), Waiting: s.pool.Waiting(), Free: s.pool.Free()},
+		Uptime:      s.now().Sub(s.started).Round(time.Second).String(),
+		Draining:    s.draining.Load(),
+	}
+}
+
+// Sweep runs the idle and backlog sweep now (tests with a manual clock).
+func (s *Server) Sweep() { s.sweep(s.now()) }
+
+// submit runs f on the worker pool.
+func (s *Server) submit(f func()) error { return s.pool.Submit(f) }
+
+// gnetLogger routes gnet's own messages into slog.
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error("gnet: " + fmt.Sprintf(f, a...)) }

@@ -1,0 +1,216 @@
+package auth
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pop3svc/pop3svc/store"
+)
+
+// Mechanism names offered by the Authenticator (RFC 4422 registry spelling).
+const (
+	MechPlain   = "PLAIN"
+	MechLogin   = "LOGIN"
+	MechCRAMMD5 = "CRAM-MD5"
+)
+
+// dummyAddress is verified instead of a login name that is not a valid
+// address, so that such a name costs the same time as a wrong password.
+// The ".invalid" top-level domain (RFC 2606) can never be a real domain here.
+var dummyAddress = store.Address{Mailbox: "no-such-mailbox", Domain: "login.invalid"}
+
+// dummySecretLen is the length of the random secret used in place of an
+// unknown user's secret, so that the computation matches a real one.
+const dummySecretLen = 16
+
+// Authenticator checks logins for a protocol session: it resolves login
+// names, verifies plaintext passwords through the configured method, checks
+// APOP digests and builds SASL mechanisms. It is safe for concurrent use and
+// shared by every session; a reload builds a new one.
+type Authenticator struct {
+	Method        Method      // where plaintext credentials are checked
+	Store         store.Store // mailbox secrets for APOP and CRAM-MD5
+	DefaultDomain string      // domain for login names without '@'; "" for none
+	Guard         Guard       // brute-force protection; nil for none
+	FailDelay     time.Duration
+	Hostname      string // the host name in CRAM-MD5 challenges
+	// Extra are SASL mechanisms supplied by other packages (for example
+	// "NTLM"), keyed by their upper-case name. They need the method's
+	// challenge secrets and are offered only when Method.Challenge().
+	Extra map[string]func() Mechanism
+}
+
+// Resolve turns a login name into a mailbox address: "mailbox@domain", or a
+// bare "mailbox" in DefaultDomain. An invalid name returns an error wrapping
+// both ErrAuthFailed and the reason; callers must treat it like a wrong
+// password (see Plaintext and APOP, which do).
+func (a *Authenticator) Resolve(name string) (store.Address, error) {
+	addr, err := store.ParseAddress(name, a.DefaultDomain)
+	if err != nil {
+		return store.Address{}, fmt.Errorf("%w: %w", ErrAuthFailed, err)
+	}
+	return addr, nil
+}
+
+// Plaintext verifies a login name and password. An unparseable name is
+// verified against a dummy address so that it takes the same time and
+// returns the same ErrAuthFailed as a wrong password.
+func (a *Authenticator) Plaintext(ctx context.Context, name, password string) (store.Address, error) {
+	addr, rerr := a.Resolve(name)
+	target := addr
+	if rerr != nil {
+		target = dummyAddress
+	}
+	err := a.Method.Plaintext(ctx, target, password)
+	if rerr != nil {
+		if err != nil && errors.Is(err, ErrUnavailable) {
+			return store.Address{}, err
+		}
+		return store.Address{}, rerr
+	}
+	if err != nil {
+		return store.Address{}, err
+	}
+	return addr, nil
+}
+
+// secret returns the password secret of name for a challenge mechanism. An
+// unknown or invalid name, or a mailbox without password-file secrets,
+// yields a random secret and ok=false, so that the caller computes and
+// compares exactly as for a real user and then fails. Failures of the
+// store itself return an error wrapping ErrUnavailable.
+func (a *Authenticator) secret(ctx context.Context, name string) (addr store.Address, secret []byte, ok bool, err error) {
+	addr, rerr := a.Resolve(name)
+	if rerr == nil && a.Method.Challenge() && a.Store != nil {
+		s, serr := a.Store.Secret(ctx, addr, store.SecretPassword)
+		switch {
+		case serr == nil:
+			return addr, s, true, nil
+		case errors.Is(serr, store.ErrAuthFailed), errors.Is(serr, store.ErrNoSecret),
+			errors.Is(serr, store.ErrNoSuchMailbox), errors.Is(serr, store.ErrNoSuchDomain),
+			errors.Is(serr, store.ErrInvalidName):
+		default:
+			return store.Address{}, nil, false, fmt.Errorf("%w: %w", ErrUnavailable, serr)
+		}
+	}
+	dummy := make([]byte, dummySecretLen)
+	if _, err := rand.Read(dummy); err != nil {
+		return store.Address{}, nil, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return store.Address{}, dummy, false, nil
+}
+
+// APOPDigest computes the APOP digest of RFC 1939 section 7: the lower-case
+// hex MD5 of the greeting's timestamp (angle brackets included) followed by
+// the shared secret.
+func APOPDigest(timestamp string, secret []byte) string {
+	h := md5.New()
+	h.Write([]byte(timestamp))
+	h.Write(secret)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// APOP verifies an APOP command (RFC 1939 section 7): digest must be the hex
+// MD5 of timestamp followed by the user's password. The comparison is in
+// constant time; an unknown user is compared against a random secret.
+func (a *Authenticator) APOP(ctx context.Context, name, timestamp, digest string) (store.Address, error) {
+	if !a.Method.Challenge() {
+		return store.Address{}, fmt.Errorf("%w: method %s keeps no APOP secrets", ErrAuthFailed, a.Method.Name())
+	}
+	addr, secret, ok, err := a.secret(ctx, name)
+	if err != nil {
+		return store.Address{}, err
+	}
+	want := APOPDigest(timestamp, secret)
+	clear(secret)
+	got := strings.ToLower(digest)
+	match := subtle.ConstantTimeCompare([]byte(want), []byte(got)) == 1
+	if !ok || !match {
+		return store.Address{}, ErrAuthFailed
+	}
+	return addr, nil
+}
+
+// CRAMMD5Digest is the hex HMAC-MD5 of challenge keyed by secret (RFC 2195).
+func CRAMMD5Digest(challenge string, secret []byte) string {
+	m := hmac.New(md5.New, secret)
+	m.Write([]byte(challenge))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// PlaintextAllowed reports whether a plaintext password may be sent on the
+// link: always over TLS, otherwise only when sparequired is off.
+func PlaintextAllowed(tls, spaRequired bool) bool { return tls || !spaRequired }
+
+// Mechanisms lists the SASL mechanisms offered on a link: PLAIN and LOGIN
+// when plaintext passwords are allowed, CRAM-MD5 and the Extra mechanisms
+// (sorted) when the method keeps challenge secrets.
+func (a *Authenticator) Mechanisms(tls, spaRequired bool) []string {
+	var out []string
+	if PlaintextAllowed(tls, spaRequired) {
+		out = append(out, MechPlain, MechLogin)
+	}
+	if a.Method.Challenge() {
+		out = append(out, MechCRAMMD5)
+		extra := make([]string, 0, len(a.Extra))
+		for name := range a.Extra {
+			extra = append(extra, strings.ToUpper(name))
+		}
+		slices.Sort(extra)
+		out = append(out, extra...)
+	}
+	return out
+}
+
+// NewMechanism starts a SASL exchange for the named mechanism (any case)
+// if it is offered on the link; ok is false otherwise.
+func (a *Authenticator) NewMechanism(name string, tls, spaRequired bool) (m Mechanism, ok bool) {
+	name = strings.ToUpper(name)
+	if !slices.Contains(a.Mechanisms(tls, spaRequired), name) {
+		return nil, false
+	}
+	switch name {
+	case MechPlain:
+		return &plainMech{a: a}, true
+	case MechLogin:
+		return &loginMech{a: a}, true
+	case MechCRAMMD5:
+		return &cramMech{a: a}, true
+	}
+	for n, f := range a.Extra {
+		if strings.ToUpper(n) == name {
+			return f(), true
+		}
+	}
+	return nil, false
+}
+
+// Failure records a failed login from remoteIP and returns how long to hold
+// the reply back: the Guard's answer, or FailDelay without a Guard.
+func (a *Authenticator) Failure(remoteIP string) time.Duration {
+	if a.Guard != nil {
+		return a.Guard.Failure(remoteIP)
+	}
+	return a.FailDelay
+}
+
+// Success records a successful login from remoteIP.
+func (a *Authenticator) Success(remoteIP string) {
+	if a.Guard != nil {
+		a.Guard.Success(remoteIP)
+	}
+}
+
+// Banned reports whether remoteIP is banned by the Guard.
+func (a *Authenticator) Banned(remoteIP string) bool {
+	return a.Guard != nil && a.Guard.Banned(remoteIP)
+}

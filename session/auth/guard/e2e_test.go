@@ -1,0 +1,131 @@
+package guard
+
+import (
+	"bufio"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestE2EBruteForce: 200 failed logins from 127.0.0.1 slow that address
+// down to the penalty cap, while a correct login from 127.0.0.2, made in
+// the middle of the attack, completes in normal time.
+func TestE2EBruteForce(t *testing.T) {
+	const (
+		failures   = 200
+		penaltyMax = 2 * time.Second
+	)
+	s := startServer(t, `method = "passwordfile"
+fail_delay = "5ms"
+penalty = "20ms"
+penalty_max = "2s"`,
+		"threadcount = 256", // room for the 200 simultaneous attackers
+		[]string{"add", "example.com"},
+		[]string{"add", "alice@example.com", "-password", "Right-1"},
+	)
+
+	login := func(ip, pw string) (string, time.Duration) {
+		p := dialPOP3(t, s.pop3, ip)
+		defer p.cmd("QUIT")
+		if r := p.cmd("USER alice@example.com"); !strings.HasPrefix(r, "+OK") {
+			t.Fatalf("USER = %q", r)
+		}
+		start := time.Now()
+		r := p.cmd("PASS " + pw)
+		return r, time.Since(start)
+	}
+
+	// Before the attack: the normal time of a correct login.
+	r, normal := login("127.0.0.2", "Right-1")
+	if !strings.HasPrefix(r, "+OK") {
+		t.Fatalf("correct login = %q", r)
+	}
+
+	// The attack uses CRAM-MD5 with wrong digests: each failure costs the
+	// server an HMAC, not a password hash, so what slows the attacker is
+	// the guard and not the CPU. One failure per connection, all at once.
+	var done atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan string, failures)
+	for i := range failures {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := dialPOP3(t, s.pop3, "127.0.0.1")
+			r := p.cmd("AUTH CRAM-MD5")
+			if !strings.HasPrefix(r, "+ ") {
+				errs <- "AUTH CRAM-MD5: " + r
+				return
+			}
+			resp := fmt.Sprintf("alice@example.com %032x", i)
+			if r := p.cmd(base64.StdEncoding.EncodeToString([]byte(resp))); !strings.HasPrefix(r, "-ERR [AUTH]") {
+				errs <- "wrong CRAM-MD5 digest: " + r
+				return
+			}
+			done.Add(1)
+		}()
+	}
+
+	// In the middle of the attack, a correct login from another address.
+	deadline := time.Now().Add(60 * time.Second)
+	for done.Load() < failures/4 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	r, during := login("127.0.0.2", "Right-1")
+	if !strings.HasPrefix(r, "+OK") {
+		t.Fatalf("correct login from 127.0.0.2 during the attack = %q", r)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if n := done.Load(); n != failures {
+		t.Fatalf("%d wrong passwords answered, want %d", n, failures)
+	}
+
+	// The attacking address is now slowed down to the cap.
+	r, slowed := login("127.0.0.1", "wrong-again")
+	if !strings.HasPrefix(r, "-ERR") {
+		t.Fatalf("wrong PASS = %q", r)
+	}
+	if slowed < penaltyMax {
+		t.Errorf("wrong password from 127.0.0.1 after %d failures answered in %v, want at least %v", failures, slowed, penaltyMax)
+	}
+	// A fresh address is not.
+	r, fresh := login("127.0.0.3", "wrong")
+	if !strings.HasPrefix(r, "-ERR") {
+		t.Fatalf("wrong PASS = %q", r)
+	}
+	t.Logf("correct login: %v before, %v during the attack; wrong password: %v from the attacker, %v from a fresh address", normal, during, slowed, fresh)
+	if limit := penaltyMax / 2; during > limit || fresh > limit {
+		t.Errorf("other addresses were slowed: correct login %v, fresh wrong password %v (limit %v)", during, fresh, limit)
+	}
+
+	// The penalties are counted.
+	resp, err := http.Get("http://" + s.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	found := false
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 4<<20))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "pop3_auth_penalty_total "); ok {
+			found = true
+			if n, _ := strconv.Atoi(v); n < failures-1 {
+				t.Errorf("pop3_auth_penalty_total = %s, want at least %d", v, failures-1)
+			}
+		}
+	}
+	if !found {
+		t.Error("no pop3_auth_penalty_total in /metrics")
+	}
+}

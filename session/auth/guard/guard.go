@@ -1,0 +1,321 @@
+// Package guard is the brute-force protection of the authentication module:
+// an auth.Guard that holds back the reply to every failed login by a fixed
+// delay plus a per-address penalty, and optionally bans an address for a
+// while after too many failures.
+//
+// The rules, all settings of the [auth] table:
+//   - every failure is answered after fail_delay plus the address's penalty;
+//   - the penalty is penalty × the address's recent failures, at most
+//     penalty_max; recent failures decay, one forgiven per Options.Decay
+//     without a new failure, and a successful login from the address
+//     forgets them;
+//   - with ban_after > 0, ban_after failures within ban_window ban the
+//     address for ban_time: the session refuses it without checking
+//     credentials.
+//
+// A Guard never blocks: it only computes delays, which the protocol
+// session applies with a timer, not by sleeping on an event loop. Its
+// table of addresses is bounded (Options.MaxAddresses); when full, the
+// address touched longest ago is forgotten. IPv6 addresses are grouped by
+// their /64 prefix, since one host usually owns a whole /64.
+//
+// Metrics: pop3_auth_penalty_total (failures answered with a penalty on top
+// of the fixed delay), pop3_auth_banned_total (bans imposed) and
+// pop3_auth_banned_addresses (addresses banned now).
+package guard
+
+import (
+	"container/list"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/pop3svc/pop3svc/engine/config"
+	"github.com/pop3svc/pop3svc/session/auth"
+)
+
+// DefaultMaxAddresses is the default bound of the address table: about 150
+// bytes an entry, so some 10 MB at most.
+const DefaultMaxAddresses = 65536
+
+// DefaultDecay is how long an address must go without a failure for one of
+// its recent failures to be forgiven.
+const DefaultDecay = time.Minute
+
+// Options are the guard's settings.
+type Options struct {
+	FailDelay  time.Duration // fixed delay of every failed login
+	Penalty    time.Duration // added per recent failure of the address
+	PenaltyMax time.Duration // cap of the penalty
+	BanAfter   int           // failures within BanWindow that ban the address; 0: never ban
+	BanWindow  time.Duration //
+	BanTime    time.Duration // how long a ban lasts
+	// Decay is how long without a failure forgives one recent failure;
+	// 0 means DefaultDecay.
+	Decay time.Duration
+	// MaxAddresses bounds the table; 0 means DefaultMaxAddresses.
+	MaxAddresses int
+	// Now is the clock; nil means time.Now. Tests inject their own.
+	Now func() time.Time
+}
+
+// FromConfig returns the options of the [auth] table.
+func FromConfig(a config.Auth) Options {
+	return Options{
+		FailDelay:  a.FailDelay.D(),
+		Penalty:    a.Penalty.D(),
+		PenaltyMax: a.PenaltyMax.D(),
+		BanAfter:   a.BanAfter,
+		BanWindow:  a.BanWindow.D(),
+		BanTime:    a.BanTime.D(),
+	}
+}
+
+var (
+	penaltyTotal = metrics.GetOrCreateCounter("pop3_auth_penalty_total")
+	bannedTotal  = metrics.GetOrCreateCounter("pop3_auth_banned_total")
+
+	// live holds every guard not yet closed, for the banned-addresses gauge.
+	liveMu sync.Mutex
+	live   = map[*Guard]struct{}{}
+	_      = metrics.GetOrCreateGauge("pop3_auth_banned_addresses", func() float64 {
+		liveMu.Lock()
+		defer liveMu.Unlock()
+		n := 0
+		for g := range live {
+			n += g.BannedCount()
+		}
+		return float64(n)
+	})
+)
+
+// entry is what the guard remembers of one address.
+type entry struct {
+	key         string
+	failures    float64   // recent failures, decaying
+	last        time.Time // last failure (decay reference)
+	windowStart time.Time // start of the ban window being counted
+	windowCount int       // failures since windowStart
+	bannedUntil time.Time
+	elem        *list.Element // position in the recency list
+}
+
+// Guard implements auth.Guard. It is safe for concurrent use.
+type Guard struct {
+	opt   Options
+	mu    sync.Mutex
+	table map[string]*entry
+	order *list.List // front: touched most recently
+}
+
+var _ auth.Guard = (*Guard)(nil)
+
+// New returns a guard with the given options.
+func New(opt Options) *Guard {
+	if opt.Decay <= 0 {
+		opt.Decay = DefaultDecay
+	}
+	if opt.MaxAddresses <= 0 {
+		opt.MaxAddresses = DefaultMaxAddresses
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	g := &Guard{opt: opt, table: make(map[string]*entry), order: list.New()}
+	liveMu.Lock()
+	live[g] = struct{}{}
+	liveMu.Unlock()
+	return g
+}
+
+// Close removes the guard from the banned-addresses gauge. The guard
+// keeps working; Close only matters when a guard is replaced (on reload).
+func (g *Guard) Close() {
+	liveMu.Lock()
+	delete(live, g)
+	liveMu.Unlock()
+}
+
+// Key returns the table key of a remote address: the IP itself for IPv4
+// (a "host:port" is accepted and its port dropped), the /64 prefix for
+// IPv6. Anything unparsable is used as given.
+func Key(remote string) string {
+	if h, _, err := net.SplitHostPort(remote); err == nil {
+		remote = h
+	}
+	a, err := netip.ParseAddr(remote)
+	if err != nil {
+		return remote
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
+}
+
+// Banned reports whether remoteIP is banned now.
+func (g *Guard) Banned(remoteIP string) bool {
+	k := Key(remoteIP)
+	now := g.opt.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e := g.table[k]
+	return e != nil && now.Before(e.bannedUntil)
+}
+
+// Failure records a failed login and returns how long to hold the reply
+// back: FailDelay plus the address's penalty.
+func (g *Guard) Failure(remoteIP string) time.Duration {
+	k := Key(remoteIP)
+	now := g.opt.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e := g.lookup(k, now)
+	g.decay(e, now)
+	// The penalty counts the failures before this one: a first failure
+	// gets only the fixed delay.
+	pen := time.Duration(e.failures * float64(g.opt.Penalty))
+	if pen > g.opt.PenaltyMax {
+		pen = g.opt.PenaltyMax
+	}
+	if pen < 0 {
+		pen = 0
+	}
+	e.failures++
+	e.last = now
+	if pen > 0 {
+		penaltyTotal.Inc()
+	}
+	if g.opt.BanAfter > 0 {
+		if e.windowStart.IsZero() || now.Sub(e.windowStart) >= g.opt.BanWindow {
+			e.windowStart = now
+			e.windowCount = 0
+		}
+		e.windowCount++
+		if e.windowCount >= g.opt.BanAfter && !now.Before(e.bannedUntil) {
+			e.bannedUntil = now.Add(g.opt.BanTime)
+			e.windowStart = time.Time{}
+			e.windowCount = 0
+			bannedTotal.Inc()
+		}
+	}
+	return g.opt.FailDelay + pen
+}
+
+// Success records a successful login: the address's recent failures are
+// forgotten (a ban, if any, stays until it ends).
+func (g *Guard) Success(remoteIP string) {
+	k := Key(remoteIP)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e := g.table[k]
+	if e == nil {
+		return
+	}
+	e.failures = 0
+	e.windowStart = time.Time{}
+	e.windowCount = 0
+	if !g.opt.Now().Before(e.bannedUntil) {
+		g.order.Remove(e.elem)
+		delete(g.table, k)
+	}
+}
+
+// Penalty returns the penalty the address's next failure would get, for
+// tests and the administrator's tool. It changes nothing.
+func (g *Guard) Penalty(remoteIP string) time.Duration {
+	k := Key(remoteIP)
+	now := g.opt.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e := g.table[k]
+	if e == nil {
+		return 0
+	}
+	f := e.failures - float64(now.Sub(e.last)/g.opt.Decay)
+	if f < 0 {
+		f = 0
+	}
+	return min(time.Duration(f*float64(g.opt.Penalty)), g.opt.PenaltyMax)
+}
+
+// Len returns the number of addresses in the table.
+func (g *Guard) Len() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.table)
+}
+
+// BannedCount returns the number of addresses banned now.
+func (g *Guard) BannedCount() int {
+	now := g.opt.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, e := range g.table {
+		if now.Before(e.bannedUntil) {
+			n++
+		}
+	}
+	return n
+}
+
+// Unban lifts the ban of an address and forgets its failures; it reports
+// whether the address was banned. For the administrator's tool.
+func (g *Guard) Unban(remoteIP string) bool {
+	k := Key(remoteIP)
+	now := g.opt.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e := g.table[k]
+	if e == nil {
+		return false
+	}
+	was := now.Before(e.bannedUntil)
+	g.order.Remove(e.elem)
+	delete(g.table, k)
+	return was
+}
+
+// lookup returns the entry of k, creating it (and evicting the entry
+// touched longest ago when the table is full). It moves the entry to the
+// front of the recency list. g.mu is held.
+func (g *Guard) lookup(k string, now time.Time) *entry {
+	if e := g.table[k]; e != nil {
+		g.order.MoveToFront(e.elem)
+		return e
+	}
+	for len(g.table) >= g.opt.MaxAddresses {
+		back := g.order.Back()
+		if back == nil {
+			break
+		}
+		old := back.Value.(*entry)
+		g.order.Remove(back)
+		delete(g.table, old.key)
+	}
+	e := &entry{key: k, last: now}
+	e.elem = g.order.PushFront(e)
+	g.table[k] = e
+	return e
+}
+
+// decay forgives one failure per Decay elapsed since the last failure.
+func (g *Guard) decay(e *entry, now time.Time) {
+	if e.failures == 0 {
+		return
+	}
+	steps := float64(now.Sub(e.last) / g.opt.Decay)
+	if steps <= 0 {
+		return
+	}
+	e.failures -= steps
+	if e.failures < 0 {
+		e.failures = 0
+	}
+}

@@ -1,0 +1,373 @@
+// Package pop3 is the POP3 protocol state machine: the AUTHORIZATION,
+// TRANSACTION and UPDATE states of RFC 1939, with the extensions of RFC 2449
+// (CAPA, RESP-CODES, PIPELINING, EXPIRE, LOGIN-DELAY, AUTH-RESP-CODE),
+// RFC 5034 (SASL: PLAIN, LOGIN, CRAM-MD5 and mechanisms from other
+// packages), RFC 3206 (response codes) and RFC 2595 (STLS, the command; the
+// engine does the handshake). It has no sockets: the engine hands it lines
+// and writes the replies (see package session).
+//
+// Mailboxes are reached only through store.Store; credentials through
+// auth.Authenticator.
+package pop3
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pop3svc/pop3svc/session"
+	"github.com/pop3svc/pop3svc/session/auth"
+	"github.com/pop3svc/pop3svc/store"
+)
+
+type state int
+
+// The session states of RFC 1939 section 3, plus the end of the session.
+const (
+	stateAuthorization state = iota
+	stateTransaction
+	stateUpdate // QUIT was received; the session is over
+)
+
+func (s state) String() string {
+	switch s {
+	case stateAuthorization:
+		return "AUTHORIZATION"
+	case stateTransaction:
+		return "TRANSACTION"
+	}
+	return "UPDATE"
+}
+
+// Session is one POP3 session. It implements session.Session.
+type Session struct {
+	opts *Options
+	ci   session.ConnInfo
+	ip   string
+	log  *slog.Logger
+
+	state     state
+	tls       bool
+	timestamp string // APOP timestamp of the greeting; "" when APOP is off
+
+	user     string // the name given by USER, for PASS
+	userSeen bool   // the previous command was a successful USER
+	usedUSER bool   // USER was given at least once (no STLS afterwards)
+	sasl     *saslExchange
+	badCmds  int
+	authFail int
+
+	addr     store.Address
+	mbox     store.MailboxSession
+	msgs     []store.MessageInfo
+	deleted  []bool
+	live     int   // messages not marked deleted
+	liveSize int64 // their octets
+
+	lastRefresh    time.Time // last renewal of the mailbox lock's lease
+	refreshPending bool      // Inline found the lease due for renewal
+
+	mu     sync.Mutex // guards body and closed against Close from another goroutine
+	body   *messageBody
+	closed bool
+}
+
+type saslExchange struct {
+	name string // lower-case, the mech label
+	mech auth.Mechanism
+}
+
+var _ session.Session = (*Session)(nil)
+
+// New returns a session for a new connection.
+func New(opts *Options, ci session.ConnInfo) *Session {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	ip := ci.Remote
+	if h, _, err := net.SplitHostPort(ci.Remote); err == nil {
+		ip = h
+	}
+	return &Session{
+		opts: opts,
+		ci:   ci,
+		ip:   ip,
+		tls:  ci.TLS,
+		log:  logger.With("proto", "pop3", "conn", ci.ID, "remote", ci.Remote),
+	}
+}
+
+// NewFactory returns a session.Factory making sessions with opts.
+func NewFactory(opts *Options) session.Factory {
+	return func(ci session.ConnInfo) session.Session { return New(opts, ci) }
+}
+
+func (s *Session) now() time.Time {
+	if s.opts.Now != nil {
+		return s.opts.Now()
+	}
+	return time.Now()
+}
+
+func (s *Session) ctx() (context.Context, context.CancelFunc) {
+	d := s.opts.OpTimeout
+	if d <= 0 {
+		d = DefaultOpTimeout
+	}
+	return context.WithTimeout(context.Background(), d)
+}
+
+// apopAvailable reports whether APOP digests can be verified: APOP is on
+// and the method keeps the password secret.
+func (s *Session) apopAvailable() bool {
+	return s.opts.APOP && s.opts.Auth != nil && s.opts.Auth.Method.Challenge()
+}
+
+func (s *Session) plaintextAllowed() bool {
+	return auth.PlaintextAllowed(s.tls, s.opts.SPARequired)
+}
+
+func greetingText(g string) string {
+	if g == "" {
+		g = DefaultGreeting
+	}
+	// The greeting is one line whatever the configuration says.
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, g)
+}
+
+// Greeting returns "+OK <greeting>", followed by the APOP timestamp
+// "<pid.clock.random@hostname>" (RFC 1939 section 7) when APOP is available.
+func (s *Session) Greeting() session.Reply {
+	text := okPrefix + " " + greetingText(s.opts.Greeting)
+	if s.apopAvailable() {
+		var rnd [8]byte
+		r := s.opts.Rand
+		if r == nil {
+			r = rand.Reader
+		}
+		if _, err := io.ReadFull(r, rnd[:]); err != nil {
+			s.log.Error("cannot make the APOP timestamp", "err", err)
+		} else {
+			host := s.opts.Hostname
+			if host == "" {
+				host, _ = os.Hostname()
+			}
+			if host == "" {
+				host = "localhost"
+			}
+			s.timestamp = fmt.Sprintf("<%d.%d.%s@%s>", os.Getpid(), s.now().UnixNano(), hex.EncodeToString(rnd[:]), host)
+			text += " " + s.timestamp
+		}
+	}
+	s.log.Debug("session start", "tls", s.tls)
+	return line(text)
+}
+
+// splitCommand returns the upper-cased keyword and the rest of the line
+// after the first space.
+func splitCommand(l []byte) (cmd string, arg string) {
+	kw, rest, _ := bytes.Cut(l, []byte{' '})
+	if len(kw) > 4 { // RFC 1939: keywords are three or four characters
+		return otherCommand, string(rest)
+	}
+	return strings.ToUpper(string(kw)), string(rest)
+}
+
+// Inline reports whether Handle(line) does no disk I/O and no slow crypto:
+// PASS, APOP, AUTH exchanges, RETR, TOP and QUIT after login go to a worker.
+func (s *Session) Inline(l []byte) bool {
+	if s.sasl != nil {
+		return false
+	}
+	if s.refreshDue() {
+		// Renewing the lock's lease touches the disk: let a worker do it
+		// before the command.
+		s.refreshPending = true
+		return false
+	}
+	cmd, arg := splitCommand(l)
+	switch cmd {
+	case "PASS", "APOP", "RETR", "TOP":
+		return false
+	case "AUTH":
+		return strings.TrimSpace(arg) == ""
+	case "QUIT":
+		return s.state != stateTransaction
+	}
+	return true
+}
+
+// inlineCommand reports whether cmd never needs a worker.
+func inlineCommand(cmd string) bool {
+	switch cmd {
+	case "PASS", "APOP", "AUTH", "RETR", "TOP", "QUIT":
+		return false
+	}
+	return true
+}
+
+// RefreshInterval is how often a session renews its mailbox lock's lease
+// (store.MailboxSession.Refresh), well within store.LockLease.
+const RefreshInterval = store.LockLease / 3
+
+func (s *Session) refreshDue() bool {
+	return s.state == stateTransaction && s.mbox != nil && s.now().Sub(s.lastRefresh) >= RefreshInterval
+}
+
+func (s *Session) refresh() {
+	s.lastRefresh = s.now()
+	if err := s.mbox.Refresh(); err != nil {
+		s.log.Warn("cannot renew the mailbox lock", "err", err)
+	}
+}
+
+// LineLimit implements session.LineLimiter: during a SASL exchange the
+// continuation lines may be up to MaxAuthLine octets (RFC 5034 section 4
+// lets servers accept longer lines than commands); 0 otherwise.
+func (s *Session) LineLimit() int {
+	if s.sasl == nil {
+		return 0
+	}
+	if s.opts.MaxAuthLine > 0 {
+		return s.opts.MaxAuthLine
+	}
+	return DefaultMaxAuthLine
+}
+
+// Handle processes one command line.
+func (s *Session) Handle(l []byte) (r session.Reply) {
+	start := time.Now()
+	cmd := "AUTH"
+	if s.sasl == nil {
+		cmd, _ = splitCommand(l)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			sessionPanics.Inc()
+			s.log.Error("panic in POP3 session", "panic", p, "state", s.state.String())
+			r = line(replyInternalFailed)
+			r.Close = true
+		}
+		countCommand(cmd, isOK(r), time.Since(start))
+	}()
+	if s.sasl != nil {
+		return s.saslContinue(l)
+	}
+	_, arg := splitCommand(l)
+	if s.refreshPending || (!inlineCommand(cmd) && s.refreshDue()) {
+		s.refreshPending = false
+		s.refresh()
+	}
+	wasUser := s.userSeen
+	s.userSeen = false
+	switch s.state {
+	case stateAuthorization:
+		return s.handleAuthorization(cmd, arg, wasUser)
+	case stateTransaction:
+		return s.handleTransaction(cmd, arg)
+	}
+	r = line(replySessionIsOver)
+	r.Close = true
+	return r
+}
+
+// LineTooLong answers a line longer than the engine's limit.
+func (s *Session) LineTooLong() session.Reply {
+	countCommand(otherCommand, false, 0)
+	if x := s.sasl; x != nil {
+		s.sasl = nil
+		countAuth(x.name, "fail")
+		return s.bad(replyAuthBadLine)
+	}
+	s.userSeen = false
+	return s.bad(replyLineTooLong)
+}
+
+// bad answers a bad command; before login, MaxBadCommands of them end the
+// connection.
+func (s *Session) bad(text string) session.Reply {
+	if s.state != stateAuthorization {
+		return line(text)
+	}
+	s.badCmds++
+	if s.opts.MaxBadCommands > 0 && s.badCmds >= s.opts.MaxBadCommands {
+		s.log.Info("too many bad commands, closing", "count", s.badCmds)
+		r := line(replyTooManyBad)
+		r.Close = true
+		return r
+	}
+	return line(text)
+}
+
+// SetTLS records that the link is now encrypted (after STLS).
+func (s *Session) SetTLS() { s.tls = true }
+
+// Close ends the session: an open message stream is closed and the mailbox
+// released without deleting anything. Safe to call more than once.
+func (s *Session) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	body := s.body
+	s.body = nil
+	s.mu.Unlock()
+	if body != nil {
+		body.Close()
+	}
+	if s.mbox != nil {
+		if err := s.mbox.Close(); err != nil {
+			s.log.Warn("cannot release the mailbox", "err", err)
+		}
+		s.mbox = nil
+	}
+	s.log.Debug("session end", "state", s.state.String())
+}
+
+// capabilities renders the CAPA response (RFC 2449 section 5).
+func (s *Session) capabilities() session.Reply {
+	var b bytes.Buffer
+	b.WriteString("+OK capability list follows\r\nTOP\r\nUIDL\r\n")
+	if s.plaintextAllowed() {
+		b.WriteString("USER\r\n")
+	}
+	if s.opts.Auth != nil {
+		if mechs := s.opts.Auth.Mechanisms(s.tls, s.opts.SPARequired); len(mechs) > 0 {
+			b.WriteString("SASL " + strings.Join(mechs, " ") + "\r\n")
+		}
+	}
+	b.WriteString("RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n")
+	switch {
+	case s.opts.ExpireDays < 0:
+		b.WriteString("EXPIRE NEVER\r\n")
+	case s.opts.ExpireDays > 0:
+		fmt.Fprintf(&b, "EXPIRE %d\r\n", s.opts.ExpireDays)
+	}
+	if s.opts.LoginDelay > 0 {
+		fmt.Fprintf(&b, "LOGIN-DELAY %d\r\n", s.opts.LoginDelay)
+	}
+	if s.opts.TLSAvailable && !s.tls && s.state == stateAuthorization {
+		b.WriteString("STLS\r\n")
+	}
+	b.WriteString(".\r\n")
+	return session.Reply{Out: b.Bytes()}
+}
+
+var _ session.LineLimiter = (*Session)(nil)

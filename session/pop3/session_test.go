@@ -1,0 +1,497 @@
+package pop3
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/pop3svc/pop3svc/session"
+	"github.com/pop3svc/pop3svc/session/auth"
+	"github.com/pop3svc/pop3svc/session/pop3/transcript"
+	"github.com/pop3svc/pop3svc/store"
+)
+
+var ci = session.ConnInfo{ID: 1, Remote: "192.0.2.9:5000", Local: "127.0.0.1:110"}
+
+// do sends one line and returns the whole reply text, body included.
+func do(t *testing.T, s *Session, l string) (session.Reply, string) {
+	t.Helper()
+	r := s.Handle([]byte(l))
+	out := string(r.Out)
+	if r.Body != nil {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Fatalf("%s: body: %v", l, err)
+		}
+		r.Body.Close()
+		out += string(b)
+	}
+	return r, out
+}
+
+func mustOK(t *testing.T, s *Session, l string) string {
+	t.Helper()
+	_, out := do(t, s, l)
+	if !strings.HasPrefix(out, "+OK") {
+		t.Fatalf("%q: %q, want +OK", l, out)
+	}
+	return out
+}
+
+func login(t *testing.T, o *Options, user, pass string) *Session {
+	t.Helper()
+	s := New(o, ci)
+	s.Greeting()
+	mustOK(t, s, "USER "+user)
+	mustOK(t, s, "PASS "+pass)
+	return s
+}
+
+func addr(s string) store.Address {
+	a, err := store.ParseAddress(s, "")
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+func TestBadCredentialsIndistinguishable(t *testing.T) {
+	st := testStore(t)
+	for _, guard := range []*recGuard{nil, {delay: 3 * time.Second}} {
+		o := testOptions(st)
+		o.MaxAuthFailures = 0
+		if guard != nil {
+			o.Auth.Guard = guard
+		}
+		var replies []session.Reply
+		for _, c := range [][2]string{
+			{"alice@example.com", "wrong"},
+			{"nobody@example.com", "wrong"},
+			{"alice@nowhere.example", "tanstaaf with spaces"},
+			{"../../etc/passwd", "x"},
+			{"dave@example.com", ""},
+			{"a@b@c", "x"},
+		} {
+			s := New(o, ci)
+			mustOK(t, s, "USER "+c[0])
+			r, _ := do(t, s, "PASS "+c[1])
+			s.Close()
+			replies = append(replies, r)
+		}
+		want := time.Duration(2 * time.Second)
+		if guard != nil {
+			want = guard.delay
+			if guard.failures != len(replies) {
+				t.Errorf("guard saw %d failures, want %d", guard.failures, len(replies))
+			}
+		}
+		for i, r := range replies {
+			if !bytes.Equal(r.Out, replies[0].Out) || r.Delay != want || r.Close || r.Authenticated {
+				t.Errorf("reply %d = %q delay %v close %v, want %q delay %v", i, r.Out, r.Delay, r.Close, replies[0].Out, want)
+			}
+		}
+	}
+}
+
+func TestMaxAuthFailuresCloses(t *testing.T) {
+	st := testStore(t)
+	o := testOptions(st)
+	o.MaxAuthFailures = 2
+	s := New(o, ci)
+	defer s.Close()
+	mustOK(t, s, "USER alice@example.com")
+	if r, _ := do(t, s, "PASS x"); r.Close {
+		t.Fatal("closed after one failure")
+	}
+	mustOK(t, s, "USER alice@example.com")
+	if r, _ := do(t, s, "PASS y"); !r.Close || !strings.HasPrefix(string(r.Out), "-ERR [AUTH]") {
+		t.Fatalf("second failure: %q close %v", r.Out, r.Close)
+	}
+}
+
+func TestMailboxLifecycle(t *testing.T) {
+	st := testStore(t)
+	o := testOptions(st)
+	ctx := context.Background()
+	a := addr("alice@example.com")
+
+	// Mail delivered during a session shows in the next one.
+	s := login(t, o, "alice@example.com", "tanstaaf with spaces")
+	if _, err := st.Deliver(ctx, a, strings.NewReader("Subject: new\r\n\r\nhi\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustOK(t, s, "STAT"); got != "+OK 3 195\r\n" {
+		t.Fatalf("STAT during delivery = %q", got)
+	}
+	// DELE then a dropped connection: nothing deleted.
+	mustOK(t, s, "DELE 1")
+	s.Close()
+	s.Close() // idempotent
+
+	s = login(t, o, "alice@example.com", "tanstaaf with spaces")
+	if got := mustOK(t, s, "STAT"); got != "+OK 4 215\r\n" {
+		t.Fatalf("STAT in the next session = %q", got)
+	}
+	// DELE, RSET, QUIT: nothing deleted.
+	mustOK(t, s, "DELE 1")
+	mustOK(t, s, "DELE 4")
+	mustOK(t, s, "RSET")
+	if r, _ := do(t, s, "QUIT"); !r.Close || !isOK(r) {
+		t.Fatalf("QUIT: %q", r.Out)
+	}
+	s.Close()
+
+	s = login(t, o, "alice@example.com", "tanstaaf with spaces")
+	if got := mustOK(t, s, "STAT"); got != "+OK 4 215\r\n" {
+		t.Fatalf("STAT after RSET+QUIT = %q", got)
+	}
+	// DELE + QUIT deletes.
+	mustOK(t, s, "DELE 1")
+	mustOK(t, s, "DELE 3")
+	if _, out := do(t, s, "QUIT"); out != "+OK POP3 service ready signing off (2 messages left)\r\n" {
+		t.Fatalf("QUIT = %q", out)
+	}
+	s.Close()
+	n, size, err := st.Usage(ctx, a)
+	if err != nil || n != 2 || size != 59+20 {
+		t.Fatalf("Usage after DELE+QUIT = %d %d %v, want 2 79", n, size, err)
+	}
+	s = login(t, o, "alice@example.com", "tanstaaf with spaces")
+	defer s.Close()
+	if got := mustOK(t, s, "RETR 2"); got != "+OK 20 octets\r\nSubject: new\r\n\r\nhi\r\n.\r\n" {
+		t.Fatalf("RETR 2 = %q", got)
+	}
+}
+
+func TestInUseAndRelease(t *testing.T) {
+	st := testStore(t)
+	o := testOptions(st)
+	s1 := login(t, o, "alice@example.com", "tanstaaf with spaces")
+	s2 := New(o, session.ConnInfo{ID: 2, Remote: "192.0.2.10:6000"})
+	mustOK(t, s2, "USER alice@example.com")
+	r, _ := do(t, s2, "PASS tanstaaf with spaces")
+	if string(r.Out) != "-ERR [IN-USE] mailbox is in use by another session\r\n" || r.Delay != 0 || r.Authenticated {
+		t.Fatalf("second session = %q delay %v", r.Out, r.Delay)
+	}
+	info, err := st.Mailbox(context.Background(), addr("alice@example.com"))
+	if err != nil || !info.InUse || !strings.Contains(info.Owner, "pop3d node 1 pid ") || !strings.Contains(info.Owner, "conn 1 from 192.0.2.9:5000") {
+		t.Fatalf("lock owner = %+v, %v", info, err)
+	}
+	// An open RETR stream is closed with the session, and the lock released.
+	r, _ = s1.Handle([]byte("RETR 1")), ""
+	if r.Body == nil {
+		t.Fatal("RETR without a body")
+	}
+	s1.Close()
+	if _, err := r.Body.Read(make([]byte, 10)); err == nil {
+		t.Fatal("body still readable after Close")
+	}
+	mustOK(t, s2, "USER alice@example.com")
+	mustOK(t, s2, "PASS tanstaaf with spaces")
+	s2.Close()
+}
+
+// faultyStore injects failures around a real file store.
+type faultyStore struct {
+	store.Store
+	openErr   error
+	commitErr error
+}
+
+func (f *faultyStore) OpenSession(ctx context.Context, a store.Address, owner string) (store.MailboxSession, error) {
+	if f.openErr != nil {
+		return nil, f.openErr
+	}
+	ms, err := f.Store.OpenSession(ctx, a, owner)
+	if err != nil {
+		return nil, err
+	}
+	return &faultySession{MailboxSession: ms, commitErr: f.commitErr}, nil
+}
+
+type faultySession struct {
+	store.MailboxSession
+	commitErr error
+}
+
+func (f *faultySession) Commit(ctx context.Context, del []int) error {
+	if f.commitErr != nil {
+		f.MailboxSession.Close()
+		return f.commitErr
+	}
+	return f.MailboxSession.Commit(ctx, del)
+}
+
+func TestServerFaults(t *testing.T) {
+	st := testStore(t)
+	fs := &faultyStore{Store: st}
+	o := testOptions(st)
+	o.Store = fs
+
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{errors.New("disk on fire"), "-ERR [SYS/TEMP] temporary server failure, try again later\r\n"},
+		{fmt.Errorf("x: %w", store.ErrMailboxInUse), "-ERR [IN-USE] mailbox is in use by another session\r\n"},
+		{fmt.Errorf("x: %w", store.ErrDomainLocked), "-ERR [SYS/PERM] mailbox is locked by the administrator\r\n"},
+		{fmt.Errorf("x: %w", store.ErrNoSuchMailbox), "-ERR [AUTH] invalid user name or password\r\n"},
+	} {
+		fs.openErr = tc.err
+		s := New(o, ci)
+		mustOK(t, s, "USER alice@example.com")
+		if _, out := do(t, s, "PASS tanstaaf with spaces"); out != tc.want {
+			t.Errorf("OpenSession error %v: reply %q, want %q", tc.err, out, tc.want)
+		}
+		s.Close()
+	}
+
+	// A failed commit: [SYS/TEMP], nothing claimed, the connection closes.
+	fs.openErr = nil
+	fs.commitErr = errors.New("rename failed")
+	s := login(t, o, "alice@example.com", "tanstaaf with spaces")
+	mustOK(t, s, "DELE 1")
+	r, out := do(t, s, "QUIT")
+	if out != "-ERR [SYS/TEMP] some deleted messages not removed\r\n" || !r.Close {
+		t.Fatalf("failed commit: %q close %v", out, r.Close)
+	}
+	s.Close()
+	if n, _, _ := st.Usage(context.Background(), addr("alice@example.com")); n != 3 {
+		t.Fatalf("messages after a failed commit = %d, want 3", n)
+	}
+
+	// The authentication service is down: [SYS/TEMP] at once, no failure counted.
+	g := &recGuard{}
+	o2 := testOptions(st)
+	o2.Auth.Guard = g
+	o2.Auth.Method = downMethod{}
+	s = New(o2, ci)
+	mustOK(t, s, "USER alice@example.com")
+	r, out = do(t, s, "PASS x")
+	if out != "-ERR [SYS/TEMP] authentication service unavailable, try again later\r\n" || r.Delay != 0 || g.failures != 0 {
+		t.Fatalf("auth down: %q delay %v failures %d", out, r.Delay, g.failures)
+	}
+	s.Close()
+}
+
+type downMethod struct{}
+
+func (downMethod) Name() string { return "directory" }
+func (downMethod) Plaintext(context.Context, store.Address, string) error {
+	return fmt.Errorf("%w: ldap: connection refused", auth.ErrUnavailable)
+}
+func (downMethod) Challenge() bool { return false }
+
+func TestInline(t *testing.T) {
+	st := testStore(t)
+	o := testOptions(st)
+	s := New(o, ci)
+	defer s.Close()
+	for l, want := range map[string]bool{
+		"NOOP": true, "CAPA": true, "USER x": true, "FOO": true, "AUTH": true, "STAT": true, "QUIT": true,
+		"PASS x": false, "APOP a b": false, "AUTH PLAIN": false, "RETR 1": false, "TOP 1 1": false,
+	} {
+		if got := s.Inline([]byte(l)); got != want {
+			t.Errorf("Inline(%q) before login = %v, want %v", l, got, want)
+		}
+	}
+	mustOK(t, s, "USER alice@example.com")
+	mustOK(t, s, "PASS tanstaaf with spaces")
+	for l, want := range map[string]bool{
+		"LIST": true, "UIDL": true, "DELE 1": true, "RSET": true, "STAT": true, "list 1": true,
+		"QUIT": false, "quit": false, "RETR 1": false, "top 1 1": false,
+	} {
+		if got := s.Inline([]byte(l)); got != want {
+			t.Errorf("Inline(%q) after login = %v, want %v", l, got, want)
+		}
+	}
+	s2 := New(o, ci)
+	defer s2.Close()
+	do(t, s2, "AUTH PLAIN")
+	if s2.Inline([]byte("AGFiYw==")) {
+		t.Error("a SASL continuation line must go to a worker")
+	}
+}
+
+func TestGreeting(t *testing.T) {
+	st := testStore(t)
+	o := testOptions(st)
+	o.Greeting = "Mail\r\nserver"
+	if got := string(New(o, ci).Greeting().Out); got != "+OK Mail  server\r\n" {
+		t.Fatalf("greeting = %q", got)
+	}
+	o.APOP = true
+	o.Rand = bytes.NewReader(bytes.Repeat([]byte{0xab}, 8))
+	o.Now = func() time.Time { return time.Unix(0, 42) }
+	got := string(New(o, ci).Greeting().Out)
+	if !strings.HasPrefix(got, "+OK Mail  server <") || !strings.HasSuffix(got, ".42.abababababababab@pop.example.com>\r\n") {
+		t.Fatalf("APOP greeting = %q", got)
+	}
+}
+
+func TestNoSecretsInLog(t *testing.T) {
+	st := testStore(t)
+	o := testOptions(st)
+	var logbuf bytes.Buffer
+	o.Logger = slog.New(slog.NewTextHandler(&logbuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	conn := transcript.NewLocal(New(o, ci))
+	io.WriteString(conn, "USER alice@example.com\r\nPASS Secret-Pass-1\r\nAUTH PLAIN AGFsaWNlQGV4YW1wbGUuY29tAFNlY3JldC1QYXNzLTI=\r\nUSER alice@example.com\r\nPASS tanstaaf with spaces\r\nQUIT\r\n")
+	conn.Close()
+	log := logbuf.String()
+	for _, secret := range []string{"Secret-Pass", "AGFsaWNl", "tanstaaf"} {
+		if strings.Contains(log, secret) {
+			t.Errorf("log contains %q:\n%s", secret, log)
+		}
+	}
+	if !strings.Contains(log, "user=alice@example.com") || !strings.Contains(log, "conn=1") {
+		t.Errorf("log lacks the user or conn id:\n%s", log)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	st := testStore(t)
+	o := testOptions(st)
+	get := func(name string) uint64 { return metrics.GetOrCreateCounter(name).Get() }
+	other := get(`pop3_commands_total{cmd="other",status="err"}`)
+	authFail := get(`pop3_auth_total{mech="user",result="fail"}`)
+	retr := get(`pop3_messages_retrieved_total`)
+	retrB := get(`pop3_retr_bytes_total`)
+	s := New(o, ci)
+	do(t, s, "XYZZYX")
+	do(t, s, "USER alice@example.com")
+	do(t, s, "PASS nope")
+	do(t, s, "USER alice@example.com")
+	do(t, s, "PASS tanstaaf with spaces")
+	do(t, s, "RETR 2")
+	s.Close()
+	if d := get(`pop3_commands_total{cmd="other",status="err"}`) - other; d != 1 {
+		t.Errorf("other commands counted %d, want 1", d)
+	}
+	if d := get(`pop3_auth_total{mech="user",result="fail"}`) - authFail; d != 1 {
+		t.Errorf("auth failures counted %d, want 1", d)
+	}
+	if d := get(`pop3_messages_retrieved_total`) - retr; d != 1 {
+		t.Errorf("retrieved %d, want 1", d)
+	}
+	if d := get(`pop3_retr_bytes_total`) - retrB; d != 59 {
+		t.Errorf("retr bytes %d, want 59", d)
+	}
+}
+
+// countingStore counts lease renewals of the sessions it opens.
+type countingStore struct {
+	store.Store
+	refreshes int
+}
+
+func (c *countingStore) OpenSession(ctx context.Context, a store.Address, owner string) (store.MailboxSession, error) {
+	ms, err := c.Store.OpenSession(ctx, a, owner)
+	if err != nil {
+		return nil, err
+	}
+	return &countingSession{MailboxSession: ms, c: c}, nil
+}
+
+type countingSession struct {
+	store.MailboxSession
+	c *countingStore
+}
+
+func (s *countingSession) Refresh() error {
+	s.c.refreshes++
+	return s.MailboxSession.Refresh()
+}
+
+func TestLeaseRefresh(t *testing.T) {
+	st := testStore(t)
+	cs := &countingStore{Store: st}
+	o := testOptions(st)
+	o.Store = cs
+	now := time.Unix(1_800_000_000, 0)
+	o.Now = func() time.Time { return now }
+	s := login(t, o, "alice@example.com", "tanstaaf with spaces")
+	defer s.Close()
+	if !s.Inline([]byte("NOOP")) {
+		t.Fatal("NOOP not inline right after login")
+	}
+	mustOK(t, s, "NOOP")
+	now = now.Add(RefreshInterval)
+	if s.Inline([]byte("NOOP")) {
+		t.Fatal("NOOP inline although the lease is due for renewal")
+	}
+	mustOK(t, s, "NOOP")
+	if cs.refreshes != 1 {
+		t.Fatalf("refreshes = %d, want 1", cs.refreshes)
+	}
+	if !s.Inline([]byte("STAT")) {
+		t.Fatal("STAT not inline after the renewal")
+	}
+	now = now.Add(RefreshInterval)
+	mustOK(t, s, "RETR 3") // a worker command renews when due without asking Inline
+	if cs.refreshes != 2 {
+		t.Fatalf("refreshes = %d, want 2", cs.refreshes)
+	}
+}
+
+func TestLineLimit(t *testing.T) {
+	st := testStore(t)
+	o := testOptions(st)
+	s := New(o, ci)
+	defer s.Close()
+	if s.LineLimit() != 0 {
+		t.Fatalf("LineLimit outside SASL = %d", s.LineLimit())
+	}
+	do(t, s, "AUTH PLAIN")
+	if s.LineLimit() != o.MaxAuthLine {
+		t.Fatalf("LineLimit in SASL = %d, want %d", s.LineLimit(), o.MaxAuthLine)
+	}
+	r := s.LineTooLong()
+	if string(r.Out) != "-ERR authentication exchange failed: invalid response\r\n" || s.LineLimit() != 0 {
+		t.Fatalf("LineTooLong in SASL = %q, limit %d", r.Out, s.LineLimit())
+	}
+}
+
+func TestAfterQuit(t *testing.T) {
+	st := testStore(t)
+	o := testOptions(st)
+	s := login(t, o, "bob@example.com", "bobpass")
+	defer s.Close()
+	if r, _ := do(t, s, "QUIT"); !r.Close || !isOK(r) {
+		t.Fatalf("QUIT = %q", r.Out)
+	}
+	if r, out := do(t, s, "NOOP"); !r.Close || out != "-ERR session is over\r\n" {
+		t.Fatalf("after QUIT: %q close %v", out, r.Close)
+	}
+}
+
+func TestSTLSThenSetTLS(t *testing.T) {
+	st := testStore(t)
+	o := testOptions(st)
+	o.TLSAvailable = true
+	o.SPARequired = true
+	s := NewFactory(o)(ci).(*Session)
+	defer s.Close()
+	if _, out := do(t, s, "USER alice@example.com"); !strings.HasPrefix(out, "-ERR [AUTH]") {
+		t.Fatalf("USER on a plain link with sparequired = %q", out)
+	}
+	r, out := do(t, s, "STLS")
+	if out != "+OK Begin TLS negotiation\r\n" || !r.StartTLS {
+		t.Fatalf("STLS = %q StartTLS %v", out, r.StartTLS)
+	}
+	s.SetTLS()
+	if _, out := do(t, s, "CAPA"); strings.Contains(out, "STLS") || !strings.Contains(out, "USER\r\n") || !strings.Contains(out, "SASL PLAIN LOGIN CRAM-MD5\r\n") {
+		t.Fatalf("CAPA after TLS = %q", out)
+	}
+	if r, out := do(t, s, "STLS"); r.StartTLS || out != "-ERR STLS not available\r\n" {
+		t.Fatalf("second STLS = %q", out)
+	}
+	mustOK(t, s, "USER alice@example.com")
+	mustOK(t, s, "PASS tanstaaf with spaces")
+}

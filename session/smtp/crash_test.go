@@ -1,0 +1,240 @@
+package smtp
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/pop3svc/pop3svc/store"
+	"github.com/pop3svc/pop3svc/store/delivery"
+	"github.com/pop3svc/pop3svc/store/filestore"
+	"github.com/pop3svc/pop3svc/store/queue"
+)
+
+const helperEnv = "POP3_SMTP_CRASH_HELPER_ROOT"
+
+// TestCrashHelper is the helper process of TestCrashRecovery: it serves
+// SMTP and runs the delivery service on the mail root named by the
+// environment until it is killed.
+func TestCrashHelper(t *testing.T) {
+	root := os.Getenv(helperEnv)
+	if root == "" {
+		t.Skip("helper process only")
+	}
+	st, err := filestore.Open(root, filestore.Options{Node: 1})
+	if err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(1)
+	}
+	q, err := queue.Open(root)
+	if err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(1)
+	}
+	dlv := delivery.New(st, q, delivery.Options{Hostname: "mx.test", RetryMin: 50 * time.Millisecond, QueueScan: 200 * time.Millisecond})
+	dlv.Start()
+	svc := New(st, q, dlv.Notify, Options{Hostname: "mx.test"})
+	if err := svc.Listen([]string{"127.0.0.1:0"}, nil); err != nil {
+		fmt.Println("ERR", err)
+		os.Exit(1)
+	}
+	fmt.Println("ADDR", svc.Addrs()[0].String())
+	select {} // until killed
+}
+
+type helper struct {
+	cmd  *exec.Cmd
+	addr string
+}
+
+func startHelper(t *testing.T, root string) *helper {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.timeout=90s")
+	cmd.Env = append(os.Environ(), helperEnv+"="+root)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h := &helper{cmd: cmd}
+	t.Cleanup(func() { h.kill() })
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if l := sc.Text(); strings.HasPrefix(l, "ADDR ") || strings.HasPrefix(l, "ERR ") {
+				lines <- l
+				break
+			}
+		}
+		io.Copy(io.Discard, out)
+	}()
+	select {
+	case l := <-lines:
+		if !strings.HasPrefix(l, "ADDR ") {
+			t.Fatalf("helper: %s", l)
+		}
+		h.addr = strings.TrimPrefix(l, "ADDR ")
+	case <-time.After(30 * time.Second):
+		t.Fatal("helper did not start")
+	}
+	return h
+}
+
+func (h *helper) kill() {
+	if h.cmd.Process != nil && h.cmd.ProcessState == nil {
+		h.cmd.Process.Signal(syscall.SIGKILL)
+		h.cmd.Wait()
+	}
+}
+
+// TestCrashRecovery kills the service with SIGKILL in the middle of a
+// stream of messages and checks after a restart that every acknowledged
+// message is in every recipient's mailbox exactly once.
+func TestCrashRecovery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	root := t.TempDir()
+	rcpts := []string{"r1@example.com", "r2@example.com", "r3@example.com"}
+	func() {
+		st, err := filestore.Open(root, filestore.Options{Node: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		ctx := context.Background()
+		if err := st.CreateDomain(ctx, "example.com"); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rcpts {
+			a, _ := store.ParseAddress(r, "")
+			if err := st.CreateMailbox(ctx, a, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}()
+
+	for round := 0; round < 2; round++ {
+		h := startHelper(t, root)
+		var mu sync.Mutex
+		acked := map[string]bool{}
+		var wg sync.WaitGroup
+		stop := make(chan struct{})
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					id := fmt.Sprintf("r%d-w%d-%d", round, w, i)
+					body := "Subject: crash " + id + "\r\n\r\nbody of " + id + "\r\n"
+					c, err := net.DialTimeout("tcp", h.addr, 2*time.Second)
+					if err != nil {
+						return
+					}
+					c.SetDeadline(time.Now().Add(10 * time.Second))
+					cl := gosmtp.NewClient(c)
+					err = cl.SendMail("s@remote.test", rcpts, strings.NewReader(body))
+					cl.Close()
+					if err != nil {
+						return // the server died
+					}
+					mu.Lock()
+					acked[id] = true
+					mu.Unlock()
+				}
+			}(w)
+		}
+		// Kill after some acknowledgements, with deliveries in flight.
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			mu.Lock()
+			n := len(acked)
+			mu.Unlock()
+			if n >= 40+round*25 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		h.kill()
+		close(stop)
+		wg.Wait()
+		queued, _, _ := queue.Stats(root)
+		t.Logf("round %d: %d acknowledged, %d left in the queue at the kill", round, len(acked), queued)
+
+		// Restart and let the queue drain.
+		h2 := startHelper(t, root)
+		drainDeadline := time.Now().Add(30 * time.Second)
+		for {
+			queued, _, err := queue.Stats(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if queued == 0 {
+				break
+			}
+			if time.Now().After(drainDeadline) {
+				t.Fatalf("queue still holds %d entries after the restart", queued)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		h2.kill()
+
+		st, err := filestore.Open(root, filestore.Options{Node: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		subj := regexp.MustCompile(`Subject: crash (r\d+-w\d+-\d+)\r\n`)
+		for _, r := range rcpts {
+			a, _ := store.ParseAddress(r, "")
+			sess, err := st.OpenSession(context.Background(), a, "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			count := map[string]int{}
+			for i := range sess.Messages() {
+				rc, err := sess.Open(i)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(rc)
+				rc.Close()
+				if m := subj.FindSubmatch(b); m != nil {
+					count[string(m[1])]++
+				}
+			}
+			sess.Close()
+			for id, n := range count {
+				if n > 1 {
+					t.Errorf("%s has %d copies of %s", r, n, id)
+				}
+			}
+			for id := range acked {
+				if count[id] != 1 {
+					t.Errorf("%s has %d copies of acknowledged message %s", r, count[id], id)
+				}
+			}
+		}
+		st.Close()
+	}
+}

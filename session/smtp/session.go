@@ -1,0 +1,391 @@
+package smtp
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/pop3svc/pop3svc/store"
+	"github.com/pop3svc/pop3svc/store/queue"
+)
+
+// rcpt is one accepted RCPT: the path as the client wrote it (the key of
+// go-smtp's LMTP status collector) and the mailbox it names.
+type rcpt struct {
+	raw   string
+	addr  store.Address
+	quota int64 // effective quota at RCPT time; 0: none
+}
+
+// session is one SMTP or LMTP connection's transaction state.
+type session struct {
+	s      *Service
+	conn   *gosmtp.Conn
+	lmtp   bool
+	remote string
+	log    *slog.Logger
+
+	fromSet bool
+	from    string
+	rcpts   []rcpt
+}
+
+func (ss *session) Reset() {
+	ss.fromSet = false
+	ss.from = ""
+	ss.rcpts = nil
+}
+
+func (ss *session) Logout() error { return nil }
+
+func (ss *session) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), ss.s.o().StoreTimeout)
+}
+
+// cleanPath reports whether a path is free of control characters and
+// within the length limit; it reaches headers and the queue's envelope.
+func cleanPath(p string) bool {
+	if len(p) > maxPath {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// Mail starts a transaction (RFC 5321 §4.1.1.2).
+func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
+	ss.Reset()
+	if !cleanPath(from) || (from != "" && !strings.Contains(from, "@")) {
+		return errBadSender
+	}
+	if opts != nil && opts.Size > ss.s.o().MaxMessageSize {
+		mDataTooBig.Inc()
+		return errTooBig // RFC 1870 §6.1
+	}
+	ss.fromSet = true
+	ss.from = from
+	return nil
+}
+
+// Rcpt accepts an existing mailbox of a served domain (RFC 5321 §4.1.1.3).
+func (ss *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
+	o := ss.s.o()
+	if len(ss.rcpts) >= o.MaxRecipients {
+		mRcptLimit.Inc()
+		return errTooMany
+	}
+	if !cleanPath(to) {
+		mRcptUnknown.Inc()
+		return errBadAddress
+	}
+	i := strings.LastIndexByte(to, '@')
+	if i <= 0 || i == len(to)-1 {
+		mRcptUnknown.Inc()
+		return errBadAddress
+	}
+	local, dom := to[:i], strings.TrimSuffix(to[i+1:], ".")
+	domain, err := store.CanonicalDomain(dom)
+	if err != nil {
+		// An address literal or a name no served domain can have.
+		mRcptRelay.Inc()
+		return errRelayDenied
+	}
+	ctx, cancel := ss.ctx()
+	defer cancel()
+	addr, err := store.ParseAddress(local+"@"+domain, "")
+	if err != nil {
+		// No mailbox can have this name; is the domain ours?
+		if _, derr := ss.s.st.Domain(ctx, domain); derr != nil && !errors.Is(derr, store.ErrNoSuchDomain) {
+			mRcptError.Inc()
+			ss.log.Error("domain lookup failed", "domain", domain, "err", derr)
+			return errTemp
+		} else if derr != nil {
+			mRcptRelay.Inc()
+			return errRelayDenied
+		}
+		mRcptUnknown.Inc()
+		return errNoMailbox
+	}
+	// Quota tells an unknown domain from an unknown mailbox without the
+	// cost of the domain's or the mailbox's totals, and gives the quota
+	// for the check at DATA.
+	quota, err := ss.s.st.Quota(ctx, addr)
+	if err != nil {
+		switch {
+		case errors.Is(err, store.ErrNoSuchDomain):
+			mRcptRelay.Inc()
+			return errRelayDenied
+		case errors.Is(err, store.ErrNoSuchMailbox), errors.Is(err, store.ErrInvalidName):
+			mRcptUnknown.Inc()
+			return errNoMailbox
+		}
+		mRcptError.Inc()
+		ss.log.Error("mailbox lookup failed", "rcpt", addr.String(), "err", err)
+		return errTemp
+	}
+	mRcptOK.Inc()
+	if quota == 0 {
+		quota = o.DomainQuotaDefault
+	}
+	ss.rcpts = append(ss.rcpts, rcpt{raw: to, addr: addr, quota: quota})
+	return nil
+}
+
+// Data receives the message for every recipient: one reply (RFC 5321 §4.1.1.4).
+func (ss *session) Data(r io.Reader) error {
+	sp, size, err := ss.spool(r)
+	if err != nil {
+		return err
+	}
+	defer sp.Abort()
+	rcpts := ss.distinct(nil)
+	if len(rcpts) == 1 {
+		// A single recipient over quota is told now rather than by a report.
+		if err := ss.checkQuota(rcpts[0], size); err != nil {
+			return err
+		}
+	}
+	return ss.commit(sp, rcpts)
+}
+
+// LMTPData receives the message and answers for each recipient (RFC 2033 §4.2).
+func (ss *session) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
+	sp, size, err := ss.spool(r)
+	if err != nil {
+		return err
+	}
+	defer sp.Abort()
+	refused := make(map[store.Address]error)
+	for _, rc := range ss.distinct(nil) {
+		if err := ss.checkQuota(rc, size); err != nil {
+			refused[rc.addr] = err
+		}
+	}
+	rcpts := ss.distinct(refused)
+	var res error
+	if len(rcpts) > 0 {
+		res = ss.commit(sp, rcpts)
+	}
+	for _, rc := range ss.rcpts {
+		if err, ok := refused[rc.addr]; ok {
+			status.SetStatus(rc.raw, err)
+		} else {
+			status.SetStatus(rc.raw, res)
+		}
+	}
+	return nil
+}
+
+// distinct returns the recipients, one per mailbox, minus skip.
+func (ss *session) distinct(skip map[store.Address]error) []rcpt {
+	seen := make(map[store.Address]bool, len(ss.rcpts))
+	var out []rcpt
+	for _, rc := range ss.rcpts {
+		if seen[rc.addr] {
+			continue
+		}
+		seen[rc.addr] = true
+		if _, ok := skip[rc.addr]; !ok {
+			out = append(out, rc)
+		}
+	}
+	return out
+}
+
+// checkQuota refuses a message that would take a mailbox over its quota.
+func (ss *session) checkQuota(rc rcpt, size int64) error {
+	if rc.quota <= 0 {
+		return nil
+	}
+	ctx, cancel := ss.ctx()
+	defer cancel()
+	_, used, err := ss.s.st.Usage(ctx, rc.addr)
+	if err != nil {
+		if errors.Is(err, store.ErrNoSuchMailbox) || errors.Is(err, store.ErrNoSuchDomain) {
+			return errNoMailbox // deleted since RCPT
+		}
+		ss.log.Error("quota lookup failed", "rcpt", rc.addr.String(), "err", err)
+		return errTemp
+	}
+	// The copy also carries the delivery service's Return-Path and queue
+	// marker headers: count them generously.
+	const copyHeaders = maxPath + 100
+	if used+size+copyHeaders > rc.quota {
+		mDataOverQ.Inc()
+		return errOverQuota
+	}
+	return nil
+}
+
+// spool reads the message into a queue spool, prefixed with the Received
+// header, bare LF turned into CRLF. Nothing is queued unless commit runs.
+func (ss *session) spool(r io.Reader) (*queue.Spool, int64, error) {
+	o := ss.s.o()
+	if !ss.fromSet || len(ss.rcpts) == 0 {
+		return nil, 0, errNoRcpts
+	}
+	sp, err := ss.s.q.NewSpool()
+	if err != nil {
+		mDataError.Inc()
+		ss.log.Error("cannot spool message", "err", err)
+		return nil, 0, errTemp
+	}
+	if _, err := io.WriteString(sp, ss.received()); err != nil {
+		sp.Abort()
+		mDataError.Inc()
+		ss.log.Error("cannot spool message", "err", err)
+		return nil, 0, errTemp
+	}
+	nw := &crlfWriter{w: sp, limit: o.MaxMessageSize}
+	buf := make([]byte, 32<<10)
+	_, err = io.CopyBuffer(nw, r, buf)
+	if err == nil {
+		err = nw.err
+	}
+	if err != nil {
+		sp.Abort()
+		switch {
+		case errors.Is(err, errSizeLimit), errors.Is(err, gosmtp.ErrDataTooLarge):
+			mDataTooBig.Inc()
+			return nil, 0, errTooBig
+		case errors.Is(err, gosmtp.ErrTooLongLine):
+			mDataError.Inc()
+			return nil, 0, errLongLine
+		}
+		mDataError.Inc()
+		var ne net.Error
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne) || errors.Is(err, gosmtp.ErrDataReset) {
+			ss.log.Info("message data cut off", "err", err)
+		} else {
+			ss.log.Error("cannot spool message", "err", err)
+		}
+		return nil, 0, errTemp
+	}
+	return sp, sp.Size(), nil
+}
+
+// commit queues the spooled message for addrs and wakes the delivery service.
+func (ss *session) commit(sp *queue.Spool, list []rcpt) error {
+	if len(list) == 0 {
+		return errNoRcpts
+	}
+	rcpts := make([]string, len(list))
+	for i, rc := range list {
+		rcpts[i] = rc.addr.String()
+	}
+	env := queue.Envelope{
+		From:     ss.from,
+		Rcpts:    rcpts,
+		Received: time.Now(),
+		Helo:     sanitize(ss.conn.Hostname()),
+		Remote:   ss.remote,
+	}
+	id, err := sp.Commit(env)
+	if err != nil {
+		mDataError.Inc()
+		ss.log.Error("cannot queue message", "err", err)
+		return errTemp
+	}
+	mReceived.Inc()
+	mDataOK.Inc()
+	ss.log.Info("message queued", "queue_id", id, "from", ss.from, "rcpts", len(rcpts))
+	ss.s.notify(id)
+	return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + id}
+}
+
+// received builds the trace header (RFC 5321 §4.4, RFC 5322 §3.6.7):
+// from the client's EHLO name and address, by this host, with the protocol
+// (RFC 3848), for the single recipient, and the date.
+func (ss *session) received() string {
+	o := ss.s.o()
+	helo := sanitize(ss.conn.Hostname())
+	if helo == "" {
+		helo = "unknown"
+	}
+	ip := ss.remote
+	if h, _, err := net.SplitHostPort(ip); err == nil {
+		ip = h
+	}
+	proto := "ESMTP"
+	if ss.lmtp {
+		proto = "LMTP"
+	}
+	if _, ok := ss.conn.TLSConnectionState(); ok && !ss.lmtp {
+		proto = "ESMTPS"
+	}
+	var b strings.Builder
+	b.WriteString("Received: from ")
+	b.WriteString(helo)
+	if ip != "" {
+		b.WriteString(" ([" + ip + "])")
+	}
+	b.WriteString("\r\n\tby " + o.Hostname + " with " + proto)
+	if len(ss.rcpts) == 1 {
+		b.WriteString("\r\n\tfor <" + ss.rcpts[0].addr.String() + ">")
+	}
+	b.WriteString("; " + time.Now().Format(time.RFC1123Z) + "\r\n")
+	return b.String()
+}
+
+// sanitize keeps a client-supplied name safe for a header: printable
+// ASCII without spaces, at most 255 octets.
+func sanitize(s string) string {
+	if len(s) > 255 {
+		s = s[:255]
+	}
+	return strings.Map(func(r rune) rune {
+		if r <= ' ' || r >= 0x7f || r == '(' || r == ')' {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+var errSizeLimit = errors.New("message size limit")
+
+// crlfWriter turns bare LF into CRLF (the store keeps CRLF line endings,
+// RFC 5322 §2.3) and stops past limit octets. It keeps its state across
+// writes, so a CR at the end of one chunk pairs with a LF at the start of
+// the next.
+type crlfWriter struct {
+	w      io.Writer
+	limit  int64
+	n      int64
+	prevCR bool
+	err    error
+	out    []byte
+}
+
+func (c *crlfWriter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	c.out = c.out[:0]
+	for _, b := range p {
+		if b == '\n' && !c.prevCR {
+			c.out = append(c.out, '\r')
+		}
+		c.out = append(c.out, b)
+		c.prevCR = b == '\r'
+	}
+	c.n += int64(len(c.out))
+	if c.limit > 0 && c.n > c.limit {
+		c.err = errSizeLimit
+		return 0, c.err
+	}
+	if _, err := c.w.Write(c.out); err != nil {
+		c.err = err
+		return 0, err
+	}
+	return len(p), nil
+}

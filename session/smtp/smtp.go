@@ -1,0 +1,342 @@
+// Package smtp is the SMTP service: it receives mail for the served
+// domains over SMTP (RFC 5321) and LMTP (RFC 2033), on
+// github.com/emersion/go-smtp, and leaves each accepted message in the
+// queue (store/queue) for the delivery service (store/delivery).
+//
+// Extensions offered in EHLO/LHLO: PIPELINING (RFC 2920), 8BITMIME
+// (RFC 6152), ENHANCEDSTATUSCODES (RFC 2034, codes from RFC 3463), SIZE
+// (RFC 1870), SMTPUTF8 (RFC 6531), CHUNKING (RFC 3030) and LIMITS
+// RCPTMAX (RFC 9422).
+//
+// Policy:
+//   - RCPT is accepted only for an existing mailbox of a served domain (a
+//     domain of the store, so a domain added with pop3ctl is served at
+//     once): an unknown mailbox gets 550 5.1.1, any other domain 550 5.7.1
+//     (never an open relay), a store failure 451 4.3.0. An administrator's
+//     lock does not refuse mail: the seed's lock does not interfere with
+//     delivery, and the copy is there when the mailbox is unlocked.
+//   - A message over max_message_size gets 552 5.3.4; a message for a single
+//     recipient that would exceed that mailbox's quota 552 5.2.2. With
+//     several recipients the message is accepted and the delivery service
+//     sends the sender a report for the ones over quota. Over LMTP each
+//     recipient gets its own reply, 552 5.2.2 for those over quota.
+//   - More than max_recipients RCPTs get 452 4.5.3 (RFC 5321 §4.5.3.1.10).
+//   - A Received header (RFC 5321 §4.4) is prepended and bare LF line
+//     endings become CRLF; the delivery service adds the Return-Path.
+//   - The message is in the queue, fsynced, before 250 is sent.
+//
+// Metrics: smtp_messages_received_total, smtp_rcpt_total{result="ok|unknown|relay|limit|error"},
+// smtp_data_total{result="ok|too_big|over_quota|error"}.
+package smtp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/pop3svc/pop3svc/store"
+	"github.com/pop3svc/pop3svc/store/queue"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxMessageSize = 50 << 20
+	DefaultMaxRecipients  = 100
+	// DefaultMaxLine is the longest line, CRLF included, in commands and
+	// in message data. RFC 5321 §4.5.3.1.6 sets 1000 as the minimum a
+	// server must accept; real mail exceeds it now and then.
+	DefaultMaxLine = 2000
+	// DefaultReadTimeout / DefaultWriteTimeout: RFC 5321 §4.5.3.2.7
+	// asks a server to wait at least 5 minutes for the next command.
+	DefaultReadTimeout  = 5 * time.Minute
+	DefaultWriteTimeout = 5 * time.Minute
+	// DefaultStoreTimeout bounds each store lookup made for a command.
+	DefaultStoreTimeout = 30 * time.Second
+	// maxPath is the longest reverse- or forward-path accepted
+	// (RFC 5321 §4.5.3.1.3: 256 octets).
+	maxPath = 256
+)
+
+// Reply codes used here (RFC 5321 §4.2, RFC 3463).
+var (
+	errNoMailbox   = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "No such mailbox here"}
+	errRelayDenied = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied: this server accepts mail only for its own domains"}
+	errBadAddress  = &gosmtp.SMTPError{Code: 501, EnhancedCode: gosmtp.EnhancedCode{5, 1, 3}, Message: "Bad address syntax"}
+	errBadSender   = &gosmtp.SMTPError{Code: 501, EnhancedCode: gosmtp.EnhancedCode{5, 1, 7}, Message: "Bad sender address syntax"}
+	errTemp        = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, try again later"}
+	errTooMany     = &gosmtp.SMTPError{Code: 452, EnhancedCode: gosmtp.EnhancedCode{4, 5, 3}, Message: "Too many recipients"}
+	errTooBig      = &gosmtp.SMTPError{Code: 552, EnhancedCode: gosmtp.EnhancedCode{5, 3, 4}, Message: "Message size exceeds the fixed maximum message size"}
+	errOverQuota   = &gosmtp.SMTPError{Code: 552, EnhancedCode: gosmtp.EnhancedCode{5, 2, 2}, Message: "Mailbox full: the message would exceed the quota"}
+	errLongLine    = &gosmtp.SMTPError{Code: 500, EnhancedCode: gosmtp.EnhancedCode{5, 5, 2}, Message: "Line too long"}
+	errNoRcpts     = &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
+)
+
+var (
+	mReceived     = metrics.GetOrCreateCounter(`smtp_messages_received_total`)
+	mRcptOK       = metrics.GetOrCreateCounter(`smtp_rcpt_total{result="ok"}`)
+	mRcptUnknown  = metrics.GetOrCreateCounter(`smtp_rcpt_total{result="unknown"}`)
+	mRcptRelay    = metrics.GetOrCreateCounter(`smtp_rcpt_total{result="relay"}`)
+	mRcptLimit    = metrics.GetOrCreateCounter(`smtp_rcpt_total{result="limit"}`)
+	mRcptError    = metrics.GetOrCreateCounter(`smtp_rcpt_total{result="error"}`)
+	mDataOK       = metrics.GetOrCreateCounter(`smtp_data_total{result="ok"}`)
+	mDataTooBig   = metrics.GetOrCreateCounter(`smtp_data_total{result="too_big"}`)
+	mDataOverQ    = metrics.GetOrCreateCounter(`smtp_data_total{result="over_quota"}`)
+	mDataError    = metrics.GetOrCreateCounter(`smtp_data_total{result="error"}`)
+	mSessionsOpen = metrics.GetOrCreateCounter(`smtp_sessions_total`)
+)
+
+// Options configure the service.
+type Options struct {
+	Hostname           string        // greeting and Received; empty: the host name
+	MaxMessageSize     int64         // octets; 0: DefaultMaxMessageSize
+	MaxRecipients      int           // per message; 0: DefaultMaxRecipients
+	MaxLine            int           // octets, CRLF included; 0: DefaultMaxLine
+	ReadTimeout        time.Duration // 0: DefaultReadTimeout
+	WriteTimeout       time.Duration // 0: DefaultWriteTimeout
+	StoreTimeout       time.Duration // 0: DefaultStoreTimeout
+	DomainQuotaDefault int64         // quota of a mailbox without one, for the DATA-time check; 0: none
+	Logger             *slog.Logger  // nil: discard
+}
+
+func (o Options) withDefaults() Options {
+	if o.Hostname == "" {
+		o.Hostname, _ = os.Hostname()
+		if o.Hostname == "" {
+			o.Hostname = "localhost"
+		}
+	}
+	if o.MaxMessageSize <= 0 {
+		o.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if o.MaxRecipients <= 0 {
+		o.MaxRecipients = DefaultMaxRecipients
+	}
+	if o.MaxLine <= 0 {
+		o.MaxLine = DefaultMaxLine
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = DefaultReadTimeout
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.StoreTimeout <= 0 {
+		o.StoreTimeout = DefaultStoreTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Service runs the SMTP and LMTP listeners.
+type Service struct {
+	st     store.Store
+	q      *queue.Queue
+	notify func(id string)
+	opts   atomic.Pointer[Options]
+
+	mu      sync.Mutex
+	servers []*gosmtp.Server
+	addrs   []net.Addr
+	wg      sync.WaitGroup
+	closed  bool
+	connSeq atomic.Uint64
+	conns   sync.Map // *trackedConn → struct{}
+}
+
+// New makes the service. notify is called with the id of each queued
+// message (the delivery service's Notify); it must not block.
+func New(st store.Store, q *queue.Queue, notify func(id string), opts Options) *Service {
+	if notify == nil {
+		notify = func(string) {}
+	}
+	s := &Service{st: st, q: q, notify: notify}
+	o := opts.withDefaults()
+	s.opts.Store(&o)
+	return s
+}
+
+// SetOptions applies changed options to new sessions. MaxLine, the
+// timeouts and a raised MaxMessageSize reach the protocol layer only for
+// listeners started afterwards (go-smtp reads them from its server);
+// lowered size and recipient limits apply at once.
+func (s *Service) SetOptions(opts Options) {
+	o := opts.withDefaults()
+	s.opts.Store(&o)
+}
+
+func (s *Service) o() *Options { return s.opts.Load() }
+
+type errorLog struct{ l *slog.Logger }
+
+func (e errorLog) Printf(format string, v ...any) {
+	e.l.Debug(strings.TrimSpace(fmt.Sprintf(format, v...)))
+}
+func (e errorLog) Println(v ...any) { e.l.Debug(strings.TrimSpace(fmt.Sprintln(v...))) }
+
+// newServer makes a go-smtp server with the current options.
+func (s *Service) newServer(lmtp bool) *gosmtp.Server {
+	o := s.o()
+	srv := gosmtp.NewServer(&backend{s: s, lmtp: lmtp})
+	srv.LMTP = lmtp
+	srv.Domain = o.Hostname
+	srv.MaxMessageBytes = o.MaxMessageSize
+	srv.MaxRecipients = o.MaxRecipients
+	srv.MaxLineLength = o.MaxLine
+	srv.ReadTimeout = o.ReadTimeout
+	srv.WriteTimeout = o.WriteTimeout
+	srv.EnableSMTPUTF8 = true
+	srv.ErrorLog = errorLog{o.Logger}
+	return srv
+}
+
+// Listen binds the SMTP and LMTP listeners and serves them in the
+// background. Addresses are host:port; LMTP also accepts "unix:PATH".
+func (s *Service) Listen(smtpAddrs, lmtpAddrs []string) error {
+	var ls []net.Listener
+	var kinds []bool
+	closeAll := func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}
+	for _, group := range []struct {
+		addrs []string
+		lmtp  bool
+	}{{smtpAddrs, false}, {lmtpAddrs, true}} {
+		for _, a := range group.addrs {
+			network, addr := "tcp", a
+			if p, ok := strings.CutPrefix(a, "unix:"); ok && group.lmtp {
+				network, addr = "unix", p
+			}
+			l, err := net.Listen(network, addr)
+			if err != nil {
+				closeAll()
+				return fmt.Errorf("cannot listen on %s: %w", a, err)
+			}
+			ls = append(ls, l)
+			kinds = append(kinds, group.lmtp)
+		}
+	}
+	for i, l := range ls {
+		if err := s.Serve(l, kinds[i]); err != nil {
+			closeAll()
+			return err
+		}
+	}
+	return nil
+}
+
+// Serve serves one listener in the background; lmtp selects LMTP.
+func (s *Service) Serve(l net.Listener, lmtp bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("the SMTP service is stopped")
+	}
+	srv := s.newServer(lmtp)
+	s.servers = append(s.servers, srv)
+	s.addrs = append(s.addrs, l.Addr())
+	tl := &trackingListener{Listener: l, conns: &s.conns}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := srv.Serve(tl); err != nil {
+			s.o().Logger.Error("SMTP listener stopped", "addr", l.Addr().String(), "err", err)
+		}
+	}()
+	return nil
+}
+
+// Addrs returns the addresses served, in the order they were started.
+func (s *Service) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]net.Addr(nil), s.addrs...)
+}
+
+// Close stops listening and waits, until ctx ends, for the sessions to
+// finish; then it closes them.
+func (s *Service) Close(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	servers := s.servers
+	s.servers = nil
+	s.mu.Unlock()
+	var first error
+	for _, srv := range servers {
+		if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, gosmtp.ErrServerClosed) && first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		// Past the deadline: close whatever is still open.
+		s.conns.Range(func(k, _ any) bool {
+			k.(net.Conn).Close()
+			return true
+		})
+	}
+	s.wg.Wait()
+	return first
+}
+
+// trackingListener records the open connections so that Close can end
+// them after its deadline.
+type trackingListener struct {
+	net.Listener
+	conns *sync.Map
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, conns: l.conns}
+	l.conns.Store(tc, struct{}{})
+	return tc, nil
+}
+
+type trackedConn struct {
+	net.Conn
+	conns *sync.Map
+	once  sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() { c.conns.Delete(c) })
+	return c.Conn.Close()
+}
+
+type backend struct {
+	s    *Service
+	lmtp bool
+}
+
+func (b *backend) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
+	mSessionsOpen.Inc()
+	s := b.s
+	id := s.connSeq.Add(1)
+	remote := ""
+	if c.Conn() != nil && c.Conn().RemoteAddr() != nil {
+		remote = c.Conn().RemoteAddr().String()
+	}
+	return &session{
+		s:      s,
+		conn:   c,
+		lmtp:   b.lmtp,
+		remote: remote,
+		log:    s.o().Logger.With("conn", id, "remote", remote, "lmtp", b.lmtp),
+	}, nil
+}

@@ -1,0 +1,413 @@
+// Package delivery is the SMTP delivery service: it takes messages from the
+// queue (store/queue) and puts a separate copy into each recipient's
+// mailbox through the Mail Storage Access API (store.Delivery). A recipient
+// over quota gets no copy and the sender gets a non-delivery report
+// (RFC 3464, RFC 6522); a report that cannot be sent leaves the message in
+// the Badmail folder with the reason beside it.
+//
+// The service is woken in-process by Notify when the SMTP service queues a
+// message, and scans the whole queue at start and every QueueScan, which
+// recovers after a crash and picks up files dropped by other processes.
+// Temporary failures are retried with exponential backoff (RetryMin
+// doubling up to RetryMax) and, after RetryFor, fail with status 5.4.7.
+//
+// Each copy starts with a Return-Path header (RFC 5321 §4.4) and an
+// X-Pop3-Queue-Id header naming the queue entry, which is how a restarted
+// service tells whether a copy landed before a crash (see store/queue).
+//
+// Metrics, on the global VictoriaMetrics set:
+//
+//	smtp_deliveries_total{result="delivered|deferred|failed"}
+//	smtp_ndr_total                      reports queued locally or relayed
+//	smtp_badmail_total                  messages moved to Badmail
+//	smtp_queue_depth                    entries in the queue (last scan, kept current)
+//	smtp_delivery_latency_seconds       from queued to delivered, per copy
+package delivery
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/pop3svc/pop3svc/store"
+	"github.com/pop3svc/pop3svc/store/queue"
+)
+
+// Defaults of Options.
+const (
+	DefaultWorkers      = 8
+	DefaultRetryMin     = 30 * time.Second
+	DefaultRetryMax     = time.Hour
+	DefaultRetryFor     = 48 * time.Hour
+	DefaultQueueScan    = time.Minute
+	DefaultRelayTimeout = 2 * time.Minute
+	// notifyBuffer is how many queued ids wait for a worker before Notify
+	// falls back to asking for a scan.
+	notifyBuffer = 4096
+	// MarkerHeader names the queue entry in every copy.
+	MarkerHeader = "X-Pop3-Queue-Id"
+	// maxMarkerScan is how many octets at the start of a message the
+	// recovery check reads looking for the marker.
+	maxMarkerScan = 4096
+)
+
+// Options configure the service.
+type Options struct {
+	Hostname     string        // Reporting-MTA and the NDR's From domain; empty: the host name
+	Relay        string        // host:port to send reports to remote senders; empty: none
+	RelayTimeout time.Duration // whole relay conversation; 0: DefaultRelayTimeout
+	RetryFor     time.Duration // give up on temporary failures after this long; 0: DefaultRetryFor
+	RetryMin     time.Duration // first backoff; 0: DefaultRetryMin
+	RetryMax     time.Duration // backoff cap; 0: DefaultRetryMax
+	QueueScan    time.Duration // periodic scan; 0: DefaultQueueScan
+	Workers      int           // entries delivered at once; 0: DefaultWorkers
+	Logger       *slog.Logger  // nil: discard
+}
+
+func (o Options) withDefaults() Options {
+	if o.Hostname == "" {
+		o.Hostname, _ = os.Hostname()
+		if o.Hostname == "" {
+			o.Hostname = "localhost"
+		}
+	}
+	if o.RelayTimeout <= 0 {
+		o.RelayTimeout = DefaultRelayTimeout
+	}
+	if o.RetryFor <= 0 {
+		o.RetryFor = DefaultRetryFor
+	}
+	if o.RetryMin <= 0 {
+		o.RetryMin = DefaultRetryMin
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = DefaultRetryMax
+	}
+	if o.RetryMax < o.RetryMin {
+		o.RetryMax = o.RetryMin
+	}
+	if o.QueueScan <= 0 {
+		o.QueueScan = DefaultQueueScan
+	}
+	if o.Workers <= 0 {
+		o.Workers = DefaultWorkers
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+var (
+	mDelivered  = metrics.GetOrCreateCounter(`smtp_deliveries_total{result="delivered"}`)
+	mDeferred   = metrics.GetOrCreateCounter(`smtp_deliveries_total{result="deferred"}`)
+	mFailed     = metrics.GetOrCreateCounter(`smtp_deliveries_total{result="failed"}`)
+	mNDR        = metrics.GetOrCreateCounter(`smtp_ndr_total`)
+	mBadmail    = metrics.GetOrCreateCounter(`smtp_badmail_total`)
+	mQueueDepth = metrics.GetOrCreateGauge(`smtp_queue_depth`, nil)
+	mLatency    = metrics.GetOrCreateHistogram(`smtp_delivery_latency_seconds`)
+)
+
+type retryState struct {
+	attempts int
+	next     time.Time
+	timer    *time.Timer
+}
+
+// Service is the delivery service.
+type Service struct {
+	st    store.Store
+	q     *queue.Queue
+	opts  atomic.Pointer[Options]
+	token string // this service's attempts in progress logs
+
+	work chan string
+	wake chan struct{}
+	stop chan struct{}
+
+	mu      sync.Mutex
+	pending map[string]bool // waiting in work or being delivered
+	retry   map[string]*retryState
+	depth   map[string]bool // entries known to be queued
+	stopped bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// idle is signalled whenever a worker finishes an entry (tests).
+	idle chan struct{}
+}
+
+// New makes a service; Start runs it.
+func New(st store.Store, q *queue.Queue, opts Options) *Service {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	host, _ := os.Hostname()
+	s := &Service{
+		st:      st,
+		q:       q,
+		token:   fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])),
+		work:    make(chan string, notifyBuffer),
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		pending: make(map[string]bool),
+		retry:   make(map[string]*retryState),
+		depth:   make(map[string]bool),
+		idle:    make(chan struct{}, 1),
+	}
+	o := opts.withDefaults()
+	s.opts.Store(&o)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// SetOptions applies changed options (SIGHUP). Workers changes apply at
+// the next Start.
+func (s *Service) SetOptions(opts Options) {
+	o := opts.withDefaults()
+	s.opts.Store(&o)
+	s.requestScan()
+}
+
+func (s *Service) o() *Options { return s.opts.Load() }
+
+// Queue returns the queue the service delivers from.
+func (s *Service) Queue() *queue.Queue { return s.q }
+
+// Start launches the workers and the scanner, which scans the queue at once.
+func (s *Service) Start() {
+	n := s.o().Workers
+	for i := 0; i < n; i++ {
+		s.wg.Add(1)
+		go s.worker()
+	}
+	s.wg.Add(1)
+	go s.scanner()
+	s.requestScan()
+}
+
+// Stop stops taking new work, lets the entries being delivered finish
+// until ctx ends, then cancels them (a cancelled delivery stores nothing
+// and is retried at the next start).
+func (s *Service) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return nil
+	}
+	s.stopped = true
+	for _, r := range s.retry {
+		if r.timer != nil {
+			r.timer.Stop()
+		}
+	}
+	s.mu.Unlock()
+	close(s.stop)
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+		s.cancel()
+		<-done
+		return fmt.Errorf("delivery service stopped before its deliveries finished: %w", ctx.Err())
+	}
+}
+
+// Notify tells the service that an entry was queued. It never blocks.
+func (s *Service) Notify(id string) {
+	s.mu.Lock()
+	if !s.depth[id] {
+		s.depth[id] = true
+		mQueueDepth.Set(float64(len(s.depth)))
+	}
+	s.mu.Unlock()
+	s.dispatch(id, false)
+}
+
+func (s *Service) requestScan() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// dispatch hands an entry to the workers unless it is already pending or
+// waiting out a backoff. block: wait for room (the scanner), else fall
+// back to a later scan.
+func (s *Service) dispatch(id string, block bool) {
+	s.mu.Lock()
+	if s.stopped || s.pending[id] {
+		s.mu.Unlock()
+		return
+	}
+	if r := s.retry[id]; r != nil && time.Now().Before(r.next) {
+		s.mu.Unlock()
+		return
+	}
+	s.pending[id] = true
+	s.mu.Unlock()
+	if block {
+		select {
+		case s.work <- id:
+		case <-s.stop:
+			s.unpend(id)
+		}
+		return
+	}
+	select {
+	case s.work <- id:
+	default:
+		s.unpend(id)
+		s.requestScan()
+	}
+}
+
+func (s *Service) unpend(id string) {
+	s.mu.Lock()
+	delete(s.pending, id)
+	s.mu.Unlock()
+}
+
+func (s *Service) scanner() {
+	defer s.wg.Done()
+	t := time.NewTimer(s.o().QueueScan)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.wake:
+		case <-t.C:
+		}
+		s.scan()
+		t.Reset(s.o().QueueScan)
+	}
+}
+
+// scan lists the queue and dispatches every entry not pending or backing off.
+func (s *Service) scan() {
+	ids, err := s.q.List()
+	if err != nil {
+		s.o().Logger.Error("cannot scan the mail queue", "err", err)
+		return
+	}
+	s.q.Clean(time.Now())
+	s.mu.Lock()
+	s.depth = make(map[string]bool, len(ids))
+	for _, id := range ids {
+		s.depth[id] = true
+	}
+	mQueueDepth.Set(float64(len(s.depth)))
+	s.mu.Unlock()
+	for _, id := range ids {
+		s.dispatch(id, true)
+	}
+}
+
+func (s *Service) worker() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case id := <-s.work:
+			s.process(id)
+			s.unpend(id)
+			select {
+			case s.idle <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// removed forgets an entry that left the queue.
+func (s *Service) removed(id string) {
+	s.mu.Lock()
+	if r := s.retry[id]; r != nil && r.timer != nil {
+		r.timer.Stop()
+	}
+	delete(s.retry, id)
+	delete(s.depth, id)
+	mQueueDepth.Set(float64(len(s.depth)))
+	s.mu.Unlock()
+}
+
+// deferEntry schedules another attempt with exponential backoff.
+func (s *Service) deferEntry(id string) time.Duration {
+	o := s.o()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return 0
+	}
+	r := s.retry[id]
+	if r == nil {
+		r = &retryState{}
+		s.retry[id] = r
+	}
+	r.attempts++
+	d := o.RetryMin
+	for i := 1; i < r.attempts && d < o.RetryMax; i++ {
+		d *= 2
+	}
+	if d > o.RetryMax {
+		d = o.RetryMax
+	}
+	r.next = time.Now().Add(d)
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	r.timer = time.AfterFunc(d, func() { s.dispatch(id, false) })
+	return d
+}
+
+// WaitIdle waits until the queue is empty or ctx ends (tests and benchmarks).
+func (s *Service) WaitIdle(ctx context.Context) error {
+	for {
+		ids, err := s.q.List()
+		if err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("queue still holds %d entries: %w", len(ids), ctx.Err())
+		case <-s.idle:
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// permanent maps a store error to an RFC 3463 status when it is a
+// permanent failure for the recipient; "" means temporary.
+func permanent(err error) (status, reason string) {
+	switch {
+	case errors.Is(err, store.ErrOverQuota):
+		return "5.2.2", "mailbox full: the message would exceed the mailbox quota"
+	case errors.Is(err, store.ErrNoSuchMailbox):
+		return "5.1.1", "no such mailbox"
+	case errors.Is(err, store.ErrNoSuchDomain):
+		return "5.1.2", "no such domain"
+	case errors.Is(err, store.ErrInvalidName):
+		return "5.1.3", "bad recipient address syntax"
+	case errors.Is(err, store.ErrMessageTooLarge):
+		return "5.3.4", "message too big for the mail store"
+	}
+	return "", ""
+}

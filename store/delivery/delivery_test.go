@@ -1,0 +1,295 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pop3svc/pop3svc/store"
+	"github.com/pop3svc/pop3svc/store/filestore"
+	"github.com/pop3svc/pop3svc/store/queue"
+)
+
+type fixture struct {
+	t    *testing.T
+	root string
+	st   *filestore.Store
+	q    *queue.Queue
+}
+
+func newFixture(t *testing.T, mailboxes ...string) *fixture {
+	t.Helper()
+	root := t.TempDir()
+	st, err := filestore.Open(root, filestore.Options{Node: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	q, err := queue.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := st.CreateDomain(ctx, "example.com"); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range mailboxes {
+		if err := st.CreateMailbox(ctx, addr(t, m), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &fixture{t: t, root: root, st: st, q: q}
+}
+
+func addr(t *testing.T, s string) store.Address {
+	t.Helper()
+	a, err := store.ParseAddress(s, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func (f *fixture) start(st store.Store, o Options) *Service {
+	f.t.Helper()
+	if o.RetryMin == 0 {
+		o.RetryMin = 20 * time.Millisecond
+		o.RetryMax = 50 * time.Millisecond
+	}
+	o.Hostname = "mx.test"
+	s := New(st, f.q, o)
+	s.Start()
+	f.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Stop(ctx); err != nil {
+			f.t.Error(err)
+		}
+	})
+	return s
+}
+
+func (f *fixture) wait(s *Service) {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := s.WaitIdle(ctx); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) messages(m string) [][]byte {
+	f.t.Helper()
+	sess, err := f.st.OpenSession(context.Background(), addr(f.t, m), "test")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer sess.Close()
+	var out [][]byte
+	for i := range sess.Messages() {
+		rc, err := sess.Open(i)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		out = append(out, b)
+	}
+	return out
+}
+
+// A process died after a copy landed but before it recorded it: the next
+// attempt finds the copy and does not deliver a second one.
+func TestRecoveryFindsEarlierCopy(t *testing.T) {
+	f := newFixture(t, "a@example.com", "b@example.com")
+	env := queue.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com", "b@example.com"}}
+	id, err := f.q.Enqueue(env, strings.NewReader("Subject: once\r\n\r\nbody\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := f.q.Lock(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start("dead-process"); err != nil {
+		t.Fatal(err)
+	}
+	// Some other message first, so the search has to look past it.
+	if _, err := f.st.Deliver(context.Background(), addr(t, "a@example.com"), strings.NewReader("Subject: other\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.st.Deliver(context.Background(), addr(t, "a@example.com"),
+		io.MultiReader(strings.NewReader(copyHeader(env.From, id)), strings.NewReader("Subject: once\r\n\r\nbody\r\n"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.st.Deliver(context.Background(), addr(t, "a@example.com"), strings.NewReader("Subject: later\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	e.Close() // the "process" dies here
+
+	s := f.start(f.st, Options{})
+	f.wait(s)
+	count := func(m string) int {
+		n := 0
+		for _, b := range f.messages(m) {
+			if bytes.Contains(b, []byte("Subject: once")) {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count("a@example.com"); n != 1 {
+		t.Errorf("a has %d copies, want 1", n)
+	}
+	if n := count("b@example.com"); n != 1 {
+		t.Errorf("b has %d copies, want 1", n)
+	}
+}
+
+// The recovery check needs the mailbox; while a POP3 session holds it the
+// entry waits, then gets delivered once the session ends.
+func TestRecoveryWaitsForSession(t *testing.T) {
+	f := newFixture(t, "a@example.com")
+	id, err := f.q.Enqueue(queue.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com"}}, strings.NewReader("Subject: w\r\n\r\nx\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := f.q.Lock(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Start("dead-process")
+	e.Close()
+	sess, err := f.st.OpenSession(context.Background(), addr(t, "a@example.com"), "pop3 user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := f.start(f.st, Options{})
+	time.Sleep(200 * time.Millisecond)
+	if q, _, _ := queue.Stats(f.root); q != 1 {
+		t.Fatalf("queued = %d while the mailbox is held, want 1", q)
+	}
+	sess.Close()
+	f.wait(s)
+	if n := len(f.messages("a@example.com")); n != 1 {
+		t.Fatalf("%d messages, want 1", n)
+	}
+}
+
+// A mailbox held by a POP3 session still receives mail, visible in the
+// next session.
+func TestDeliveryWhileSessionHeld(t *testing.T) {
+	f := newFixture(t, "a@example.com")
+	sess, err := f.st.OpenSession(context.Background(), addr(t, "a@example.com"), "pop3 user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	s := f.start(f.st, Options{})
+	id, err := f.q.Enqueue(queue.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com"}}, strings.NewReader("Subject: held\r\n\r\nx\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Notify(id)
+	f.wait(s)
+	if n := len(sess.Messages()); n != 0 {
+		t.Fatalf("the open session's snapshot changed: %d", n)
+	}
+	sess.Close()
+	if n := len(f.messages("a@example.com")); n != 1 {
+		t.Fatalf("%d messages in the next session, want 1", n)
+	}
+}
+
+// flaky wraps the real store and fails Deliver with a temporary error.
+type flaky struct {
+	*filestore.Store
+	failures atomic.Int32 // remaining failures; <0: always
+}
+
+var errDisk = errors.New("disk hiccup")
+
+func (f *flaky) Deliver(ctx context.Context, a store.Address, r io.Reader) (string, error) {
+	if n := f.failures.Load(); n != 0 {
+		f.failures.Add(-1)
+		return "", errDisk
+	}
+	return f.Store.Deliver(ctx, a, r)
+}
+
+func TestTemporaryFailureRetried(t *testing.T) {
+	f := newFixture(t, "a@example.com")
+	fl := &flaky{Store: f.st}
+	fl.failures.Store(3)
+	before := mDeferred.Get()
+	s := f.start(fl, Options{})
+	id, err := f.q.Enqueue(queue.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com"}}, strings.NewReader("Subject: retry\r\n\r\nx\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Notify(id)
+	f.wait(s)
+	if n := len(f.messages("a@example.com")); n != 1 {
+		t.Fatalf("%d messages, want 1", n)
+	}
+	if d := mDeferred.Get() - before; d < 3 {
+		t.Errorf("deferred counted %d times, want at least 3", d)
+	}
+}
+
+func TestTemporaryFailureExpiresWithReport(t *testing.T) {
+	f := newFixture(t, "a@example.com", "sender@example.com")
+	fl := &flaky{Store: f.st}
+	fl.failures.Store(-1)
+	s := f.start(fl, Options{RetryFor: 300 * time.Millisecond})
+	id, err := f.q.Enqueue(queue.Envelope{From: "sender@example.com", Rcpts: []string{"a@example.com"}}, strings.NewReader("Subject: expire\r\n\r\nx\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Notify(id)
+	// The report itself needs Deliver: let it through once the original failed.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ids, _ := f.q.List()
+		if len(ids) == 1 && strings.HasSuffix(ids[0], "-ndr") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no report queued; queue = %v", ids)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fl.failures.Store(0)
+	f.wait(s)
+	msgs := f.messages("sender@example.com")
+	if len(msgs) != 1 || !bytes.Contains(msgs[0], []byte("Status: 5.4.7\r\n")) || !bytes.Contains(msgs[0], []byte("disk hiccup")) {
+		t.Fatalf("report: %d messages %q", len(msgs), msgs)
+	}
+	if n := len(f.messages("a@example.com")); n != 0 {
+		t.Fatalf("a got %d messages", n)
+	}
+}
+
+func TestNoReportAboutAReport(t *testing.T) {
+	f := newFixture(t, "full@example.com")
+	if err := f.st.SetQuota(context.Background(), addr(t, "full@example.com"), 10); err != nil {
+		t.Fatal(err)
+	}
+	s := f.start(f.st, Options{})
+	id, err := f.q.Enqueue(queue.Envelope{From: "someone@example.com", Rcpts: []string{"full@example.com"}, Report: true},
+		strings.NewReader("Subject: a report\r\n\r\n"+strings.Repeat("x", 100)+"\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Notify(id)
+	f.wait(s)
+	ids, _ := f.q.Badmail()
+	if len(ids) != 1 || ids[0] != id {
+		t.Fatalf("Badmail = %v, want [%s]", ids, id)
+	}
+}

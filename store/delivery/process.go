@@ -1,0 +1,277 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/pop3svc/pop3svc/store"
+	"github.com/pop3svc/pop3svc/store/queue"
+)
+
+// process makes one delivery attempt for a queue entry.
+func (s *Service) process(id string) {
+	o := s.o()
+	log := o.Logger.With("queue_id", id)
+	e, err := s.q.Lock(id)
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
+		s.removed(id)
+		return
+	case errors.Is(err, queue.ErrBusy):
+		return // another process delivers it; a later scan looks again
+	case err != nil:
+		log.Error("cannot open queue entry", "err", err)
+		s.deferEntry(id)
+		return
+	}
+	defer e.Close()
+	expired := time.Since(e.Env.Received) >= o.RetryFor
+
+	if !e.Resolved() {
+		check := e.NeedsCheck(s.token)
+		if err := e.Start(s.token); err != nil {
+			log.Error("cannot record delivery attempt", "err", err)
+			s.deferEntry(id)
+			return
+		}
+		var temp []string
+		for i, rcpt := range e.Env.Rcpts {
+			if e.Rcpts[i].Resolved() {
+				continue
+			}
+			if err := s.ctx.Err(); err != nil {
+				return // stopping: the next start goes on
+			}
+			addr, err := store.ParseAddress(rcpt, "")
+			if err != nil {
+				s.fail(e, i, "5.1.3", "bad recipient address: "+err.Error(), log)
+				continue
+			}
+			if check {
+				uid, found, err := s.findCopy(addr, id)
+				if err != nil && !expired {
+					temp = append(temp, fmt.Sprintf("<%s>: cannot check for an earlier copy: %v", rcpt, err))
+					continue
+				}
+				// Past RetryFor a mailbox that cannot be checked gets
+				// its copy anyway: a possible duplicate, never a loss.
+				if found {
+					if err := e.Done(i, uid); err != nil {
+						log.Error("cannot record delivery", "err", err)
+						s.deferEntry(id)
+						return
+					}
+					continue
+				}
+			}
+			uid, err := s.deliverCopy(e, addr)
+			if err == nil {
+				mDelivered.Inc()
+				mLatency.UpdateDuration(e.Env.Received)
+				if err := e.Done(i, uid); err != nil {
+					log.Error("cannot record delivery", "err", err)
+					s.deferEntry(id)
+					return
+				}
+				continue
+			}
+			if st, why := permanent(err); st != "" {
+				log.Info("delivery failed", "rcpt", rcpt, "status", st, "err", err)
+				s.fail(e, i, st, why, log)
+				continue
+			}
+			if s.ctx.Err() != nil {
+				return
+			}
+			temp = append(temp, fmt.Sprintf("<%s>: %v", rcpt, err))
+		}
+		if len(temp) > 0 {
+			if !expired {
+				mDeferred.Add(len(temp))
+				d := s.deferEntry(id)
+				log.Warn("delivery deferred", "errors", strings.Join(temp, "; "), "retry_in", d)
+				return
+			}
+			for i := range e.Env.Rcpts {
+				if !e.Rcpts[i].Resolved() {
+					s.fail(e, i, "5.4.7", "delivery time expired: "+strings.Join(temp, "; "), log)
+				}
+			}
+		}
+	}
+	if !e.Resolved() {
+		s.deferEntry(id)
+		return
+	}
+	if len(e.Failed()) > 0 && e.NDR == "" {
+		done, err := s.bounce(e, expired)
+		if err != nil {
+			mDeferred.Inc()
+			d := s.deferEntry(id)
+			log.Warn("non-delivery report deferred", "err", err, "retry_in", d)
+			return
+		}
+		if done {
+			s.removed(id) // moved to Badmail
+			return
+		}
+	}
+	if err := e.Remove(); err != nil {
+		log.Error("cannot remove delivered entry", "err", err)
+		s.deferEntry(id)
+		return
+	}
+	s.removed(id)
+}
+
+func (s *Service) fail(e *queue.Entry, i int, status, reason string, log interface {
+	Error(string, ...any)
+}) {
+	mFailed.Inc()
+	if err := e.Fail(i, status, reason); err != nil {
+		log.Error("cannot record failure", "err", err)
+	}
+}
+
+// copyHeader is what each copy starts with: the Return-Path (RFC 5321
+// §4.4) and the queue marker.
+func copyHeader(from, id string) string {
+	return "Return-Path: <" + from + ">\r\n" + MarkerHeader + ": " + id + "\r\n"
+}
+
+// deliverCopy stores one copy of the entry's message in a mailbox.
+func (s *Service) deliverCopy(e *queue.Entry, addr store.Address) (string, error) {
+	f, err := e.Open()
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	r := io.MultiReader(strings.NewReader(copyHeader(e.Env.From, e.ID)), f)
+	return s.st.Deliver(s.ctx, addr, r)
+}
+
+// findCopy looks in a mailbox for a copy of entry id, newest first. It
+// opens a session, so it fails while a POP3 session or the administrator
+// holds the mailbox; a mailbox that is gone has no copy.
+func (s *Service) findCopy(addr store.Address, id string) (uid string, found bool, err error) {
+	sess, err := s.st.OpenSession(s.ctx, addr, "pop3d delivery service (recovery check) "+s.token)
+	if errors.Is(err, store.ErrNoSuchMailbox) || errors.Is(err, store.ErrNoSuchDomain) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	defer sess.Close()
+	want := []byte("\r\n" + MarkerHeader + ": " + id + "\r\n")
+	msgs := sess.Messages()
+	buf := make([]byte, maxMarkerScan)
+	for i := len(msgs) - 1; i >= 0; i-- {
+		rc, err := sess.Open(i)
+		if err != nil {
+			if errors.Is(err, store.ErrNoSuchMessage) {
+				continue
+			}
+			return "", false, err
+		}
+		n, err := io.ReadFull(rc, buf)
+		rc.Close()
+		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+			return "", false, err
+		}
+		head := buf[:n]
+		if end := bytes.Index(head, []byte("\r\n\r\n")); end >= 0 {
+			head = head[:end+2]
+		}
+		if bytes.Contains(head, want) {
+			return msgs[i].UID, true, nil
+		}
+	}
+	return "", false, nil
+}
+
+// bounce handles the non-delivery report of an entry with failed
+// recipients. done reports that the entry went to Badmail (and is gone);
+// an error is temporary.
+func (s *Service) bounce(e *queue.Entry, expired bool) (done bool, err error) {
+	o := s.o()
+	badmail := func(reason string) (bool, error) {
+		if err := e.ToBadmail(reason); err != nil {
+			return false, err
+		}
+		mBadmail.Inc()
+		o.Logger.Warn("message moved to Badmail", "queue_id", e.ID, "reason", reason)
+		return true, nil
+	}
+	// RFC 3464 §2 / RFC 5321 §4.5.5: never a report about a report, nor
+	// to the null reverse-path.
+	if e.Env.Report || e.Env.From == "" {
+		return badmail("the non-delivery report cannot be sent: the sender is the null reverse-path <>")
+	}
+	report, err := s.buildReport(e)
+	if err != nil {
+		return false, err
+	}
+	if addr, perr := store.ParseAddress(e.Env.From, ""); perr == nil {
+		_, err := s.st.Mailbox(s.ctx, addr)
+		switch {
+		case err == nil:
+			env := queue.Envelope{
+				ID:       reportID(e.ID),
+				Rcpts:    []string{addr.String()},
+				Received: time.Now(),
+				Report:   true,
+			}
+			id, err := s.q.Enqueue(env, bytes.NewReader(report))
+			if err != nil && !errors.Is(err, queue.ErrExists) {
+				return false, err
+			}
+			if err := e.RecordNDR("local " + id); err != nil {
+				return false, err
+			}
+			mNDR.Inc()
+			s.Notify(id)
+			return false, nil
+		case errors.Is(err, store.ErrNoSuchDomain):
+			// a remote sender: relay below
+		case errors.Is(err, store.ErrNoSuchMailbox):
+			return badmail(fmt.Sprintf("the non-delivery report cannot be sent: the sender <%s> is in a served domain but has no mailbox", e.Env.From))
+		default:
+			return false, err
+		}
+	}
+	if o.Relay == "" {
+		return badmail(fmt.Sprintf("the non-delivery report cannot be sent: the sender <%s> is remote and no relay is configured (smtp.relay)", e.Env.From))
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, o.RelayTimeout)
+	defer cancel()
+	err = sendRelay(ctx, o.Relay, o.Hostname, e.Env.From, report)
+	if err == nil {
+		if err := e.RecordNDR("relayed via " + o.Relay); err != nil {
+			return false, err
+		}
+		mNDR.Inc()
+		return false, nil
+	}
+	if isPermanent(err) || expired {
+		return badmail(fmt.Sprintf("the non-delivery report to <%s> was refused by the relay %s: %v", e.Env.From, o.Relay, err))
+	}
+	return false, err
+}
+
+// reportID is the queue id of the report about entry id: derived from it,
+// so that a report queued by an attempt that died before recording it is
+// not queued twice.
+func reportID(id string) string {
+	if r := id + "-ndr"; queue.ValidID(r) {
+		return r
+	}
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:20]) + "-ndr"
+}

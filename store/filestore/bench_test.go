@@ -1,0 +1,91 @@
+//go:build linux
+
+package filestore
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/pop3svc/pop3svc/store"
+)
+
+// benchMessage is a typical small message (about 4 KiB, LF line endings
+// to exercise the normalisation).
+var benchMessage = "From: a@example.org\nTo: alice@example.com\nSubject: bench\n\n" + strings.Repeat("0123456789 the quick brown fox jumps over the lazy dog 0123456789\n", 60)
+
+// BenchmarkDeliverOne: deliveries per second into one mailbox, each fsynced.
+func BenchmarkDeliverOne(b *testing.B) {
+	s := newTestStore(b, Options{})
+	a := mkbox(b, s)
+	b.SetBytes(int64(len(benchMessage)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Deliver(bg, a, strings.NewReader(benchMessage)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+}
+
+// BenchmarkDeliverMany: deliveries per second spread over 100 mailboxes
+// from parallel goroutines (as the delivery service does).
+func BenchmarkDeliverMany(b *testing.B) {
+	s := newTestStore(b, Options{})
+	if err := s.CreateDomain(bg, "example.com"); err != nil {
+		b.Fatal(err)
+	}
+	var boxes []store.Address
+	for i := 0; i < 100; i++ {
+		a := store.Address{Mailbox: fmt.Sprintf("user%d", i), Domain: "example.com"}
+		if err := s.CreateMailbox(bg, a, ""); err != nil {
+			b.Fatal(err)
+		}
+		boxes = append(boxes, a)
+	}
+	b.SetBytes(int64(len(benchMessage)))
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			i++
+			if _, err := s.Deliver(bg, boxes[i%len(boxes)], strings.NewReader(benchMessage)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+}
+
+// BenchmarkOpenSession10k: time and allocations to open (lock, list, sort)
+// and close a mailbox of 10,000 messages.
+func BenchmarkOpenSession10k(b *testing.B) {
+	s := newTestStore(b, Options{})
+	a := mkbox(b, s)
+	fill(b, s, a, 10000)
+	b.ReportAllocs()
+	for b.Loop() {
+		ms, err := s.OpenSession(bg, a, "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(ms.Messages()) != 10000 {
+			b.Fatalf("Messages = %d", len(ms.Messages()))
+		}
+		ms.Close()
+	}
+}
+
+// BenchmarkVerifyPassword: one plaintext check with DefaultArgon2.
+func BenchmarkVerifyPassword(b *testing.B) {
+	s := newTestStore(b, Options{Argon2: DefaultArgon2})
+	a := mkbox(b, s)
+	for b.Loop() {
+		if err := s.VerifyPassword(bg, a, "pw"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

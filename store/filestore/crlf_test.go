@@ -1,0 +1,88 @@
+//go:build linux
+
+package filestore
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"testing"
+)
+
+// refCRLF is the obvious in-memory form of copyCRLF's rules.
+func refCRLF(in []byte) []byte {
+	var out []byte
+	for i, c := range in {
+		if c == '\n' && (i == 0 || in[i-1] != '\r') {
+			out = append(out, '\r')
+		}
+		out = append(out, c)
+	}
+	switch {
+	case len(out) == 0 || out[len(out)-1] == '\n':
+	case out[len(out)-1] == '\r':
+		out = append(out, '\n')
+	default:
+		out = append(out, '\r', '\n')
+	}
+	return out
+}
+
+// chunkReader returns its input in random-sized pieces.
+type chunkReader struct {
+	b   []byte
+	rng *rand.Rand
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.b) == 0 {
+		return 0, io.EOF
+	}
+	n := min(len(p), len(c.b), 1+c.rng.IntN(7))
+	copy(p, c.b[:n])
+	c.b = c.b[n:]
+	return n, nil
+}
+
+func TestCopyCRLFMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []byte("a\r\n.")
+	for i := 0; i < 3000; i++ {
+		in := make([]byte, rng.IntN(40))
+		for j := range in {
+			in[j] = alphabet[rng.IntN(len(alphabet))]
+		}
+		var out bytes.Buffer
+		n, err := copyCRLF(&out, &chunkReader{b: in, rng: rng}, 0)
+		want := refCRLF(in)
+		if err != nil || !bytes.Equal(out.Bytes(), want) || n != int64(len(want)) {
+			t.Fatalf("copyCRLF(%q) = %q, %d, %v; want %q", in, out.Bytes(), n, err, want)
+		}
+	}
+}
+
+func TestCopyCRLFLimit(t *testing.T) {
+	var out bytes.Buffer
+	if _, err := copyCRLF(&out, bytes.NewReader(bytes.Repeat([]byte("\n"), 100)), 150); !errors.Is(err, errTooBig) {
+		t.Fatalf("copyCRLF past the limit = %v, want errTooBig", err)
+	}
+	out.Reset()
+	if n, err := copyCRLF(&out, bytes.NewReader(bytes.Repeat([]byte("\n"), 75)), 150); err != nil || n != 150 {
+		t.Fatalf("copyCRLF at the limit = %d, %v", n, err)
+	}
+}
+
+func FuzzCopyCRLF(f *testing.F) {
+	for _, s := range []string{"", "a", "\r", "\n", "\r\n", "a\rb\nc\r\n", "x\r"} {
+		f.Add([]byte(s), uint64(1))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, seed uint64) {
+		var out bytes.Buffer
+		n, err := copyCRLF(&out, &chunkReader{b: bytes.Clone(in), rng: rand.New(rand.NewPCG(seed, 0))}, 0)
+		want := refCRLF(in)
+		if err != nil || !bytes.Equal(out.Bytes(), want) || n != int64(len(want)) {
+			t.Fatalf("copyCRLF(%q) = %q; want %q", in, out.Bytes(), want)
+		}
+	})
+}

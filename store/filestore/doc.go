@@ -1,0 +1,178 @@
+// Package filestore is the file-system implementation of the Mail Storage
+// Access API (package store). It runs on Linux (it uses getdents, fstatat,
+// renameat2 and /proc).
+//
+// # Layout
+//
+//	<mailroot>/                              the mail root; Open creates it
+//	<mailroot>/.pop3/key                     the store key: 32 random octets, hex, mode 0600
+//	<mailroot>/.pop3/tmp/                    messages and keys being written
+//	<mailroot>/.pop3/trash/                  folders being deleted
+//	<mailroot>/<domain>/                     one folder per domain
+//	<mailroot>/<domain>/domain.locked        present while the administrator locks the domain
+//	<mailroot>/<domain>/P3_<mailbox>.mbx/    one folder per mailbox
+//	    lock                                 the mailbox is free ...
+//	    kcol                                 ... or held: by a session or the administrator
+//	    quota                                the quota in octets, decimal text; missing or 0: none
+//	    passwd                               password-file credentials (JSON), when set
+//	    P3_<26 digits>.eml                   one file per message, CRLF line endings
+//
+// A domain name never starts with '.', so .pop3 cannot collide with a
+// domain; a mailbox folder is always P3_<name>.mbx, so domain.locked cannot
+// collide with a mailbox. Every domain and mailbox name is lower-cased and
+// checked by store.ValidateDomain / store.ValidateMailbox before it is
+// joined to a path: no name can contain '/', NUL, or be "." or "..", so no
+// path leaves the mail root, and a refused name touches nothing on disk.
+// Files are opened with O_NOFOLLOW, mailbox folders are checked with lstat:
+// a symbolic link planted in the store is never followed.
+//
+// Folders are created 0700 and files 0600: run pop3d and pop3ctl as the
+// same user.
+//
+// # Messages
+//
+// A message's name is P3_ + 26 digits + .eml: the UTC time of delivery to
+// the millisecond (YYYYMMDDhhmmssmmm, 17 digits), a 4-digit counter and the
+// 5-digit node number (Options.Node). The 26 digits are the message's UID
+// (its UIDL, RFC 1939 section 7) and sort in delivery order. Within a process
+// the names only grow, even when the clock steps back; two processes of the
+// same node (pop3d and a pop3ctl deliver) that pick the same name are told
+// apart by link(2), which never replaces a file: the loser takes the next
+// counter. Servers sharing a store must have different node numbers. A
+// name can only come back if the clock of a node steps back across a
+// restart to a millisecond in which that node delivered a message that has
+// since been deleted.
+//
+// Deliver writes the message to .pop3/tmp (the same file system as the
+// mailboxes), through a buffer, never holding the message in memory. Line
+// endings are normalised for RFC 1939's octet counts: a bare LF becomes
+// CRLF, a bare CR is kept as it is, and a non-empty message that does not
+// end with a line ending gets CRLF appended (a final bare CR becomes CRLF).
+// The temporary file is fsynced, checked against the quota, linked to its
+// name in the mailbox folder (link never replaces), unlinked from tmp, and
+// the mailbox folder is fsynced before Deliver returns. A reader never sees
+// a partial message; a process killed while delivering leaves only a file in
+// .pop3/tmp, which Open removes once it is older than Options.TmpMaxAge.
+//
+// Delivery ignores the session lock and both administrator's locks: a
+// message delivered while a session holds the mailbox appears in the next
+// session, because a session works on the snapshot it listed at open.
+//
+// # Quotas
+//
+// The quota file holds the mailbox's quota in octets; missing or 0 means
+// Options.DomainQuotaDefault (0: none). Quota and MailboxInfo.Quota report
+// that effective quota. Deliver refuses with store.ErrOverQuota when the
+// octets stored plus the new message's size would exceed it. Usage is
+// computed by listing the folder (getdents + fstatat, no file read), which
+// is correct across processes and servers without a shared counter.
+// Deliveries of one process into one mailbox check and store one at a
+// time; deliveries of different processes or servers racing into one
+// mailbox may both pass the check, so a quota can be overrun by at most
+// the messages they deliver at the same instant.
+//
+// # Locks
+//
+// A mailbox is held while its folder has a kcol file; kcol holds the
+// holder's record (key=value lines: a random token, kind session|admin, node, host, boot
+// id, pid, process start time from /proc/<pid>/stat, time, owner string).
+// Taking the lock:
+//
+//  1. write the complete record to a new file .kcol.<random> in the mailbox
+//     folder and fsync it;
+//  2. link(2) it to kcol: link fails when kcol exists, so of racing
+//     sessions (on any server) exactly one wins, and kcol is never visible
+//     without its complete record — an observer has no window to handle;
+//  3. the winner removes .kcol.<random> and lock.
+//
+// The record is fsynced, so a kcol that survives a crash is complete; the
+// folder is not: a lock lost in a crash belonged to a process the crash
+// killed, and one kept names a boot that is over and is taken over.
+//
+// Releasing renames kcol back to lock (after checking kcol still holds its
+// own token). To an operator this is the seed's "lock renamed to
+// kcol". A loser reads kcol: an administrator's record — or an empty or
+// unreadable kcol, which is what an operator's bare "mv lock kcol" makes —
+// gives store.ErrMailboxLocked; a live session store.ErrMailboxInUse. A
+// session record is stale, and is taken over at once, when it comes from
+// this machine (same hostname and boot id) and its pid is not running or
+// runs a process with another start time, or when it comes from this
+// host before its last reboot. A record from another machine is stale when
+// kcol's mtime, renewed by MailboxSession.Refresh, is older than
+// store.LockLease. Taking over renames kcol to a unique name, checks the
+// moved file holds the token judged stale (if another server took it over and
+// a new session created a fresh kcol in between, the fresh one is linked
+// back), deletes it and retries the link.
+//
+// The administrator's mailbox lock (LockMailbox) is a kcol with kind=admin;
+// it never goes stale. LockMailbox on a mailbox held by a live session is
+// refused with store.ErrMailboxInUse. The domain lock is the file
+// domain.locked in the domain folder: OpenSession checks it first, so it
+// locks every mailbox of the domain, present and future
+// (store.ErrDomainLocked).
+//
+// DeleteMailbox and RenameMailbox take the session lock for their work and
+// refuse with store.ErrMailboxInUse while a live session holds the mailbox:
+// deleting files under a session would break its RETR and its QUIT. An
+// administrator's lock does not stop them (a renamed mailbox stays locked).
+// DeleteDomain with force refuses when any of its mailboxes is held. Folders
+// are deleted by renaming them into .pop3/trash first (gone at once for
+// every reader), then removing them; Open finishes deletions a crash
+// interrupted.
+//
+// # Sessions
+//
+// OpenSession lists the folder once (getdents, then fstatat for each size;
+// no body is read) and sorts by name, i.e. by arrival. All UIDs share one
+// string, so opening a mailbox costs a few allocations whatever its size.
+// MailboxSession.Open returns the *os.File of the message. A message
+// deleted meanwhile (by an administrator or another server after a lease
+// expired) gives store.ErrNoSuchMessage. Commit removes the deleted
+// messages, fsyncs the folder and releases the lock; a crash before Commit
+// deletes nothing (RFC 1939 section 6: deletions happen in the UPDATE state
+// only).
+//
+// # Credentials and the store key
+//
+// The seed keeps the password hash in the lock file. Here the lock file is
+// renamed, replaced and taken over concurrently by sessions, so credentials
+// live in their own file, passwd, written atomically (temporary file in the
+// mailbox folder, fsync, rename, folder fsync). It is JSON with:
+//
+//   - an argon2id hash (RFC 9106) of the password with a 16-octet random
+//     salt and the parameters used (DefaultArgon2: 3 passes, 19 MiB, 1 lane,
+//     32 octets, about 25 ms per check on a small server); the parameters
+//     are read back from the file, so changing the defaults only affects
+//     passwords set afterwards;
+//   - the NT hash (MD4 of the UTF-16LE password, MS-NLMP 3.3.1) followed by
+//     the password, sealed with AES-256-GCM under the store key, a random
+//     96-bit nonce, and "pop3svc passwd v1 " + mailbox@domain as additional
+//     data, so a record moved to another mailbox does not open. APOP and
+//     CRAM-MD5 need the password itself, NTLM its NT hash.
+//
+// VerifyPassword compares in constant time; an unknown mailbox, a mailbox
+// without passwd, an invalid name and a wrong password all compute one
+// argon2id (over a dummy record with the default parameters when there is
+// no record) and return store.ErrAuthFailed. The password is never written
+// in clear under the mail root.
+//
+// The store key (.pop3/key) is made on the first Open of a store: written
+// in full to .pop3/tmp, fsynced, and linked to .pop3/key; link fails if
+// another server won the race, and both then use the winner's key. It
+// plays the part of the seed's shared GUID: servers sharing one store (the
+// seed's NAS layout) mount the same mail root and so read the same key,
+// with nothing to configure. When a store is moved or copied, copy
+// .pop3/key with it (mode 0600): without it every password file becomes
+// unreadable for APOP, CRAM-MD5 and NTLM (plaintext logins keep working,
+// since the argon2id hash does not depend on the key). Back the key up
+// separately from the messages.
+//
+// # Several servers
+//
+// Every server sharing a store points its mailroot at the same folder and
+// has its own node number. Message names, locks (link-based, token-checked)
+// and deletions (rename into trash) stay correct on NFS, which provides
+// atomic link and rename; RenameMailbox falls back to a check-then-rename
+// where renameat2 RENAME_NOREPLACE is missing. Locks of other machines are
+// judged by their lease only, so keep clocks in sync (NTP).
+package filestore

@@ -1,0 +1,736 @@
+//go:build linux
+
+package filestore
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pop3svc/pop3svc/store"
+)
+
+var bg = context.Background()
+
+// mkbox makes example.com and its mailbox alice (password "pw").
+func mkbox(t testing.TB, s *Store) store.Address {
+	t.Helper()
+	a := store.Address{Mailbox: "alice", Domain: "example.com"}
+	if err := s.CreateDomain(bg, a.Domain); err != nil && !errors.Is(err, store.ErrDomainExists) {
+		t.Fatal(err)
+	}
+	if err := s.CreateMailbox(bg, a, "pw"); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestFormatName(t *testing.T) {
+	ms := time.Date(2026, 3, 4, 5, 6, 7, 890e6, time.UTC).UnixMilli()
+	if got, want := formatName(ms, 12, 345), "20260304050607890001200345"; got != want {
+		t.Fatalf("formatName = %s, want %s", got, want)
+	}
+	g := nameGen{node: 99999}
+	now := time.UnixMilli(ms)
+	prev := ""
+	for i := 0; i < 2*counterLimit+5; i++ { // overflows the counter twice
+		n := g.next(now)
+		if len(n) != UIDLen || n <= prev {
+			t.Fatalf("name %d = %s after %s", i, n, prev)
+		}
+		prev = n
+	}
+	// The clock going back does not make names go back.
+	if n := g.next(now.Add(-time.Hour)); n <= prev {
+		t.Fatalf("name after the clock stepped back = %s <= %s", n, prev)
+	}
+}
+
+func TestOpenOptions(t *testing.T) {
+	for _, o := range []Options{{Node: -1}, {Node: MaxNode + 1}, {DomainQuotaDefault: -1}, {Argon2: Argon2Params{Time: 1, MemoryKiB: 1, Threads: 1, KeyLen: 32}}} {
+		if _, err := Open(t.TempDir(), o); err == nil {
+			t.Errorf("Open(%+v) succeeded", o)
+		}
+	}
+	if _, err := Open("", Options{}); err == nil {
+		t.Errorf("Open(\"\") succeeded")
+	}
+	f := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(f, nil, 0o600)
+	if _, err := Open(f, Options{}); err == nil {
+		t.Errorf("Open(a file) succeeded")
+	}
+}
+
+func TestKeySharedAndRaced(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "mailroot")
+	const n = 8
+	stores := make([]*Store, n)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range stores {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stores[i], errs[i] = Open(root, Options{Node: i + 1, Argon2: testArgon2})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("Open %d: %v", i, err)
+		}
+		if string(stores[i].key) != string(stores[0].key) {
+			t.Fatalf("store %d has another key", i)
+		}
+	}
+	// A second server on the same root opens the first one's secrets.
+	a := mkbox(t, stores[0])
+	sec, err := stores[5].Secret(bg, a, store.SecretPassword)
+	if err != nil || string(sec) != "pw" {
+		t.Fatalf("Secret from another server = %q, %v", sec, err)
+	}
+	// A store with another key cannot.
+	if err := os.WriteFile(filepath.Join(root, MetaDir, KeyFile), []byte(strings.Repeat("ab", KeySize)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other, err := Open(root, Options{Argon2: testArgon2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Secret(bg, a, store.SecretPassword); err == nil {
+		t.Fatalf("Secret with a wrong key succeeded")
+	}
+	if err := other.VerifyPassword(bg, a, "pw"); err != nil {
+		t.Fatalf("VerifyPassword does not depend on the key: %v", err)
+	}
+	os.WriteFile(filepath.Join(root, MetaDir, KeyFile), []byte("short\n"), 0o600)
+	if _, err := Open(root, Options{}); err == nil {
+		t.Fatalf("Open with a damaged key succeeded")
+	}
+}
+
+func TestPasswdBoundToMailbox(t *testing.T) {
+	s := newTestStore(t, Options{})
+	a := mkbox(t, s)
+	b := store.Address{Mailbox: "bob", Domain: "example.com"}
+	if err := s.CreateMailbox(bg, b, ""); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(s.mboxPath(a), PasswdName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(s.mboxPath(b), PasswdName), data, 0o600)
+	if _, err := s.Secret(bg, b, store.SecretPassword); err == nil || errors.Is(err, store.ErrNoSecret) {
+		t.Fatalf("Secret of a record moved to another mailbox = %v, want a decryption error", err)
+	}
+	os.WriteFile(filepath.Join(s.mboxPath(b), PasswdName), []byte("{garbage"), 0o600)
+	if err := s.VerifyPassword(bg, b, "pw"); !errors.Is(err, store.ErrAuthFailed) {
+		t.Fatalf("VerifyPassword with a damaged file = %v", err)
+	}
+	hostile := fmt.Sprintf(`{"v":1,"alg":"argon2id","params":{"Time":1000000,"MemoryKiB":4000000000,"Threads":1,"KeyLen":32},"salt":"%s","hash":"%s"}`,
+		"AAAAAAAAAAAAAAAAAAAAAA==", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+	os.WriteFile(filepath.Join(s.mboxPath(b), PasswdName), []byte(hostile), 0o600)
+	start := time.Now()
+	if err := s.VerifyPassword(bg, b, "pw"); !errors.Is(err, store.ErrAuthFailed) || time.Since(start) > 5*time.Second {
+		t.Fatalf("VerifyPassword with hostile parameters = %v after %v", err, time.Since(start))
+	}
+}
+
+// TestVerifyTiming: an unknown mailbox costs as much as a wrong password.
+func TestVerifyTiming(t *testing.T) {
+	s := newTestStore(t, Options{Argon2: DefaultArgon2})
+	a := mkbox(t, s)
+	unknown := store.Address{Mailbox: "nobody", Domain: "example.com"}
+	best := func(a store.Address) time.Duration {
+		m := time.Hour
+		for i := 0; i < 4; i++ {
+			start := time.Now()
+			if err := s.VerifyPassword(bg, a, "wrong"); !errors.Is(err, store.ErrAuthFailed) {
+				t.Fatalf("VerifyPassword = %v", err)
+			}
+			m = min(m, time.Since(start))
+		}
+		return m
+	}
+	wrong, none := best(a), best(unknown)
+	t.Logf("wrong password %v, unknown mailbox %v", wrong, none)
+	if none < wrong/2 || wrong < none/2 {
+		t.Fatalf("timing differs: wrong password %v, unknown mailbox %v", wrong, none)
+	}
+}
+
+func TestMaxMessageSize(t *testing.T) {
+	s := newTestStore(t, Options{MaxMessageSize: 100})
+	a := mkbox(t, s)
+	// The limit counts stored octets: 99 + the CRLF appended = 101.
+	if _, err := s.Deliver(bg, a, strings.NewReader(strings.Repeat("x", 99))); !errors.Is(err, store.ErrMessageTooLarge) {
+		t.Fatalf("Deliver(101 octets, limit 100) = %v, want ErrMessageTooLarge", err)
+	}
+	if _, err := s.Deliver(bg, a, strings.NewReader(strings.Repeat("x", 98))); err != nil {
+		t.Fatalf("Deliver(100 octets, limit 100) = %v", err)
+	}
+}
+
+func TestMessageLimits(t *testing.T) {
+	s := newTestStore(t, Options{MaxMessageSize: 100, DomainQuotaDefault: 250})
+	a := mkbox(t, s)
+	_, err := s.Deliver(bg, a, strings.NewReader(strings.Repeat("x\n", 60)))
+	if !errors.Is(err, store.ErrMessageTooLarge) {
+		t.Fatalf("Deliver(120 octets, limit 100) = %v, want ErrMessageTooLarge", err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := s.Deliver(bg, a, strings.NewReader(strings.Repeat("y", 98)+"\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = s.Deliver(bg, a, strings.NewReader(strings.Repeat("y", 98)+"\r\n"))
+	if !errors.Is(err, store.ErrOverQuota) {
+		t.Fatalf("Deliver past the default quota = %v, want ErrOverQuota", err)
+	}
+	if q, _ := s.Quota(bg, a); q != 250 {
+		t.Fatalf("Quota = %d, want the default 250", q)
+	}
+	if n := countFiles(t, s.tmp); n != 0 {
+		t.Fatalf("refused deliveries left %d temporary files", n)
+	}
+}
+
+func countFiles(t *testing.T, dir string) int {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+func TestVanishedMessage(t *testing.T) {
+	s := newTestStore(t, Options{})
+	a := mkbox(t, s)
+	s.Deliver(bg, a, strings.NewReader("one\r\n"))
+	s.Deliver(bg, a, strings.NewReader("two\r\n"))
+	ms, err := s.OpenSession(bg, a, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := ms.Messages()[0].UID
+	if err := os.Remove(filepath.Join(s.mboxPath(a), msgPrefix+victim+msgSuffix)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ms.Open(0); !errors.Is(err, store.ErrNoSuchMessage) {
+		t.Fatalf("Open(vanished) = %v, want ErrNoSuchMessage", err)
+	}
+	if err := ms.Commit(bg, []int{0, 1}); err != nil {
+		t.Fatalf("Commit with a vanished message: %v", err)
+	}
+	if n, _, _ := s.Usage(bg, a); n != 0 {
+		t.Fatalf("Usage after Commit = %d", n)
+	}
+}
+
+func TestSymlinksIgnored(t *testing.T) {
+	s := newTestStore(t, Options{})
+	a := mkbox(t, s)
+	outside := t.TempDir()
+	secret := filepath.Join(outside, "secret")
+	os.WriteFile(secret, []byte("outside\r\n"), 0o600)
+	dir := s.mboxPath(a)
+	os.Symlink(secret, filepath.Join(dir, "P3_11111111111111111111111111.eml"))
+	ms, err := s.OpenSession(bg, a, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms.Messages()) != 0 {
+		t.Fatalf("a symlinked message was listed: %+v", ms.Messages())
+	}
+	ms.Close()
+	// A mailbox folder that is a symlink to outside is no mailbox.
+	os.Mkdir(filepath.Join(outside, "box"), 0o700)
+	os.Symlink(filepath.Join(outside, "box"), filepath.Join(s.domainPath("example.com"), "P3_evil.mbx"))
+	evil := store.Address{Mailbox: "evil", Domain: "example.com"}
+	if _, err := s.Deliver(bg, evil, strings.NewReader("x")); !errors.Is(err, store.ErrNoSuchMailbox) {
+		t.Fatalf("Deliver through a symlinked mailbox = %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(outside, "box")); len(ents) != 0 {
+		t.Fatalf("something was written outside the mail root: %v", ents)
+	}
+	// A symlinked kcol is not followed and reads as an administrator's lock.
+	os.Remove(filepath.Join(dir, LockName))
+	os.Symlink(secret, filepath.Join(dir, KcolName))
+	if _, err := s.OpenSession(bg, a, "t"); !errors.Is(err, store.ErrMailboxLocked) {
+		t.Fatalf("OpenSession with a symlinked kcol = %v", err)
+	}
+}
+
+// writeKcol forges a lock record with the given mtime.
+func writeKcol(t *testing.T, dir string, r lockRecord, mtime time.Time) {
+	t.Helper()
+	p := filepath.Join(dir, KcolName)
+	if err := os.WriteFile(p, r.encode(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(dir, LockName))
+	if err := os.Chtimes(p, mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStaleLocks(t *testing.T) {
+	now := time.Now()
+	s := newTestStore(t, Options{Now: func() time.Time { return now }})
+	a := mkbox(t, s)
+	dir := s.mboxPath(a)
+	me := s.self
+	dead := me
+	dead.PID = 0x3fffff // beyond pid_max's default
+	reused := me
+	reused.Start++ // our pid, another start time: the pid was reused
+	remote := procIdentity{Node: 2, Host: "other-host", Boot: "b", PID: 1, Start: 1}
+	rebooted := me
+	rebooted.Boot = "an-earlier-boot"
+	cases := []struct {
+		name  string
+		rec   lockRecord
+		raw   string
+		age   time.Duration
+		want  error
+		owner string
+	}{
+		{name: "dead pid", rec: lockRecord{Kind: kindSession, Proc: dead}},
+		{name: "reused pid", rec: lockRecord{Kind: kindSession, Proc: reused}},
+		{name: "this host before reboot", rec: lockRecord{Kind: kindSession, Proc: rebooted}},
+		{name: "live process", rec: lockRecord{Kind: kindSession, Proc: me, Owner: "me"}, want: store.ErrMailboxInUse},
+		{name: "other node, fresh", rec: lockRecord{Kind: kindSession, Proc: remote}, age: store.LockLease - time.Minute, want: store.ErrMailboxInUse},
+		{name: "other node, expired", rec: lockRecord{Kind: kindSession, Proc: remote}, age: store.LockLease + time.Minute},
+		{name: "admin, old", rec: lockRecord{Kind: kindAdmin, Proc: dead}, age: 10 * store.LockLease, want: store.ErrMailboxLocked},
+		{name: "empty kcol (operator's mv lock kcol)", raw: " ", want: store.ErrMailboxLocked},
+		{name: "garbage", raw: "\x00\x01kind=evil\n", want: store.ErrMailboxLocked},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.raw != "" {
+				os.WriteFile(filepath.Join(dir, KcolName), []byte(strings.TrimSpace(c.raw)), 0o600)
+			} else {
+				writeKcol(t, dir, c.rec, now.Add(-c.age))
+			}
+			defer os.Rename(filepath.Join(dir, KcolName), filepath.Join(dir, LockName))
+			ms, err := s.OpenSession(bg, a, "taker")
+			if c.want == nil {
+				if err != nil {
+					t.Fatalf("OpenSession over a stale lock: %v", err)
+				}
+				mi, _ := s.Mailbox(bg, a)
+				if !mi.InUse || mi.Owner != "taker" {
+					t.Fatalf("after take-over Mailbox = %+v", mi)
+				}
+				ms.Close()
+				return
+			}
+			if !errors.Is(err, c.want) {
+				t.Fatalf("OpenSession = %v, want %v", err, c.want)
+			}
+		})
+	}
+}
+
+// TestRefreshKeepsLease: a session of another node that refreshes is not
+// taken over; one that stops refreshing is.
+func TestRefreshKeepsLease(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	root := filepath.Join(t.TempDir(), "mailroot")
+	s1, err := Open(root, Options{Node: 1, Now: clock, Argon2: testArgon2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(root, Options{Node: 2, Now: clock, Argon2: testArgon2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.self.Host = "another-machine" // s2 plays a server on another machine
+	a := mkbox(t, s1)
+	ms, err := s1.OpenSession(bg, a, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	advance(store.LockLease - time.Minute)
+	if err := ms.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	advance(store.LockLease - time.Minute)
+	if _, err := s2.OpenSession(bg, a, "s2"); !errors.Is(err, store.ErrMailboxInUse) {
+		t.Fatalf("OpenSession over a refreshed lease = %v, want ErrMailboxInUse", err)
+	}
+	advance(2 * time.Minute)
+	ms2, err := s2.OpenSession(bg, a, "s2")
+	if err != nil {
+		t.Fatalf("OpenSession over an expired lease: %v", err)
+	}
+	// The old holder finds out: Refresh fails, Close leaves the new lock alone.
+	if err := ms.Refresh(); !errors.Is(err, store.ErrMailboxInUse) {
+		t.Fatalf("Refresh after take-over = %v", err)
+	}
+	ms.Close()
+	if mi, _ := s2.Mailbox(bg, a); !mi.InUse || mi.Owner != "s2" {
+		t.Fatalf("the old holder's Close released the new lock: %+v", mi)
+	}
+	ms2.Close()
+}
+
+func TestTmpCleanup(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "mailroot")
+	s := newTestStoreAt(t, root, Options{})
+	old := filepath.Join(s.tmp, "1.2.3.old.tmp")
+	young := filepath.Join(s.tmp, "1.2.3.young.tmp")
+	os.WriteFile(old, []byte("x"), 0o600)
+	os.WriteFile(young, []byte("x"), 0o600)
+	past := time.Now().Add(-2 * DefaultTmpMaxAge)
+	os.Chtimes(old, past, past)
+	newTestStoreAt(t, root, Options{})
+	if _, err := os.Stat(old); err == nil {
+		t.Fatalf("an old temporary file survived Open")
+	}
+	if _, err := os.Stat(young); err != nil {
+		t.Fatalf("a young temporary file (maybe another server's delivery) was removed")
+	}
+}
+
+func newTestStoreAt(t *testing.T, root string, opts Options) *Store {
+	t.Helper()
+	opts.Argon2 = testArgon2
+	s, err := Open(root, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestSnapshotAllocs: opening a mailbox costs a few allocations whatever its size.
+func TestSnapshotAllocs(t *testing.T) {
+	s := newTestStore(t, Options{})
+	a := mkbox(t, s)
+	fill(t, s, a, 2000)
+	allocs := testing.AllocsPerRun(5, func() {
+		ms, err := s.OpenSession(bg, a, "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ms.Messages()) != 2000 {
+			t.Fatalf("Messages = %d", len(ms.Messages()))
+		}
+		ms.Close()
+	})
+	t.Logf("OpenSession of 2000 messages: %.0f allocations", allocs)
+	if allocs > 200 {
+		t.Fatalf("OpenSession of 2000 messages made %.0f allocations", allocs)
+	}
+}
+
+// fill writes n small messages straight into the mailbox folder (faster
+// than Deliver's fsyncs), with increasing names.
+func fill(t testing.TB, s *Store, a store.Address, n int) {
+	t.Helper()
+	dir := s.mboxPath(a)
+	base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	for i := 0; i < n; i++ {
+		name := msgPrefix + formatName(base+int64(i%3000), i/3000, 1) + msgSuffix
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(fmt.Sprintf("message %d\r\n", i)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Helper process: the test binary run again with FILESTORE_HELPER set.
+const helperEnv = "FILESTORE_HELPER"
+
+func TestHelperProcess(t *testing.T) {
+	mode := os.Getenv(helperEnv)
+	if mode == "" {
+		return
+	}
+	s, err := Open(os.Getenv("FILESTORE_ROOT"), Options{Node: 9, Argon2: testArgon2})
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	a := store.Address{Mailbox: "alice", Domain: "example.com"}
+	switch mode {
+	case "deliver":
+		// A message that arrives slowly: half of it, then nothing.
+		r := io.MultiReader(strings.NewReader(strings.Repeat("partial line\n", 10000)), stallReader{ready: "writing"})
+		_, err = s.Deliver(bg, a, r)
+	case "deliver-many":
+		for i := 0; i < manyPerProcess && err == nil; i++ {
+			_, err = s.Deliver(bg, a, strings.NewReader(fmt.Sprintf("pid %d message %d\r\n", os.Getpid(), i)))
+		}
+		if err == nil {
+			fmt.Println("done")
+			os.Exit(0)
+		}
+	case "session":
+		_, err = s.OpenSession(bg, a, "helper")
+		if err == nil {
+			fmt.Println("locked")
+			time.Sleep(time.Minute)
+		}
+	}
+	fmt.Println("error", err)
+	os.Exit(1)
+}
+
+// stallReader announces itself then blocks (the parent kills the process).
+type stallReader struct{ ready string }
+
+func (s stallReader) Read([]byte) (int, error) {
+	fmt.Println(s.ready)
+	time.Sleep(time.Minute)
+	return 0, io.EOF
+}
+
+// runHelper starts the helper in mode, waits for its line want, kills it
+// with SIGKILL and reaps it.
+func runHelper(t *testing.T, root, mode, want string, whileAlive func()) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), helperEnv+"="+mode, "FILESTORE_ROOT="+root)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if sc.Text() == want || strings.HasPrefix(sc.Text(), "error") {
+				lines <- sc.Text()
+				return
+			}
+		}
+		close(lines)
+	}()
+	select {
+	case l, ok := <-lines:
+		if !ok || l != want {
+			t.Fatalf("helper %s said %q", mode, l)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("helper %s did not reach %q", mode, want)
+	}
+	if whileAlive != nil {
+		whileAlive()
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+}
+
+func TestKilledDuringDelivery(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "mailroot")
+	s := newTestStoreAt(t, root, Options{})
+	a := mkbox(t, s)
+	runHelper(t, root, "deliver", "writing", nil)
+	if n, _, err := s.Usage(bg, a); err != nil || n != 0 {
+		t.Fatalf("after a killed delivery Usage = %d, %v; want no message", n, err)
+	}
+	ms, err := s.OpenSession(bg, a, "t")
+	if err != nil || len(ms.Messages()) != 0 {
+		t.Fatalf("after a killed delivery OpenSession = %v, %v", ms, err)
+	}
+	ms.Close()
+	if countFiles(t, s.tmp) != 1 {
+		t.Fatalf("expected the killed delivery's temporary file in %s", s.tmp)
+	}
+	// Its temporary file goes once it is old.
+	later := time.Now().Add(DefaultTmpMaxAge + time.Hour)
+	newTestStoreAt(t, root, Options{Now: func() time.Time { return later }})
+	if n := countFiles(t, s.tmp); n != 0 {
+		t.Fatalf("%d temporary files left after cleanup", n)
+	}
+}
+
+func TestKilledHoldingSession(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "mailroot")
+	s := newTestStoreAt(t, root, Options{})
+	a := mkbox(t, s)
+	s.Deliver(bg, a, strings.NewReader("kept\r\n"))
+	runHelper(t, root, "session", "locked", func() {
+		if _, err := s.OpenSession(bg, a, "t"); !errors.Is(err, store.ErrMailboxInUse) {
+			t.Errorf("OpenSession while the helper holds the mailbox = %v, want ErrMailboxInUse", err)
+		}
+		if mi, _ := s.Mailbox(bg, a); !mi.InUse || mi.Owner != "helper" {
+			t.Errorf("Mailbox while held = %+v", mi)
+		}
+	})
+	if mi, _ := s.Mailbox(bg, a); mi.InUse {
+		t.Fatalf("a dead process's lock still shows in use: %+v", mi)
+	}
+	ms, err := s.OpenSession(bg, a, "t")
+	if err != nil {
+		t.Fatalf("OpenSession after the holder died: %v", err)
+	}
+	if len(ms.Messages()) != 1 {
+		t.Fatalf("the killed session deleted messages: %d left", len(ms.Messages()))
+	}
+	ms.Close()
+}
+
+func TestMailboxRace(t *testing.T) {
+	// Many goroutines race for one mailbox: at most one holds it at a time.
+	s := newTestStore(t, Options{})
+	a := mkbox(t, s)
+	var mu sync.Mutex
+	holders, maxHolders, wins := 0, 0, 0
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 30; i++ {
+				ms, err := s.OpenSession(bg, a, "racer")
+				if errors.Is(err, store.ErrMailboxInUse) {
+					continue
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				holders++
+				wins++
+				maxHolders = max(maxHolders, holders)
+				mu.Unlock()
+				time.Sleep(50 * time.Microsecond)
+				mu.Lock()
+				holders--
+				mu.Unlock()
+				ms.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	if maxHolders != 1 || wins == 0 {
+		t.Fatalf("max simultaneous holders = %d, wins = %d", maxHolders, wins)
+	}
+	if _, err := os.Lstat(filepath.Join(s.mboxPath(a), LockName)); err != nil {
+		t.Fatalf("lock file missing after all sessions closed: %v", err)
+	}
+	ents, _ := os.ReadDir(s.mboxPath(a))
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".kcol") {
+			t.Fatalf("temporary lock file %s left behind", e.Name())
+		}
+	}
+}
+
+const manyPerProcess = 100
+
+// TestUniqueAcrossProcesses: two processes of the same node delivering
+// into one mailbox at once (pop3d and pop3ctl deliver) never share a name.
+func TestUniqueAcrossProcesses(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "mailroot")
+	s := newTestStoreAt(t, root, Options{Node: 9})
+	a := mkbox(t, s)
+	var cmds []*exec.Cmd
+	var outs []*strings.Builder
+	for i := 0; i < 2; i++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
+		cmd.Env = append(os.Environ(), helperEnv+"=deliver-many", "FILESTORE_ROOT="+root)
+		out := new(strings.Builder)
+		cmd.Stdout = out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds, outs = append(cmds, cmd), append(outs, out)
+	}
+	// And this process delivers too, with the same node number.
+	for i := 0; i < manyPerProcess; i++ {
+		if _, err := s.Deliver(bg, a, strings.NewReader("parent\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil || !strings.Contains(outs[i].String(), "done") {
+			t.Fatalf("helper %d: %v: %s", i, err, outs[i].String())
+		}
+	}
+	ms, err := s.OpenSession(bg, a, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	msgs := ms.Messages()
+	if len(msgs) != 3*manyPerProcess {
+		t.Fatalf("%d messages, want %d", len(msgs), 3*manyPerProcess)
+	}
+	seen := map[string]bool{}
+	for i, m := range msgs {
+		if seen[m.UID] || (i > 0 && m.UID <= msgs[i-1].UID) {
+			t.Fatalf("UID %s repeated or out of order", m.UID)
+		}
+		seen[m.UID] = true
+		if !strings.HasSuffix(m.UID, "00009") {
+			t.Fatalf("UID %s does not end with node 00009", m.UID)
+		}
+	}
+}
+
+func TestSymlinkedDomain(t *testing.T) {
+	s := newTestStore(t, Options{})
+	outside := t.TempDir()
+	os.Mkdir(filepath.Join(outside, "P3_alice.mbx"), 0o700)
+	os.Symlink(outside, filepath.Join(s.Root(), "evil.com"))
+	a := store.Address{Mailbox: "alice", Domain: "evil.com"}
+	if _, err := s.Deliver(bg, a, strings.NewReader("x")); !errors.Is(err, store.ErrNoSuchDomain) {
+		t.Fatalf("Deliver through a symlinked domain = %v, want ErrNoSuchDomain", err)
+	}
+	if err := s.CreateMailbox(bg, store.Address{Mailbox: "bob", Domain: "evil.com"}, "x"); !errors.Is(err, store.ErrNoSuchDomain) {
+		t.Fatalf("CreateMailbox in a symlinked domain = %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(outside, "P3_alice.mbx")); len(ents) != 0 {
+		t.Fatalf("something was written outside the mail root: %v", ents)
+	}
+}
+
+// TestQuotaConcurrent: parallel deliveries of one process never overrun the quota.
+func TestQuotaConcurrent(t *testing.T) {
+	s := newTestStore(t, Options{})
+	a := mkbox(t, s)
+	if err := s.SetQuota(bg, a, 1000); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 10; i++ {
+				_, err := s.Deliver(bg, a, strings.NewReader(strings.Repeat("q", 98)))
+				if err != nil && !errors.Is(err, store.ErrOverQuota) {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n, b, _ := s.Usage(bg, a); n != 10 || b != 1000 {
+		t.Fatalf("Usage = %d messages, %d octets; want exactly 10, 1000", n, b)
+	}
+}

@@ -1,0 +1,350 @@
+package filestore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pop3svc/pop3svc/store"
+)
+
+// Names of the store-wide folder and of the files kept in it and in the
+// mailbox folders. A domain name never starts with '.', so MetaDir cannot
+// collide with a domain; a mailbox folder is always P3_<name>.mbx, so the
+// other names cannot collide with a mailbox.
+const (
+	MetaDir      = ".pop3"         // <mailroot>/.pop3: store-wide files
+	KeyFile      = "key"           // <mailroot>/.pop3/key: the store key (hex)
+	TmpDir       = "tmp"           // <mailroot>/.pop3/tmp: messages being written
+	TrashDir     = "trash"         // <mailroot>/.pop3/trash: folders being deleted
+	LockName     = "lock"          // mailbox free
+	KcolName     = "kcol"          // mailbox held (session or administrator)
+	QuotaName    = "quota"         // mailbox quota in octets, decimal text
+	PasswdName   = "passwd"        // password-file credentials
+	DomainLocked = "domain.locked" // <mailroot>/<domain>/domain.locked: administrator's domain lock
+	mboxPrefix   = "P3_"
+	mboxSuffix   = ".mbx"
+	msgPrefix    = "P3_"
+	msgSuffix    = ".eml"
+)
+
+// Limits and defaults; each is a named setting of Options where it can vary.
+const (
+	// MaxNode is the largest node number (5 digits in a message name).
+	MaxNode = 99999
+	// DefaultTmpMaxAge is how old a file left in the tmp folder (by a
+	// process that died while writing) must be before Open removes it.
+	DefaultTmpMaxAge = 24 * time.Hour
+	// DefaultWriteBuffer is the size of the buffer a delivery writes through.
+	DefaultWriteBuffer = 64 << 10
+	// maxNameRetries bounds the attempts to find a free message name.
+	maxNameRetries = 100000
+)
+
+// Options configures a Store.
+type Options struct {
+	// Node is this server's number among those sharing the store, 0..99999.
+	// It is the last 5 digits of every message name this server writes.
+	Node int
+	// DomainQuotaDefault is the quota, in octets, of a mailbox without a
+	// quota file (or with 0 in it). 0: no quota.
+	DomainQuotaDefault int64
+	// MaxMessageSize is the largest message Deliver accepts, in octets
+	// after line-ending normalisation. 0: no limit.
+	MaxMessageSize int64
+	// TmpMaxAge overrides DefaultTmpMaxAge.
+	TmpMaxAge time.Duration
+	// Logger receives lock take-overs and cleanup notes. nil: discard.
+	Logger *slog.Logger
+	// Now returns the current time (tests). nil: time.Now.
+	Now func() time.Time
+	// Argon2 overrides the password hash parameters (tests). Zero: DefaultArgon2.
+	Argon2 Argon2Params
+	// HashConcurrency bounds the argon2id computations running at once
+	// (each takes Argon2.MemoryKiB of memory), so that a burst of logins
+	// queues instead of exhausting memory. 0: 2 x GOMAXPROCS.
+	HashConcurrency int
+}
+
+// Store is the file store. It is safe for concurrent use.
+type Store struct {
+	root    string
+	meta    string
+	tmp     string
+	trash   string
+	key     []byte
+	opts    Options
+	log     *slog.Logger
+	now     func() time.Time
+	names   nameGen
+	self    procIdentity
+	argon   Argon2Params
+	dummy   *passwdRecord // verified against for unknown mailboxes
+	hashes  chan struct{} // semaphore of HashConcurrency slots
+	quotaMu [quotaShards]sync.Mutex
+	closed  chan struct{}
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the file store at root.
+func Open(root string, opts Options) (*Store, error) {
+	if root == "" {
+		return nil, errors.New("cannot open mail store: the mail root is empty")
+	}
+	if opts.Node < 0 || opts.Node > MaxNode {
+		return nil, fmt.Errorf("cannot open mail store: node %d is out of range 0..%d", opts.Node, MaxNode)
+	}
+	if opts.DomainQuotaDefault < 0 || opts.MaxMessageSize < 0 {
+		return nil, errors.New("cannot open mail store: quota and message size limits must not be negative")
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open mail store %q: %w", root, err)
+	}
+	s := &Store{
+		root:   abs,
+		meta:   filepath.Join(abs, MetaDir),
+		opts:   opts,
+		log:    opts.Logger,
+		now:    opts.Now,
+		argon:  opts.Argon2,
+		closed: make(chan struct{}),
+	}
+	s.tmp = filepath.Join(s.meta, TmpDir)
+	s.trash = filepath.Join(s.meta, TrashDir)
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.argon == (Argon2Params{}) {
+		s.argon = DefaultArgon2
+	}
+	if err := s.argon.check(); err != nil {
+		return nil, fmt.Errorf("cannot open mail store %q: %w", abs, err)
+	}
+	s.opts.TmpMaxAge = opts.TmpMaxAge
+	if s.opts.TmpMaxAge <= 0 {
+		s.opts.TmpMaxAge = DefaultTmpMaxAge
+	}
+	s.names.node = opts.Node
+	if opts.HashConcurrency < 0 {
+		return nil, errors.New("cannot open mail store: HashConcurrency must not be negative")
+	}
+	if s.opts.HashConcurrency == 0 {
+		s.opts.HashConcurrency = 2 * runtime.GOMAXPROCS(0)
+	}
+	s.hashes = make(chan struct{}, s.opts.HashConcurrency)
+	for _, d := range []string{abs, s.meta, s.tmp, s.trash} {
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("cannot create %q: %w", d, err)
+		}
+		fi, err := os.Lstat(d)
+		if err != nil {
+			return nil, fmt.Errorf("cannot open mail store: %w", err)
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("cannot open mail store: %q is not a folder", d)
+		}
+	}
+	if s.key, err = loadOrCreateKey(s.meta, s.tmp); err != nil {
+		return nil, fmt.Errorf("cannot open mail store %q: %w", abs, err)
+	}
+	s.self = currentProcess(opts.Node)
+	if s.dummy, err = s.newPasswdRecord(store.Address{Mailbox: "dummy", Domain: "invalid"}, randomString()); err != nil {
+		return nil, fmt.Errorf("cannot open mail store %q: %w", abs, err)
+	}
+	s.cleanTmp()
+	s.cleanTrash()
+	return s, nil
+}
+
+// Root returns the mail root folder (absolute).
+func (s *Store) Root() string { return s.root }
+
+// Close releases nothing but marks the store closed; sessions stay usable
+// until they are closed themselves.
+func (s *Store) Close() error {
+	select {
+	case <-s.closed:
+	default:
+		close(s.closed)
+	}
+	return nil
+}
+
+func randomString() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// cleanTmp removes files left in the tmp folder by writers that died long
+// ago. Files of live writers (on any server) are younger than TmpMaxAge.
+func (s *Store) cleanTmp() {
+	ents, err := os.ReadDir(s.tmp)
+	if err != nil {
+		return
+	}
+	limit := s.now().Add(-s.opts.TmpMaxAge)
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil || fi.ModTime().After(limit) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.tmp, e.Name())); err == nil {
+			s.log.Info("removed stale temporary file", "file", e.Name())
+		}
+	}
+}
+
+// cleanTrash finishes deletions interrupted by a crash.
+func (s *Store) cleanTrash() {
+	ents, err := os.ReadDir(s.trash)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		p := filepath.Join(s.trash, e.Name())
+		fi, err := os.Lstat(p)
+		if err != nil || fi.ModTime().After(s.now().Add(-time.Minute)) {
+			continue // possibly another server's deletion in progress
+		}
+		_ = os.RemoveAll(p)
+	}
+}
+
+// canonAddr lower-cases and validates an address before it reaches a path.
+func canonAddr(a store.Address) (store.Address, error) {
+	// Lower-casing turns invalid UTF-8 into U+FFFD: refuse it first.
+	if !utf8.ValidString(a.Mailbox) {
+		return store.Address{}, fmt.Errorf("%w: mailbox name is not valid UTF-8", store.ErrInvalidName)
+	}
+	c := store.Address{Mailbox: strings.ToLower(a.Mailbox), Domain: strings.ToLower(a.Domain)}
+	if err := store.ValidateMailbox(c.Mailbox); err != nil {
+		return store.Address{}, err
+	}
+	if err := store.ValidateDomain(c.Domain); err != nil {
+		return store.Address{}, err
+	}
+	return c, nil
+}
+
+func (s *Store) domainPath(domain string) string { return filepath.Join(s.root, domain) }
+
+func (s *Store) mboxPath(a store.Address) string {
+	return filepath.Join(s.root, a.Domain, mboxPrefix+a.Mailbox+mboxSuffix)
+}
+
+// checkDomain reports ErrNoSuchDomain when the domain folder is missing.
+func (s *Store) checkDomain(domain string) error {
+	fi, err := os.Lstat(s.domainPath(domain))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("domain %s: %w", domain, store.ErrNoSuchDomain)
+		}
+		return fmt.Errorf("cannot open domain %s: %w", domain, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("domain %s: %w (not a folder)", domain, store.ErrNoSuchDomain)
+	}
+	return nil
+}
+
+// checkMailbox reports ErrNoSuchDomain / ErrNoSuchMailbox.
+// Both the domain and the mailbox must be real folders, not symlinks.
+func (s *Store) checkMailbox(a store.Address) error {
+	if err := s.checkDomain(a.Domain); err != nil {
+		return err
+	}
+	fi, err := os.Lstat(s.mboxPath(a))
+	if err == nil && fi.IsDir() {
+		return nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("cannot open mailbox %s: %w", a, err)
+	}
+	return fmt.Errorf("mailbox %s: %w", a, store.ErrNoSuchMailbox)
+}
+
+func ctxErr(ctx context.Context) error {
+	if ctx == nil {
+		return nil
+	}
+	return ctx.Err()
+}
+
+// syncDir fsyncs a folder so that entries created, renamed or removed in
+// it are durable.
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("cannot sync folder %q: %w", dir, err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to dir/name through a temporary file in the
+// same folder: write, fsync, rename over, fsync the folder.
+func writeFileAtomic(dir, name string, data []byte) error {
+	tmp := filepath.Join(dir, "."+name+".tmp."+randomString())
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, name))
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return syncDir(dir)
+}
+
+// readSmallFile reads a file that must be small, without following a symlink.
+func readSmallFile(path string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%q is larger than %d octets", path, limit)
+	}
+	return b, nil
+}

@@ -1,0 +1,301 @@
+package queue
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// RcptState is what the progress log says about one recipient.
+type RcptState struct {
+	Done   bool   // the copy landed
+	UID    string // its UID when Done
+	Failed bool   // permanent failure: no copy
+	Status string // RFC 3463 status code when Failed, e.g. "5.2.2"
+	Reason string // diagnostic when Failed
+}
+
+// Resolved reports whether nothing more is to be done for the recipient.
+func (r RcptState) Resolved() bool { return r.Done || r.Failed }
+
+// Entry is a queued message held under its lock. Its methods are not safe
+// for concurrent use; Close releases the lock.
+type Entry struct {
+	q      *Queue
+	ID     string
+	Env    Envelope
+	Rcpts  []RcptState // by index into Env.Rcpts
+	Starts []string    // tokens of the attempts recorded, in order
+	NDR    string      // how the non-delivery report was handled; "" when not yet
+	log    *os.File
+}
+
+// Lock opens an entry and takes its lock. It returns ErrNotFound when the
+// entry is gone and ErrBusy when another worker holds it.
+func (q *Queue) Lock(id string) (*Entry, error) {
+	if !ValidID(id) {
+		return nil, fmt.Errorf("%w: %q", ErrBadID, id)
+	}
+	f, err := os.OpenFile(q.path(id, LogSuffix), os.O_RDWR|os.O_APPEND|syscall.O_NOFOLLOW, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("queue entry %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot open queue entry %s: %w", id, err)
+	}
+	if err := flock(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("queue entry %s: %w", id, err)
+	}
+	e := &Entry{q: q, ID: id, log: f}
+	if err := e.load(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Entry) load() error {
+	envData, err := readLimited(e.q.path(e.ID, EnvSuffix), MaxEnvelopeSize)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("queue entry %s: %w", e.ID, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read queue entry %s: %w", e.ID, err)
+	}
+	if err := json.Unmarshal(envData, &e.Env); err != nil {
+		return fmt.Errorf("cannot read queue entry %s: bad envelope: %w", e.ID, err)
+	}
+	e.Env.ID = e.ID
+	if len(e.Env.Rcpts) == 0 {
+		return fmt.Errorf("cannot read queue entry %s: the envelope has no recipients", e.ID)
+	}
+	e.Rcpts = make([]RcptState, len(e.Env.Rcpts))
+	logData, err := io.ReadAll(io.LimitReader(e.log, MaxLogSize+1))
+	if err != nil {
+		return fmt.Errorf("cannot read queue entry %s: %w", e.ID, err)
+	}
+	if len(logData) > MaxLogSize {
+		return fmt.Errorf("cannot read queue entry %s: progress log larger than %d octets", e.ID, MaxLogSize)
+	}
+	// A crash in the middle of an append leaves a last line without its
+	// newline: ignore it, and end it so the next record starts clean.
+	if n := len(logData); n > 0 && logData[n-1] != '\n' {
+		if _, err := e.log.Write([]byte("\n")); err != nil {
+			return fmt.Errorf("cannot repair queue entry %s: %w", e.ID, err)
+		}
+		if i := bytes.LastIndexByte(logData, '\n'); i >= 0 {
+			logData = logData[:i+1]
+		} else {
+			logData = nil
+		}
+	}
+	sc := bufio.NewScanner(bytes.NewReader(logData))
+	sc.Buffer(make([]byte, 4096), MaxLogSize)
+	for sc.Scan() {
+		e.apply(sc.Text())
+	}
+	return nil
+}
+
+// apply reads one progress record; unknown or malformed ones are skipped.
+func (e *Entry) apply(line string) {
+	verb, rest, _ := strings.Cut(line, " ")
+	switch verb {
+	case "start":
+		e.Starts = append(e.Starts, rest)
+	case "ndr":
+		e.NDR = rest
+		if e.NDR == "" {
+			e.NDR = "handled"
+		}
+	case "done", "fail":
+		idx, rest, _ := strings.Cut(rest, " ")
+		i, err := strconv.Atoi(idx)
+		if err != nil || i < 0 || i >= len(e.Rcpts) {
+			return
+		}
+		if verb == "done" {
+			e.Rcpts[i] = RcptState{Done: true, UID: rest}
+			return
+		}
+		status, reason, _ := strings.Cut(rest, " ")
+		e.Rcpts[i] = RcptState{Failed: true, Status: status, Reason: reason}
+	}
+}
+
+// Close releases the entry's lock.
+func (e *Entry) Close() error {
+	if e.log == nil {
+		return nil
+	}
+	err := e.log.Close()
+	e.log = nil
+	return err
+}
+
+// record appends one line to the progress log and fsyncs it.
+func (e *Entry) record(line string, sync bool) error {
+	if e.log == nil {
+		return errors.New("queue entry is closed")
+	}
+	if _, err := e.log.Write([]byte(line + "\n")); err != nil {
+		return fmt.Errorf("cannot record progress of %s: %w", e.ID, err)
+	}
+	if sync {
+		if err := e.log.Sync(); err != nil {
+			return fmt.Errorf("cannot record progress of %s: %w", e.ID, err)
+		}
+	}
+	e.apply(line)
+	return nil
+}
+
+// Start records, durably, that a delivery attempt by token begins. It must
+// precede any delivery so that a later attempt by another process knows to
+// look for copies that landed without their "done" record.
+func (e *Entry) Start(token string) error {
+	return e.record("start "+trimReason(token), true)
+}
+
+// NeedsCheck reports whether a recipient that is not resolved may
+// nonetheless have its copy: an attempt by a process other than token was
+// recorded (it may have died between delivering and recording).
+func (e *Entry) NeedsCheck(token string) bool {
+	for _, s := range e.Starts {
+		if s != token {
+			return true
+		}
+	}
+	return false
+}
+
+// Done records that recipient i has its copy. It is not fsynced: after a
+// power loss that drops it, the recovery check finds the copy.
+func (e *Entry) Done(i int, uid string) error {
+	return e.record(fmt.Sprintf("done %d %s", i, trimReason(uid)), false)
+}
+
+// Fail records, durably, a permanent failure for recipient i.
+func (e *Entry) Fail(i int, status, reason string) error {
+	if status == "" || strings.ContainsAny(status, " \t\r\n") {
+		status = "5.0.0"
+	}
+	return e.record(fmt.Sprintf("fail %d %s %s", i, status, trimReason(reason)), true)
+}
+
+// RecordNDR records, durably, how the non-delivery report was handled.
+func (e *Entry) RecordNDR(how string) error {
+	how = trimReason(how)
+	if how == "" {
+		how = "handled"
+	}
+	return e.record("ndr "+how, true)
+}
+
+// Resolved reports whether every recipient is done or failed.
+func (e *Entry) Resolved() bool {
+	for _, r := range e.Rcpts {
+		if !r.Resolved() {
+			return false
+		}
+	}
+	return true
+}
+
+// Failed returns the indexes of the failed recipients.
+func (e *Entry) Failed() []int {
+	var out []int
+	for i, r := range e.Rcpts {
+		if r.Failed {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// Open returns a reader of the queued message.
+func (e *Entry) Open() (*os.File, error) {
+	f, err := os.OpenFile(e.q.path(e.ID, MsgSuffix), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open queued message %s: %w", e.ID, err)
+	}
+	return f, nil
+}
+
+// Size returns the size of the queued message in octets.
+func (e *Entry) Size() (int64, error) {
+	fi, err := os.Lstat(e.q.path(e.ID, MsgSuffix))
+	if err != nil {
+		return 0, fmt.Errorf("cannot stat queued message %s: %w", e.ID, err)
+	}
+	return fi.Size(), nil
+}
+
+// Remove deletes the entry (envelope first, so that a crash halfway
+// leaves only orphans that Clean removes) and releases the lock. The
+// folder is not fsynced: an entry that comes back after a power loss is
+// delivered again only to recipients whose copies are not found.
+func (e *Entry) Remove() error {
+	err := os.Remove(e.q.path(e.ID, EnvSuffix))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		e.Close()
+		return fmt.Errorf("cannot remove queue entry %s: %w", e.ID, err)
+	}
+	os.Remove(e.q.path(e.ID, MsgSuffix))
+	os.Remove(e.q.path(e.ID, LogSuffix))
+	return e.Close()
+}
+
+// ToBadmail moves the message into the Badmail folder with a reason file
+// beside it, then removes the entry. The reason file is written first, so
+// a Badmail message never lacks its reason.
+func (e *Entry) ToBadmail(reason string) error {
+	bad := e.q.bad
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "Reason: %s\n", strings.TrimSpace(reason))
+	fmt.Fprintf(&sb, "Queue-Id: %s\n", e.ID)
+	fmt.Fprintf(&sb, "Received: %s\n", e.Env.Received.UTC().Format("2006-01-02T15:04:05Z"))
+	fmt.Fprintf(&sb, "From: <%s>\n", e.Env.From)
+	for i, r := range e.Env.Rcpts {
+		st := e.Rcpts[i]
+		switch {
+		case st.Done:
+			fmt.Fprintf(&sb, "Recipient: <%s> delivered %s\n", r, st.UID)
+		case st.Failed:
+			fmt.Fprintf(&sb, "Recipient: <%s> failed %s %s\n", r, st.Status, st.Reason)
+		default:
+			fmt.Fprintf(&sb, "Recipient: <%s> not delivered\n", r)
+		}
+	}
+	reasonTmp, err := e.q.writeTmp(e.ID+ReasonSufix, func(w io.Writer) error {
+		_, err := io.WriteString(w, sb.String())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("cannot move %s to Badmail: %w", e.ID, err)
+	}
+	defer os.Remove(reasonTmp)
+	if err := os.Rename(reasonTmp, filepath.Join(bad, e.ID+ReasonSufix)); err != nil {
+		return fmt.Errorf("cannot move %s to Badmail: %w", e.ID, err)
+	}
+	dst := filepath.Join(bad, e.ID+BadSuffix)
+	if err := os.Rename(e.q.path(e.ID, MsgSuffix), dst); err != nil {
+		// Already moved by an attempt that died before removing the entry.
+		if _, serr := os.Lstat(dst); !(errors.Is(err, os.ErrNotExist) && serr == nil) {
+			return fmt.Errorf("cannot move %s to Badmail: %w", e.ID, err)
+		}
+	}
+	if err := syncDir(bad); err != nil {
+		return fmt.Errorf("cannot move %s to Badmail: %w", e.ID, err)
+	}
+	return e.Remove()
+}

@@ -1,0 +1,148 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pop3svc/pop3svc/store"
+)
+
+// testConcurrency delivers from several goroutines while sessions open,
+// read and delete: no message is lost, duplicated or partial, and no UID
+// is ever reused.
+func testConcurrency(t *testing.T, s store.Store) {
+	setup(t, s, "alice", "bob")
+	boxes := []store.Address{addr("alice", "example.com"), addr("bob", "example.com")}
+	const writers, perWriter, readers = 4, 25, 2
+	var (
+		mu        sync.Mutex
+		delivered = map[string]string{} // uid -> body
+		consumed  = map[string]bool{}
+		errs      []error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perWriter; i++ {
+				body := fmt.Sprintf("From: writer %d\r\n\r\nmessage %d of writer %d\r\n%s", w, i, w, strings.Repeat("z", (w*perWriter+i)*37%4000))
+				uid, err := s.Deliver(ctx, boxes[(w+i)%2], strings.NewReader(body))
+				if err != nil {
+					fail(err)
+					return
+				}
+				mu.Lock()
+				if _, dup := delivered[uid]; dup {
+					errs = append(errs, fmt.Errorf("UID %s returned twice", uid))
+				}
+				if !strings.HasSuffix(body, "\r\n") {
+					body += "\r\n"
+				}
+				delivered[uid] = body
+				mu.Unlock()
+			}
+		}()
+	}
+	done := make(chan struct{})
+	var rg sync.WaitGroup
+	for r := 0; r < readers; r++ {
+		rg.Add(1)
+		go func() {
+			defer rg.Done()
+			for round := 0; ; round++ {
+				select {
+				case <-done:
+					if round > 0 {
+						return
+					}
+				default:
+				}
+				ms, err := s.OpenSession(ctx, boxes[(r+round)%2], "reader")
+				if errors.Is(err, store.ErrMailboxInUse) {
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				if err != nil {
+					fail(err)
+					return
+				}
+				var del []int
+				for i, m := range ms.Messages() {
+					rc, err := ms.Open(i)
+					if err != nil {
+						fail(fmt.Errorf("Open %s: %w", m.UID, err))
+						continue
+					}
+					b, err := io.ReadAll(rc)
+					rc.Close()
+					if err != nil || int64(len(b)) != m.Size {
+						fail(fmt.Errorf("message %s: read %d octets of %d, %v", m.UID, len(b), m.Size, err))
+						continue
+					}
+					mu.Lock()
+					want, ok := delivered[m.UID]
+					if !ok {
+						// Deliver may not have returned yet; the content is checked later.
+						want = string(b)
+					}
+					if consumed[m.UID] {
+						errs = append(errs, fmt.Errorf("message %s seen after its deletion", m.UID))
+					}
+					mu.Unlock()
+					if string(b) != want || !strings.HasSuffix(string(b), "\r\n") {
+						fail(fmt.Errorf("message %s differs from what was delivered", m.UID))
+					}
+					if i%2 == 0 {
+						del = append(del, i)
+					}
+				}
+				if err := ms.Commit(ctx, del); err != nil {
+					fail(err)
+					return
+				}
+				mu.Lock()
+				for _, i := range del {
+					consumed[ms.Messages()[i].UID] = true
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(done)
+	rg.Wait()
+	for _, err := range errs {
+		t.Error(err)
+	}
+	if len(delivered) != writers*perWriter {
+		t.Fatalf("%d UIDs for %d deliveries", len(delivered), writers*perWriter)
+	}
+	remaining := map[string]bool{}
+	for _, b := range boxes {
+		ms, err := s.OpenSession(ctx, b, "final")
+		wantErr(t, "OpenSession", err, nil)
+		for i, m := range ms.Messages() {
+			if got := readMsg(t, ms, i); got != delivered[m.UID] {
+				t.Errorf("message %s = %.30q, want %.30q", m.UID, got, delivered[m.UID])
+			}
+			remaining[m.UID] = true
+		}
+		ms.Close()
+	}
+	for uid := range delivered {
+		if remaining[uid] == consumed[uid] {
+			t.Errorf("message %s: remaining %v, deleted %v", uid, remaining[uid], consumed[uid])
+		}
+	}
+}
