@@ -316,6 +316,7 @@ func TestTLSHandshakeLimit(t *testing.T) {
 	}
 	defer silent.Close()
 	start := time.Now()
+	eventually(t, "the silent client to hold the slot", func() bool { return ts.Status().Sockets.InUse == 1 })
 	// The next client waits in the backlog for the silent one's slot.
 	next := ts.dialTLS(t)
 	next.expect("+OK ready")

@@ -12,6 +12,7 @@ import (
 	"github.com/pop3svc/pop3svc/engine/config"
 	"github.com/pop3svc/pop3svc/store"
 	"github.com/pop3svc/pop3svc/store/filestore"
+	"github.com/pop3svc/pop3svc/store/queue"
 )
 
 // loadConfig reads the configuration as pop3d does.
@@ -365,11 +366,15 @@ func (c *cli) stat() error {
 			totalBytes += sd.Bytes
 			out = append(out, sd)
 		}
+		queued, badmail, err := queue.Stats(st.Root())
+		if err != nil {
+			return err
+		}
 		if c.json {
 			if out == nil {
 				out = []statDomain{}
 			}
-			c.emitJSON(map[string]any{"domains": out, "messages": totalMsgs, "bytes": totalBytes})
+			c.emitJSON(map[string]any{"domains": out, "messages": totalMsgs, "bytes": totalBytes, "queued": queued, "badmail": badmail})
 			return nil
 		}
 		var rows [][]string
@@ -383,6 +388,9 @@ func (c *cli) stat() error {
 			rows = append(rows, []string{"total", strconv.Itoa(totalMsgs), strconv.FormatInt(totalBytes, 10)})
 		}
 		c.table([]string{"MAILBOX", "MESSAGES", "BYTES"}, rows)
+		if len(c.args) == 0 {
+			fmt.Fprintf(c.stdout, "\nqueue: %d message(s) waiting for delivery; Badmail: %d message(s)\n", queued, badmail)
+		}
 		return nil
 	})
 }

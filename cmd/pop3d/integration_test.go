@@ -116,11 +116,15 @@ func testMessage(i, size int) string {
 
 // startPop3d writes a configuration, prepares the store with setup and
 // runs pop3d.
-func startPop3d(t *testing.T, extra string, setup func(ctx context.Context, st store.Store)) *instance {
+// top holds top-level keys, pop3 keys of the [pop3] table.
+func startPop3d(t *testing.T, top, pop3 string, setup func(ctx context.Context, st store.Store)) *instance {
 	t.Helper()
 	dir := t.TempDir()
+	if top == "" {
+		top = "logging = 4"
+	}
 	cfg := fmt.Sprintf(`mailroot = "mailroot"
-logging = 4
+%s
 [auth]
 fail_delay = "20ms"
 penalty = "0s"
@@ -129,12 +133,12 @@ penalty_max = "0s"
 listen = ["127.0.0.1:0"]
 listen_tls = []
 login_timeout = "5s"
+%s
 [smtp]
 listen = ["127.0.0.1:0"]
 [admin]
 listen = "127.0.0.1:0"
-%s
-`, extra)
+`, top, pop3)
 	cfgPath := filepath.Join(dir, "pop3d.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -355,7 +359,7 @@ p.quit()
 `
 
 func TestPoplib(t *testing.T) {
-	in := startPop3d(t, "", mailbox(3, 2000))
+	in := startPop3d(t, "", "", mailbox(3, 2000))
 	h, port := in.hostPort()
 	out := runPy(t, poplibScript, h, port, testAddr.String(), testPassword)
 	for _, want := range []string{
@@ -394,7 +398,7 @@ except poplib.error_proto as e:
 `
 
 func TestPoplibAPOP(t *testing.T) {
-	in := startPop3d(t, "", mailbox(2, 500))
+	in := startPop3d(t, "", "", mailbox(2, 500))
 	h, port := in.hostPort()
 	out := runPy(t, apopScript, h, port, testAddr.String(), testPassword)
 	if !strings.Contains(out, "apop +OK") || !strings.Contains(out, "stat 2 ") || !strings.Contains(out, "wrong refused") {
@@ -403,7 +407,7 @@ func TestPoplibAPOP(t *testing.T) {
 }
 
 func TestCurl(t *testing.T) {
-	in := startPop3d(t, "", mailbox(3, 3000))
+	in := startPop3d(t, "", "", mailbox(3, 3000))
 	user := testAddr.String() + ":" + testPassword
 	url := "pop3://" + in.pop3
 	out, err := runCurl(t, "--user", user, url+"/")
@@ -433,7 +437,7 @@ func TestCurl(t *testing.T) {
 }
 
 func TestBadInputs(t *testing.T) {
-	in := startPop3d(t, "", mailbox(1, 500))
+	in := startPop3d(t, "", "", mailbox(1, 500))
 	clientHello, _ := hex.DecodeString("16030100a5010000a10303" + strings.Repeat("ab", 32) + "000020c02bc02fc02cc030cca9cca8c013c009c014c00a009c009d002f0035c012000a01000058")
 	inputs := map[string]string{
 		"long line":  "USER " + strings.Repeat("a", 10240) + "\r\n",
@@ -476,7 +480,7 @@ func TestBadInputs(t *testing.T) {
 }
 
 func TestDropWithoutQuitDeletesNothing(t *testing.T) {
-	in := startPop3d(t, "", mailbox(2, 500))
+	in := startPop3d(t, "", "", mailbox(2, 500))
 	p := in.dial(t)
 	p.login()
 	p.send("DELE 1\r\nDELE 2\r\n")
@@ -513,7 +517,7 @@ func (p *pop) login2() {
 
 func TestSIGTERMDrains(t *testing.T) {
 	const size = 4 << 20
-	in := startPop3d(t, "", mailbox(1, size))
+	in := startPop3d(t, "", "", mailbox(1, size))
 	p := in.dial(t)
 	p.login()
 	idle := in.dial(t)
@@ -578,7 +582,7 @@ func TestCheckFlag(t *testing.T) {
 }
 
 func TestFirstStartAndAdmin(t *testing.T) {
-	in := startPop3d(t, "", nil)
+	in := startPop3d(t, "", "", nil)
 	m := regexp.MustCompile(`curl -s --user '([^']+)' (pop3://\S+)`).FindStringSubmatch(in.stdout.String())
 	if m == nil {
 		t.Fatalf("no curl line printed:\n%s", in.stdout.String())

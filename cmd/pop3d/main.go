@@ -69,6 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Node:               cfg.Node,
 		DomainQuotaDefault: int64(cfg.Quota.DomainDefault),
 		MaxMessageSize:     int64(cfg.SMTP.MaxMessageSize),
+		AuthCacheTTL:       authCacheTTL(cfg.Auth.CacheTTL.D()),
 		Logger:             log.With("service", "store"),
 	})
 	if err != nil {
@@ -169,4 +170,13 @@ func logLevel(n int) slog.Level {
 	default:
 		return slog.LevelDebug
 	}
+}
+
+// authCacheTTL maps auth.cache_ttl onto the store's option: 0 turns the
+// cache off.
+func authCacheTTL(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -30,6 +30,11 @@ type Auth struct {
 	SPARequired bool     `toml:"sparequired"` // no plaintext passwords on unencrypted links
 	PAMService  string   `toml:"pam_service"` // PAM service name for method "system"
 	FailDelay   Duration `toml:"fail_delay"`  // fixed delay before answering a failed login
+	// CacheTTL is how long a successful password-file check is remembered
+	// in memory, so that clients polling every few minutes do not each pay
+	// for an argon2id computation. A changed password takes effect at once.
+	// "0s" turns the cache off.
+	CacheTTL Duration `toml:"cache_ttl"`
 	// Brute-force protection: a per-address penalty added to FailDelay for
 	// each recent failure, up to PenaltyMax; BanAfter failures within
 	// BanWindow ban the address for BanTime (0 disables the ban).
@@ -132,6 +137,7 @@ func Default() *Config {
 			Method:     "passwordfile",
 			PAMService: "pop3d",
 			FailDelay:  Duration(2 * time.Second),
+			CacheTTL:   Duration(10 * time.Minute),
 			Penalty:    Duration(1 * time.Second),
 			PenaltyMax: Duration(15 * time.Second),
 			BanAfter:   0,

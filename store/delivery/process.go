@@ -32,6 +32,13 @@ func (s *Service) process(id string) {
 		return
 	}
 	defer e.Close()
+	if e.MovedToBadmail() {
+		if err := e.Remove(); err != nil {
+			log.Error("cannot remove entry moved to Badmail", "err", err)
+		}
+		s.removed(id)
+		return
+	}
 	expired := time.Since(e.Env.Received) >= o.RetryFor
 
 	if !e.Resolved() {

@@ -8,6 +8,9 @@
 //	<mailroot>/.pop3/key                     the store key: 32 random octets, hex, mode 0600
 //	<mailroot>/.pop3/tmp/                    messages and keys being written
 //	<mailroot>/.pop3/trash/                  folders being deleted
+//	<mailroot>/.pop3/queue/                  the SMTP queue (package store/queue)
+//	<mailroot>/.pop3/tls/                    the self-signed certificate pair, when none is configured
+//	<mailroot>/Badmail/                      undeliverable mail whose NDR could not be sent, with .reason files
 //	<mailroot>/<domain>/                     one folder per domain
 //	<mailroot>/<domain>/domain.locked        present while the administrator locks the domain
 //	<mailroot>/<domain>/P3_<mailbox>.mbx/    one folder per mailbox
@@ -18,7 +21,7 @@
 //	    P3_<26 digits>.eml                   one file per message, CRLF line endings
 //
 // A domain name never starts with '.', so .pop3 cannot collide with a
-// domain; a mailbox folder is always P3_<name>.mbx, so domain.locked cannot
+// domain, and Badmail has upper-case letters, which no canonical domain has; a mailbox folder is always P3_<name>.mbx, so domain.locked cannot
 // collide with a mailbox. Every domain and mailbox name is lower-cased and
 // checked by store.ValidateDomain / store.ValidateMailbox before it is
 // joined to a path: no name can contain '/', NUL, or be "." or "..", so no

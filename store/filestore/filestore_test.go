@@ -3,6 +3,8 @@
 package filestore
 
 import (
+	"context"
+	"errors"
 	"testing"
 
 	"github.com/pop3svc/pop3svc/store"
@@ -30,4 +32,56 @@ func newTestStore(t testing.TB, opts Options) *Store {
 
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return newTestStore(t, Options{}) })
+}
+
+func TestAuthCache(t *testing.T) {
+	st, err := Open(t.TempDir(), Options{Node: 1, Argon2: Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1, KeyLen: 32}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	a := store.Address{Mailbox: "user", Domain: "example.test"}
+	if err := st.CreateDomain(ctx, a.Domain); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateMailbox(ctx, a, "first secret"); err != nil {
+		t.Fatal(err)
+	}
+	hits := func() uint64 { return authCacheHits.Get() }
+	if err := st.VerifyPassword(ctx, a, "first secret"); err != nil {
+		t.Fatalf("VerifyPassword(right) = %v", err)
+	}
+	h0 := hits()
+	if err := st.VerifyPassword(ctx, a, "first secret"); err != nil {
+		t.Fatalf("VerifyPassword(right, cached) = %v", err)
+	}
+	if hits() != h0+1 {
+		t.Fatalf("second check was not served from the cache")
+	}
+	if err := st.VerifyPassword(ctx, a, "wrong"); !errors.Is(err, store.ErrAuthFailed) {
+		t.Fatalf("VerifyPassword(wrong) with a cached entry = %v, want ErrAuthFailed", err)
+	}
+	// A password changed (here, or by another server writing the file) invalidates the entry.
+	if err := st.SetPassword(ctx, a, "second secret"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.VerifyPassword(ctx, a, "first secret"); !errors.Is(err, store.ErrAuthFailed) {
+		t.Fatalf("old password after change = %v, want ErrAuthFailed", err)
+	}
+	if err := st.VerifyPassword(ctx, a, "second secret"); err != nil {
+		t.Fatalf("new password = %v", err)
+	}
+	// Another process rewriting the password file: the record digest changes.
+	other, err := Open(st.Root(), Options{Node: 2, Argon2: Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1, KeyLen: 32}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.SetPassword(ctx, a, "third secret"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.VerifyPassword(ctx, a, "second secret"); !errors.Is(err, store.ErrAuthFailed) {
+		t.Fatalf("password changed by another server still accepted: %v", err)
+	}
 }

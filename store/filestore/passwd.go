@@ -180,6 +180,7 @@ func (s *Store) SetPassword(ctx context.Context, addr store.Address, password st
 		return fmt.Errorf("cannot set password of %s: %w", a, err)
 	}
 	dir := s.mboxPath(a)
+	s.authCache.forget(a.String())
 	if password == "" {
 		if err := os.Remove(filepath.Join(dir, PasswdName)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("cannot remove password of %s: %w", a, err)
@@ -205,12 +206,17 @@ func (s *Store) VerifyPassword(ctx context.Context, addr store.Address, password
 	}
 	r := s.dummy
 	found := false
+	var key string
 	if a, err := canonAddr(addr); err == nil && s.checkMailbox(a) == nil {
+		key = a.String()
 		if rec, err := readPasswd(s.mboxPath(a)); err == nil {
 			r, found = rec, true
 		} else if !errors.Is(err, os.ErrNotExist) {
 			s.log.Warn("cannot read password file", "mailbox", a.String(), "err", err)
 		}
+	}
+	if found && len(password) <= MaxPasswordLen && s.authCache.check(key, r, password, s.now()) {
+		return nil
 	}
 	got, err := s.hash(ctx, []byte(password), r)
 	if err != nil {
@@ -218,6 +224,7 @@ func (s *Store) VerifyPassword(ctx context.Context, addr store.Address, password
 	}
 	ok := subtle.ConstantTimeCompare(got, r.Hash) == 1
 	if ok && found && len(password) <= MaxPasswordLen {
+		s.authCache.remember(key, r, password, s.now())
 		return nil
 	}
 	return store.ErrAuthFailed

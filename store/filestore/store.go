@@ -76,25 +76,29 @@ type Options struct {
 	// (each takes Argon2.MemoryKiB of memory), so that a burst of logins
 	// queues instead of exhausting memory. 0: 2 x GOMAXPROCS.
 	HashConcurrency int
+	// AuthCacheTTL is how long a successful password check is remembered
+	// (see authCache). 0: DefaultAuthCacheTTL; negative: no cache.
+	AuthCacheTTL time.Duration
 }
 
 // Store is the file store. It is safe for concurrent use.
 type Store struct {
-	root    string
-	meta    string
-	tmp     string
-	trash   string
-	key     []byte
-	opts    Options
-	log     *slog.Logger
-	now     func() time.Time
-	names   nameGen
-	self    procIdentity
-	argon   Argon2Params
-	dummy   *passwdRecord // verified against for unknown mailboxes
-	hashes  chan struct{} // semaphore of HashConcurrency slots
-	quotaMu [quotaShards]sync.Mutex
-	closed  chan struct{}
+	root      string
+	meta      string
+	tmp       string
+	trash     string
+	key       []byte
+	opts      Options
+	log       *slog.Logger
+	now       func() time.Time
+	names     nameGen
+	self      procIdentity
+	argon     Argon2Params
+	dummy     *passwdRecord // verified against for unknown mailboxes
+	hashes    chan struct{} // semaphore of HashConcurrency slots
+	authCache *authCache    // remembered successful password checks; nil: off
+	quotaMu   [quotaShards]sync.Mutex
+	closed    chan struct{}
 }
 
 var _ store.Store = (*Store)(nil)
@@ -149,6 +153,7 @@ func Open(root string, opts Options) (*Store, error) {
 		s.opts.HashConcurrency = 2 * runtime.GOMAXPROCS(0)
 	}
 	s.hashes = make(chan struct{}, s.opts.HashConcurrency)
+	s.authCache = newAuthCache(s.opts.AuthCacheTTL)
 	for _, d := range []string{abs, s.meta, s.tmp, s.trash} {
 		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 			return nil, fmt.Errorf("cannot create %q: %w", d, err)

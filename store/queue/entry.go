@@ -255,6 +255,16 @@ func (e *Entry) Remove() error {
 	return e.Close()
 }
 
+// MovedToBadmail reports whether the message already went to Badmail (an
+// attempt died between the move and removing the entry).
+func (e *Entry) MovedToBadmail() bool {
+	if _, err := os.Lstat(e.q.path(e.ID, MsgSuffix)); !errors.Is(err, os.ErrNotExist) {
+		return false
+	}
+	_, err := os.Lstat(filepath.Join(e.q.bad, e.ID+BadSuffix))
+	return err == nil
+}
+
 // ToBadmail moves the message into the Badmail folder with a reason file
 // beside it, then removes the entry. The reason file is written first, so
 // a Badmail message never lacks its reason.

@@ -210,3 +210,28 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+func TestMovedToBadmail(t *testing.T) {
+	q := newQueue(t)
+	id, err := q.Enqueue(Envelope{Rcpts: []string{"a@d.test"}}, strings.NewReader("x\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := q.Lock(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if e.MovedToBadmail() {
+		t.Fatal("a queued message reported as moved")
+	}
+	// A crash after the move, before the entry was removed.
+	must(t, os.Rename(q.path(id, MsgSuffix), filepath.Join(q.BadmailDir(), id+BadSuffix)))
+	if !e.MovedToBadmail() {
+		t.Fatal("the move is not seen")
+	}
+	must(t, e.Remove())
+	if ids, _ := q.List(); len(ids) != 0 {
+		t.Fatalf("List = %v", ids)
+	}
+}

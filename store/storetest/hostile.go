@@ -178,4 +178,3 @@ func utf16le(s string) []byte {
 	}
 	return b
 }
-

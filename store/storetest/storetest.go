@@ -9,23 +9,14 @@
 package storetest
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
-	"time"
-
-	"golang.org/x/crypto/md4" //nolint:staticcheck // the NT hash is MD4 (MS-NLMP 3.3.1)
 
 	"github.com/pop3svc/pop3svc/store"
 )
@@ -531,4 +522,3 @@ func testInUse(t *testing.T, s store.Store) {
 	}
 	wantErr(t, "DeleteMailbox", s.DeleteMailbox(ctx, a), nil)
 }
-

@@ -166,7 +166,9 @@ func runCompare(ctx context.Context, args []string) error {
 	// memory is then not yet swollen by the load runs.
 	if o.Idle > 0 {
 		for _, s := range order {
-			add(s, 1, idleRun(ctx, s, o.Idle, false, *spec), false)
+			if fresh(ctx, s) {
+				add(s, 1, idleRun(ctx, s, o.Idle, false, *spec), false)
+			}
 		}
 	}
 	if o.IdleLogin > 0 {
@@ -175,7 +177,9 @@ func runCompare(ctx context.Context, args []string) error {
 			if s.name == "dovecot" {
 				n = o.IdleLoginPeer
 			}
-			add(s, 1, idleRun(ctx, s, n, true, *spec), false)
+			if fresh(ctx, s) {
+				add(s, 1, idleRun(ctx, s, n, true, *spec), false)
+			}
 		}
 	}
 	// Warm up: one session per mailbox, so first-access work (indexes,
@@ -235,8 +239,20 @@ func runCompare(ctx context.Context, args []string) error {
 // between runs.
 const PauseBetweenRuns = time.Second
 
+// fresh restarts a server so that a memory baseline is not inflated by
+// earlier runs, and reports whether it runs.
+func fresh(ctx context.Context, s *server) bool {
+	if err := s.restart(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "pop3bench: restart of %s: %v\n", s.name, err)
+		return false
+	}
+	time.Sleep(IdleSettle)
+	return true
+}
+
 func idleRun(ctx context.Context, s *server, n int, login bool, spec corpus.Spec) func(t *target) (report.Run, error) {
 	return func(t *target) (report.Run, error) {
+
 		o := idleOptions{Addr: s.addr, N: n, Login: login, Spec: spec, Timeout: 120 * time.Second,
 			Baseline: func(r *report.Run) { r.ServerPSSBefore, _ = proc.PSS(s.pid()) }}
 		return runIdle(ctx, o, func(r *report.Run) {

@@ -32,6 +32,19 @@ type server struct {
 	tlsAddr string // POP3S, "" when not served
 	smtp    string // SMTP, "" when not served
 	exited  chan struct{}
+	start   func(ctx context.Context) (*server, error) // starts it again (restart)
+}
+
+// restart stops the server and starts a fresh process with the same
+// configuration, so that a memory baseline is not inflated by earlier runs.
+func (s *server) restart(ctx context.Context) error {
+	s.stop()
+	ns, err := s.start(ctx)
+	if err != nil {
+		return err
+	}
+	*s = *ns
+	return nil
 }
 
 // watch starts the one goroutine that waits for the server's process.
@@ -179,6 +192,14 @@ func hashPassword(ctx context.Context, bin, scheme, password string) (string, er
 // foreground (-F) as a child, so its whole process tree can be measured.
 // Nothing outside o.Dir changes.
 func startDovecot(ctx context.Context, o dovecotOptions) (*server, error) {
+	s, err := startDovecotOnce(ctx, o)
+	if s != nil {
+		s.start = func(ctx context.Context) (*server, error) { return startDovecotOnce(ctx, o) }
+	}
+	return s, err
+}
+
+func startDovecotOnce(ctx context.Context, o dovecotOptions) (*server, error) {
 	nobody, err := user.Lookup(DovecotMailUser)
 	if err != nil {
 		return nil, fmt.Errorf("mail user %s: %w", DovecotMailUser, err)
@@ -327,6 +348,14 @@ type pop3dOptions struct {
 
 // startPop3d writes a config for our server and starts it.
 func startPop3d(ctx context.Context, o pop3dOptions) (*server, error) {
+	s, err := startPop3dOnce(ctx, o)
+	if s != nil {
+		s.start = func(ctx context.Context) (*server, error) { return startPop3dOnce(ctx, o) }
+	}
+	return s, err
+}
+
+func startPop3dOnce(ctx context.Context, o pop3dOptions) (*server, error) {
 	conf := fmt.Sprintf(`# pop3bench: pop3d under test.
 mailroot = "mailroot"
 node = 1

@@ -230,11 +230,66 @@ func (d *Directory) search(conn *goldap.Conn, addr store.Address) (string, error
 	}
 	switch {
 	case res == nil || len(res.Entries) == 0:
+		// Bind anyway, as a name that cannot exist, so that an unknown
+		// user costs the same round trips as a wrong password.
+		_ = conn.Bind("cn="+goldap.EscapeDN(addr.String())+"+uid=nonexistent,"+d.opt.SearchBase, "x")
 		return "", fmt.Errorf("%w: no directory entry for %s", auth.ErrAuthFailed, addr)
 	case len(res.Entries) > 1:
 		return "", fmt.Errorf("%w: more than one directory entry for %s", auth.ErrAuthFailed, addr)
 	}
 	return res.Entries[0].DN, nil
+}
+
+// Exists reports whether the directory has an entry for addr: the entry
+// the bind template names, or exactly one entry matching the search
+// filter. It lets the administrator's tool check that mailboxes can log in
+// before switching to this method. The search binds as the service
+// account when one is set, anonymously otherwise.
+func (d *Directory) Exists(ctx context.Context, addr store.Address) (bool, error) {
+	conn, err := d.get(ctx)
+	if err != nil {
+		return false, err
+	}
+	ok, err := d.exists(conn, addr)
+	// Connection errors close it; a clean answer keeps it pooled.
+	if err != nil {
+		d.put(conn, err)
+		return false, err
+	}
+	d.put(conn, nil)
+	return ok, nil
+}
+
+func (d *Directory) exists(conn *goldap.Conn, addr store.Address) (bool, error) {
+	if d.opt.SearchBase != "" {
+		_, err := d.search(conn, addr)
+		if errors.Is(err, auth.ErrAuthFailed) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	if d.opt.ServiceDN != "" {
+		err := conn.Bind(d.opt.ServiceDN, d.opt.ServicePass)
+		if err != nil {
+			return false, unavailable("service bind", err)
+		}
+	} else if err := conn.UnauthenticatedBind(""); err != nil {
+		return false, unavailable("anonymous bind", err)
+	}
+	res, err := conn.Search(&goldap.SearchRequest{
+		BaseDN:     expand(d.opt.BindDN, addr.Mailbox, addr.Domain, goldap.EscapeDN),
+		Scope:      goldap.ScopeBaseObject,
+		Filter:     "(objectClass=*)",
+		SizeLimit:  1,
+		Attributes: []string{"1.1"},
+	})
+	if goldap.IsErrorWithCode(err, goldap.LDAPResultNoSuchObject) {
+		return false, nil
+	}
+	if err != nil {
+		return false, unavailable("search", err)
+	}
+	return len(res.Entries) == 1, nil
 }
 
 func unavailable(what string, err error) error {

@@ -87,7 +87,9 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		slapdSkip = err.Error()
 	}
+	removeBinaries := setupBinaries()
 	code := m.Run()
+	removeBinaries()
 	if stop != nil {
 		stop()
 	}
@@ -386,3 +388,28 @@ func TestNewRejects(t *testing.T) {
 }
 
 func escapeFilterForTest(s string) string { return goldap.EscapeFilter(s) }
+
+func TestExists(t *testing.T) {
+	needSlapd(t)
+	for _, o := range []Options{
+		{URL: slapdURL, BindDN: "uid=%u,ou=people," + suffix},
+		{URL: slapdURL, SearchBase: suffix, SearchFilter: "(mail=%s)", ServiceDN: rootDN, ServicePass: rootPW},
+	} {
+		d, err := New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for login, want := range map[string]bool{"alice@example.com": true, "nobody@example.com": false} {
+			got, err := d.Exists(context.Background(), addr(login))
+			if err != nil || got != want {
+				t.Errorf("%+v: Exists(%s) = %v, %v; want %v", o, login, got, err, want)
+			}
+		}
+		d.Close()
+	}
+	port, _ := freePort()
+	d, _ := New(Options{URL: fmt.Sprintf("ldap://127.0.0.1:%d", port), BindDN: "uid=%u", Timeout: time.Second})
+	if _, err := d.Exists(context.Background(), addr("alice@example.com")); !errors.Is(err, auth.ErrUnavailable) {
+		t.Errorf("Exists with the directory down: %v, want ErrUnavailable", err)
+	}
+}

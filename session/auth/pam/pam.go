@@ -27,6 +27,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/user"
 	"time"
 
 	gopam "github.com/msteinert/pam/v2"
@@ -172,4 +173,19 @@ func classify(step string, err error) error {
 		}
 	}
 	return fmt.Errorf("%w: pam %s: %w", auth.ErrUnavailable, step, err)
+}
+
+// UserExists reports whether the system knows the user name (through
+// NSS, as PAM would look it up). It lets the administrator's tool check
+// that mailboxes can log in before switching to this method.
+func UserExists(name string) (bool, error) {
+	_, err := user.Lookup(name)
+	if err == nil {
+		return true, nil
+	}
+	var unknown user.UnknownUserError
+	if errors.As(err, &unknown) {
+		return false, nil
+	}
+	return false, err
 }

@@ -137,3 +137,12 @@ func TestTimeoutAndCancel(t *testing.T) {
 		t.Errorf("cancelled: %v, want ErrUnavailable", err)
 	}
 }
+
+func TestUserExists(t *testing.T) {
+	if ok, err := UserExists("root"); !ok || err != nil {
+		t.Errorf("UserExists(root) = %v, %v", ok, err)
+	}
+	if ok, err := UserExists("p3t-no-such-user"); ok || err != nil {
+		t.Errorf("UserExists(p3t-no-such-user) = %v, %v", ok, err)
+	}
+}
