@@ -25,7 +25,6 @@ var (
 	replyWaitTimeout = []byte("-ERR [SYS/TEMP] no free connection slot, try again later\r\n")
 	replyIdle        = []byte("-ERR idle timeout\r\n")
 	replyDraining    = []byte("-ERR [SYS/TEMP] server shutting down, try again later\r\n")
-	replyNoTLS       = []byte("-ERR [SYS/TEMP] TLS not available\r\n")
 )
 
 // Connection phases, read by the sweep.
@@ -355,14 +354,15 @@ func (k *conn) finish(r session.Reply) {
 }
 
 // startTLS switches the connection to TLS after the +OK to STLS: input
-// already buffered is discarded (RFC 2595 §4; the STARTTLS injection class).
+// already buffered is discarded (RFC 2595 §4; the STARTTLS injection
+// class). The next command is read once the handshake is done.
 func (k *conn) startTLS() bool {
 	k.queue = nil
 	k.queued = 0
 	k.split.reset()
 	nt := k.srv.opts.NewTransport
 	if nt == nil {
-		k.write(replyNoTLS)
+		k.logger().Error("the session asked for TLS, but no TLS transport is configured")
 		k.closeAfterFlush()
 		return false
 	}
@@ -374,7 +374,7 @@ func (k *conn) startTLS() bool {
 	}
 	k.tr = tr
 	k.tls = true
-	bindTransport(k) // starts the TLS handshake (tls.go)
+	bindTransport(k) // starts the handshake (tls.go)
 	k.sess.SetTLS()
 	return true
 }

@@ -1,12 +1,15 @@
 package engine
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,11 +70,22 @@ func TestPipelinedRandomWrites(t *testing.T) {
 
 func TestSlowReaderLargeBody(t *testing.T) {
 	ts := startServer(t, nil)
-	c := ts.dial(t)
+	// A small receive buffer and a pause make the reader slow for sure:
+	// the server's socket buffer fills and gnet's must hold the rest.
+	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8192) })
+	}}
+	nc, err := d.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c := &client{t: t, c: nc, r: bufio.NewReaderSize(nc, 4096)}
 	c.expect("+OK ready")
 	const size = 6 << 20
 	c.send(fmt.Sprintf("BODY %d\r\nQUIT\r\n", size))
 	c.expect("+OK body")
+	time.Sleep(300 * time.Millisecond)
 	h := sha256.New()
 	want := sha256.New()
 	buf := make([]byte, chunkSize)
@@ -361,4 +375,22 @@ func TestShutdownDrains(t *testing.T) {
 	if o, c := ts.fx.opened.Load(), ts.fx.closed.Load(); o != c {
 		t.Fatalf("%d sessions opened, %d closed", o, c)
 	}
+}
+
+func TestStartFailsOnBusyPort(t *testing.T) {
+	ts := startServer(t, nil)
+	cfg := config.Default()
+	cfg.POP3.Listen = []string{ts.addr}
+	s, err := New(Options{Config: cfg, Factory: newFixture().factory, Logger: testLogger(), Loops: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err == nil {
+		t.Fatal("Start on a port in use succeeded")
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c := ts.dial(t) // the first server is unaffected
+	c.expect("+OK ready")
 }

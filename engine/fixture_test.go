@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -170,6 +171,7 @@ func startServer(t *testing.T, edit func(cfg *config.Config)) *testServer {
 		Config:        cfg,
 		Factory:       fx.factory,
 		Now:           clock.Now,
+		Logger:        testLogger(),
 		SweepInterval: time.Hour, // tests sweep by hand
 		Loops:         2,
 	})
@@ -268,3 +270,11 @@ func eventually(t *testing.T, what string, f func() bool) {
 }
 
 var _ = fmt.Sprint
+
+// testLogger discards engine logs unless the tests run with -v.
+func testLogger() *slog.Logger {
+	if testing.Verbose() {
+		return slog.Default()
+	}
+	return slog.New(slog.DiscardHandler)
+}

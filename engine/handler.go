@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"errors"
 	"net"
 	"time"
 
@@ -20,7 +19,8 @@ func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
 	s.engOK.Store(true)
 	backlog := s.opts.Config.POP3.ListenBacklog
-	for _, a := range append(append([]string(nil), s.opts.Config.POP3.Listen...), s.opts.TLSListen...) {
+	for _, la := range s.listen {
+		a := la.addr
 		fd, err := eng.DupListener("tcp", a)
 		if err != nil {
 			s.log.Error("cannot inspect listener", "addr", a, "err", err)
@@ -31,7 +31,7 @@ func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 			s.log.Error("cannot read listener address", "addr", a, "err", err)
 		} else {
 			s.addrs = append(s.addrs, addr)
-			s.bound[addr.(*net.TCPAddr).Port] = s.tlsAddrs[a]
+			s.bound[addr.(*net.TCPAddr).Port] = la.tls
 		}
 		if backlog > 0 {
 			if err := setListenBacklog(fd, backlog); err != nil {
@@ -100,7 +100,7 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		}
 		k.tr = tr
 		k.tls = true
-		bindTransport(k) // starts the TLS handshake (tls.go)
+		bindTransport(k) // starts the handshake (tls.go)
 	}
 	k.sess = set.factory(k.info())
 	s.live.Store(k, struct{}{})
@@ -119,8 +119,6 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	return nil, gnet.None
 }
-
-var errNoTLS = errors.New("no TLS transport configured")
 
 // recycled clears a context that never served a connection.
 func (k *conn) recycled() *conn {

@@ -58,9 +58,9 @@ type Server struct {
 	done   chan struct{} // closed when gnet's Run returned
 	runErr error
 
-	addrs    []net.Addr
-	tlsAddrs map[string]bool // gnet address (host:port as configured) → implicit TLS
-	bound    map[int]bool    // bound port → implicit TLS
+	addrs  []net.Addr
+	listen []listenAddr // the listeners, port 0 resolved
+	bound  map[int]bool // bound port → implicit TLS
 
 	sockets  sockets
 	registry registry
@@ -68,6 +68,7 @@ type Server struct {
 
 	live     sync.Map // *conn → struct{}: sessions not yet closed
 	draining atomic.Bool
+	running  atomic.Bool // Start succeeded
 	// peakOutbound is the largest outbound buffer seen after a streamed
 	// chunk: it shows the backpressure works.
 	peakOutbound atomic.Int64
@@ -86,13 +87,12 @@ func New(opts Options) (*Server, error) {
 		return nil, errors.New("engine: no listen address (pop3.listen)")
 	}
 	s := &Server{
-		opts:     opts,
-		log:      opts.Logger,
-		now:      opts.Now,
-		booted:   make(chan struct{}),
-		done:     make(chan struct{}),
-		tlsAddrs: make(map[string]bool),
-		bound:    make(map[int]bool),
+		opts:   opts,
+		log:    opts.Logger,
+		now:    opts.Now,
+		booted: make(chan struct{}),
+		done:   make(chan struct{}),
+		bound:  make(map[int]bool),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -125,25 +125,57 @@ func New(opts Options) (*Server, error) {
 
 func (s *Server) settings() *settings { return s.set.Load() }
 
-// gnetAddrs lists the listeners as gnet addresses, remembering which are
-// implicit TLS.
-func (s *Server) gnetAddrs() []string {
+// listenAddr is one listener: its address as gnet binds it.
+type listenAddr struct {
+	addr string
+	tls  bool
+}
+
+// resolveListeners lists the listeners, remembering which are implicit
+// TLS. A port 0 is replaced by a free port chosen now, so that every
+// listener has a distinct address gnet can tell apart (DupListener finds a
+// listener by its configured address).
+func (s *Server) resolveListeners() ([]string, error) {
 	var out []string
-	for _, a := range s.opts.Config.POP3.Listen {
+	add := func(a string, tls bool) error {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return fmt.Errorf("listen address %q: %w", a, err)
+		}
+		if port == "0" {
+			l, err := net.Listen("tcp", a)
+			if err != nil {
+				return fmt.Errorf("cannot listen on %s: %w", a, err)
+			}
+			a = net.JoinHostPort(host, fmt.Sprint(l.Addr().(*net.TCPAddr).Port))
+			l.Close()
+		}
+		s.listen = append(s.listen, listenAddr{addr: a, tls: tls})
 		out = append(out, "tcp://"+a)
+		return nil
+	}
+	for _, a := range s.opts.Config.POP3.Listen {
+		if err := add(a, false); err != nil {
+			return nil, err
+		}
 	}
 	for _, a := range s.opts.TLSListen {
-		s.tlsAddrs[a] = true
-		out = append(out, "tcp://"+a)
+		if err := add(a, true); err != nil {
+			return nil, err
+		}
 	}
-	return out
+	return out, nil
 }
 
 // Start listens on every address of pop3.listen and serves in the
 // background. It returns once the listeners are bound, or the error that
 // prevented it.
 func (s *Server) Start() error {
-	addrs := s.gnetAddrs()
+	addrs, err := s.resolveListeners()
+	if err != nil {
+		s.pool.Release()
+		return err
+	}
 	s.started = s.now()
 	servers.Store(s, struct{}{})
 	s.waker.start(s)
@@ -164,10 +196,12 @@ func (s *Server) Start() error {
 	}()
 	select {
 	case <-s.booted:
+		s.running.Store(true)
 		return nil
 	case <-s.done:
 		servers.Delete(s)
 		s.waker.stop()
+		s.pool.Release()
 		if s.runErr == nil {
 			s.runErr = errors.New("engine stopped before it started")
 		}

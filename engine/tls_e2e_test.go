@@ -1,7 +1,11 @@
 package engine
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -161,7 +165,7 @@ func TestOpenSSLStartTLS(t *testing.T) {
 	openssl := need(t, "openssl")
 	ps := startPOP3TLS(t, false)
 	out := run(t, "CAPA\r\nSTLS\r\nQUIT\r\n", openssl, "s_client", "-starttls", "pop3", "-connect", ps.plainAddr,
-		"-CAfile", ps.caFile, "-verify_return_error", "-servername", "localhost", "-quiet", "-crlf")
+		"-CAfile", ps.caFile, "-verify_return_error", "-servername", "localhost", "-quiet")
 	// After TLS: CAPA without STLS, a second STLS refused, QUIT answered.
 	if !strings.Contains(out, "USER") || strings.Contains(out, "\nSTLS") {
 		t.Errorf("CAPA over TLS:\n%s", out)
@@ -182,4 +186,75 @@ func hostport(url string) string {
 	return rest[:strings.IndexByte(rest, '/')]
 }
 
-var _ = os.Getenv
+// capa reads a CAPA listing.
+func (c *tclient) capa() []string {
+	c.t.Helper()
+	c.send("CAPA\r\n")
+	if l := c.line(); !strings.HasPrefix(l, "+OK") {
+		c.t.Fatalf("CAPA: %q", l)
+	}
+	var caps []string
+	for l := c.line(); l != "."; l = c.line() {
+		caps = append(caps, strings.Fields(l)[0])
+	}
+	return caps
+}
+
+func hasCap(caps []string, name string) bool {
+	for _, c := range caps {
+		if c == name {
+			return true
+		}
+	}
+	return false
+}
+
+// TestSPARequiredOverSTLS: with auth.sparequired, USER/PASS is neither
+// offered nor accepted in plaintext, and works once STLS succeeded; CAPA
+// over TLS drops STLS and a second STLS is refused (RFC 2595 section 4).
+func TestSPARequiredOverSTLS(t *testing.T) {
+	ps := startPOP3TLS(t, true)
+	raw, err := net.DialTimeout("tcp", ps.plainAddr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(30 * time.Second))
+	pc := &tclient{t: t, c: raw, r: bufio.NewReader(raw)}
+	if l := pc.line(); !strings.HasPrefix(l, "+OK") {
+		t.Fatalf("greeting %q", l)
+	}
+	caps := pc.capa()
+	if hasCap(caps, "USER") || !hasCap(caps, "STLS") {
+		t.Errorf("plaintext CAPA with sparequired: %v", caps)
+	}
+	pc.send("USER " + transcript.AliceUser + "\r\n")
+	if l := pc.line(); !strings.HasPrefix(l, "-ERR") {
+		t.Fatalf("USER before STLS: %q", l)
+	}
+	pc.send("STLS\r\n")
+	if l := pc.line(); !strings.HasPrefix(l, "+OK") {
+		t.Fatalf("STLS: %q", l)
+	}
+	pool := x509.NewCertPool()
+	pem, err := os.ReadFile(ps.caFile)
+	if err != nil || !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("cannot read %s: %v", ps.caFile, err)
+	}
+	tc := tls.Client(raw, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	c := &tclient{t: t, c: tc, r: bufio.NewReader(tc)}
+	caps = c.capa()
+	if !hasCap(caps, "USER") || hasCap(caps, "STLS") {
+		t.Errorf("CAPA over TLS: %v", caps)
+	}
+	c.send("STLS\r\n")
+	if l := c.line(); !strings.HasPrefix(l, "-ERR") {
+		t.Errorf("second STLS: %q", l)
+	}
+	c.send("USER " + transcript.AliceUser + "\r\nPASS " + transcript.AlicePassword + "\r\nSTAT\r\nQUIT\r\n")
+	for i, want := range []string{"+OK", "+OK", fmt.Sprintf("+OK %d ", len(transcript.FixtureMessages)), "+OK"} {
+		if l := c.line(); !strings.HasPrefix(l, want) {
+			t.Errorf("reply %d: %q, want %q...", i, l, want)
+		}
+	}
+}

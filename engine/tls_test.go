@@ -93,7 +93,11 @@ func testCertManager(t testing.TB) *certs.Manager {
 // listener on the real clock.
 func startTLSServer(t *testing.T, handshake time.Duration, edit func(*config.Config)) *tlsServer {
 	t.Helper()
-	cm := testCertManager(t)
+	return startTLSServerWith(t, testCertManager(t), handshake, edit)
+}
+
+func startTLSServerWith(t *testing.T, cm *certs.Manager, handshake time.Duration, edit func(*config.Config)) *tlsServer {
+	t.Helper()
 	cfg := config.Default()
 	cfg.POP3.Listen = []string{"127.0.0.1:0"}
 	cfg.POP3.ThreadCount = 16
@@ -374,6 +378,7 @@ func TestTLSConcurrent(t *testing.T) {
 		cfg.POP3.SocketMax = 1000
 		cfg.POP3.ThreadCount = 2 * sessions // the pool refuses work beyond it
 	})
+	okBefore, curBefore := mTLSHandshakeOK.Get(), mTLSCurrent.Get()
 	var wg sync.WaitGroup
 	errs := make(chan error, sessions)
 	for i := range sessions {
@@ -395,6 +400,10 @@ func TestTLSConcurrent(t *testing.T) {
 		}
 	}
 	eventually(t, "connections closed", func() bool { return ts.Status().Connections == 0 })
+	if got := mTLSHandshakeOK.Get() - okBefore; got < sessions {
+		t.Errorf("pop3_tls_handshakes_total{result=ok} grew by %d, want %d", got, sessions)
+	}
+	eventually(t, "pop3_tls_connections_current back", func() bool { return mTLSCurrent.Get() == curBefore })
 }
 
 // session runs one pipelined exchange; half use STLS, half implicit TLS.
@@ -466,4 +475,54 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// TestTLSCertificateReload: a reload (SIGHUP) switches the certificate for
+// new sessions while an established one carries on.
+func TestTLSCertificateReload(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	dir1, dir2 := t.TempDir(), t.TempDir()
+	for _, d := range []string{dir1, dir2} {
+		if _, err := certs.New(certs.Options{MailRoot: d, Log: quiet}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pair := func(d string) certs.Options {
+		tlsDir := d + "/" + certs.SelfSignedDir
+		return certs.Options{CertFile: tlsDir + "/cert.pem", KeyFile: tlsDir + "/key.pem", Log: quiet}
+	}
+	cm, err := certs.New(pair(dir1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := cm.Fingerprint()
+	ts := startTLSServerWith(t, cm, 0, nil)
+	cfg := &tls.Config{InsecureSkipVerify: true}
+	old, err := tls.Dial("tcp", ts.tlsAddr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	old.SetDeadline(time.Now().Add(30 * time.Second))
+	oc := &tclient{t: t, c: old, r: bufio.NewReader(old)}
+	oc.expect("+OK ready")
+	if err := cm.Apply(pair(dir2)); err != nil {
+		t.Fatal(err)
+	}
+	if cm.Fingerprint() == first {
+		t.Fatal("Apply kept the certificate")
+	}
+	nc, err := tls.Dial("tcp", ts.tlsAddr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if got := nc.ConnectionState().PeerCertificates[0].Raw; string(got) != string(cm.Certificate().Leaf.Raw) {
+		t.Error("a new session after the reload got the old certificate")
+	}
+	if got := old.ConnectionState().PeerCertificates[0].Raw; string(got) == string(cm.Certificate().Leaf.Raw) {
+		t.Error("the old session reports the new certificate")
+	}
+	oc.send("ECHO still here\r\n")
+	oc.expect("+OK still here")
 }

@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -92,20 +93,34 @@ func (r *Results) Servers() []string {
 	return out
 }
 
-// Median returns, for a server, scenario and concurrency, the run whose
-// metric is the median over rounds (the lower one of two), and whether one exists.
-func (r *Results) Median(server, scenario string, conc int, metric func(Run) float64) (Run, bool) {
-	var rs []Run
+// MedianValue returns the median of metric over the rounds of a server,
+// scenario and concurrency (conc 0: any); with an even count, the mean of
+// the middle two. ok is false when there is no run.
+func (r *Results) MedianValue(server, scenario string, conc int, metric func(Run) float64) (v float64, conns int, ok bool) {
+	var vs []float64
 	for _, x := range r.Runs {
-		if x.Server == server && x.Scenario == scenario && (conc == 0 || x.Concurrency == conc) {
-			rs = append(rs, x)
+		if x.Server == server && x.Scenario == scenario && (conc == 0 || x.Concurrency == conc) && x.Errors < errorLimit(x) {
+			vs = append(vs, metric(x))
+			conns = x.Conns
 		}
 	}
-	if len(rs) == 0 {
-		return Run{}, false
+	if len(vs) == 0 {
+		return 0, 0, false
 	}
-	sort.Slice(rs, func(i, j int) bool { return metric(rs[i]) < metric(rs[j]) })
-	return rs[(len(rs)-1)/2], true
+	sort.Float64s(vs)
+	m := len(vs) / 2
+	if len(vs)%2 == 0 {
+		return (vs[m-1] + vs[m]) / 2, conns, true
+	}
+	return vs[m], conns, true
+}
+
+// errorLimit is the error count from which a run is left out of the
+// figures: a run where more than 1% of the operations failed (or that
+// did nothing) measures failures, not the server.
+func errorLimit(x Run) int64 {
+	ops := x.Sessions + x.Messages + int64(x.Conns)
+	return max(1, ops/100+1)
 }
 
 // Concurrencies returns the sorted concurrency levels of a scenario.
@@ -132,25 +147,33 @@ type Metric struct {
 	Unit     string
 	Get      func(Run) float64
 	Higher   bool
+	Short    string // label under a bar; empty: Name
 }
 
 // Goals are the figures the comparison reports, in order.
 func Goals() []Metric {
 	return []Metric{
-		{"sessions", 64, "server CPU per full session", "ms", func(r Run) float64 { return r.ServerCPUPerOpMs }, false},
-		{"sessions", 64, "sessions/s at 64 clients", "/s", func(r Run) float64 { return r.SessionsPerSec }, true},
-		{"sessions", 64, "p99 session latency at 64 clients", "ms", func(r Run) float64 { return r.P99Ms }, false},
-		{"sessions", 1, "sessions/s at 1 client", "/s", func(r Run) float64 { return r.SessionsPerSec }, true},
-		{"sessions-tls", 64, "TLS sessions/s at 64 clients", "/s", func(r Run) float64 { return r.SessionsPerSec }, true},
-		{"retr", 0, "RETR 10 MiB throughput", "MB/s", func(r Run) float64 { return r.MBPerSec }, true},
-		{"retr", 0, "server CPU per 10 MiB RETR", "ms", func(r Run) float64 { return r.ServerCPUPerOpMs }, false},
-		{"retr-tls", 0, "TLS RETR 10 MiB throughput", "MB/s", func(r Run) float64 { return r.MBPerSec }, true},
-		{"idle-prelogin", 0, "memory per idle connection before login", "B", func(r Run) float64 { return r.PSSPerConn }, false},
-		{"idle-prelogin", 0, "time to open the idle connections", "s", func(r Run) float64 { return r.OpenSeconds }, false},
-		{"idle-login", 0, "memory per logged-in idle session", "B", func(r Run) float64 { return r.PSSPerConn }, false},
-		{"smtp", 0, "SMTP deliveries/s", "/s", func(r Run) float64 { return r.MessagesPerSec }, true},
-		{"smtp", 0, "server CPU per delivery", "ms", func(r Run) float64 { return r.ServerCPUPerOpMs }, false},
+		{"sessions", 64, "server CPU per full session", "ms", func(r Run) float64 { return r.ServerCPUPerOpMs }, false, ""},
+		{"sessions", 64, "sessions/s at 64 clients", "/s", func(r Run) float64 { return r.SessionsPerSec }, true, ""},
+		{"sessions", 64, "p99 session latency at 64 clients", "ms", func(r Run) float64 { return r.P99Ms }, false, ""},
+		{"sessions", 1, "sessions/s at 1 client", "/s", func(r Run) float64 { return r.SessionsPerSec }, true, ""},
+		{"sessions-tls", 64, "TLS sessions/s at 64 clients", "/s", func(r Run) float64 { return r.SessionsPerSec }, true, ""},
+		{"retr", 0, "RETR 10 MiB throughput", "MB/s", func(r Run) float64 { return r.MBPerSec }, true, "plain"},
+		{"retr", 0, "server CPU per 10 MiB RETR", "ms", func(r Run) float64 { return r.ServerCPUPerOpMs }, false, ""},
+		{"retr-tls", 0, "TLS RETR 10 MiB throughput", "MB/s", func(r Run) float64 { return r.MBPerSec }, true, "TLS"},
+		{"idle-prelogin", 0, "memory per idle connection before login", "B", func(r Run) float64 { return r.PSSPerConn }, false, "before login"},
+		{"idle-prelogin", 0, "time to open the idle connections", "s", func(r Run) float64 { return r.OpenSeconds }, false, ""},
+		{"idle-login", 0, "memory per logged-in idle session", "B", func(r Run) float64 { return r.PSSPerConn }, false, "logged in"},
+		{"smtp", 0, "SMTP deliveries/s", "/s", func(r Run) float64 { return r.MessagesPerSec }, true, ""},
+		{"smtp", 0, "server CPU per delivery", "ms", func(r Run) float64 { return r.ServerCPUPerOpMs }, false, ""},
 	}
+}
+
+func (m Metric) label() string {
+	if m.Short != "" {
+		return m.Short
+	}
+	return m.Name
 }
 
 // Row is one line of the comparison table.
@@ -168,13 +191,13 @@ func (r *Results) Table(servers []string) []Row {
 		row := Row{Metric: m, Ratio: math.NaN()}
 		any := false
 		for _, s := range servers {
-			run, ok := r.Median(s, m.Scenario, m.Conc, m.Get)
+			med, conns, ok := r.MedianValue(s, m.Scenario, m.Conc, m.Get)
 			v := math.NaN()
-			if ok && m.Get(run) != 0 {
-				v, any = m.Get(run), true
+			if ok && med != 0 {
+				v, any = med, true
 			}
 			row.Values = append(row.Values, v)
-			row.Conns = append(row.Conns, run.Conns)
+			row.Conns = append(row.Conns, conns)
 		}
 		if !any {
 			continue
@@ -185,6 +208,26 @@ func (r *Results) Table(servers []string) []Row {
 		rows = append(rows, row)
 	}
 	return rows
+}
+
+// connsLabel names the connections held in an idle row: " (19000)", or
+// " (10000/2000)" when the servers held different numbers.
+func (row Row) connsLabel() string {
+	var parts []string
+	same := true
+	for _, c := range row.Conns {
+		if c > 0 {
+			parts = append(parts, strconv.Itoa(c))
+			same = same && c == row.Conns[0]
+		}
+	}
+	switch {
+	case len(parts) == 0:
+		return ""
+	case same:
+		return " (" + parts[0] + ")"
+	}
+	return " (" + strings.Join(parts, "/") + ")"
 }
 
 // FormatValue prints a figure with a sensible precision.
@@ -219,10 +262,7 @@ func (r *Results) WriteText(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	for _, row := range r.Table(servers) {
-		name := row.Metric.Name
-		if row.Conns[0] > 0 {
-			name += fmt.Sprintf(" (%d)", row.Conns[0])
-		}
+		name := row.Metric.Name + row.connsLabel()
 		fmt.Fprintf(w, "%-42s", name)
 		for _, v := range row.Values {
 			fmt.Fprintf(w, " %14s", FormatValue(v, row.Metric.Unit))
@@ -250,8 +290,7 @@ func lineChart(r *Results, title, scenario, unit string, get func(Run) float64) 
 	series := map[string][]pt{}
 	for _, s := range servers {
 		for i, c := range concs {
-			if run, ok := r.Median(s, scenario, c, get); ok {
-				v := get(run)
+			if v, _, ok := r.MedianValue(s, scenario, c, get); ok {
 				series[s] = append(series[s], pt{float64(i), v})
 				maxY = math.Max(maxY, v)
 			}
@@ -313,21 +352,21 @@ func barChart(r *Results, title, unit string, groups []Metric) template.HTML {
 	for _, m := range groups {
 		has := false
 		for si, s := range servers {
-			if run, ok := r.Median(s, m.Scenario, m.Conc, m.Get); ok && m.Get(run) > 0 {
-				bars = append(bars, bar{m.Name, si, m.Get(run)})
-				maxY = math.Max(maxY, m.Get(run))
+			if v, _, ok := r.MedianValue(s, m.Scenario, m.Conc, m.Get); ok && v > 0 {
+				bars = append(bars, bar{m.label(), si, v})
+				maxY = math.Max(maxY, v)
 				has = true
 			}
 		}
 		if has {
-			names = append(names, m.Name)
+			names = append(names, m.label())
 		}
 	}
 	if len(bars) == 0 {
 		return ""
 	}
 	maxY = niceCeil(maxY)
-	const H, L, B, T, R, bw, gap = 260, 60, 40, 30, 110, 28, 30
+	const H, L, B, T, R, bw, gap = 260, 60, 40, 30, 110, 28, 70
 	W := L + R + len(names)*(len(servers)*bw+gap)
 	py := func(v float64) float64 { return float64(H-B) - v/maxY*float64(H-B-T) }
 	var b strings.Builder
@@ -346,8 +385,10 @@ func barChart(r *Results, title, unit string, groups []Metric) template.HTML {
 				continue
 			}
 			x := x0 + br.server*bw
+			val := template.HTMLEscapeString(FormatValue(br.v, unit))
 			fmt.Fprintf(&b, `<rect x="%d" y="%.1f" width="%d" height="%.1f" fill="%s"><title>%s</title></rect>`,
-				x, py(br.v), bw-4, float64(H-B)-py(br.v), palette[br.server%len(palette)], template.HTMLEscapeString(FormatValue(br.v, unit)))
+				x, py(br.v), bw-4, float64(H-B)-py(br.v), palette[br.server%len(palette)], val)
+			fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="middle" font-size="9">%s</text>`, x+(bw-4)/2, py(br.v)-3, val)
 		}
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`, x0+len(servers)*bw/2, H-B+14, template.HTMLEscapeString(g))
 	}
@@ -412,10 +453,7 @@ func (r *Results) WriteHTML(w io.Writer) error {
 	}
 	var rows []row
 	for _, t := range r.Table(servers) {
-		x := row{Name: t.Metric.Name}
-		if t.Conns[0] > 0 {
-			x.Name += fmt.Sprintf(" (%d)", t.Conns[0])
-		}
+		x := row{Name: t.Metric.Name + t.connsLabel()}
 		for _, v := range t.Values {
 			x.Cells = append(x.Cells, FormatValue(v, t.Metric.Unit))
 		}

@@ -78,3 +78,22 @@ func TestHTMLAndRoundTrip(t *testing.T) {
 		t.Error("Load of a missing file gave no error")
 	}
 }
+
+func TestMedianEvenAndFailedRuns(t *testing.T) {
+	r := &Results{Runs: []Run{
+		{Server: "a", Scenario: "retr", Messages: 10, MBPerSec: 100},
+		{Server: "a", Scenario: "retr", Messages: 10, MBPerSec: 300},
+		{Server: "a", Scenario: "retr", Messages: 0, Errors: 5, MBPerSec: 0}, // failed: left out
+	}}
+	v, _, ok := r.MedianValue("a", "retr", 0, func(x Run) float64 { return x.MBPerSec })
+	if !ok || v != 200 {
+		t.Errorf("MedianValue = %v, %v; want 200 (mean of the middle two, failed run left out)", v, ok)
+	}
+	if _, _, ok := r.MedianValue("b", "retr", 0, func(x Run) float64 { return x.MBPerSec }); ok {
+		t.Error("MedianValue of a missing server reported a value")
+	}
+	row := Row{Conns: []int{10000, 2000}}
+	if got := row.connsLabel(); got != " (10000/2000)" {
+		t.Errorf("connsLabel = %q", got)
+	}
+}

@@ -89,6 +89,7 @@ type instance struct {
 	cmd    *exec.Cmd
 	dir    string
 	pop3   string // host:port
+	pop3s  string // implicit TLS listener, when configured
 	admin  string
 	log    *syncBuffer
 	stdout *syncBuffer
@@ -123,6 +124,9 @@ func startPop3d(t *testing.T, top, pop3 string, setup func(ctx context.Context, 
 	if top == "" {
 		top = "logging = 4"
 	}
+	if !strings.Contains(pop3, "listen_tls") {
+		pop3 += "\nlisten_tls = []"
+	}
 	cfg := fmt.Sprintf(`mailroot = "mailroot"
 %s
 [auth]
@@ -131,7 +135,6 @@ penalty = "0s"
 penalty_max = "0s"
 [pop3]
 listen = ["127.0.0.1:0"]
-listen_tls = []
 login_timeout = "5s"
 %s
 [smtp]
@@ -171,13 +174,17 @@ listen = "127.0.0.1:0"
 			t.Logf("pop3d log:\n%s", in.log.String())
 		}
 	})
-	popRe := regexp.MustCompile(`msg="POP3 listening".* addr=(\S+)`)
+	popRe := regexp.MustCompile(`msg="POP3 listening".* addr=(\S+) tls=false`)
+	popsRe := regexp.MustCompile(`msg="POP3 listening".* addr=(\S+) tls=true`)
 	adminRe := regexp.MustCompile(`msg="admin listening" addr=(\S+)`)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		l := in.log.String()
 		if m := popRe.FindStringSubmatch(l); m != nil {
 			in.pop3 = m[1]
+		}
+		if m := popsRe.FindStringSubmatch(l); m != nil {
+			in.pop3s = m[1]
 		}
 		if m := adminRe.FindStringSubmatch(l); m != nil {
 			in.admin = m[1]
@@ -617,5 +624,21 @@ func TestFirstStartAndAdmin(t *testing.T) {
 	}
 	if out, err := runCurl(t, "--user", m[1], m[2]); err != nil || !strings.Contains(out, "Subject: Welcome") {
 		t.Fatalf("after reload: %v\n%s", err, out)
+	}
+}
+
+func TestCurlTLS(t *testing.T) {
+	in := startPop3d(t, "", `listen_tls = ["127.0.0.1:0"]`, mailbox(2, 3000))
+	if in.pop3s == "" {
+		t.Fatal("no implicit-TLS listener logged")
+	}
+	user := testAddr.String() + ":" + testPassword
+	out, err := runCurl(t, "-k", "--user", user, "pop3s://"+in.pop3s+"/2")
+	if err != nil || out != testMessage(2, 3000) {
+		t.Fatalf("curl pop3s RETR: %v\n%.300s", err, out)
+	}
+	out, err = runCurl(t, "-k", "--ssl-reqd", "--user", user, "pop3://"+in.pop3+"/1")
+	if err != nil || out != testMessage(1, 3000) {
+		t.Fatalf("curl STLS RETR: %v\n%.300s", err, out)
 	}
 }

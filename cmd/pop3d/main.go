@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pop3svc/pop3svc/engine/certs"
 	"github.com/pop3svc/pop3svc/engine/config"
 	"github.com/pop3svc/pop3svc/store/filestore"
 )
@@ -77,6 +78,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	rt := &runtime{cfgPath: path, cfg: cfg, store: st, log: log, level: level, started: time.Now()}
+	copts := certs.OptionsFromConfig(cfg)
+	copts.Log = log.With("service", "tls")
+	if rt.certs, err = certs.New(copts); err != nil {
+		log.Error("cannot load the TLS certificate", "err", err)
+		_ = st.Close()
+		return 1
+	}
 
 	var started []service
 	var mu sync.Mutex // serialises reloads (SIGHUP and the admin API)
@@ -96,6 +104,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		level.Set(logLevel(ncfg.Logging))
 		var errs []error
+		copts := certs.OptionsFromConfig(ncfg)
+		copts.Log = log.With("service", "tls")
+		if err := rt.certs.Apply(copts); err != nil {
+			log.Warn("reload: the TLS certificate was not changed", "err", err)
+			errs = append(errs, err)
+		}
+		rt.cfg = ncfg
 		for _, s := range started {
 			if err := s.Reload(ncfg); err != nil {
 				log.Warn("reload incomplete", "service", s.Name(), "err", err)

@@ -20,19 +20,19 @@ func init() { register(func() service { return &pop3Service{} }) }
 type pop3Service struct {
 	rt    *runtime
 	srv   *engine.Server
-	guard *guard.Guard
+	guard *guard.Guard // kept across reloads, so penalties and bans survive them
 }
 
 func (p *pop3Service) Name() string { return "pop3" }
 
 // factory builds the session options of one configuration: a new
-// Authenticator (and brute-force guard) with the method of newAuthMethod.
-func (p *pop3Service) factory(cfg *config.Config) (session.Factory, *guard.Guard, error) {
+// Authenticator with the method of newAuthMethod and the service's
+// brute-force guard.
+func (p *pop3Service) factory(cfg *config.Config, g *guard.Guard) (session.Factory, error) {
 	method, extra, err := newAuthMethod(p.rt)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	g := guard.New(guard.FromConfig(cfg.Auth))
 	host := cfg.SMTP.Hostname
 	if host == "" {
 		host, _ = os.Hostname()
@@ -53,7 +53,7 @@ func (p *pop3Service) factory(cfg *config.Config) (session.Factory, *guard.Guard
 		Hostname:        host,
 		APOP:            method.Challenge(),
 		SPARequired:     cfg.Auth.SPARequired,
-		TLSAvailable:    false, // no TLS transport wired into the engine yet
+		TLSAvailable:    true, // the certificate manager always has a pair (self-signed when none is configured)
 		MaxBadCommands:  cfg.Limits.MaxBadCommands,
 		MaxAuthFailures: cfg.Limits.MaxAuthFailures,
 		MaxAuthLine:     cfg.Limits.MaxAuthLine,
@@ -62,19 +62,23 @@ func (p *pop3Service) factory(cfg *config.Config) (session.Factory, *guard.Guard
 		Node:            cfg.Node,
 		Logger:          p.rt.log.With("service", "pop3"),
 	}
-	return pop3.NewFactory(opts), g, nil
+	return pop3.NewFactory(opts), nil
 }
 
 func (p *pop3Service) Start(rt *runtime) error {
 	p.rt = rt
-	f, g, err := p.factory(rt.cfg)
+	g := guard.New(guard.FromConfig(rt.cfg.Auth))
+	f, err := p.factory(rt.cfg, g)
 	if err != nil {
+		g.Close()
 		return fmt.Errorf("pop3: %w", err)
 	}
 	srv, err := engine.New(engine.Options{
-		Config:  rt.cfg,
-		Factory: f,
-		Logger:  rt.log.With("service", "pop3"),
+		Config:       rt.cfg,
+		Factory:      f,
+		Logger:       rt.log.With("service", "pop3"),
+		NewTransport: engine.TLSTransports(rt.certs.TLSConfig(), rt.cfg.TLS.HandshakeTimeout.D()),
+		TLSListen:    rt.cfg.POP3.ListenTLS,
 	})
 	if err != nil {
 		g.Close()
@@ -93,13 +97,11 @@ func (p *pop3Service) Reload(cfg *config.Config) error {
 	if p.srv == nil {
 		return nil
 	}
-	f, g, err := p.factory(cfg)
+	p.guard.SetOptions(guard.FromConfig(cfg.Auth))
+	f, err := p.factory(cfg, p.guard)
 	if err != nil {
 		return fmt.Errorf("pop3: %w", err)
 	}
-	old := p.guard
-	p.guard = g
-	old.Close()
 	if err := p.srv.Reload(cfg, f); err != nil {
 		return fmt.Errorf("pop3: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pop3svc/pop3svc/engine"
+	"github.com/pop3svc/pop3svc/engine/certs"
 	"github.com/pop3svc/pop3svc/engine/config"
 	"github.com/pop3svc/pop3svc/store"
 )
@@ -13,7 +14,7 @@ import (
 // runtime is what every service of pop3d shares.
 type runtime struct {
 	cfgPath string         // the config file, "" for the embedded defaults
-	cfg     *config.Config // the configuration at start (services get changes through Reload)
+	cfg     *config.Config // the configuration in force: replaced on reload before the services' Reload
 	store   store.Store
 	log     *slog.Logger
 
@@ -21,6 +22,7 @@ type runtime struct {
 	started time.Time
 	reload  func() error   // reread the configuration and reload every service (SIGHUP, POST /api/reload)
 	pop3    *engine.Server // the POP3 engine once started (status)
+	certs   *certs.Manager // the TLS certificate of STLS, POP3S and SMTP STARTTLS; follows [tls] on reload
 }
 
 // service is one part of pop3d: the POP3 service, the SMTP service and

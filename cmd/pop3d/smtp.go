@@ -32,6 +32,7 @@ func smtpOptions(cfg *config.Config, rt *runtime) smtpsvc.Options {
 		ReadTimeout:        cfg.SMTP.ReadTimeout.D(),
 		WriteTimeout:       cfg.SMTP.WriteTimeout.D(),
 		DomainQuotaDefault: int64(cfg.Quota.DomainDefault),
+		TLSConfig:          rt.certs.TLSConfig(),
 		Logger:             rt.log.With("service", "smtp"),
 	}
 }

@@ -57,8 +57,8 @@ var (
 	ErrClosed = net.ErrClosed
 )
 
-// Output sends ciphertext. It takes ownership of b and must not block (the
-// engine's AsyncWrite queues it on the event loop). done, when not nil, must
+// Output sends ciphertext. It takes ownership of b and must not block (an
+// event loop's AsyncWrite, or a task posted to the loop). done, when not nil, must
 // be called once b has been handed to the socket or has failed. Calls are
 // made in the order the records must go on the wire.
 type Output func(b []byte, done func(error)) error
@@ -68,12 +68,12 @@ type Options struct {
 	Config *tls.Config // required
 	Output Output      // required
 	// MaxPending caps ciphertext fed but not yet consumed; 0 means
-	// DefaultMaxPending; smaller than one full record (MinMaxPending)
-	// is raised to it, or a large record could never be read.
+	// DefaultMaxPending. Values below MinMaxPending are raised to it, so
+	// that one Feed can always take a whole record.
 	MaxPending int
 	// Client makes a client-side Conn (tests and benchmarks); default server.
 	Client      bool
-	Local, Peer net.Addr // reported by ConnectionState users; may be nil
+	Local, Peer net.Addr // the transport's LocalAddr and RemoteAddr; may be nil
 }
 
 // Conn is one TLS session over fed bytes. Feed and ReadPlain belong to one
@@ -82,7 +82,7 @@ type Options struct {
 type Conn struct {
 	tc   *tls.Conn
 	tr   *transport
-	wmu  sync.Mutex // one WritePlain at a time
+	wmu  sync.Mutex // one WritePlain or Seal at a time
 	done atomic.Bool
 }
 
@@ -181,6 +181,7 @@ func (c *Conn) WritePlain(p []byte, done func(error)) error {
 	tr := c.tr
 	tr.omu.Lock()
 	tr.collecting = true
+	tr.collect = make([]byte, 0, sealedSize(len(p)))
 	tr.omu.Unlock()
 	_, err := c.tc.Write(p)
 	tr.omu.Lock()
@@ -210,6 +211,7 @@ func (c *Conn) Seal(p []byte) ([]byte, error) {
 	tr := c.tr
 	tr.omu.Lock()
 	tr.collecting = true
+	tr.collect = make([]byte, 0, sealedSize(len(p)))
 	tr.omu.Unlock()
 	_, err := c.tc.Write(p)
 	tr.omu.Lock()
@@ -218,6 +220,12 @@ func (c *Conn) Seal(p []byte) ([]byte, error) {
 	tr.collecting, tr.collect = false, nil
 	return buf, err
 }
+
+// sealedSize estimates the ciphertext of n plaintext octets: records of at
+// most 16 KiB (RFC 8446 section 5.1), each with a 5-octet header, a 16-octet
+// tag, a content-type octet (TLS 1.3) or an 8-octet explicit nonce (TLS
+// 1.2 GCM); small records while crypto/tls sizes them dynamically.
+func sealedSize(n int) int { return n + (n/1024+2)*32 }
 
 // Close sends close_notify (RFC 8446 section 6.1) through Output if the
 // handshake completed, then closes the transport: Feed and the read and

@@ -31,6 +31,7 @@ package smtp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -105,7 +106,10 @@ type Options struct {
 	WriteTimeout       time.Duration // 0: DefaultWriteTimeout
 	StoreTimeout       time.Duration // 0: DefaultStoreTimeout
 	DomainQuotaDefault int64         // quota of a mailbox without one, for the DATA-time check; 0: none
-	Logger             *slog.Logger  // nil: discard
+	// TLSConfig enables STARTTLS (RFC 3207) on the SMTP listeners; nil: not offered.
+	// LMTP never offers it: it is for hand-over on the same host.
+	TLSConfig *tls.Config
+	Logger    *slog.Logger // nil: discard
 }
 
 func (o Options) withDefaults() Options {
@@ -197,6 +201,9 @@ func (s *Service) newServer(lmtp bool) *gosmtp.Server {
 	srv.ReadTimeout = o.ReadTimeout
 	srv.WriteTimeout = o.WriteTimeout
 	srv.EnableSMTPUTF8 = true
+	if !lmtp && o.TLSConfig != nil {
+		srv.TLSConfig = o.TLSConfig
+	}
 	srv.ErrorLog = errorLog{o.Logger}
 	return srv
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,9 +61,20 @@ func runCompare(ctx context.Context, args []string) error {
 	fs.IntVar(&o.SMTPConc, "smtp-c", 8, "smtp: concurrent senders (pop3d only; 0: skip)")
 	fs.StringVar(&o.Import, "import", "", "how the corpus enters pop3d's store: store (the store API) or pop3ctl (default: store when built in)")
 	fs.Parse(args)
-	if *quick {
-		o.Rounds, o.Dur, *concs = 1, 3*time.Second, "16,64"
-		o.Idle, o.IdleLogin, o.IdleLoginPeer = min(o.Idle, 5000), min(o.IdleLogin, 1000), min(o.IdleLoginPeer, 500)
+	if *quick { // shorter defaults; flags given explicitly win
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		quickly := func(name string, apply func()) {
+			if !set[name] {
+				apply()
+			}
+		}
+		quickly("rounds", func() { o.Rounds = 1 })
+		quickly("d", func() { o.Dur = 3 * time.Second })
+		quickly("c", func() { *concs = "16,64" })
+		quickly("idle", func() { o.Idle = 5000 })
+		quickly("idle-login", func() { o.IdleLogin = 1000 })
+		quickly("idle-login-peer", func() { o.IdleLoginPeer = 500 })
 	}
 	var err error
 	if o.Concs, err = parseInts(*concs); err != nil {
@@ -80,8 +92,10 @@ func runCompare(ctx context.Context, args []string) error {
 	if err := spec.Validate(); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(o.Work, 0o755); err != nil {
-		return err
+	for _, d := range []string{o.Work, o.Out} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
 	}
 	os.Chmod(o.Work, 0o755) // the peer's mail user reads its Maildir under here
 	res := &report.Results{Started: time.Now(), Command: strings.Join(os.Args, " "), Host: hostname(), Notes: map[string]string{}}
@@ -133,6 +147,12 @@ func runCompare(ctx context.Context, args []string) error {
 		if tls {
 			if s.tlsAddr == "" {
 				return
+			}
+			if c, err := net.DialTimeout("tcp", s.tlsAddr, 2*time.Second); err != nil {
+				res.Notes[s.name+" TLS"] = fmt.Sprintf("POP3S %s not served: %v", s.tlsAddr, err)
+				return
+			} else {
+				c.Close()
 			}
 			t.Addr, t.TLS = s.tlsAddr, benchTLS()
 		}
@@ -239,6 +259,10 @@ func runCompare(ctx context.Context, args []string) error {
 // between runs.
 const PauseBetweenRuns = time.Second
 
+// RestartSettle is how long a restarted server is left alone before its
+// memory baseline is read.
+const RestartSettle = 3 * time.Second
+
 // fresh restarts a server so that a memory baseline is not inflated by
 // earlier runs, and reports whether it runs.
 func fresh(ctx context.Context, s *server) bool {
@@ -246,7 +270,7 @@ func fresh(ctx context.Context, s *server) bool {
 		fmt.Fprintf(os.Stderr, "pop3bench: restart of %s: %v\n", s.name, err)
 		return false
 	}
-	time.Sleep(IdleSettle)
+	time.Sleep(RestartSettle)
 	return true
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,7 +54,7 @@ type idleOptions struct {
 	Addr    string
 	N       int
 	Login   bool
-	Workers int // 0: enough for MaxConnsPerWorker, at least 2
+	Workers int // 0: two per CPU, more when needed to stay under MaxConnsPerWorker
 	Spec    corpus.Spec
 	Timeout time.Duration
 	// Baseline, when set, is called once the workers are up, just before
@@ -75,7 +76,7 @@ func runIdle(ctx context.Context, o idleOptions, measure func(r *report.Run)) (r
 	}
 	w := o.Workers
 	if w <= 0 {
-		w = max(2, (o.N+MaxConnsPerWorker-1)/MaxConnsPerWorker)
+		w = max(2*runtime.NumCPU(), (o.N+MaxConnsPerWorker-1)/MaxConnsPerWorker)
 	}
 	if o.N/w > MaxConnsPerWorker {
 		return r, fmt.Errorf("%d connections over %d workers exceed %d per worker", o.N, w, MaxConnsPerWorker)

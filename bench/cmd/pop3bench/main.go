@@ -150,6 +150,7 @@ func runScenario(ctx context.Context, name string, args []string) error {
 	dur := fs.Duration("d", 10*time.Second, "duration of each run")
 	n := fs.Int("n", 19000, "idle: connections to hold")
 	login := fs.Bool("login", false, "idle: log each connection in to its own idle mailbox")
+	workers := fs.Int("workers", 0, "idle: client processes (0: two per CPU, more when needed for at most 15,000 connections each)")
 	dele := fs.Bool("dele", false, "sessions: DELE every message before QUIT (empties the mailboxes)")
 	pid := fs.Int("pid", 0, "server's process id: measure its tree's CPU and PSS")
 	label := fs.String("label", "server", "server name in the results")
@@ -194,7 +195,7 @@ func runScenario(ctx context.Context, name string, args []string) error {
 			case "smtp":
 				return t.runSMTP(ctx, c, *dur)
 			}
-			o := idleOptions{Addr: *addr, N: *n, Login: *login, Spec: *spec, Timeout: *timeout}
+			o := idleOptions{Addr: *addr, N: *n, Login: *login, Workers: *workers, Spec: *spec, Timeout: *timeout}
 			if *pid > 0 {
 				o.Baseline = func(r *report.Run) { r.ServerPSSBefore, _ = proc.PSS(*pid) }
 			}

@@ -181,8 +181,12 @@ func (t *target) runSessions(ctx context.Context, conc int, dur time.Duration) (
 // runRetr has conc clients, each logged in to its own big mailbox, RETR the
 // 10 MiB message over and over for dur; Sessions counts RETRs.
 func (t *target) runRetr(ctx context.Context, conc int, dur time.Duration) (report.Run, error) {
+	r := report.Run{Scenario: "retr", Concurrency: conc}
+	if t.TLS != nil {
+		r.Scenario = "retr-tls"
+	}
 	if conc < 1 || conc > t.Spec.Big {
-		return report.Run{}, fmt.Errorf("retr with %d clients needs %d big mailboxes, the corpus has %d", conc, conc, t.Spec.Big)
+		return r, fmt.Errorf("retr with %d clients needs %d big mailboxes, the corpus has %d", conc, conc, t.Spec.Big)
 	}
 	var tl tally
 	var wg sync.WaitGroup
@@ -190,11 +194,11 @@ func (t *target) runRetr(ctx context.Context, conc int, dur time.Duration) (repo
 	for k := range conns {
 		c, err := pop3c.Dial(ctx, t.Addr, pop3c.Options{TLS: t.TLS, Timeout: t.Timeout})
 		if err != nil {
-			return report.Run{}, fmt.Errorf("connect: %w", err)
+			return r, fmt.Errorf("connect: %w", err)
 		}
 		defer c.Close()
 		if err := c.Login(t.login(corpus.BigUser(k)), t.Spec.Password); err != nil {
-			return report.Run{}, err
+			return r, err
 		}
 		conns[k] = c
 	}
@@ -229,11 +233,6 @@ func (t *target) runRetr(ctx context.Context, conc int, dur time.Duration) (repo
 	secs := time.Since(start).Seconds()
 	for _, c := range conns {
 		_ = c.Quit()
-	}
-	var r report.Run
-	r.Scenario, r.Concurrency = "retr", conc
-	if t.TLS != nil {
-		r.Scenario = "retr-tls"
 	}
 	tl.fill(&r, secs)
 	r.SessionsPerSec = 0

@@ -43,6 +43,7 @@ func (s *server) restart(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ns.start = s.start
 	*s = *ns
 	return nil
 }

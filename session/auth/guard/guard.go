@@ -131,6 +131,23 @@ func New(opt Options) *Guard {
 	return g
 }
 
+// SetOptions applies changed settings (on reload) and keeps what the guard
+// remembers of every address: penalties and bans survive a reload.
+func (g *Guard) SetOptions(opt Options) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if opt.Decay <= 0 {
+		opt.Decay = DefaultDecay
+	}
+	if opt.MaxAddresses <= 0 {
+		opt.MaxAddresses = DefaultMaxAddresses
+	}
+	if opt.Now == nil {
+		opt.Now = g.opt.Now
+	}
+	g.opt = opt
+}
+
 // Close removes the guard from the banned-addresses gauge. The guard
 // keeps working; Close only matters when a guard is replaced (on reload).
 func (g *Guard) Close() {
