@@ -134,21 +134,28 @@ type listenAddr struct {
 // resolveListeners lists the listeners, remembering which are implicit
 // TLS. A port 0 is replaced by a free port chosen now, so that every
 // listener has a distinct address gnet can tell apart (DupListener finds a
-// listener by its configured address).
-func (s *Server) resolveListeners() ([]string, error) {
+// listener by its configured address). The chosen ports stay reserved
+// until release is called, once gnet listens on them (see reservePort).
+func (s *Server) resolveListeners() (addrs []string, release func(), err error) {
 	var out []string
+	var held []func()
+	release = func() {
+		for _, r := range held {
+			r()
+		}
+	}
 	add := func(a string, tls bool) error {
 		host, port, err := net.SplitHostPort(a)
 		if err != nil {
 			return fmt.Errorf("listen address %q: %w", a, err)
 		}
 		if port == "0" {
-			l, err := net.Listen("tcp", a)
+			p, r, err := reservePort(host)
 			if err != nil {
 				return fmt.Errorf("cannot listen on %s: %w", a, err)
 			}
-			a = net.JoinHostPort(host, fmt.Sprint(l.Addr().(*net.TCPAddr).Port))
-			l.Close()
+			held = append(held, r)
+			a = net.JoinHostPort(host, fmt.Sprint(p))
 		}
 		s.listen = append(s.listen, listenAddr{addr: a, tls: tls})
 		out = append(out, "tcp://"+a)
@@ -156,26 +163,29 @@ func (s *Server) resolveListeners() ([]string, error) {
 	}
 	for _, a := range s.opts.Config.POP3.Listen {
 		if err := add(a, false); err != nil {
-			return nil, err
+			release()
+			return nil, nil, err
 		}
 	}
 	for _, a := range s.opts.TLSListen {
 		if err := add(a, true); err != nil {
-			return nil, err
+			release()
+			return nil, nil, err
 		}
 	}
-	return out, nil
+	return out, release, nil
 }
 
 // Start listens on every address of pop3.listen and serves in the
 // background. It returns once the listeners are bound, or the error that
 // prevented it.
 func (s *Server) Start() error {
-	addrs, err := s.resolveListeners()
+	addrs, release, err := s.resolveListeners()
 	if err != nil {
 		s.pool.Release()
 		return err
 	}
+	defer release() // gnet listens (or failed) once Start returns
 	s.started = s.now()
 	servers.Store(s, struct{}{})
 	s.waker.start(s)

@@ -57,14 +57,16 @@ Domains and mailboxes:
 
 Settings:
   get [KEY]                            show one setting, or all of them
-  set KEY VALUE                        change a setting in the file and tell the running service
+  set KEY VALUE [-force]               change a setting in the file and tell the running service;
+                                       switching authentication is refused while existing mailboxes
+                                       could no longer log in, unless -force
 
 Flags:
   -config FILE      configuration file (default: $POP3D_CONFIG, else ./pop3d.toml, else built-in)
   -json             machine-readable output on stdout
   -password P       the password (visible to other local users in the process list)
   -password-stdin   read the password from the first line of stdin
-  -force            delete a domain that still has mailboxes
+  -force            delete a domain that still has mailboxes; switch authentication regardless
 `
 
 // usageError is a wrong command line: exit status 2.
@@ -170,7 +172,7 @@ var verbs = map[string]struct {
 	"quota":     {(*cli).quota, ""},
 	"deliver":   {(*cli).deliver, ""},
 	"get":       {(*cli).get, ""},
-	"set":       {(*cli).set, ""},
+	"set":       {(*cli).set, "f"},
 }
 
 func (c *cli) dispatch() error {
@@ -185,7 +187,7 @@ func (c *cli) dispatch() error {
 		return usagef("give -password or -password-stdin, not both")
 	}
 	if c.force && !strings.Contains(v.flags, "f") {
-		return usagef("-force is only for delete")
+		return usagef("-force is only for delete and set")
 	}
 	return v.run(c)
 }

@@ -439,3 +439,28 @@ func TestBadConfig(t *testing.T) {
 		t.Errorf("list with a bad config: %+v", r)
 	}
 }
+
+// TestSetAuthenticationChecksMailboxes: switching the method is refused
+// while existing mailboxes could no longer log in, unless -force.
+func TestSetAuthenticationChecksMailboxes(t *testing.T) {
+	e := newEnv(t, "")
+	e.ok("", "add", "example.test")
+	e.ok("", "add", "root@example.test")                             // a system user exists (root), no password
+	e.ok("", "add", "nosuchuser42x@example.test", "-password", "pw") // no system user of that name
+
+	e.refused("nosuchuser42x@example.test (no system user nosuchuser42x)", "set", "authentication", "system")
+	if got := strings.TrimSpace(e.ok("", "get", "auth.method")); got != "passwordfile" {
+		t.Fatalf("a refused switch changed auth.method to %q", got)
+	}
+	e.ok("", "delete", "nosuchuser42x@example.test")
+	e.ok("", "set", "authentication", "system")
+	if got := strings.TrimSpace(e.ok("", "get", "auth.method")); got != "system" {
+		t.Fatalf("auth.method = %q, want system", got)
+	}
+	// Back to the password file: root@ has no password-file password.
+	e.refused("root@example.test (no password-file password)", "set", "authentication", "passwordfile")
+	e.ok("", "set", "authentication", "passwordfile", "-force")
+	if got := strings.TrimSpace(e.ok("", "get", "auth.method")); got != "passwordfile" {
+		t.Fatalf("auth.method = %q after -force, want passwordfile", got)
+	}
+}

@@ -61,6 +61,11 @@ func (c *cli) set() error {
 		// which pop3d reads at its next start.
 		path = config.DefaultFile
 	}
+	if k, err := config.CanonicalKey(c.args[0]); err == nil && k == "auth.method" && !c.force {
+		if err := c.checkMethodSwitch(path, config.NormalizeAuthMethod(c.args[1])); err != nil {
+			return err
+		}
+	}
 	if err := config.Set(path, c.args[0], c.args[1]); err != nil {
 		return err
 	}

@@ -51,7 +51,7 @@ func bootstrap(rt *runtime, out io.Writer) error {
 		"",
 		"This mailbox was made on the service's first start.",
 		"Add your own domains and mailboxes with pop3ctl, then delete this one:",
-		"  pop3ctl delete " + demoDomain,
+		"  pop3ctl delete " + demoDomain + " -force",
 		"",
 	}, "\r\n")
 	if _, err := rt.store.Deliver(ctx, addr, strings.NewReader(msg)); err != nil {

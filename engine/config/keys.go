@@ -397,3 +397,7 @@ func writeAtomic(path string, data []byte, mode fs.FileMode) error {
 	}
 	return nil
 }
+
+// CanonicalKey turns a Winpop alias or a dotted key (any case) into its
+// key path ("authentication" → "auth.method"), or "port".
+func CanonicalKey(key string) (string, error) { return canonicalKey(key) }
