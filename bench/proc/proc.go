@@ -141,12 +141,11 @@ func pss(pid int) (int64, error) {
 	return 0, fmt.Errorf("/proc/%d/smaps_rollup: no Pss line", pid)
 }
 
-// Self returns the CPU time used by this process and its reaped children
-// (the load generator and its worker processes).
+// Self returns the CPU time used by this process. Reaped children are not
+// counted: the servers under test may be children of the harness too; the
+// harness adds its worker processes' times itself.
 func Self() time.Duration {
-	var s, c syscall.Rusage
+	var s syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &s)
-	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &c)
-	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
-	return tv(s.Utime) + tv(s.Stime) + tv(c.Utime) + tv(c.Stime)
+	return time.Duration(s.Utime.Nano()) + time.Duration(s.Stime.Nano())
 }

@@ -48,7 +48,7 @@ func TestFigures(t *testing.T) {
 			}
 		}
 	})
-	pid := in.cmd.Process.Pid
+	pid := in.Cmd.Process.Pid
 
 	for _, mode := range []string{"USER/PASS", "APOP"} {
 		cpu0 := procCPU(t, pid)
@@ -62,7 +62,7 @@ func TestFigures(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for range sessions / mailboxes {
-					n, err := fullSession(in.pop3, fmt.Sprintf("u%d@example.org", m), mode == "APOP", messages)
+					n, err := fullSession(in.POP3, fmt.Sprintf("u%d@example.org", m), mode == "APOP", messages)
 					if err != nil {
 						errs <- err
 						return
@@ -94,7 +94,7 @@ func TestFigures(t *testing.T) {
 	}()
 	buf := make([]byte, 512)
 	for range idleConns {
-		c, err := net.DialTimeout("tcp", in.pop3, 5*time.Second)
+		c, err := net.DialTimeout("tcp", in.POP3, 5*time.Second)
 		if err != nil {
 			t.Fatalf("after %d connections: %v", len(conns), err)
 		}

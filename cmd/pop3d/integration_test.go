@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/hex"
@@ -13,88 +12,20 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 	"github.com/pop3svc/pop3svc/store"
 	"github.com/pop3svc/pop3svc/store/filestore"
 )
 
-// The integration tests build pop3d once and run it as a separate process
-// on loopback ports chosen by the kernel (port 0), reading the bound
-// addresses from its log.
+// The integration tests run the built pop3d as a separate process on
+// loopback ports chosen by the kernel (port 0), reading the bound
+// addresses from its log (see package pop3dtest).
 
-var binPath string
-
-// raceEnabled builds pop3d with the race detector when the tests run with it.
-var raceEnabled bool
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "pop3d-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binPath = filepath.Join(dir, "pop3d")
-	args := []string{"build", "-o", binPath}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// needTool skips when a client program is missing, except in CI (env CI
-// set), where a missing client fails the test.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI: %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-type instance struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	dir    string
-	pop3   string // host:port
-	pop3s  string // implicit TLS listener, when configured
-	admin  string
-	log    *syncBuffer
-	stdout *syncBuffer
-	done   chan error
-}
+func TestMain(m *testing.M) { pop3dtest.Main(m) }
 
 const testPassword = "s3cret-Passw0rd"
 
@@ -118,113 +49,44 @@ func testMessage(i, size int) string {
 // startPop3d writes a configuration, prepares the store with setup and
 // runs pop3d.
 // top holds top-level keys, pop3 keys of the [pop3] table.
-func startPop3d(t *testing.T, top, pop3 string, setup func(ctx context.Context, st store.Store)) *instance {
-	t.Helper()
-	dir := t.TempDir()
+// integrationConfig is the configuration of these tests: top holds
+// top-level keys ("logging = 4" when empty), pop3 keys of the [pop3]
+// table; setup prepares the store before the start.
+func integrationConfig(t *testing.T, top, pop3 string, setup func(ctx context.Context, st store.Store)) pop3dtest.Config {
 	if top == "" {
 		top = "logging = 4"
 	}
-	if !strings.Contains(pop3, "listen_tls") {
-		pop3 += "\nlisten_tls = []"
-	}
-	cfg := fmt.Sprintf(`mailroot = "mailroot"
-%s
-[auth]
-fail_delay = "20ms"
+	c := pop3dtest.Config{
+		Top: top,
+		Auth: `fail_delay = "20ms"
 penalty = "0s"
-penalty_max = "0s"
-[pop3]
-listen = ["127.0.0.1:0"]
-login_timeout = "5s"
-%s
-[smtp]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = "127.0.0.1:0"
-`, top, pop3)
-	cfgPath := filepath.Join(dir, "pop3d.toml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
+penalty_max = "0s"`,
+		POP3: "login_timeout = \"5s\"\n" + pop3,
+		SMTP: true,
 	}
 	if setup != nil {
-		st, err := filestore.Open(filepath.Join(dir, "mailroot"), filestore.Options{Node: 1})
-		if err != nil {
-			t.Fatal(err)
+		c.Prepare = func(dir string) {
+			st, err := filestore.Open(filepath.Join(dir, "mailroot"), filestore.Options{Node: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			setup(ctx, st)
+			cancel()
+			st.Close()
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		setup(ctx, st)
-		cancel()
-		st.Close()
 	}
-	in := &instance{t: t, dir: dir, log: &syncBuffer{}, stdout: &syncBuffer{}, done: make(chan error, 1)}
-	in.cmd = exec.Command(binPath, "-config", cfgPath)
-	in.cmd.Dir = dir
-	in.cmd.Stderr = in.log
-	in.cmd.Stdout = in.stdout
-	if err := in.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { in.done <- in.cmd.Wait() }()
-	t.Cleanup(func() {
-		in.stop()
-		if strings.Contains(in.log.String(), "DATA RACE") {
-			t.Errorf("pop3d reported a data race")
-		}
-		if t.Failed() {
-			t.Logf("pop3d log:\n%s", in.log.String())
-		}
-	})
-	popRe := regexp.MustCompile(`msg="POP3 listening".* addr=(\S+) tls=false`)
-	popsRe := regexp.MustCompile(`msg="POP3 listening".* addr=(\S+) tls=true`)
-	adminRe := regexp.MustCompile(`msg="admin listening" addr=(\S+)`)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		l := in.log.String()
-		if m := popRe.FindStringSubmatch(l); m != nil {
-			in.pop3 = m[1]
-		}
-		if m := popsRe.FindStringSubmatch(l); m != nil {
-			in.pop3s = m[1]
-		}
-		if m := adminRe.FindStringSubmatch(l); m != nil {
-			in.admin = m[1]
-		}
-		if in.pop3 != "" && in.admin != "" && strings.Contains(l, "pop3d ready") {
-			return in
-		}
-		select {
-		case err := <-in.done:
-			in.done <- err
-			t.Fatalf("pop3d exited: %v\n%s", err, l)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pop3d did not start:\n%s", l)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return c
 }
 
-// stop sends SIGTERM and waits for the exit.
-func (in *instance) stop() error {
-	if in.cmd.ProcessState != nil {
-		return nil
-	}
-	_ = in.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-in.done:
-		in.done <- err
-		return err
-	case <-time.After(20 * time.Second):
-		_ = in.cmd.Process.Kill()
-		err := <-in.done
-		in.done <- err
-		return fmt.Errorf("pop3d did not stop within 20s")
-	}
+// startPop3d runs pop3d with integrationConfig.
+func startPop3d(t *testing.T, top, pop3 string, setup func(ctx context.Context, st store.Store)) *pop3dtest.Server {
+	t.Helper()
+	return pop3dtest.Start(t, integrationConfig(t, top, pop3, setup))
 }
 
-func (in *instance) hostPort() (string, string) {
-	h, p, _ := net.SplitHostPort(in.pop3)
+func hostPort(in *pop3dtest.Server) (string, string) {
+	h, p, _ := net.SplitHostPort(in.POP3)
 	return h, p
 }
 
@@ -244,81 +106,24 @@ func mailbox(n, size int) func(ctx context.Context, st store.Store) {
 	}
 }
 
-// pop is a minimal raw client for protocol-level checks.
-type pop struct {
-	t *testing.T
-	c net.Conn
-	r *bufio.Reader
-}
-
-func (in *instance) dial(t *testing.T) *pop {
+// pop is a minimal raw client for protocol-level checks.// dial connects to the POP3 listener without reading the greeting.
+func dial(t *testing.T, in *pop3dtest.Server) *pop3dtest.Conn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", in.pop3, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &pop{t: t, c: c, r: bufio.NewReader(c)}
+	return pop3dtest.DialRaw(t, in.POP3, "")
 }
 
-func (p *pop) send(s string) {
-	p.t.Helper()
-	p.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(p.c, s); err != nil {
-		p.t.Fatalf("send: %v", err)
-	}
-}
-
-// line reads one line; ok false on EOF or a closed connection.
-func (p *pop) line() (string, bool) {
-	p.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	l, err := p.r.ReadString('\n')
-	if err != nil {
-		if ne, isNet := err.(net.Error); isNet && ne.Timeout() {
-			p.t.Fatalf("read timed out (got %q)", l)
-		}
-		return l, false
-	}
-	return strings.TrimRight(l, "\r\n"), true
-}
-
-func (p *pop) expectPrefix(prefix string) string {
-	p.t.Helper()
-	l, ok := p.line()
-	if !ok || !strings.HasPrefix(l, prefix) {
-		p.t.Fatalf("got %q (open %v), want %q...", l, ok, prefix)
-	}
-	return l
-}
-
-// multi reads a multi-line response body up to the terminating dot line.
-func (p *pop) multi() []string {
-	p.t.Helper()
-	var out []string
-	for {
-		l, ok := p.line()
-		if !ok {
-			p.t.Fatalf("connection closed inside a multi-line response")
-		}
-		if l == "." {
-			return out
-		}
-		out = append(out, l)
-	}
-}
-
-func (p *pop) login() {
-	p.t.Helper()
-	p.expectPrefix("+OK")
-	p.send("USER " + testAddr.String() + "\r\n")
-	p.expectPrefix("+OK")
-	p.send("PASS " + testPassword + "\r\n")
-	p.expectPrefix("+OK")
+func login(p *pop3dtest.Conn) {
+	p.T.Helper()
+	p.Expect("+OK")
+	p.Send("USER " + testAddr.String() + "\r\n")
+	p.Expect("+OK")
+	p.Send("PASS " + testPassword + "\r\n")
+	p.Expect("+OK")
 }
 
 func runPy(t *testing.T, script string, args ...string) string {
 	t.Helper()
-	py := needTool(t, "python3")
+	py := pop3dtest.NeedTool(t, "python3")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, py, append([]string{"-c", script}, args...)...).CombinedOutput()
@@ -330,7 +135,7 @@ func runPy(t *testing.T, script string, args ...string) string {
 
 func runCurl(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	curl := needTool(t, "curl")
+	curl := pop3dtest.NeedTool(t, "curl")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, curl, append([]string{"-s", "-S", "--max-time", "30"}, args...)...).CombinedOutput()
@@ -367,7 +172,7 @@ p.quit()
 
 func TestPoplib(t *testing.T) {
 	in := startPop3d(t, "", "", mailbox(3, 2000))
-	h, port := in.hostPort()
+	h, port := hostPort(in)
 	out := runPy(t, poplibScript, h, port, testAddr.String(), testPassword)
 	for _, want := range []string{
 		"welcome +OK",
@@ -406,7 +211,7 @@ except poplib.error_proto as e:
 
 func TestPoplibAPOP(t *testing.T) {
 	in := startPop3d(t, "", "", mailbox(2, 500))
-	h, port := in.hostPort()
+	h, port := hostPort(in)
 	out := runPy(t, apopScript, h, port, testAddr.String(), testPassword)
 	if !strings.Contains(out, "apop +OK") || !strings.Contains(out, "stat 2 ") || !strings.Contains(out, "wrong refused") {
 		t.Fatalf("APOP with poplib:\n%s", out)
@@ -416,7 +221,7 @@ func TestPoplibAPOP(t *testing.T) {
 func TestCurl(t *testing.T) {
 	in := startPop3d(t, "", "", mailbox(3, 3000))
 	user := testAddr.String() + ":" + testPassword
-	url := "pop3://" + in.pop3
+	url := "pop3://" + in.POP3
 	out, err := runCurl(t, "--user", user, url+"/")
 	if err != nil || len(strings.Split(strings.TrimSpace(out), "\n")) != 3 {
 		t.Fatalf("curl LIST: %v\n%s", err, out)
@@ -457,13 +262,13 @@ func TestBadInputs(t *testing.T) {
 	}
 	for name, input := range inputs {
 		t.Run(name, func(t *testing.T) {
-			p := in.dial(t)
-			p.expectPrefix("+OK")
-			p.send(input + "\r\nQUIT\r\n")
+			p := dial(t, in)
+			p.Expect("+OK")
+			p.Send(input + "\r\nQUIT\r\n")
 			// Every answer is +OK/-ERR (or a CAPA listing); the server may close.
-			p.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			p.C.SetReadDeadline(time.Now().Add(5 * time.Second))
 			var got bytes.Buffer
-			if _, err := io.Copy(&got, io.LimitReader(p.r, 1<<20)); err != nil {
+			if _, err := io.Copy(&got, io.LimitReader(p.R, 1<<20)); err != nil {
 				t.Fatalf("the server neither answered QUIT nor closed: %v (got %q)", err, got.String())
 			}
 			for _, l := range strings.Split(strings.TrimSpace(got.String()), "\r\n") {
@@ -473,72 +278,72 @@ func TestBadInputs(t *testing.T) {
 				t.Fatalf("unexpected reply line %q", l)
 			}
 			// The next client is served as if nothing happened.
-			q := in.dial(t)
-			q.login()
-			q.send("STAT\r\n")
-			q.expectPrefix("+OK 1 ")
-			q.send("QUIT\r\n")
-			q.expectPrefix("+OK")
+			q := dial(t, in)
+			login(q)
+			q.Send("STAT\r\n")
+			q.Expect("+OK 1 ")
+			q.Send("QUIT\r\n")
+			q.Expect("+OK")
 		})
 	}
-	if strings.Contains(in.log.String(), "panic") {
-		t.Fatalf("a panic was logged:\n%s", in.log.String())
+	if strings.Contains(in.Log(), "panic") {
+		t.Fatalf("a panic was logged:\n%s", in.Log())
 	}
 }
 
 func TestDropWithoutQuitDeletesNothing(t *testing.T) {
 	in := startPop3d(t, "", "", mailbox(2, 500))
-	p := in.dial(t)
-	p.login()
-	p.send("DELE 1\r\nDELE 2\r\n")
-	p.expectPrefix("+OK")
-	p.expectPrefix("+OK")
-	p.c.Close()
+	p := dial(t, in)
+	login(p)
+	p.Send("DELE 1\r\nDELE 2\r\n")
+	p.Expect("+OK")
+	p.Expect("+OK")
+	p.C.Close()
 	// The mailbox lock is released once the session is closed.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		q := in.dial(t)
-		q.login2()
-		if l, _ := q.line(); strings.HasPrefix(l, "+OK") {
-			q.send("STAT\r\n")
-			q.expectPrefix("+OK 2 ")
-			q.send("QUIT\r\n")
-			q.expectPrefix("+OK")
+		q := dial(t, in)
+		login2(q)
+		if l, _ := q.ReadLine(); strings.HasPrefix(l, "+OK") {
+			q.Send("STAT\r\n")
+			q.Expect("+OK 2 ")
+			q.Send("QUIT\r\n")
+			q.Expect("+OK")
 			return
 		} else if time.Now().After(deadline) {
 			t.Fatalf("login after a dropped session: %q", l)
 		}
-		q.c.Close()
+		q.C.Close()
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
 // login2 sends USER and PASS, leaving the PASS reply unread.
-func (p *pop) login2() {
-	p.t.Helper()
-	p.expectPrefix("+OK")
-	p.send("USER " + testAddr.String() + "\r\n")
-	p.expectPrefix("+OK")
-	p.send("PASS " + testPassword + "\r\n")
+func login2(p *pop3dtest.Conn) {
+	p.T.Helper()
+	p.Expect("+OK")
+	p.Send("USER " + testAddr.String() + "\r\n")
+	p.Expect("+OK")
+	p.Send("PASS " + testPassword + "\r\n")
 }
 
 func TestSIGTERMDrains(t *testing.T) {
 	const size = 4 << 20
 	in := startPop3d(t, "", "", mailbox(1, size))
-	p := in.dial(t)
-	p.login()
-	idle := in.dial(t)
-	idle.expectPrefix("+OK")
-	p.send("RETR 1\r\n")
-	p.expectPrefix("+OK")
-	if err := in.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	p := dial(t, in)
+	login(p)
+	idle := dial(t, in)
+	idle.Expect("+OK")
+	p.Send("RETR 1\r\n")
+	p.Expect("+OK")
+	if err := in.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	// The RETR in flight completes in full.
 	want := testMessage(1, size)
 	var got strings.Builder
 	for {
-		l, ok := p.line()
+		l, ok := p.ReadLine()
 		if !ok {
 			t.Fatalf("connection closed after %d octets of the message", got.Len())
 		}
@@ -552,24 +357,23 @@ func TestSIGTERMDrains(t *testing.T) {
 		t.Fatalf("drained RETR returned %d octets, want %d", got.Len(), len(want))
 	}
 	// Both connections are closed and the process exits cleanly.
-	if l, ok := p.line(); ok {
+	if l, ok := p.ReadLine(); ok {
 		t.Fatalf("after the drained command: %q", l)
 	}
-	if l, ok := idle.line(); ok {
+	if l, ok := idle.ReadLine(); ok {
 		t.Fatalf("idle connection got %q", l)
 	}
-	select {
-	case err := <-in.done:
-		in.done <- err
-		if err != nil {
-			t.Fatalf("pop3d exit: %v", err)
-		}
-	case <-time.After(15 * time.Second):
+	err, exited := in.Wait(15 * time.Second)
+	if !exited {
 		t.Fatal("pop3d did not exit after SIGTERM")
+	}
+	if err != nil {
+		t.Fatalf("pop3d exit: %v", err)
 	}
 }
 
 func TestCheckFlag(t *testing.T) {
+	binPath := pop3dtest.Binary(t, "pop3d")
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.toml")
 	os.WriteFile(good, []byte("[pop3]\nsocketmax = 100\n"), 0o600)
@@ -590,33 +394,33 @@ func TestCheckFlag(t *testing.T) {
 
 func TestFirstStartAndAdmin(t *testing.T) {
 	in := startPop3d(t, "", "", nil)
-	m := regexp.MustCompile(`curl -s --user '([^']+)' (pop3://\S+)`).FindStringSubmatch(in.stdout.String())
+	m := regexp.MustCompile(`curl -s --user '([^']+)' (pop3://\S+)`).FindStringSubmatch(in.Stdout())
 	if m == nil {
-		t.Fatalf("no curl line printed:\n%s", in.stdout.String())
+		t.Fatalf("no curl line printed:\n%s", in.Stdout())
 	}
-	if !strings.Contains(m[2], in.pop3) {
-		t.Fatalf("curl line uses %s, the service listens on %s", m[2], in.pop3)
+	if !strings.Contains(m[2], in.POP3) {
+		t.Fatalf("curl line uses %s, the service listens on %s", m[2], in.POP3)
 	}
 	out, err := runCurl(t, "--user", m[1], m[2])
 	if err != nil || !strings.Contains(out, "Subject: Welcome") {
 		t.Fatalf("welcome message: %v\n%s", err, out)
 	}
-	metrics, err := runCurl(t, "http://"+in.admin+"/metrics")
+	metrics, err := runCurl(t, "http://"+in.Admin+"/metrics")
 	if err != nil || !strings.Contains(metrics, "pop3_connections_total") || !strings.Contains(metrics, `pop3_sockets{state="free"}`) {
 		t.Fatalf("/metrics: %v\n%.500s", err, metrics)
 	}
-	status, err := runCurl(t, "http://"+in.admin+"/api/status")
+	status, err := runCurl(t, "http://"+in.Admin+"/api/status")
 	if err != nil || !strings.Contains(status, `"connections"`) {
 		t.Fatalf("/api/status: %v\n%s", err, status)
 	}
-	reload, err := runCurl(t, "-X", "POST", "http://"+in.admin+"/api/reload")
+	reload, err := runCurl(t, "-X", "POST", "http://"+in.Admin+"/api/reload")
 	if err != nil || !strings.Contains(reload, `"ok": true`) {
 		t.Fatalf("/api/reload: %v\n%s", err, reload)
 	}
 	// SIGHUP reloads too, and the service keeps serving.
-	in.cmd.Process.Signal(syscall.SIGHUP)
+	in.Signal(syscall.SIGHUP)
 	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(in.log.String(), "configuration reloaded") < 2 {
+	for strings.Count(in.Log(), "configuration reloaded") < 2 {
 		if time.Now().After(deadline) {
 			t.Fatal("SIGHUP did not reload")
 		}
@@ -628,16 +432,15 @@ func TestFirstStartAndAdmin(t *testing.T) {
 }
 
 func TestCurlTLS(t *testing.T) {
-	in := startPop3d(t, "", `listen_tls = ["127.0.0.1:0"]`, mailbox(2, 3000))
-	if in.pop3s == "" {
-		t.Fatal("no implicit-TLS listener logged")
-	}
+	c := integrationConfig(t, "", "", mailbox(2, 3000))
+	c.TLS = true // Start fails the test when no implicit-TLS listener is logged
+	in := pop3dtest.Start(t, c)
 	user := testAddr.String() + ":" + testPassword
-	out, err := runCurl(t, "-k", "--user", user, "pop3s://"+in.pop3s+"/2")
+	out, err := runCurl(t, "-k", "--user", user, "pop3s://"+in.POP3S+"/2")
 	if err != nil || out != testMessage(2, 3000) {
 		t.Fatalf("curl pop3s RETR: %v\n%.300s", err, out)
 	}
-	out, err = runCurl(t, "-k", "--ssl-reqd", "--user", user, "pop3://"+in.pop3+"/1")
+	out, err = runCurl(t, "-k", "--ssl-reqd", "--user", user, "pop3://"+in.POP3+"/1")
 	if err != nil || out != testMessage(1, 3000) {
 		t.Fatalf("curl STLS RETR: %v\n%.300s", err, out)
 	}

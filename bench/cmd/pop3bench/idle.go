@@ -38,6 +38,9 @@ const (
 	LoginRetries = 50
 	// LoginRetryWait is the pause before such a retry.
 	LoginRetryWait = 50 * time.Millisecond
+	// WorkerStopWait is how long a worker may take to close its
+	// connections and exit before it is killed.
+	WorkerStopWait = 30 * time.Second
 	// greetBuf is the buffer for a greeting or a reply of an idle connection.
 	greetBuf = 512
 )
@@ -66,8 +69,8 @@ type idleOptions struct {
 // addresses, optionally logs each in to its own idle mailbox, calls
 // measure while they are all held, then closes them. Open time is the
 // slowest worker's time from "go" to its last greeting.
-func runIdle(ctx context.Context, o idleOptions, measure func(r *report.Run)) (report.Run, error) {
-	r := report.Run{Scenario: "idle-prelogin", Conns: o.N, Concurrency: o.N}
+func runIdle(ctx context.Context, o idleOptions, measure func(r *report.Run)) (r report.Run, err error) {
+	r = report.Run{Scenario: "idle-prelogin", Conns: o.N, Concurrency: o.N}
 	if o.Login {
 		r.Scenario = "idle-login"
 		if o.N > o.Spec.Idle {
@@ -98,9 +101,12 @@ func runIdle(ctx context.Context, o idleOptions, measure func(r *report.Run)) (r
 			go func() { x.cmd.Wait(); close(done) }()
 			select {
 			case <-done:
-			case <-time.After(30 * time.Second):
+			case <-time.After(WorkerStopWait):
 				x.cmd.Process.Kill()
 				<-done
+			}
+			if st := x.cmd.ProcessState; st != nil { // the harness's CPU includes its workers'
+				r.ClientCPUSec += (st.UserTime() + st.SystemTime()).Seconds()
 			}
 		}
 	}()

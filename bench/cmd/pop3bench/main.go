@@ -116,7 +116,7 @@ func measured(pid int, fn func() (report.Run, error)) (report.Run, error) {
 	}
 	self0 := proc.Self()
 	r, err := fn()
-	r.ClientCPUSec = (proc.Self() - self0).Seconds()
+	r.ClientCPUSec += (proc.Self() - self0).Seconds()
 	if pid > 0 {
 		cpu1, cerr := proc.CPU(pid)
 		if cerr != nil {

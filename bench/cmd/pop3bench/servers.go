@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pop3svc/pop3svc/bench/corpus"
@@ -26,13 +27,14 @@ import (
 
 // server is a server under test that the harness started.
 type server struct {
-	name    string
-	cmd     *exec.Cmd
-	addr    string // POP3
-	tlsAddr string // POP3S, "" when not served
-	smtp    string // SMTP, "" when not served
-	exited  chan struct{}
-	start   func(ctx context.Context) (*server, error) // starts it again (restart)
+	name     string
+	cmd      *exec.Cmd
+	addr     string // POP3
+	tlsAddr  string // POP3S, "" when not served
+	smtp     string // SMTP, "" when not served
+	exited   chan struct{}
+	stopping *atomic.Bool                               // set by stop: an exit after it is expected
+	start    func(ctx context.Context) (*server, error) // starts it again (restart)
 }
 
 // restart stops the server and starts a fresh process with the same
@@ -51,7 +53,15 @@ func (s *server) restart(ctx context.Context) error {
 // watch starts the one goroutine that waits for the server's process.
 func (s *server) watch() *server {
 	s.exited = make(chan struct{})
-	go func() { s.cmd.Wait(); close(s.exited) }()
+	s.stopping = new(atomic.Bool)
+	go func() {
+		s.cmd.Wait()
+		if !s.stopping.Load() {
+			fmt.Fprintf(os.Stderr, "pop3bench: %s (pid %d) exited unexpectedly at %s: %v\n",
+				s.name, s.cmd.Process.Pid, time.Now().Format(time.TimeOnly), s.cmd.ProcessState)
+		}
+		close(s.exited)
+	}()
 	return s
 }
 
@@ -62,6 +72,7 @@ func (s *server) stop() {
 	if s == nil || s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
+	s.stopping.Store(true)
 	s.cmd.Process.Signal(os.Interrupt)
 	select {
 	case <-s.exited:

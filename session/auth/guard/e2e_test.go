@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 )
 
 // TestE2EBruteForce: 200 failed logins from 127.0.0.1 slow that address
@@ -22,23 +24,26 @@ func TestE2EBruteForce(t *testing.T) {
 		failures   = 200
 		penaltyMax = 2 * time.Second
 	)
-	s := startServer(t, `method = "passwordfile"
+	s := pop3dtest.Start(t, pop3dtest.Config{
+		Auth: `method = "passwordfile"
 fail_delay = "5ms"
 penalty = "20ms"
 penalty_max = "2s"`,
-		"threadcount = 256", // room for the 200 simultaneous attackers
-		[]string{"add", "example.com"},
-		[]string{"add", "alice@example.com", "-password", "Right-1"},
-	)
+		POP3: "threadcount = 256", // room for the 200 simultaneous attackers
+		Setup: [][]string{
+			{"add", "example.com"},
+			{"add", "alice@example.com", "-password", "Right-1"},
+		},
+	})
 
 	login := func(ip, pw string) (string, time.Duration) {
-		p := dialPOP3(t, s.pop3, ip)
-		defer p.cmd("QUIT")
-		if r := p.cmd("USER alice@example.com"); !strings.HasPrefix(r, "+OK") {
+		p := pop3dtest.Dial(t, s.POP3, ip)
+		defer p.Cmd("QUIT")
+		if r := p.Cmd("USER alice@example.com"); !strings.HasPrefix(r, "+OK") {
 			t.Fatalf("USER = %q", r)
 		}
 		start := time.Now()
-		r := p.cmd("PASS " + pw)
+		r := p.Cmd("PASS " + pw)
 		return r, time.Since(start)
 	}
 
@@ -58,14 +63,14 @@ penalty_max = "2s"`,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p := dialPOP3(t, s.pop3, "127.0.0.1")
-			r := p.cmd("AUTH CRAM-MD5")
+			p := pop3dtest.Dial(t, s.POP3, "127.0.0.1")
+			r := p.Cmd("AUTH CRAM-MD5")
 			if !strings.HasPrefix(r, "+ ") {
 				errs <- "AUTH CRAM-MD5: " + r
 				return
 			}
 			resp := fmt.Sprintf("alice@example.com %032x", i)
-			if r := p.cmd(base64.StdEncoding.EncodeToString([]byte(resp))); !strings.HasPrefix(r, "-ERR [AUTH]") {
+			if r := p.Cmd(base64.StdEncoding.EncodeToString([]byte(resp))); !strings.HasPrefix(r, "-ERR [AUTH]") {
 				errs <- "wrong CRAM-MD5 digest: " + r
 				return
 			}
@@ -110,7 +115,7 @@ penalty_max = "2s"`,
 	}
 
 	// The penalties are counted.
-	resp, err := http.Get("http://" + s.admin + "/metrics")
+	resp, err := http.Get("http://" + s.Admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

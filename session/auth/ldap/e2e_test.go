@@ -2,8 +2,11 @@ package ldap
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"testing"
+
+	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 )
 
 // TestE2EDirectory logs in over POP3 against the built pop3d with
@@ -25,14 +28,14 @@ timeout = "2s"
 pool_size = 2`, url, suffix)
 	}
 	setup := [][]string{{"add", "example.com"}, {"add", "alice@example.com"}, {"add", "nobody@example.com"}}
-	s := startServer(t, ldapTable(slapdURL), "", setup...)
+	s := pop3dtest.Start(t, pop3dtest.Config{Auth: ldapTable(slapdURL), Setup: setup})
 	userPass := func(addr, user, pw string) string {
-		p := dialPOP3(t, addr, "")
-		defer p.cmd("QUIT")
-		if r := p.cmd("USER " + user); !strings.HasPrefix(r, "+OK") {
+		p := pop3dtest.Dial(t, addr, "")
+		defer p.Cmd("QUIT")
+		if r := p.Cmd("USER " + user); !strings.HasPrefix(r, "+OK") {
 			t.Fatalf("USER = %q", r)
 		}
-		return p.cmd("PASS " + pw)
+		return p.Cmd("PASS " + pw)
 	}
 	for _, c := range []struct{ user, pw, want string }{
 		{"alice@example.com", "alice-pw", "+OK"},
@@ -40,21 +43,33 @@ pool_size = 2`, url, suffix)
 		{"nobody@example.com", "x", "-ERR [AUTH]"},
 		{"bob@example.com", "bob-pw", "-ERR [AUTH]"}, // in the directory, but no mailbox here
 	} {
-		if r := userPass(s.pop3, c.user, c.pw); !strings.HasPrefix(r, c.want) {
+		if r := userPass(s.POP3, c.user, c.pw); !strings.HasPrefix(r, c.want) {
 			t.Errorf("USER %s / PASS %q = %q, want %s", c.user, c.pw, r, c.want)
 		}
 	}
 	// APOP and CRAM-MD5 need the password file: not offered.
-	p := dialPOP3(t, s.pop3, "")
-	p.cmd("CAPA")
-	for l := p.line(); l != "."; l = p.line() {
+	p := pop3dtest.Dial(t, s.POP3, "")
+	p.Cmd("CAPA")
+	for l := p.Line(); l != "."; l = p.Line() {
 		if strings.HasPrefix(l, "SASL") && strings.Contains(l, "CRAM-MD5") || strings.Contains(l, "NTLM") {
 			t.Errorf("CAPA offers %q with the directory method", l)
 		}
 	}
 
-	down := startServer(t, ldapTable("ldap://"+freeAddr(t)), "", setup...)
-	if r := userPass(down.pop3, "alice@example.com", "alice-pw"); !strings.HasPrefix(r, "-ERR [SYS/TEMP]") {
+	down := pop3dtest.Start(t, pop3dtest.Config{Auth: ldapTable("ldap://" + unusedAddr(t)), Setup: setup})
+	if r := userPass(down.POP3, "alice@example.com", "alice-pw"); !strings.HasPrefix(r, "-ERR [SYS/TEMP]") {
 		t.Errorf("directory down: %q, want -ERR [SYS/TEMP]", r)
 	}
+}
+
+// unusedAddr is a loopback address nobody listens on: a port the kernel
+// chose, released again (a directory that is down).
+func unusedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 	"github.com/pop3svc/pop3svc/session/auth"
 	"github.com/pop3svc/pop3svc/store"
 )
@@ -87,9 +88,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		slapdSkip = err.Error()
 	}
-	removeBinaries := setupBinaries()
 	code := m.Run()
-	removeBinaries()
+	pop3dtest.Cleanup()
 	if stop != nil {
 		stop()
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 )
 
 // End-to-end: AUTH NTLM against the built pop3d, with curl (NTLMv2),
@@ -16,30 +18,30 @@ import (
 
 const e2eMessage = "From: a@example.org\r\nTo: alice@example.com\r\nSubject: ntlm e2e\r\n\r\nhello over NTLM\r\n"
 
-func ntlmServer(t *testing.T, allowV1 bool) *server {
+func ntlmServer(t *testing.T, allowV1 bool) *pop3dtest.Server {
 	t.Helper()
 	auth := "method = \"passwordfile\"\nfail_delay = \"5ms\"\npenalty = \"1ms\"\npenalty_max = \"5ms\""
 	if allowV1 {
 		auth += "\nallow_ntlmv1 = true"
 	}
-	s := startServer(t, auth, "",
-		[]string{"add", "example.com"},
-		[]string{"add", "alice@example.com", "-password", "Secret-1"},
-	)
-	msg := filepath.Join(s.dir, "msg.eml")
+	s := pop3dtest.Start(t, pop3dtest.Config{Auth: auth, Setup: [][]string{
+		{"add", "example.com"},
+		{"add", "alice@example.com", "-password", "Secret-1"},
+	}})
+	msg := filepath.Join(s.Dir, "msg.eml")
 	if err := os.WriteFile(msg, []byte(e2eMessage), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.ctl(t, "", "deliver", "alice@example.com", msg)
+	s.Ctl(t, "", "deliver", "alice@example.com", msg)
 	return s
 }
 
 func TestE2ECurl(t *testing.T) {
-	curl := needTool(t, "curl")
+	curl := pop3dtest.NeedTool(t, "curl")
 	s := ntlmServer(t, false)
 	run := func(user string) (string, error) {
 		cmd := exec.Command(curl, "-sS", "--max-time", "20", "--login-options", "AUTH=NTLM",
-			"-u", user, "pop3://"+s.pop3+"/1")
+			"-u", user, "pop3://"+s.POP3+"/1")
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
@@ -58,7 +60,7 @@ func TestE2ECurl(t *testing.T) {
 }
 
 func TestE2EFetchmail(t *testing.T) {
-	fetchmail := needTool(t, "fetchmail")
+	fetchmail := pop3dtest.NeedTool(t, "fetchmail")
 	for _, c := range []struct {
 		allowV1  bool
 		password string
@@ -70,7 +72,7 @@ func TestE2EFetchmail(t *testing.T) {
 	} {
 		s := ntlmServer(t, c.allowV1)
 		home := t.TempDir()
-		host, port, _ := strings.Cut(s.pop3, ":")
+		host, port, _ := strings.Cut(s.POP3, ":")
 		rc := filepath.Join(home, "fetchmailrc")
 		text := "poll " + host + " service " + port + " protocol pop3 auth ntlm user \"alice@example.com\" password \"" + c.password + "\" sslproto ''\n"
 		if err := os.WriteFile(rc, []byte(text), 0o600); err != nil {
@@ -103,10 +105,10 @@ func TestE2EFetchmail(t *testing.T) {
 
 func TestE2EInitialResponse(t *testing.T) {
 	s := ntlmServer(t, false)
-	p := dialPOP3(t, s.pop3, "")
+	p := pop3dtest.Dial(t, s.POP3, "")
 	b64 := base64.StdEncoding
 	negotiate := clientNegotiate(FlagUnicode | FlagNTLM | FlagExtendedSessionSecurity | FlagVersion)
-	r := p.cmd("AUTH NTLM " + b64.EncodeToString(negotiate))
+	r := p.Cmd("AUTH NTLM " + b64.EncodeToString(negotiate))
 	if !strings.HasPrefix(r, "+ ") {
 		t.Fatalf("AUTH NTLM <negotiate> = %q, want a challenge", r)
 	}
@@ -118,26 +120,26 @@ func TestE2EInitialResponse(t *testing.T) {
 		user: "alice", domain: "example.com", ntHash: NTHash("Secret-1"),
 		mic: true, negotiate: negotiate, challengeMsg: chMsg,
 	})
-	if r := p.cmd(b64.EncodeToString(msg)); !strings.HasPrefix(r, "+OK") {
+	if r := p.Cmd(b64.EncodeToString(msg)); !strings.HasPrefix(r, "+OK") {
 		t.Fatalf("AUTHENTICATE = %q, want +OK", r)
 	}
-	if r := p.cmd("STAT"); !strings.HasPrefix(r, "+OK 1 ") {
+	if r := p.Cmd("STAT"); !strings.HasPrefix(r, "+OK 1 ") {
 		t.Fatalf("STAT = %q", r)
 	}
-	p.cmd("QUIT")
+	p.Cmd("QUIT")
 
 	// The same with the wrong password, in the three-step form.
-	p = dialPOP3(t, s.pop3, "")
-	if r := p.cmd("AUTH NTLM"); r != "+ " && r != "+" {
+	p = pop3dtest.Dial(t, s.POP3, "")
+	if r := p.Cmd("AUTH NTLM"); r != "+ " && r != "+" {
 		t.Fatalf("AUTH NTLM = %q, want an empty challenge", r)
 	}
-	r = p.cmd(b64.EncodeToString(negotiate))
+	r = p.Cmd(b64.EncodeToString(negotiate))
 	chMsg, err = b64.DecodeString(strings.TrimPrefix(r, "+ "))
 	if err != nil {
 		t.Fatalf("challenge %q: %v", r, err)
 	}
 	msg = clientAuthenticate(clientParseChallenge(t, chMsg), authOpts{user: "alice@example.com", ntHash: NTHash("wrong")})
-	if r := p.cmd(b64.EncodeToString(msg)); !strings.HasPrefix(r, "-ERR") {
+	if r := p.Cmd(b64.EncodeToString(msg)); !strings.HasPrefix(r, "-ERR") {
 		t.Fatalf("wrong password = %q, want -ERR", r)
 	}
 }

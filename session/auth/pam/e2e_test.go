@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 )
 
 // TestE2ESystem logs in over POP3 against the built pop3d with
@@ -24,24 +26,26 @@ func TestE2ESystem(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.Remove(file) })
-	s := startServer(t, `method = "system"
-pam_service = "`+service+`"
+	s := pop3dtest.Start(t, pop3dtest.Config{
+		Auth: `method = "system"
+pam_service = "` + service + `"
 fail_delay = "5ms"
 penalty = "1ms"
-penalty_max = "5ms"`, "",
-		[]string{"add", "example.com"}, []string{"add", user + "@example.com"})
+penalty_max = "5ms"`,
+		Setup: [][]string{{"add", "example.com"}, {"add", user + "@example.com"}},
+	})
 	for _, c := range []struct{ user, pw, want string }{
 		{user + "@example.com", "Syst3m pw", "+OK"},
 		{user + "@example.com", "wrong", "-ERR [AUTH]"},
 		{"root@example.com", "x", "-ERR [AUTH]"}, // no mailbox, and a wrong password
 	} {
-		p := dialPOP3(t, s.pop3, "")
-		if r := p.cmd("USER " + c.user); !strings.HasPrefix(r, "+OK") {
+		p := pop3dtest.Dial(t, s.POP3, "")
+		if r := p.Cmd("USER " + c.user); !strings.HasPrefix(r, "+OK") {
 			t.Fatalf("USER = %q", r)
 		}
-		if r := p.cmd("PASS " + c.pw); !strings.HasPrefix(r, c.want) {
+		if r := p.Cmd("PASS " + c.pw); !strings.HasPrefix(r, c.want) {
 			t.Errorf("USER %s / PASS %q = %q, want %s", c.user, c.pw, r, c.want)
 		}
-		p.cmd("QUIT")
+		p.Cmd("QUIT")
 	}
 }

@@ -1,0 +1,368 @@
+// Package pop3dtest runs the built pop3d and pop3ctl for end-to-end tests.
+//
+// It builds both programs once per test binary (with the race detector
+// when the tests run with it), starts pop3d with a configuration written
+// per test in which every listener is on port 0, and learns the bound
+// addresses from pop3d's log. A package using it calls Main from its
+// TestMain (or Cleanup at the end of its own TestMain).
+//
+// When the programs cannot be built, or a client tool is missing, the
+// test is skipped, except when the environment variable CI is set, where
+// it fails.
+//
+// The package only runs the programs; it imports nothing of the service,
+// so any package's tests may use it.
+package pop3dtest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const (
+	// StartTimeout bounds the wait for the "pop3d ready" log line.
+	StartTimeout = 30 * time.Second
+	// StopTimeout bounds the wait for pop3d to exit after SIGTERM; then it
+	// is killed.
+	StopTimeout = 20 * time.Second
+	// CtlTimeout bounds one pop3ctl run.
+	CtlTimeout = 60 * time.Second
+	// pollInterval is how often the log is read while waiting.
+	pollInterval = 20 * time.Millisecond
+)
+
+// ErrKilled is returned by Stop when pop3d ignored SIGTERM.
+var ErrKilled = errors.New("pop3d was killed")
+
+var (
+	buildOnce sync.Once
+	binDir    string // folder holding pop3d and pop3ctl
+	buildErr  error
+)
+
+// Main runs the tests and removes the built programs; call it from
+// TestMain when there is nothing else to do there.
+func Main(m *testing.M) {
+	code := m.Run()
+	Cleanup()
+	os.Exit(code)
+}
+
+// Cleanup removes the built programs; call it at the end of TestMain.
+func Cleanup() {
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+}
+
+// inCI reports whether a missing prerequisite is a failure.
+func inCI() bool { return os.Getenv("CI") != "" }
+
+func build() {
+	dir, err := os.MkdirTemp("", "pop3dtest-")
+	if err != nil {
+		buildErr = err
+		return
+	}
+	binDir = dir
+	root, err := moduleRoot()
+	if err != nil {
+		buildErr = err
+		return
+	}
+	args := []string{"build", "-o", dir + string(os.PathSeparator)}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "./cmd/pop3d", "./cmd/pop3ctl")...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		buildErr = fmt.Errorf("go build ./cmd/pop3d ./cmd/pop3ctl: %v\n%s", err, out)
+	}
+}
+
+// moduleRoot is the folder holding go.mod, above the test's folder.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the test folder")
+		}
+		dir = parent
+	}
+}
+
+// Binary returns the path of a built program, "pop3d" or "pop3ctl",
+// building both on first use; it skips (fails in CI) when they cannot be
+// built.
+func Binary(t testing.TB, name string) string {
+	t.Helper()
+	buildOnce.Do(build)
+	if buildErr != nil {
+		if inCI() {
+			t.Fatalf("cannot build the programs: %v", buildErr)
+		}
+		t.Skipf("cannot build the programs: %v", buildErr)
+	}
+	return filepath.Join(binDir, name)
+}
+
+// NeedTool returns the path of a client program; it skips the test when
+// the program is missing, except in CI where that is a failure.
+func NeedTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if inCI() {
+			t.Fatalf("%s is required in CI: %v", name, err)
+		}
+		t.Skipf("%s not installed", name)
+	}
+	return p
+}
+
+// Config describes one pop3d run. Every listener is on 127.0.0.1:0.
+type Config struct {
+	Top    string // top-level keys, before the first table
+	Auth   string // the body of the [auth] table
+	POP3   string // lines added to the [pop3] table
+	Tables string // further tables, at the end of the file
+	SMTP   bool   // an SMTP listener (otherwise smtp.listen = [])
+	TLS    bool   // an implicit-TLS POP3 listener (otherwise pop3.listen_tls = [])
+	// Setup are pop3ctl argument lists run, in order, before the start.
+	Setup [][]string
+	// Prepare, when set, runs before Setup with the server's folder (the
+	// mail root is its "mailroot" subfolder).
+	Prepare func(dir string)
+}
+
+// Server is a running pop3d.
+type Server struct {
+	Dir   string   // the working folder, holding the configuration
+	Conf  string   // the configuration file
+	POP3  string   // plaintext POP3 listener, host:port
+	POP3S string   // implicit-TLS POP3 listener, when Config.TLS
+	Admin string   // admin HTTP listener
+	SMTP  []string // SMTP listeners, when Config.SMTP
+	Cmd   *exec.Cmd
+
+	t      testing.TB
+	log    *syncBuffer // standard error: the log
+	stdout *syncBuffer
+	exited chan struct{} // closed when the process ended
+	err    error         // the exit status, set before exited is closed
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func tomlList(addrs ...string) string {
+	q := make([]string, len(addrs))
+	for i, a := range addrs {
+		q[i] = fmt.Sprintf("%q", a)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// Text is the configuration file for c.
+func (c Config) Text() string {
+	var tlsListen, smtpListen []string
+	if c.TLS {
+		tlsListen = append(tlsListen, "127.0.0.1:0")
+	}
+	if c.SMTP {
+		smtpListen = append(smtpListen, "127.0.0.1:0")
+	}
+	return fmt.Sprintf(`mailroot = "mailroot"
+%s
+[auth]
+%s
+[pop3]
+listen = ["127.0.0.1:0"]
+listen_tls = %s
+%s
+[smtp]
+listen = %s
+[admin]
+listen = "127.0.0.1:0"
+%s
+`, c.Top, c.Auth, tomlList(tlsListen...), c.POP3, tomlList(smtpListen...), c.Tables)
+}
+
+var (
+	popRe   = regexp.MustCompile(`msg="POP3 listening".* addr=(\S+) tls=false`)
+	popsRe  = regexp.MustCompile(`msg="POP3 listening".* addr=(\S+) tls=true`)
+	adminRe = regexp.MustCompile(`msg="admin listening".* addr=(\S+)`)
+	smtpRe  = regexp.MustCompile(`msg="SMTP service listening".* addr=(\S+)`)
+)
+
+// Start writes the configuration, runs the setup and starts pop3d, then
+// waits until it logged "pop3d ready" and every listener's address. The
+// server is stopped when the test ends; its log is shown if the test
+// failed, and a data race it reported fails the test.
+func Start(t testing.TB, c Config) *Server {
+	t.Helper()
+	pop3d := Binary(t, "pop3d")
+	s := &Server{Dir: t.TempDir(), t: t, log: &syncBuffer{}, stdout: &syncBuffer{}, exited: make(chan struct{})}
+	s.Conf = filepath.Join(s.Dir, "pop3d.toml")
+	if err := os.WriteFile(s.Conf, []byte(c.Text()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c.Prepare != nil {
+		c.Prepare(s.Dir)
+	}
+	for _, args := range c.Setup {
+		s.Ctl(t, "", args...)
+	}
+	s.Cmd = exec.Command(pop3d, "-config", s.Conf)
+	s.Cmd.Dir = s.Dir
+	s.Cmd.Stderr = s.log
+	s.Cmd.Stdout = s.stdout
+	if err := s.Cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.err = s.Cmd.Wait(); close(s.exited) }()
+	t.Cleanup(func() {
+		if err := s.Stop(); errors.Is(err, ErrKilled) {
+			t.Error(err)
+		}
+		l := s.Log()
+		if strings.Contains(l, "DATA RACE") {
+			t.Errorf("pop3d reported a data race")
+		}
+		if t.Failed() {
+			t.Logf("pop3d log:\n%s", l)
+		}
+	})
+	deadline := time.Now().Add(StartTimeout)
+	for {
+		l := s.Log()
+		if m := popRe.FindStringSubmatch(l); m != nil {
+			s.POP3 = m[1]
+		}
+		if m := popsRe.FindStringSubmatch(l); m != nil {
+			s.POP3S = m[1]
+		}
+		if m := adminRe.FindStringSubmatch(l); m != nil {
+			s.Admin = m[1]
+		}
+		s.SMTP = s.SMTP[:0]
+		for _, m := range smtpRe.FindAllStringSubmatch(l, -1) {
+			s.SMTP = append(s.SMTP, m[1])
+		}
+		if strings.Contains(l, `msg="pop3d ready"`) {
+			switch {
+			case s.POP3 == "":
+				t.Fatalf("pop3d is ready but logged no POP3 listener:\n%s", l)
+			case c.TLS && s.POP3S == "":
+				t.Fatalf("pop3d is ready but logged no implicit-TLS POP3 listener:\n%s", l)
+			case s.Admin == "":
+				t.Fatalf("pop3d is ready but logged no admin listener:\n%s", l)
+			case c.SMTP && len(s.SMTP) == 0:
+				t.Fatalf("pop3d is ready but logged no SMTP listener:\n%s", l)
+			}
+			return s
+		}
+		select {
+		case <-s.exited:
+			t.Fatalf("pop3d exited at start: %v\n%s", s.err, s.Log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pop3d was not ready within %v:\n%s", StartTimeout, l)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// Log is what pop3d wrote to its standard error so far.
+func (s *Server) Log() string { return s.log.String() }
+
+// Stdout is what pop3d wrote to its standard output so far.
+func (s *Server) Stdout() string { return s.stdout.String() }
+
+// Signal sends sig to pop3d.
+func (s *Server) Signal(sig os.Signal) error { return s.Cmd.Process.Signal(sig) }
+
+// Wait waits up to d for pop3d to exit and returns its exit status; ok
+// is false when it is still running.
+func (s *Server) Wait(d time.Duration) (err error, ok bool) {
+	select {
+	case <-s.exited:
+		return s.err, true
+	case <-time.After(d):
+		return nil, false
+	}
+}
+
+// Stop sends SIGTERM and waits up to StopTimeout for the exit, then
+// kills pop3d. It returns the exit status, or an error saying it had to
+// be killed. Stopping a stopped server returns its exit status again.
+func (s *Server) Stop() error {
+	select {
+	case <-s.exited:
+		return s.err
+	default:
+	}
+	_ = s.Cmd.Process.Signal(syscall.SIGTERM)
+	if err, ok := s.Wait(StopTimeout); ok {
+		return err
+	}
+	_ = s.Cmd.Process.Kill()
+	<-s.exited
+	return fmt.Errorf("%w: no exit within %v after SIGTERM", ErrKilled, StopTimeout)
+}
+
+// Ctl runs pop3ctl with the server's configuration and stdin as its
+// input; it fails the test when pop3ctl fails and returns its output.
+func (s *Server) Ctl(t testing.TB, stdin string, args ...string) string {
+	t.Helper()
+	out, err := s.TryCtl(stdin, args...)
+	if err != nil {
+		t.Fatalf("pop3ctl %v: %v: %s", args, err, out)
+	}
+	return out
+}
+
+// TryCtl runs pop3ctl like Ctl and returns its combined output and error.
+func (s *Server) TryCtl(stdin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), CtlTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, Binary(s.t, "pop3ctl"), append([]string{"-config", s.Conf}, args...)...)
+	cmd.Dir = s.Dir
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
