@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"net"
+	"sync"
 	"syscall"
 )
 
@@ -13,7 +14,8 @@ import (
 // every other port-0 bind in the meantime (the admin or SMTP listener,
 // another process) is given a different port, since an automatic port
 // choice does not share a bound port. Releasing once gnet listens closes
-// the window in which the port could be taken.
+// the window in which the port could be taken. Calling release again
+// does nothing.
 func reservePort(host string) (port int, release func(), err error) {
 	ip := net.IPv4zero
 	if host != "" {
@@ -58,5 +60,6 @@ func reservePort(host string) (port int, release func(), err error) {
 	case *syscall.SockaddrInet6:
 		port = b.Port
 	}
-	return port, func() { syscall.Close(fd) }, nil
+	var once sync.Once
+	return port, func() { once.Do(func() { syscall.Close(fd) }) }, nil
 }

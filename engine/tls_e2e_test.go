@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 	"github.com/pop3svc/pop3svc/engine/certs"
 	"github.com/pop3svc/pop3svc/engine/config"
 	"github.com/pop3svc/pop3svc/session/auth"
@@ -69,7 +70,7 @@ func startPOP3TLS(t *testing.T, spaRequired bool) *pop3TLSServer {
 		Logger:       quiet,
 		Loops:        2,
 		NewTransport: TLSTransports(cm.TLSConfig(), 5*time.Second),
-		TLSListen:    []string{freeAddr(t)},
+		TLSListen:    []string{"127.0.0.1:0"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -89,15 +90,6 @@ func startPOP3TLS(t *testing.T, spaRequired bool) *pop3TLSServer {
 	return ps
 }
 
-func need(t *testing.T, tool string) string {
-	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		t.Skipf("%s not installed", tool)
-	}
-	return p
-}
-
 func run(t *testing.T, stdin string, name string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -112,7 +104,7 @@ func run(t *testing.T, stdin string, name string, args ...string) string {
 }
 
 func TestCurlTLS(t *testing.T) {
-	curl := need(t, "curl")
+	curl := pop3dtest.NeedTool(t, "curl")
 	ps := startPOP3TLS(t, true)
 	user := transcript.AliceUser + ":" + transcript.AlicePassword
 	for _, url := range []string{"pop3://" + ps.plainAddr + "/1", "pop3s://" + ps.tlsAddr + "/1"} {
@@ -125,7 +117,7 @@ func TestCurlTLS(t *testing.T) {
 }
 
 func TestPythonPoplibTLS(t *testing.T) {
-	py := need(t, "python3")
+	py := pop3dtest.NeedTool(t, "python3")
 	ps := startPOP3TLS(t, true)
 	script := `
 import poplib, ssl, sys
@@ -162,7 +154,7 @@ s.quit()
 }
 
 func TestOpenSSLStartTLS(t *testing.T) {
-	openssl := need(t, "openssl")
+	openssl := pop3dtest.NeedTool(t, "openssl")
 	ps := startPOP3TLS(t, false)
 	out := run(t, "CAPA\r\nSTLS\r\nQUIT\r\n", openssl, "s_client", "-starttls", "pop3", "-connect", ps.plainAddr,
 		"-CAfile", ps.caFile, "-verify_return_error", "-servername", "localhost", "-quiet")

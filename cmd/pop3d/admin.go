@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -21,6 +22,7 @@ func init() { register(func() service { return &adminService{} }) }
 //	GET  /metrics     Prometheus text: every pop3_*/smtp_* metric plus process metrics
 //	GET  /api/status  JSON: connections, socket and worker pools, uptime
 //	POST /api/reload  reread the configuration, as SIGHUP does
+//	GET  /debug/pprof/ Go's profiler, when admin.pprof is set (a restart applies it)
 type adminService struct {
 	rt  *runtime
 	srv *http.Server
@@ -45,6 +47,13 @@ func (a *adminService) Start(rt *runtime) error {
 		metrics.WritePrometheus(w, true)
 	})
 	mux.HandleFunc("GET /api/status", a.status)
+	if rt.cfg.Admin.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("POST /api/reload", func(w http.ResponseWriter, _ *http.Request) {
 		if err := rt.reload(); err != nil {
 			writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"ok": false, "error": err.Error()})

@@ -46,9 +46,6 @@ func testMessage(i, size int) string {
 	return b.String()
 }
 
-// startPop3d writes a configuration, prepares the store with setup and
-// runs pop3d.
-// top holds top-level keys, pop3 keys of the [pop3] table.
 // integrationConfig is the configuration of these tests: top holds
 // top-level keys ("logging = 4" when empty), pop3 keys of the [pop3]
 // table; setup prepares the store before the start.
@@ -106,7 +103,7 @@ func mailbox(n, size int) func(ctx context.Context, st store.Store) {
 	}
 }
 
-// pop is a minimal raw client for protocol-level checks.// dial connects to the POP3 listener without reading the greeting.
+// dial connects to the POP3 listener without reading the greeting.
 func dial(t *testing.T, in *pop3dtest.Server) *pop3dtest.Conn {
 	t.Helper()
 	return pop3dtest.DialRaw(t, in.POP3, "")

@@ -89,6 +89,9 @@ type TLS struct {
 // Admin is the admin listener: API, browser console and /metrics.
 type Admin struct {
 	Listen string `toml:"listen"`
+	// Pprof serves Go's profiler at /debug/pprof/ on the admin listener.
+	// Keep the listener on loopback when it is on.
+	Pprof bool `toml:"pprof"`
 }
 
 // Limits are the protocol limits.

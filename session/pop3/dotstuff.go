@@ -3,10 +3,19 @@ package pop3
 import (
 	"bytes"
 	"io"
+	"sync"
 )
 
 // dotBufSize is how much of the message a DotReader reads at a time.
 const dotBufSize = 32 << 10
+
+// dotBufs recycles DotReader buffers: one RETR per message would otherwise
+// allocate (and the collector clear) 32 KiB each time.
+var dotBufs = sync.Pool{New: func() any { b := make([]byte, dotBufSize); return &b }}
+
+// lfDot is a line feed followed by a leading '.', the only place where
+// stuffing happens.
+var lfDot = []byte("\n.")
 
 // DotReader streams a message in the wire form of a POP3 multi-line
 // response (RFC 1939 section 3): every line that begins with '.' gets one
@@ -75,9 +84,12 @@ func (d *DotReader) Read(p []byte) (int, error) {
 				break
 			}
 		}
-		// Copy up to and including the next LF.
+		// Copy up to and including the next LF that precedes a '.': no
+		// other octet needs looking at. A line feed at the very end of
+		// the buffer leaves bol set, and the next buffer's first octet is
+		// checked above.
 		end := len(in)
-		if i := bytes.IndexByte(in, '\n'); i >= 0 {
+		if i := bytes.Index(in, lfDot); i >= 0 {
 			end = i + 1
 		}
 		c := copy(p[n:], in[:end])
@@ -100,7 +112,7 @@ func (d *DotReader) Read(p []byte) (int, error) {
 
 func (d *DotReader) fill() {
 	if d.buf == nil {
-		d.buf = make([]byte, dotBufSize)
+		d.buf = *(dotBufs.Get().(*[]byte))
 	}
 	d.r, d.w = 0, 0
 	for range 100 { // bounded retries on (0, nil) reads
@@ -114,6 +126,18 @@ func (d *DotReader) fill() {
 		}
 	}
 	d.srcErr = io.ErrNoProgress
+}
+
+// Release returns the reader's buffer for reuse. The reader must not be
+// used afterwards.
+func (d *DotReader) Release() {
+	if d.buf != nil && cap(d.buf) == dotBufSize {
+		b := d.buf[:dotBufSize]
+		dotBufs.Put(&b)
+	}
+	d.buf = nil
+	d.r, d.w = 0, 0
+	d.srcErr = io.ErrClosedPipe
 }
 
 // finish queues the terminator: CRLF unless the data already ended with

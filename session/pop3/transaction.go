@@ -194,7 +194,9 @@ func (s *Session) retr(arg string) session.Reply {
 	messagesRetrieved.Inc()
 	retrBytes.Add(int(s.msgs[i].Size))
 	r = line(fmt.Sprintf("%s %d octets", okPrefix, s.msgs[i].Size))
-	r.Body = s.track(rc, NewDotReader(rc))
+	// The size is known: limiting the reader spares the read that would
+	// only report end of file.
+	r.Body = s.track(rc, NewDotReader(io.LimitReader(rc, s.msgs[i].Size)))
 	return r
 }
 
@@ -278,6 +280,9 @@ func (b *messageBody) Close() error {
 		b.done = true
 		b.mu.Unlock()
 		err = b.rc.Close()
+		if d, ok := b.r.(*DotReader); ok {
+			d.Release()
+		}
 		b.s.untrack(b)
 	})
 	return err

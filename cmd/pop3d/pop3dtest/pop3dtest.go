@@ -322,7 +322,14 @@ func (s *Server) Wait(d time.Duration) (err error, ok bool) {
 	select {
 	case <-s.exited:
 		return s.err, true
-	case <-time.After(d):
+	default:
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-s.exited:
+		return s.err, true
+	case <-timer.C:
 		return nil, false
 	}
 }
@@ -331,10 +338,8 @@ func (s *Server) Wait(d time.Duration) (err error, ok bool) {
 // kills pop3d. It returns the exit status, or an error saying it had to
 // be killed. Stopping a stopped server returns its exit status again.
 func (s *Server) Stop() error {
-	select {
-	case <-s.exited:
-		return s.err
-	default:
+	if err, ok := s.Wait(0); ok {
+		return err
 	}
 	_ = s.Cmd.Process.Signal(syscall.SIGTERM)
 	if err, ok := s.Wait(StopTimeout); ok {
