@@ -73,7 +73,7 @@ func (m *session) Open(i int) (io.ReadCloser, error) {
 	if i < 0 || i >= len(m.msgs) {
 		return nil, fmt.Errorf("message %d of %s: %w", i+1, m.addr, store.ErrNoSuchMessage)
 	}
-	f, err := os.OpenFile(m.path(i), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	f, err := openMessage(m.path(i))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
 			return nil, fmt.Errorf("message %s of %s is gone: %w", m.msgs[i].UID, m.addr, store.ErrNoSuchMessage)
@@ -128,4 +128,56 @@ func (m *session) Refresh() error {
 		return store.ErrSessionClosed
 	}
 	return m.s.refreshLock(m.lock)
+}
+
+// msgFile is an open message file read with plain read(2) calls: message
+// files are regular files, which the runtime's poller cannot wait on, so
+// *os.File's poller registration and locking would only add system calls
+// to every RETR. Not safe for concurrent use; Close is idempotent.
+type msgFile struct {
+	fd     int
+	closed bool
+}
+
+func openMessage(path string) (*msgFile, error) {
+	for {
+		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		}
+		return &msgFile{fd: fd}, nil
+	}
+}
+
+func (f *msgFile) Read(p []byte) (int, error) {
+	if f.closed {
+		return 0, os.ErrClosed
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		n, err := syscall.Read(f.fd, p)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 {
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+func (f *msgFile) Close() error {
+	if f.closed {
+		return nil
+	}
+	f.closed = true
+	return syscall.Close(f.fd)
 }
