@@ -114,9 +114,7 @@ func startTLSServerWith(t *testing.T, cm *certs.Manager, handshake time.Duration
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Loops:        2,
 		NewTransport: TLSTransports(cm.TLSConfig(), handshake),
-		// An explicit port: the engine tells listeners apart by their
-		// configured address, and two "127.0.0.1:0" would look alike.
-		TLSListen: []string{freeAddr(t)},
+		TLSListen:    []string{"127.0.0.1:0"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -465,17 +463,6 @@ func (ts *tlsServer) session(i, n int) error {
 }
 
 func osMkdirTemp() (string, error) { return os.MkdirTemp("", "engine-tls-test") }
-
-// freeAddr returns a loopback address with a port free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // TestTLSCertificateReload: a reload (SIGHUP) switches the certificate for
 // new sessions while an established one carries on.
