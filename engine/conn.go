@@ -103,7 +103,6 @@ func (k *conn) finalize() {
 		}
 		if st := k.stream; st != nil {
 			_ = st.body.Close()
-			putChunk(st.buf)
 			k.stream = nil
 		}
 		if k.sess != nil {

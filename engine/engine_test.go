@@ -284,7 +284,7 @@ func TestIdleTimeout(t *testing.T) {
 }
 
 func TestPoolOverload(t *testing.T) {
-	ts := startServer(t, func(cfg *config.Config) { cfg.POP3.ThreadCount = 1 })
+	ts := startServer(t, func(cfg *config.Config) { cfg.POP3.ThreadCount = 1; cfg.POP3.TaskQueue = 0 })
 	c1 := ts.dial(t)
 	c1.expect("+OK ready")
 	c2 := ts.dial(t)
@@ -301,6 +301,40 @@ func TestPoolOverload(t *testing.T) {
 	c1.expect("+OK slow")
 	c2.send("WORK z\r\n")
 	c2.expect("+OK z")
+}
+
+// TestPoolQueue: with every worker busy, commands wait in pop3.task_queue
+// (in order, without stalling the loop) and run when a worker frees; only
+// beyond the queue is a command refused.
+func TestPoolQueue(t *testing.T) {
+	ts := startServer(t, func(cfg *config.Config) { cfg.POP3.ThreadCount = 1; cfg.POP3.TaskQueue = 2 })
+	c1 := ts.dial(t)
+	c1.expect("+OK ready")
+	c2 := ts.dial(t)
+	c2.expect("+OK ready")
+	c3 := ts.dial(t)
+	c3.expect("+OK ready")
+	c4 := ts.dial(t)
+	c4.expect("+OK ready")
+	c1.send("SLOW 300\r\n")
+	eventually(t, "worker busy", func() bool { return ts.pool.Running() == 1 })
+	queuedBefore := mTasksQueued.Get()
+	c2.send("WORK a\r\n")
+	c3.send("WORK b\r\n")
+	eventually(t, "two tasks queued", func() bool { return mTasksQueued.Get()-queuedBefore == 2 })
+	start := time.Now()
+	c4.send("WORK c\r\nECHO d\r\n")
+	c4.expect("-ERR [SYS/TEMP] server busy, try again")
+	c4.expect("+OK d")
+	if d := time.Since(start); d > 250*time.Millisecond {
+		t.Fatalf("refusal beyond the queue took %v: the loop stalled", d)
+	}
+	c1.expect("+OK slow")
+	c2.expect("+OK a")
+	c3.expect("+OK b")
+	if n := ts.tasks.length(); n != 0 {
+		t.Fatalf("%d tasks left in the queue", n)
+	}
 }
 
 func TestPanicRecovered(t *testing.T) {

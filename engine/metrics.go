@@ -17,6 +17,7 @@ var (
 	mRefusedTimeout  = metrics.NewCounter(`pop3_connections_refused_total{reason="backlog_timeout"}`)
 	mRefusedDraining = metrics.NewCounter(`pop3_connections_refused_total{reason="shutting_down"}`)
 	mPoolOverload    = metrics.NewCounter("pop3_pool_overload_total")
+	mTasksQueued     = metrics.NewCounter("pop3_pool_queued_total")
 	mBytesReceived   = metrics.NewCounter("pop3_bytes_received_total")
 	mBytesSent       = metrics.NewCounter("pop3_bytes_sent_total")
 	mIdleTimeouts    = metrics.NewCounter("pop3_idle_timeouts_total")
@@ -50,7 +51,7 @@ func init() {
 		return sumServers(func(s *Server) int64 { return int64(s.pool.Running()) })
 	})
 	metrics.NewGauge("pop3_pool_waiting", func() float64 {
-		return sumServers(func(s *Server) int64 { return int64(s.pool.Waiting()) })
+		return sumServers(func(s *Server) int64 { return int64(s.pool.Waiting() + s.tasks.length()) })
 	})
 	metrics.NewGauge("pop3_pool_capacity", func() float64 {
 		return sumServers(func(s *Server) int64 { return int64(s.pool.Cap()) })

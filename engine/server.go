@@ -52,6 +52,7 @@ type Server struct {
 	now    func() time.Time
 	set    atomic.Pointer[settings]
 	pool   *ants.Pool
+	tasks  taskQueue // tasks waiting for a worker (pop3.task_queue)
 	eng    gnet.Engine
 	engOK  atomic.Bool
 	booted chan struct{}
@@ -113,6 +114,7 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("engine: cannot create the worker pool: %w", err)
 	}
 	s.pool = pool
+	s.tasks.max = set.taskQueue
 	s.sockets.init(set.socketMin)
 	s.registry.init()
 	interval := opts.RecheckInterval
@@ -237,6 +239,7 @@ func (s *Server) Reload(cfg *config.Config, f session.Factory) error {
 	set := newSettings(cfg, f)
 	s.set.Store(set)
 	s.pool.Tune(set.threadCount)
+	s.tasks.setMax(set.taskQueue)
 	// A larger socketmax admits waiting connections at once.
 	for {
 		w := s.sockets.next(set)
@@ -285,7 +288,7 @@ func (s *Server) Status() Status {
 	return Status{
 		Connections: int64(s.registry.count()),
 		Sockets:     s.sockets.stats(),
-		Pool:        PoolStatus{Capacity: s.pool.Cap(), Running: s.pool.Running(), Waiting: s.pool.Waiting(), Free: s.pool.Free()},
+		Pool:        PoolStatus{Capacity: s.pool.Cap(), Running: s.pool.Running(), Waiting: s.pool.Waiting() + s.tasks.length(), Free: s.pool.Free()},
 		Uptime:      s.now().Sub(s.started).Round(time.Second).String(),
 		Draining:    s.draining.Load(),
 	}
@@ -293,9 +296,6 @@ func (s *Server) Status() Status {
 
 // Sweep runs the idle and backlog sweep now (tests with a manual clock).
 func (s *Server) Sweep() { s.sweep(s.now()) }
-
-// submit runs f on the worker pool.
-func (s *Server) submit(f func()) error { return s.pool.Submit(f) }
 
 // gnetLogger routes gnet's own messages into slog.
 type gnetLogger struct{ l *slog.Logger }

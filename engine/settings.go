@@ -21,6 +21,7 @@ type settings struct {
 	backlogMaxInput int
 
 	threadCount  int
+	taskQueue    int
 	loginTimeout time.Duration
 	idleTimeout  time.Duration
 
@@ -43,7 +44,7 @@ const (
 	// empty lines is bounded too.
 	lineOverhead = 32
 	// chunkSize is the read size of a streamed reply body.
-	chunkSize = 64 << 10
+	chunkSize = 256 << 10
 )
 
 func newSettings(cfg *config.Config, f session.Factory) *settings {
@@ -58,6 +59,7 @@ func newSettings(cfg *config.Config, f session.Factory) *settings {
 		backlogWait:     p.BacklogWait.D(),
 		backlogMaxInput: max(l.BacklogMaxInput, 0),
 		threadCount:     p.ThreadCount,
+		taskQueue:       max(p.TaskQueue, 0),
 		loginTimeout:    p.LoginTimeout.D(),
 		idleTimeout:     p.IdleTimeout.D(),
 		maxLine:         max(l.MaxLine, l.MaxAuthLine),

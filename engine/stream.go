@@ -13,9 +13,11 @@ import (
 
 // stream is a reply body being sent: read in chunks on a worker, written on
 // the loop, paused while the client reads slower than the engine writes.
+// A chunk buffer is held only from the read to the write (gnet copies what
+// the socket does not take at once into its outbound buffer), so a parked
+// stream to a slow reader holds no chunk.
 type stream struct {
 	body    io.ReadCloser
-	buf     []byte
 	reply   session.Reply
 	parked  bool // waiting for the outbound buffer to fall to the low mark
 	lastOut int  // OutboundBuffered at the last look, to see progress
@@ -33,7 +35,7 @@ func putChunk(b []byte) {
 }
 
 func (k *conn) startStream(r session.Reply) {
-	k.stream = &stream{body: r.Body, buf: getChunk(), reply: r}
+	k.stream = &stream{body: r.Body, reply: r}
 	k.streamRead()
 }
 
@@ -44,8 +46,9 @@ func (k *conn) streamRead() {
 	k.refs.Add(1)
 	err := k.srv.submit(func() {
 		defer k.release()
-		n, err := io.ReadFull(st.body, st.buf)
-		k.post(func() { k.streamChunk(n, err) }, nil)
+		buf := getChunk()
+		n, err := io.ReadFull(st.body, buf)
+		k.post(func() { k.streamChunk(buf, n, err) }, func() { putChunk(buf) })
 	})
 	if err != nil {
 		k.refs.Add(-1)
@@ -61,16 +64,21 @@ func (k *conn) streamRead() {
 }
 
 // streamChunk writes a chunk read by a worker and decides what comes next.
-func (k *conn) streamChunk(n int, err error) {
+func (k *conn) streamChunk(buf []byte, n int, err error) {
 	st := k.stream
 	if st == nil {
+		putChunk(buf)
 		return
 	}
 	if n > 0 {
-		if !k.write(st.buf[:n]) {
+		ok := k.write(buf[:n])
+		putChunk(buf)
+		if !ok {
 			return // gone: finalize closes the body
 		}
 		k.touch()
+	} else {
+		putChunk(buf)
 	}
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
@@ -102,7 +110,6 @@ func (k *conn) endStream() {
 	st := k.stream
 	k.stream = nil
 	_ = st.body.Close()
-	putChunk(st.buf)
 	if k.phase.Load() != phaseClosing {
 		k.finish(st.reply)
 	}

@@ -57,6 +57,7 @@ type POP3 struct {
 	ListenBacklog   int      `toml:"listen_backlog"`  // the kernel's listen queue; 0: the system's somaxconn
 	BacklogWait     Duration `toml:"backlog_wait"`    // longest a held connection waits for a slot
 	ThreadCount     int      `toml:"threadcount"`     // worker pool size for disk and crypto work
+	TaskQueue       int      `toml:"task_queue"`      // tasks that may wait for a busy pool before commands get "server busy"
 	LoginTimeout    Duration `toml:"login_timeout"`   // idle limit before authentication
 	IdleTimeout     Duration `toml:"idle_timeout"`    // idle limit after authentication (RFC 1939: at least 10m)
 	ExpireDays      int      `toml:"expire_days"`     // advertised EXPIRE; -1: NEVER, not advertised when 0
@@ -156,6 +157,7 @@ func Default() *Config {
 			SocketBacklog:   1000,
 			BacklogWait:     Duration(30 * time.Second),
 			ThreadCount:     64,
+			TaskQueue:       4096,
 			LoginTimeout:    Duration(60 * time.Second),
 			IdleTimeout:     Duration(10 * time.Minute),
 		},

@@ -99,6 +99,9 @@ func (c *Config) Validate() error {
 	if p.ListenBacklog < 0 {
 		e.add("pop3.listen_backlog", "must not be negative (is %d)", p.ListenBacklog)
 	}
+	if p.TaskQueue < 0 || p.TaskQueue > 1000000 {
+		e.add("pop3.task_queue", "must be between 0 and 1000000 (is %d)", p.TaskQueue)
+	}
 	if p.ThreadCount < 1 || p.ThreadCount > MaxThreadCount {
 		e.add("pop3.threadcount", "must be between 1 and %d (is %d)", MaxThreadCount, p.ThreadCount)
 	}

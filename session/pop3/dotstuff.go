@@ -13,9 +13,25 @@ const dotBufSize = 32 << 10
 // allocate (and the collector clear) 32 KiB each time.
 var dotBufs = sync.Pool{New: func() any { b := make([]byte, dotBufSize); return &b }}
 
-// lfDot is a line feed followed by a leading '.', the only place where
-// stuffing happens.
-var lfDot = []byte("\n.")
+// indexLFDot returns the index of the first line feed in b that is
+// followed by a '.', or -1: the only place where stuffing happens inside a
+// buffer. It looks for the '.' first: dots are rarer than line ends in
+// text and absent from base64, so most of a message is skipped by one
+// vectorised IndexByte.
+func indexLFDot(b []byte) int {
+	for i := 1; i < len(b); {
+		j := bytes.IndexByte(b[i:], '.')
+		if j < 0 {
+			return -1
+		}
+		j += i
+		if b[j-1] == '\n' {
+			return j - 1
+		}
+		i = j + 1
+	}
+	return -1
+}
 
 // DotReader streams a message in the wire form of a POP3 multi-line
 // response (RFC 1939 section 3): every line that begins with '.' gets one
@@ -89,7 +105,7 @@ func (d *DotReader) Read(p []byte) (int, error) {
 		// the buffer leaves bol set, and the next buffer's first octet is
 		// checked above.
 		end := len(in)
-		if i := bytes.Index(in, lfDot); i >= 0 {
+		if i := indexLFDot(in); i >= 0 {
 			end = i + 1
 		}
 		c := copy(p[n:], in[:end])

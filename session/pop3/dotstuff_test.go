@@ -200,3 +200,17 @@ func BenchmarkDotStuff(b *testing.B) {
 		}
 	}
 }
+
+func TestIndexLFDot(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int
+	}{
+		{"", -1}, {".", -1}, {"\n", -1}, {"\n.", 0}, {"a\n.b", 1}, {"..\n", -1}, {"a.b\nc", -1},
+		{"a.b\n.c", 3}, {"x\r\n..", 2}, {".\n.", 1}, {"abc.def.\nghi\n.", 12},
+	} {
+		if got := indexLFDot([]byte(c.in)); got != c.want {
+			t.Errorf("indexLFDot(%q) = %d, want %d", c.in, got, c.want)
+		}
+	}
+}
