@@ -58,7 +58,12 @@ type conn struct {
 	pumping  bool // pump is on the stack
 	drain    bool // shutting down: close after the current command
 	flushing bool // close once OutboundBuffered() == 0
-	stream   *stream
+	// written counts the octets handed to gnet; with what gnet and the
+	// kernel still hold it tells how much reached the client (see
+	// outputProgress). delivered is that amount at the last idle check.
+	written   int64
+	delivered int64
+	stream    *stream
 
 	admitted bool          // guarded by srv.sockets.mu
 	waitElem *list.Element // guarded by srv.sockets.mu
@@ -176,6 +181,7 @@ func (k *conn) write(p []byte) bool {
 	if _, err := k.gc.Write(p); err != nil || k.closed.Load() {
 		return false
 	}
+	k.written += int64(len(p))
 	mBytesSent.Add(len(p))
 	return true
 }
@@ -230,6 +236,9 @@ func (k *conn) pump() {
 		}
 		k.queued -= len(q.line) + lineOverhead
 		k.busy = true
+		if !q.tooLong && k.overLimit(q.line) {
+			q = qline{tooLong: true}
+		}
 		if q.tooLong {
 			k.deliver(k.call(func() session.Reply { return k.sess.LineTooLong() }))
 			continue
@@ -264,6 +273,32 @@ func (k *conn) pump() {
 			k.deliver(session.Reply{Out: replyBusy, Close: true})
 		}
 	}
+}
+
+// overLimit applies the line limit of the session's present state. The
+// splitter cuts lines with the larger of limits.max_line and
+// limits.max_auth_line, because a pipelined SASL continuation line is split
+// before the session has entered its exchange; here, with the previous
+// command answered, the session's state is known: a line longer than its
+// LineLimit (session.LineLimiter; max_line when it reports 0 or does not
+// implement it) goes to LineTooLong. The length counts CRLF, as the
+// splitter does (RFC 1939 section 3 asks clients for CRLF).
+func (k *conn) overLimit(line []byte) (over bool) {
+	limit := k.srv.settings().cmdLine
+	if ll, ok := k.sess.(session.LineLimiter); ok {
+		func() {
+			defer func() {
+				if v := recover(); v != nil {
+					mPanics.Inc()
+					k.logger().Error("panic in session LineLimit", "panic", v, "stack", string(debug.Stack()))
+				}
+			}()
+			if n := ll.LineLimit(); n > 0 {
+				limit = n
+			}
+		}()
+	}
+	return len(line)+2 > limit
 }
 
 // inline asks the session whether line is cheap; ok is false after a panic.
@@ -431,6 +466,12 @@ func (k *conn) recheck() bool {
 
 // admit greets a connection that got a slot (on its loop).
 func (k *conn) admit() {
+	if k.phase.Load() == phaseClosing {
+		// Refused meanwhile (backlog_wait expired, or shutdown) with its
+		// close still on the way: a greeting now would follow the -ERR.
+		// Its slot is given back when OnClose runs.
+		return
+	}
 	k.phase.Store(phaseActive)
 	k.touch()
 	k.busy = true
@@ -441,6 +482,12 @@ func (k *conn) admit() {
 // close an idle connection; the reply tells the user why).
 func (k *conn) expire() {
 	k.expiring.Store(false)
+	if k.outputProgress() {
+		// Still sending a reply the client is reading, slowly: that is
+		// activity, though no write happened lately.
+		k.touch()
+		return
+	}
 	if k.phase.Load() == phaseClosing {
 		_ = k.gc.Close()
 		return
@@ -455,6 +502,29 @@ func (k *conn) expire() {
 	}
 	k.write(replyIdle)
 	k.closeAfterFlush()
+}
+
+// outputProgress reports whether output is still queued for the client
+// and some of it reached the client since the last idle check. Writes stop
+// touching the connection once gnet holds the rest of a reply, and the
+// waker's look at gnet's buffer sees no change while the kernel's send
+// queue (megabytes on a fast link) drains: a client reading a long RETR,
+// or the tail of one after QUIT, slower than that would be cut off as idle
+// and lose the tail (with QUIT's deletions already committed). Asked only
+// when the sweep finds the connection idle, so its system call costs
+// nothing on the busy path. The first check after a long quiet spell may
+// count progress made before it: at most one more idle period.
+func (k *conn) outputProgress() bool {
+	queued := int64(k.gc.OutboundBuffered() + kernelUnsent(k.gc.Fd()))
+	if queued == 0 {
+		return false
+	}
+	delivered := k.written - queued
+	if delivered > k.delivered {
+		k.delivered = delivered
+		return true
+	}
+	return false
 }
 
 // backlogExpire refuses a connection that waited too long for a slot.

@@ -102,6 +102,14 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		k.tls = true
 		bindTransport(k) // starts the handshake (tls.go)
 	}
+	// Hold the context for the rest of the callback: a greeting write
+	// that fails (the peer already reset) makes gnet run OnClose from
+	// inside Write, which drops the open connection's reference; the
+	// context must not be finalized and recycled while OnOpen still uses
+	// it. (Taken only here: the refusals above recycle the context at
+	// once, and nothing before SetContext can reach OnClose.)
+	k.refs.Add(1)
+	defer k.release()
 	k.sess = set.factory(k.info())
 	s.live.Store(k, struct{}{})
 	k.touch()
@@ -133,6 +141,13 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	mBytesReceived.Add(len(buf))
+	// Hold the context for the callback: a reply written inline that
+	// fails (the peer reset) runs OnClose from inside gnet's Write, which
+	// drops the open connection's reference; without this one the
+	// context would be finalized and recycled on a worker while this
+	// callback still uses it.
+	k.refs.Add(1)
+	defer k.release()
 	k.touch()
 	if k.tr != nil {
 		var err error

@@ -25,7 +25,8 @@ type settings struct {
 	loginTimeout time.Duration
 	idleTimeout  time.Duration
 
-	maxLine      int // the larger of max_line and max_auth_line: the session enforces the smaller
+	maxLine      int // the larger of max_line and max_auth_line: what the splitter keeps
+	cmdLine      int // max_line: the limit of a line unless the session's LineLimit says otherwise
 	maxInbound   int
 	outboundHigh int
 	outboundLow  int
@@ -63,6 +64,7 @@ func newSettings(cfg *config.Config, f session.Factory) *settings {
 		loginTimeout:    p.LoginTimeout.D(),
 		idleTimeout:     p.IdleTimeout.D(),
 		maxLine:         max(l.MaxLine, l.MaxAuthLine),
+		cmdLine:         l.MaxLine,
 		maxInbound:      l.MaxInbound,
 		outboundHigh:    l.OutboundHighMark,
 		outboundLow:     l.OutboundLowMark,
@@ -72,6 +74,9 @@ func newSettings(cfg *config.Config, f session.Factory) *settings {
 	}
 	if s.maxLine <= 0 {
 		s.maxLine = defaultLineMax
+	}
+	if s.cmdLine <= 0 || s.cmdLine > s.maxLine {
+		s.cmdLine = s.maxLine
 	}
 	if s.maxInbound <= 0 {
 		s.maxInbound = defaultMaxInbound

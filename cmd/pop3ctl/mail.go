@@ -55,12 +55,7 @@ func (c *cli) withStore(f func(ctx context.Context, st store.Store, cfg *config.
 // naming errors lose their "invalid name: " prefix so that the rule broken
 // comes first.
 func describe(err error) string {
-	msg := err.Error()
-	if errors.Is(err, store.ErrInvalidName) {
-		if i := strings.Index(msg, store.ErrInvalidName.Error()+": "); i >= 0 {
-			msg = msg[i+len(store.ErrInvalidName.Error())+2:]
-		}
-	}
+	msg := store.Reason(err)
 	if errors.Is(err, store.ErrDomainNotEmpty) {
 		msg += "; use -force to delete it with all its mailboxes and mail"
 	}

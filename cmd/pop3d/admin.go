@@ -23,6 +23,7 @@ func init() { register(func() service { return &adminService{} }) }
 //	GET  /api/status  JSON: connections, socket and worker pools, uptime
 //	POST /api/reload  reread the configuration, as SIGHUP does
 //	GET  /debug/pprof/ Go's profiler, when admin.pprof is set (a restart applies it)
+//	     /console/    the browser console (console.go), unless admin.console is false
 type adminService struct {
 	rt  *runtime
 	srv *http.Server
@@ -47,6 +48,7 @@ func (a *adminService) Start(rt *runtime) error {
 		metrics.WritePrometheus(w, true)
 	})
 	mux.HandleFunc("GET /api/status", a.status)
+	mux.Handle("/console/", consoleFor(rt)) // the browser console (console.go); admin.console turns it off
 	if rt.cfg.Admin.Pprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)

@@ -93,6 +93,11 @@ type Admin struct {
 	// Pprof serves Go's profiler at /debug/pprof/ on the admin listener.
 	// Keep the listener on loopback when it is on.
 	Pprof bool `toml:"pprof"`
+	// Console serves the browser console at /console/ on the admin
+	// listener (a reload applies it). The console changes mail and
+	// settings without asking for a password: keep admin.listen on
+	// loopback, or behind a proxy that authenticates.
+	Console bool `toml:"console"`
 }
 
 // Limits are the protocol limits.
@@ -176,7 +181,7 @@ func Default() *Config {
 			MinVersion:       "1.2",
 			HandshakeTimeout: Duration(15 * time.Second),
 		},
-		Admin: Admin{Listen: "127.0.0.1:8110"},
+		Admin: Admin{Listen: "127.0.0.1:8110", Console: true},
 		Limits: Limits{
 			MaxLine:          1024,
 			MaxAuthLine:      8192,

@@ -1,0 +1,608 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pop3svc/pop3svc/engine/config"
+	"github.com/pop3svc/pop3svc/session/auth/methodswitch"
+	"github.com/pop3svc/pop3svc/store"
+	"github.com/pop3svc/pop3svc/store/queue"
+)
+
+// The browser console: the administrator's pages (the seed's P3server.msc
+// and Web Administration) served under /console/ on the admin listener:
+//
+//	GET  /console/                   status, queue and Badmail, settings
+//	POST /console/settings           change one setting (as pop3ctl set), then reload
+//	GET  /console/domains            domains with their totals and lock state
+//	POST /console/domains            add, delete, lock, unlock a domain
+//	GET  /console/domains/{domain}   the domain's mailboxes
+//	POST /console/domains/{domain}   add, delete, lock, unlock a mailbox; password; quota
+//
+// Pages are rendered on the server (html/template escapes every value) and
+// need no JavaScript and no outside asset. Every change goes through the
+// Mail Storage Access API and the config package, as pop3ctl's do, with
+// the same one-line reasons when a request is refused.
+//
+// The console asks for no password: admin.listen must stay on loopback, or
+// behind a proxy that authenticates. admin.console = false turns it off.
+// Cross-site requests are refused: every POST carries a per-process random
+// token in a hidden field, and a POST whose Origin or Referer names another
+// host than the request's Host is refused. GET never changes anything.
+
+//go:embed console/*.html console/style.css
+var consoleFS embed.FS
+
+// Limits of the console.
+const (
+	// ConsoleMaxForm is the largest POST body the console reads.
+	ConsoleMaxForm = 64 << 10
+	// ConsoleMaxPassword is the longest password accepted, in octets (the
+	// same limit as pop3ctl's -password-stdin line).
+	ConsoleMaxPassword = 4096
+	// ConsoleCheckTimeout bounds the directory look-ups of an auth.method
+	// switch and any other store work of one request.
+	ConsoleCheckTimeout = 30 * time.Second
+)
+
+// console is the browser console of one pop3d process.
+type console struct {
+	rt    *runtime
+	cfg   atomic.Pointer[config.Config] // the configuration in force
+	token string                        // the anti-CSRF token of this process
+	pages map[string]*template.Template
+	mux   *http.ServeMux
+}
+
+// consoles holds the console of each runtime: the admin service mounts it,
+// the console service keeps its configuration current across reloads.
+var consoles sync.Map // *runtime → *console
+
+// consoleFor returns rt's console, making it on first use. Call it while
+// rt.cfg is stable (from a service's Start).
+func consoleFor(rt *runtime) *console {
+	if c, ok := consoles.Load(rt); ok {
+		return c.(*console)
+	}
+	c, _ := consoles.LoadOrStore(rt, newConsole(rt))
+	return c.(*console)
+}
+
+func init() { register(func() service { return &consoleService{} }) }
+
+// consoleService follows reloads so that the console sees the settings in
+// force (admin.console among them) without reading rt.cfg concurrently.
+type consoleService struct{ rt *runtime }
+
+func (s *consoleService) Name() string { return "console" }
+
+func (s *consoleService) Start(rt *runtime) error {
+	s.rt = rt
+	consoleFor(rt).cfg.Store(rt.cfg)
+	return nil
+}
+
+func (s *consoleService) Reload(cfg *config.Config) error {
+	if s.rt != nil {
+		consoleFor(s.rt).cfg.Store(cfg)
+	}
+	return nil
+}
+
+func (s *consoleService) Stop(context.Context) error {
+	if s.rt != nil {
+		consoles.Delete(s.rt)
+	}
+	return nil
+}
+
+func newConsole(rt *runtime) *console {
+	buf := make([]byte, 32)
+	if _, err := rand.Read(buf); err != nil {
+		panic("console: no randomness for the anti-CSRF token: " + err.Error())
+	}
+	c := &console{rt: rt, token: hex.EncodeToString(buf), pages: map[string]*template.Template{}}
+	c.cfg.Store(rt.cfg)
+	funcs := template.FuncMap{"yesno": yesNo, "quota": quotaText, "size": sizeText}
+	for _, p := range []string{"server", "domains", "mailboxes", "refused"} {
+		c.pages[p] = template.Must(template.New("layout").Funcs(funcs).ParseFS(consoleFS, "console/layout.html", "console/"+p+".html"))
+	}
+	css, err := consoleFS.ReadFile("console/style.css")
+	if err != nil {
+		panic("console: " + err.Error())
+	}
+	m := http.NewServeMux()
+	m.HandleFunc("GET /console/style.css", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/css; charset=utf-8")
+		w.Header().Set("Cache-Control", "max-age=3600")
+		w.Write(css)
+	})
+	m.HandleFunc("GET /console/{$}", c.serverPage)
+	m.HandleFunc("POST /console/settings", c.post(c.setSetting))
+	m.HandleFunc("GET /console/domains", c.domainsPage)
+	m.HandleFunc("POST /console/domains", c.post(c.domainAction))
+	m.HandleFunc("GET /console/domains/{domain}", c.mailboxesPage)
+	m.HandleFunc("POST /console/domains/{domain}", c.post(c.mailboxAction))
+	c.mux = m
+	return c
+}
+
+// ServeHTTP serves the console with its security headers.
+func (c *console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("Cache-Control", "no-store")
+	if cfg := c.cfg.Load(); cfg == nil || !cfg.Admin.Console {
+		http.Error(w, "the console is off (admin.console = false)", http.StatusNotFound)
+		return
+	}
+	c.mux.ServeHTTP(w, r)
+}
+
+// view is what every page template receives.
+type view struct {
+	Title, Nav string
+	CSRF       string
+	Flash      string
+	Warnings   []string
+	Error      string
+	AuthMethod string
+	MailRoot   string
+
+	// Server page.
+	Status          any
+	Uptime          string
+	Queued, Badmail int
+	QueueErr        string
+	Settings        []config.KV
+	File            string
+	FormKey         string
+	FormValue       string
+
+	// Domains and mailboxes.
+	Domains      []store.DomainInfo
+	Domain       string
+	DomainLocked bool
+	Mailboxes    []store.MailboxInfo
+}
+
+// outcome is the result of a POST: a message, warnings, or the refusal.
+type outcome struct {
+	flash    string
+	warnings []string
+	err      error
+	code     int // HTTP status of a refusal; 0: from err
+}
+
+// post wraps a state-changing handler: the cross-site checks, the body
+// limit and the form, then the page of the result.
+func (c *console) post(do func(r *http.Request) (page string, o outcome, v *view)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if why := c.crossSite(r); why != "" {
+			c.refuse(w, http.StatusForbidden, why)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, ConsoleMaxForm)
+		if err := r.ParseForm(); err != nil {
+			c.refuse(w, http.StatusBadRequest, "the form could not be read: "+err.Error())
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(c.token)) != 1 {
+			c.refuse(w, http.StatusForbidden, "refused: the form's security token is missing or stale; reload the page and try again")
+			return
+		}
+		page, o, v := do(r)
+		v.Flash, v.Warnings = o.flash, o.warnings
+		code := http.StatusOK
+		if o.err != nil {
+			v.Flash, v.Warnings = "", nil
+			v.Error = store.Reason(o.err)
+			code = o.code
+			if code == 0 {
+				code = statusOf(o.err)
+			}
+		}
+		c.render(w, code, page, v)
+	}
+}
+
+// crossSite returns why r looks like a cross-site request, or "".
+func (c *console) crossSite(r *http.Request) string {
+	if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" && s != "none" {
+		return "refused: a cross-site request (Sec-Fetch-Site: " + s + ")"
+	}
+	for _, h := range []string{"Origin", "Referer"} {
+		v := r.Header.Get(h)
+		if v == "" {
+			continue
+		}
+		u, err := url.Parse(v)
+		if err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host) {
+			return fmt.Sprintf("refused: the request comes from another site (%s %q, host %q)", h, v, r.Host)
+		}
+	}
+	return ""
+}
+
+// refuse answers a request refused before it was looked at.
+func (c *console) refuse(w http.ResponseWriter, code int, why string) {
+	c.rt.log.Warn("console: request refused", "reason", why)
+	v := c.base("Request refused", "")
+	v.Error = why
+	c.render(w, code, "refused", v)
+}
+
+// statusOf maps a refusal to its HTTP status.
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, store.ErrNoSuchDomain), errors.Is(err, store.ErrNoSuchMailbox):
+		return http.StatusNotFound
+	case errors.Is(err, store.ErrDomainExists), errors.Is(err, store.ErrMailboxExists),
+		errors.Is(err, store.ErrDomainNotEmpty), errors.Is(err, store.ErrMailboxInUse):
+		return http.StatusConflict
+	}
+	return http.StatusUnprocessableEntity
+}
+
+func (c *console) base(title, nav string) *view {
+	cfg := c.cfg.Load()
+	return &view{Title: title, Nav: nav, CSRF: c.token, AuthMethod: cfg.Auth.Method, MailRoot: c.rt.store.Root()}
+}
+
+// render writes a whole page, or a plain 500 when the template fails.
+func (c *console) render(w http.ResponseWriter, code int, page string, v *view) {
+	var buf bytes.Buffer
+	if err := c.pages[page].ExecuteTemplate(&buf, "layout", v); err != nil {
+		c.rt.log.Error("console: cannot render a page", "page", page, "err", err)
+		http.Error(w, "the page could not be rendered; see the service log", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
+	w.Write(buf.Bytes())
+}
+
+func (c *console) ctx(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), ConsoleCheckTimeout)
+}
+
+// --- Server page -------------------------------------------------------
+
+func (c *console) serverPage(w http.ResponseWriter, r *http.Request) {
+	v := c.serverView(r.URL.Query().Get("key"))
+	c.render(w, http.StatusOK, "server", v)
+}
+
+// serverView builds the server page; key preselects a setting in the form.
+func (c *console) serverView(key string) *view {
+	v := c.base("Server", "server")
+	if s := c.rt.pop3; s != nil {
+		st := s.Status()
+		v.Status = &st
+	}
+	v.Uptime = time.Since(c.rt.started).Round(time.Second).String()
+	q, b, err := queue.Stats(c.rt.store.Root())
+	if err != nil {
+		v.QueueErr = store.Reason(err)
+	}
+	v.Queued, v.Badmail = q, b
+	cfg := c.cfg.Load()
+	v.Settings = config.List(cfg)
+	v.File = c.rt.cfgPath
+	if k, err := config.CanonicalKey(key); err == nil {
+		if k == "port" {
+			k = "pop3.listen"
+		}
+		v.FormKey = k
+		if val, err := config.Get(cfg, k); err == nil && val != config.Masked {
+			v.FormValue = val
+		}
+	}
+	return v
+}
+
+// setSetting changes one setting in the file and reloads the service, as
+// pop3ctl set does (including the auth.method switch check).
+func (c *console) setSetting(r *http.Request) (string, outcome, *view) {
+	key, value := strings.TrimSpace(r.PostForm.Get("key")), r.PostForm.Get("value")
+	force := r.PostForm.Get("force") != ""
+	path := c.rt.cfgPath
+	do := func() outcome {
+		if path == "" {
+			return outcome{err: errors.New("the service runs on its built-in defaults: there is no configuration file to change (start pop3d with -config FILE)")}
+		}
+		k, err := config.CanonicalKey(key)
+		if err != nil {
+			return outcome{err: err}
+		}
+		if k == "auth.method" && !force {
+			cur, err := config.Load(path)
+			if err != nil {
+				return outcome{err: err}
+			}
+			method := config.NormalizeAuthMethod(value)
+			if cur.Auth.Method != method {
+				ctx, cancel := c.ctx(r)
+				defer cancel()
+				if err := methodswitch.Check(ctx, c.rt.store, cur.LDAP, method); err != nil {
+					return outcome{err: fmt.Errorf("%w; tick \"switch authentication even if mailboxes could no longer log in\" to switch anyway", err)}
+				}
+			}
+		}
+		if err := config.Set(path, key, value); err != nil {
+			return outcome{err: err}
+		}
+		cfg, err := config.Load(path)
+		if err != nil {
+			return outcome{err: err}
+		}
+		shown, err := config.Get(cfg, key)
+		if err != nil {
+			return outcome{err: err}
+		}
+		c.rt.log.Info("console: setting changed", "key", k, "file", path)
+		o := outcome{flash: fmt.Sprintf("Set %s = %s in %s. The running service reloaded its configuration.", k, shown, path)}
+		if err := c.rt.reload(); err != nil {
+			o.flash = fmt.Sprintf("Set %s = %s in %s.", k, shown, path)
+			o.warnings = []string{"The running service did not apply everything: " + store.Reason(err)}
+		}
+		return o
+	}
+	o := do()
+	v := c.serverView(key)
+	if o.err != nil {
+		v.FormValue = value
+		if k, err := config.CanonicalKey(key); err == nil && k != "ldap.service_password" {
+			v.FormKey = k
+		} else {
+			v.FormValue = ""
+		}
+	}
+	return "server", o, v
+}
+
+// --- Domains -----------------------------------------------------------
+
+func (c *console) domainsPage(w http.ResponseWriter, r *http.Request) {
+	v := c.base("Domains", "domains")
+	ctx, cancel := c.ctx(r)
+	defer cancel()
+	code := http.StatusOK
+	ds, err := c.rt.store.ListDomains(ctx)
+	if err != nil {
+		v.Error, code = store.Reason(err), http.StatusInternalServerError
+	}
+	v.Domains = ds
+	c.render(w, code, "domains", v)
+}
+
+// domainAction adds, deletes, locks or unlocks a domain.
+func (c *console) domainAction(r *http.Request) (string, outcome, *view) {
+	ctx, cancel := c.ctx(r)
+	defer cancel()
+	action := r.PostForm.Get("action")
+	do := func() outcome {
+		d, err := store.CanonicalDomain(strings.TrimSpace(r.PostForm.Get("domain")))
+		if err != nil {
+			return outcome{err: err, code: http.StatusBadRequest}
+		}
+		st := c.rt.store
+		switch action {
+		case "add":
+			if err := st.CreateDomain(ctx, d); err != nil {
+				return outcome{err: err}
+			}
+			c.rt.log.Info("console: domain added", "domain", d)
+			return outcome{flash: "Added domain " + d + "."}
+		case "delete":
+			if err := st.DeleteDomain(ctx, d, r.PostForm.Get("confirm") != ""); err != nil {
+				if errors.Is(err, store.ErrDomainNotEmpty) {
+					err = fmt.Errorf("%w; tick \"with all mailbox(es)\" to delete it with all its mailboxes and mail", err)
+				}
+				return outcome{err: err}
+			}
+			c.rt.log.Info("console: domain deleted", "domain", d)
+			return outcome{flash: "Deleted domain " + d + "."}
+		case "lock":
+			if err := st.LockDomain(ctx, d); err != nil {
+				return outcome{err: err}
+			}
+			c.rt.log.Info("console: domain locked", "domain", d)
+			return outcome{flash: "Locked domain " + d + "."}
+		case "unlock":
+			if err := st.UnlockDomain(ctx, d); err != nil {
+				return outcome{err: err}
+			}
+			c.rt.log.Info("console: domain unlocked", "domain", d)
+			return outcome{flash: "Unlocked domain " + d + "."}
+		}
+		return outcome{err: fmt.Errorf("unknown action %q", action), code: http.StatusBadRequest}
+	}
+	o := do()
+	v := c.base("Domains", "domains")
+	ds, err := c.rt.store.ListDomains(ctx)
+	if err != nil && o.err == nil {
+		o.err = err
+	}
+	v.Domains = ds
+	return "domains", o, v
+}
+
+// --- Mailboxes of a domain ------------------------------------------------
+
+func (c *console) mailboxesPage(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := c.ctx(r)
+	defer cancel()
+	v, err := c.mailboxesView(ctx, r.PathValue("domain"))
+	code := http.StatusOK
+	if err != nil {
+		v.Error, code = store.Reason(err), statusOf(err)
+		if errors.Is(err, store.ErrInvalidName) {
+			code = http.StatusNotFound
+		}
+	}
+	c.render(w, code, "mailboxes", v)
+}
+
+// mailboxesView builds a domain's page; on error the view holds what it can.
+func (c *console) mailboxesView(ctx context.Context, name string) (*view, error) {
+	v := c.base("Mailboxes", "domains")
+	d, err := store.CanonicalDomain(name)
+	if err != nil {
+		return v, err
+	}
+	v.Domain = d
+	v.Title = "Mailboxes of " + d
+	info, err := c.rt.store.Domain(ctx, d)
+	if err != nil {
+		return v, err
+	}
+	v.DomainLocked = info.Locked
+	ms, err := c.rt.store.ListMailboxes(ctx, d)
+	v.Mailboxes = ms
+	return v, err
+}
+
+// mailboxAction adds, deletes, locks or unlocks a mailbox, changes its
+// password or sets its quota.
+func (c *console) mailboxAction(r *http.Request) (string, outcome, *view) {
+	ctx, cancel := c.ctx(r)
+	defer cancel()
+	cfg := c.cfg.Load()
+	action := r.PostForm.Get("action")
+	do := func() outcome {
+		d, err := store.CanonicalDomain(r.PathValue("domain"))
+		if err != nil {
+			return outcome{err: err, code: http.StatusNotFound}
+		}
+		a, err := store.ParseAddress(strings.TrimSpace(r.PostForm.Get("mailbox"))+"@"+d, "")
+		if err != nil {
+			return outcome{err: err, code: http.StatusBadRequest}
+		}
+		pw := r.PostForm.Get("password")
+		if len(pw) > ConsoleMaxPassword {
+			return outcome{err: fmt.Errorf("the password is longer than %d octets", ConsoleMaxPassword), code: http.StatusBadRequest}
+		}
+		st := c.rt.store
+		switch action {
+		case "add":
+			if err := st.CreateMailbox(ctx, a, pw); err != nil {
+				return outcome{err: err}
+			}
+			c.rt.log.Info("console: mailbox added", "mailbox", a.String(), "password", pw != "")
+			o := outcome{flash: "Added mailbox " + a.String() + "."}
+			if pw == "" && cfg.Auth.Method == "passwordfile" {
+				o.warnings = []string{a.String() + " has no password; with auth.method = passwordfile it cannot log in until its password is set"}
+			}
+			return o
+		case "delete":
+			if err := st.DeleteMailbox(ctx, a); err != nil {
+				return outcome{err: err}
+			}
+			c.rt.log.Info("console: mailbox deleted", "mailbox", a.String())
+			return outcome{flash: "Deleted mailbox " + a.String() + "."}
+		case "lock":
+			if err := st.LockMailbox(ctx, a); err != nil {
+				return outcome{err: err}
+			}
+			c.rt.log.Info("console: mailbox locked", "mailbox", a.String())
+			return outcome{flash: "Locked mailbox " + a.String() + "."}
+		case "unlock":
+			if err := st.UnlockMailbox(ctx, a); err != nil {
+				return outcome{err: err}
+			}
+			c.rt.log.Info("console: mailbox unlocked", "mailbox", a.String())
+			return outcome{flash: "Unlocked mailbox " + a.String() + "."}
+		case "password":
+			if pw == "" {
+				return outcome{err: errors.New("the password is empty"), code: http.StatusBadRequest}
+			}
+			if _, err := st.Mailbox(ctx, a); err != nil {
+				return outcome{err: err}
+			}
+			if err := st.SetPassword(ctx, a, pw); err != nil {
+				return outcome{err: err}
+			}
+			c.rt.log.Info("console: password changed", "mailbox", a.String())
+			o := outcome{flash: "Changed the password of " + a.String() + "."}
+			if cfg.Auth.Method != "passwordfile" {
+				o.warnings = []string{"auth.method is " + cfg.Auth.Method + ": the password-file password is not used for logins"}
+			}
+			return o
+		case "quota":
+			in := strings.TrimSpace(r.PostForm.Get("quota"))
+			var bytes int64
+			if !strings.EqualFold(in, "none") {
+				z, err := config.ParseSize(in)
+				if err != nil {
+					return outcome{err: fmt.Errorf("quota: %w", err), code: http.StatusBadRequest}
+				}
+				bytes = int64(z)
+			}
+			if err := st.SetQuota(ctx, a, bytes); err != nil {
+				return outcome{err: err}
+			}
+			_, used, err := st.Usage(ctx, a)
+			if err != nil {
+				return outcome{err: err}
+			}
+			c.rt.log.Info("console: quota set", "mailbox", a.String(), "quota", bytes)
+			return outcome{flash: fmt.Sprintf("Quota of %s set to %s (%d bytes used).", a, quotaText(bytes), used)}
+		}
+		return outcome{err: fmt.Errorf("unknown action %q", action), code: http.StatusBadRequest}
+	}
+	o := do()
+	v, err := c.mailboxesView(ctx, r.PathValue("domain"))
+	if err != nil && o.err == nil {
+		o.err = err
+	}
+	return "mailboxes", o, v
+}
+
+// --- Formatting -------------------------------------------------------------
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func quotaText(q int64) string {
+	if q == 0 {
+		return "none"
+	}
+	return config.Size(q).String()
+}
+
+// sizeText writes an octet count for people: 1.5 MB.
+func sizeText(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatInt(n, 10) + " B"
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "KMGTP"[exp])
+}

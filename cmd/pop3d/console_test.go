@@ -1,0 +1,520 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pop3svc/pop3svc/engine/config"
+	"github.com/pop3svc/pop3svc/store"
+	"github.com/pop3svc/pop3svc/store/filestore"
+)
+
+// consoleEnv is a console over a real file store and a real config file.
+type consoleEnv struct {
+	t       *testing.T
+	c       *console
+	h       http.Handler
+	rt      *runtime
+	st      store.Store
+	cfgPath string
+	logs    *syncBuffer
+	reloads int
+}
+
+// syncBuffer is a log sink safe for the handler's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+const consoleTestConfig = `# console test
+mailroot = "mailroot"
+logging = 3
+
+[admin]
+listen = ""
+`
+
+func newConsoleEnv(t *testing.T, extra string) *consoleEnv {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "pop3d.toml")
+	if err := os.WriteFile(path, []byte(consoleTestConfig+extra), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := filestore.Open(cfg.MailRoot, filestore.Options{Node: cfg.Node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	logs := &syncBuffer{}
+	e := &consoleEnv{t: t, st: st, cfgPath: path, logs: logs}
+	e.rt = &runtime{cfgPath: path, cfg: cfg, store: st, log: slog.New(slog.NewTextHandler(logs, nil)), started: time.Now()}
+	e.c = newConsole(e.rt)
+	e.rt.reload = func() error {
+		e.reloads++
+		ncfg, err := config.Load(path)
+		if err != nil {
+			return err
+		}
+		e.c.cfg.Store(ncfg)
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/console/", e.c)
+	e.h = mux
+	return e
+}
+
+func (e *consoleEnv) do(req *http.Request) (int, string) {
+	e.t.Helper()
+	rec := httptest.NewRecorder()
+	e.h.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.String()
+}
+
+func (e *consoleEnv) get(path string) (int, string) {
+	e.t.Helper()
+	return e.do(httptest.NewRequest(http.MethodGet, path, nil))
+}
+
+// postRaw posts form as is, with the headers given.
+func (e *consoleEnv) postRaw(path string, form url.Values, hdr map[string]string) (int, string) {
+	e.t.Helper()
+	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	return e.do(req)
+}
+
+// post posts form with the token and a same-origin Origin, as a browser
+// on the console's page does.
+func (e *consoleEnv) post(path string, kv ...string) (int, string) {
+	e.t.Helper()
+	form := url.Values{"csrf": {e.c.token}}
+	for i := 0; i+1 < len(kv); i += 2 {
+		form.Add(kv[i], kv[i+1])
+	}
+	return e.postRaw(path, form, map[string]string{"Origin": "http://example.com", "Sec-Fetch-Site": "same-origin"})
+}
+
+func (e *consoleEnv) want(code int, body string, wantCode int, wantIn ...string) {
+	e.t.Helper()
+	if code != wantCode {
+		e.t.Errorf("status %d, want %d; body:\n%s", code, wantCode, excerpt(body))
+	}
+	for _, w := range wantIn {
+		if !strings.Contains(body, w) {
+			e.t.Errorf("page lacks %q; body:\n%s", w, excerpt(body))
+		}
+	}
+}
+
+// excerpt is the <main> of a page, for failure messages.
+func excerpt(body string) string {
+	if i := strings.Index(body, "<main>"); i >= 0 {
+		body = body[i:]
+	}
+	if len(body) > 3000 {
+		body = body[:3000]
+	}
+	return body
+}
+
+func TestConsoleDomainFlows(t *testing.T) {
+	e := newConsoleEnv(t, "")
+	ctx := context.Background()
+
+	code, body := e.post("/console/domains", "action", "add", "domain", "Example.COM")
+	e.want(code, body, http.StatusOK, "Added domain example.com.")
+	code, body = e.post("/console/domains", "action", "add", "domain", "example.com")
+	e.want(code, body, http.StatusConflict, "domain already exists")
+
+	if _, err := e.st.Domain(ctx, "example.com"); err != nil {
+		t.Fatalf("domain not created: %v", err)
+	}
+	code, body = e.get("/console/domains")
+	e.want(code, body, http.StatusOK, `href="/console/domains/example.com"`, "unlocked")
+
+	code, body = e.post("/console/domains", "action", "lock", "domain", "example.com")
+	e.want(code, body, http.StatusOK, "Locked domain example.com.", `<span class="locked">locked</span>`)
+	if d, _ := e.st.Domain(ctx, "example.com"); !d.Locked {
+		t.Error("domain not locked in the store")
+	}
+	code, body = e.post("/console/domains", "action", "unlock", "domain", "example.com")
+	e.want(code, body, http.StatusOK, "Unlocked domain example.com.")
+	if d, _ := e.st.Domain(ctx, "example.com"); d.Locked {
+		t.Error("domain still locked in the store")
+	}
+
+	// A domain with a mailbox needs the explicit confirmation.
+	if err := e.st.CreateMailbox(ctx, store.Address{Mailbox: "alice", Domain: "example.com"}, "pw"); err != nil {
+		t.Fatal(err)
+	}
+	code, body = e.post("/console/domains", "action", "delete", "domain", "example.com")
+	e.want(code, body, http.StatusConflict, "domain is not empty", "with all mailbox(es)")
+	if _, err := e.st.Domain(ctx, "example.com"); err != nil {
+		t.Fatalf("refused delete removed the domain: %v", err)
+	}
+	code, body = e.post("/console/domains", "action", "delete", "domain", "example.com", "confirm", "1")
+	e.want(code, body, http.StatusOK, "Deleted domain example.com.", "No domains yet.")
+	if _, err := e.st.Domain(ctx, "example.com"); !errors.Is(err, store.ErrNoSuchDomain) {
+		t.Errorf("after delete: Domain = %v, want ErrNoSuchDomain", err)
+	}
+
+	code, body = e.post("/console/domains", "action", "delete", "domain", "nosuch.example")
+	e.want(code, body, http.StatusNotFound, "no such domain")
+	code, body = e.post("/console/domains", "action", "explode", "domain", "x.example")
+	e.want(code, body, http.StatusBadRequest, "unknown action")
+}
+
+func TestConsoleMailboxFlows(t *testing.T) {
+	e := newConsoleEnv(t, "")
+	ctx := context.Background()
+	if err := e.st.CreateDomain(ctx, "example.com"); err != nil {
+		t.Fatal(err)
+	}
+	alice := store.Address{Mailbox: "alice", Domain: "example.com"}
+	const page = "/console/domains/example.com"
+	const secret = "Sekr3t-console-PW"
+
+	code, body := e.post(page, "action", "add", "mailbox", "Alice", "password", secret)
+	e.want(code, body, http.StatusOK, "Added mailbox alice@example.com.", "<td>alice@example.com</td>")
+	if err := e.st.VerifyPassword(ctx, alice, secret); err != nil {
+		t.Errorf("VerifyPassword after add: %v", err)
+	}
+	if strings.Contains(body, secret) || strings.Contains(e.logs.String(), secret) {
+		t.Error("the password was echoed in the page or the log")
+	}
+
+	// Without a password, under passwordfile: created, with a warning.
+	code, body = e.post(page, "action", "add", "mailbox", "bob")
+	e.want(code, body, http.StatusOK, "Added mailbox bob@example.com.", "has no password")
+
+	if _, err := e.st.Deliver(ctx, alice, strings.NewReader("Subject: hi\r\n\r\nhello\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	code, body = e.get(page)
+	e.want(code, body, http.StatusOK, "Mailboxes of example.com")
+
+	code, body = e.post(page, "action", "lock", "mailbox", "alice")
+	e.want(code, body, http.StatusOK, "Locked mailbox alice@example.com.")
+	if m, _ := e.st.Mailbox(ctx, alice); !m.Locked {
+		t.Error("mailbox not locked in the store")
+	}
+	code, body = e.post(page, "action", "unlock", "mailbox", "alice")
+	e.want(code, body, http.StatusOK, "Unlocked mailbox alice@example.com.")
+	if m, _ := e.st.Mailbox(ctx, alice); m.Locked {
+		t.Error("mailbox still locked in the store")
+	}
+
+	code, body = e.post(page, "action", "quota", "mailbox", "alice", "quota", "10KB")
+	e.want(code, body, http.StatusOK, "Quota of alice@example.com set to 10KB", ">10KB<")
+	if q, _ := e.st.Quota(ctx, alice); q != 10<<10 {
+		t.Errorf("quota = %d, want %d", q, 10<<10)
+	}
+	code, body = e.post(page, "action", "quota", "mailbox", "alice", "quota", "lots")
+	e.want(code, body, http.StatusBadRequest, "quota: &#34;lots&#34; is not a size")
+	if q, _ := e.st.Quota(ctx, alice); q != 10<<10 {
+		t.Errorf("a refused quota changed it to %d", q)
+	}
+	code, body = e.post(page, "action", "quota", "mailbox", "alice", "quota", "none")
+	e.want(code, body, http.StatusOK, "set to none")
+	if q, _ := e.st.Quota(ctx, alice); q != 0 {
+		t.Errorf("quota = %d after none", q)
+	}
+
+	const secret2 = "An0ther-console-PW"
+	code, body = e.post(page, "action", "password", "mailbox", "alice", "password", secret2)
+	e.want(code, body, http.StatusOK, "Changed the password of alice@example.com.")
+	if err := e.st.VerifyPassword(ctx, alice, secret2); err != nil {
+		t.Errorf("VerifyPassword after change: %v", err)
+	}
+	code, body = e.post(page, "action", "password", "mailbox", "alice", "password", "")
+	e.want(code, body, http.StatusBadRequest, "the password is empty")
+	code, body = e.post(page, "action", "password", "mailbox", "nobody", "password", "x")
+	e.want(code, body, http.StatusNotFound, "no such mailbox")
+	if strings.Contains(body, secret2) || strings.Contains(e.logs.String(), secret2) {
+		t.Error("the password was echoed in the page or the log")
+	}
+
+	code, body = e.post(page, "action", "delete", "mailbox", "alice")
+	e.want(code, body, http.StatusOK, "Deleted mailbox alice@example.com.")
+	if _, err := e.st.Mailbox(ctx, alice); !errors.Is(err, store.ErrNoSuchMailbox) {
+		t.Errorf("after delete: Mailbox = %v", err)
+	}
+
+	code, body = e.get("/console/domains/nosuch.example")
+	e.want(code, body, http.StatusNotFound, "no such domain")
+	code, body = e.post("/console/domains/nosuch.example", "action", "add", "mailbox", "x", "password", "y")
+	e.want(code, body, http.StatusNotFound, "no such domain")
+}
+
+func TestConsoleCSRF(t *testing.T) {
+	e := newConsoleEnv(t, "")
+	ctx := context.Background()
+	same := map[string]string{"Origin": "http://example.com"}
+	cases := []struct {
+		name string
+		form url.Values
+		hdr  map[string]string
+	}{
+		{"no token", url.Values{"action": {"add"}, "domain": {"a.example"}}, same},
+		{"wrong token", url.Values{"csrf": {strings.Repeat("0", 64)}, "action": {"add"}, "domain": {"a.example"}}, same},
+		{"foreign Origin", url.Values{"csrf": {e.c.token}, "action": {"add"}, "domain": {"a.example"}}, map[string]string{"Origin": "http://evil.example"}},
+		{"null Origin", url.Values{"csrf": {e.c.token}, "action": {"add"}, "domain": {"a.example"}}, map[string]string{"Origin": "null"}},
+		{"foreign Referer", url.Values{"csrf": {e.c.token}, "action": {"add"}, "domain": {"a.example"}}, map[string]string{"Referer": "http://evil.example/page"}},
+		{"cross-site fetch", url.Values{"csrf": {e.c.token}, "action": {"add"}, "domain": {"a.example"}}, map[string]string{"Sec-Fetch-Site": "cross-site"}},
+	}
+	for _, tc := range cases {
+		code, body := e.postRaw("/console/domains", tc.form, tc.hdr)
+		if code != http.StatusForbidden || !strings.Contains(body, "refused") {
+			t.Errorf("%s: status %d, want 403 with a reason; body:\n%s", tc.name, code, excerpt(body))
+		}
+	}
+	if ds, _ := e.st.ListDomains(ctx); len(ds) != 0 {
+		t.Fatalf("a refused request created %v", ds)
+	}
+	// The same request from the console's own page goes through, also
+	// without Origin/Referer (a client that sends neither).
+	code, body := e.postRaw("/console/domains", url.Values{"csrf": {e.c.token}, "action": {"add"}, "domain": {"a.example"}}, nil)
+	e.want(code, body, http.StatusOK, "Added domain a.example.")
+	code, body = e.postRaw("/console/domains", url.Values{"csrf": {e.c.token}, "action": {"add"}, "domain": {"b.example"}},
+		map[string]string{"Referer": "http://example.com/console/domains"})
+	e.want(code, body, http.StatusOK, "Added domain b.example.")
+}
+
+func TestConsoleGETChangesNothing(t *testing.T) {
+	e := newConsoleEnv(t, "")
+	ctx := context.Background()
+	if err := e.st.CreateDomain(ctx, "example.com"); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(e.cfgPath)
+	q := "?csrf=" + e.c.token + "&action=delete&domain=example.com&confirm=1&mailbox=x&key=pop3.socketmax&value=7"
+	for _, p := range []string{"/console/domains" + q, "/console/domains/example.com" + q, "/console/" + q} {
+		if code, body := e.get(p); code != http.StatusOK {
+			t.Errorf("GET %s: status %d; body:\n%s", p, code, excerpt(body))
+		}
+	}
+	for _, p := range []string{"/console/settings", "/console/settings" + q} {
+		if code, _ := e.get(p); code != http.StatusMethodNotAllowed {
+			t.Errorf("GET %s: status %d, want 405", p, code)
+		}
+	}
+	req := httptest.NewRequest(http.MethodPut, "/console/domains", strings.NewReader("csrf="+e.c.token+"&action=delete&domain=example.com&confirm=1"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if code, _ := e.do(req); code != http.StatusMethodNotAllowed {
+		t.Errorf("PUT: status %d, want 405", code)
+	}
+	if _, err := e.st.Domain(ctx, "example.com"); err != nil {
+		t.Errorf("a GET removed the domain: %v", err)
+	}
+	after, _ := os.ReadFile(e.cfgPath)
+	if !bytes.Equal(before, after) || e.reloads != 0 {
+		t.Errorf("a GET changed the file or reloaded (%d reloads)", e.reloads)
+	}
+}
+
+func TestConsoleServerAndSettings(t *testing.T) {
+	e := newConsoleEnv(t, "")
+	code, body := e.get("/console/")
+	e.want(code, body, http.StatusOK, "Queue (waiting for delivery)", "Badmail", "<code>admin.console</code>", "<code>pop3.socketmax</code>",
+		"not running in this process")
+	code, body = e.get("/console/?key=socketmax")
+	e.want(code, body, http.StatusOK, `<option value="pop3.socketmax" selected>`, `name="value" value="10000"`)
+	code, body = e.get("/console/style.css")
+	e.want(code, body, http.StatusOK, "font")
+
+	code, body = e.post("/console/settings", "key", "pop3.socketmax", "value", "500")
+	e.want(code, body, http.StatusOK, "Set pop3.socketmax = 500 in", "reloaded its configuration")
+	cfg, err := config.Load(e.cfgPath)
+	if err != nil || cfg.POP3.SocketMax != 500 {
+		t.Fatalf("file after set: socketmax %v, err %v", cfg, err)
+	}
+	if e.reloads != 1 || e.c.cfg.Load().POP3.SocketMax != 500 {
+		t.Errorf("reloads = %d, console sees socketmax %d", e.reloads, e.c.cfg.Load().POP3.SocketMax)
+	}
+	if !strings.Contains(string(must(os.ReadFile(e.cfgPath))), "# console test") {
+		t.Error("the file's comment was lost")
+	}
+
+	// Refused values change nothing and say why, on one line.
+	before := must(os.ReadFile(e.cfgPath))
+	for _, tc := range []struct{ key, value, why string }{
+		{"pop3.socketmax", "many", "pop3.socketmax"},
+		{"no.such.key", "1", "unknown setting &#34;no.such.key&#34;"},
+		{"pop3.socketmax", "-5", "pop3.socketmax"},
+		{"admin.listen", "not an address", "admin.listen"},
+	} {
+		code, body := e.post("/console/settings", "key", tc.key, "value", tc.value)
+		e.want(code, body, http.StatusUnprocessableEntity, `<p class="error" role="alert">`, tc.why)
+	}
+	if !bytes.Equal(before, must(os.ReadFile(e.cfgPath))) || e.reloads != 1 {
+		t.Errorf("a refused setting changed the file or reloaded (%d reloads)", e.reloads)
+	}
+
+	// Switching authentication is refused while a mailbox would be locked
+	// out, unless forced.
+	ctx := context.Background()
+	if err := e.st.CreateDomain(ctx, "example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.CreateMailbox(ctx, store.Address{Mailbox: "zz-no-such-system-user", Domain: "example.com"}, "pw"); err != nil {
+		t.Fatal(err)
+	}
+	code, body = e.post("/console/settings", "key", "auth.method", "value", "system")
+	e.want(code, body, http.StatusUnprocessableEntity, "could no longer log in with auth.method=system",
+		"zz-no-such-system-user@example.com (no system user zz-no-such-system-user)", "switch anyway")
+	if cfg, _ := config.Load(e.cfgPath); cfg.Auth.Method != "passwordfile" {
+		t.Errorf("a refused switch set auth.method = %s", cfg.Auth.Method)
+	}
+	code, body = e.post("/console/settings", "key", "auth.method", "value", "system", "force", "1")
+	e.want(code, body, http.StatusOK, "Set auth.method = system")
+	if e.c.cfg.Load().Auth.Method != "system" {
+		t.Error("the console does not see the new method")
+	}
+	code, body = e.get("/console/")
+	e.want(code, body, http.StatusOK, "Authentication: system")
+
+	// Turning the console off takes effect at the reload.
+	code, body = e.post("/console/settings", "key", "admin.console", "value", "false")
+	e.want(code, body, http.StatusOK, "Set admin.console = false")
+	if code, _ := e.get("/console/"); code != http.StatusNotFound {
+		t.Errorf("console off: status %d, want 404", code)
+	}
+}
+
+func TestConsoleNoConfigFile(t *testing.T) {
+	e := newConsoleEnv(t, "")
+	e.rt.cfgPath = ""
+	code, body := e.post("/console/settings", "key", "pop3.socketmax", "value", "500")
+	e.want(code, body, http.StatusUnprocessableEntity, "no configuration file to change")
+}
+
+func TestConsoleOff(t *testing.T) {
+	e := newConsoleEnv(t, "console = false\n")
+	if code, _ := e.get("/console/"); code != http.StatusNotFound {
+		t.Errorf("GET with admin.console = false: status %d, want 404", code)
+	}
+	code, _ := e.post("/console/domains", "action", "add", "domain", "a.example")
+	if ds, _ := e.st.ListDomains(context.Background()); code != http.StatusNotFound || len(ds) != 0 {
+		t.Errorf("POST with admin.console = false: status %d, domains %v", code, ds)
+	}
+}
+
+func TestConsoleEscaping(t *testing.T) {
+	e := newConsoleEnv(t, "")
+	ctx := context.Background()
+	code, body := e.post("/console/domains", "action", "add", "domain", `<script>alert(1)</script>`)
+	e.want(code, body, http.StatusBadRequest, "domain name contains the character &#39;&lt;&#39;")
+	if strings.Contains(body, "<script>") {
+		t.Errorf("a refused name reached the page unescaped:\n%s", excerpt(body))
+	}
+	if err := e.st.CreateDomain(ctx, "example.com"); err != nil {
+		t.Fatal(err)
+	}
+	// '<' and '>' are allowed in mailbox names: the page must escape them.
+	code, body = e.post("/console/domains/example.com", "action", "add", "mailbox", "<script>", "password", "pw")
+	e.want(code, body, http.StatusOK, "&lt;script&gt;@example.com")
+	if strings.Contains(body, "<script>") {
+		t.Errorf("a mailbox name reached the page unescaped:\n%s", excerpt(body))
+	}
+	code, body = e.post("/console/domains/example.com", "action", "add", "mailbox", `"><img src=x>`, "password", "pw")
+	e.want(code, body, http.StatusBadRequest, "mailbox name contains")
+	if strings.Contains(body, "<img") {
+		t.Errorf("a refused mailbox name reached the page unescaped:\n%s", excerpt(body))
+	}
+	code, body = e.postRaw("/console/domains", url.Values{"action": {"add"}}, map[string]string{"Origin": `http://"><b>x</b>`})
+	if code != http.StatusForbidden || strings.Contains(body, "<b>x") {
+		t.Errorf("a hostile Origin: status %d, body:\n%s", code, excerpt(body))
+	}
+}
+
+// TestConsoleScreenshot renders the pages in a headless browser when one
+// is installed (the browser is optional; CI does not need it). Set
+// CONSOLE_SCREENSHOTS=DIR to keep the pictures.
+func TestConsoleScreenshot(t *testing.T) {
+	browser, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("chromium is not installed")
+	}
+	e := newConsoleEnv(t, "")
+	ctx := context.Background()
+	if err := e.st.CreateDomain(ctx, "example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.CreateDomain(ctx, "locked.example"); err != nil {
+		t.Fatal(err)
+	}
+	e.st.LockDomain(ctx, "locked.example")
+	for _, m := range []string{"alice", "bob"} {
+		a := store.Address{Mailbox: m, Domain: "example.com"}
+		if err := e.st.CreateMailbox(ctx, a, "pw"); err != nil {
+			t.Fatal(err)
+		}
+		e.st.Deliver(ctx, a, strings.NewReader("Subject: hi\r\n\r\nhello\r\n"))
+	}
+	e.st.SetQuota(ctx, store.Address{Mailbox: "alice", Domain: "example.com"}, 50<<20)
+	srv := httptest.NewServer(e.h) // loopback
+	defer srv.Close()
+
+	out := os.Getenv("CONSOLE_SCREENSHOTS")
+	if out == "" {
+		out = t.TempDir()
+	}
+	for _, p := range []struct{ name, path string }{{"server", "/console/"}, {"domains", "/console/domains"}, {"mailboxes", "/console/domains/example.com"}} {
+		png := filepath.Join(out, "console-"+p.name+".png")
+		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		cmd := exec.CommandContext(cctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+			"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+			"--user-data-dir="+t.TempDir(), "--window-size=1280,900", "--screenshot="+png, srv.URL+p.path)
+		cmd.WaitDelay = 5 * time.Second
+		outb, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("chromium %s: %v\n%s", p.path, err, outb)
+		}
+		data, err := os.ReadFile(png)
+		if err != nil || len(data) < 1000 || !bytes.HasPrefix(data, []byte("\x89PNG\r\n\x1a\n")) {
+			t.Errorf("%s: screenshot of %d bytes, err %v", p.path, len(data), err)
+		}
+	}
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
