@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"github.com/pop3svc/pop3svc/store/durable"
 	"math/big"
 	"net"
 	"os"
@@ -46,13 +47,13 @@ func loadOrCreateSelfSigned(dir string, hosts []string, validity time.Duration, 
 	// The key goes first: a reader that finds the new certificate also
 	// finds its key. A reader between the two renames sees a mismatched
 	// pair, fails, and makes its own (each start then logs its fingerprint).
-	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+	if err := durable.WriteFile(keyPath, keyPEM, 0o600); err != nil {
 		return tls.Certificate{}, false, err
 	}
-	if err := writeFileAtomic(certPath, certPEM, 0o644); err != nil {
+	if err := durable.WriteFile(certPath, certPEM, 0o644); err != nil {
 		return tls.Certificate{}, false, err
 	}
-	if err := syncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		return tls.Certificate{}, false, err
 	}
 	cert, err = tls.X509KeyPair(certPEM, keyPEM)
@@ -109,49 +110,4 @@ func makeSelfSigned(hosts []string, validity time.Duration, now time.Time) (cert
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), nil
-}
-
-// writeFileAtomic writes data to a temporary file in path's folder, fsyncs
-// it and renames it over path.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("tls: cannot create %q: %w", path, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("tls: cannot write %q: %w", path, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		return fail(err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("tls: cannot write %q: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("tls: cannot rename %q: %w", path, err)
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("tls: cannot open %q: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("tls: cannot sync %q: %w", dir, err)
-	}
-	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pop3svc/pop3svc/store/durable"
 	"os"
 	"path/filepath"
 	"sort"
@@ -32,7 +33,7 @@ func (s *Store) CreateDomain(ctx context.Context, name string) error {
 		}
 		return fmt.Errorf("cannot create domain %s: %w", d, err)
 	}
-	return syncDir(s.root)
+	return durable.SyncDir(s.root)
 }
 
 // DeleteDomain removes a domain; with force, its mailboxes too, unless a
@@ -87,7 +88,7 @@ func (s *Store) removeTree(path, parent, what string) error {
 	if err := os.Rename(path, aside); err != nil {
 		return fmt.Errorf("cannot delete %s: %w", what, err)
 	}
-	if err := syncDir(parent); err != nil {
+	if err := durable.SyncDir(parent); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(aside); err != nil {
@@ -188,7 +189,7 @@ func (s *Store) LockDomain(ctx context.Context, name string) error {
 	if err := s.checkDomain(d); err != nil {
 		return fmt.Errorf("cannot lock domain %s: %w", d, err)
 	}
-	return writeFileAtomic(s.domainPath(d), DomainLocked, []byte("locked by the administrator\n"))
+	return durable.WriteFile(filepath.Join(s.domainPath(d), DomainLocked), []byte("locked by the administrator\n"), 0o600)
 }
 
 // UnlockDomain removes the domain lock marker.
@@ -203,7 +204,7 @@ func (s *Store) UnlockDomain(ctx context.Context, name string) error {
 	if err := os.Remove(filepath.Join(s.domainPath(d), DomainLocked)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("cannot unlock domain %s: %w", d, err)
 	}
-	return syncDir(s.domainPath(d))
+	return durable.SyncDir(s.domainPath(d))
 }
 
 // CreateMailbox makes the mailbox folder with its lock and quota files
@@ -230,10 +231,10 @@ func (s *Store) CreateMailbox(ctx context.Context, addr store.Address, password 
 		return fmt.Errorf("cannot create mailbox %s: %w", a, err)
 	}
 	err = func() error {
-		if err := writeFileAtomic(dir, LockName, nil); err != nil {
+		if err := durable.WriteFile(filepath.Join(dir, LockName), nil, 0o600); err != nil {
 			return err
 		}
-		if err := writeFileAtomic(dir, QuotaName, []byte("0\n")); err != nil {
+		if err := durable.WriteFile(filepath.Join(dir, QuotaName), []byte("0\n"), 0o600); err != nil {
 			return err
 		}
 		if password != "" {
@@ -245,7 +246,7 @@ func (s *Store) CreateMailbox(ctx context.Context, addr store.Address, password 
 				return err
 			}
 		}
-		return syncDir(s.domainPath(a.Domain))
+		return durable.SyncDir(s.domainPath(a.Domain))
 	}()
 	if err != nil {
 		_ = os.RemoveAll(dir)
@@ -328,7 +329,7 @@ func (s *Store) RenameMailbox(ctx context.Context, from store.Address, to string
 		}
 		return fmt.Errorf("cannot rename mailbox %s to %s: %w", a, b, err)
 	}
-	if err := syncDir(s.domainPath(a.Domain)); err != nil {
+	if err := durable.SyncDir(s.domainPath(a.Domain)); err != nil {
 		return err
 	}
 	if secret != nil {
@@ -490,7 +491,7 @@ func (s *Store) SetQuota(ctx context.Context, addr store.Address, bytes int64) e
 	if err := s.checkMailbox(a); err != nil {
 		return fmt.Errorf("cannot set quota of %s: %w", a, err)
 	}
-	return writeFileAtomic(s.mboxPath(a), QuotaName, []byte(strconv.FormatInt(bytes, 10)+"\n"))
+	return durable.WriteFile(filepath.Join(s.mboxPath(a), QuotaName), []byte(strconv.FormatInt(bytes, 10)+"\n"), 0o600)
 }
 
 // Quota returns the quota enforced on the mailbox: its quota file, or

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pop3svc/pop3svc/store/durable"
 	"hash/fnv"
 	"io"
 	"os"
@@ -87,7 +88,7 @@ func (s *Store) Deliver(ctx context.Context, addr store.Address, msg io.Reader) 
 		uid := s.names.next(s.now())
 		err := os.Link(tmp, filepath.Join(dir, msgPrefix+uid+msgSuffix))
 		if err == nil {
-			if err := syncDir(dir); err != nil {
+			if err := durable.SyncDir(dir); err != nil {
 				return "", fmt.Errorf("cannot deliver to %s: %w", a, err)
 			}
 			return uid, nil
@@ -206,7 +207,7 @@ func (s *Store) effectiveQuota(dir string) (int64, error) {
 
 // readQuota reads the quota file: decimal octets, missing or empty = 0.
 func readQuota(dir string) (int64, error) {
-	b, err := readSmallFile(filepath.Join(dir, QuotaName), 64)
+	b, err := durable.ReadSmall(filepath.Join(dir, QuotaName), 64)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return 0, nil

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/pop3svc/pop3svc/store/durable"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -53,7 +54,7 @@ func loadOrCreateKey(meta, tmp string) ([]byte, error) {
 			return nil, fmt.Errorf("cannot create the store key: %w", err)
 		}
 		if err == nil {
-			if err := syncDir(meta); err != nil {
+			if err := durable.SyncDir(meta); err != nil {
 				return nil, err
 			}
 		}
@@ -62,7 +63,7 @@ func loadOrCreateKey(meta, tmp string) ([]byte, error) {
 }
 
 func readKey(path string) ([]byte, error) {
-	b, err := readSmallFile(path, 4*KeySize)
+	b, err := durable.ReadSmall(path, 4*KeySize)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/pop3svc/pop3svc/store/durable"
 	"io"
 	"os"
 	"path/filepath"
@@ -257,15 +258,30 @@ func (s *Store) takeOver(dir string, li lockInfo) {
 		"node", li.rec.Proc.Node, "host", li.rec.Proc.Host, "pid", li.rec.Proc.PID, "since", li.rec.Time)
 }
 
-// ours reports whether kcol in h.dir is still the record h created.
-func (h *heldLock) ours() bool {
-	return readToken(filepath.Join(h.dir, KcolName)) == h.token
+// ours reports whether kcol in h.dir is still the record h created. An
+// error means kcol exists (or may) but could not be read, for example with
+// the process out of file descriptors: that proves nothing either way.
+func (h *heldLock) ours() (bool, error) {
+	b, err := readSmallFile(filepath.Join(h.dir, KcolName), maxLockFileSize)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	r, _ := decodeLock(b)
+	return r.Token == h.token, nil
 }
+
+// releaseRetries are the pauses between attempts to read a lock record
+// that could not be read at release: a failure taken for "not ours" would
+// leave the mailbox locked by this live process until it exits.
+var releaseRetries = []time.Duration{10 * time.Millisecond, 50 * time.Millisecond, 250 * time.Millisecond}
 
 // readToken returns the token of a lock record; "" for none, "\x00" when
 // the file cannot be read.
 func readToken(path string) string {
-	b, err := readSmallFile(path, maxLockFileSize)
+	b, err := durable.ReadSmall(path, maxLockFileSize)
 	if err != nil {
 		return "\x00"
 	}
@@ -276,7 +292,18 @@ func readToken(path string) string {
 // releaseLock renames kcol back to lock (the seed's free state) if kcol
 // is still ours; a lock taken over by another server is left alone.
 func (s *Store) releaseLock(h *heldLock) error {
-	if !h.ours() {
+	ours, err := h.ours()
+	for _, d := range releaseRetries {
+		if err == nil {
+			break
+		}
+		time.Sleep(d)
+		ours, err = h.ours()
+	}
+	if err != nil {
+		return fmt.Errorf("cannot release lock in %q: cannot read it: %w", h.dir, err)
+	}
+	if !ours {
 		s.log.Warn("session lock was taken over before release", "folder", h.dir)
 		return nil
 	}
@@ -291,7 +318,11 @@ func (s *Store) releaseLock(h *heldLock) error {
 
 // refreshLock renews the lease: kcol's mtime is the time of the last refresh.
 func (s *Store) refreshLock(h *heldLock) error {
-	if !h.ours() {
+	ours, err := h.ours()
+	if err != nil {
+		return fmt.Errorf("cannot renew lock in %q: %w", h.dir, err)
+	}
+	if !ours {
 		return fmt.Errorf("session lock in %q was taken over: %w", h.dir, store.ErrMailboxInUse)
 	}
 	now := s.now()

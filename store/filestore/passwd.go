@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pop3svc/pop3svc/store/durable"
 	"os"
 	"path/filepath"
 	"unicode/utf16"
@@ -138,7 +139,7 @@ func (s *Store) open(r *passwdRecord, a store.Address) ([]byte, error) {
 }
 
 func readPasswd(dir string) (*passwdRecord, error) {
-	b, err := readSmallFile(filepath.Join(dir, PasswdName), maxPasswdFile)
+	b, err := durable.ReadSmall(filepath.Join(dir, PasswdName), maxPasswdFile)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +161,7 @@ func writePasswd(dir string, r *passwdRecord) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(dir, PasswdName, append(b, '\n'))
+	return durable.WriteFile(filepath.Join(dir, PasswdName), append(b, '\n'), 0o600)
 }
 
 // SetPassword replaces the mailbox's credentials; an empty password
@@ -185,7 +186,7 @@ func (s *Store) SetPassword(ctx context.Context, addr store.Address, password st
 		if err := os.Remove(filepath.Join(dir, PasswdName)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("cannot remove password of %s: %w", a, err)
 		}
-		return syncDir(dir)
+		return durable.SyncDir(dir)
 	}
 	r, err := s.newPasswdRecord(a, password)
 	if err != nil {

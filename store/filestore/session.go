@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pop3svc/pop3svc/store/durable"
 	"io"
 	"os"
 	"path/filepath"
@@ -103,7 +104,7 @@ func (m *session) Commit(ctx context.Context, deleted []int) error {
 		}
 	}
 	if len(del) > 0 {
-		if err := syncDir(m.dir); err != nil && firstErr == nil {
+		if err := durable.SyncDir(m.dir); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
@@ -113,13 +114,18 @@ func (m *session) Commit(ctx context.Context, deleted []int) error {
 	return firstErr
 }
 
-// Close releases the lock; later calls do nothing.
+// Close releases the lock; later calls do nothing. When the lock could
+// not be released (its record unreadable) the session stays open for
+// messages and a later Close tries again.
 func (m *session) Close() error {
 	if m.closed {
 		return nil
 	}
+	if err := m.s.releaseLock(m.lock); err != nil {
+		return err
+	}
 	m.closed = true
-	return m.s.releaseLock(m.lock)
+	return nil
 }
 
 // Refresh renews the lock's lease.

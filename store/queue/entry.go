@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pop3svc/pop3svc/store/durable"
 	"io"
 	"os"
 	"path/filepath"
@@ -64,7 +65,7 @@ func (q *Queue) Lock(id string) (*Entry, error) {
 }
 
 func (e *Entry) load() error {
-	envData, err := readLimited(e.q.path(e.ID, EnvSuffix), MaxEnvelopeSize)
+	envData, err := durable.ReadSmall(e.q.path(e.ID, EnvSuffix), MaxEnvelopeSize)
 	if errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("queue entry %s: %w", e.ID, ErrNotFound)
 	}
@@ -304,7 +305,7 @@ func (e *Entry) ToBadmail(reason string) error {
 			return fmt.Errorf("cannot move %s to Badmail: %w", e.ID, err)
 		}
 	}
-	if err := syncDir(bad); err != nil {
+	if err := durable.SyncDir(bad); err != nil {
 		return fmt.Errorf("cannot move %s to Badmail: %w", e.ID, err)
 	}
 	return e.Remove()

@@ -52,6 +52,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pop3svc/pop3svc/store/durable"
 	"io"
 	"os"
 	"path/filepath"
@@ -147,7 +148,7 @@ func Open(mailroot string) (*Queue, error) {
 		}
 	}
 	for _, d := range []string{filepath.Join(abs, MetaDir), q.dir, abs} {
-		if err := syncDir(d); err != nil {
+		if err := durable.SyncDir(d); err != nil {
 			return nil, fmt.Errorf("cannot open the mail queue: %w", err)
 		}
 	}
@@ -319,7 +320,7 @@ func (s *Spool) Commit(env Envelope) (string, error) {
 		}
 		return "", fmt.Errorf("cannot queue %s: %w", id, err)
 	}
-	if err := syncDir(q.dir); err != nil {
+	if err := durable.SyncDir(q.dir); err != nil {
 		return "", fmt.Errorf("cannot queue %s: %w", id, err)
 	}
 	return id, nil
@@ -472,36 +473,8 @@ func (q *Queue) BadmailReason(id string) (string, error) {
 	if !ValidID(id) {
 		return "", fmt.Errorf("%w: %q", ErrBadID, id)
 	}
-	b, err := readLimited(filepath.Join(q.bad, id+ReasonSufix), MaxEnvelopeSize)
+	b, err := durable.ReadSmall(filepath.Join(q.bad, id+ReasonSufix), MaxEnvelopeSize)
 	return string(b), err
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d octets", path, limit)
-	}
-	return b, nil
 }
 
 // flock takes an exclusive, non-blocking lock on f.

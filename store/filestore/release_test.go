@@ -1,0 +1,60 @@
+//go:build linux
+
+package filestore
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// A session lock whose record cannot be read at release time (a passing
+// failure: the process out of file descriptors, an I/O error) must not be
+// mistaken for one another server took over: the mailbox would stay locked
+// by this live process until it exits. Release tries again, and reports
+// the failure if the record stays unreadable.
+func TestReleaseRetriesUnreadableLock(t *testing.T) {
+	s := newTestStore(t, Options{})
+	a := mkbox(t, s)
+	ms, err := s.OpenSession(bg, a, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kcol := filepath.Join(s.mboxPath(a), KcolName)
+	rec, err := os.ReadFile(kcol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An oversized record cannot be read (readSmallFile refuses it): a
+	// stand-in for a read that fails for a while.
+	if err := os.WriteFile(kcol, append(bytes.Clone(rec), bytes.Repeat([]byte("#"), maxLockFileSize)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(30 * time.Millisecond)
+		_ = os.WriteFile(kcol, rec, 0o600)
+	}()
+	if err := ms.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	info, err := s.Mailbox(bg, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.InUse {
+		t.Fatal("the mailbox is still locked after its session was closed")
+	}
+	// A record that stays unreadable is an error, not a silent success.
+	ms, err = s.OpenSession(bg, a, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kcol, bytes.Repeat([]byte("#"), 2*maxLockFileSize), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.Close(); err == nil {
+		t.Fatal("Close reported success with the lock record unreadable")
+	}
+}
