@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -12,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,26 +29,8 @@ type consoleEnv struct {
 	rt      *runtime
 	st      store.Store
 	cfgPath string
-	logs    *syncBuffer
+	logs    *pop3dtest.LogBuffer
 	reloads int
-}
-
-// syncBuffer is a log sink safe for the handler's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 const consoleTestConfig = `# console test
@@ -75,7 +57,7 @@ func newConsoleEnv(t *testing.T, extra string) *consoleEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	logs := &syncBuffer{}
+	logs := &pop3dtest.LogBuffer{}
 	e := &consoleEnv{t: t, st: st, cfgPath: path, logs: logs}
 	e.rt = &runtime{cfgPath: path, cfg: cfg, store: st, log: slog.New(slog.NewTextHandler(logs, nil)), started: time.Now()}
 	e.c = newConsole(e.rt)

@@ -262,9 +262,9 @@ func (s *Store) takeOver(dir string, li lockInfo) {
 // error means kcol exists (or may) but could not be read, for example with
 // the process out of file descriptors: that proves nothing either way.
 func (h *heldLock) ours() (bool, error) {
-	b, err := readSmallFile(filepath.Join(h.dir, KcolName), maxLockFileSize)
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
+	b, err := durable.ReadSmall(filepath.Join(h.dir, KcolName), maxLockFileSize)
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
+		return false, nil // gone, or a symbolic link: not the file we made
 	}
 	if err != nil {
 		return false, err

@@ -27,7 +27,7 @@ func TestReleaseRetriesUnreadableLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// An oversized record cannot be read (readSmallFile refuses it): a
+	// An oversized record cannot be read (durable.ReadSmall refuses it): a
 	// stand-in for a read that fails for a while.
 	if err := os.WriteFile(kcol, append(bytes.Clone(rec), bytes.Repeat([]byte("#"), maxLockFileSize)...), 0o600); err != nil {
 		t.Fatal(err)

@@ -165,24 +165,26 @@ type Server struct {
 	Cmd   *exec.Cmd
 
 	t      testing.TB
-	log    *syncBuffer // standard error: the log
-	stdout *syncBuffer
+	log    *LogBuffer // standard error: the log
+	stdout *LogBuffer
 	exited chan struct{} // closed when the process ended
 	err    error         // the exit status, set before exited is closed
 }
 
-type syncBuffer struct {
+// LogBuffer is an output sink safe for concurrent writers: a process's
+// log, or a handler's logger in a test.
+type LogBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *LogBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *LogBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
@@ -235,7 +237,7 @@ var (
 func Start(t testing.TB, c Config) *Server {
 	t.Helper()
 	pop3d := Binary(t, "pop3d")
-	s := &Server{Dir: t.TempDir(), t: t, log: &syncBuffer{}, stdout: &syncBuffer{}, exited: make(chan struct{})}
+	s := &Server{Dir: t.TempDir(), t: t, log: &LogBuffer{}, stdout: &LogBuffer{}, exited: make(chan struct{})}
 	s.Conf = filepath.Join(s.Dir, "pop3d.toml")
 	if err := os.WriteFile(s.Conf, []byte(c.Text()), 0o600); err != nil {
 		t.Fatal(err)
