@@ -175,6 +175,9 @@ func (k *conn) write(p []byte) bool {
 			return false
 		}
 	}
+	if k.closed.Load() {
+		return false // the transport's own write failed and closed it
+	}
 	if len(p) == 0 {
 		return true
 	}

@@ -10,8 +10,10 @@
 // holds the connection silent in the backlog, or refuses it with
 // "-ERR [SYS/TEMP]". Input is split into lines (CRLF or bare LF, RFC 1939
 // §3) by a resumable splitter capped at the larger of limits.max_line and
-// limits.max_auth_line (the session enforces the smaller one outside SASL);
-// a longer line gets session.LineTooLong and is discarded up to its end.
+// limits.max_auth_line; when a line's turn comes, the engine applies the
+// session's present limit (session.LineLimiter: max_auth_line inside a
+// SASL exchange, limits.max_line otherwise). A longer line gets
+// session.LineTooLong and is discarded up to its end.
 // One command is in flight per connection; pipelined lines (RFC 2449
 // PIPELINING) wait in order in the connection context, bounded by
 // limits.max_inbound (each line counts its octets plus a small overhead);
@@ -43,7 +45,10 @@
 // applies until a reply carries Authenticated, pop3.idle_timeout after
 // (RFC 1939 §3: at least ten minutes). Input, replies and output drained
 // to the client all count as activity, so a long RETR to a slow reader
-// survives. On expiry the client gets "-ERR idle timeout" and the
+// survives; before expiring a connection with output still queued, the
+// engine also asks the kernel (SIOCOUTQNSD) whether any of it left since
+// the last check, so a reply draining from a large socket buffer after
+// QUIT is not cut short. On expiry the client gets "-ERR idle timeout" and the
 // connection closes. The clock is an option (Options.Now) and Sweep runs
 // the sweep on demand, for tests.
 //

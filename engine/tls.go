@@ -190,6 +190,15 @@ func (t *tlsTransport) output(b []byte, done func(error)) error {
 		return net.ErrClosed
 	}
 	if t.onLoop.Load() {
+		if k.closed.Load() {
+			// A write that failed earlier in this callback ran OnClose and
+			// gnet closed the fd, whose number a new connection may reuse:
+			// never write through the stale gnet.Conn.
+			if done != nil {
+				done(net.ErrClosed)
+			}
+			return net.ErrClosed
+		}
 		_, err := k.gc.Write(b)
 		if err == nil {
 			mBytesSent.Add(len(b))

@@ -68,8 +68,10 @@ type Factory func(ci ConnInfo) Session
 
 // LineLimiter is implemented by sessions whose line length limit depends on
 // their state: a POP3 SASL exchange accepts continuation lines longer than
-// commands (RFC 5034 section 4). The engine asks before splitting each line;
-// 0 means the engine's own limit.
+// commands (RFC 5034 section 4). The engine splits input at the larger of
+// its two limits (limits.max_line, limits.max_auth_line) and, when a line's
+// turn comes, asks the session which applies to it; 0 means
+// limits.max_line. A longer line gets LineTooLong instead of Handle.
 type LineLimiter interface {
 	LineLimit() int
 }

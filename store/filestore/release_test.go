@@ -58,3 +58,38 @@ func TestReleaseRetriesUnreadableLock(t *testing.T) {
 		t.Fatal("Close reported success with the lock record unreadable")
 	}
 }
+
+// Deletions that were committed are reported as done even when the lock
+// cannot be released at once; a later Close releases it.
+func TestCommitThenUnreadableLock(t *testing.T) {
+	s := newTestStore(t, Options{})
+	a := mkbox(t, s)
+	fill(t, s, a, 2)
+	ms, err := s.OpenSession(bg, a, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kcol := filepath.Join(s.mboxPath(a), KcolName)
+	rec, err := os.ReadFile(kcol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kcol, bytes.Repeat([]byte("#"), 2*maxLockFileSize), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.Commit(bg, []int{0}); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	if n, _, err := s.Usage(bg, a); err != nil || n != 1 {
+		t.Fatalf("after Commit: %d messages, %v", n, err)
+	}
+	if err := os.WriteFile(kcol, rec, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if info, err := s.Mailbox(bg, a); err != nil || info.InUse {
+		t.Fatalf("mailbox after Close: %+v, %v", info, err)
+	}
+}

@@ -108,8 +108,11 @@ func (m *session) Commit(ctx context.Context, deleted []int) error {
 			firstErr = err
 		}
 	}
-	if err := m.Close(); err != nil && firstErr == nil {
-		firstErr = err
+	if err := m.Close(); err != nil {
+		// The deletions are durable: reporting them failed would make the
+		// client's QUIT fail (RFC 1939 section 6) for what is only a lock
+		// left to release, which a later Close tries again.
+		m.s.log.Error("cannot release the session lock after committing", "mailbox", m.addr.String(), "err", err)
 	}
 	return firstErr
 }
