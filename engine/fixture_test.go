@@ -191,10 +191,9 @@ func startServer(t *testing.T, edit func(cfg *config.Config)) *testServer {
 }
 
 type client struct {
-	t  *testing.T
-	c  net.Conn
-	r  *bufio.Reader
-	mu sync.Mutex
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
 }
 
 func (ts *testServer) dial(t *testing.T) *client {

@@ -25,11 +25,11 @@ const (
 // password, invalid name, banned address) always get replyBadCreds, byte for
 // byte.
 const (
-	replyBadCreds       = "-ERR [AUTH] invalid user name or password"
-	replyInUse          = "-ERR [IN-USE] mailbox is in use by another session"
-	replyLocked         = "-ERR [SYS/PERM] mailbox is locked by the administrator"
-	replyTemp           = "-ERR [SYS/TEMP] temporary server failure, try again later"
-	replyAuthUnavail    = "-ERR [SYS/TEMP] authentication service unavailable, try again later"
+	replyBadCreds       = errPrefix + " " + codeAuth + " invalid user name or password"
+	replyInUse          = errPrefix + " " + codeInUse + " mailbox is in use by another session"
+	replyLocked         = errPrefix + " " + codeSysPerm + " mailbox is locked by the administrator"
+	replyTemp           = errPrefix + " " + codeSysTemp + " temporary server failure, try again later"
+	replyAuthUnavail    = errPrefix + " " + codeSysTemp + " authentication service unavailable, try again later"
 	replyNoSuchMessage  = "-ERR no such message"
 	replyUnknown        = "-ERR unknown command"
 	replyWrongState     = "-ERR command not valid in this state"
@@ -37,16 +37,16 @@ const (
 	replyTooManyBad     = "-ERR too many bad commands, closing connection"
 	replyLineTooLong    = "-ERR line too long"
 	replyNoUser         = "-ERR USER first"
-	replyPlainRefused   = "-ERR [AUTH] plaintext authentication requires TLS"
+	replyPlainRefused   = errPrefix + " " + codeAuth + " plaintext authentication requires TLS"
 	replyNoAPOP         = "-ERR APOP not available"
 	replyNoMech         = "-ERR unsupported authentication mechanism"
 	replyAuthCancelled  = "-ERR authentication cancelled"
 	replyAuthBadLine    = "-ERR authentication exchange failed: invalid response"
 	replyNoSTLS         = "-ERR STLS not available"
 	replySTLS           = "+OK Begin TLS negotiation"
-	replyUpdateFailed   = "-ERR [SYS/TEMP] some deleted messages not removed"
+	replyUpdateFailed   = errPrefix + " " + codeSysTemp + " some deleted messages not removed"
 	replySessionIsOver  = "-ERR session is over"
-	replyInternalFailed = "-ERR [SYS/TEMP] internal error, closing connection"
+	replyInternalFailed = errPrefix + " " + codeSysTemp + " internal error, closing connection"
 )
 
 // errorLine maps any error to a -ERR line: the one place where store and

@@ -17,7 +17,8 @@ import (
 	"unicode/utf16"
 
 	"golang.org/x/crypto/argon2"
-	"golang.org/x/crypto/md4" //nolint:staticcheck // NTLM needs MD4 (MS-NLMP 3.3.1)
+	//lint:ignore SA1019 the NT hash NTLM needs is MD4 ([MS-NLMP] 3.3.1)
+	"golang.org/x/crypto/md4"
 
 	"github.com/pop3svc/pop3svc/store"
 )

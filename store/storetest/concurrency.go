@@ -81,7 +81,7 @@ func testConcurrency(t *testing.T, s store.Store) {
 				for i, m := range ms.Messages() {
 					rc, err := ms.Open(i)
 					if err != nil {
-						fail(fmt.Errorf("Open %s: %w", m.UID, err))
+						fail(fmt.Errorf("opening %s: %w", m.UID, err))
 						continue
 					}
 					b, err := io.ReadAll(rc)

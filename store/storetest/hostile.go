@@ -12,7 +12,8 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/crypto/md4" //nolint:staticcheck // the NT hash is MD4 (MS-NLMP 3.3.1)
+	//lint:ignore SA1019 the NT hash is MD4 ([MS-NLMP] 3.3.1)
+	"golang.org/x/crypto/md4"
 
 	"github.com/pop3svc/pop3svc/store"
 )

@@ -49,7 +49,6 @@ const (
 type idleResult struct {
 	opened, errors  int
 	openNs, loginNs int64
-	firstErr        string
 }
 
 // idleOptions are the idle scenario's parameters.

@@ -7,7 +7,8 @@ import (
 	"crypto/rc4"
 	"strings"
 
-	"golang.org/x/crypto/md4" //nolint:staticcheck // NTLM is defined on MD4 ([MS-NLMP] §3.3.1)
+	//lint:ignore SA1019 NTLM is defined on MD4 ([MS-NLMP] 3.3.1)
+	"golang.org/x/crypto/md4"
 )
 
 // NTHash returns NTOWFv1: MD4(UTF-16LE(password)), [MS-NLMP] §3.3.1. The

@@ -109,7 +109,7 @@ func Parse(r io.Reader) ([]Step, error) {
 			}
 			st.Text = u
 		default:
-			return nil, fmt.Errorf("line %d: %q does not start with C:, C+, S:, S~, S! or !", n, l)
+			return nil, fmt.Errorf("line %d: %q: a line starts with C:, C+, S:, S~, S! or ! and then text", n, l)
 		}
 		steps = append(steps, st)
 	}
