@@ -386,7 +386,9 @@ listen = "127.0.0.1:%d"
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	log, err := os.Create(filepath.Join(o.Dir, "pop3d.log"))
+	// Appended, not truncated: a restart keeps what an earlier run logged
+	// (a crash's trace included).
+	log, err := os.OpenFile(filepath.Join(o.Dir, "pop3d.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
