@@ -260,6 +260,15 @@ func (k *conn) pump() {
 		err := k.srv.submit(func() {
 			defer k.release()
 			r := k.call(func() session.Reply { return k.sess.Handle(line) })
+			if r.Body != nil && r.Delay == 0 {
+				// Read the body's first chunk on this worker: one hand-off
+				// between worker and loop fewer per RETR/TOP, which is
+				// most of a small message's cost.
+				buf := getChunk()
+				n, rerr := readChunk(r.Body, buf)
+				k.post(func() { k.deliverFirst(r, buf, n, rerr) }, func() { putChunk(buf); closeBody(r) })
+				return
+			}
 			k.post(func() { k.deliver(r) }, func() { closeBody(r) })
 		})
 		if err != nil {
@@ -368,6 +377,49 @@ func (k *conn) deliver(r session.Reply) {
 		return
 	}
 	k.finish(r)
+}
+
+// deliverFirst is deliver for a reply whose body's first chunk was read
+// with it: the status line and the chunk go out in one system call, then
+// the rest of the stream follows.
+func (k *conn) deliverFirst(r session.Reply, buf []byte, n int, err error) {
+	if r.Authenticated {
+		k.authed.Store(true)
+		k.touch()
+	}
+	if n > 0 && len(r.Out) > 0 && k.tr == nil {
+		ok := k.writev(r.Out, buf[:n])
+		putChunk(buf)
+		if !ok {
+			closeBody(r)
+			return
+		}
+		k.touch()
+		k.stream = &stream{body: r.Body, reply: r}
+		k.streamChunk(nil, 0, err)
+		return
+	}
+	if len(r.Out) > 0 && !k.write(r.Out) {
+		putChunk(buf)
+		closeBody(r)
+		return
+	}
+	k.stream = &stream{body: r.Body, reply: r}
+	k.streamChunk(buf, n, err)
+}
+
+// writev sends a and b with one system call (plaintext connections only).
+func (k *conn) writev(a, b []byte) bool {
+	if k.closed.Load() {
+		return false
+	}
+	if _, err := k.gc.Writev([][]byte{a, b}); err != nil || k.closed.Load() {
+		return false
+	}
+	n := len(a) + len(b)
+	k.written += int64(n)
+	mBytesSent.Add(n)
+	return true
 }
 
 // finish acts on a reply's flags once everything was written, and pumps the

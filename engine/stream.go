@@ -47,7 +47,7 @@ func (k *conn) streamRead() {
 	err := k.srv.submit(func() {
 		defer k.release()
 		buf := getChunk()
-		n, err := io.ReadFull(st.body, buf)
+		n, err := readChunk(st.body, buf)
 		k.post(func() { k.streamChunk(buf, n, err) }, func() { putChunk(buf) })
 	})
 	if err != nil {
@@ -63,6 +63,10 @@ func (k *conn) streamRead() {
 	}
 }
 
+// readChunk fills buf from a reply body: io.EOF or io.ErrUnexpectedEOF
+// mark the body's end.
+func readChunk(body io.Reader, buf []byte) (int, error) { return io.ReadFull(body, buf) }
+
 // streamChunk writes a chunk read by a worker and decides what comes next.
 func (k *conn) streamChunk(buf []byte, n int, err error) {
 	st := k.stream
@@ -77,7 +81,7 @@ func (k *conn) streamChunk(buf []byte, n int, err error) {
 			return // gone: finalize closes the body
 		}
 		k.touch()
-	} else {
+	} else if buf != nil {
 		putChunk(buf)
 	}
 	switch {
