@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	gosmtp "github.com/emersion/go-smtp"
 
@@ -31,15 +33,65 @@ type session struct {
 	remote string
 	log    *slog.Logger
 
+	// mu guards the transaction state below. With CHUNKING (RFC 3030)
+	// go-smtp runs Data in a goroutine of its own while it goes on
+	// reading commands, so an RSET or the end of the connection calls
+	// Reset while Data may still be reading it. Data works on a snapshot.
+	mu      sync.Mutex
+	inData  chan struct{} // closed when the running Data call returns; nil: none
 	fromSet bool
 	from    string
+	utf8    bool // MAIL FROM carried SMTPUTF8 (RFC 6531)
 	rcpts   []rcpt
 }
 
+// txn is a snapshot of the transaction taken when the data starts.
+type txn struct {
+	from  string
+	rcpts []rcpt
+}
+
 func (ss *session) Reset() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
 	ss.fromSet = false
 	ss.from = ""
+	ss.utf8 = false
 	ss.rcpts = nil
+}
+
+// snapshot marks a Data call as running and returns the transaction; ok
+// is false without MAIL or RCPT. The caller calls the returned done.
+func (ss *session) snapshot() (t txn, ok bool, done func()) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ch := make(chan struct{})
+	ss.inData = ch
+	done = func() {
+		ss.mu.Lock()
+		if ss.inData == ch {
+			ss.inData = nil
+		}
+		ss.mu.Unlock()
+		close(ch)
+	}
+	if !ss.fromSet || len(ss.rcpts) == 0 {
+		return txn{}, false, done
+	}
+	return txn{from: ss.from, rcpts: append([]rcpt(nil), ss.rcpts...)}, true, done
+}
+
+// waitData waits for a Data call of an aborted BDAT transaction to
+// return. go-smtp (v0.25) hands that call's result to whichever BDAT
+// transaction is current when it returns, so a new transaction must not
+// start before it has (the call ends promptly: its input is closed).
+func (ss *session) waitData() {
+	ss.mu.Lock()
+	ch := ss.inData
+	ss.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
 }
 
 func (ss *session) Logout() error { return nil }
@@ -62,31 +114,56 @@ func cleanPath(p string) bool {
 	return true
 }
 
+// asciiOnly reports whether s is 7-bit.
+func asciiOnly(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 // Mail starts a transaction (RFC 5321 §4.1.1.2).
 func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
+	ss.waitData()
 	ss.Reset()
-	if !cleanPath(from) || (from != "" && !strings.Contains(from, "@")) {
+	if !cleanPath(from) || (from != "" && !strings.Contains(from, "@")) || !utf8.ValidString(from) {
 		return errBadSender
+	}
+	smtputf8 := opts != nil && opts.UTF8
+	if !smtputf8 && !asciiOnly(from) {
+		return errNeedUTF8 // RFC 6531 §3.4
 	}
 	if opts != nil && opts.Size > ss.s.o().MaxMessageSize {
 		mDataTooBig.Inc()
 		return errTooBig // RFC 1870 §6.1
 	}
+	ss.mu.Lock()
 	ss.fromSet = true
 	ss.from = from
+	ss.utf8 = smtputf8
+	ss.mu.Unlock()
 	return nil
 }
 
 // Rcpt accepts an existing mailbox of a served domain (RFC 5321 §4.1.1.3).
 func (ss *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 	o := ss.s.o()
-	if len(ss.rcpts) >= o.MaxRecipients {
+	ss.mu.Lock()
+	n, smtputf8 := len(ss.rcpts), ss.utf8
+	ss.mu.Unlock()
+	if n >= o.MaxRecipients {
 		mRcptLimit.Inc()
 		return errTooMany
 	}
-	if !cleanPath(to) {
+	if !cleanPath(to) || !utf8.ValidString(to) {
 		mRcptUnknown.Inc()
 		return errBadAddress
+	}
+	if !smtputf8 && !asciiOnly(to) {
+		mRcptUnknown.Inc()
+		return errNeedUTF8 // RFC 6531 §3.4
 	}
 	i := strings.LastIndexByte(to, '@')
 	if i <= 0 || i == len(to)-1 {
@@ -137,46 +214,58 @@ func (ss *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 	if quota == 0 {
 		quota = o.DomainQuotaDefault
 	}
+	ss.mu.Lock()
 	ss.rcpts = append(ss.rcpts, rcpt{raw: to, addr: addr, quota: quota})
+	ss.mu.Unlock()
 	return nil
 }
 
 // Data receives the message for every recipient: one reply (RFC 5321 §4.1.1.4).
 func (ss *session) Data(r io.Reader) error {
-	sp, size, err := ss.spool(r)
+	t, ok, done := ss.snapshot()
+	defer done()
+	if !ok {
+		return errNoRcpts
+	}
+	sp, size, err := ss.spool(r, t)
 	if err != nil {
 		return err
 	}
 	defer sp.Abort()
-	rcpts := ss.distinct(nil)
+	rcpts := t.distinct(nil)
 	if len(rcpts) == 1 {
 		// A single recipient over quota is told now rather than by a report.
 		if err := ss.checkQuota(rcpts[0], size); err != nil {
 			return err
 		}
 	}
-	return ss.commit(sp, rcpts)
+	return ss.commit(sp, t, rcpts)
 }
 
 // LMTPData receives the message and answers for each recipient (RFC 2033 §4.2).
 func (ss *session) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
-	sp, size, err := ss.spool(r)
+	t, ok, done := ss.snapshot()
+	defer done()
+	if !ok {
+		return errNoRcpts
+	}
+	sp, size, err := ss.spool(r, t)
 	if err != nil {
 		return err
 	}
 	defer sp.Abort()
 	refused := make(map[store.Address]error)
-	for _, rc := range ss.distinct(nil) {
+	for _, rc := range t.distinct(nil) {
 		if err := ss.checkQuota(rc, size); err != nil {
 			refused[rc.addr] = err
 		}
 	}
-	rcpts := ss.distinct(refused)
+	rcpts := t.distinct(refused)
 	var res error
 	if len(rcpts) > 0 {
-		res = ss.commit(sp, rcpts)
+		res = ss.commit(sp, t, rcpts)
 	}
-	for _, rc := range ss.rcpts {
+	for _, rc := range t.rcpts {
 		if err, ok := refused[rc.addr]; ok {
 			status.SetStatus(rc.raw, err)
 		} else {
@@ -187,10 +276,10 @@ func (ss *session) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
 }
 
 // distinct returns the recipients, one per mailbox, minus skip.
-func (ss *session) distinct(skip map[store.Address]error) []rcpt {
-	seen := make(map[store.Address]bool, len(ss.rcpts))
+func (t txn) distinct(skip map[store.Address]error) []rcpt {
+	seen := make(map[store.Address]bool, len(t.rcpts))
 	var out []rcpt
-	for _, rc := range ss.rcpts {
+	for _, rc := range t.rcpts {
 		if seen[rc.addr] {
 			continue
 		}
@@ -229,18 +318,15 @@ func (ss *session) checkQuota(rc rcpt, size int64) error {
 
 // spool reads the message into a queue spool, prefixed with the Received
 // header, bare LF turned into CRLF. Nothing is queued unless commit runs.
-func (ss *session) spool(r io.Reader) (*queue.Spool, int64, error) {
+func (ss *session) spool(r io.Reader, t txn) (*queue.Spool, int64, error) {
 	o := ss.s.o()
-	if !ss.fromSet || len(ss.rcpts) == 0 {
-		return nil, 0, errNoRcpts
-	}
 	sp, err := ss.s.q.NewSpool()
 	if err != nil {
 		mDataError.Inc()
 		ss.log.Error("cannot spool message", "err", err)
 		return nil, 0, errTemp
 	}
-	if _, err := io.WriteString(sp, ss.received()); err != nil {
+	if _, err := io.WriteString(sp, ss.received(t)); err != nil {
 		sp.Abort()
 		mDataError.Inc()
 		ss.log.Error("cannot spool message", "err", err)
@@ -275,7 +361,7 @@ func (ss *session) spool(r io.Reader) (*queue.Spool, int64, error) {
 }
 
 // commit queues the spooled message for addrs and wakes the delivery service.
-func (ss *session) commit(sp *queue.Spool, list []rcpt) error {
+func (ss *session) commit(sp *queue.Spool, t txn, list []rcpt) error {
 	if len(list) == 0 {
 		return errNoRcpts
 	}
@@ -284,7 +370,7 @@ func (ss *session) commit(sp *queue.Spool, list []rcpt) error {
 		rcpts[i] = rc.addr.String()
 	}
 	env := queue.Envelope{
-		From:     ss.from,
+		From:     t.from,
 		Rcpts:    rcpts,
 		Received: time.Now(),
 		Helo:     sanitize(ss.conn.Hostname()),
@@ -298,7 +384,7 @@ func (ss *session) commit(sp *queue.Spool, list []rcpt) error {
 	}
 	mReceived.Inc()
 	mDataOK.Inc()
-	ss.log.Info("message queued", "queue_id", id, "from", ss.from, "rcpts", len(rcpts))
+	ss.log.Info("message queued", "queue_id", id, "from", t.from, "rcpts", len(rcpts))
 	ss.s.notify(id)
 	return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + id}
 }
@@ -306,7 +392,7 @@ func (ss *session) commit(sp *queue.Spool, list []rcpt) error {
 // received builds the trace header (RFC 5321 §4.4, RFC 5322 §3.6.7):
 // from the client's EHLO name and address, by this host, with the protocol
 // (RFC 3848), for the single recipient, and the date.
-func (ss *session) received() string {
+func (ss *session) received(t txn) string {
 	o := ss.s.o()
 	helo := sanitize(ss.conn.Hostname())
 	if helo == "" {
@@ -330,8 +416,9 @@ func (ss *session) received() string {
 		b.WriteString(" ([" + ip + "])")
 	}
 	b.WriteString("\r\n\tby " + o.Hostname + " with " + proto)
-	if len(ss.rcpts) == 1 {
-		b.WriteString("\r\n\tfor <" + ss.rcpts[0].addr.String() + ">")
+	// One mailbox named twice (say in two spellings) is one recipient.
+	if d := t.distinct(nil); len(d) == 1 {
+		b.WriteString("\r\n\tfor <" + d[0].addr.String() + ">")
 	}
 	b.WriteString("; " + time.Now().Format(time.RFC1123Z) + "\r\n")
 	return b.String()

@@ -138,6 +138,11 @@ type Service struct {
 	pending map[string]bool // waiting in work or being delivered
 	retry   map[string]*retryState
 	depth   map[string]bool // entries known to be queued
+	// recheck holds the entries for which Deliver failed with a temporary
+	// error in this process: the copy may have landed all the same (an
+	// error after the message was linked into the mailbox), so the retry
+	// looks for it first, as after a crash.
+	recheck map[string]bool
 	stopped bool
 
 	ctx    context.Context
@@ -163,6 +168,7 @@ func New(st store.Store, q *queue.Queue, opts Options) *Service {
 		pending: make(map[string]bool),
 		retry:   make(map[string]*retryState),
 		depth:   make(map[string]bool),
+		recheck: make(map[string]bool),
 		idle:    make(chan struct{}, 1),
 	}
 	o := opts.withDefaults()
@@ -342,6 +348,7 @@ func (s *Service) removed(id string) {
 	}
 	delete(s.retry, id)
 	delete(s.depth, id)
+	delete(s.recheck, id)
 	mQueueDepth.Set(float64(len(s.depth)))
 	s.mu.Unlock()
 }

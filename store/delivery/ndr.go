@@ -39,7 +39,7 @@ func (s *Service) buildReport(e *queue.Entry) ([]byte, error) {
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\r\n", args...) }
 
 	w("From: Mail Delivery System <MAILER-DAEMON@%s>", o.Hostname)
-	w("To: <%s>", e.Env.From)
+	w("To: <%s>", headerSafe(e.Env.From))
 	w("Subject: Undelivered Mail Returned to Sender")
 	w("Date: %s", now.Format(time.RFC1123Z))
 	w("Message-ID: <%s.%s@%s>", e.ID, hex.EncodeToString(rb[:4]), o.Hostname)
@@ -144,18 +144,32 @@ func sendRelay(ctx context.Context, relay, hostname, to string, msg []byte) erro
 	if err != nil {
 		return err
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
+	// go-smtp's client sets its own deadline for each command (5 and 12
+	// minutes by default) and clears it afterwards, which would undo a
+	// deadline set here: close the connection when ctx ends instead, so
+	// that RelayTimeout bounds the whole conversation.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
 	c := smtp.NewClient(conn)
+	if dl, ok := ctx.Deadline(); ok {
+		d := time.Until(dl)
+		c.CommandTimeout, c.SubmissionTimeout = d, d
+	}
 	defer c.Close()
-	if err := c.Hello(hostname); err != nil {
-		return err
+	err = c.Hello(hostname)
+	if err == nil {
+		err = c.SendMail("", []string{to}, bytes.NewReader(msg))
 	}
-	if err := c.SendMail("", []string{to}, bytes.NewReader(msg)); err != nil {
-		return err
+	if err == nil {
+		// The relay took responsibility for the report with its reply to
+		// DATA (RFC 5321 §6.1): a failed QUIT must not send it again.
+		_ = c.Quit()
+		return nil
 	}
-	return c.Quit()
+	if ctx.Err() != nil {
+		return fmt.Errorf("relay conversation cut off: %w", ctx.Err())
+	}
+	return err
 }
 
 // isPermanent reports whether a relay's answer is a permanent (5yz) refusal.

@@ -42,7 +42,7 @@ func (s *Service) process(id string) {
 	expired := time.Since(e.Env.Received) >= o.RetryFor
 
 	if !e.Resolved() {
-		check := e.NeedsCheck(s.token)
+		check := s.needsCheck(e)
 		if err := e.Start(s.token); err != nil {
 			log.Error("cannot record delivery attempt", "err", err)
 			s.deferEntry(id)
@@ -94,6 +94,8 @@ func (s *Service) process(id string) {
 				s.fail(e, i, st, why, log)
 				continue
 			}
+			// A temporary error does not prove that nothing was stored.
+			s.setRecheck(id)
 			if s.ctx.Err() != nil {
 				return
 			}
@@ -138,6 +140,21 @@ func (s *Service) process(id string) {
 	s.removed(id)
 }
 
+// needsCheck reports whether copies (and the report) of the entry may
+// have landed without their progress record: an attempt by another process
+// was recorded, or one of this process's failed ambiguously.
+func (s *Service) needsCheck(e *queue.Entry) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return e.NeedsCheck(s.token) || s.recheck[e.ID]
+}
+
+func (s *Service) setRecheck(id string) {
+	s.mu.Lock()
+	s.recheck[id] = true
+	s.mu.Unlock()
+}
+
 func (s *Service) fail(e *queue.Entry, i int, status, reason string, log interface {
 	Error(string, ...any)
 }) {
@@ -150,7 +167,20 @@ func (s *Service) fail(e *queue.Entry, i int, status, reason string, log interfa
 // copyHeader is what each copy starts with: the Return-Path (RFC 5321
 // §4.4) and the queue marker.
 func copyHeader(from, id string) string {
-	return "Return-Path: <" + from + ">\r\n" + MarkerHeader + ": " + id + "\r\n"
+	return "Return-Path: <" + headerSafe(from) + ">\r\n" + MarkerHeader + ": " + id + "\r\n"
+}
+
+// headerSafe drops control characters from an envelope value bound for a
+// header: the SMTP service refuses them, but an entry dropped into the
+// queue by another program is not checked, and a CR or LF would open a
+// header line of its own (RFC 5322 §2.2).
+func headerSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 // deliverCopy stores one copy of the entry's message in a mailbox.
@@ -229,8 +259,21 @@ func (s *Service) bounce(e *queue.Entry, expired bool) (done bool, err error) {
 		_, err := s.st.Mailbox(s.ctx, addr)
 		switch {
 		case err == nil:
+			rid := reportID(e.ID)
+			if s.needsCheck(e) {
+				// An earlier attempt may have queued the report and died
+				// before recording it, and the report may since have been
+				// delivered and left the queue: look for it first.
+				_, found, err := s.findCopy(addr, rid)
+				if err != nil {
+					return false, fmt.Errorf("cannot check for an earlier report: %w", err)
+				}
+				if found {
+					return false, e.RecordNDR("local " + rid + " (found delivered)")
+				}
+			}
 			env := queue.Envelope{
-				ID:       reportID(e.ID),
+				ID:       rid,
 				Rcpts:    []string{addr.String()},
 				Received: time.Now(),
 				Report:   true,
@@ -240,6 +283,7 @@ func (s *Service) bounce(e *queue.Entry, expired bool) (done bool, err error) {
 				return false, err
 			}
 			if err := e.RecordNDR("local " + id); err != nil {
+				s.setRecheck(e.ID)
 				return false, err
 			}
 			mNDR.Inc()

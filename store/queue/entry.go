@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // RcptState is what the progress log says about one recipient.
@@ -76,6 +77,14 @@ func (e *Entry) load() error {
 		return fmt.Errorf("cannot read queue entry %s: bad envelope: %w", e.ID, err)
 	}
 	e.Env.ID = e.ID
+	if e.Env.Received.IsZero() {
+		// An envelope dropped by another program may omit the time: take
+		// the envelope's own, so that retries are timed from its arrival.
+		e.Env.Received = time.Now()
+		if fi, err := os.Lstat(e.q.path(e.ID, EnvSuffix)); err == nil {
+			e.Env.Received = fi.ModTime()
+		}
+	}
 	if len(e.Env.Rcpts) == 0 {
 		return fmt.Errorf("cannot read queue entry %s: the envelope has no recipients", e.ID)
 	}
@@ -272,10 +281,10 @@ func (e *Entry) MovedToBadmail() bool {
 func (e *Entry) ToBadmail(reason string) error {
 	bad := e.q.bad
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "Reason: %s\n", strings.TrimSpace(reason))
+	fmt.Fprintf(&sb, "Reason: %s\n", trimReason(reason)) // a relay's multi-line reply stays on one line
 	fmt.Fprintf(&sb, "Queue-Id: %s\n", e.ID)
 	fmt.Fprintf(&sb, "Received: %s\n", e.Env.Received.UTC().Format("2006-01-02T15:04:05Z"))
-	fmt.Fprintf(&sb, "From: <%s>\n", e.Env.From)
+	fmt.Fprintf(&sb, "From: <%s>\n", trimReason(e.Env.From)) // one line, whatever the envelope holds
 	for i, r := range e.Env.Rcpts {
 		st := e.Rcpts[i]
 		switch {
