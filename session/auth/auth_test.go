@@ -330,3 +330,19 @@ func FuzzSASLDecoders(f *testing.F) {
 		}
 	})
 }
+
+// TestAPOPNeedsATimestamp: without the greeting's timestamp the APOP
+// digest is MD5(password), the same on every connection, so a digest seen
+// once could be replayed forever. The Authenticator refuses it itself, not
+// only through the session's check. An empty digest never matches.
+func TestAPOPNeedsATimestamp(t *testing.T) {
+	a, _ := newAuth(t)
+	ctx := context.Background()
+	static := APOPDigest("", []byte("tanstaaf"))
+	if _, err := a.APOP(ctx, "mrose", "", static); !errors.Is(err, ErrAuthFailed) {
+		t.Errorf("APOP with an empty timestamp = %v, want ErrAuthFailed", err)
+	}
+	if _, err := a.APOP(ctx, "mrose", "<1.2@h>", ""); !errors.Is(err, ErrAuthFailed) {
+		t.Errorf("APOP with an empty digest = %v, want ErrAuthFailed", err)
+	}
+}

@@ -126,6 +126,12 @@ func (a *Authenticator) APOP(ctx context.Context, name, timestamp, digest string
 	if !a.Method.Challenge() {
 		return store.Address{}, fmt.Errorf("%w: method %s keeps no APOP secrets", ErrAuthFailed, a.Method.Name())
 	}
+	// The timestamp is the greeting's msg-id (RFC 1939 section 7). Without
+	// one the digest would be MD5(password), the same on every connection
+	// and replayable forever: refuse it here too, not only in the session.
+	if len(timestamp) < 3 || timestamp[0] != '<' || timestamp[len(timestamp)-1] != '>' {
+		return store.Address{}, fmt.Errorf("%w: APOP without a greeting timestamp", ErrAuthFailed)
+	}
 	addr, secret, ok, err := a.secret(ctx, name)
 	if err != nil {
 		return store.Address{}, err

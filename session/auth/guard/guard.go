@@ -7,8 +7,11 @@
 //   - every failure is answered after fail_delay plus the address's penalty;
 //   - the penalty is penalty × the address's recent failures, at most
 //     penalty_max; recent failures decay, one forgiven per Options.Decay
-//     without a new failure, and a successful login from the address
-//     forgets them;
+//     without a new failure. A successful login from the address forgives
+//     nothing: otherwise anyone holding one account could wipe the
+//     address's penalty and ban count by logging in to it between guesses
+//     at other mailboxes. Only failures are delayed, so a user who mistyped
+//     is not slowed by this once logged in;
 //   - with ban_after > 0, ban_after failures within ban_window ban the
 //     address for ban_time: the session refuses it without checking
 //     credentials.
@@ -224,20 +227,22 @@ func (g *Guard) Failure(remoteIP string) time.Duration {
 	return g.opt.FailDelay + pen
 }
 
-// Success records a successful login: the address's recent failures are
-// forgotten (a ban, if any, stays until it ends).
+// Success records a successful login. It does not forgive the address's
+// failures nor its ban count (see the package comment): they only decay
+// with time. An address with nothing left to remember is dropped from the
+// table; a ban, if any, stays until it ends.
 func (g *Guard) Success(remoteIP string) {
 	k := Key(remoteIP)
+	now := g.opt.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	e := g.table[k]
 	if e == nil {
 		return
 	}
-	e.failures = 0
-	e.windowStart = time.Time{}
-	e.windowCount = 0
-	if !g.opt.Now().Before(e.bannedUntil) {
+	f := e.failures - float64(now.Sub(e.last)/g.opt.Decay)
+	windowOpen := g.opt.BanAfter > 0 && !e.windowStart.IsZero() && now.Sub(e.windowStart) < g.opt.BanWindow
+	if f <= 0 && !windowOpen && !now.Before(e.bannedUntil) {
 		g.order.Remove(e.elem)
 		delete(g.table, k)
 	}

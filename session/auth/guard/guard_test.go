@@ -65,9 +65,40 @@ func TestDecayAndSuccess(t *testing.T) {
 	for range 4 {
 		g.Failure("192.0.2.1")
 	}
+	// A success does not forgive the failures (see
+	// TestSuccessDoesNotResetPenalty); only time does.
 	g.Success("192.0.2.1")
-	if d := g.Failure("192.0.2.1"); d != time.Second {
-		t.Fatalf("delay after a success = %v, want only the fixed 1s", d)
+	if d := g.Failure("192.0.2.1"); d != 5*time.Second {
+		t.Fatalf("delay after a success = %v, want 1s + 4 × 1s", d)
+	}
+	// An address whose failures have all decayed is dropped on success.
+	c.Add(time.Hour)
+	g.Success("192.0.2.1")
+	if n := g.Len(); n != 0 {
+		t.Fatalf("table holds %d addresses after a success with no recent failure, want 0", n)
+	}
+}
+
+// TestSuccessDoesNotResetPenalty: an attacker who holds any account (their
+// own) must not be able to wipe the address's penalty and ban count by
+// logging in to it between guesses at another mailbox.
+func TestSuccessDoesNotResetPenalty(t *testing.T) {
+	g, _ := newTest(t, Options{FailDelay: time.Second, Penalty: time.Second, PenaltyMax: time.Hour,
+		BanAfter: 10, BanWindow: time.Hour, BanTime: time.Hour})
+	const ip = "192.0.2.7"
+	var last time.Duration
+	for i := range 10 {
+		last = g.Failure(ip) // a guess at the victim's password
+		g.Success(ip)        // a login to the attacker's own mailbox
+		if i < 9 && g.Banned(ip) {
+			t.Fatalf("banned after %d failures, ban_after is 10", i+1)
+		}
+	}
+	if want := 10 * time.Second; last != want {
+		t.Fatalf("10th failure interleaved with successes delayed %v, want %v", last, want)
+	}
+	if !g.Banned(ip) {
+		t.Fatal("10 failures in the window interleaved with successes did not ban the address")
 	}
 }
 
