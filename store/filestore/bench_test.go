@@ -80,7 +80,22 @@ func BenchmarkOpenSession10k(b *testing.B) {
 }
 
 // BenchmarkVerifyPassword: one plaintext check with DefaultArgon2.
+// BenchmarkVerifyPassword is one argon2id check with the default
+// parameters (the verified-login cache off): the cost of a first login and
+// of every wrong password.
 func BenchmarkVerifyPassword(b *testing.B) {
+	s := newTestStore(b, Options{Argon2: DefaultArgon2, AuthCacheTTL: -1})
+	a := mkbox(b, s)
+	for b.Loop() {
+		if err := s.VerifyPassword(bg, a, "pw"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkVerifyPasswordCached is a repeated login with the right
+// password, served by the verified-login cache.
+func BenchmarkVerifyPasswordCached(b *testing.B) {
 	s := newTestStore(b, Options{Argon2: DefaultArgon2})
 	a := mkbox(b, s)
 	for b.Loop() {
