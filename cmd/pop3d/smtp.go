@@ -30,6 +30,7 @@ func smtpOptions(cfg *config.Config, rt *runtime) smtpsvc.Options {
 		MaxRecipients:      cfg.SMTP.MaxRecipients,
 		MaxLine:            cfg.SMTP.MaxLine,
 		ReadTimeout:        cfg.SMTP.ReadTimeout.D(),
+		DataTimeout:        cfg.SMTP.DataTimeout.D(),
 		WriteTimeout:       cfg.SMTP.WriteTimeout.D(),
 		DomainQuotaDefault: int64(cfg.Quota.DomainDefault),
 		TLSConfig:          rt.certs.TLSConfig(),

@@ -76,6 +76,7 @@ type SMTP struct {
 	QueueScan      Duration `toml:"queue_scan"`    // periodic queue scan
 	MaxLine        int      `toml:"max_line"`      // longest SMTP line in octets, CRLF included (commands and message data)
 	ReadTimeout    Duration `toml:"read_timeout"`  // wait for the client's next command or data
+	DataTimeout    Duration `toml:"data_timeout"`  // longest one command or message transfer may take while data keeps coming
 	WriteTimeout   Duration `toml:"write_timeout"` // wait for a reply to be written
 }
 
@@ -175,6 +176,7 @@ func Default() *Config {
 			QueueScan:      Duration(time.Minute),
 			MaxLine:        2000,
 			ReadTimeout:    Duration(5 * time.Minute),
+			DataTimeout:    Duration(time.Hour),
 			WriteTimeout:   Duration(5 * time.Minute),
 		},
 		TLS: TLS{

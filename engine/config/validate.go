@@ -145,6 +145,9 @@ func (c *Config) Validate() error {
 	if s.MaxLine < MinSMTPLine || s.MaxLine > MaxMaxLine {
 		e.add("smtp.max_line", "must be between %d (RFC 5321 section 4.5.3.1.6) and %d (is %d)", MinSMTPLine, MaxMaxLine, s.MaxLine)
 	}
+	if s.DataTimeout <= 0 {
+		e.add("smtp.data_timeout", "must be positive")
+	}
 	if s.ReadTimeout <= 0 {
 		e.add("smtp.read_timeout", "must be positive")
 	}

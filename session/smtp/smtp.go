@@ -59,7 +59,10 @@ const (
 	DefaultMaxLine = 2000
 	// DefaultReadTimeout / DefaultWriteTimeout: RFC 5321 §4.5.3.2.7
 	// asks a server to wait at least 5 minutes for the next command.
-	DefaultReadTimeout  = 5 * time.Minute
+	DefaultReadTimeout = 5 * time.Minute
+	// DefaultDataTimeout bounds a whole message transfer that keeps
+	// moving: a 50 MB message at 150 kB/s.
+	DefaultDataTimeout  = time.Hour
 	DefaultWriteTimeout = 5 * time.Minute
 	// DefaultStoreTimeout bounds each store lookup made for a command.
 	DefaultStoreTimeout = 30 * time.Second
@@ -103,7 +106,8 @@ type Options struct {
 	MaxMessageSize     int64         // octets; 0: DefaultMaxMessageSize
 	MaxRecipients      int           // per message; 0: DefaultMaxRecipients
 	MaxLine            int           // octets, CRLF included; 0: DefaultMaxLine
-	ReadTimeout        time.Duration // 0: DefaultReadTimeout
+	ReadTimeout        time.Duration // longest silence from the client; 0: DefaultReadTimeout
+	DataTimeout        time.Duration // longest one command or message may take while data keeps coming; 0: DefaultDataTimeout
 	WriteTimeout       time.Duration // 0: DefaultWriteTimeout
 	StoreTimeout       time.Duration // 0: DefaultStoreTimeout
 	DomainQuotaDefault int64         // quota of a mailbox without one, for the DATA-time check; 0: none
@@ -128,6 +132,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxLine <= 0 {
 		o.MaxLine = DefaultMaxLine
+	}
+	if o.DataTimeout <= 0 {
+		o.DataTimeout = DefaultDataTimeout
 	}
 	if o.ReadTimeout <= 0 {
 		o.ReadTimeout = DefaultReadTimeout
@@ -256,7 +263,7 @@ func (s *Service) Serve(l net.Listener, lmtp bool) error {
 	srv := s.newServer(lmtp)
 	s.servers = append(s.servers, srv)
 	s.addrs = append(s.addrs, l.Addr())
-	tl := &trackingListener{Listener: l, conns: &s.conns}
+	tl := &trackingListener{Listener: l, conns: &s.conns, dataTimeout: s.o().DataTimeout}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -303,7 +310,8 @@ func (s *Service) Close(ctx context.Context) error {
 // them after its deadline.
 type trackingListener struct {
 	net.Listener
-	conns *sync.Map
+	conns       *sync.Map
+	dataTimeout time.Duration
 }
 
 func (l *trackingListener) Accept() (net.Conn, error) {
@@ -311,15 +319,67 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc := &trackedConn{Conn: c, conns: l.conns}
+	tc := &trackedConn{Conn: c, conns: l.conns, dataTimeout: l.dataTimeout}
 	l.conns.Store(tc, struct{}{})
 	return tc, nil
 }
 
+// trackedConn is an accepted connection. It also turns go-smtp's read
+// deadlines into inactivity limits: go-smtp sets one deadline before each
+// command line and lets it run through the DATA that follows, which would
+// bound a whole message transfer by smtp.read_timeout (a 50 MB message on
+// a slow link would never arrive). Here every read that returns data moves
+// the deadline forward by the same amount (RFC 5321 §4.5.3.2.6 asks for a
+// timeout per data block), but never past dataTimeout after it was set, so
+// a client dribbling data still ends.
 type trackedConn struct {
 	net.Conn
-	conns *sync.Map
-	once  sync.Once
+	conns       *sync.Map
+	once        sync.Once
+	dataTimeout time.Duration
+
+	mu    sync.Mutex
+	idle  time.Duration // the inactivity limit; 0: no deadline
+	until time.Time     // no extension beyond this
+}
+
+func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	c.setIdle(t)
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *trackedConn) SetDeadline(t time.Time) error {
+	c.setIdle(t)
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *trackedConn) setIdle(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t.IsZero() {
+		c.idle = 0
+		return
+	}
+	now := time.Now()
+	c.idle = t.Sub(now)
+	c.until = now.Add(max(c.dataTimeout, c.idle))
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.mu.Lock()
+		idle, until := c.idle, c.until
+		c.mu.Unlock()
+		if idle > 0 {
+			d := time.Now().Add(idle)
+			if d.After(until) {
+				d = until
+			}
+			_ = c.Conn.SetReadDeadline(d)
+		}
+	}
+	return n, err
 }
 
 func (c *trackedConn) Close() error {

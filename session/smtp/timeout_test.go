@@ -1,0 +1,98 @@
+package smtp
+
+import (
+	"fmt"
+	"io"
+	"testing"
+	"time"
+)
+
+// sendSlowly starts a transaction and sends a body in pieces, pausing
+// between them.
+func sendSlowly(t *testing.T, c *client, pieces int, pause time.Duration) error {
+	t.Helper()
+	c.cmd("EHLO client.test", "250")
+	c.cmd("MAIL FROM:<s@remote.test>", "250")
+	c.cmd("RCPT TO:<a@example.com>", "250")
+	c.cmd("DATA", "354")
+	if _, err := c.w.WriteString("Subject: slow\r\n\r\n"); err != nil {
+		return err
+	}
+	for i := range pieces {
+		if _, err := fmt.Fprintf(c.w, "piece %d\r\n", i); err != nil {
+			return err
+		}
+		if err := c.w.Flush(); err != nil {
+			return err
+		}
+		time.Sleep(pause)
+	}
+	if _, err := c.w.WriteString(".\r\n"); err != nil {
+		return err
+	}
+	return c.w.Flush()
+}
+
+// TestSlowDataWithinInactivityLimit: smtp.read_timeout limits silence, not
+// the whole transfer: a message that keeps coming for longer than
+// read_timeout is accepted.
+func TestSlowDataWithinInactivityLimit(t *testing.T) {
+	e := newEnv(t, envOpts{smtp: Options{ReadTimeout: 400 * time.Millisecond, DataTimeout: 10 * time.Second}})
+	e.domain("example.com")
+	e.mailbox("a@example.com", 0)
+	c := e.dial(e.smtp)
+	if err := sendSlowly(t, c, 8, 150*time.Millisecond); err != nil { // 1.2 s in all
+		t.Fatal(err)
+	}
+	c.expect("250")
+	e.waitIdle()
+	if n := len(e.messages("a@example.com")); n != 1 {
+		t.Fatalf("%d messages delivered, want 1", n)
+	}
+}
+
+// TestStalledDataIsCut: silence longer than read_timeout in the middle of
+// DATA ends the connection, and nothing is delivered.
+func TestStalledDataIsCut(t *testing.T) {
+	e := newEnv(t, envOpts{smtp: Options{ReadTimeout: 300 * time.Millisecond, DataTimeout: 10 * time.Second}})
+	e.domain("example.com")
+	e.mailbox("a@example.com", 0)
+	c := e.dial(e.smtp)
+	_ = sendSlowly(t, c, 2, 900*time.Millisecond)
+	assertCut(t, c)
+	e.waitIdle()
+	if n := len(e.messages("a@example.com")); n != 0 {
+		t.Fatalf("%d messages delivered from a stalled transfer, want 0", n)
+	}
+}
+
+// TestDribbledDataEnds: a client that keeps sending a little, never
+// pausing long enough for read_timeout, is still cut at data_timeout.
+func TestDribbledDataEnds(t *testing.T) {
+	e := newEnv(t, envOpts{smtp: Options{ReadTimeout: 400 * time.Millisecond, DataTimeout: 900 * time.Millisecond}})
+	e.domain("example.com")
+	e.mailbox("a@example.com", 0)
+	c := e.dial(e.smtp)
+	_ = sendSlowly(t, c, 15, 150*time.Millisecond) // 2.25 s in all
+	assertCut(t, c)
+	e.waitIdle()
+	if n := len(e.messages("a@example.com")); n != 0 {
+		t.Fatalf("%d messages delivered from a dribbled transfer, want 0", n)
+	}
+}
+
+// assertCut checks that the server ended the transaction: it answered
+// with an error or closed the connection, never 250.
+func assertCut(t *testing.T, c *client) {
+	t.Helper()
+	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	l, err := c.r.ReadLine()
+	if err == nil && len(l) >= 3 && l[:3] == "250" {
+		t.Fatalf("server accepted the message: %q", l)
+	}
+	if err != nil && err != io.EOF {
+		if ne, ok := err.(interface{ Timeout() bool }); ok && ne.Timeout() {
+			t.Fatalf("server neither answered nor closed: %v", err)
+		}
+	}
+}
