@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -291,5 +293,37 @@ func TestNoReportAboutAReport(t *testing.T) {
 	ids, _ := f.q.Badmail()
 	if len(ids) != 1 || ids[0] != id {
 		t.Fatalf("Badmail = %v, want [%s]", ids, id)
+	}
+}
+
+// A damaged envelope (here, not JSON) is not retried for ever: it goes to
+// Badmail with a reason that quotes it, and leaves the queue.
+func TestDamagedEntryGoesToBadmail(t *testing.T) {
+	f := newFixture(t, "a@example.com")
+	id, err := f.q.Enqueue(queue.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com"}},
+		strings.NewReader("Subject: damaged\r\n\r\nbody\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	envPath := filepath.Join(f.root, queue.MetaDir, queue.QueueDir, id+queue.EnvSuffix)
+	if err := os.WriteFile(envPath, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := f.start(f.st, Options{})
+	s.Notify(id)
+	f.wait(s)
+	queued, badmail, err := queue.Stats(f.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if queued != 0 || badmail != 1 {
+		t.Fatalf("queued %d, Badmail %d; want 0 and 1", queued, badmail)
+	}
+	reason, err := f.q.BadmailReason(id)
+	if err != nil || !strings.Contains(reason, "damaged queue entry") || !strings.Contains(reason, "{not json") {
+		t.Fatalf("reason %q, %v", reason, err)
+	}
+	if n := len(f.messages("a@example.com")); n != 0 {
+		t.Fatalf("%d copies delivered from a damaged entry", n)
 	}
 }

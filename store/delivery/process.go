@@ -26,6 +26,17 @@ func (s *Service) process(id string) {
 		return
 	case errors.Is(err, queue.ErrBusy):
 		return // another process delivers it; a later scan looks again
+	case errors.Is(err, queue.ErrDamaged):
+		// Retrying cannot mend it: keep it in Badmail for the operator.
+		if qerr := s.q.Quarantine(id, "damaged queue entry: "+err.Error()); qerr != nil {
+			log.Error("cannot move a damaged queue entry to Badmail", "err", err, "move_err", qerr)
+			s.deferEntry(id)
+			return
+		}
+		log.Error("damaged queue entry moved to Badmail", "err", err)
+		mBadmail.Inc()
+		s.removed(id)
+		return
 	case err != nil:
 		log.Error("cannot open queue entry", "err", err)
 		s.deferEntry(id)

@@ -71,10 +71,14 @@ func (e *Entry) load() error {
 		return fmt.Errorf("queue entry %s: %w", e.ID, ErrNotFound)
 	}
 	if err != nil {
+		var pe *os.PathError
+		if !errors.As(err, &pe) {
+			return fmt.Errorf("%w %s: %v", ErrDamaged, e.ID, err) // over the size limit
+		}
 		return fmt.Errorf("cannot read queue entry %s: %w", e.ID, err)
 	}
 	if err := json.Unmarshal(envData, &e.Env); err != nil {
-		return fmt.Errorf("cannot read queue entry %s: bad envelope: %w", e.ID, err)
+		return fmt.Errorf("%w %s: bad envelope: %v", ErrDamaged, e.ID, err)
 	}
 	e.Env.ID = e.ID
 	if e.Env.Received.IsZero() {
@@ -86,7 +90,7 @@ func (e *Entry) load() error {
 		}
 	}
 	if len(e.Env.Rcpts) == 0 {
-		return fmt.Errorf("cannot read queue entry %s: the envelope has no recipients", e.ID)
+		return fmt.Errorf("%w %s: the envelope has no recipients", ErrDamaged, e.ID)
 	}
 	e.Rcpts = make([]RcptState, len(e.Env.Rcpts))
 	logData, err := io.ReadAll(io.LimitReader(e.log, MaxLogSize+1))
@@ -94,7 +98,7 @@ func (e *Entry) load() error {
 		return fmt.Errorf("cannot read queue entry %s: %w", e.ID, err)
 	}
 	if len(logData) > MaxLogSize {
-		return fmt.Errorf("cannot read queue entry %s: progress log larger than %d octets", e.ID, MaxLogSize)
+		return fmt.Errorf("%w %s: progress log larger than %d octets", ErrDamaged, e.ID, MaxLogSize)
 	}
 	// A crash in the middle of an append leaves a last line without its
 	// newline: ignore it, and end it so the next record starts clean.
@@ -263,6 +267,49 @@ func (e *Entry) Remove() error {
 	os.Remove(e.q.path(e.ID, MsgSuffix))
 	os.Remove(e.q.path(e.ID, LogSuffix))
 	return e.Close()
+}
+
+// Quarantine moves a damaged entry (one that Lock refuses with ErrDamaged)
+// to Badmail, so that it is neither retried for ever nor lost: the message
+// as it was queued (an empty one when even that is gone) and a reason file
+// that quotes the start of the damaged envelope. An entry that loads
+// again is left alone.
+func (q *Queue) Quarantine(id, reason string) error {
+	if !ValidID(id) {
+		return fmt.Errorf("%w: %q", ErrBadID, id)
+	}
+	f, err := os.OpenFile(q.path(id, LogSuffix), os.O_RDWR|os.O_APPEND|syscall.O_NOFOLLOW, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("queue entry %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("cannot open queue entry %s: %w", id, err)
+	}
+	if err := flock(f); err != nil {
+		f.Close()
+		return fmt.Errorf("queue entry %s: %w", id, err)
+	}
+	e := &Entry{q: q, ID: id, log: f}
+	if err := e.load(); !errors.Is(err, ErrDamaged) {
+		f.Close()
+		if err == nil {
+			return fmt.Errorf("queue entry %s is not damaged", id)
+		}
+		return err
+	}
+	raw, _ := durable.ReadSmall(q.path(id, EnvSuffix), 1024)
+	e.Env = Envelope{ID: id, Received: time.Now()}
+	if fi, err := os.Lstat(q.path(id, EnvSuffix)); err == nil {
+		e.Env.Received = fi.ModTime()
+	}
+	e.Rcpts = nil
+	if _, err := os.Lstat(q.path(id, MsgSuffix)); errors.Is(err, os.ErrNotExist) {
+		if err := os.WriteFile(q.path(id, MsgSuffix), nil, 0o600); err != nil {
+			e.Close()
+			return fmt.Errorf("cannot move %s to Badmail: %w", id, err)
+		}
+	}
+	return e.ToBadmail(reason + "; envelope: " + strconv.Quote(string(raw)))
 }
 
 // MovedToBadmail reports whether the message already went to Badmail (an

@@ -105,6 +105,10 @@ var (
 	ErrExists = errors.New("queue entry already exists")
 	// ErrBadID: an id with characters other than [0-9A-Za-z_-].
 	ErrBadID = errors.New("invalid queue id")
+	// ErrDamaged: the entry's envelope or progress log cannot be read as
+	// one (bad JSON, no recipients, over the size limits); retrying will
+	// not help. Quarantine moves such an entry to Badmail.
+	ErrDamaged = errors.New("damaged queue entry")
 )
 
 // Envelope is what the SMTP transaction said about a message (RFC 5321
