@@ -276,6 +276,9 @@ func (k *conn) pump() {
 			if errors.Is(err, ants.ErrPoolOverload) {
 				mPoolOverload.Inc()
 				k.logger().Warn("worker pool full, command refused", "threads", k.srv.pool.Cap())
+				if rf, ok := k.sess.(session.Refuser); ok {
+					rf.Refused()
+				}
 				k.busy = false
 				if !k.write(replyBusy) {
 					return

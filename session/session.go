@@ -75,3 +75,13 @@ type Factory func(ci ConnInfo) Session
 type LineLimiter interface {
 	LineLimit() int
 }
+
+// Refuser is implemented by sessions that must know when the engine
+// answered a line itself instead of calling Handle (every worker busy and
+// the task queue full: "-ERR [SYS/TEMP] server busy"). A POP3 SASL
+// exchange in progress is then abandoned, so that the client's next line
+// is read as a command, as the -ERR told it. Refused runs on the event
+// loop, never concurrently with another method, and must not block.
+type Refuser interface {
+	Refused()
+}

@@ -286,6 +286,16 @@ func (s *Session) Handle(l []byte) (r session.Reply) {
 	return r
 }
 
+// Refused abandons a SASL exchange in progress when the engine answered
+// the client's line with "server busy" (session.Refuser): after that -ERR
+// the client starts over with a command (RFC 5034 section 4).
+func (s *Session) Refused() {
+	if x := s.sasl; x != nil {
+		s.sasl = nil
+		countAuth(x.name, "temp")
+	}
+}
+
 // LineTooLong answers a line longer than the engine's limit.
 func (s *Session) LineTooLong() session.Reply {
 	countCommand(otherCommand, false, 0)
