@@ -35,6 +35,9 @@ func newAuthMethod(rt *runtime) (auth.Method, map[string]func() auth.Mechanism, 
 			AllowV1:       cfg.Auth.AllowNTLMv1,
 			DNSComputer:   host,
 		}
+		if !cfg.Auth.NTLM {
+			return auth.PasswordFile{Store: rt.store}, nil, nil
+		}
 		return auth.PasswordFile{Store: rt.store}, map[string]func() auth.Mechanism{ntlm.Name: ntlm.Factory(opt)}, nil
 	case "system":
 		dirCache.reset()

@@ -51,9 +51,9 @@ func (p *pop3Service) factory(cfg *config.Config, g *guard.Guard) (session.Facto
 		Auth:            a,
 		Greeting:        cfg.Greeting,
 		Hostname:        host,
-		APOP:            method.Challenge(),
+		APOP:            method.Challenge() && cfg.Auth.APOP,
 		SPARequired:     cfg.Auth.SPARequired,
-		TLSAvailable:    true, // the certificate manager always has a pair (self-signed when none is configured)
+		TLSAvailable:    cfg.POP3.STLS, // the certificate manager always has a pair (self-signed when none is configured)
 		MaxBadCommands:  cfg.Limits.MaxBadCommands,
 		MaxAuthFailures: cfg.Limits.MaxAuthFailures,
 		MaxAuthLine:     cfg.Limits.MaxAuthLine,

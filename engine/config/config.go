@@ -44,12 +44,17 @@ type Auth struct {
 	BanWindow   Duration `toml:"ban_window"`
 	BanTime     Duration `toml:"ban_time"`
 	AllowNTLMv1 bool     `toml:"allow_ntlmv1"` // accept NTLMv1 / LM responses (off: NTLMv2 only)
+	// APOP and NTLM offer those challenge-response paths (both need the
+	// password file's secrets; RFC 1939 section 7 APOP rests on MD5).
+	APOP bool `toml:"apop"`
+	NTLM bool `toml:"ntlm"`
 }
 
 // POP3 is the POP3 service and its socket and thread pools.
 type POP3 struct {
 	Listen          []string `toml:"listen"`          // plaintext listeners (STLS offered when TLS is available)
 	ListenTLS       []string `toml:"listen_tls"`      // implicit TLS listeners
+	STLS            bool     `toml:"stls"`            // offer STLS (RFC 2595) on the plaintext listeners
 	SocketMin       int      `toml:"socketmin"`       // connection contexts prepared at start
 	SocketThreshold int      `toml:"socketthreshold"` // when fewer spare contexts remain, prepare this many more
 	SocketMax       int      `toml:"socketmax"`       // connections served at once
@@ -145,6 +150,8 @@ func Default() *Config {
 		Greeting: "POP3 service ready",
 		Auth: Auth{
 			Method:     "passwordfile",
+			APOP:       true,
+			NTLM:       true,
 			PAMService: "pop3d",
 			FailDelay:  Duration(2 * time.Second),
 			CacheTTL:   Duration(10 * time.Minute),
@@ -157,6 +164,7 @@ func Default() *Config {
 		POP3: POP3{
 			Listen:          []string{"127.0.0.1:1100"},
 			ListenTLS:       []string{"127.0.0.1:9950"},
+			STLS:            true,
 			SocketMin:       10,
 			SocketThreshold: 5,
 			SocketMax:       10000,

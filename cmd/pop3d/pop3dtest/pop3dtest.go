@@ -146,7 +146,9 @@ type Config struct {
 	POP3   string // lines added to the [pop3] table
 	Tables string // further tables, at the end of the file
 	SMTP   bool   // an SMTP listener (otherwise smtp.listen = [])
-	TLS    bool   // an implicit-TLS POP3 listener (otherwise pop3.listen_tls = [])
+	// SMTPTable are lines added to the [smtp] table.
+	SMTPTable string
+	TLS       bool // an implicit-TLS POP3 listener (otherwise pop3.listen_tls = [])
 	// Setup are pop3ctl argument lists run, in order, before the start.
 	Setup [][]string
 	// Prepare, when set, runs before Setup with the server's folder (the
@@ -217,10 +219,11 @@ listen_tls = %s
 %s
 [smtp]
 listen = %s
+%s
 [admin]
 listen = "127.0.0.1:0"
 %s
-`, c.Top, c.Auth, tomlList(tlsListen...), c.POP3, tomlList(smtpListen...), c.Tables)
+`, c.Top, c.Auth, tomlList(tlsListen...), c.POP3, tomlList(smtpListen...), c.SMTPTable, c.Tables)
 }
 
 var (
