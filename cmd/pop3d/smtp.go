@@ -31,6 +31,8 @@ func smtpOptions(cfg *config.Config, rt *runtime) smtpsvc.Options {
 		MaxLine:            cfg.SMTP.MaxLine,
 		ReadTimeout:        cfg.SMTP.ReadTimeout.D(),
 		DataTimeout:        cfg.SMTP.DataTimeout.D(),
+		MaxConnections:     cfg.SMTP.MaxConnections,
+		MaxConnsPerIP:      cfg.SMTP.MaxConnsPerIP,
 		WriteTimeout:       cfg.SMTP.WriteTimeout.D(),
 		DomainQuotaDefault: int64(cfg.Quota.DomainDefault),
 		TLSConfig:          rt.certs.TLSConfig(),

@@ -83,6 +83,11 @@ type SMTP struct {
 	ReadTimeout    Duration `toml:"read_timeout"`  // wait for the client's next command or data
 	DataTimeout    Duration `toml:"data_timeout"`  // longest one command or message transfer may take while data keeps coming
 	WriteTimeout   Duration `toml:"write_timeout"` // wait for a reply to be written
+	// MaxConnections bounds the SMTP and LMTP sessions open at once, and
+	// MaxConnsPerIP those from one address (0: no limit); beyond them a
+	// client gets "421 4.7.0" and is closed.
+	MaxConnections int `toml:"max_connections"`
+	MaxConnsPerIP  int `toml:"max_conns_per_ip"`
 }
 
 // TLS is the certificate for STLS, implicit TLS and SMTP STARTTLS.
@@ -183,6 +188,8 @@ func Default() *Config {
 			RetryFor:       Duration(48 * time.Hour),
 			QueueScan:      Duration(time.Minute),
 			MaxLine:        2000,
+			MaxConnections: 1000,
+			MaxConnsPerIP:  20,
 			ReadTimeout:    Duration(5 * time.Minute),
 			DataTimeout:    Duration(time.Hour),
 			WriteTimeout:   Duration(5 * time.Minute),

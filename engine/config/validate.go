@@ -145,6 +145,12 @@ func (c *Config) Validate() error {
 	if s.MaxLine < MinSMTPLine || s.MaxLine > MaxMaxLine {
 		e.add("smtp.max_line", "must be between %d (RFC 5321 section 4.5.3.1.6) and %d (is %d)", MinSMTPLine, MaxMaxLine, s.MaxLine)
 	}
+	if s.MaxConnections < 0 {
+		e.add("smtp.max_connections", "must not be negative (0: no limit)")
+	}
+	if s.MaxConnsPerIP < 0 {
+		e.add("smtp.max_conns_per_ip", "must not be negative (0: no limit)")
+	}
 	if s.DataTimeout <= 0 {
 		e.add("smtp.data_timeout", "must be positive")
 	}

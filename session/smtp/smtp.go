@@ -34,6 +34,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -98,6 +99,7 @@ var (
 	mDataOverQ    = metrics.GetOrCreateCounter(`smtp_data_total{result="over_quota"}`)
 	mDataError    = metrics.GetOrCreateCounter(`smtp_data_total{result="error"}`)
 	mSessionsOpen = metrics.GetOrCreateCounter(`smtp_sessions_total`)
+	mConnsRefused = metrics.GetOrCreateCounter(`smtp_connections_refused_total`)
 )
 
 // Options configure the service.
@@ -108,6 +110,8 @@ type Options struct {
 	MaxLine            int           // octets, CRLF included; 0: DefaultMaxLine
 	ReadTimeout        time.Duration // longest silence from the client; 0: DefaultReadTimeout
 	DataTimeout        time.Duration // longest one command or message may take while data keeps coming; 0: DefaultDataTimeout
+	MaxConnections     int           // sessions open at once on all listeners; 0: no limit
+	MaxConnsPerIP      int           // sessions open at once from one address; 0: no limit
 	WriteTimeout       time.Duration // 0: DefaultWriteTimeout
 	StoreTimeout       time.Duration // 0: DefaultStoreTimeout
 	DomainQuotaDefault int64         // quota of a mailbox without one, for the DATA-time check; 0: none
@@ -165,6 +169,7 @@ type Service struct {
 	closed  bool
 	connSeq atomic.Uint64
 	conns   sync.Map // *trackedConn → struct{}
+	limits  connLimits
 }
 
 // New makes the service. notify is called with the id of each queued
@@ -263,7 +268,7 @@ func (s *Service) Serve(l net.Listener, lmtp bool) error {
 	srv := s.newServer(lmtp)
 	s.servers = append(s.servers, srv)
 	s.addrs = append(s.addrs, l.Addr())
-	tl := &trackingListener{Listener: l, conns: &s.conns, dataTimeout: s.o().DataTimeout}
+	tl := &trackingListener{Listener: l, conns: &s.conns, dataTimeout: s.o().DataTimeout, limits: &s.limits, opts: s.o}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -312,16 +317,74 @@ type trackingListener struct {
 	net.Listener
 	conns       *sync.Map
 	dataTimeout time.Duration
+	limits      *connLimits
+	opts        func() *Options
 }
 
+// replyTooMany is sent to a connection over smtp.max_connections or
+// smtp.max_conns_per_ip (RFC 5321 §3.8: a server may refuse with 421).
+const replyTooMany = "421 4.7.0 Too many connections, try again later\r\n"
+
 func (l *trackingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		o := l.opts()
+		ip := remoteIP(c)
+		if !l.limits.take(ip, o.MaxConnections, o.MaxConnsPerIP) {
+			mConnsRefused.Inc()
+			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = io.WriteString(c, replyTooMany)
+			_ = c.Close()
+			continue
+		}
+		tc := &trackedConn{Conn: c, conns: l.conns, dataTimeout: l.dataTimeout, limits: l.limits, ip: ip}
+		l.conns.Store(tc, struct{}{})
+		return tc, nil
 	}
-	tc := &trackedConn{Conn: c, conns: l.conns, dataTimeout: l.dataTimeout}
-	l.conns.Store(tc, struct{}{})
-	return tc, nil
+}
+
+// connLimits counts the open SMTP and LMTP sessions, in all and per
+// address, for smtp.max_connections and smtp.max_conns_per_ip.
+type connLimits struct {
+	mu    sync.Mutex
+	total int
+	perIP map[string]int
+}
+
+func (c *connLimits) take(ip string, maxTotal, maxPerIP int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if maxTotal > 0 && c.total >= maxTotal {
+		return false
+	}
+	if maxPerIP > 0 && c.perIP[ip] >= maxPerIP {
+		return false
+	}
+	if c.perIP == nil {
+		c.perIP = make(map[string]int)
+	}
+	c.total++
+	c.perIP[ip]++
+	return true
+}
+
+func (c *connLimits) release(ip string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.total--
+	if c.perIP[ip]--; c.perIP[ip] <= 0 {
+		delete(c.perIP, ip)
+	}
+}
+
+func remoteIP(c net.Conn) string {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return c.RemoteAddr().String()
 }
 
 // trackedConn is an accepted connection. It also turns go-smtp's read
@@ -337,6 +400,8 @@ type trackedConn struct {
 	conns       *sync.Map
 	once        sync.Once
 	dataTimeout time.Duration
+	limits      *connLimits
+	ip          string
 
 	mu    sync.Mutex
 	idle  time.Duration // the inactivity limit; 0: no deadline
@@ -383,7 +448,10 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 }
 
 func (c *trackedConn) Close() error {
-	c.once.Do(func() { c.conns.Delete(c) })
+	c.once.Do(func() {
+		c.conns.Delete(c)
+		c.limits.release(c.ip)
+	})
 	return c.Conn.Close()
 }
 

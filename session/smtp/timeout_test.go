@@ -1,8 +1,11 @@
 package smtp
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -95,4 +98,62 @@ func assertCut(t *testing.T, c *client) {
 			t.Fatalf("server neither answered nor closed: %v", err)
 		}
 	}
+}
+
+// TestConnectionLimits: beyond smtp.max_conns_per_ip (and
+// smtp.max_connections) a client gets 421 4.7.0 and is closed; a closed
+// session frees its place.
+func TestConnectionLimits(t *testing.T) {
+	e := newEnv(t, envOpts{smtp: Options{MaxConnections: 3, MaxConnsPerIP: 2}})
+	c1 := e.dial(e.smtp)
+	c2 := e.dial(e.smtp)
+	refused := func(what string) {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", e.smtp, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b, _ := io.ReadAll(c)
+		if !strings.HasPrefix(string(b), "421 4.7.0") {
+			t.Fatalf("%s: got %q, want 421 4.7.0 and a close", what, b)
+		}
+	}
+	refused("third connection from one address")
+	// Another loopback address is a different client: the total (3) still has room.
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	c3, err := d.Dial("tcp", e.smtp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	_ = c3.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if l, err := bufio.NewReader(c3).ReadString('\n'); err != nil || !strings.HasPrefix(l, "220") {
+		t.Fatalf("connection from 127.0.0.2: %q, %v", l, err)
+	}
+	c1.cmd("QUIT", "221")
+	c1.conn.Close()
+	_ = c2
+	eventuallyTrue(t, func() bool {
+		c, err := net.DialTimeout("tcp", e.smtp, 5*time.Second)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		l, _ := bufio.NewReader(c).ReadString('\n')
+		return strings.HasPrefix(l, "220")
+	})
+}
+
+func eventuallyTrue(t *testing.T, f func() bool) {
+	t.Helper()
+	for range 100 {
+		if f() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("condition not met within 5s")
 }
