@@ -83,6 +83,27 @@
 // listeners (Options.TLSListen) and for Reply.StartTLS, which also
 // discards any input buffered after the STLS line (RFC 2595 §4).
 //
+// TLSTransports (tls.go) is that transport: crypto/tls fed from the event
+// loop through engine/tlsconn. The handshake runs on its own goroutine
+// bounded by tls.handshake_timeout (a slot of the socket pool is held
+// meanwhile, so admission bounds the handshakes too); afterwards every TLS
+// read and write happens on the event loop, so TLS connections share the
+// idle sweep, pipelining order and backpressure of plaintext ones (gnet's
+// outbound buffer then holds ciphertext). The alternative, handing the
+// socket to a goroutine after STLS, was measured at 23.3 KB per idle
+// session against 6.8 KB for this design.
+//
+// # Worker pool and task queue
+//
+// Tasks that find every worker busy wait in a FIFO of pop3.task_queue
+// entries (taskqueue.go) instead of being refused; a worker that finishes
+// its task takes queued ones. Only beyond the queue is a command answered
+// "-ERR [SYS/TEMP] server busy", and a session that implements
+// session.Refuser is told, so that a SASL exchange does not expect the
+// refused line's continuation. The first chunk of a reply body is read on
+// the worker that ran its command and sent with the status line in one
+// writev.
+//
 // # Reload and shutdown
 //
 // Reload swaps the live settings (pool size through ants' Tune, socket
@@ -97,7 +118,9 @@
 // pop3_sockets{state="in_use|waiting|free"},
 // pop3_connections_refused_total{reason="backlog_full|per_ip|backlog_timeout|shutting_down"},
 // pop3_pool_running, pop3_pool_waiting, pop3_pool_capacity,
-// pop3_pool_overload_total, pop3_bytes_received_total,
+// pop3_pool_overload_total, pop3_pool_queued_total,
+// pop3_tls_handshakes_total{result="ok|failed"},
+// pop3_tls_connections_current, pop3_bytes_received_total,
 // pop3_bytes_sent_total, pop3_idle_timeouts_total, pop3_panics_total,
 // pop3_inbound_overflow_total.
 package engine
