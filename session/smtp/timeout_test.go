@@ -40,11 +40,11 @@ func sendSlowly(t *testing.T, c *client, pieces int, pause time.Duration) error 
 // the whole transfer: a message that keeps coming for longer than
 // read_timeout is accepted.
 func TestSlowDataWithinInactivityLimit(t *testing.T) {
-	e := newEnv(t, envOpts{smtp: Options{ReadTimeout: 400 * time.Millisecond, DataTimeout: 10 * time.Second}})
+	e := newEnv(t, envOpts{smtp: Options{ReadTimeout: time.Second, DataTimeout: 20 * time.Second}})
 	e.domain("example.com")
 	e.mailbox("a@example.com", 0)
 	c := e.dial(e.smtp)
-	if err := sendSlowly(t, c, 8, 150*time.Millisecond); err != nil { // 1.2 s in all
+	if err := sendSlowly(t, c, 16, 100*time.Millisecond); err != nil { // 1.6 s in all
 		t.Fatal(err)
 	}
 	c.expect("250")
