@@ -173,6 +173,35 @@ func (c *Conn) ReadPlain(buf []byte) (int, error) {
 // call with done attached (nil allowed). Safe to call from a worker while
 // the event loop feeds and reads.
 func (c *Conn) WritePlain(p []byte, done func(error)) error {
+	return c.sealWith(p, func(buf []byte, err error) error {
+		if err != nil {
+			if len(buf) > 0 {
+				// An alert produced by the failure still goes out.
+				c.tr.out(buf, nil)
+			}
+			return err
+		}
+		return c.tr.out(buf, done)
+	})
+}
+
+// Seal encrypts p on the caller's goroutine and returns the records instead
+// of passing them to Output: for a caller that writes synchronously (the
+// engine's writes on its event loop). Records that crypto/tls writes at the
+// same moment for its own reasons are included, in order.
+func (c *Conn) Seal(p []byte) ([]byte, error) {
+	var out []byte
+	err := c.sealWith(p, func(buf []byte, err error) error {
+		out = buf
+		return err
+	})
+	return out, err
+}
+
+// sealWith runs crypto/tls's Write of p, collecting the records it
+// produces, and hands them to f while the output lock is still held, so
+// that nothing crypto/tls writes meanwhile can overtake them.
+func (c *Conn) sealWith(p []byte, f func(buf []byte, err error) error) error {
 	if !c.done.Load() {
 		return ErrHandshakeIncomplete
 	}
@@ -188,37 +217,7 @@ func (c *Conn) WritePlain(p []byte, done func(error)) error {
 	defer tr.omu.Unlock()
 	buf := tr.collect
 	tr.collecting, tr.collect = false, nil
-	if err != nil {
-		if len(buf) > 0 {
-			// An alert produced by the failure still goes out.
-			tr.out(buf, nil)
-		}
-		return err
-	}
-	return tr.out(buf, done)
-}
-
-// Seal encrypts p on the caller's goroutine and returns the records instead
-// of passing them to Output: for a caller that writes synchronously (the
-// engine's writes on its event loop). Records that crypto/tls writes at the
-// same moment for its own reasons are included, in order.
-func (c *Conn) Seal(p []byte) ([]byte, error) {
-	if !c.done.Load() {
-		return nil, ErrHandshakeIncomplete
-	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	tr := c.tr
-	tr.omu.Lock()
-	tr.collecting = true
-	tr.collect = make([]byte, 0, sealedSize(len(p)))
-	tr.omu.Unlock()
-	_, err := c.tc.Write(p)
-	tr.omu.Lock()
-	defer tr.omu.Unlock()
-	buf := tr.collect
-	tr.collecting, tr.collect = false, nil
-	return buf, err
+	return f(buf, err)
 }
 
 // sealedSize estimates the ciphertext of n plaintext octets: records of at

@@ -104,13 +104,19 @@ func oneArg(arg string) (string, bool) {
 	return f[0], true
 }
 
+// messageArg parses a command's one message-number argument: the index of
+// a live message, or the reply to send when there is none.
+func (s *Session) messageArg(arg string) (int, session.Reply, bool) {
+	a, ok := oneArg(arg)
+	if !ok {
+		return 0, line(replySyntax), false
+	}
+	return s.message(a)
+}
+
 func (s *Session) list(arg string) session.Reply {
 	if arg != "" {
-		a, ok := oneArg(arg)
-		if !ok {
-			return line(replySyntax)
-		}
-		i, r, ok := s.message(a)
+		i, r, ok := s.messageArg(arg)
 		if !ok {
 			return r
 		}
@@ -137,11 +143,7 @@ func (s *Session) list(arg string) session.Reply {
 
 func (s *Session) uidl(arg string) session.Reply {
 	if arg != "" {
-		a, ok := oneArg(arg)
-		if !ok {
-			return line(replySyntax)
-		}
-		i, r, ok := s.message(a)
+		i, r, ok := s.messageArg(arg)
 		if !ok {
 			return r
 		}
@@ -163,11 +165,7 @@ func (s *Session) uidl(arg string) session.Reply {
 }
 
 func (s *Session) dele(arg string) session.Reply {
-	a, ok := oneArg(arg)
-	if !ok {
-		return line(replySyntax)
-	}
-	i, r, ok := s.message(a)
+	i, r, ok := s.messageArg(arg)
 	if !ok {
 		return r
 	}
@@ -178,11 +176,7 @@ func (s *Session) dele(arg string) session.Reply {
 }
 
 func (s *Session) retr(arg string) session.Reply {
-	a, ok := oneArg(arg)
-	if !ok {
-		return line(replySyntax)
-	}
-	i, r, ok := s.message(a)
+	i, r, ok := s.messageArg(arg)
 	if !ok {
 		return r
 	}
