@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/pop3svc/pop3svc/store"
 	"github.com/pop3svc/pop3svc/store/filestore"
@@ -344,5 +345,47 @@ func TestAPOPNeedsATimestamp(t *testing.T) {
 	}
 	if _, err := a.APOP(ctx, "mrose", "<1.2@h>", ""); !errors.Is(err, ErrAuthFailed) {
 		t.Errorf("APOP with an empty digest = %v, want ErrAuthFailed", err)
+	}
+}
+
+// slowKnown is a method that answers a known user after a real check
+// (slow) and an unknown one at once, as some system or directory setups
+// do.
+type slowKnown struct{ known string }
+
+func (slowKnown) Name() string    { return "system" }
+func (slowKnown) Challenge() bool { return false }
+func (m slowKnown) Plaintext(_ context.Context, a store.Address, pw string) error {
+	if a.String() != m.known {
+		return ErrAuthFailed
+	}
+	time.Sleep(60 * time.Millisecond)
+	if pw != "right" {
+		return ErrAuthFailed
+	}
+	return nil
+}
+
+// TestUnknownUserPaddedToRealCheck: a method that answers unknown users
+// faster does not reveal which accounts exist through the reply time.
+func TestUnknownUserPaddedToRealCheck(t *testing.T) {
+	a := &Authenticator{Method: slowKnown{known: "alice@example.com"}}
+	ctx := context.Background()
+	if _, err := a.Plaintext(ctx, "alice@example.com", "wrong"); !errors.Is(err, ErrAuthFailed) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	start := time.Now()
+	if _, err := a.Plaintext(ctx, "nobody@example.com", "wrong"); !errors.Is(err, ErrAuthFailed) {
+		t.Fatalf("unknown user: %v", err)
+	}
+	if d := time.Since(start); d < 50*time.Millisecond {
+		t.Fatalf("unknown user answered in %v, a real check takes 60ms", d)
+	}
+	start = time.Now()
+	if _, err := a.Plaintext(ctx, "alice@example.com", "right"); err != nil {
+		t.Fatalf("right password: %v", err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Fatalf("a correct login took %v", d)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pop3svc/pop3svc/store"
@@ -47,6 +48,41 @@ type Authenticator struct {
 	// "NTLM"), keyed by their upper-case name. They need the method's
 	// challenge secrets and are offered only when Method.Challenge().
 	Extra map[string]func() Mechanism
+
+	floor failureFloor // how long recent plaintext checks took
+}
+
+// maxFailurePad bounds how long a failed plaintext check is held back to
+// match the time real checks take.
+const maxFailurePad = 2 * time.Second
+
+// failureFloor pads failed plaintext checks to the time recent checks took.
+// The password file costs one argon2id computation for every name, known
+// or not, but a system or directory method may answer an unknown user
+// faster than a wrong password (a look-up that finds nothing against a
+// real bind or hash): without the pad, the reply time would tell which
+// accounts exist. The floor follows the slowest recent check and decays
+// towards the usual one, so an outlier does not slow every failure for
+// long.
+type failureFloor struct {
+	mu sync.Mutex
+	d  time.Duration
+}
+
+// pad records a check that took elapsed and returns how much longer a
+// failed one must wait.
+func (f *failureFloor) pad(elapsed time.Duration) time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if elapsed > f.d {
+		f.d = min(elapsed, maxFailurePad)
+	} else {
+		f.d -= (f.d - elapsed) / 16
+	}
+	if elapsed >= f.d {
+		return 0
+	}
+	return f.d - elapsed
 }
 
 // Resolve turns a login name into a mailbox address: "mailbox@domain", or a
@@ -70,7 +106,16 @@ func (a *Authenticator) Plaintext(ctx context.Context, name, password string) (s
 	if rerr != nil {
 		target = dummyAddress
 	}
+	start := time.Now()
 	err := a.Method.Plaintext(ctx, target, password)
+	if pad := a.floor.pad(time.Since(start)); pad > 0 && (err != nil || rerr != nil) && !errors.Is(err, ErrUnavailable) {
+		t := time.NewTimer(pad)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
 	if rerr != nil {
 		if err != nil && errors.Is(err, ErrUnavailable) {
 			return store.Address{}, err

@@ -164,6 +164,7 @@ type Service struct {
 
 	mu      sync.Mutex
 	servers []*gosmtp.Server
+	lns     []net.Listener // closed by Close itself too (see there)
 	addrs   []net.Addr
 	wg      sync.WaitGroup
 	closed  bool
@@ -269,6 +270,7 @@ func (s *Service) Serve(l net.Listener, lmtp bool) error {
 	s.servers = append(s.servers, srv)
 	s.addrs = append(s.addrs, l.Addr())
 	tl := &trackingListener{Listener: l, conns: &s.conns, dataTimeout: s.o().DataTimeout, limits: &s.limits, opts: s.o}
+	s.lns = append(s.lns, l)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -291,14 +293,20 @@ func (s *Service) Addrs() []net.Addr {
 func (s *Service) Close(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
-	servers := s.servers
-	s.servers = nil
+	servers, lns := s.servers, s.lns
+	s.servers, s.lns = nil, nil
 	s.mu.Unlock()
 	var first error
 	for _, srv := range servers {
 		if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, gosmtp.ErrServerClosed) && first == nil {
 			first = err
 		}
+	}
+	// go-smtp's Shutdown closes only the listeners its Serve has already
+	// registered: one whose Serve goroutine had not yet started would
+	// accept for ever, and the wait below with it.
+	for _, l := range lns {
+		_ = l.Close()
 	}
 	if first != nil {
 		// Past the deadline: close whatever is still open.

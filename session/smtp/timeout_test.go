@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -156,4 +157,31 @@ func eventuallyTrue(t *testing.T, f func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatal("condition not met within 5s")
+}
+
+// TestCloseRightAfterServe: Close straight after Serve returns, before the
+// serving goroutine ran, must still stop the listener (go-smtp's Shutdown
+// alone would miss it and the wait would never end).
+func TestCloseRightAfterServe(t *testing.T) {
+	for range 50 {
+		svc := New(nil, nil, nil, Options{Hostname: "mx.test"})
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := svc.Serve(l, false); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			done <- svc.Close(ctx)
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Close right after Serve did not return")
+		}
+	}
 }
