@@ -38,7 +38,7 @@ func (c *cli) checkMethodSwitch(path, method string) error {
 	return c.withStore(func(ctx context.Context, st store.Store, _ *config.Config) error {
 		ctx, cancel := context.WithTimeout(ctx, methodCheckTimeout)
 		defer cancel()
-		err := methodswitch.Check(ctx, st, cur.LDAP, method)
+		err := methodswitch.Check(ctx, st, cur.LDAP.DirectoryOptions, method)
 		var lock *methodswitch.LockoutError
 		switch {
 		case err == nil:

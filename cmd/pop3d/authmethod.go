@@ -71,7 +71,7 @@ func (c *directoryCache) get(cfg config.LDAP) (*ldap.Directory, error) {
 	if c.dir != nil && c.cfg == cfg {
 		return c.dir, nil
 	}
-	opt, err := ldap.FromConfig(cfg)
+	opt, err := cfg.DirectoryOptions()
 	if err != nil {
 		return nil, err
 	}

@@ -342,7 +342,7 @@ func (c *console) setSetting(r *http.Request) (string, outcome, *view) {
 			if cur.Auth.Method != method {
 				ctx, cancel := c.ctx(r)
 				defer cancel()
-				if err := methodswitch.Check(ctx, c.rt.store, cur.LDAP, method); err != nil {
+				if err := methodswitch.Check(ctx, c.rt.store, cur.LDAP.DirectoryOptions, method); err != nil {
 					return outcome{err: fmt.Errorf("%w; tick \"switch authentication even if mailboxes could no longer log in\" to switch anyway", err)}
 				}
 			}

@@ -67,7 +67,7 @@ func (p *pop3Service) factory(cfg *config.Config, g *guard.Guard) (session.Facto
 
 func (p *pop3Service) Start(rt *runtime) error {
 	p.rt = rt
-	g := guard.New(guard.FromConfig(rt.cfg.Auth))
+	g := guard.New(rt.cfg.Auth.GuardOptions())
 	f, err := p.factory(rt.cfg, g)
 	if err != nil {
 		g.Close()
@@ -97,7 +97,7 @@ func (p *pop3Service) Reload(cfg *config.Config) error {
 	if p.srv == nil {
 		return nil
 	}
-	p.guard.SetOptions(guard.FromConfig(cfg.Auth))
+	p.guard.SetOptions(cfg.Auth.GuardOptions())
 	f, err := p.factory(cfg, p.guard)
 	if err != nil {
 		return fmt.Errorf("pop3: %w", err)

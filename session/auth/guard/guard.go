@@ -36,7 +36,6 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
-	"github.com/pop3svc/pop3svc/engine/config"
 	"github.com/pop3svc/pop3svc/session/auth"
 )
 
@@ -63,18 +62,6 @@ type Options struct {
 	MaxAddresses int
 	// Now is the clock; nil means time.Now. Tests inject their own.
 	Now func() time.Time
-}
-
-// FromConfig returns the options of the [auth] table.
-func FromConfig(a config.Auth) Options {
-	return Options{
-		FailDelay:  a.FailDelay.D(),
-		Penalty:    a.Penalty.D(),
-		PenaltyMax: a.PenaltyMax.D(),
-		BanAfter:   a.BanAfter,
-		BanWindow:  a.BanWindow.D(),
-		BanTime:    a.BanTime.D(),
-	}
 }
 
 var (

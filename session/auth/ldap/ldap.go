@@ -29,19 +29,16 @@ package ldap
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
 
 	goldap "github.com/go-ldap/ldap/v3"
 
-	"github.com/pop3svc/pop3svc/engine/config"
 	"github.com/pop3svc/pop3svc/session/auth"
 	"github.com/pop3svc/pop3svc/store"
 )
@@ -64,31 +61,6 @@ type Options struct {
 	Timeout      time.Duration // dial, request and pool wait limit
 	PoolSize     int
 	TLS          *tls.Config // for ldaps:// and StartTLS; nil: system roots, server name from the URL
-}
-
-// FromConfig builds options from the [ldap] table, loading ca_cert.
-func FromConfig(c config.LDAP) (Options, error) {
-	o := Options{
-		URL: c.URL, StartTLS: c.StartTLS, BindDN: c.BindDN,
-		SearchBase: c.SearchBase, SearchFilter: c.SearchFilter,
-		ServiceDN: c.ServiceDN, ServicePass: c.ServicePass,
-		Timeout: c.Timeout.D(), PoolSize: c.PoolSize,
-	}
-	if c.CACert != "" || c.Insecure {
-		o.TLS = &tls.Config{InsecureSkipVerify: c.Insecure, MinVersion: tls.VersionTLS12} //nolint:gosec // an operator's explicit choice
-		if c.CACert != "" {
-			pem, err := os.ReadFile(c.CACert)
-			if err != nil {
-				return o, fmt.Errorf("ldap.ca_cert: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return o, fmt.Errorf("ldap.ca_cert: no PEM certificate in %q", c.CACert)
-			}
-			o.TLS.RootCAs = pool
-		}
-	}
-	return o, nil
 }
 
 // Directory is the "directory" method. It implements auth.Method and is

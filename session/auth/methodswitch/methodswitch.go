@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/pop3svc/pop3svc/engine/config"
 	"github.com/pop3svc/pop3svc/session/auth/ldap"
 	"github.com/pop3svc/pop3svc/session/auth/pam"
 	"github.com/pop3svc/pop3svc/store"
@@ -41,10 +40,11 @@ func (e *LockoutError) Error() string {
 // ("passwordfile", "system" or "directory"; see config.NormalizeAuthMethod),
 // a *LockoutError naming those that could not, or another error when the
 // check itself failed (the directory did not answer, the store could not
-// be read). ldapCfg is the [ldap] table used for method "directory". An
+// be read). directory gives the options of the directory (the [ldap]
+// table) for method "directory"; it is called only for that method. An
 // unknown method is not checked: config.Set reports it. ctx bounds the
 // directory look-ups.
-func Check(ctx context.Context, st store.Store, ldapCfg config.LDAP, method string) error {
+func Check(ctx context.Context, st store.Store, directory func() (ldap.Options, error), method string) error {
 	var exists func(ctx context.Context, m store.MailboxInfo) (bool, string, error)
 	switch method {
 	case "passwordfile":
@@ -57,7 +57,7 @@ func Check(ctx context.Context, st store.Store, ldapCfg config.LDAP, method stri
 			return ok, "no system user " + m.Address.Mailbox, err
 		}
 	case "directory":
-		opts, err := ldap.FromConfig(ldapCfg)
+		opts, err := directory()
 		if err != nil {
 			return fmt.Errorf("cannot switch to the directory: %w", err)
 		}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pop3svc/pop3svc/engine/config"
+	"github.com/pop3svc/pop3svc/session/auth/ldap"
 	"github.com/pop3svc/pop3svc/store"
 	"github.com/pop3svc/pop3svc/store/filestore"
 )
@@ -19,7 +19,7 @@ func TestCheckPasswordFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if err := Check(ctx, st, config.LDAP{}, "passwordfile"); err != nil {
+	if err := Check(ctx, st, noDirectory, "passwordfile"); err != nil {
 		t.Fatalf("empty store: Check = %v, want nil", err)
 	}
 	if err := st.CreateDomain(ctx, "example.com"); err != nil {
@@ -28,7 +28,7 @@ func TestCheckPasswordFile(t *testing.T) {
 	if err := st.CreateMailbox(ctx, store.Address{Mailbox: "withpw", Domain: "example.com"}, "pw"); err != nil {
 		t.Fatal(err)
 	}
-	if err := Check(ctx, st, config.LDAP{}, "passwordfile"); err != nil {
+	if err := Check(ctx, st, noDirectory, "passwordfile"); err != nil {
 		t.Fatalf("every mailbox has a password: Check = %v, want nil", err)
 	}
 	for i := range MaxNamed + 2 {
@@ -36,7 +36,7 @@ func TestCheckPasswordFile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	err = Check(ctx, st, config.LDAP{}, "passwordfile")
+	err = Check(ctx, st, noDirectory, "passwordfile")
 	var le *LockoutError
 	if !errors.As(err, &le) {
 		t.Fatalf("Check = %v, want a *LockoutError", err)
@@ -50,8 +50,8 @@ func TestCheckPasswordFile(t *testing.T) {
 			t.Errorf("message %q lacks %q", msg, w)
 		}
 	}
-	if err := Check(ctx, st, config.LDAP{}, "bogus"); err != nil {
-		t.Errorf("unknown method: Check = %v, want nil (config.Set reports it)", err)
+	if err := Check(ctx, st, noDirectory, "bogus"); err != nil {
+		t.Errorf("unknown method: Check = %v, want nil (the configuration reports it)", err)
 	}
 }
 
@@ -64,12 +64,18 @@ func TestCheckSystem(t *testing.T) {
 	defer st.Close()
 	st.CreateDomain(ctx, "example.com")
 	st.CreateMailbox(ctx, store.Address{Mailbox: "root", Domain: "example.com"}, "")
-	if err := Check(ctx, st, config.LDAP{}, "system"); err != nil {
+	if err := Check(ctx, st, noDirectory, "system"); err != nil {
 		t.Fatalf("root exists on every system: Check = %v", err)
 	}
 	st.CreateMailbox(ctx, store.Address{Mailbox: "zz-no-such-user-here", Domain: "example.com"}, "")
-	err = Check(ctx, st, config.LDAP{}, "system")
+	err = Check(ctx, st, noDirectory, "system")
 	if err == nil || !strings.Contains(err.Error(), "no system user zz-no-such-user-here") {
 		t.Errorf("Check = %v, want a lockout naming zz-no-such-user-here", err)
 	}
+}
+
+// noDirectory stands for an [ldap] table that the checks of the other
+// methods must not consult.
+func noDirectory() (ldap.Options, error) {
+	return ldap.Options{}, errors.New("the directory was consulted for another method")
 }
