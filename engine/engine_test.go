@@ -72,15 +72,7 @@ func TestSlowReaderLargeBody(t *testing.T) {
 	ts := startServer(t, nil)
 	// A small receive buffer and a pause make the reader slow for sure:
 	// the server's socket buffer fills and gnet's must hold the rest.
-	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8192) })
-	}}
-	nc, err := d.Dial("tcp", ts.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	c := &client{t: t, c: nc, r: bufio.NewReaderSize(nc, 4096)}
+	c := dialSlowReader(t, ts.addr)
 	c.expect("+OK ready")
 	const size = 6 << 20
 	c.send(fmt.Sprintf("BODY %d\r\nQUIT\r\n", size))
@@ -438,4 +430,20 @@ func TestStartFailsOnBusyPort(t *testing.T) {
 	}
 	c := ts.dial(t) // the first server is unaffected
 	c.expect("+OK ready")
+}
+
+// dialSlowReader connects with a small receive buffer, so that the server's
+// output backs up as soon as the test stops reading. The connection is
+// closed when the test ends.
+func dialSlowReader(t *testing.T, addr string) *client {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8192) })
+	}}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return &client{t: t, c: nc, r: bufio.NewReaderSize(nc, 4096)}
 }

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -299,15 +297,7 @@ func TestSlowReaderAfterQuitNotIdle(t *testing.T) {
 	ts := startServer(t, func(cfg *config.Config) {
 		cfg.POP3.IdleTimeout = config.Duration(10 * time.Second)
 	})
-	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8192) })
-	}}
-	nc, err := d.Dial("tcp", ts.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	c := &client{t: t, c: nc, r: bufio.NewReaderSize(nc, 4096)}
+	c := dialSlowReader(t, ts.addr)
 	c.expect("+OK ready")
 	const size = 12 << 20
 	c.send(fmt.Sprintf("LOGIN\r\nBODY %d\r\nQUIT\r\n", size))
