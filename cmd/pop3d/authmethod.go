@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"sync"
 
 	"github.com/pop3svc/pop3svc/engine/config"
@@ -28,12 +27,11 @@ func newAuthMethod(rt *runtime) (auth.Method, map[string]func() auth.Mechanism, 
 	switch cfg.Auth.Method {
 	case "", "passwordfile":
 		dirCache.reset()
-		host, _ := os.Hostname()
 		opt := ntlm.Options{
 			Store:         rt.store,
 			DefaultDomain: cfg.DefaultDomain,
 			AllowV1:       cfg.Auth.AllowNTLMv1,
-			DNSComputer:   host,
+			DNSComputer:   cfg.HostName(),
 		}
 		if !cfg.Auth.NTLM {
 			return auth.PasswordFile{Store: rt.store}, nil, nil

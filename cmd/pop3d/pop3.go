@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 
 	"github.com/pop3svc/pop3svc/engine"
 	"github.com/pop3svc/pop3svc/engine/config"
@@ -33,10 +32,7 @@ func (p *pop3Service) factory(cfg *config.Config, g *guard.Guard) (session.Facto
 	if err != nil {
 		return nil, err
 	}
-	host := cfg.SMTP.Hostname
-	if host == "" {
-		host, _ = os.Hostname()
-	}
+	host := cfg.HostName()
 	a := &auth.Authenticator{
 		Method:        method,
 		Store:         p.rt.store,

@@ -25,7 +25,7 @@ func (s *smtpService) Name() string { return "smtp" }
 
 func smtpOptions(cfg *config.Config, rt *runtime) smtpsvc.Options {
 	return smtpsvc.Options{
-		Hostname:           cfg.SMTP.Hostname,
+		Hostname:           cfg.HostName(),
 		MaxMessageSize:     int64(cfg.SMTP.MaxMessageSize),
 		MaxRecipients:      cfg.SMTP.MaxRecipients,
 		MaxLine:            cfg.SMTP.MaxLine,
@@ -42,7 +42,7 @@ func smtpOptions(cfg *config.Config, rt *runtime) smtpsvc.Options {
 
 func deliveryOptions(cfg *config.Config, rt *runtime) delivery.Options {
 	return delivery.Options{
-		Hostname:  cfg.SMTP.Hostname,
+		Hostname:  cfg.HostName(),
 		Relay:     cfg.SMTP.Relay,
 		RetryFor:  cfg.SMTP.RetryFor.D(),
 		QueueScan: cfg.SMTP.QueueScan.D(),

@@ -73,7 +73,7 @@ type POP3 struct {
 type SMTP struct {
 	Listen         []string `toml:"listen"`
 	LMTPListen     []string `toml:"lmtp_listen"`
-	Hostname       string   `toml:"hostname"`         // name in the SMTP greeting and Received headers; empty: the host name
+	Hostname       string   `toml:"hostname"`         // the service's name (SMTP greeting, Received, APOP/CRAM-MD5/NTLM challenges); empty: the host name
 	MaxMessageSize Size     `toml:"max_message_size"` // "50MB"
 	MaxRecipients  int      `toml:"max_recipients"`
 	Relay          string   `toml:"relay"`         // host:port for NDRs to remote senders; empty: none

@@ -414,3 +414,15 @@ func TestSetThroughSymlinkAndInlineTable(t *testing.T) {
 		t.Errorf("Load after Set = %+v, %v", cfg, err)
 	}
 }
+
+func TestHostName(t *testing.T) {
+	c := Default()
+	c.SMTP.Hostname = "mx.example.org"
+	if got := c.HostName(); got != "mx.example.org" {
+		t.Fatalf("HostName() = %q with smtp.hostname set", got)
+	}
+	c.SMTP.Hostname = ""
+	if got := c.HostName(); got == "" {
+		t.Fatal("HostName() is empty without smtp.hostname")
+	}
+}
