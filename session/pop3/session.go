@@ -201,15 +201,16 @@ func (s *Session) Inline(l []byte) bool {
 		return false
 	}
 	cmd, arg := splitCommand(l)
-	switch cmd {
-	case "PASS", "APOP", "RETR", "TOP":
-		return false
-	case "AUTH":
-		return strings.TrimSpace(arg) == ""
-	case "QUIT":
-		return s.state != stateTransaction
+	if inlineCommand(cmd) {
+		return true
 	}
-	return true
+	switch cmd {
+	case "AUTH":
+		return strings.TrimSpace(arg) == "" // the bare listing of mechanisms
+	case "QUIT":
+		return s.state != stateTransaction // no update state to commit
+	}
+	return false
 }
 
 // inlineCommand reports whether cmd never needs a worker.
