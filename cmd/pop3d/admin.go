@@ -14,7 +14,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
-	"github.com/pop3svc/pop3svc/engine/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
 )
 
 func init() { register(func() service { return &adminService{} }) }

@@ -4,7 +4,8 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/pop3svc/pop3svc/engine/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/wiring"
 	"github.com/pop3svc/pop3svc/session/auth"
 	"github.com/pop3svc/pop3svc/session/auth/ldap"
 	"github.com/pop3svc/pop3svc/session/auth/ntlm"
@@ -69,7 +70,7 @@ func (c *directoryCache) get(cfg config.LDAP) (*ldap.Directory, error) {
 	if c.dir != nil && c.cfg == cfg {
 		return c.dir, nil
 	}
-	opt, err := cfg.DirectoryOptions()
+	opt, err := wiring.DirectoryOptions(cfg)
 	if err != nil {
 		return nil, err
 	}

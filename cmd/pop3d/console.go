@@ -18,7 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pop3svc/pop3svc/engine/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/wiring"
 	"github.com/pop3svc/pop3svc/session/auth/methodswitch"
 	"github.com/pop3svc/pop3svc/store"
 	"github.com/pop3svc/pop3svc/store/queue"
@@ -342,7 +343,7 @@ func (c *console) setSetting(r *http.Request) (string, outcome, *view) {
 			if cur.Auth.Method != method {
 				ctx, cancel := c.ctx(r)
 				defer cancel()
-				if err := methodswitch.Check(ctx, c.rt.store, cur.LDAP.DirectoryOptions, method); err != nil {
+				if err := methodswitch.Check(ctx, c.rt.store, wiring.DirectoryOptionsFunc(cur.LDAP), method); err != nil {
 					return outcome{err: fmt.Errorf("%w; tick \"switch authentication even if mailboxes could no longer log in\" to switch anyway", err)}
 				}
 			}

@@ -21,8 +21,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/wiring"
 	"github.com/pop3svc/pop3svc/engine/certs"
-	"github.com/pop3svc/pop3svc/engine/config"
 	"github.com/pop3svc/pop3svc/store/filestore"
 )
 
@@ -78,7 +79,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	rt := &runtime{cfgPath: path, cfg: cfg, store: st, log: log, level: level, started: time.Now()}
-	copts := certs.OptionsFromConfig(cfg)
+	copts := wiring.CertOptions(cfg)
 	copts.Log = log.With("service", "tls")
 	if rt.certs, err = certs.New(copts); err != nil {
 		log.Error("cannot load the TLS certificate", "err", err)
@@ -104,7 +105,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		level.Set(logLevel(ncfg.Logging))
 		var errs []error
-		copts := certs.OptionsFromConfig(ncfg)
+		copts := wiring.CertOptions(ncfg)
 		copts.Log = log.With("service", "tls")
 		if err := rt.certs.Apply(copts); err != nil {
 			log.Warn("reload: the TLS certificate was not changed", "err", err)

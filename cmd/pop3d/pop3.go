@@ -4,8 +4,9 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/wiring"
 	"github.com/pop3svc/pop3svc/engine"
-	"github.com/pop3svc/pop3svc/engine/config"
 	"github.com/pop3svc/pop3svc/session"
 	"github.com/pop3svc/pop3svc/session/auth"
 	"github.com/pop3svc/pop3svc/session/auth/guard"
@@ -63,14 +64,14 @@ func (p *pop3Service) factory(cfg *config.Config, g *guard.Guard) (session.Facto
 
 func (p *pop3Service) Start(rt *runtime) error {
 	p.rt = rt
-	g := guard.New(rt.cfg.Auth.GuardOptions())
+	g := guard.New(wiring.GuardOptions(rt.cfg.Auth))
 	f, err := p.factory(rt.cfg, g)
 	if err != nil {
 		g.Close()
 		return fmt.Errorf("pop3: %w", err)
 	}
 	srv, err := engine.New(engine.Options{
-		Config:       rt.cfg,
+		Config:       wiring.EngineConfig(rt.cfg),
 		Factory:      f,
 		Logger:       rt.log.With("service", "pop3"),
 		NewTransport: engine.TLSTransports(rt.certs.TLSConfig(), rt.cfg.TLS.HandshakeTimeout.D()),
@@ -93,12 +94,12 @@ func (p *pop3Service) Reload(cfg *config.Config) error {
 	if p.srv == nil {
 		return nil
 	}
-	p.guard.SetOptions(cfg.Auth.GuardOptions())
+	p.guard.SetOptions(wiring.GuardOptions(cfg.Auth))
 	f, err := p.factory(cfg, p.guard)
 	if err != nil {
 		return fmt.Errorf("pop3: %w", err)
 	}
-	if err := p.srv.Reload(cfg, f); err != nil {
+	if err := p.srv.Reload(wiring.EngineConfig(cfg), f); err != nil {
 		return fmt.Errorf("pop3: %w", err)
 	}
 	return nil

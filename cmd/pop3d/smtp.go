@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/pop3svc/pop3svc/engine/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
 	smtpsvc "github.com/pop3svc/pop3svc/session/smtp"
 	"github.com/pop3svc/pop3svc/store/delivery"
 	"github.com/pop3svc/pop3svc/store/queue"
