@@ -22,7 +22,6 @@ import (
 	"github.com/pop3svc/pop3svc/cmd/internal/wiring"
 	"github.com/pop3svc/pop3svc/session/auth/methodswitch"
 	"github.com/pop3svc/pop3svc/store"
-	"github.com/pop3svc/pop3svc/store/queue"
 )
 
 // The browser console: the administrator's pages (the seed's P3server.msc
@@ -300,7 +299,7 @@ func (c *console) serverView(key string) *view {
 		v.Status = &st
 	}
 	v.Uptime = time.Since(c.rt.started).Round(time.Second).String()
-	q, b, err := queue.Stats(c.rt.store.Root())
+	q, b, err := c.rt.queue.Depth()
 	if err != nil {
 		v.QueueErr = store.Reason(err)
 	}

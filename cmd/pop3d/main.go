@@ -25,6 +25,7 @@ import (
 	"github.com/pop3svc/pop3svc/cmd/internal/wiring"
 	"github.com/pop3svc/pop3svc/engine/certs"
 	"github.com/pop3svc/pop3svc/store/filestore"
+	"github.com/pop3svc/pop3svc/store/queue"
 )
 
 // stopTimeout bounds the drain of every service at SIGTERM/SIGINT.
@@ -78,7 +79,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot open the mail store", "err", err)
 		return 1
 	}
-	rt := &runtime{cfgPath: path, cfg: cfg, store: st, log: log, level: level, started: time.Now()}
+	q, err := queue.Open(st.Root())
+	if err != nil {
+		log.Error("cannot open the mail queue", "err", err)
+		_ = st.Close()
+		return 1
+	}
+	rt := &runtime{cfgPath: path, cfg: cfg, store: st, queue: q, log: log, level: level, started: time.Now()}
 	copts := wiring.CertOptions(cfg)
 	copts.Log = log.With("service", "tls")
 	if rt.certs, err = certs.New(copts); err != nil {

@@ -16,6 +16,7 @@ type runtime struct {
 	cfgPath string         // the config file, "" for the embedded defaults
 	cfg     *config.Config // the configuration in force: replaced on reload before the services' Reload
 	store   store.Store
+	queue   store.Queue // the mail queue and Badmail of the mail root
 	log     *slog.Logger
 
 	level   *slog.LevelVar // the log level; follows the logging setting on reload

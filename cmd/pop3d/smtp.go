@@ -6,15 +6,14 @@ import (
 	"fmt"
 
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
+	"github.com/pop3svc/pop3svc/session/delivery"
 	smtpsvc "github.com/pop3svc/pop3svc/session/smtp"
-	"github.com/pop3svc/pop3svc/store/delivery"
-	"github.com/pop3svc/pop3svc/store/queue"
 )
 
 func init() { register(func() service { return &smtpService{} }) }
 
 // smtpService runs the SMTP and LMTP listeners (session/smtp) and the
-// delivery service (store/delivery) over the queue under the mail root.
+// delivery service (session/delivery) over the queue under the mail root.
 type smtpService struct {
 	rt       *runtime
 	delivery *delivery.Service
@@ -52,13 +51,9 @@ func deliveryOptions(cfg *config.Config, rt *runtime) delivery.Options {
 
 func (s *smtpService) Start(rt *runtime) error {
 	s.rt = rt
-	q, err := queue.Open(rt.store.Root())
-	if err != nil {
-		return err
-	}
-	s.delivery = delivery.New(rt.store, q, deliveryOptions(rt.cfg, rt))
+	s.delivery = delivery.New(rt.store, rt.queue, deliveryOptions(rt.cfg, rt))
 	s.delivery.Start()
-	s.smtp = smtpsvc.New(rt.store, q, s.delivery.Notify, smtpOptions(rt.cfg, rt))
+	s.smtp = smtpsvc.New(rt.store, rt.queue, s.delivery.Notify, smtpOptions(rt.cfg, rt))
 	if err := s.smtp.Listen(rt.cfg.SMTP.Listen, rt.cfg.SMTP.LMTPListen); err != nil {
 		_ = s.delivery.Stop(context.Background())
 		return fmt.Errorf("smtp: %w", err)

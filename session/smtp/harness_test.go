@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pop3svc/pop3svc/session/delivery"
 	"github.com/pop3svc/pop3svc/store"
-	"github.com/pop3svc/pop3svc/store/delivery"
 	"github.com/pop3svc/pop3svc/store/filestore"
 	"github.com/pop3svc/pop3svc/store/queue"
 )

@@ -1,7 +1,7 @@
 // Package smtp is the SMTP service: it receives mail for the served
 // domains over SMTP (RFC 5321) and LMTP (RFC 2033), on
 // github.com/emersion/go-smtp, and leaves each accepted message in the
-// queue (store/queue) for the delivery service (store/delivery).
+// queue (store.Queue) for the delivery service (session/delivery).
 //
 // Extensions offered in EHLO/LHLO: PIPELINING (RFC 2920), 8BITMIME
 // (RFC 6152), ENHANCEDSTATUSCODES (RFC 2034, codes from RFC 3463), SIZE
@@ -47,7 +47,6 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/pop3svc/pop3svc/store"
-	"github.com/pop3svc/pop3svc/store/queue"
 )
 
 // Defaults of Options.
@@ -158,7 +157,7 @@ func (o Options) withDefaults() Options {
 // Service runs the SMTP and LMTP listeners.
 type Service struct {
 	st     store.Store
-	q      *queue.Queue
+	q      store.Queue
 	notify func(id string)
 	opts   atomic.Pointer[Options]
 
@@ -175,7 +174,7 @@ type Service struct {
 
 // New makes the service. notify is called with the id of each queued
 // message (the delivery service's Notify); it must not block.
-func New(st store.Store, q *queue.Queue, notify func(id string), opts Options) *Service {
+func New(st store.Store, q store.Queue, notify func(id string), opts Options) *Service {
 	if notify == nil {
 		notify = func(string) {}
 	}
