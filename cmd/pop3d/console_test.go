@@ -19,6 +19,7 @@ import (
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
 	"github.com/pop3svc/pop3svc/store"
 	"github.com/pop3svc/pop3svc/store/filestore"
+	"github.com/pop3svc/pop3svc/store/queue"
 )
 
 // consoleEnv is a console over a real file store and a real config file.
@@ -57,9 +58,13 @@ func newConsoleEnv(t *testing.T, extra string) *consoleEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	q, err := queue.Open(cfg.MailRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
 	logs := &pop3dtest.LogBuffer{}
 	e := &consoleEnv{t: t, st: st, cfgPath: path, logs: logs}
-	e.rt = &runtime{cfgPath: path, cfg: cfg, store: st, log: slog.New(slog.NewTextHandler(logs, nil)), started: time.Now()}
+	e.rt = &runtime{cfgPath: path, cfg: cfg, store: st, queue: q, log: slog.New(slog.NewTextHandler(logs, nil)), started: time.Now()}
 	e.c = newConsole(e.rt)
 	e.rt.reload = func() error {
 		e.reloads++

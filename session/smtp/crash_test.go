@@ -46,11 +46,13 @@ func TestCrashHelper(t *testing.T) {
 	dlv := delivery.New(st, q, delivery.Options{Hostname: "mx.test", RetryMin: 50 * time.Millisecond, QueueScan: 200 * time.Millisecond})
 	dlv.Start()
 	svc := New(st, q, dlv.Notify, Options{Hostname: "mx.test"})
-	if err := svc.Listen([]string{"127.0.0.1:0"}, nil); err != nil {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		fmt.Println("ERR", err)
 		os.Exit(1)
 	}
-	fmt.Println("ADDR", svc.Addrs()[0].String())
+	go svc.NewServer(false).Serve(l)
+	fmt.Println("ADDR", l.Addr().String())
 	select {} // until killed
 }
 
