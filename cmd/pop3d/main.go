@@ -149,8 +149,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer signal.Stop(sigs)
 
 	mu.Lock()
-	for _, mk := range services {
-		s := mk()
+	for _, s := range newServices() {
 		if err := s.Start(rt); err != nil {
 			mu.Unlock()
 			log.Error("cannot start", "service", s.Name(), "err", err)

@@ -11,8 +11,6 @@ import (
 	smtpsvc "github.com/pop3svc/pop3svc/session/smtp"
 )
 
-func init() { register(func() service { return &smtpService{} }) }
-
 // smtpService runs the SMTP and LMTP listeners (session/smtp) and the
 // delivery service (session/delivery) over the queue under the mail root.
 type smtpService struct {
