@@ -4,8 +4,6 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-
-	"github.com/pop3svc/pop3svc/engine/config"
 )
 
 // TestListenBacklog checks with ss(8) that pop3.listen_backlog reaches the
@@ -15,7 +13,7 @@ func TestListenBacklog(t *testing.T) {
 	if err != nil {
 		t.Skip("ss not installed")
 	}
-	ts := startServer(t, func(cfg *config.Config) { cfg.POP3.ListenBacklog = 7 })
+	ts := startServer(t, func(cfg *Config) { cfg.ListenBacklog = 7 })
 	out, err := exec.Command(ss, "-ltnH", "sport = :"+ts.addr[strings.LastIndexByte(ts.addr, ':')+1:]).Output()
 	if err != nil {
 		t.Fatalf("ss: %v", err)

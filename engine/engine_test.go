@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/pop3svc/pop3svc/engine/config"
 )
 
 func TestGreetingAndQuit(t *testing.T) {
@@ -116,12 +114,12 @@ func TestSlowReaderLargeBody(t *testing.T) {
 	}
 	c.expect("+OK bye")
 	c.expectClosed(5 * time.Second)
-	limit := int64(ts.cfg.Limits.OutboundHighMark + 2*chunkSize)
+	limit := int64(ts.cfg.OutboundHighMark + 2*chunkSize)
 	p := ts.peakOutbound.Load()
 	if p > limit {
 		t.Fatalf("server buffered %d octets for one connection, want at most %d", p, limit)
 	}
-	if p <= int64(ts.cfg.Limits.OutboundLowMark) {
+	if p <= int64(ts.cfg.OutboundLowMark) {
 		t.Fatalf("peak outbound %d: the reader was not slow enough to exercise backpressure", p)
 	}
 	t.Logf("peak outbound buffer %d octets", p)
@@ -152,7 +150,7 @@ func TestLineTooLong(t *testing.T) {
 }
 
 func TestInboundLimit(t *testing.T) {
-	ts := startServer(t, func(cfg *config.Config) { cfg.Limits.MaxInbound = 4096 })
+	ts := startServer(t, func(cfg *Config) { cfg.MaxInbound = 4096 })
 	c := ts.dial(t)
 	c.expect("+OK ready")
 	c.send("SLOW 300\r\n")
@@ -191,11 +189,11 @@ func TestDelay(t *testing.T) {
 }
 
 func TestAdmission(t *testing.T) {
-	ts := startServer(t, func(cfg *config.Config) {
-		cfg.POP3.SocketMax = 2
-		cfg.POP3.SocketBacklog = 1
-		cfg.POP3.BacklogWait = config.Duration(30 * time.Second)
-		cfg.Limits.BacklogMaxInput = 64
+	ts := startServer(t, func(cfg *Config) {
+		cfg.SocketMax = 2
+		cfg.SocketBacklog = 1
+		cfg.BacklogWait = 30 * time.Second
+		cfg.BacklogMaxInput = 64
 	})
 	c1 := ts.dial(t)
 	c1.expect("+OK ready")
@@ -233,7 +231,7 @@ func TestAdmission(t *testing.T) {
 }
 
 func TestMaxConnsPerIP(t *testing.T) {
-	ts := startServer(t, func(cfg *config.Config) { cfg.Limits.MaxConnsPerIP = 1 })
+	ts := startServer(t, func(cfg *Config) { cfg.MaxConnsPerIP = 1 })
 	c1 := ts.dial(t)
 	c1.expect("+OK ready")
 	c2 := ts.dial(t)
@@ -276,7 +274,7 @@ func TestIdleTimeout(t *testing.T) {
 }
 
 func TestPoolOverload(t *testing.T) {
-	ts := startServer(t, func(cfg *config.Config) { cfg.POP3.ThreadCount = 1; cfg.POP3.TaskQueue = 0 })
+	ts := startServer(t, func(cfg *Config) { cfg.ThreadCount = 1; cfg.TaskQueue = 0 })
 	c1 := ts.dial(t)
 	c1.expect("+OK ready")
 	c2 := ts.dial(t)
@@ -310,7 +308,7 @@ func TestPoolOverload(t *testing.T) {
 // (in order, without stalling the loop) and run when a worker frees; only
 // beyond the queue is a command refused.
 func TestPoolQueue(t *testing.T) {
-	ts := startServer(t, func(cfg *config.Config) { cfg.POP3.ThreadCount = 1; cfg.POP3.TaskQueue = 2 })
+	ts := startServer(t, func(cfg *Config) { cfg.ThreadCount = 1; cfg.TaskQueue = 2 })
 	c1 := ts.dial(t)
 	c1.expect("+OK ready")
 	c2 := ts.dial(t)
@@ -367,11 +365,11 @@ func TestReload(t *testing.T) {
 	c1.send("LOGIN\r\n")
 	c1.expect("+OK logged in")
 
-	cfg := config.Default()
-	cfg.POP3.Listen = ts.cfg.POP3.Listen
-	cfg.POP3.ThreadCount = 3
-	cfg.Limits.MaxLine = 64
-	cfg.Limits.MaxAuthLine = 64
+	cfg := defaultConfig()
+	cfg.Listen = ts.cfg.Listen
+	cfg.ThreadCount = 3
+	cfg.MaxLine = 64
+	cfg.MaxAuthLine = 64
 	fx2 := newFixture()
 	fx2.greeting.Store("+OK reloaded")
 	if err := ts.Reload(cfg, fx2.factory); err != nil {
@@ -416,8 +414,8 @@ func TestShutdownDrains(t *testing.T) {
 
 func TestStartFailsOnBusyPort(t *testing.T) {
 	ts := startServer(t, nil)
-	cfg := config.Default()
-	cfg.POP3.Listen = []string{ts.addr}
+	cfg := defaultConfig()
+	cfg.Listen = []string{ts.addr}
 	s, err := New(Options{Config: cfg, Factory: newFixture().factory, Logger: testLogger(), Loops: 1})
 	if err != nil {
 		t.Fatal(err)

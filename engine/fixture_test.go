@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pop3svc/pop3svc/engine/config"
 	"github.com/pop3svc/pop3svc/session"
 )
 
@@ -154,14 +153,14 @@ type testServer struct {
 	fx    *fixture
 	addr  string
 	clock *manualClock
-	cfg   *config.Config
+	cfg   *Config
 }
 
-func startServer(t *testing.T, edit func(cfg *config.Config)) *testServer {
+func startServer(t *testing.T, edit func(cfg *Config)) *testServer {
 	t.Helper()
-	cfg := config.Default()
-	cfg.POP3.Listen = []string{"127.0.0.1:0"}
-	cfg.POP3.ThreadCount = 8
+	cfg := defaultConfig()
+	cfg.Listen = []string{"127.0.0.1:0"}
+	cfg.ThreadCount = 8
 	if edit != nil {
 		edit(cfg)
 	}
@@ -276,4 +275,26 @@ func testLogger() *slog.Logger {
 		return slog.Default()
 	}
 	return slog.New(slog.DiscardHandler)
+}
+
+// defaultConfig is the engine's share of pop3d's default configuration.
+func defaultConfig() *Config {
+	return &Config{
+		Listen:           []string{"127.0.0.1:1100"},
+		SocketMin:        10,
+		SocketThreshold:  5,
+		SocketMax:        10000,
+		SocketBacklog:    1000,
+		BacklogWait:      30 * time.Second,
+		ThreadCount:      64,
+		TaskQueue:        4096,
+		LoginTimeout:     60 * time.Second,
+		IdleTimeout:      10 * time.Minute,
+		MaxLine:          1024,
+		MaxAuthLine:      8192,
+		MaxInbound:       64 << 10,
+		BacklogMaxInput:  1024,
+		OutboundHighMark: 256 << 10,
+		OutboundLowMark:  64 << 10,
+	}
 }

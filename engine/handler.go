@@ -18,7 +18,7 @@ func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 	s := h.s
 	s.eng = eng
 	s.engOK.Store(true)
-	backlog := s.opts.Config.POP3.ListenBacklog
+	backlog := s.opts.Config.ListenBacklog
 	for _, la := range s.listen {
 		a := la.addr
 		fd, err := eng.DupListener("tcp", a)

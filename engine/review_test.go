@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pop3svc/pop3svc/engine/config"
 	"github.com/pop3svc/pop3svc/session"
 )
 
@@ -63,13 +62,13 @@ func (s *sleepySession) LineLimit() int {
 	return 0
 }
 
-func startSleepyServer(t *testing.T, edit func(cfg *config.Config)) *testServer {
+func startSleepyServer(t *testing.T, edit func(cfg *Config)) *testServer {
 	t.Helper()
 	ts := startServer(t, edit)
 	fx := ts.fx
 	if err := ts.Reload(ts.cfg, func(ci session.ConnInfo) session.Session {
 		ls := fx.factory(ci).(*lineSession)
-		return &sleepySession{lineSession: ls, limitInSASL: ts.cfg.Limits.MaxAuthLine}
+		return &sleepySession{lineSession: ls, limitInSASL: ts.cfg.MaxAuthLine}
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -114,9 +113,9 @@ func TestResetDuringInlineReply(t *testing.T) {
 // through session.LineLimiter (a SASL exchange, limits.max_auth_line) gets
 // the longer limit.
 func TestMaxLineForCommands(t *testing.T) {
-	ts := startSleepyServer(t, func(cfg *config.Config) {
-		cfg.Limits.MaxLine = 300
-		cfg.Limits.MaxAuthLine = 4000
+	ts := startSleepyServer(t, func(cfg *Config) {
+		cfg.MaxLine = 300
+		cfg.MaxAuthLine = 4000
 	})
 	c := ts.dial(t)
 	c.expect("+OK ready")
@@ -169,12 +168,12 @@ func (s *overlapSession) Close() {
 // exactly once and never while its Handle still runs, and every reply
 // body closed.
 func TestChurnAccounting(t *testing.T) {
-	ts := startServer(t, func(cfg *config.Config) {
-		cfg.POP3.SocketMax = 8
-		cfg.POP3.SocketBacklog = 400
-		cfg.POP3.BacklogWait = config.Duration(time.Minute)
-		cfg.POP3.ThreadCount = 4
-		cfg.POP3.TaskQueue = 64
+	ts := startServer(t, func(cfg *Config) {
+		cfg.SocketMax = 8
+		cfg.SocketBacklog = 400
+		cfg.BacklogWait = time.Minute
+		cfg.ThreadCount = 4
+		cfg.TaskQueue = 64
 	})
 	var overlaps atomic.Int64
 	fx := ts.fx
@@ -254,10 +253,10 @@ func (ts *testServer) conns() []*conn {
 // greeted when a slot frees before its close went through: the admission
 // posted for it finds it closing.
 func TestBacklogExpiryThenAdmit(t *testing.T) {
-	ts := startSleepyServer(t, func(cfg *config.Config) {
-		cfg.POP3.SocketMax = 2
-		cfg.POP3.SocketBacklog = 1
-		cfg.POP3.BacklogWait = config.Duration(10 * time.Second)
+	ts := startSleepyServer(t, func(cfg *Config) {
+		cfg.SocketMax = 2
+		cfg.SocketBacklog = 1
+		cfg.BacklogWait = 10 * time.Second
 	})
 	c1 := ts.dial(t)
 	c1.expect("+OK ready")
@@ -294,8 +293,8 @@ func TestBacklogExpiryThenAdmit(t *testing.T) {
 // buffers, or a client that pipelined RETR, DELE, QUIT gets a truncated
 // message whose deletion was committed.
 func TestSlowReaderAfterQuitNotIdle(t *testing.T) {
-	ts := startServer(t, func(cfg *config.Config) {
-		cfg.POP3.IdleTimeout = config.Duration(10 * time.Second)
+	ts := startServer(t, func(cfg *Config) {
+		cfg.IdleTimeout = 10 * time.Second
 	})
 	c := dialSlowReader(t, ts.addr)
 	c.expect("+OK ready")

@@ -13,13 +13,12 @@ import (
 	"github.com/panjf2000/ants/v2"
 	"github.com/panjf2000/gnet/v2"
 
-	"github.com/pop3svc/pop3svc/engine/config"
 	"github.com/pop3svc/pop3svc/session"
 )
 
 // Options configure a Server.
 type Options struct {
-	Config  *config.Config  // listeners, pools, timeouts, limits (required)
+	Config  *Config         // listeners, pools, timeouts, limits (required)
 	Factory session.Factory // makes the session of each connection (required)
 	Logger  *slog.Logger    // nil: slog.Default()
 
@@ -84,7 +83,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Config == nil || opts.Factory == nil {
 		return nil, errors.New("engine: Config and Factory are required")
 	}
-	if len(opts.Config.POP3.Listen)+len(opts.TLSListen) == 0 {
+	if len(opts.Config.Listen)+len(opts.TLSListen) == 0 {
 		return nil, errors.New("engine: no listen address (pop3.listen)")
 	}
 	s := &Server{
@@ -163,7 +162,7 @@ func (s *Server) resolveListeners() (addrs []string, release func(), err error) 
 		out = append(out, "tcp://"+a)
 		return nil
 	}
-	for _, a := range s.opts.Config.POP3.Listen {
+	for _, a := range s.opts.Config.Listen {
 		if err := add(a, false); err != nil {
 			release()
 			return nil, nil, err
@@ -217,7 +216,7 @@ func (s *Server) Start() error {
 		if s.runErr == nil {
 			s.runErr = errors.New("engine stopped before it started")
 		}
-		return fmt.Errorf("cannot listen on %s: %w", strings.Join(s.opts.Config.POP3.Listen, ", "), s.runErr)
+		return fmt.Errorf("cannot listen on %s: %w", strings.Join(s.opts.Config.Listen, ", "), s.runErr)
 	}
 }
 
@@ -229,7 +228,7 @@ func (s *Server) Addrs() []net.Addr { return s.addrs }
 // factory (greeting and session options) for connections accepted from now
 // on. Listener changes need a restart and are reported as an error after
 // everything else was applied.
-func (s *Server) Reload(cfg *config.Config, f session.Factory) error {
+func (s *Server) Reload(cfg *Config, f session.Factory) error {
 	if cfg == nil {
 		return errors.New("engine: Reload without a configuration")
 	}
@@ -248,7 +247,7 @@ func (s *Server) Reload(cfg *config.Config, f session.Factory) error {
 		}
 		s.admitLater(w)
 	}
-	if !equalStrings(cfg.POP3.Listen, s.opts.Config.POP3.Listen) {
+	if !equalStrings(cfg.Listen, s.opts.Config.Listen) {
 		return errors.New("pop3.listen changed: restart the service to apply it")
 	}
 	return nil

@@ -3,9 +3,34 @@ package engine
 import (
 	"time"
 
-	"github.com/pop3svc/pop3svc/engine/config"
 	"github.com/pop3svc/pop3svc/session"
 )
+
+// Config is what the engine takes from the service's configuration (the
+// pop3.* and limits.* keys named beside each field). The service builds it;
+// zero values fall back to safe defaults.
+type Config struct {
+	Listen        []string // pop3.listen: plaintext listeners
+	ListenBacklog int      // pop3.listen_backlog: the kernel's accept queue; 0: somaxconn
+
+	SocketMin       int           // pop3.socketmin
+	SocketThreshold int           // pop3.socketthreshold
+	SocketMax       int           // pop3.socketmax
+	SocketBacklog   int           // pop3.socketbacklog
+	BacklogWait     time.Duration // pop3.backlog_wait
+	ThreadCount     int           // pop3.threadcount
+	TaskQueue       int           // pop3.task_queue
+	LoginTimeout    time.Duration // pop3.login_timeout
+	IdleTimeout     time.Duration // pop3.idle_timeout
+
+	MaxLine          int // limits.max_line
+	MaxAuthLine      int // limits.max_auth_line
+	MaxConnsPerIP    int // limits.max_conns_per_ip; 0: no limit
+	MaxInbound       int // limits.max_inbound
+	BacklogMaxInput  int // limits.backlog_max_input
+	OutboundHighMark int // limits.outbound_high_mark
+	OutboundLowMark  int // limits.outbound_low_mark
+}
 
 // settings is the part of the configuration the engine applies live; a
 // Reload swaps the whole value atomically.
@@ -32,8 +57,8 @@ type settings struct {
 	outboundLow  int
 }
 
-// Fallbacks for settings left at zero (config.Validate normally refuses
-// those; the engine must still not divide by zero or refuse everyone).
+// Fallbacks for settings left at zero (the service's configuration check
+// normally refuses those; the engine must still not divide by zero or refuse everyone).
 const (
 	defaultThreadCount = 64
 	defaultLineMax     = 1024
@@ -48,26 +73,25 @@ const (
 	chunkSize = 256 << 10
 )
 
-func newSettings(cfg *config.Config, f session.Factory) *settings {
-	p, l := cfg.POP3, cfg.Limits
+func newSettings(c *Config, f session.Factory) *settings {
 	s := &settings{
 		factory:         f,
-		socketMin:       max(p.SocketMin, 0),
-		socketThreshold: max(p.SocketThreshold, 0),
-		socketMax:       max(p.SocketMax, 1),
-		socketBacklog:   max(p.SocketBacklog, 0),
-		maxPerIP:        max(l.MaxConnsPerIP, 0),
-		backlogWait:     p.BacklogWait.D(),
-		backlogMaxInput: max(l.BacklogMaxInput, 0),
-		threadCount:     p.ThreadCount,
-		taskQueue:       max(p.TaskQueue, 0),
-		loginTimeout:    p.LoginTimeout.D(),
-		idleTimeout:     p.IdleTimeout.D(),
-		maxLine:         max(l.MaxLine, l.MaxAuthLine),
-		cmdLine:         l.MaxLine,
-		maxInbound:      l.MaxInbound,
-		outboundHigh:    l.OutboundHighMark,
-		outboundLow:     l.OutboundLowMark,
+		socketMin:       max(c.SocketMin, 0),
+		socketThreshold: max(c.SocketThreshold, 0),
+		socketMax:       max(c.SocketMax, 1),
+		socketBacklog:   max(c.SocketBacklog, 0),
+		maxPerIP:        max(c.MaxConnsPerIP, 0),
+		backlogWait:     c.BacklogWait,
+		backlogMaxInput: max(c.BacklogMaxInput, 0),
+		threadCount:     c.ThreadCount,
+		taskQueue:       max(c.TaskQueue, 0),
+		loginTimeout:    c.LoginTimeout,
+		idleTimeout:     c.IdleTimeout,
+		maxLine:         max(c.MaxLine, c.MaxAuthLine),
+		cmdLine:         c.MaxLine,
+		maxInbound:      c.MaxInbound,
+		outboundHigh:    c.OutboundHighMark,
+		outboundLow:     c.OutboundLowMark,
 	}
 	if s.threadCount <= 0 {
 		s.threadCount = defaultThreadCount

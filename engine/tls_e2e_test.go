@@ -18,7 +18,6 @@ import (
 
 	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 	"github.com/pop3svc/pop3svc/engine/certs"
-	"github.com/pop3svc/pop3svc/engine/config"
 	"github.com/pop3svc/pop3svc/session/auth"
 	"github.com/pop3svc/pop3svc/session/pop3"
 	"github.com/pop3svc/pop3svc/session/pop3/transcript"
@@ -61,9 +60,9 @@ func startPOP3TLS(t *testing.T, spaRequired bool) *pop3TLSServer {
 		Node:            1,
 		Logger:          quiet,
 	}
-	cfg := config.Default()
-	cfg.POP3.Listen = []string{"127.0.0.1:0"}
-	cfg.POP3.ThreadCount = 16
+	cfg := defaultConfig()
+	cfg.Listen = []string{"127.0.0.1:0"}
+	cfg.ThreadCount = 16
 	s, err := New(Options{
 		Config:       cfg,
 		Factory:      pop3.NewFactory(opts),

@@ -16,8 +16,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/pop3svc/pop3svc/engine/config"
 )
 
 // The TLS figures: go test -run TestTLSPerf -v ./engine with
@@ -26,10 +24,10 @@ func TestTLSPerf(t *testing.T) {
 	if os.Getenv("POP3_TLS_PERF") == "" {
 		t.Skip("set POP3_TLS_PERF=1 to measure")
 	}
-	ts := startTLSServer(t, 0, func(cfg *config.Config) {
-		cfg.POP3.SocketMax = 12000
-		cfg.POP3.ThreadCount = 64
-		cfg.POP3.LoginTimeout = config.Duration(10 * time.Minute)
+	ts := startTLSServer(t, 0, func(cfg *Config) {
+		cfg.SocketMax = 12000
+		cfg.ThreadCount = 64
+		cfg.LoginTimeout = 10 * time.Minute
 	})
 	t.Run("handshakes", func(t *testing.T) {
 		for _, curves := range [][]tls.CurveID{nil, {tls.X25519}} {

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/pop3svc/pop3svc/engine/certs"
-	"github.com/pop3svc/pop3svc/engine/config"
 	"github.com/pop3svc/pop3svc/session"
 )
 
@@ -91,16 +90,16 @@ func testCertManager(t testing.TB) *certs.Manager {
 
 // startTLSServer runs an engine with a plaintext (STLS) and an implicit-TLS
 // listener on the real clock.
-func startTLSServer(t *testing.T, handshake time.Duration, edit func(*config.Config)) *tlsServer {
+func startTLSServer(t *testing.T, handshake time.Duration, edit func(*Config)) *tlsServer {
 	t.Helper()
 	return startTLSServerWith(t, testCertManager(t), handshake, edit)
 }
 
-func startTLSServerWith(t *testing.T, cm *certs.Manager, handshake time.Duration, edit func(*config.Config)) *tlsServer {
+func startTLSServerWith(t *testing.T, cm *certs.Manager, handshake time.Duration, edit func(*Config)) *tlsServer {
 	t.Helper()
-	cfg := config.Default()
-	cfg.POP3.Listen = []string{"127.0.0.1:0"}
-	cfg.POP3.ThreadCount = 16
+	cfg := defaultConfig()
+	cfg.Listen = []string{"127.0.0.1:0"}
+	cfg.ThreadCount = 16
 	if edit != nil {
 		edit(cfg)
 	}
@@ -307,9 +306,9 @@ func TestTLSByteAtATime(t *testing.T) {
 // TestTLSHandshakeLimit: a client that connects to the TLS port and sends
 // nothing is closed after tls.handshake_timeout and frees its slot.
 func TestTLSHandshakeLimit(t *testing.T) {
-	ts := startTLSServer(t, 300*time.Millisecond, func(cfg *config.Config) {
-		cfg.POP3.SocketMax = 1
-		cfg.POP3.SocketBacklog = 5
+	ts := startTLSServer(t, 300*time.Millisecond, func(cfg *Config) {
+		cfg.SocketMax = 1
+		cfg.SocketBacklog = 5
 	})
 	failed := mTLSHandshakeFailed.Get()
 	silent, err := net.DialTimeout("tcp", ts.tlsAddr, 5*time.Second)
@@ -372,9 +371,9 @@ func TestTLSGarbage(t *testing.T) {
 func TestTLSConcurrent(t *testing.T) {
 	const sessions = 200
 	const big = 4 << 20
-	ts := startTLSServer(t, 0, func(cfg *config.Config) {
-		cfg.POP3.SocketMax = 1000
-		cfg.POP3.ThreadCount = 2 * sessions // the pool refuses work beyond it
+	ts := startTLSServer(t, 0, func(cfg *Config) {
+		cfg.SocketMax = 1000
+		cfg.ThreadCount = 2 * sessions // the pool refuses work beyond it
 	})
 	okBefore, curBefore := mTLSHandshakeOK.Get(), mTLSCurrent.Get()
 	var wg sync.WaitGroup

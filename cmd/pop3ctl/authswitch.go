@@ -7,7 +7,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/pop3svc/pop3svc/engine/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/wiring"
 	"github.com/pop3svc/pop3svc/session/auth/methodswitch"
 	"github.com/pop3svc/pop3svc/store"
 )
@@ -38,7 +39,7 @@ func (c *cli) checkMethodSwitch(path, method string) error {
 	return c.withStore(func(ctx context.Context, st store.Store, _ *config.Config) error {
 		ctx, cancel := context.WithTimeout(ctx, methodCheckTimeout)
 		defer cancel()
-		err := methodswitch.Check(ctx, st, cur.LDAP.DirectoryOptions, method)
+		err := methodswitch.Check(ctx, st, wiring.DirectoryOptionsFunc(cur.LDAP), method)
 		var lock *methodswitch.LockoutError
 		switch {
 		case err == nil:

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/pop3svc/pop3svc/engine/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
 	"github.com/pop3svc/pop3svc/store"
 	"github.com/pop3svc/pop3svc/store/filestore"
 	"github.com/pop3svc/pop3svc/store/queue"
@@ -39,6 +39,12 @@ func (c *cli) openStore() (store.Store, *config.Config, error) {
 		return nil, nil, err
 	}
 	return st, cfg, nil
+}
+
+// openQueue names the mail queue of the store's mail root for reading;
+// it creates no folder (pop3ctl may run as another user than pop3d).
+func (c *cli) openQueue(st store.Store) (store.Queue, error) {
+	return queue.At(st.Root())
 }
 
 // withStore runs f with the store open.
@@ -361,7 +367,11 @@ func (c *cli) stat() error {
 			totalBytes += sd.Bytes
 			out = append(out, sd)
 		}
-		queued, badmail, err := queue.Stats(st.Root())
+		q, err := c.openQueue(st)
+		if err != nil {
+			return err
+		}
+		queued, badmail, err := q.Depth()
 		if err != nil {
 			return err
 		}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pop3svc/pop3svc/engine/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
 )
 
 // ReloadTimeout bounds the request that tells the running service to

@@ -4,59 +4,66 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/pop3svc/pop3svc/engine/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/wiring"
 	"github.com/pop3svc/pop3svc/session/auth"
 	"github.com/pop3svc/pop3svc/session/auth/ldap"
 	"github.com/pop3svc/pop3svc/session/auth/ntlm"
 	"github.com/pop3svc/pop3svc/session/auth/pam"
+	"github.com/pop3svc/pop3svc/store"
 )
 
-// newAuthMethod builds the authentication method that rt.cfg's
-// auth.method selects, and the SASL mechanisms beyond those the
-// Authenticator offers itself (PLAIN, LOGIN, CRAM-MD5):
+// authMethods builds the authentication method of each configuration for
+// the POP3 service, which owns it. It keeps the directory's connection
+// pool across reloads while the [ldap] table is unchanged, and closes it
+// when the table changes, another method is chosen, or the service stops.
+type authMethods struct {
+	store store.Store
+	dir   directoryCache
+}
+
+// build returns the method that cfg's auth.method selects, and the SASL
+// mechanisms beyond those the Authenticator offers itself (PLAIN, LOGIN,
+// CRAM-MD5):
 //   - "passwordfile": the store's encrypted password file, plus NTLM
 //     (which needs the NT hash only the password file keeps);
 //   - "system": local accounts through PAM (service auth.pam_service);
 //   - "directory": an LDAP directory ([ldap] table).
-//
-// The directory's connection pool is kept across reloads while the [ldap]
-// table is unchanged, and closed when it changes or another method is
-// chosen.
-func newAuthMethod(rt *runtime) (auth.Method, map[string]func() auth.Mechanism, error) {
-	cfg := rt.cfg
+func (m *authMethods) build(cfg *config.Config) (auth.Method, map[string]func() auth.Mechanism, error) {
 	switch cfg.Auth.Method {
 	case "", "passwordfile":
-		dirCache.reset()
+		m.dir.reset()
 		opt := ntlm.Options{
-			Store:         rt.store,
+			Store:         m.store,
 			DefaultDomain: cfg.DefaultDomain,
 			AllowV1:       cfg.Auth.AllowNTLMv1,
 			DNSComputer:   cfg.HostName(),
 		}
 		if !cfg.Auth.NTLM {
-			return auth.PasswordFile{Store: rt.store}, nil, nil
+			return auth.PasswordFile{Store: m.store}, nil, nil
 		}
-		return auth.PasswordFile{Store: rt.store}, map[string]func() auth.Mechanism{ntlm.Name: ntlm.Factory(opt)}, nil
+		return auth.PasswordFile{Store: m.store}, map[string]func() auth.Mechanism{ntlm.Name: ntlm.Factory(opt)}, nil
 	case "system":
-		dirCache.reset()
-		m, err := pam.New(pam.Options{Service: cfg.Auth.PAMService})
+		m.dir.reset()
+		p, err := pam.New(pam.Options{Service: cfg.Auth.PAMService})
 		if err != nil {
 			return nil, nil, fmt.Errorf("auth.method system: %w", err)
 		}
-		return m, nil, nil
+		return p, nil, nil
 	case "directory":
-		m, err := dirCache.get(cfg.LDAP)
+		d, err := m.dir.get(cfg.LDAP)
 		if err != nil {
 			return nil, nil, fmt.Errorf("auth.method directory: %w", err)
 		}
-		return m, nil, nil
+		return d, nil, nil
 	}
 	return nil, nil, fmt.Errorf("auth.method: %q is not passwordfile, system or directory", cfg.Auth.Method)
 }
 
-// dirCache keeps the one LDAP directory in use.
-var dirCache directoryCache
+// close releases the directory's connections.
+func (m *authMethods) close() { m.dir.reset() }
 
+// directoryCache keeps the one LDAP directory in use.
 type directoryCache struct {
 	mu  sync.Mutex
 	cfg config.LDAP
@@ -69,7 +76,7 @@ func (c *directoryCache) get(cfg config.LDAP) (*ldap.Directory, error) {
 	if c.dir != nil && c.cfg == cfg {
 		return c.dir, nil
 	}
-	opt, err := cfg.DirectoryOptions()
+	opt, err := wiring.DirectoryOptions(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -21,9 +21,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/wiring"
 	"github.com/pop3svc/pop3svc/engine/certs"
-	"github.com/pop3svc/pop3svc/engine/config"
 	"github.com/pop3svc/pop3svc/store/filestore"
+	"github.com/pop3svc/pop3svc/store/queue"
 )
 
 // stopTimeout bounds the drain of every service at SIGTERM/SIGINT.
@@ -77,8 +79,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot open the mail store", "err", err)
 		return 1
 	}
-	rt := &runtime{cfgPath: path, cfg: cfg, store: st, log: log, level: level, started: time.Now()}
-	copts := certs.OptionsFromConfig(cfg)
+	q, err := queue.Open(st.Root())
+	if err != nil {
+		log.Error("cannot open the mail queue", "err", err)
+		_ = st.Close()
+		return 1
+	}
+	rt := &runtime{cfgPath: path, cfg: cfg, store: st, queue: q, log: log, level: level, started: time.Now()}
+	copts := wiring.CertOptions(cfg)
 	copts.Log = log.With("service", "tls")
 	if rt.certs, err = certs.New(copts); err != nil {
 		log.Error("cannot load the TLS certificate", "err", err)
@@ -104,7 +112,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		level.Set(logLevel(ncfg.Logging))
 		var errs []error
-		copts := certs.OptionsFromConfig(ncfg)
+		copts := wiring.CertOptions(ncfg)
 		copts.Log = log.With("service", "tls")
 		if err := rt.certs.Apply(copts); err != nil {
 			log.Warn("reload: the TLS certificate was not changed", "err", err)
@@ -141,8 +149,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer signal.Stop(sigs)
 
 	mu.Lock()
-	for _, mk := range services {
-		s := mk()
+	for _, s := range newServices() {
 		if err := s.Start(rt); err != nil {
 			mu.Unlock()
 			log.Error("cannot start", "service", s.Name(), "err", err)

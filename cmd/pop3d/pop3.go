@@ -4,15 +4,14 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/wiring"
 	"github.com/pop3svc/pop3svc/engine"
-	"github.com/pop3svc/pop3svc/engine/config"
 	"github.com/pop3svc/pop3svc/session"
 	"github.com/pop3svc/pop3svc/session/auth"
 	"github.com/pop3svc/pop3svc/session/auth/guard"
 	"github.com/pop3svc/pop3svc/session/pop3"
 )
-
-func init() { register(func() service { return &pop3Service{} }) }
 
 // pop3Service is the POP3 service: the network engine serving
 // session/pop3 sessions.
@@ -20,15 +19,16 @@ type pop3Service struct {
 	rt    *runtime
 	srv   *engine.Server
 	guard *guard.Guard // kept across reloads, so penalties and bans survive them
+	auth  authMethods  // the authentication method of each configuration
 }
 
 func (p *pop3Service) Name() string { return "pop3" }
 
 // factory builds the session options of one configuration: a new
-// Authenticator with the method of newAuthMethod and the service's
+// Authenticator with the method authMethods builds and the service's
 // brute-force guard.
 func (p *pop3Service) factory(cfg *config.Config, g *guard.Guard) (session.Factory, error) {
-	method, extra, err := newAuthMethod(p.rt)
+	method, extra, err := p.auth.build(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -63,14 +63,16 @@ func (p *pop3Service) factory(cfg *config.Config, g *guard.Guard) (session.Facto
 
 func (p *pop3Service) Start(rt *runtime) error {
 	p.rt = rt
-	g := guard.New(rt.cfg.Auth.GuardOptions())
+	p.auth.store = rt.store
+	g := guard.New(wiring.GuardOptions(rt.cfg.Auth))
 	f, err := p.factory(rt.cfg, g)
 	if err != nil {
 		g.Close()
+		p.auth.close()
 		return fmt.Errorf("pop3: %w", err)
 	}
 	srv, err := engine.New(engine.Options{
-		Config:       rt.cfg,
+		Config:       wiring.EngineConfig(rt.cfg),
 		Factory:      f,
 		Logger:       rt.log.With("service", "pop3"),
 		NewTransport: engine.TLSTransports(rt.certs.TLSConfig(), rt.cfg.TLS.HandshakeTimeout.D()),
@@ -78,10 +80,12 @@ func (p *pop3Service) Start(rt *runtime) error {
 	})
 	if err != nil {
 		g.Close()
+		p.auth.close()
 		return fmt.Errorf("pop3: %w", err)
 	}
 	if err := srv.Start(); err != nil {
 		g.Close()
+		p.auth.close()
 		return fmt.Errorf("pop3: %w", err)
 	}
 	p.srv, p.guard = srv, g
@@ -93,12 +97,12 @@ func (p *pop3Service) Reload(cfg *config.Config) error {
 	if p.srv == nil {
 		return nil
 	}
-	p.guard.SetOptions(cfg.Auth.GuardOptions())
+	p.guard.SetOptions(wiring.GuardOptions(cfg.Auth))
 	f, err := p.factory(cfg, p.guard)
 	if err != nil {
 		return fmt.Errorf("pop3: %w", err)
 	}
-	if err := p.srv.Reload(cfg, f); err != nil {
+	if err := p.srv.Reload(wiring.EngineConfig(cfg), f); err != nil {
 		return fmt.Errorf("pop3: %w", err)
 	}
 	return nil
@@ -110,5 +114,6 @@ func (p *pop3Service) Stop(ctx context.Context) error {
 	}
 	err := p.srv.Shutdown(ctx)
 	p.guard.Close()
+	p.auth.close()
 	return err
 }

@@ -5,9 +5,9 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
 	"github.com/pop3svc/pop3svc/engine"
 	"github.com/pop3svc/pop3svc/engine/certs"
-	"github.com/pop3svc/pop3svc/engine/config"
 	"github.com/pop3svc/pop3svc/store"
 )
 
@@ -16,6 +16,7 @@ type runtime struct {
 	cfgPath string         // the config file, "" for the embedded defaults
 	cfg     *config.Config // the configuration in force: replaced on reload before the services' Reload
 	store   store.Store
+	queue   store.Queue // the mail queue and Badmail of the mail root
 	log     *slog.Logger
 
 	level   *slog.LevelVar // the log level; follows the logging setting on reload
@@ -25,10 +26,17 @@ type runtime struct {
 	certs   *certs.Manager // the TLS certificate of STLS, POP3S and SMTP STARTTLS; follows [tls] on reload
 }
 
-// service is one part of pop3d: the POP3 service, the SMTP service and
-// delivery service, the admin listener. Each registers itself from an init
-// function in its own file of this package, so that parts can be added
-// without touching main.
+// pop3Status is the POP3 engine's status, nil before it started.
+func (rt *runtime) pop3Status() *engine.Status {
+	if rt.pop3 == nil {
+		return nil
+	}
+	st := rt.pop3.Status()
+	return &st
+}
+
+// service is one part of pop3d: the POP3 service, the SMTP and delivery
+// services, the browser console, the admin listener.
 type service interface {
 	Name() string
 	// Start begins serving; it must not block.
@@ -39,7 +47,16 @@ type service interface {
 	Stop(ctx context.Context) error
 }
 
-// services are started in registration order and stopped in reverse.
-var services []func() service
-
-func register(f func() service) { services = append(services, f) }
+// newServices lists the services in their start order; they stop in the
+// reverse order. The mail services come first, so that the admin listener
+// opens on a service that is up (its status shows the POP3 engine), and
+// closes first on the way down.
+func newServices() []service {
+	con := &consoleService{}
+	return []service{
+		&pop3Service{},
+		&smtpService{},
+		con,
+		&adminService{console: con},
+	}
+}

@@ -5,20 +5,19 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/pop3svc/pop3svc/engine/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
+	"github.com/pop3svc/pop3svc/engine/smtpnet"
+	"github.com/pop3svc/pop3svc/session/delivery"
 	smtpsvc "github.com/pop3svc/pop3svc/session/smtp"
-	"github.com/pop3svc/pop3svc/store/delivery"
-	"github.com/pop3svc/pop3svc/store/queue"
 )
 
-func init() { register(func() service { return &smtpService{} }) }
-
 // smtpService runs the SMTP and LMTP listeners (session/smtp) and the
-// delivery service (store/delivery) over the queue under the mail root.
+// delivery service (session/delivery) over the queue under the mail root.
 type smtpService struct {
 	rt       *runtime
 	delivery *delivery.Service
-	smtp     *smtpsvc.Service
+	smtp     *smtpsvc.Service // the protocol: sessions and backend
+	net      *smtpnet.Server  // the listeners, connection limits and deadlines
 }
 
 func (s *smtpService) Name() string { return "smtp" }
@@ -30,13 +29,19 @@ func smtpOptions(cfg *config.Config, rt *runtime) smtpsvc.Options {
 		MaxRecipients:      cfg.SMTP.MaxRecipients,
 		MaxLine:            cfg.SMTP.MaxLine,
 		ReadTimeout:        cfg.SMTP.ReadTimeout.D(),
-		DataTimeout:        cfg.SMTP.DataTimeout.D(),
-		MaxConnections:     cfg.SMTP.MaxConnections,
-		MaxConnsPerIP:      cfg.SMTP.MaxConnsPerIP,
 		WriteTimeout:       cfg.SMTP.WriteTimeout.D(),
 		DomainQuotaDefault: int64(cfg.Quota.DomainDefault),
 		TLSConfig:          rt.certs.TLSConfig(),
 		Logger:             rt.log.With("service", "smtp"),
+	}
+}
+
+func smtpNetOptions(cfg *config.Config, rt *runtime) smtpnet.Options {
+	return smtpnet.Options{
+		MaxConnections: cfg.SMTP.MaxConnections,
+		MaxConnsPerIP:  cfg.SMTP.MaxConnsPerIP,
+		DataTimeout:    cfg.SMTP.DataTimeout.D(),
+		Logger:         rt.log.With("service", "smtp"),
 	}
 }
 
@@ -52,18 +57,15 @@ func deliveryOptions(cfg *config.Config, rt *runtime) delivery.Options {
 
 func (s *smtpService) Start(rt *runtime) error {
 	s.rt = rt
-	q, err := queue.Open(rt.store.Root())
-	if err != nil {
-		return err
-	}
-	s.delivery = delivery.New(rt.store, q, deliveryOptions(rt.cfg, rt))
+	s.delivery = delivery.New(rt.store, rt.queue, deliveryOptions(rt.cfg, rt))
 	s.delivery.Start()
-	s.smtp = smtpsvc.New(rt.store, q, s.delivery.Notify, smtpOptions(rt.cfg, rt))
-	if err := s.smtp.Listen(rt.cfg.SMTP.Listen, rt.cfg.SMTP.LMTPListen); err != nil {
+	s.smtp = smtpsvc.New(rt.store, rt.queue, s.delivery.Notify, smtpOptions(rt.cfg, rt))
+	s.net = smtpnet.New(func(lmtp bool) smtpnet.Protocol { return s.smtp.NewServer(lmtp) }, smtpNetOptions(rt.cfg, rt))
+	if err := s.net.Listen(rt.cfg.SMTP.Listen, rt.cfg.SMTP.LMTPListen); err != nil {
 		_ = s.delivery.Stop(context.Background())
 		return fmt.Errorf("smtp: %w", err)
 	}
-	for _, a := range s.smtp.Addrs() {
+	for _, a := range s.net.Addrs() {
 		rt.log.Info("SMTP service listening", "addr", a.String())
 	}
 	return nil
@@ -77,13 +79,14 @@ func (s *smtpService) Reload(cfg *config.Config) error {
 	}
 	s.delivery.SetOptions(deliveryOptions(cfg, s.rt))
 	s.smtp.SetOptions(smtpOptions(cfg, s.rt))
+	s.net.SetOptions(smtpNetOptions(cfg, s.rt))
 	return nil
 }
 
 func (s *smtpService) Stop(ctx context.Context) error {
 	var errs []error
-	if s.smtp != nil {
-		errs = append(errs, s.smtp.Close(ctx))
+	if s.net != nil {
+		errs = append(errs, s.net.Close(ctx))
 	}
 	if s.delivery != nil {
 		errs = append(errs, s.delivery.Stop(ctx))

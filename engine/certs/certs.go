@@ -27,8 +27,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/pop3svc/pop3svc/engine/config"
 )
 
 // Options say where the certificate comes from.
@@ -57,16 +55,6 @@ const RenewBefore = 30 * 24 * time.Hour
 
 // SelfSignedDir is the folder, relative to the mail root, of the generated pair.
 const SelfSignedDir = ".pop3/tls"
-
-// OptionsFromConfig reads the [tls] section and the mail root.
-func OptionsFromConfig(cfg *config.Config) Options {
-	return Options{
-		CertFile:   cfg.TLS.Cert,
-		KeyFile:    cfg.TLS.Key,
-		MailRoot:   cfg.MailRoot,
-		MinVersion: cfg.TLS.MinVersion,
-	}
-}
 
 // ParseMinVersion maps "1.0".."1.3" to a crypto/tls version; "" is TLS 1.2.
 func ParseMinVersion(s string) (uint16, error) {

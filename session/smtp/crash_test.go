@@ -17,8 +17,8 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/pop3svc/pop3svc/session/delivery"
 	"github.com/pop3svc/pop3svc/store"
-	"github.com/pop3svc/pop3svc/store/delivery"
 	"github.com/pop3svc/pop3svc/store/filestore"
 	"github.com/pop3svc/pop3svc/store/queue"
 )
@@ -46,11 +46,13 @@ func TestCrashHelper(t *testing.T) {
 	dlv := delivery.New(st, q, delivery.Options{Hostname: "mx.test", RetryMin: 50 * time.Millisecond, QueueScan: 200 * time.Millisecond})
 	dlv.Start()
 	svc := New(st, q, dlv.Notify, Options{Hostname: "mx.test"})
-	if err := svc.Listen([]string{"127.0.0.1:0"}, nil); err != nil {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		fmt.Println("ERR", err)
 		os.Exit(1)
 	}
-	fmt.Println("ADDR", svc.Addrs()[0].String())
+	go svc.NewServer(false).Serve(l)
+	fmt.Println("ADDR", l.Addr().String())
 	select {} // until killed
 }
 
@@ -179,14 +181,14 @@ func TestCrashRecovery(t *testing.T) {
 		h.kill()
 		close(stop)
 		wg.Wait()
-		queued, _, _ := queue.Stats(root)
+		queued, _, _ := queueDepth(root)
 		t.Logf("round %d: %d acknowledged, %d left in the queue at the kill", round, len(acked), queued)
 
 		// Restart and let the queue drain.
 		h2 := startHelper(t, root)
 		drainDeadline := time.Now().Add(30 * time.Second)
 		for {
-			queued, _, err := queue.Stats(root)
+			queued, _, err := queueDepth(root)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -237,4 +239,14 @@ func TestCrashRecovery(t *testing.T) {
 		}
 		st.Close()
 	}
+}
+
+// queueDepth counts the entries and Badmail messages under a mail root,
+// as pop3ctl stat does.
+func queueDepth(root string) (queued, badmail int, err error) {
+	q, err := queue.At(root)
+	if err != nil {
+		return 0, 0, err
+	}
+	return q.Depth()
 }

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pop3svc/pop3svc/session/delivery"
 	"github.com/pop3svc/pop3svc/store"
-	"github.com/pop3svc/pop3svc/store/delivery"
 	"github.com/pop3svc/pop3svc/store/filestore"
 	"github.com/pop3svc/pop3svc/store/queue"
 )
@@ -64,33 +64,44 @@ func newEnv(t *testing.T, o envOpts) *env {
 	dlv := delivery.New(st, q, o.delivery)
 	dlv.Start()
 	svc := New(st, q, dlv.Notify, o.smtp)
-	l1, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l2, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := svc.Serve(l1, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := svc.Serve(l2, true); err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, root: root, st: st, q: q, dlv: dlv, svc: svc, smtp: l1.Addr().String(), lmtp: l2.Addr().String()}
+	l1 := serve(t, svc, false)
+	l2 := serve(t, svc, true)
+	e := &env{t: t, root: root, st: st, q: q, dlv: dlv, svc: svc, smtp: l1, lmtp: l2}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := svc.Close(ctx); err != nil {
-			t.Errorf("Close: %v", err)
-		}
 		if err := dlv.Stop(ctx); err != nil {
 			t.Errorf("Stop: %v", err)
 		}
 		st.Close()
 	})
 	return e
+}
+
+// serve serves the protocol on a loopback listener until the test ends
+// and returns its address. The listeners, limits and deadlines of the
+// running service are engine/smtpnet's, tested there.
+func serve(t *testing.T, svc *Service, lmtp bool) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := svc.NewServer(lmtp)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		l.Close() // in case Serve had not registered it yet
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return l.Addr().String()
 }
 
 func (e *env) domain(name string) {

@@ -14,7 +14,6 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/pop3svc/pop3svc/store"
-	"github.com/pop3svc/pop3svc/store/queue"
 )
 
 // rcpt is one accepted RCPT: the path as the client wrote it (the key of
@@ -318,7 +317,7 @@ func (ss *session) checkQuota(rc rcpt, size int64) error {
 
 // spool reads the message into a queue spool, prefixed with the Received
 // header, bare LF turned into CRLF. Nothing is queued unless commit runs.
-func (ss *session) spool(r io.Reader, t txn) (*queue.Spool, int64, error) {
+func (ss *session) spool(r io.Reader, t txn) (store.Spool, int64, error) {
 	o := ss.s.o()
 	sp, err := ss.s.q.NewSpool()
 	if err != nil {
@@ -361,7 +360,7 @@ func (ss *session) spool(r io.Reader, t txn) (*queue.Spool, int64, error) {
 }
 
 // commit queues the spooled message for addrs and wakes the delivery service.
-func (ss *session) commit(sp *queue.Spool, t txn, list []rcpt) error {
+func (ss *session) commit(sp store.Spool, t txn, list []rcpt) error {
 	if len(list) == 0 {
 		return errNoRcpts
 	}
@@ -369,7 +368,7 @@ func (ss *session) commit(sp *queue.Spool, t txn, list []rcpt) error {
 	for i, rc := range list {
 		rcpts[i] = rc.addr.String()
 	}
-	env := queue.Envelope{
+	env := store.Envelope{
 		From:     t.from,
 		Rcpts:    rcpts,
 		Received: time.Now(),

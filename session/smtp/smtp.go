@@ -1,7 +1,7 @@
 // Package smtp is the SMTP service: it receives mail for the served
 // domains over SMTP (RFC 5321) and LMTP (RFC 2033), on
 // github.com/emersion/go-smtp, and leaves each accepted message in the
-// queue (store/queue) for the delivery service (store/delivery).
+// queue (store.Queue) for the delivery service (session/delivery).
 //
 // Extensions offered in EHLO/LHLO: PIPELINING (RFC 2920), 8BITMIME
 // (RFC 6152), ENHANCEDSTATUSCODES (RFC 2034, codes from RFC 3463), SIZE
@@ -30,16 +30,11 @@
 package smtp
 
 import (
-	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,7 +42,6 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/pop3svc/pop3svc/store"
-	"github.com/pop3svc/pop3svc/store/queue"
 )
 
 // Defaults of Options.
@@ -60,10 +54,7 @@ const (
 	DefaultMaxLine = 2000
 	// DefaultReadTimeout / DefaultWriteTimeout: RFC 5321 §4.5.3.2.7
 	// asks a server to wait at least 5 minutes for the next command.
-	DefaultReadTimeout = 5 * time.Minute
-	// DefaultDataTimeout bounds a whole message transfer that keeps
-	// moving: a 50 MB message at 150 kB/s.
-	DefaultDataTimeout  = time.Hour
+	DefaultReadTimeout  = 5 * time.Minute
 	DefaultWriteTimeout = 5 * time.Minute
 	// DefaultStoreTimeout bounds each store lookup made for a command.
 	DefaultStoreTimeout = 30 * time.Second
@@ -99,7 +90,6 @@ var (
 	mDataOverQ    = metrics.GetOrCreateCounter(`smtp_data_total{result="over_quota"}`)
 	mDataError    = metrics.GetOrCreateCounter(`smtp_data_total{result="error"}`)
 	mSessionsOpen = metrics.GetOrCreateCounter(`smtp_sessions_total`)
-	mConnsRefused = metrics.GetOrCreateCounter(`smtp_connections_refused_total`)
 )
 
 // Options configure the service.
@@ -109,9 +99,6 @@ type Options struct {
 	MaxRecipients      int           // per message; 0: DefaultMaxRecipients
 	MaxLine            int           // octets, CRLF included; 0: DefaultMaxLine
 	ReadTimeout        time.Duration // longest silence from the client; 0: DefaultReadTimeout
-	DataTimeout        time.Duration // longest one command or message may take while data keeps coming; 0: DefaultDataTimeout
-	MaxConnections     int           // sessions open at once on all listeners; 0: no limit
-	MaxConnsPerIP      int           // sessions open at once from one address; 0: no limit
 	WriteTimeout       time.Duration // 0: DefaultWriteTimeout
 	StoreTimeout       time.Duration // 0: DefaultStoreTimeout
 	DomainQuotaDefault int64         // quota of a mailbox without one, for the DATA-time check; 0: none
@@ -137,9 +124,6 @@ func (o Options) withDefaults() Options {
 	if o.MaxLine <= 0 {
 		o.MaxLine = DefaultMaxLine
 	}
-	if o.DataTimeout <= 0 {
-		o.DataTimeout = DefaultDataTimeout
-	}
 	if o.ReadTimeout <= 0 {
 		o.ReadTimeout = DefaultReadTimeout
 	}
@@ -158,24 +142,16 @@ func (o Options) withDefaults() Options {
 // Service runs the SMTP and LMTP listeners.
 type Service struct {
 	st     store.Store
-	q      *queue.Queue
+	q      store.Queue
 	notify func(id string)
 	opts   atomic.Pointer[Options]
 
-	mu      sync.Mutex
-	servers []*gosmtp.Server
-	lns     []net.Listener // closed by Close itself too (see there)
-	addrs   []net.Addr
-	wg      sync.WaitGroup
-	closed  bool
 	connSeq atomic.Uint64
-	conns   sync.Map // *trackedConn → struct{}
-	limits  connLimits
 }
 
 // New makes the service. notify is called with the id of each queued
 // message (the delivery service's Notify); it must not block.
-func New(st store.Store, q *queue.Queue, notify func(id string), opts Options) *Service {
+func New(st store.Store, q store.Queue, notify func(id string), opts Options) *Service {
 	if notify == nil {
 		notify = func(string) {}
 	}
@@ -203,8 +179,10 @@ func (e errorLog) Printf(format string, v ...any) {
 }
 func (e errorLog) Println(v ...any) { e.l.Debug(strings.TrimSpace(fmt.Sprintln(v...))) }
 
-// newServer makes a go-smtp server with the current options.
-func (s *Service) newServer(lmtp bool) *gosmtp.Server {
+// NewServer makes a go-smtp server, SMTP or LMTP, with the current
+// options, to serve one listener. The listeners, connection limits and
+// deadlines around it are the network engine's (engine/smtpnet).
+func (s *Service) NewServer(lmtp bool) *gosmtp.Server {
 	o := s.o()
 	srv := gosmtp.NewServer(&backend{s: s, lmtp: lmtp})
 	srv.LMTP = lmtp
@@ -220,247 +198,6 @@ func (s *Service) newServer(lmtp bool) *gosmtp.Server {
 	}
 	srv.ErrorLog = errorLog{o.Logger}
 	return srv
-}
-
-// Listen binds the SMTP and LMTP listeners and serves them in the
-// background. Addresses are host:port; LMTP also accepts "unix:PATH".
-func (s *Service) Listen(smtpAddrs, lmtpAddrs []string) error {
-	var ls []net.Listener
-	var kinds []bool
-	closeAll := func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}
-	for _, group := range []struct {
-		addrs []string
-		lmtp  bool
-	}{{smtpAddrs, false}, {lmtpAddrs, true}} {
-		for _, a := range group.addrs {
-			network, addr := "tcp", a
-			if p, ok := strings.CutPrefix(a, "unix:"); ok && group.lmtp {
-				network, addr = "unix", p
-			}
-			l, err := net.Listen(network, addr)
-			if err != nil {
-				closeAll()
-				return fmt.Errorf("cannot listen on %s: %w", a, err)
-			}
-			ls = append(ls, l)
-			kinds = append(kinds, group.lmtp)
-		}
-	}
-	for i, l := range ls {
-		if err := s.Serve(l, kinds[i]); err != nil {
-			closeAll()
-			return err
-		}
-	}
-	return nil
-}
-
-// Serve serves one listener in the background; lmtp selects LMTP.
-func (s *Service) Serve(l net.Listener, lmtp bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return errors.New("the SMTP service is stopped")
-	}
-	srv := s.newServer(lmtp)
-	s.servers = append(s.servers, srv)
-	s.addrs = append(s.addrs, l.Addr())
-	tl := &trackingListener{Listener: l, conns: &s.conns, dataTimeout: s.o().DataTimeout, limits: &s.limits, opts: s.o}
-	s.lns = append(s.lns, l)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := srv.Serve(tl); err != nil {
-			s.o().Logger.Error("SMTP listener stopped", "addr", l.Addr().String(), "err", err)
-		}
-	}()
-	return nil
-}
-
-// Addrs returns the addresses served, in the order they were started.
-func (s *Service) Addrs() []net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]net.Addr(nil), s.addrs...)
-}
-
-// Close stops listening and waits, until ctx ends, for the sessions to
-// finish; then it closes them.
-func (s *Service) Close(ctx context.Context) error {
-	s.mu.Lock()
-	s.closed = true
-	servers, lns := s.servers, s.lns
-	s.servers, s.lns = nil, nil
-	s.mu.Unlock()
-	var first error
-	for _, srv := range servers {
-		if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, gosmtp.ErrServerClosed) && first == nil {
-			first = err
-		}
-	}
-	// go-smtp's Shutdown closes only the listeners its Serve has already
-	// registered: one whose Serve goroutine had not yet started would
-	// accept for ever, and the wait below with it.
-	for _, l := range lns {
-		_ = l.Close()
-	}
-	if first != nil {
-		// Past the deadline: close whatever is still open.
-		s.conns.Range(func(k, _ any) bool {
-			k.(net.Conn).Close()
-			return true
-		})
-	}
-	s.wg.Wait()
-	return first
-}
-
-// trackingListener records the open connections so that Close can end
-// them after its deadline.
-type trackingListener struct {
-	net.Listener
-	conns       *sync.Map
-	dataTimeout time.Duration
-	limits      *connLimits
-	opts        func() *Options
-}
-
-// replyTooMany is sent to a connection over smtp.max_connections or
-// smtp.max_conns_per_ip (RFC 5321 §3.8: a server may refuse with 421).
-const replyTooMany = "421 4.7.0 Too many connections, try again later\r\n"
-
-func (l *trackingListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		o := l.opts()
-		ip := remoteIP(c)
-		if !l.limits.take(ip, o.MaxConnections, o.MaxConnsPerIP) {
-			mConnsRefused.Inc()
-			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = io.WriteString(c, replyTooMany)
-			_ = c.Close()
-			continue
-		}
-		tc := &trackedConn{Conn: c, conns: l.conns, dataTimeout: l.dataTimeout, limits: l.limits, ip: ip}
-		l.conns.Store(tc, struct{}{})
-		return tc, nil
-	}
-}
-
-// connLimits counts the open SMTP and LMTP sessions, in all and per
-// address, for smtp.max_connections and smtp.max_conns_per_ip.
-type connLimits struct {
-	mu    sync.Mutex
-	total int
-	perIP map[string]int
-}
-
-func (c *connLimits) take(ip string, maxTotal, maxPerIP int) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if maxTotal > 0 && c.total >= maxTotal {
-		return false
-	}
-	if maxPerIP > 0 && c.perIP[ip] >= maxPerIP {
-		return false
-	}
-	if c.perIP == nil {
-		c.perIP = make(map[string]int)
-	}
-	c.total++
-	c.perIP[ip]++
-	return true
-}
-
-func (c *connLimits) release(ip string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.total--
-	if c.perIP[ip]--; c.perIP[ip] <= 0 {
-		delete(c.perIP, ip)
-	}
-}
-
-func remoteIP(c net.Conn) string {
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return a.IP.String()
-	}
-	return c.RemoteAddr().String()
-}
-
-// trackedConn is an accepted connection. It also turns go-smtp's read
-// deadlines into inactivity limits: go-smtp sets one deadline before each
-// command line and lets it run through the DATA that follows, which would
-// bound a whole message transfer by smtp.read_timeout (a 50 MB message on
-// a slow link would never arrive). Here every read that returns data moves
-// the deadline forward by the same amount (RFC 5321 §4.5.3.2.6 asks for a
-// timeout per data block), but never past dataTimeout after it was set, so
-// a client dribbling data still ends.
-type trackedConn struct {
-	net.Conn
-	conns       *sync.Map
-	once        sync.Once
-	dataTimeout time.Duration
-	limits      *connLimits
-	ip          string
-
-	mu    sync.Mutex
-	idle  time.Duration // the inactivity limit; 0: no deadline
-	until time.Time     // no extension beyond this
-}
-
-func (c *trackedConn) SetReadDeadline(t time.Time) error {
-	c.setIdle(t)
-	return c.Conn.SetReadDeadline(t)
-}
-
-func (c *trackedConn) SetDeadline(t time.Time) error {
-	c.setIdle(t)
-	return c.Conn.SetDeadline(t)
-}
-
-func (c *trackedConn) setIdle(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if t.IsZero() {
-		c.idle = 0
-		return
-	}
-	now := time.Now()
-	c.idle = t.Sub(now)
-	c.until = now.Add(max(c.dataTimeout, c.idle))
-}
-
-func (c *trackedConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.mu.Lock()
-		idle, until := c.idle, c.until
-		c.mu.Unlock()
-		if idle > 0 {
-			d := time.Now().Add(idle)
-			if d.After(until) {
-				d = until
-			}
-			_ = c.Conn.SetReadDeadline(d)
-		}
-	}
-	return n, err
-}
-
-func (c *trackedConn) Close() error {
-	c.once.Do(func() {
-		c.conns.Delete(c)
-		c.limits.release(c.ip)
-	})
-	return c.Conn.Close()
 }
 
 type backend struct {

@@ -17,7 +17,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
-	"github.com/pop3svc/pop3svc/store/delivery"
+	"github.com/pop3svc/pop3svc/session/delivery"
 	"github.com/pop3svc/pop3svc/store/queue"
 )
 
@@ -205,7 +205,7 @@ func TestQuotaSingleRecipientRefusedAtData(t *testing.T) {
 	c.data("Subject: q\r\n\r\n" + filler("x", 2000))
 	c.expect("552 5.2.2")
 	c.cmd("QUIT", "221")
-	queued, bad, err := queue.Stats(e.root)
+	queued, bad, err := e.q.Depth()
 	if err != nil || queued != 0 || bad != 0 {
 		t.Fatalf("Stats = %d, %d, %v; want nothing queued", queued, bad, err)
 	}
@@ -320,7 +320,7 @@ func TestNullSenderOverQuotaGoesToBadmail(t *testing.T) {
 	if err != nil || !bytes.Contains(eml, []byte("Subject: bounce of a bounce")) {
 		t.Errorf("Badmail message: %v %.100q", err, eml)
 	}
-	queued, bad, err := queue.Stats(e.root)
+	queued, bad, err := e.q.Depth()
 	if err != nil || queued != 0 || bad != 1 {
 		t.Errorf("Stats = %d, %d, %v; want 0, 1", queued, bad, err)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/pop3svc/pop3svc/store/durable"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,35 +13,50 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pop3svc/pop3svc/store"
+	"github.com/pop3svc/pop3svc/store/durable"
 )
 
-// RcptState is what the progress log says about one recipient.
-type RcptState struct {
-	Done   bool   // the copy landed
-	UID    string // its UID when Done
-	Failed bool   // permanent failure: no copy
-	Status string // RFC 3463 status code when Failed, e.g. "5.2.2"
-	Reason string // diagnostic when Failed
-}
-
-// Resolved reports whether nothing more is to be done for the recipient.
-func (r RcptState) Resolved() bool { return r.Done || r.Failed }
+// RcptState is store.RcptState: what the progress log says about one
+// recipient.
+type RcptState = store.RcptState
 
 // Entry is a queued message held under its lock. Its methods are not safe
 // for concurrent use; Close releases the lock.
 type Entry struct {
 	q      *Queue
-	ID     string
-	Env    Envelope
-	Rcpts  []RcptState // by index into Env.Rcpts
-	Starts []string    // tokens of the attempts recorded, in order
-	NDR    string      // how the non-delivery report was handled; "" when not yet
+	id     string
+	env    Envelope
+	rcpts  []RcptState // by index into env.Rcpts
+	starts []string    // tokens of the attempts recorded, in order
+	ndr    string      // how the non-delivery report was handled; "" when not yet
 	log    *os.File
 }
 
+var _ store.QueueEntry = (*Entry)(nil)
+
+// ID returns the entry's id.
+func (e *Entry) ID() string { return e.id }
+
+// Envelope returns the entry's envelope.
+func (e *Entry) Envelope() Envelope { return e.env }
+
+// Rcpts returns the progress of each recipient, by index into
+// Envelope().Rcpts.
+func (e *Entry) Rcpts() []RcptState { return e.rcpts }
+
+// Starts returns the tokens of the attempts recorded, in order.
+func (e *Entry) Starts() []string { return e.starts }
+
+// NDR says how the non-delivery report was handled; "" when not yet.
+func (e *Entry) NDR() string { return e.ndr }
+
 // Lock opens an entry and takes its lock. It returns ErrNotFound when the
 // entry is gone and ErrBusy when another worker holds it.
-func (q *Queue) Lock(id string) (*Entry, error) {
+func (q *Queue) Lock(id string) (store.QueueEntry, error) { return q.lock(id) }
+
+func (q *Queue) lock(id string) (*Entry, error) {
 	if !ValidID(id) {
 		return nil, fmt.Errorf("%w: %q", ErrBadID, id)
 	}
@@ -57,7 +71,7 @@ func (q *Queue) Lock(id string) (*Entry, error) {
 		f.Close()
 		return nil, fmt.Errorf("queue entry %s: %w", id, err)
 	}
-	e := &Entry{q: q, ID: id, log: f}
+	e := &Entry{q: q, id: id, log: f}
 	if err := e.load(); err != nil {
 		f.Close()
 		return nil, err
@@ -66,45 +80,45 @@ func (q *Queue) Lock(id string) (*Entry, error) {
 }
 
 func (e *Entry) load() error {
-	envData, err := durable.ReadSmall(e.q.path(e.ID, EnvSuffix), MaxEnvelopeSize)
+	envData, err := durable.ReadSmall(e.q.path(e.id, EnvSuffix), MaxEnvelopeSize)
 	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("queue entry %s: %w", e.ID, ErrNotFound)
+		return fmt.Errorf("queue entry %s: %w", e.id, ErrNotFound)
 	}
 	if err != nil {
 		var pe *os.PathError
 		if !errors.As(err, &pe) {
-			return fmt.Errorf("%w %s: %v", ErrDamaged, e.ID, err) // over the size limit
+			return fmt.Errorf("%w %s: %v", ErrDamaged, e.id, err) // over the size limit
 		}
-		return fmt.Errorf("cannot read queue entry %s: %w", e.ID, err)
+		return fmt.Errorf("cannot read queue entry %s: %w", e.id, err)
 	}
-	if err := json.Unmarshal(envData, &e.Env); err != nil {
-		return fmt.Errorf("%w %s: bad envelope: %v", ErrDamaged, e.ID, err)
+	if err := json.Unmarshal(envData, &e.env); err != nil {
+		return fmt.Errorf("%w %s: bad envelope: %v", ErrDamaged, e.id, err)
 	}
-	e.Env.ID = e.ID
-	if e.Env.Received.IsZero() {
+	e.env.ID = e.id
+	if e.env.Received.IsZero() {
 		// An envelope dropped by another program may omit the time: take
 		// the envelope's own, so that retries are timed from its arrival.
-		e.Env.Received = time.Now()
-		if fi, err := os.Lstat(e.q.path(e.ID, EnvSuffix)); err == nil {
-			e.Env.Received = fi.ModTime()
+		e.env.Received = time.Now()
+		if fi, err := os.Lstat(e.q.path(e.id, EnvSuffix)); err == nil {
+			e.env.Received = fi.ModTime()
 		}
 	}
-	if len(e.Env.Rcpts) == 0 {
-		return fmt.Errorf("%w %s: the envelope has no recipients", ErrDamaged, e.ID)
+	if len(e.env.Rcpts) == 0 {
+		return fmt.Errorf("%w %s: the envelope has no recipients", ErrDamaged, e.id)
 	}
-	e.Rcpts = make([]RcptState, len(e.Env.Rcpts))
+	e.rcpts = make([]RcptState, len(e.env.Rcpts))
 	logData, err := io.ReadAll(io.LimitReader(e.log, MaxLogSize+1))
 	if err != nil {
-		return fmt.Errorf("cannot read queue entry %s: %w", e.ID, err)
+		return fmt.Errorf("cannot read queue entry %s: %w", e.id, err)
 	}
 	if len(logData) > MaxLogSize {
-		return fmt.Errorf("%w %s: progress log larger than %d octets", ErrDamaged, e.ID, MaxLogSize)
+		return fmt.Errorf("%w %s: progress log larger than %d octets", ErrDamaged, e.id, MaxLogSize)
 	}
 	// A crash in the middle of an append leaves a last line without its
 	// newline: ignore it, and end it so the next record starts clean.
 	if n := len(logData); n > 0 && logData[n-1] != '\n' {
 		if _, err := e.log.Write([]byte("\n")); err != nil {
-			return fmt.Errorf("cannot repair queue entry %s: %w", e.ID, err)
+			return fmt.Errorf("cannot repair queue entry %s: %w", e.id, err)
 		}
 		if i := bytes.LastIndexByte(logData, '\n'); i >= 0 {
 			logData = logData[:i+1]
@@ -125,24 +139,24 @@ func (e *Entry) apply(line string) {
 	verb, rest, _ := strings.Cut(line, " ")
 	switch verb {
 	case "start":
-		e.Starts = append(e.Starts, rest)
+		e.starts = append(e.starts, rest)
 	case "ndr":
-		e.NDR = rest
-		if e.NDR == "" {
-			e.NDR = "handled"
+		e.ndr = rest
+		if e.ndr == "" {
+			e.ndr = "handled"
 		}
 	case "done", "fail":
 		idx, rest, _ := strings.Cut(rest, " ")
 		i, err := strconv.Atoi(idx)
-		if err != nil || i < 0 || i >= len(e.Rcpts) {
+		if err != nil || i < 0 || i >= len(e.rcpts) {
 			return
 		}
 		if verb == "done" {
-			e.Rcpts[i] = RcptState{Done: true, UID: rest}
+			e.rcpts[i] = RcptState{Done: true, UID: rest}
 			return
 		}
 		status, reason, _ := strings.Cut(rest, " ")
-		e.Rcpts[i] = RcptState{Failed: true, Status: status, Reason: reason}
+		e.rcpts[i] = RcptState{Failed: true, Status: status, Reason: reason}
 	}
 }
 
@@ -162,11 +176,11 @@ func (e *Entry) record(line string, sync bool) error {
 		return errors.New("queue entry is closed")
 	}
 	if _, err := e.log.Write([]byte(line + "\n")); err != nil {
-		return fmt.Errorf("cannot record progress of %s: %w", e.ID, err)
+		return fmt.Errorf("cannot record progress of %s: %w", e.id, err)
 	}
 	if sync {
 		if err := e.log.Sync(); err != nil {
-			return fmt.Errorf("cannot record progress of %s: %w", e.ID, err)
+			return fmt.Errorf("cannot record progress of %s: %w", e.id, err)
 		}
 	}
 	e.apply(line)
@@ -184,7 +198,7 @@ func (e *Entry) Start(token string) error {
 // nonetheless have its copy: an attempt by a process other than token was
 // recorded (it may have died between delivering and recording).
 func (e *Entry) NeedsCheck(token string) bool {
-	for _, s := range e.Starts {
+	for _, s := range e.starts {
 		if s != token {
 			return true
 		}
@@ -217,7 +231,7 @@ func (e *Entry) RecordNDR(how string) error {
 
 // Resolved reports whether every recipient is done or failed.
 func (e *Entry) Resolved() bool {
-	for _, r := range e.Rcpts {
+	for _, r := range e.rcpts {
 		if !r.Resolved() {
 			return false
 		}
@@ -228,7 +242,7 @@ func (e *Entry) Resolved() bool {
 // Failed returns the indexes of the failed recipients.
 func (e *Entry) Failed() []int {
 	var out []int
-	for i, r := range e.Rcpts {
+	for i, r := range e.rcpts {
 		if r.Failed {
 			out = append(out, i)
 		}
@@ -237,19 +251,19 @@ func (e *Entry) Failed() []int {
 }
 
 // Open returns a reader of the queued message.
-func (e *Entry) Open() (*os.File, error) {
-	f, err := os.OpenFile(e.q.path(e.ID, MsgSuffix), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+func (e *Entry) Open() (io.ReadCloser, error) {
+	f, err := os.OpenFile(e.q.path(e.id, MsgSuffix), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
-		return nil, fmt.Errorf("cannot open queued message %s: %w", e.ID, err)
+		return nil, fmt.Errorf("cannot open queued message %s: %w", e.id, err)
 	}
 	return f, nil
 }
 
 // Size returns the size of the queued message in octets.
 func (e *Entry) Size() (int64, error) {
-	fi, err := os.Lstat(e.q.path(e.ID, MsgSuffix))
+	fi, err := os.Lstat(e.q.path(e.id, MsgSuffix))
 	if err != nil {
-		return 0, fmt.Errorf("cannot stat queued message %s: %w", e.ID, err)
+		return 0, fmt.Errorf("cannot stat queued message %s: %w", e.id, err)
 	}
 	return fi.Size(), nil
 }
@@ -259,13 +273,13 @@ func (e *Entry) Size() (int64, error) {
 // folder is not fsynced: an entry that comes back after a power loss is
 // delivered again only to recipients whose copies are not found.
 func (e *Entry) Remove() error {
-	err := os.Remove(e.q.path(e.ID, EnvSuffix))
+	err := os.Remove(e.q.path(e.id, EnvSuffix))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		e.Close()
-		return fmt.Errorf("cannot remove queue entry %s: %w", e.ID, err)
+		return fmt.Errorf("cannot remove queue entry %s: %w", e.id, err)
 	}
-	os.Remove(e.q.path(e.ID, MsgSuffix))
-	os.Remove(e.q.path(e.ID, LogSuffix))
+	os.Remove(e.q.path(e.id, MsgSuffix))
+	os.Remove(e.q.path(e.id, LogSuffix))
 	return e.Close()
 }
 
@@ -289,7 +303,7 @@ func (q *Queue) Quarantine(id, reason string) error {
 		f.Close()
 		return fmt.Errorf("queue entry %s: %w", id, err)
 	}
-	e := &Entry{q: q, ID: id, log: f}
+	e := &Entry{q: q, id: id, log: f}
 	if err := e.load(); !errors.Is(err, ErrDamaged) {
 		f.Close()
 		if err == nil {
@@ -298,11 +312,11 @@ func (q *Queue) Quarantine(id, reason string) error {
 		return err
 	}
 	raw, _ := durable.ReadSmall(q.path(id, EnvSuffix), 1024)
-	e.Env = Envelope{ID: id, Received: time.Now()}
+	e.env = Envelope{ID: id, Received: time.Now()}
 	if fi, err := os.Lstat(q.path(id, EnvSuffix)); err == nil {
-		e.Env.Received = fi.ModTime()
+		e.env.Received = fi.ModTime()
 	}
-	e.Rcpts = nil
+	e.rcpts = nil
 	if _, err := os.Lstat(q.path(id, MsgSuffix)); errors.Is(err, os.ErrNotExist) {
 		if err := os.WriteFile(q.path(id, MsgSuffix), nil, 0o600); err != nil {
 			e.Close()
@@ -315,10 +329,10 @@ func (q *Queue) Quarantine(id, reason string) error {
 // MovedToBadmail reports whether the message already went to Badmail (an
 // attempt died between the move and removing the entry).
 func (e *Entry) MovedToBadmail() bool {
-	if _, err := os.Lstat(e.q.path(e.ID, MsgSuffix)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Lstat(e.q.path(e.id, MsgSuffix)); !errors.Is(err, os.ErrNotExist) {
 		return false
 	}
-	_, err := os.Lstat(filepath.Join(e.q.bad, e.ID+BadSuffix))
+	_, err := os.Lstat(filepath.Join(e.q.bad, e.id+BadSuffix))
 	return err == nil
 }
 
@@ -329,11 +343,11 @@ func (e *Entry) ToBadmail(reason string) error {
 	bad := e.q.bad
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "Reason: %s\n", trimReason(reason)) // a relay's multi-line reply stays on one line
-	fmt.Fprintf(&sb, "Queue-Id: %s\n", e.ID)
-	fmt.Fprintf(&sb, "Received: %s\n", e.Env.Received.UTC().Format("2006-01-02T15:04:05Z"))
-	fmt.Fprintf(&sb, "From: <%s>\n", trimReason(e.Env.From)) // one line, whatever the envelope holds
-	for i, r := range e.Env.Rcpts {
-		st := e.Rcpts[i]
+	fmt.Fprintf(&sb, "Queue-Id: %s\n", e.id)
+	fmt.Fprintf(&sb, "Received: %s\n", e.env.Received.UTC().Format("2006-01-02T15:04:05Z"))
+	fmt.Fprintf(&sb, "From: <%s>\n", trimReason(e.env.From)) // one line, whatever the envelope holds
+	for i, r := range e.env.Rcpts {
+		st := e.rcpts[i]
 		switch {
 		case st.Done:
 			fmt.Fprintf(&sb, "Recipient: <%s> delivered %s\n", r, st.UID)
@@ -343,26 +357,26 @@ func (e *Entry) ToBadmail(reason string) error {
 			fmt.Fprintf(&sb, "Recipient: <%s> not delivered\n", r)
 		}
 	}
-	reasonTmp, err := e.q.writeTmp(e.ID+ReasonSufix, func(w io.Writer) error {
+	reasonTmp, err := e.q.writeTmp(e.id+ReasonSufix, func(w io.Writer) error {
 		_, err := io.WriteString(w, sb.String())
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("cannot move %s to Badmail: %w", e.ID, err)
+		return fmt.Errorf("cannot move %s to Badmail: %w", e.id, err)
 	}
 	defer os.Remove(reasonTmp)
-	if err := os.Rename(reasonTmp, filepath.Join(bad, e.ID+ReasonSufix)); err != nil {
-		return fmt.Errorf("cannot move %s to Badmail: %w", e.ID, err)
+	if err := os.Rename(reasonTmp, filepath.Join(bad, e.id+ReasonSufix)); err != nil {
+		return fmt.Errorf("cannot move %s to Badmail: %w", e.id, err)
 	}
-	dst := filepath.Join(bad, e.ID+BadSuffix)
-	if err := os.Rename(e.q.path(e.ID, MsgSuffix), dst); err != nil {
+	dst := filepath.Join(bad, e.id+BadSuffix)
+	if err := os.Rename(e.q.path(e.id, MsgSuffix), dst); err != nil {
 		// Already moved by an attempt that died before removing the entry.
 		if _, serr := os.Lstat(dst); !(errors.Is(err, os.ErrNotExist) && serr == nil) {
-			return fmt.Errorf("cannot move %s to Badmail: %w", e.ID, err)
+			return fmt.Errorf("cannot move %s to Badmail: %w", e.id, err)
 		}
 	}
 	if err := durable.SyncDir(bad); err != nil {
-		return fmt.Errorf("cannot move %s to Badmail: %w", e.ID, err)
+		return fmt.Errorf("cannot move %s to Badmail: %w", e.id, err)
 	}
 	return e.Remove()
 }

@@ -52,7 +52,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/pop3svc/pop3svc/store/durable"
 	"io"
 	"os"
 	"path/filepath"
@@ -64,6 +63,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pop3svc/pop3svc/store"
+	"github.com/pop3svc/pop3svc/store/durable"
 )
 
 // Folder and file names; see the package documentation.
@@ -82,7 +84,7 @@ const (
 // Limits.
 const (
 	// MaxIDLen is the longest queue id.
-	MaxIDLen = 64
+	MaxIDLen = store.MaxQueueIDLen
 	// MaxEnvelopeSize bounds an envelope file read from disk.
 	MaxEnvelopeSize = 4 << 20
 	// MaxLogSize bounds a progress log read from disk.
@@ -95,37 +97,21 @@ const (
 	copyBuffer = 64 << 10
 )
 
-// Errors.
+// Errors: the store's queue errors, under the names this package has
+// always used.
 var (
-	// ErrBusy: another worker (in this or another process) holds the entry.
-	ErrBusy = errors.New("queue entry is busy")
-	// ErrNotFound: no such entry (already delivered and removed).
-	ErrNotFound = errors.New("no such queue entry")
-	// ErrExists: Enqueue with an id that is already queued.
-	ErrExists = errors.New("queue entry already exists")
-	// ErrBadID: an id with characters other than [0-9A-Za-z_-].
-	ErrBadID = errors.New("invalid queue id")
-	// ErrDamaged: the entry's envelope or progress log cannot be read as
-	// one (bad JSON, no recipients, over the size limits); retrying will
-	// not help. Quarantine moves such an entry to Badmail.
-	ErrDamaged = errors.New("damaged queue entry")
+	ErrBusy     = store.ErrQueueBusy
+	ErrNotFound = store.ErrQueueNotFound
+	ErrExists   = store.ErrQueueExists
+	ErrBadID    = store.ErrQueueBadID
+	ErrDamaged  = store.ErrQueueDamaged
 )
 
-// Envelope is what the SMTP transaction said about a message (RFC 5321
-// §2.3.1): its reverse-path and forward-paths, plus trace information.
-type Envelope struct {
-	ID       string    `json:"id"`
-	From     string    `json:"from"`  // reverse-path; "" is the null sender <>
-	Rcpts    []string  `json:"rcpts"` // mailbox@domain, canonical, distinct
-	Received time.Time `json:"received"`
-	Helo     string    `json:"helo,omitempty"`
-	Remote   string    `json:"remote,omitempty"`
-	// Report marks a non-delivery report made by the delivery service;
-	// a report never gets a report of its own.
-	Report bool `json:"report,omitempty"`
-}
+// Envelope is store.Envelope.
+type Envelope = store.Envelope
 
-// Queue is the queue folder of one mail root. It is safe for concurrent use.
+// Queue is the queue folder of one mail root: store.Queue on disk. It is
+// safe for concurrent use.
 type Queue struct {
 	root string // mail root
 	dir  string
@@ -133,8 +119,12 @@ type Queue struct {
 	bad  string
 }
 
-// Open opens, creating if needed, the queue and Badmail folders of a mail root.
-func Open(mailroot string) (*Queue, error) {
+var _ store.Queue = (*Queue)(nil)
+
+// At names the queue of a mail root without creating anything: enough for
+// Depth, List, Badmail and reading (pop3ctl stat). Open prepares the
+// folders a writer needs.
+func At(mailroot string) (*Queue, error) {
 	if mailroot == "" {
 		return nil, errors.New("cannot open the mail queue: the mail root is empty")
 	}
@@ -146,6 +136,16 @@ func Open(mailroot string) (*Queue, error) {
 	q.dir = filepath.Join(abs, MetaDir, QueueDir)
 	q.tmp = filepath.Join(q.dir, TmpDir)
 	q.bad = filepath.Join(abs, BadmailDir)
+	return q, nil
+}
+
+// Open opens, creating if needed, the queue and Badmail folders of a mail root.
+func Open(mailroot string) (*Queue, error) {
+	q, err := At(mailroot)
+	if err != nil {
+		return nil, err
+	}
+	abs := q.root
 	for _, d := range []string{q.tmp, q.bad} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("cannot open the mail queue: %w", err)
@@ -176,19 +176,8 @@ func NewID() string {
 	return fmt.Sprintf("%013d-%06d-%s", time.Now().UnixMilli(), idSeq.Add(1)%1000000, hex.EncodeToString(b[:]))
 }
 
-// ValidID reports whether id may name a queue entry.
-func ValidID(id string) bool {
-	if id == "" || len(id) > MaxIDLen {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+// ValidID reports whether id may name a queue entry (store.ValidQueueID).
+func ValidID(id string) bool { return store.ValidQueueID(id) }
 
 // Enqueue stores a message and its envelope durably and returns the entry's
 // id (env.ID when set, else a new one). It returns only once the message,
@@ -197,7 +186,7 @@ func ValidID(id string) bool {
 // endings. An env.ID that is already queued returns ErrExists and leaves
 // the queued entry alone.
 func (q *Queue) Enqueue(env Envelope, body io.Reader) (string, error) {
-	sp, err := q.NewSpool()
+	sp, err := q.newSpool()
 	if err != nil {
 		return "", err
 	}
@@ -220,7 +209,9 @@ type Spool struct {
 }
 
 // NewSpool starts writing a message in the queue's tmp folder.
-func (q *Queue) NewSpool() (*Spool, error) {
+func (q *Queue) NewSpool() (store.Spool, error) { return q.newSpool() }
+
+func (q *Queue) newSpool() (*Spool, error) {
 	p := filepath.Join(q.tmp, strconv.Itoa(os.Getpid())+"."+strconv.FormatUint(tmpSeq.Add(1), 10)+".spool")
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
@@ -421,18 +412,14 @@ func (q *Queue) Clean(now time.Time) {
 	}
 }
 
-// Stats counts the queued entries and the messages in Badmail of a mail
-// root, for pop3ctl stat and the admin API. Missing folders count as empty.
-func Stats(mailroot string) (queued, badmail int, err error) {
-	abs, err := filepath.Abs(mailroot)
+// Depth counts the queued entries and the messages in Badmail, for
+// pop3ctl stat and the console. Missing folders count as empty.
+func (q *Queue) Depth() (queued, badmail int, err error) {
+	queued, err = countSuffix(q.dir, EnvSuffix)
 	if err != nil {
 		return 0, 0, fmt.Errorf("cannot read the mail queue: %w", err)
 	}
-	queued, err = countSuffix(filepath.Join(abs, MetaDir, QueueDir), EnvSuffix)
-	if err != nil {
-		return 0, 0, fmt.Errorf("cannot read the mail queue: %w", err)
-	}
-	badmail, err = countSuffix(filepath.Join(abs, BadmailDir), BadSuffix)
+	badmail, err = countSuffix(q.bad, BadSuffix)
 	if err != nil {
 		return 0, 0, fmt.Errorf("cannot read the Badmail folder: %w", err)
 	}

@@ -40,7 +40,7 @@ func TestEnqueueLockProgressRemove(t *testing.T) {
 	if _, err := q.Lock(id); !errors.Is(err, ErrBusy) {
 		t.Fatalf("second Lock = %v, want ErrBusy", err)
 	}
-	if e.Env.From != "s@x.test" || len(e.Rcpts) != 3 || e.Resolved() {
+	if e.Envelope().From != "s@x.test" || len(e.Rcpts()) != 3 || e.Resolved() {
 		t.Fatalf("entry %+v", e)
 	}
 	if e.NeedsCheck("me") {
@@ -56,9 +56,9 @@ func TestEnqueueLockProgressRemove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !e.Rcpts[0].Done || e.Rcpts[0].UID != "00000000000000000000000001" || e.Rcpts[1].Resolved() ||
-		!e.Rcpts[2].Failed || e.Rcpts[2].Status != "5.2.2" || e.Rcpts[2].Reason != "mailbox full" {
-		t.Fatalf("progress read back: %+v", e.Rcpts)
+	if !e.Rcpts()[0].Done || e.Rcpts()[0].UID != "00000000000000000000000001" || e.Rcpts()[1].Resolved() ||
+		!e.Rcpts()[2].Failed || e.Rcpts()[2].Status != "5.2.2" || e.Rcpts()[2].Reason != "mailbox full" {
+		t.Fatalf("progress read back: %+v", e.Rcpts())
 	}
 	if !e.NeedsCheck("other") || e.NeedsCheck("me") {
 		t.Fatal("NeedsCheck does not follow the recorded attempts")
@@ -81,8 +81,8 @@ func TestEnqueueLockProgressRemove(t *testing.T) {
 	if _, err := q.Lock(id); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Lock after Remove = %v", err)
 	}
-	if n, b, err := Stats(filepath.Dir(filepath.Dir(q.Dir()))); n != 0 || b != 0 || err != nil {
-		t.Fatalf("Stats = %d %d %v", n, b, err)
+	if n, b, err := q.Depth(); n != 0 || b != 0 || err != nil {
+		t.Fatalf("Depth = %d %d %v", n, b, err)
 	}
 }
 
@@ -100,8 +100,8 @@ func TestTornLogLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !e.Rcpts[0].Done || e.Rcpts[1].Resolved() {
-		t.Fatalf("torn line applied: %+v", e.Rcpts)
+	if !e.Rcpts()[0].Done || e.Rcpts()[1].Resolved() {
+		t.Fatalf("torn line applied: %+v", e.Rcpts())
 	}
 	must(t, e.Done(1, "U2"))
 	e.Close()
@@ -110,20 +110,19 @@ func TestTornLogLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	if !e.Rcpts[1].Done || e.Rcpts[1].UID != "U2" {
-		t.Fatalf("record after repair: %+v", e.Rcpts)
+	if !e.Rcpts()[1].Done || e.Rcpts()[1].UID != "U2" {
+		t.Fatalf("record after repair: %+v", e.Rcpts())
 	}
 }
 
-func TestBadmailAndStats(t *testing.T) {
+func TestBadmailAndDepth(t *testing.T) {
 	q := newQueue(t)
 	id, err := q.Enqueue(Envelope{Rcpts: []string{"a@d.test"}}, strings.NewReader("Subject: bad\r\n\r\nx\r\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	root := filepath.Dir(filepath.Dir(q.Dir()))
-	if n, b, err := Stats(root); n != 1 || b != 0 || err != nil {
-		t.Fatalf("Stats = %d %d %v", n, b, err)
+	if n, b, err := q.Depth(); n != 1 || b != 0 || err != nil {
+		t.Fatalf("Depth = %d %d %v", n, b, err)
 	}
 	e, err := q.Lock(id)
 	if err != nil {
@@ -131,8 +130,8 @@ func TestBadmailAndStats(t *testing.T) {
 	}
 	must(t, e.Fail(0, "5.2.2", "full"))
 	must(t, e.ToBadmail("null sender"))
-	if n, b, err := Stats(root); n != 0 || b != 1 || err != nil {
-		t.Fatalf("Stats = %d %d %v", n, b, err)
+	if n, b, err := q.Depth(); n != 0 || b != 1 || err != nil {
+		t.Fatalf("Depth = %d %d %v", n, b, err)
 	}
 	r, err := q.BadmailReason(id)
 	if err != nil || !strings.Contains(r, "Reason: null sender") || !strings.Contains(r, "<a@d.test> failed 5.2.2 full") {
@@ -233,5 +232,22 @@ func TestMovedToBadmail(t *testing.T) {
 	must(t, e.Remove())
 	if ids, _ := q.List(); len(ids) != 0 {
 		t.Fatalf("List = %v", ids)
+	}
+}
+
+// TestAtCreatesNothing: At names a queue without making its folders, so a
+// read-only look (pop3ctl stat) leaves a fresh mail root as it was, and
+// missing folders count as empty.
+func TestAtCreatesNothing(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "mailroot")
+	q, err := At(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, b, err := q.Depth(); n != 0 || b != 0 || err != nil {
+		t.Fatalf("Depth = %d %d %v, want 0 0 <nil>", n, b, err)
+	}
+	if _, err := os.Lstat(root); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("At created %s (Lstat: %v)", root, err)
 	}
 }

@@ -20,7 +20,7 @@ func TestDroppedEnvelopeWithoutReceivedTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	if d := time.Since(e.Env.Received); d < 0 || d > time.Minute {
-		t.Fatalf("Received = %v (%v ago), want about now", e.Env.Received, d)
+	if d := time.Since(e.Envelope().Received); d < 0 || d > time.Minute {
+		t.Fatalf("Received = %v (%v ago), want about now", e.Envelope().Received, d)
 	}
 }

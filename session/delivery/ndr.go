@@ -15,7 +15,7 @@ import (
 
 	smtp "github.com/emersion/go-smtp"
 
-	"github.com/pop3svc/pop3svc/store/queue"
+	"github.com/pop3svc/pop3svc/store"
 )
 
 // maxReportHeaders bounds the original header section copied into a report.
@@ -25,7 +25,7 @@ const maxReportHeaders = 64 << 10
 // (RFC 6522) with report-type=delivery-status, a human-readable part, a
 // message/delivery-status part (RFC 3464 §2) and the original header
 // section as text/rfc822-headers.
-func (s *Service) buildReport(e *queue.Entry) ([]byte, error) {
+func (s *Service) buildReport(e store.QueueEntry) ([]byte, error) {
 	o := s.o()
 	headers, err := originalHeaders(e)
 	if err != nil {
@@ -39,10 +39,10 @@ func (s *Service) buildReport(e *queue.Entry) ([]byte, error) {
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\r\n", args...) }
 
 	w("From: Mail Delivery System <MAILER-DAEMON@%s>", o.Hostname)
-	w("To: <%s>", headerSafe(e.Env.From))
+	w("To: <%s>", headerSafe(e.Envelope().From))
 	w("Subject: Undelivered Mail Returned to Sender")
 	w("Date: %s", now.Format(time.RFC1123Z))
-	w("Message-ID: <%s.%s@%s>", e.ID, hex.EncodeToString(rb[:4]), o.Hostname)
+	w("Message-ID: <%s.%s@%s>", e.ID(), hex.EncodeToString(rb[:4]), o.Hostname)
 	w("Auto-Submitted: auto-replied") // RFC 3834 §5
 	w("MIME-Version: 1.0")
 	w("Content-Type: multipart/report; report-type=delivery-status;")
@@ -62,8 +62,8 @@ func (s *Service) buildReport(e *queue.Entry) ([]byte, error) {
 	w("It was not stored in their mailboxes.")
 	w("")
 	for _, i := range e.Failed() {
-		r := e.Rcpts[i]
-		w("<%s>: %s (%s)", e.Env.Rcpts[i], r.Reason, r.Status)
+		r := e.Rcpts()[i]
+		w("<%s>: %s (%s)", e.Envelope().Rcpts[i], r.Reason, r.Status)
 	}
 	w("")
 
@@ -72,12 +72,12 @@ func (s *Service) buildReport(e *queue.Entry) ([]byte, error) {
 	w("Content-Type: message/delivery-status")
 	w("")
 	w("Reporting-MTA: dns; %s", o.Hostname)
-	w("X-Pop3-Queue-Id: %s", e.ID)
-	w("Arrival-Date: %s", e.Env.Received.Format(time.RFC1123Z))
+	w("X-Pop3-Queue-Id: %s", e.ID())
+	w("Arrival-Date: %s", e.Envelope().Received.Format(time.RFC1123Z))
 	for _, i := range e.Failed() {
-		r := e.Rcpts[i]
+		r := e.Rcpts()[i]
 		w("")
-		w("Final-Recipient: rfc822; %s", e.Env.Rcpts[i])
+		w("Final-Recipient: rfc822; %s", e.Envelope().Rcpts[i])
 		w("Action: failed")
 		w("Status: %s", r.Status)
 		w("Diagnostic-Code: smtp; %s %s %s", replyCode(r.Status), r.Status, r.Reason)
@@ -111,7 +111,7 @@ func replyCode(status string) string {
 // originalHeaders returns the queued message's header section, CRLF line
 // endings, ending with a line break, at most maxReportHeaders octets (cut
 // at a line boundary).
-func originalHeaders(e *queue.Entry) ([]byte, error) {
+func originalHeaders(e store.QueueEntry) ([]byte, error) {
 	f, err := e.Open()
 	if err != nil {
 		return nil, err

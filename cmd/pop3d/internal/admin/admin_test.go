@@ -1,30 +1,62 @@
-package main
+package admin
 
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
+	"github.com/pop3svc/pop3svc/cmd/pop3d/internal/console"
+	"github.com/pop3svc/pop3svc/store/filestore"
+	"github.com/pop3svc/pop3svc/store/queue"
 )
 
-// startAdmin starts the admin listener of a console test environment on
-// a loopback port and returns its base URL.
-func startAdmin(t *testing.T, e *consoleEnv) string {
+// adminEnv is an admin listener on a loopback port with the browser
+// console over a real file store mounted, counting reloads.
+type adminEnv struct {
+	base    string
+	console *console.Console
+	reloads int
+}
+
+func startAdmin(t *testing.T) *adminEnv {
 	t.Helper()
-	e.rt.cfg.Admin.Listen = "127.0.0.1:0"
-	a := &adminService{}
-	if err := a.Start(e.rt); err != nil {
+	root := t.TempDir()
+	cfg := config.Default()
+	cfg.MailRoot = root
+	st, err := filestore.Open(root, filestore.Options{Node: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	q, err := queue.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	e := &adminEnv{}
+	e.console = console.New(console.Options{Store: st, Queue: q, Log: log, Started: time.Now()}, cfg)
+	a, err := Start(Options{
+		Listen:  "127.0.0.1:0",
+		Console: e.console,
+		Reload:  func() error { e.reloads++; return nil },
+		Started: time.Now(),
+		Log:     log,
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		consoles.Delete(e.rt)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		a.Stop(ctx)
+		a.Shutdown(ctx)
 	})
-	return "http://" + a.ln.Addr().String()
+	e.base = "http://" + a.Addr().String()
+	return e
 }
 
 func adminDo(t *testing.T, method, url, host string, hdr map[string]string) (int, string) {
@@ -56,9 +88,9 @@ func adminDo(t *testing.T, method, url, host string, hdr map[string]string) (int
 // listener therefore answers only requests addressed to an IP literal,
 // "localhost" or the host of admin.listen.
 func TestAdminRefusesForeignHost(t *testing.T) {
-	e := newConsoleEnv(t, "")
-	base := startAdmin(t, e)
-	token := consoleFor(e.rt).token // the console the listener mounted
+	e := startAdmin(t)
+	base := e.base
+	token := e.console.Token() // the console the listener mounted
 	for _, path := range []string{"/console/", "/metrics", "/api/status"} {
 		code, body := adminDo(t, http.MethodGet, base+path, "rebind.evil.example:8110", nil)
 		if code != http.StatusMisdirectedRequest {
@@ -86,8 +118,8 @@ func TestAdminRefusesForeignHost(t *testing.T) {
 // browser's cross-site form post must not reach it, while pop3ctl (no
 // Origin, no Sec-Fetch-Site) still does.
 func TestAdminReloadRefusesCrossSite(t *testing.T) {
-	e := newConsoleEnv(t, "")
-	base := startAdmin(t, e)
+	e := startAdmin(t)
+	base := e.base
 	for _, hdr := range []map[string]string{
 		{"Sec-Fetch-Site": "cross-site"},
 		{"Origin": "http://evil.example"},

@@ -1,4 +1,7 @@
-package main
+// Package console is the browser console of pop3d: the administrator's
+// pages (the seed's P3server.msc and Web Administration), mounted under
+// /console/ on the admin listener.
+package console
 
 import (
 	"bytes"
@@ -10,22 +13,22 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/pop3svc/pop3svc/engine/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/wiring"
+	"github.com/pop3svc/pop3svc/engine"
 	"github.com/pop3svc/pop3svc/session/auth/methodswitch"
 	"github.com/pop3svc/pop3svc/store"
-	"github.com/pop3svc/pop3svc/store/queue"
 )
 
-// The browser console: the administrator's pages (the seed's P3server.msc
-// and Web Administration) served under /console/ on the admin listener:
+// Pages:
 //
 //	GET  /console/                   status, queue and Badmail, settings
 //	POST /console/settings           change one setting (as pop3ctl set), then reload
@@ -45,7 +48,7 @@ import (
 // token in a hidden field, and a POST whose Origin or Referer names another
 // host than the request's Host is refused. GET never changes anything.
 
-//go:embed console/*.html console/style.css
+//go:embed pages/*.html pages/style.css
 var consoleFS embed.FS
 
 // Limits of the console.
@@ -60,69 +63,54 @@ const (
 	ConsoleCheckTimeout = 30 * time.Second
 )
 
-// console is the browser console of one pop3d process.
-type console struct {
-	rt    *runtime
+// Options are what the console works with.
+type Options struct {
+	ConfigPath string       // the configuration file settings are written to; "" when none is in use
+	Store      store.Store  // domains, mailboxes, passwords, quotas
+	Queue      store.Queue  // queue and Badmail counts
+	Log        *slog.Logger // nil: slog.Default()
+	Started    time.Time    // the service's start, for the uptime shown
+	// Reload rereads the configuration and reloads the running service
+	// after a setting changed; it calls SetConfig with what is in force.
+	Reload func() error
+	// Status returns the POP3 engine's status; nil, or a nil result: not shown.
+	Status func() *engine.Status
+}
+
+// Console is the browser console of one pop3d process. It is an
+// http.Handler for the paths under /console/.
+type Console struct {
+	opts  Options
 	cfg   atomic.Pointer[config.Config] // the configuration in force
 	token string                        // the anti-CSRF token of this process
 	pages map[string]*template.Template
 	mux   *http.ServeMux
 }
 
-// consoles holds the console of each runtime: the admin service mounts it,
-// the console service keeps its configuration current across reloads.
-var consoles sync.Map // *runtime → *console
+// SetConfig makes cfg the configuration in force: the one the console
+// shows, and whose admin.console turns the console on or off.
+func (c *Console) SetConfig(cfg *config.Config) { c.cfg.Store(cfg) }
 
-// consoleFor returns rt's console, making it on first use. Call it while
-// rt.cfg is stable (from a service's Start).
-func consoleFor(rt *runtime) *console {
-	if c, ok := consoles.Load(rt); ok {
-		return c.(*console)
+// Token returns the anti-CSRF token that every form of this process
+// carries.
+func (c *Console) Token() string { return c.token }
+
+// New makes the console over the configuration in force.
+func New(opts Options, cfg *config.Config) *Console {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
 	}
-	c, _ := consoles.LoadOrStore(rt, newConsole(rt))
-	return c.(*console)
-}
-
-func init() { register(func() service { return &consoleService{} }) }
-
-// consoleService follows reloads so that the console sees the settings in
-// force (admin.console among them) without reading rt.cfg concurrently.
-type consoleService struct{ rt *runtime }
-
-func (s *consoleService) Name() string { return "console" }
-
-func (s *consoleService) Start(rt *runtime) error {
-	s.rt = rt
-	consoleFor(rt).cfg.Store(rt.cfg)
-	return nil
-}
-
-func (s *consoleService) Reload(cfg *config.Config) error {
-	if s.rt != nil {
-		consoleFor(s.rt).cfg.Store(cfg)
-	}
-	return nil
-}
-
-func (s *consoleService) Stop(context.Context) error {
-	if s.rt != nil {
-		consoles.Delete(s.rt)
-	}
-	return nil
-}
-
-func newConsole(rt *runtime) *console {
 	buf := make([]byte, 32)
 	if _, err := rand.Read(buf); err != nil {
 		panic("console: no randomness for the anti-CSRF token: " + err.Error())
 	}
-	c := &console{rt: rt, token: hex.EncodeToString(buf), pages: map[string]*template.Template{}}
-	c.cfg.Store(rt.cfg)
+	c := &Console{opts: opts, token: hex.EncodeToString(buf), pages: map[string]*template.Template{}}
+	c.cfg.Store(cfg)
 	funcs := template.FuncMap{"yesno": yesNo, "quota": quotaText, "size": sizeText}
 	for _, p := range []string{"server", "domains", "mailboxes", "refused"} {
-		c.pages[p] = template.Must(template.New("layout").Funcs(funcs).ParseFS(consoleFS, "console/layout.html", "console/"+p+".html"))
+		c.pages[p] = template.Must(template.New("layout").Funcs(funcs).ParseFS(consoleFS, "pages/layout.html", "pages/"+p+".html"))
 	}
-	css, err := consoleFS.ReadFile("console/style.css")
+	css, err := consoleFS.ReadFile("pages/style.css")
 	if err != nil {
 		panic("console: " + err.Error())
 	}
@@ -143,7 +131,7 @@ func newConsole(rt *runtime) *console {
 }
 
 // ServeHTTP serves the console with its security headers.
-func (c *console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Frame-Options", "DENY")
@@ -194,7 +182,7 @@ type outcome struct {
 
 // post wraps a state-changing handler: the cross-site checks, the body
 // limit and the form, then the page of the result.
-func (c *console) post(do func(r *http.Request) (page string, o outcome, v *view)) http.HandlerFunc {
+func (c *Console) post(do func(r *http.Request) (page string, o outcome, v *view)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if why := c.crossSite(r); why != "" {
 			c.refuse(w, http.StatusForbidden, why)
@@ -225,7 +213,7 @@ func (c *console) post(do func(r *http.Request) (page string, o outcome, v *view
 }
 
 // crossSite returns why r looks like a cross-site request, or "".
-func (c *console) crossSite(r *http.Request) string {
+func (c *Console) crossSite(r *http.Request) string {
 	if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" && s != "none" {
 		return "refused: a cross-site request (Sec-Fetch-Site: " + s + ")"
 	}
@@ -243,8 +231,8 @@ func (c *console) crossSite(r *http.Request) string {
 }
 
 // refuse answers a request refused before it was looked at.
-func (c *console) refuse(w http.ResponseWriter, code int, why string) {
-	c.rt.log.Warn("console: request refused", "reason", why)
+func (c *Console) refuse(w http.ResponseWriter, code int, why string) {
+	c.opts.Log.Warn("console: request refused", "reason", why)
 	v := c.base("Request refused", "")
 	v.Error = why
 	c.render(w, code, "refused", v)
@@ -262,16 +250,16 @@ func statusOf(err error) int {
 	return http.StatusUnprocessableEntity
 }
 
-func (c *console) base(title, nav string) *view {
+func (c *Console) base(title, nav string) *view {
 	cfg := c.cfg.Load()
-	return &view{Title: title, Nav: nav, CSRF: c.token, AuthMethod: cfg.Auth.Method, MailRoot: c.rt.store.Root()}
+	return &view{Title: title, Nav: nav, CSRF: c.token, AuthMethod: cfg.Auth.Method, MailRoot: c.opts.Store.Root()}
 }
 
 // render writes a whole page, or a plain 500 when the template fails.
-func (c *console) render(w http.ResponseWriter, code int, page string, v *view) {
+func (c *Console) render(w http.ResponseWriter, code int, page string, v *view) {
 	var buf bytes.Buffer
 	if err := c.pages[page].ExecuteTemplate(&buf, "layout", v); err != nil {
-		c.rt.log.Error("console: cannot render a page", "page", page, "err", err)
+		c.opts.Log.Error("console: cannot render a page", "page", page, "err", err)
 		http.Error(w, "the page could not be rendered; see the service log", http.StatusInternalServerError)
 		return
 	}
@@ -280,33 +268,34 @@ func (c *console) render(w http.ResponseWriter, code int, page string, v *view) 
 	w.Write(buf.Bytes())
 }
 
-func (c *console) ctx(r *http.Request) (context.Context, context.CancelFunc) {
+func (c *Console) ctx(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), ConsoleCheckTimeout)
 }
 
 // --- Server page -------------------------------------------------------
 
-func (c *console) serverPage(w http.ResponseWriter, r *http.Request) {
+func (c *Console) serverPage(w http.ResponseWriter, r *http.Request) {
 	v := c.serverView(r.URL.Query().Get("key"))
 	c.render(w, http.StatusOK, "server", v)
 }
 
 // serverView builds the server page; key preselects a setting in the form.
-func (c *console) serverView(key string) *view {
+func (c *Console) serverView(key string) *view {
 	v := c.base("Server", "server")
-	if s := c.rt.pop3; s != nil {
-		st := s.Status()
-		v.Status = &st
+	if c.opts.Status != nil {
+		if st := c.opts.Status(); st != nil {
+			v.Status = st
+		}
 	}
-	v.Uptime = time.Since(c.rt.started).Round(time.Second).String()
-	q, b, err := queue.Stats(c.rt.store.Root())
+	v.Uptime = time.Since(c.opts.Started).Round(time.Second).String()
+	q, b, err := c.opts.Queue.Depth()
 	if err != nil {
 		v.QueueErr = store.Reason(err)
 	}
 	v.Queued, v.Badmail = q, b
 	cfg := c.cfg.Load()
 	v.Settings = config.List(cfg)
-	v.File = c.rt.cfgPath
+	v.File = c.opts.ConfigPath
 	if k, err := config.CanonicalKey(key); err == nil {
 		if k == "port" {
 			k = "pop3.listen"
@@ -321,10 +310,10 @@ func (c *console) serverView(key string) *view {
 
 // setSetting changes one setting in the file and reloads the service, as
 // pop3ctl set does (including the auth.method switch check).
-func (c *console) setSetting(r *http.Request) (string, outcome, *view) {
+func (c *Console) setSetting(r *http.Request) (string, outcome, *view) {
 	key, value := strings.TrimSpace(r.PostForm.Get("key")), r.PostForm.Get("value")
 	force := r.PostForm.Get("force") != ""
-	path := c.rt.cfgPath
+	path := c.opts.ConfigPath
 	do := func() outcome {
 		if path == "" {
 			return outcome{err: errors.New("the service runs on its built-in defaults: there is no configuration file to change (start pop3d with -config FILE)")}
@@ -342,7 +331,7 @@ func (c *console) setSetting(r *http.Request) (string, outcome, *view) {
 			if cur.Auth.Method != method {
 				ctx, cancel := c.ctx(r)
 				defer cancel()
-				if err := methodswitch.Check(ctx, c.rt.store, cur.LDAP.DirectoryOptions, method); err != nil {
+				if err := methodswitch.Check(ctx, c.opts.Store, wiring.DirectoryOptionsFunc(cur.LDAP), method); err != nil {
 					return outcome{err: fmt.Errorf("%w; tick \"switch authentication even if mailboxes could no longer log in\" to switch anyway", err)}
 				}
 			}
@@ -358,9 +347,9 @@ func (c *console) setSetting(r *http.Request) (string, outcome, *view) {
 		if err != nil {
 			return outcome{err: err}
 		}
-		c.rt.log.Info("console: setting changed", "key", k, "file", path)
+		c.opts.Log.Info("console: setting changed", "key", k, "file", path)
 		o := outcome{flash: fmt.Sprintf("Set %s = %s in %s. The running service reloaded its configuration.", k, shown, path)}
-		if err := c.rt.reload(); err != nil {
+		if err := c.opts.Reload(); err != nil {
 			o.flash = fmt.Sprintf("Set %s = %s in %s.", k, shown, path)
 			o.warnings = []string{"The running service did not apply everything: " + store.Reason(err)}
 		}
@@ -381,12 +370,12 @@ func (c *console) setSetting(r *http.Request) (string, outcome, *view) {
 
 // --- Domains -----------------------------------------------------------
 
-func (c *console) domainsPage(w http.ResponseWriter, r *http.Request) {
+func (c *Console) domainsPage(w http.ResponseWriter, r *http.Request) {
 	v := c.base("Domains", "domains")
 	ctx, cancel := c.ctx(r)
 	defer cancel()
 	code := http.StatusOK
-	ds, err := c.rt.store.ListDomains(ctx)
+	ds, err := c.opts.Store.ListDomains(ctx)
 	if err != nil {
 		v.Error, code = store.Reason(err), http.StatusInternalServerError
 	}
@@ -395,7 +384,7 @@ func (c *console) domainsPage(w http.ResponseWriter, r *http.Request) {
 }
 
 // domainAction adds, deletes, locks or unlocks a domain.
-func (c *console) domainAction(r *http.Request) (string, outcome, *view) {
+func (c *Console) domainAction(r *http.Request) (string, outcome, *view) {
 	ctx, cancel := c.ctx(r)
 	defer cancel()
 	action := r.PostForm.Get("action")
@@ -404,13 +393,13 @@ func (c *console) domainAction(r *http.Request) (string, outcome, *view) {
 		if err != nil {
 			return outcome{err: err, code: http.StatusBadRequest}
 		}
-		st := c.rt.store
+		st := c.opts.Store
 		switch action {
 		case "add":
 			if err := st.CreateDomain(ctx, d); err != nil {
 				return outcome{err: err}
 			}
-			c.rt.log.Info("console: domain added", "domain", d)
+			c.opts.Log.Info("console: domain added", "domain", d)
 			return outcome{flash: "Added domain " + d + "."}
 		case "delete":
 			if err := st.DeleteDomain(ctx, d, r.PostForm.Get("confirm") != ""); err != nil {
@@ -419,26 +408,26 @@ func (c *console) domainAction(r *http.Request) (string, outcome, *view) {
 				}
 				return outcome{err: err}
 			}
-			c.rt.log.Info("console: domain deleted", "domain", d)
+			c.opts.Log.Info("console: domain deleted", "domain", d)
 			return outcome{flash: "Deleted domain " + d + "."}
 		case "lock":
 			if err := st.LockDomain(ctx, d); err != nil {
 				return outcome{err: err}
 			}
-			c.rt.log.Info("console: domain locked", "domain", d)
+			c.opts.Log.Info("console: domain locked", "domain", d)
 			return outcome{flash: "Locked domain " + d + "."}
 		case "unlock":
 			if err := st.UnlockDomain(ctx, d); err != nil {
 				return outcome{err: err}
 			}
-			c.rt.log.Info("console: domain unlocked", "domain", d)
+			c.opts.Log.Info("console: domain unlocked", "domain", d)
 			return outcome{flash: "Unlocked domain " + d + "."}
 		}
 		return outcome{err: fmt.Errorf("unknown action %q", action), code: http.StatusBadRequest}
 	}
 	o := do()
 	v := c.base("Domains", "domains")
-	ds, err := c.rt.store.ListDomains(ctx)
+	ds, err := c.opts.Store.ListDomains(ctx)
 	if err != nil && o.err == nil {
 		o.err = err
 	}
@@ -448,7 +437,7 @@ func (c *console) domainAction(r *http.Request) (string, outcome, *view) {
 
 // --- Mailboxes of a domain ------------------------------------------------
 
-func (c *console) mailboxesPage(w http.ResponseWriter, r *http.Request) {
+func (c *Console) mailboxesPage(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := c.ctx(r)
 	defer cancel()
 	v, err := c.mailboxesView(ctx, r.PathValue("domain"))
@@ -463,7 +452,7 @@ func (c *console) mailboxesPage(w http.ResponseWriter, r *http.Request) {
 }
 
 // mailboxesView builds a domain's page; on error the view holds what it can.
-func (c *console) mailboxesView(ctx context.Context, name string) (*view, error) {
+func (c *Console) mailboxesView(ctx context.Context, name string) (*view, error) {
 	v := c.base("Mailboxes", "domains")
 	d, err := store.CanonicalDomain(name)
 	if err != nil {
@@ -471,19 +460,19 @@ func (c *console) mailboxesView(ctx context.Context, name string) (*view, error)
 	}
 	v.Domain = d
 	v.Title = "Mailboxes of " + d
-	info, err := c.rt.store.Domain(ctx, d)
+	info, err := c.opts.Store.Domain(ctx, d)
 	if err != nil {
 		return v, err
 	}
 	v.DomainLocked = info.Locked
-	ms, err := c.rt.store.ListMailboxes(ctx, d)
+	ms, err := c.opts.Store.ListMailboxes(ctx, d)
 	v.Mailboxes = ms
 	return v, err
 }
 
 // mailboxAction adds, deletes, locks or unlocks a mailbox, changes its
 // password or sets its quota.
-func (c *console) mailboxAction(r *http.Request) (string, outcome, *view) {
+func (c *Console) mailboxAction(r *http.Request) (string, outcome, *view) {
 	ctx, cancel := c.ctx(r)
 	defer cancel()
 	cfg := c.cfg.Load()
@@ -501,13 +490,13 @@ func (c *console) mailboxAction(r *http.Request) (string, outcome, *view) {
 		if len(pw) > ConsoleMaxPassword {
 			return outcome{err: fmt.Errorf("the password is longer than %d octets", ConsoleMaxPassword), code: http.StatusBadRequest}
 		}
-		st := c.rt.store
+		st := c.opts.Store
 		switch action {
 		case "add":
 			if err := st.CreateMailbox(ctx, a, pw); err != nil {
 				return outcome{err: err}
 			}
-			c.rt.log.Info("console: mailbox added", "mailbox", a.String(), "password", pw != "")
+			c.opts.Log.Info("console: mailbox added", "mailbox", a.String(), "password", pw != "")
 			o := outcome{flash: "Added mailbox " + a.String() + "."}
 			if pw == "" && cfg.Auth.Method == "passwordfile" {
 				o.warnings = []string{a.String() + " has no password; with auth.method = passwordfile it cannot log in until its password is set"}
@@ -517,19 +506,19 @@ func (c *console) mailboxAction(r *http.Request) (string, outcome, *view) {
 			if err := st.DeleteMailbox(ctx, a); err != nil {
 				return outcome{err: err}
 			}
-			c.rt.log.Info("console: mailbox deleted", "mailbox", a.String())
+			c.opts.Log.Info("console: mailbox deleted", "mailbox", a.String())
 			return outcome{flash: "Deleted mailbox " + a.String() + "."}
 		case "lock":
 			if err := st.LockMailbox(ctx, a); err != nil {
 				return outcome{err: err}
 			}
-			c.rt.log.Info("console: mailbox locked", "mailbox", a.String())
+			c.opts.Log.Info("console: mailbox locked", "mailbox", a.String())
 			return outcome{flash: "Locked mailbox " + a.String() + "."}
 		case "unlock":
 			if err := st.UnlockMailbox(ctx, a); err != nil {
 				return outcome{err: err}
 			}
-			c.rt.log.Info("console: mailbox unlocked", "mailbox", a.String())
+			c.opts.Log.Info("console: mailbox unlocked", "mailbox", a.String())
 			return outcome{flash: "Unlocked mailbox " + a.String() + "."}
 		case "password":
 			if pw == "" {
@@ -541,7 +530,7 @@ func (c *console) mailboxAction(r *http.Request) (string, outcome, *view) {
 			if err := st.SetPassword(ctx, a, pw); err != nil {
 				return outcome{err: err}
 			}
-			c.rt.log.Info("console: password changed", "mailbox", a.String())
+			c.opts.Log.Info("console: password changed", "mailbox", a.String())
 			o := outcome{flash: "Changed the password of " + a.String() + "."}
 			if cfg.Auth.Method != "passwordfile" {
 				o.warnings = []string{"auth.method is " + cfg.Auth.Method + ": the password-file password is not used for logins"}
@@ -564,7 +553,7 @@ func (c *console) mailboxAction(r *http.Request) (string, outcome, *view) {
 			if err != nil {
 				return outcome{err: err}
 			}
-			c.rt.log.Info("console: quota set", "mailbox", a.String(), "quota", bytes)
+			c.opts.Log.Info("console: quota set", "mailbox", a.String(), "quota", bytes)
 			return outcome{flash: fmt.Sprintf("Quota of %s set to %s (%d bytes used).", a, quotaText(bytes), used)}
 		}
 		return outcome{err: fmt.Errorf("unknown action %q", action), code: http.StatusBadRequest}

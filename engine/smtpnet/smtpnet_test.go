@@ -1,4 +1,4 @@
-package smtp
+package smtpnet
 
 import (
 	"bufio"
@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	smtpsvc "github.com/pop3svc/pop3svc/session/smtp"
 )
 
 // sendSlowly starts a transaction and sends a body in pieces, pausing
@@ -41,16 +43,16 @@ func sendSlowly(t *testing.T, c *client, pieces int, pause time.Duration) error 
 // the whole transfer: a message that keeps coming for longer than
 // read_timeout is accepted.
 func TestSlowDataWithinInactivityLimit(t *testing.T) {
-	e := newEnv(t, envOpts{smtp: Options{ReadTimeout: time.Second, DataTimeout: 20 * time.Second}})
+	e := newEnv(t, time.Second, Options{DataTimeout: 20 * time.Second})
 	e.domain("example.com")
-	e.mailbox("a@example.com", 0)
+	e.mailbox("a@example.com")
 	c := e.dial(e.smtp)
 	if err := sendSlowly(t, c, 16, 100*time.Millisecond); err != nil { // 1.6 s in all
 		t.Fatal(err)
 	}
 	c.expect("250")
 	e.waitIdle()
-	if n := len(e.messages("a@example.com")); n != 1 {
+	if n := e.messages("a@example.com"); n != 1 {
 		t.Fatalf("%d messages delivered, want 1", n)
 	}
 }
@@ -58,14 +60,14 @@ func TestSlowDataWithinInactivityLimit(t *testing.T) {
 // TestStalledDataIsCut: silence longer than read_timeout in the middle of
 // DATA ends the connection, and nothing is delivered.
 func TestStalledDataIsCut(t *testing.T) {
-	e := newEnv(t, envOpts{smtp: Options{ReadTimeout: 300 * time.Millisecond, DataTimeout: 10 * time.Second}})
+	e := newEnv(t, 300*time.Millisecond, Options{DataTimeout: 10 * time.Second})
 	e.domain("example.com")
-	e.mailbox("a@example.com", 0)
+	e.mailbox("a@example.com")
 	c := e.dial(e.smtp)
 	_ = sendSlowly(t, c, 2, 900*time.Millisecond)
 	assertCut(t, c)
 	e.waitIdle()
-	if n := len(e.messages("a@example.com")); n != 0 {
+	if n := e.messages("a@example.com"); n != 0 {
 		t.Fatalf("%d messages delivered from a stalled transfer, want 0", n)
 	}
 }
@@ -73,14 +75,14 @@ func TestStalledDataIsCut(t *testing.T) {
 // TestDribbledDataEnds: a client that keeps sending a little, never
 // pausing long enough for read_timeout, is still cut at data_timeout.
 func TestDribbledDataEnds(t *testing.T) {
-	e := newEnv(t, envOpts{smtp: Options{ReadTimeout: 400 * time.Millisecond, DataTimeout: 900 * time.Millisecond}})
+	e := newEnv(t, 400*time.Millisecond, Options{DataTimeout: 900 * time.Millisecond})
 	e.domain("example.com")
-	e.mailbox("a@example.com", 0)
+	e.mailbox("a@example.com")
 	c := e.dial(e.smtp)
 	_ = sendSlowly(t, c, 15, 150*time.Millisecond) // 2.25 s in all
 	assertCut(t, c)
 	e.waitIdle()
-	if n := len(e.messages("a@example.com")); n != 0 {
+	if n := e.messages("a@example.com"); n != 0 {
 		t.Fatalf("%d messages delivered from a dribbled transfer, want 0", n)
 	}
 }
@@ -105,7 +107,7 @@ func assertCut(t *testing.T, c *client) {
 // smtp.max_connections) a client gets 421 4.7.0 and is closed; a closed
 // session frees its place.
 func TestConnectionLimits(t *testing.T) {
-	e := newEnv(t, envOpts{smtp: Options{MaxConnections: 3, MaxConnsPerIP: 2}})
+	e := newEnv(t, 0, Options{MaxConnections: 3, MaxConnsPerIP: 2})
 	c1 := e.dial(e.smtp)
 	c2 := e.dial(e.smtp)
 	refused := func(what string) {
@@ -164,7 +166,8 @@ func eventuallyTrue(t *testing.T, f func() bool) {
 // alone would miss it and the wait would never end).
 func TestCloseRightAfterServe(t *testing.T) {
 	for range 50 {
-		svc := New(nil, nil, nil, Options{Hostname: "mx.test"})
+		proto := smtpsvc.New(nil, nil, nil, smtpsvc.Options{Hostname: "mx.test"})
+		svc := New(func(lmtp bool) Protocol { return proto.NewServer(lmtp) }, Options{})
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)

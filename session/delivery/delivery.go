@@ -1,5 +1,5 @@
 // Package delivery is the SMTP delivery service: it takes messages from the
-// queue (store/queue) and puts a separate copy into each recipient's
+// queue (store.Queue, on disk in store/queue) and puts a separate copy into each recipient's
 // mailbox through the Mail Storage Access API (store.Delivery). A recipient
 // over quota gets no copy and the sender gets a non-delivery report
 // (RFC 3464, RFC 6522); a report that cannot be sent leaves the message in
@@ -39,7 +39,6 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/pop3svc/pop3svc/store"
-	"github.com/pop3svc/pop3svc/store/queue"
 )
 
 // Defaults of Options.
@@ -126,7 +125,7 @@ type retryState struct {
 // Service is the delivery service.
 type Service struct {
 	st    store.Store
-	q     *queue.Queue
+	q     store.Queue
 	opts  atomic.Pointer[Options]
 	token string // this service's attempts in progress logs
 
@@ -154,7 +153,7 @@ type Service struct {
 }
 
 // New makes a service; Start runs it.
-func New(st store.Store, q *queue.Queue, opts Options) *Service {
+func New(st store.Store, q store.Queue, opts Options) *Service {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	host, _ := os.Hostname()
@@ -188,7 +187,7 @@ func (s *Service) SetOptions(opts Options) {
 func (s *Service) o() *Options { return s.opts.Load() }
 
 // Queue returns the queue the service delivers from.
-func (s *Service) Queue() *queue.Queue { return s.q }
+func (s *Service) Queue() store.Queue { return s.q }
 
 // Start launches the workers and the scanner, which scans the queue at once.
 func (s *Service) Start() {

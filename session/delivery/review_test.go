@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/pop3svc/pop3svc/store"
-	"github.com/pop3svc/pop3svc/store/queue"
 )
 
 // A relay that accepts the connection and never says a word must not hold
@@ -80,7 +79,7 @@ func TestRetryAfterAmbiguousErrorDoesNotDuplicate(t *testing.T) {
 	st := &linkThenFail{Store: f.st}
 	st.left.Store(1)
 	s := f.start(st, Options{})
-	id, err := f.q.Enqueue(queue.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com"}}, strings.NewReader("Subject: once\r\n\r\nx\r\n"))
+	id, err := f.q.Enqueue(store.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com"}}, strings.NewReader("Subject: once\r\n\r\nx\r\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +96,7 @@ func TestRetryAfterAmbiguousErrorDoesNotDuplicate(t *testing.T) {
 // not two.
 func TestRecoveryDoesNotQueueASecondReport(t *testing.T) {
 	f := newFixture(t, "sender@example.com", "full@example.com")
-	id, err := f.q.Enqueue(queue.Envelope{From: "sender@example.com", Rcpts: []string{"full@example.com"}},
+	id, err := f.q.Enqueue(store.Envelope{From: "sender@example.com", Rcpts: []string{"full@example.com"}},
 		strings.NewReader("Subject: twice?\r\n\r\nbody\r\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +135,7 @@ func TestDroppedEnvelopeCannotInjectHeaders(t *testing.T) {
 	}
 	from := "a@example.com>\r\nBcc: evil@remote.test\r\nX-Evil: <x"
 	s := f.start(f.st, Options{})
-	id, err := f.q.Enqueue(queue.Envelope{From: from, Rcpts: []string{"a@example.com", "full@example.com"}},
+	id, err := f.q.Enqueue(store.Envelope{From: from, Rcpts: []string{"a@example.com", "full@example.com"}},
 		strings.NewReader("Subject: inject\r\n\r\n"+strings.Repeat("x", 100)+"\r\n"))
 	if err != nil {
 		t.Fatal(err)

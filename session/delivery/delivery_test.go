@@ -109,7 +109,7 @@ func (f *fixture) messages(m string) [][]byte {
 // attempt finds the copy and does not deliver a second one.
 func TestRecoveryFindsEarlierCopy(t *testing.T) {
 	f := newFixture(t, "a@example.com", "b@example.com")
-	env := queue.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com", "b@example.com"}}
+	env := store.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com", "b@example.com"}}
 	id, err := f.q.Enqueue(env, strings.NewReader("Subject: once\r\n\r\nbody\r\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +157,7 @@ func TestRecoveryFindsEarlierCopy(t *testing.T) {
 // entry waits, then gets delivered once the session ends.
 func TestRecoveryWaitsForSession(t *testing.T) {
 	f := newFixture(t, "a@example.com")
-	id, err := f.q.Enqueue(queue.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com"}}, strings.NewReader("Subject: w\r\n\r\nx\r\n"))
+	id, err := f.q.Enqueue(store.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com"}}, strings.NewReader("Subject: w\r\n\r\nx\r\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func TestRecoveryWaitsForSession(t *testing.T) {
 	}
 	s := f.start(f.st, Options{})
 	time.Sleep(200 * time.Millisecond)
-	if q, _, _ := queue.Stats(f.root); q != 1 {
+	if q, _, _ := f.q.Depth(); q != 1 {
 		t.Fatalf("queued = %d while the mailbox is held, want 1", q)
 	}
 	sess.Close()
@@ -193,7 +193,7 @@ func TestDeliveryWhileSessionHeld(t *testing.T) {
 	}
 	defer sess.Close()
 	s := f.start(f.st, Options{})
-	id, err := f.q.Enqueue(queue.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com"}}, strings.NewReader("Subject: held\r\n\r\nx\r\n"))
+	id, err := f.q.Enqueue(store.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com"}}, strings.NewReader("Subject: held\r\n\r\nx\r\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestTemporaryFailureRetried(t *testing.T) {
 	fl.failures.Store(3)
 	before := mDeferred.Get()
 	s := f.start(fl, Options{})
-	id, err := f.q.Enqueue(queue.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com"}}, strings.NewReader("Subject: retry\r\n\r\nx\r\n"))
+	id, err := f.q.Enqueue(store.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com"}}, strings.NewReader("Subject: retry\r\n\r\nx\r\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func TestTemporaryFailureExpiresWithReport(t *testing.T) {
 	fl := &flaky{Store: f.st}
 	fl.failures.Store(-1)
 	s := f.start(fl, Options{RetryFor: 300 * time.Millisecond})
-	id, err := f.q.Enqueue(queue.Envelope{From: "sender@example.com", Rcpts: []string{"a@example.com"}}, strings.NewReader("Subject: expire\r\n\r\nx\r\n"))
+	id, err := f.q.Enqueue(store.Envelope{From: "sender@example.com", Rcpts: []string{"a@example.com"}}, strings.NewReader("Subject: expire\r\n\r\nx\r\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +283,7 @@ func TestNoReportAboutAReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := f.start(f.st, Options{})
-	id, err := f.q.Enqueue(queue.Envelope{From: "someone@example.com", Rcpts: []string{"full@example.com"}, Report: true},
+	id, err := f.q.Enqueue(store.Envelope{From: "someone@example.com", Rcpts: []string{"full@example.com"}, Report: true},
 		strings.NewReader("Subject: a report\r\n\r\n"+strings.Repeat("x", 100)+"\r\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -300,7 +300,7 @@ func TestNoReportAboutAReport(t *testing.T) {
 // Badmail with a reason that quotes it, and leaves the queue.
 func TestDamagedEntryGoesToBadmail(t *testing.T) {
 	f := newFixture(t, "a@example.com")
-	id, err := f.q.Enqueue(queue.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com"}},
+	id, err := f.q.Enqueue(store.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com"}},
 		strings.NewReader("Subject: damaged\r\n\r\nbody\r\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -312,7 +312,7 @@ func TestDamagedEntryGoesToBadmail(t *testing.T) {
 	s := f.start(f.st, Options{})
 	s.Notify(id)
 	f.wait(s)
-	queued, badmail, err := queue.Stats(f.root)
+	queued, badmail, err := f.q.Depth()
 	if err != nil {
 		t.Fatal(err)
 	}

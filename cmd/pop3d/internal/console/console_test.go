@@ -1,10 +1,9 @@
-package main
+package console
 
 import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -16,17 +15,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pop3svc/pop3svc/engine/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
+	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 	"github.com/pop3svc/pop3svc/store"
 	"github.com/pop3svc/pop3svc/store/filestore"
+	"github.com/pop3svc/pop3svc/store/queue"
 )
 
 // consoleEnv is a console over a real file store and a real config file.
 type consoleEnv struct {
 	t       *testing.T
-	c       *console
+	c       *Console
 	h       http.Handler
-	rt      *runtime
 	st      store.Store
 	cfgPath string
 	logs    *pop3dtest.LogBuffer
@@ -57,19 +57,28 @@ func newConsoleEnv(t *testing.T, extra string) *consoleEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	q, err := queue.Open(cfg.MailRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
 	logs := &pop3dtest.LogBuffer{}
 	e := &consoleEnv{t: t, st: st, cfgPath: path, logs: logs}
-	e.rt = &runtime{cfgPath: path, cfg: cfg, store: st, log: slog.New(slog.NewTextHandler(logs, nil)), started: time.Now()}
-	e.c = newConsole(e.rt)
-	e.rt.reload = func() error {
-		e.reloads++
-		ncfg, err := config.Load(path)
-		if err != nil {
-			return err
-		}
-		e.c.cfg.Store(ncfg)
-		return nil
-	}
+	e.c = New(Options{
+		ConfigPath: path,
+		Store:      st,
+		Queue:      q,
+		Log:        slog.New(slog.NewTextHandler(logs, nil)),
+		Started:    time.Now(),
+		Reload: func() error {
+			e.reloads++
+			ncfg, err := config.Load(path)
+			if err != nil {
+				return err
+			}
+			e.c.SetConfig(ncfg)
+			return nil
+		},
+	}, cfg)
 	mux := http.NewServeMux()
 	mux.Handle("/console/", e.c)
 	e.h = mux
@@ -399,7 +408,7 @@ func TestConsoleServerAndSettings(t *testing.T) {
 
 func TestConsoleNoConfigFile(t *testing.T) {
 	e := newConsoleEnv(t, "")
-	e.rt.cfgPath = ""
+	e.c.opts.ConfigPath = ""
 	code, body := e.post("/console/settings", "key", "pop3.socketmax", "value", "500")
 	e.want(code, body, http.StatusUnprocessableEntity, "no configuration file to change")
 }

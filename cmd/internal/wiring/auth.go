@@ -1,4 +1,8 @@
-package config
+// Package wiring builds the options each part of the service takes from
+// the configuration: the engine, the certificate manager, the directory
+// method and the brute-force guard. The configuration package stays plain
+// data; the parts it configures never see it.
+package wiring
 
 import (
 	"crypto/tls"
@@ -6,13 +10,14 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
 	"github.com/pop3svc/pop3svc/session/auth/guard"
 	"github.com/pop3svc/pop3svc/session/auth/ldap"
 )
 
 // DirectoryOptions turns the [ldap] table into the directory method's
 // options, loading ldap.ca_cert.
-func (c LDAP) DirectoryOptions() (ldap.Options, error) {
+func DirectoryOptions(c config.LDAP) (ldap.Options, error) {
 	o := ldap.Options{
 		URL: c.URL, StartTLS: c.StartTLS, BindDN: c.BindDN,
 		SearchBase: c.SearchBase, SearchFilter: c.SearchFilter,
@@ -36,9 +41,15 @@ func (c LDAP) DirectoryOptions() (ldap.Options, error) {
 	return o, nil
 }
 
+// DirectoryOptionsFunc returns DirectoryOptions bound to c, the form
+// methodswitch.Check takes.
+func DirectoryOptionsFunc(c config.LDAP) func() (ldap.Options, error) {
+	return func() (ldap.Options, error) { return DirectoryOptions(c) }
+}
+
 // GuardOptions turns the [auth] table into the brute-force guard's
 // options.
-func (a Auth) GuardOptions() guard.Options {
+func GuardOptions(a config.Auth) guard.Options {
 	return guard.Options{
 		FailDelay:  a.FailDelay.D(),
 		Penalty:    a.Penalty.D(),
@@ -47,17 +58,4 @@ func (a Auth) GuardOptions() guard.Options {
 		BanWindow:  a.BanWindow.D(),
 		BanTime:    a.BanTime.D(),
 	}
-}
-
-// HostName is the name the service gives itself: smtp.hostname, else the
-// system's host name, else "localhost". It appears in the SMTP greeting
-// and Received headers, APOP and CRAM-MD5 timestamps and NTLM challenges.
-func (c *Config) HostName() string {
-	if c.SMTP.Hostname != "" {
-		return c.SMTP.Hostname
-	}
-	if h, err := os.Hostname(); err == nil && h != "" {
-		return h
-	}
-	return "localhost"
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/pop3svc/pop3svc/store"
-	"github.com/pop3svc/pop3svc/store/queue"
 )
 
 // process makes one delivery attempt for a queue entry.
@@ -21,12 +20,12 @@ func (s *Service) process(id string) {
 	log := o.Logger.With("queue_id", id)
 	e, err := s.q.Lock(id)
 	switch {
-	case errors.Is(err, queue.ErrNotFound):
+	case errors.Is(err, store.ErrQueueNotFound):
 		s.removed(id)
 		return
-	case errors.Is(err, queue.ErrBusy):
+	case errors.Is(err, store.ErrQueueBusy):
 		return // another process delivers it; a later scan looks again
-	case errors.Is(err, queue.ErrDamaged):
+	case errors.Is(err, store.ErrQueueDamaged):
 		// Retrying cannot mend it: keep it in Badmail for the operator.
 		if qerr := s.q.Quarantine(id, "damaged queue entry: "+err.Error()); qerr != nil {
 			log.Error("cannot move a damaged queue entry to Badmail", "err", err, "move_err", qerr)
@@ -50,7 +49,7 @@ func (s *Service) process(id string) {
 		s.removed(id)
 		return
 	}
-	expired := time.Since(e.Env.Received) >= o.RetryFor
+	expired := time.Since(e.Envelope().Received) >= o.RetryFor
 
 	if !e.Resolved() {
 		check := s.needsCheck(e)
@@ -60,8 +59,8 @@ func (s *Service) process(id string) {
 			return
 		}
 		var temp []string
-		for i, rcpt := range e.Env.Rcpts {
-			if e.Rcpts[i].Resolved() {
+		for i, rcpt := range e.Envelope().Rcpts {
+			if e.Rcpts()[i].Resolved() {
 				continue
 			}
 			if err := s.ctx.Err(); err != nil {
@@ -92,7 +91,7 @@ func (s *Service) process(id string) {
 			uid, err := s.deliverCopy(e, addr)
 			if err == nil {
 				mDelivered.Inc()
-				mLatency.UpdateDuration(e.Env.Received)
+				mLatency.UpdateDuration(e.Envelope().Received)
 				if err := e.Done(i, uid); err != nil {
 					log.Error("cannot record delivery", "err", err)
 					s.deferEntry(id)
@@ -119,8 +118,8 @@ func (s *Service) process(id string) {
 				log.Warn("delivery deferred", "errors", strings.Join(temp, "; "), "retry_in", d)
 				return
 			}
-			for i := range e.Env.Rcpts {
-				if !e.Rcpts[i].Resolved() {
+			for i := range e.Envelope().Rcpts {
+				if !e.Rcpts()[i].Resolved() {
 					s.fail(e, i, "5.4.7", "delivery time expired: "+strings.Join(temp, "; "), log)
 				}
 			}
@@ -130,7 +129,7 @@ func (s *Service) process(id string) {
 		s.deferEntry(id)
 		return
 	}
-	if len(e.Failed()) > 0 && e.NDR == "" {
+	if len(e.Failed()) > 0 && e.NDR() == "" {
 		done, err := s.bounce(e, expired)
 		if err != nil {
 			mDeferred.Inc()
@@ -154,10 +153,10 @@ func (s *Service) process(id string) {
 // needsCheck reports whether copies (and the report) of the entry may
 // have landed without their progress record: an attempt by another process
 // was recorded, or one of this process's failed ambiguously.
-func (s *Service) needsCheck(e *queue.Entry) bool {
+func (s *Service) needsCheck(e store.QueueEntry) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return e.NeedsCheck(s.token) || s.recheck[e.ID]
+	return e.NeedsCheck(s.token) || s.recheck[e.ID()]
 }
 
 func (s *Service) setRecheck(id string) {
@@ -166,7 +165,7 @@ func (s *Service) setRecheck(id string) {
 	s.mu.Unlock()
 }
 
-func (s *Service) fail(e *queue.Entry, i int, status, reason string, log interface {
+func (s *Service) fail(e store.QueueEntry, i int, status, reason string, log interface {
 	Error(string, ...any)
 }) {
 	mFailed.Inc()
@@ -195,13 +194,13 @@ func headerSafe(s string) string {
 }
 
 // deliverCopy stores one copy of the entry's message in a mailbox.
-func (s *Service) deliverCopy(e *queue.Entry, addr store.Address) (string, error) {
+func (s *Service) deliverCopy(e store.QueueEntry, addr store.Address) (string, error) {
 	f, err := e.Open()
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
-	r := io.MultiReader(strings.NewReader(copyHeader(e.Env.From, e.ID)), f)
+	r := io.MultiReader(strings.NewReader(copyHeader(e.Envelope().From, e.ID())), f)
 	return s.st.Deliver(s.ctx, addr, r)
 }
 
@@ -247,30 +246,30 @@ func (s *Service) findCopy(addr store.Address, id string) (uid string, found boo
 // bounce handles the non-delivery report of an entry with failed
 // recipients. done reports that the entry went to Badmail (and is gone);
 // an error is temporary.
-func (s *Service) bounce(e *queue.Entry, expired bool) (done bool, err error) {
+func (s *Service) bounce(e store.QueueEntry, expired bool) (done bool, err error) {
 	o := s.o()
 	badmail := func(reason string) (bool, error) {
 		if err := e.ToBadmail(reason); err != nil {
 			return false, err
 		}
 		mBadmail.Inc()
-		o.Logger.Warn("message moved to Badmail", "queue_id", e.ID, "reason", reason)
+		o.Logger.Warn("message moved to Badmail", "queue_id", e.ID(), "reason", reason)
 		return true, nil
 	}
 	// RFC 3464 §2 / RFC 5321 §4.5.5: never a report about a report, nor
 	// to the null reverse-path.
-	if e.Env.Report || e.Env.From == "" {
+	if e.Envelope().Report || e.Envelope().From == "" {
 		return badmail("the non-delivery report cannot be sent: the sender is the null reverse-path <>")
 	}
 	report, err := s.buildReport(e)
 	if err != nil {
 		return false, err
 	}
-	if addr, perr := store.ParseAddress(e.Env.From, ""); perr == nil {
+	if addr, perr := store.ParseAddress(e.Envelope().From, ""); perr == nil {
 		_, err := s.st.Mailbox(s.ctx, addr)
 		switch {
 		case err == nil:
-			rid := reportID(e.ID)
+			rid := reportID(e.ID())
 			if s.needsCheck(e) {
 				// An earlier attempt may have queued the report and died
 				// before recording it, and the report may since have been
@@ -283,18 +282,18 @@ func (s *Service) bounce(e *queue.Entry, expired bool) (done bool, err error) {
 					return false, e.RecordNDR("local " + rid + " (found delivered)")
 				}
 			}
-			env := queue.Envelope{
+			env := store.Envelope{
 				ID:       rid,
 				Rcpts:    []string{addr.String()},
 				Received: time.Now(),
 				Report:   true,
 			}
 			id, err := s.q.Enqueue(env, bytes.NewReader(report))
-			if err != nil && !errors.Is(err, queue.ErrExists) {
+			if err != nil && !errors.Is(err, store.ErrQueueExists) {
 				return false, err
 			}
 			if err := e.RecordNDR("local " + id); err != nil {
-				s.setRecheck(e.ID)
+				s.setRecheck(e.ID())
 				return false, err
 			}
 			mNDR.Inc()
@@ -303,17 +302,17 @@ func (s *Service) bounce(e *queue.Entry, expired bool) (done bool, err error) {
 		case errors.Is(err, store.ErrNoSuchDomain):
 			// a remote sender: relay below
 		case errors.Is(err, store.ErrNoSuchMailbox):
-			return badmail(fmt.Sprintf("the non-delivery report cannot be sent: the sender <%s> is in a served domain but has no mailbox", e.Env.From))
+			return badmail(fmt.Sprintf("the non-delivery report cannot be sent: the sender <%s> is in a served domain but has no mailbox", e.Envelope().From))
 		default:
 			return false, err
 		}
 	}
 	if o.Relay == "" {
-		return badmail(fmt.Sprintf("the non-delivery report cannot be sent: the sender <%s> is remote and no relay is configured (smtp.relay)", e.Env.From))
+		return badmail(fmt.Sprintf("the non-delivery report cannot be sent: the sender <%s> is remote and no relay is configured (smtp.relay)", e.Envelope().From))
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, o.RelayTimeout)
 	defer cancel()
-	err = sendRelay(ctx, o.Relay, o.Hostname, e.Env.From, report)
+	err = sendRelay(ctx, o.Relay, o.Hostname, e.Envelope().From, report)
 	if err == nil {
 		if err := e.RecordNDR("relayed via " + o.Relay); err != nil {
 			return false, err
@@ -322,7 +321,7 @@ func (s *Service) bounce(e *queue.Entry, expired bool) (done bool, err error) {
 		return false, nil
 	}
 	if isPermanent(err) || expired {
-		return badmail(fmt.Sprintf("the non-delivery report to <%s> was refused by the relay %s: %v", e.Env.From, o.Relay, err))
+		return badmail(fmt.Sprintf("the non-delivery report to <%s> was refused by the relay %s: %v", e.Envelope().From, o.Relay, err))
 	}
 	return false, err
 }
@@ -331,7 +330,7 @@ func (s *Service) bounce(e *queue.Entry, expired bool) (done bool, err error) {
 // so that a report queued by an attempt that died before recording it is
 // not queued twice.
 func reportID(id string) string {
-	if r := id + "-ndr"; queue.ValidID(r) {
+	if r := id + "-ndr"; store.ValidQueueID(r) {
 		return r
 	}
 	sum := sha256.Sum256([]byte(id))

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"errors"
+
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
+	"github.com/pop3svc/pop3svc/cmd/pop3d/internal/admin"
+)
+
+// adminService runs the admin listener (package admin) with the browser
+// console mounted, when admin.listen is set.
+type adminService struct {
+	rt      *runtime
+	console *consoleService // started before this service
+	srv     *admin.Server
+}
+
+func (a *adminService) Name() string { return "admin" }
+
+func (a *adminService) Start(rt *runtime) error {
+	a.rt = rt
+	if rt.cfg.Admin.Listen == "" {
+		return nil
+	}
+	srv, err := admin.Start(admin.Options{
+		Listen:  rt.cfg.Admin.Listen,
+		Pprof:   rt.cfg.Admin.Pprof,
+		Console: a.console.console,
+		Reload:  rt.reload,
+		Started: rt.started,
+		Status:  rt.pop3Status,
+		Log:     rt.log,
+	})
+	if err != nil {
+		return err
+	}
+	a.srv = srv
+	return nil
+}
+
+// Reload: a change of admin.listen takes a restart.
+func (a *adminService) Reload(cfg *config.Config) error {
+	if a.rt != nil && cfg.Admin.Listen != a.rt.cfg.Admin.Listen {
+		return errors.New("admin: admin.listen changed: restart the service to apply it")
+	}
+	return nil
+}
+
+func (a *adminService) Stop(ctx context.Context) error {
+	if a.srv == nil {
+		return nil
+	}
+	return a.srv.Shutdown(ctx)
+}

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"context"
+
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
+	"github.com/pop3svc/pop3svc/cmd/pop3d/internal/console"
+)
+
+// consoleService makes the browser console (package console), which the
+// admin service mounts, and keeps the configuration it sees current
+// across reloads (admin.console among it).
+type consoleService struct {
+	console *console.Console
+}
+
+func (s *consoleService) Name() string { return "console" }
+
+func (s *consoleService) Start(rt *runtime) error {
+	s.console = console.New(console.Options{
+		ConfigPath: rt.cfgPath,
+		Store:      rt.store,
+		Queue:      rt.queue,
+		Log:        rt.log,
+		Started:    rt.started,
+		Reload:     rt.reload,
+		Status:     rt.pop3Status,
+	}, rt.cfg)
+	return nil
+}
+
+func (s *consoleService) Reload(cfg *config.Config) error {
+	s.console.SetConfig(cfg)
+	return nil
+}
+
+func (s *consoleService) Stop(context.Context) error { return nil }
