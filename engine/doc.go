@@ -25,7 +25,7 @@
 // loop never stalls). Every write happens on the connection's event loop
 // (synchronous Write there; workers hand results back with
 // EventLoop().Execute), so replies can never overtake each other. A reply
-// body is read in 64 KiB chunks on a worker and written on the loop; above
+// body is read in 256 KiB chunks on a worker and written on the loop; above
 // limits.outbound_high_mark queued octets the stream parks until the
 // buffer falls to limits.outbound_low_mark. Reply.Delay uses one runtime
 // timer per delayed reply (failed logins only). Reply.Close closes the
@@ -63,9 +63,11 @@
 //     octets, then it is refused. Beyond socketmax+socketbacklog new
 //     connections get "-ERR [SYS/TEMP] too many connections" at once.
 //     limits.max_conns_per_ip (0: off) caps connections per address.
-//   - socketmin: connection contexts (the per-connection state with its
-//     line buffer) prepared at start, so the first connections allocate
-//     nothing.
+//   - socketmin: connection contexts (the engine's per-connection state)
+//     prepared at start. A prepared context is a bare struct: its line
+//     buffer is allocated on first use and kept when the context returns
+//     to the free list, so a reused context splits lines without
+//     allocating again (the session itself is made per connection).
 //   - socketthreshold: when the free list of prepared contexts falls to
 //     this many, that many more are prepared (never more than socketmax in
 //     use plus free); a finished connection's context returns to the list

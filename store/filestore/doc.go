@@ -128,7 +128,9 @@
 // OpenSession lists the folder once (getdents, then fstatat for each size;
 // no body is read) and sorts by name, i.e. by arrival. All UIDs share one
 // string, so opening a mailbox costs a few allocations whatever its size.
-// MailboxSession.Open returns the *os.File of the message. A message
+// MailboxSession.Open returns the open message file, read with plain
+// read(2) calls (a msgFile: no *os.File, whose poller registration would
+// only add system calls to every RETR). A message
 // deleted meanwhile (by an administrator or another server after a lease
 // expired) gives store.ErrNoSuchMessage. Commit removes the deleted
 // messages, fsyncs the folder and releases the lock; a crash before Commit

@@ -66,7 +66,8 @@ func (m *session) path(i int) string {
 	return filepath.Join(m.dir, msgPrefix+m.msgs[i].UID+msgSuffix)
 }
 
-// Open returns the message file itself (an *os.File).
+// Open returns the message file itself, open for plain read(2) calls (a
+// *msgFile, not an *os.File).
 func (m *session) Open(i int) (io.ReadCloser, error) {
 	if m.closed {
 		return nil, store.ErrSessionClosed
