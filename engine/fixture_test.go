@@ -2,16 +2,21 @@ package engine
 
 import (
 	"bufio"
+	"cmp"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/panjf2000/gnet/v2"
 
 	"github.com/pop3svc/pop3svc/session"
 )
@@ -20,7 +25,7 @@ import (
 //
 //	ECHO text     +OK text              (inline)
 //	WORK text     +OK text              (on a worker)
-//	SLOW ms       +OK slow, after ms    (on a worker, blocks it)
+//	HOLD name     +OK held, once the test opens the gate name (on a worker, blocks it)
 //	BODY n        +OK then n octets of a pattern and ".\r\n" (streamed)
 //	DELAY ms      -ERR delayed, ms later
 //	LOGIN         +OK, Authenticated
@@ -36,12 +41,65 @@ type fixture struct {
 	closed   atomic.Int64
 	opened   atomic.Int64
 	bodies   sync.WaitGroup
+
+	mu    sync.Mutex
+	gates map[string]*gate
 }
 
 func newFixture() *fixture {
-	f := &fixture{}
+	f := &fixture{gates: make(map[string]*gate)}
 	f.greeting.Store("+OK ready")
 	return f
+}
+
+// gate holds the commands that reach it until the test opens it: the test
+// learns that a command is running (waitEntered) and decides when it ends
+// (open), instead of guessing how long a sleep it needs.
+type gate struct {
+	entered chan struct{} // one value per command that reached the gate
+	release chan struct{} // closed by open
+	once    sync.Once
+}
+
+// gate returns the gate called name, made on first use (by the test or
+// by the first command that reaches it).
+func (f *fixture) gate(name string) *gate {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	g := f.gates[name]
+	if g == nil {
+		g = &gate{entered: make(chan struct{}, 64), release: make(chan struct{})}
+		f.gates[name] = g
+	}
+	return g
+}
+
+// openAll opens every gate, so that no worker stays blocked when the test
+// ends.
+func (f *fixture) openAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, g := range f.gates {
+		g.open()
+	}
+}
+
+// pass is what a held command runs: it says it arrived and waits.
+func (g *gate) pass() {
+	g.entered <- struct{}{}
+	<-g.release
+}
+
+func (g *gate) open() { g.once.Do(func() { close(g.release) }) }
+
+// waitEntered waits until a command reached the gate.
+func (g *gate) waitEntered(t *testing.T) {
+	t.Helper()
+	select {
+	case <-g.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("timed out waiting for a command to reach the gate")
+	}
 }
 
 func (f *fixture) factory(ci session.ConnInfo) session.Session {
@@ -66,10 +124,9 @@ func (s *lineSession) Handle(line []byte) session.Reply {
 	switch cmd {
 	case "ECHO", "WORK":
 		return session.Reply{Out: []byte("+OK " + arg + "\r\n")}
-	case "SLOW":
-		ms, _ := strconv.Atoi(arg)
-		time.Sleep(time.Duration(ms) * time.Millisecond)
-		return session.Reply{Out: []byte("+OK slow\r\n")}
+	case "HOLD":
+		s.fx.gate(arg).pass()
+		return session.Reply{Out: []byte("+OK held\r\n")}
 	case "BODY":
 		n, _ := strconv.Atoi(arg)
 		s.fx.bodies.Add(1)
@@ -186,6 +243,7 @@ func startServer(t *testing.T, edit func(cfg *Config)) *testServer {
 			t.Errorf("Shutdown: %v", err)
 		}
 	})
+	t.Cleanup(fx.openAll) // runs first: Shutdown waits for the workers
 	return ts
 }
 
@@ -258,16 +316,151 @@ func (c *client) noData(d time.Duration) {
 
 func eventually(t *testing.T, what string, f func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !poll(f) {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 
+// waitChan waits up to ten seconds for a value on ch.
+func waitChan(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	case <-time.After(10 * time.Second):
+		return false
+	}
+}
+
+// poll waits up to ten seconds for f to hold; it may run off the test's
+// goroutine (it reports instead of failing the test).
+func poll(f func() bool) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
+
 var _ = fmt.Sprint
+
+// pace is a deliberate pause in a client's writing, part of a scenario
+// (input split across many reads, a client sending octet by octet). It
+// waits for no state: the tests pass whatever the pause turns out to be
+// on a loaded machine, they only exercise more code paths with it.
+func pace(d time.Duration) { time.Sleep(d) }
+
+// conns returns the contexts of open connections, oldest first.
+func (ts *testServer) conns() []*conn {
+	var out []*conn
+	ts.registry.each(func(k *conn) { out = append(out, k) })
+	slices.SortFunc(out, func(a, b *conn) int { return cmp.Compare(a.id, b.id) })
+	return out
+}
+
+// connOf waits until the server registered the connection of the client
+// socket c, and returns its context.
+func (ts *testServer) connOf(t *testing.T, c net.Conn) *conn {
+	t.Helper()
+	var k *conn
+	eventually(t, "connection registered", func() bool {
+		k = ts.findConn(c)
+		return k != nil
+	})
+	return k
+}
+
+// findConn returns the context of the client socket c, or nil when the
+// server has not registered it.
+func (ts *testServer) findConn(c net.Conn) *conn {
+	var found *conn
+	want := c.LocalAddr().String()
+	ts.registry.each(func(k *conn) {
+		if k.remote == want {
+			found = k
+		}
+	})
+	return found
+}
+
+// barrier returns once the event loop ran everything posted to it before:
+// a loop runs its tasks and callbacks one at a time, in order.
+func (ts *testServer) barrier(t *testing.T, loop gnet.EventLoop) {
+	t.Helper()
+	done := make(chan struct{})
+	if err := loop.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		close(done)
+		return nil
+	})); err != nil {
+		t.Fatalf("cannot post to the event loop: %v", err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("timed out waiting for the event loop")
+	}
+}
+
+// sleepySession adds to the fixture protocol:
+//
+//	IHOLD name  +OK awake, once the test opens the gate name; the event
+//	            loop is blocked meanwhile (inline)
+//	SASL        +OK, then LineLimit reports limitInSASL until the next line
+type sleepySession struct {
+	*lineSession
+	inSASL      bool
+	limitInSASL int
+}
+
+func (s *sleepySession) Inline(line []byte) bool {
+	if strings.HasPrefix(string(line), "IHOLD ") || string(line) == "SASL" || s.inSASL {
+		return true
+	}
+	return s.lineSession.Inline(line)
+}
+
+func (s *sleepySession) Handle(line []byte) session.Reply {
+	if s.inSASL {
+		s.inSASL = false
+		return session.Reply{Out: []byte("+OK sasl " + strconv.Itoa(len(line)) + "\r\n")}
+	}
+	if name, ok := strings.CutPrefix(string(line), "IHOLD "); ok {
+		s.fx.gate(name).pass()
+		return session.Reply{Out: []byte("+OK awake\r\n")}
+	}
+	if string(line) == "SASL" {
+		s.inSASL = true
+		return session.Reply{Out: []byte("+ go on\r\n")}
+	}
+	return s.lineSession.Handle(line)
+}
+
+func (s *sleepySession) LineTooLong() session.Reply {
+	s.inSASL = false
+	return s.lineSession.LineTooLong()
+}
+
+func (s *sleepySession) LineLimit() int {
+	if s.inSASL {
+		return s.limitInSASL
+	}
+	return 0
+}
+
+func startSleepyServer(t *testing.T, edit func(cfg *Config)) *testServer {
+	t.Helper()
+	ts := startServer(t, edit)
+	fx := ts.fx
+	if err := ts.Reload(ts.cfg, func(ci session.ConnInfo) session.Session {
+		ls := fx.factory(ci).(*lineSession)
+		return &sleepySession{lineSession: ls, limitInSASL: ts.cfg.MaxAuthLine}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return ts
+}
 
 // testLogger discards engine logs unless the tests run with -v.
 func testLogger() *slog.Logger {

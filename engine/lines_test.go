@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
 )
 
 type splitResult struct {
@@ -140,4 +141,36 @@ func FuzzSplitter(f *testing.F) {
 			}
 		}
 	})
+}
+
+// limits.max_line bounds command lines (RFC 2449 section 4: 255 octets
+// is the least a server must accept); only a session that asks for more
+// through session.LineLimiter (a SASL exchange, limits.max_auth_line) gets
+// the longer limit.
+func TestMaxLineForCommands(t *testing.T) {
+	ts := startSleepyServer(t, func(cfg *Config) {
+		cfg.MaxLine = 300
+		cfg.MaxAuthLine = 4000
+	})
+	c := ts.dial(t)
+	c.expect("+OK ready")
+	// 298 octets + CRLF = 300: accepted; one more is too long.
+	ok := "ECHO " + strings.Repeat("a", 293)
+	c.send(ok + "\r\n")
+	c.expect("+OK " + strings.Repeat("a", 293))
+	c.send(ok + "b\r\nECHO next\r\n")
+	c.expect("-ERR line too long")
+	c.expect("+OK next")
+	// A command line between max_line and max_auth_line is refused too.
+	c.send("ECHO " + strings.Repeat("c", 2000) + "\r\n")
+	c.expect("-ERR line too long")
+	// In the SASL state the longer limit applies, also when the
+	// continuation was pipelined behind the command.
+	c.send("SASL\r\n" + strings.Repeat("d", 3000) + "\r\n")
+	c.expect("+ go on")
+	c.expect("+OK sasl 3000")
+	c.send("SASL\r\n" + strings.Repeat("e", 4000) + "\r\nECHO end\r\n")
+	c.expect("+ go on")
+	c.expect("-ERR line too long")
+	c.expect("+OK end")
 }

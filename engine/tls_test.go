@@ -266,7 +266,7 @@ func (w slowWriter) Write(p []byte) (int, error) {
 		if _, err := w.c.Write(p[i : i+1]); err != nil {
 			return i, err
 		}
-		time.Sleep(50 * time.Microsecond)
+		pace(50 * time.Microsecond) // each octet in a segment of its own
 	}
 	return len(p), nil
 }
@@ -371,9 +371,12 @@ func TestTLSGarbage(t *testing.T) {
 func TestTLSConcurrent(t *testing.T) {
 	const sessions = 200
 	const big = 4 << 20
-	ts := startTLSServer(t, 0, func(cfg *Config) {
+	// Two hundred handshakes at once take long on a loaded machine: the
+	// timeouts, real time here, are far beyond what the test may take.
+	ts := startTLSServer(t, 10*time.Minute, func(cfg *Config) {
 		cfg.SocketMax = 1000
 		cfg.ThreadCount = 2 * sessions // the pool refuses work beyond it
+		cfg.LoginTimeout = 10 * time.Minute
 	})
 	okBefore, curBefore := mTLSHandshakeOK.Get(), mTLSCurrent.Get()
 	var wg sync.WaitGroup

@@ -6,6 +6,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,21 +17,28 @@ import (
 	"github.com/pop3svc/pop3svc/store/filestore"
 )
 
-// slowOpenStore delays OpenSession, so that a client can go away while a
-// worker is opening its mailbox.
-type slowOpenStore struct {
+// heldOpenStore holds the next OpenSession at a gate the test set, so
+// that a client can go away while a worker is opening its mailbox.
+type heldOpenStore struct {
 	store.Store
-	delay time.Duration
+	next   atomic.Pointer[gate]
+	opened atomic.Int64 // sessions opened (the mailbox locked)
 }
 
-func (s *slowOpenStore) OpenSession(ctx context.Context, a store.Address, owner string) (store.MailboxSession, error) {
-	time.Sleep(s.delay)
-	return s.Store.OpenSession(ctx, a, owner)
+func (s *heldOpenStore) OpenSession(ctx context.Context, a store.Address, owner string) (store.MailboxSession, error) {
+	if g := s.next.Swap(nil); g != nil {
+		g.pass()
+	}
+	ms, err := s.Store.OpenSession(ctx, a, owner)
+	if err == nil {
+		s.opened.Add(1)
+	}
+	return ms, err
 }
 
 // startPOP3 serves real POP3 sessions over a file store with the
 // transcript fixture.
-func startPOP3(t *testing.T, openDelay time.Duration) (*testServer, *filestore.Store) {
+func startPOP3(t *testing.T) (*testServer, *filestore.Store, *heldOpenStore) {
 	t.Helper()
 	st, err := filestore.Open(filepath.Join(t.TempDir(), "mailroot"), filestore.Options{
 		Node: 1, Argon2: filestore.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1, KeyLen: 32},
@@ -43,8 +51,9 @@ func startPOP3(t *testing.T, openDelay time.Duration) (*testServer, *filestore.S
 		t.Fatal(err)
 	}
 	ts := startServer(t, nil)
+	held := &heldOpenStore{Store: st}
 	opts := &pop3.Options{
-		Store: &slowOpenStore{Store: st, delay: openDelay},
+		Store: held,
 		Auth: &auth.Authenticator{
 			Method: auth.PasswordFile{Store: st}, Store: st, FailDelay: 50 * time.Millisecond,
 		},
@@ -53,7 +62,7 @@ func startPOP3(t *testing.T, openDelay time.Duration) (*testServer, *filestore.S
 	if err := ts.Reload(ts.cfg, pop3.NewFactory(opts)); err != nil {
 		t.Fatal(err)
 	}
-	return ts, st
+	return ts, st, held
 }
 
 func aliceAddr(t *testing.T) store.Address {
@@ -68,26 +77,33 @@ func aliceAddr(t *testing.T) store.Address {
 // worker leaves the mailbox free: the session opened by the late login is
 // released by the session's Close, and nothing is deleted.
 func TestPOP3DropDuringLogin(t *testing.T) {
-	ts, st := startPOP3(t, 150*time.Millisecond)
+	ts, st, held := startPOP3(t)
 	alice := aliceAddr(t)
 	ctx := context.Background()
 	before, err := st.Mailbox(ctx, alice)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, reset := range []bool{false, true} {
+	for i, reset := range []bool{false, true} {
+		g := &gate{entered: make(chan struct{}, 1), release: make(chan struct{})}
+		held.next.Store(g)
 		c := ts.dial(t)
 		c.line()
 		c.send(fmt.Sprintf("USER %s\r\nPASS %s\r\n", transcript.AliceUser, transcript.AlicePassword))
 		c.expect("+OK send PASS")
-		time.Sleep(40 * time.Millisecond) // the worker is in OpenSession
+		g.waitEntered(t) // the worker is in OpenSession
 		if reset {
 			c.c.(*net.TCPConn).SetLinger(0)
 		}
 		c.c.Close()
-		eventually(t, "mailbox released", func() bool {
+		// The server saw the client go before the mailbox is open.
+		eventually(t, "connection closed", func() bool { return ts.Status().Connections == 0 })
+		g.open()
+		// The late login opens the mailbox, then the session's Close
+		// releases it.
+		eventually(t, "mailbox opened and released", func() bool {
 			info, err := st.Mailbox(ctx, alice)
-			return err == nil && !info.InUse && ts.Status().Connections == 0
+			return held.opened.Load() == int64(i+1) && err == nil && !info.InUse
 		})
 	}
 	// A RETR and DELE without QUIT delete nothing either.
