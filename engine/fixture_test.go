@@ -314,7 +314,7 @@ func (c *client) noData(d time.Duration) {
 	}
 }
 
-func eventually(t *testing.T, what string, f func() bool) {
+func eventually(t testing.TB, what string, f func() bool) {
 	t.Helper()
 	if !poll(f) {
 		t.Fatalf("timed out waiting for %s", what)

@@ -3,7 +3,6 @@ package engine
 import (
 	"bufio"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -18,18 +17,18 @@ import (
 	"time"
 )
 
-// The TLS figures: go test -run TestTLSPerf -v ./engine with
-// POP3_TLS_PERF=1 (skipped otherwise; it takes about a minute).
-func TestTLSPerf(t *testing.T) {
-	if os.Getenv("POP3_TLS_PERF") == "" {
-		t.Skip("set POP3_TLS_PERF=1 to measure")
-	}
+// BenchmarkTLSFigures measures TLS handshakes per second, streaming
+// throughput with and without TLS, and the memory of idle connections. It
+// takes about a minute and reports with -v:
+//
+//	go test -run '^$' -bench BenchmarkTLSFigures -benchtime 1x -v ./engine
+func BenchmarkTLSFigures(t *testing.B) {
 	ts := startTLSServer(t, 0, func(cfg *Config) {
 		cfg.SocketMax = 12000
 		cfg.ThreadCount = 64
 		cfg.LoginTimeout = 10 * time.Minute
 	})
-	t.Run("handshakes", func(t *testing.T) {
+	t.Run("handshakes", func(t *testing.B) {
 		for _, curves := range [][]tls.CurveID{nil, {tls.X25519}} {
 			cfg := ts.clientConfig()
 			cfg.CurvePreferences = curves
@@ -63,7 +62,7 @@ func TestTLSPerf(t *testing.T) {
 			t.Logf("TLS handshakes, %s, 4 clients in the same process: %.0f/s (greeting included)", name, float64(n.Load())/3)
 		}
 	})
-	t.Run("stream", func(t *testing.T) {
+	t.Run("stream", func(t *testing.B) {
 		const size = 64 << 20
 		for _, clients := range []int{1, 4} {
 			for _, secure := range []bool{false, true} {
@@ -101,7 +100,7 @@ func TestTLSPerf(t *testing.T) {
 			}
 		}
 	})
-	t.Run("idle", func(t *testing.T) {
+	t.Run("idle", func(t *testing.B) {
 		const conns = 5000
 		for _, mode := range []string{"plain", "tls"} {
 			eventually(t, "no connections", func() bool { return ts.Status().Connections == 0 })
@@ -110,8 +109,8 @@ func TestTLSPerf(t *testing.T) {
 			if mode == "tls" {
 				addr = ts.tlsAddr
 			}
-			child := exec.Command(os.Args[0], "-test.run=^TestTLSPerfClients$")
-			child.Env = append(os.Environ(), "POP3_PERF_CLIENT="+mode+","+addr+","+strconv.Itoa(conns))
+			child := exec.Command(os.Args[0]) // TestMain runs perfClients
+			child.Env = append(os.Environ(), perfClientEnv+"="+mode+","+addr+","+strconv.Itoa(conns))
 			stdin, _ := child.StdinPipe()
 			stdout, _ := child.StdoutPipe()
 			child.Stderr = os.Stderr
@@ -123,7 +122,6 @@ func TestTLSPerf(t *testing.T) {
 				t.Fatalf("client process: %q, %v", line, err)
 			}
 			eventually(t, "connections", func() bool { return ts.Status().Connections == conns })
-			time.Sleep(500 * time.Millisecond)
 			used, usedRSS := serverMem()
 			t.Logf("%d idle %s connections: Go heap+stacks %.0f B/conn, RSS %.0f B/conn",
 				conns, mode, float64(used-base)/conns, float64(usedRSS-baseRSS)/conns)
@@ -150,19 +148,22 @@ func serverMem() (live, rss int64) {
 	return int64(ms.HeapAlloc + ms.StackInuse), rss
 }
 
-// TestTLSPerfClients is the client process of TestTLSPerf's idle figure:
-// it opens the connections, reads each greeting, says READY, and holds
-// them until its stdin closes.
-func TestTLSPerfClients(t *testing.T) {
-	spec := os.Getenv("POP3_PERF_CLIENT")
-	if spec == "" {
-		t.Skip("client process of TestTLSPerf")
-	}
+// perfClientEnv, when set ("plain|tls,address,count"), makes the test
+// binary the client process of BenchmarkTLSFigures' idle figure (see
+// TestMain).
+const perfClientEnv = "POP3_PERF_CLIENT"
+
+// perfClients opens the connections, reads each greeting, says READY, and
+// holds them until its stdin closes.
+func perfClients(spec string) error {
 	f := strings.Split(spec, ",")
-	n, _ := strconv.Atoi(f[2])
-	cm := testCertManager(t)
-	roots := x509.NewCertPool()
-	roots.AddCert(cm.Certificate().Leaf)
+	if len(f) != 3 {
+		return fmt.Errorf("%s=%q: want mode,address,count", perfClientEnv, spec)
+	}
+	n, err := strconv.Atoi(f[2])
+	if err != nil {
+		return err
+	}
 	cfg := &tls.Config{InsecureSkipVerify: true}
 	var conns []net.Conn
 	for range n {
@@ -174,11 +175,11 @@ func TestTLSPerfClients(t *testing.T) {
 			c, err = net.Dial("tcp", f[1])
 		}
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		if l, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.HasPrefix(l, "+OK") {
-			t.Fatalf("greeting %q, %v", l, err)
+			return fmt.Errorf("greeting %q, %v", l, err)
 		}
 		conns = append(conns, c)
 	}
@@ -187,4 +188,5 @@ func TestTLSPerfClients(t *testing.T) {
 	for _, c := range conns {
 		c.Close()
 	}
+	return nil
 }

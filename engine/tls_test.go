@@ -90,12 +90,12 @@ func testCertManager(t testing.TB) *certs.Manager {
 
 // startTLSServer runs an engine with a plaintext (STLS) and an implicit-TLS
 // listener on the real clock.
-func startTLSServer(t *testing.T, handshake time.Duration, edit func(*Config)) *tlsServer {
+func startTLSServer(t testing.TB, handshake time.Duration, edit func(*Config)) *tlsServer {
 	t.Helper()
 	return startTLSServerWith(t, testCertManager(t), handshake, edit)
 }
 
-func startTLSServerWith(t *testing.T, cm *certs.Manager, handshake time.Duration, edit func(*Config)) *tlsServer {
+func startTLSServerWith(t testing.TB, cm *certs.Manager, handshake time.Duration, edit func(*Config)) *tlsServer {
 	t.Helper()
 	cfg := defaultConfig()
 	cfg.Listen = []string{"127.0.0.1:0"}

@@ -31,11 +31,17 @@ func TestSelf(t *testing.T) {
 }
 
 func TestTreeSeesChild(t *testing.T) {
-	cmd := exec.Command("sleep", "5")
-	if err := cmd.Start(); err != nil {
-		t.Skip("cannot start sleep:", err)
+	// cat runs until its stdin closes: the child lives as long as the
+	// test needs it.
+	cmd := exec.Command("cat")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	if err := cmd.Start(); err != nil {
+		t.Fatal("cannot start cat:", err)
+	}
+	defer func() { stdin.Close(); cmd.Wait() }()
 	pids, err := Tree(os.Getpid())
 	if err != nil {
 		t.Fatal(err)

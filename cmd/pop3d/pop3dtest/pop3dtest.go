@@ -117,26 +117,50 @@ func Binary(t testing.TB, name string) string {
 	t.Helper()
 	buildOnce.Do(build)
 	if buildErr != nil {
-		if inCI() {
-			t.Fatalf("cannot build the programs: %v", buildErr)
-		}
-		t.Skipf("cannot build the programs: %v", buildErr)
+		Unavailable(t, fmt.Sprintf("cannot build the programs: %v", buildErr), "golang-go or Go from go.dev, build-essential, libpam0g-dev")
 	}
 	return filepath.Join(binDir, name)
 }
 
 // NeedTool returns the path of a client program; it skips the test when
-// the program is missing, except in CI where that is a failure.
+// the program is missing, except in CI where that is a failure naming the
+// Debian package to install.
 func NeedTool(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		if inCI() {
-			t.Fatalf("%s is required in CI: %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
+		Unavailable(t, name+" is not installed", debianPackage(name))
 	}
 	return p
+}
+
+// Unavailable ends a test that cannot run here: a skip on a developer's
+// machine, a failure in CI (the environment variable CI set), where the
+// message names the Debian package that provides what is missing.
+func Unavailable(t testing.TB, why, debPkg string) {
+	t.Helper()
+	if inCI() {
+		t.Fatalf("%s (CI must install the Debian package %s)", why, debPkg)
+	}
+	t.Skipf("%s (Debian package %s)", why, debPkg)
+}
+
+// debianPackage names the Debian 12 package of a program the tests run.
+func debianPackage(program string) string {
+	switch program {
+	case "ss":
+		return "iproute2"
+	case "python3":
+		return "python3"
+	case "slapd", "slapadd":
+		return "slapd"
+	case "ldapsearch", "ldapadd":
+		return "ldap-utils"
+	case "openssl":
+		return "openssl"
+	default: // curl, fetchmail, swaks, chromium
+		return program
+	}
 }
 
 // Config describes one pop3d run. Every listener is on 127.0.0.1:0.
