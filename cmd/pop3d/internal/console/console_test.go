@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -449,57 +448,6 @@ func TestConsoleEscaping(t *testing.T) {
 	code, body = e.postRaw("/console/domains", url.Values{"action": {"add"}}, map[string]string{"Origin": `http://"><b>x</b>`})
 	if code != http.StatusForbidden || strings.Contains(body, "<b>x") {
 		t.Errorf("a hostile Origin: status %d, body:\n%s", code, excerpt(body))
-	}
-}
-
-// TestConsoleScreenshot renders the pages in a headless browser when one
-// is installed (the browser is optional; CI does not need it). Set
-// CONSOLE_SCREENSHOTS=DIR to keep the pictures.
-func TestConsoleScreenshot(t *testing.T) {
-	browser, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Skip("chromium is not installed")
-	}
-	e := newConsoleEnv(t, "")
-	ctx := context.Background()
-	if err := e.st.CreateDomain(ctx, "example.com"); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.st.CreateDomain(ctx, "locked.example"); err != nil {
-		t.Fatal(err)
-	}
-	e.st.LockDomain(ctx, "locked.example")
-	for _, m := range []string{"alice", "bob"} {
-		a := store.Address{Mailbox: m, Domain: "example.com"}
-		if err := e.st.CreateMailbox(ctx, a, "pw"); err != nil {
-			t.Fatal(err)
-		}
-		e.st.Deliver(ctx, a, strings.NewReader("Subject: hi\r\n\r\nhello\r\n"))
-	}
-	e.st.SetQuota(ctx, store.Address{Mailbox: "alice", Domain: "example.com"}, 50<<20)
-	srv := httptest.NewServer(e.h) // loopback
-	defer srv.Close()
-
-	out := os.Getenv("CONSOLE_SCREENSHOTS")
-	if out == "" {
-		out = t.TempDir()
-	}
-	for _, p := range []struct{ name, path string }{{"server", "/console/"}, {"domains", "/console/domains"}, {"mailboxes", "/console/domains/example.com"}} {
-		png := filepath.Join(out, "console-"+p.name+".png")
-		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		cmd := exec.CommandContext(cctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-			"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-			"--user-data-dir="+t.TempDir(), "--window-size=1280,900", "--screenshot="+png, srv.URL+p.path)
-		cmd.WaitDelay = 5 * time.Second
-		outb, err := cmd.CombinedOutput()
-		cancel()
-		if err != nil {
-			t.Fatalf("chromium %s: %v\n%s", p.path, err, outb)
-		}
-		data, err := os.ReadFile(png)
-		if err != nil || len(data) < 1000 || !bytes.HasPrefix(data, []byte("\x89PNG\r\n\x1a\n")) {
-			t.Errorf("%s: screenshot of %d bytes, err %v", p.path, len(data), err)
-		}
 	}
 }
 
