@@ -171,8 +171,17 @@ func TestRecoveryWaitsForSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	deferred := mDeferred.Get()
 	s := f.start(f.st, Options{})
-	time.Sleep(200 * time.Millisecond)
+	// The attempt that finds the mailbox held defers the entry (counted in
+	// smtp_deliveries_total{result="deferred"}).
+	deadline := time.Now().Add(10 * time.Second)
+	for mDeferred.Get() == deferred {
+		if time.Now().After(deadline) {
+			t.Fatal("no delivery attempt deferred while the mailbox is held")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if q, _, _ := f.q.Depth(); q != 1 {
 		t.Fatalf("queued = %d while the mailbox is held, want 1", q)
 	}

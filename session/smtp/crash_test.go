@@ -25,14 +25,10 @@ import (
 
 const helperEnv = "POP3_SMTP_CRASH_HELPER_ROOT"
 
-// TestCrashHelper is the helper process of TestCrashRecovery: it serves
-// SMTP and runs the delivery service on the mail root named by the
-// environment until it is killed.
-func TestCrashHelper(t *testing.T) {
-	root := os.Getenv(helperEnv)
-	if root == "" {
-		t.Skip("helper process only")
-	}
+// crashHelper is the helper process of TestCrashRecovery, run by TestMain
+// when helperEnv is set: it serves SMTP and runs the delivery service on
+// the mail root named by the environment until it is killed.
+func crashHelper(root string) {
 	st, err := filestore.Open(root, filestore.Options{Node: 1})
 	if err != nil {
 		fmt.Println("ERR", err)
@@ -53,7 +49,10 @@ func TestCrashHelper(t *testing.T) {
 	}
 	go svc.NewServer(false).Serve(l)
 	fmt.Println("ADDR", l.Addr().String())
-	select {} // until killed
+	// Until killed; or until stdin closes, should the test process die
+	// without killing its helper.
+	io.Copy(io.Discard, os.Stdin)
+	os.Exit(0)
 }
 
 type helper struct {
@@ -63,8 +62,11 @@ type helper struct {
 
 func startHelper(t *testing.T, root string) *helper {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.timeout=90s")
+	cmd := exec.Command(os.Args[0]) // TestMain runs crashHelper
 	cmd.Env = append(os.Environ(), helperEnv+"="+root)
+	if _, err := cmd.StdinPipe(); err != nil { // held open while the test runs
+		t.Fatal(err)
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -109,9 +111,6 @@ func (h *helper) kill() {
 // stream of messages and checks after a restart that every acknowledged
 // message is in every recipient's mailbox exactly once.
 func TestCrashRecovery(t *testing.T) {
-	if testing.Short() {
-		t.Skip("spawns processes")
-	}
 	root := t.TempDir()
 	rcpts := []string{"r1@example.com", "r2@example.com", "r3@example.com"}
 	func() {

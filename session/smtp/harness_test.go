@@ -21,7 +21,7 @@ import (
 // env is a running SMTP + LMTP service and delivery service over a real
 // file store in a temporary folder.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	root string
 	st   *filestore.Store
 	q    *queue.Queue
@@ -37,7 +37,7 @@ type envOpts struct {
 	root     string
 }
 
-func newEnv(t *testing.T, o envOpts) *env {
+func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	root := o.root
 	if root == "" {
@@ -81,7 +81,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 // serve serves the protocol on a loopback listener until the test ends
 // and returns its address. The listeners, limits and deadlines of the
 // running service are engine/smtpnet's, tested there.
-func serve(t *testing.T, svc *Service, lmtp bool) string {
+func serve(t testing.TB, svc *Service, lmtp bool) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -168,7 +168,7 @@ func (e *env) waitIdle() {
 
 // client is a raw SMTP client for transcript tests.
 type client struct {
-	t    *testing.T
+	t    testing.TB
 	conn net.Conn
 	r    *textproto.Reader
 	w    *bufio.Writer

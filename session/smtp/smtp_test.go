@@ -116,9 +116,6 @@ func TestDomainAddedIsServedAtOnce(t *testing.T) {
 }
 
 func TestLargeMessageIntact(t *testing.T) {
-	if testing.Short() {
-		t.Skip("large message")
-	}
 	e := newEnv(t, envOpts{})
 	e.domain("example.com")
 	e.mailbox("big@example.com", 0)

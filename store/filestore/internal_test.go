@@ -454,14 +454,14 @@ func fill(t testing.TB, s *Store, a store.Address, n int) {
 	}
 }
 
-// Helper process: the test binary run again with FILESTORE_HELPER set.
+// Helper process: the test binary run again with FILESTORE_HELPER set
+// (TestMain runs helperProcess).
 const helperEnv = "FILESTORE_HELPER"
 
-func TestHelperProcess(t *testing.T) {
-	mode := os.Getenv(helperEnv)
-	if mode == "" {
-		return
-	}
+// helperProcess takes part in a test from another process: it delivers or
+// holds a session in the way mode says, says so on stdout, and waits to
+// be killed.
+func helperProcess(mode string) {
 	s, err := Open(os.Getenv("FILESTORE_ROOT"), Options{Node: 9, Argon2: testArgon2})
 	if err != nil {
 		fmt.Println("error", err)
@@ -485,7 +485,7 @@ func TestHelperProcess(t *testing.T) {
 		_, err = s.OpenSession(bg, a, "helper")
 		if err == nil {
 			fmt.Println("locked")
-			time.Sleep(time.Minute)
+			untilKilled()
 		}
 	}
 	fmt.Println("error", err)
@@ -497,16 +497,26 @@ type stallReader struct{ ready string }
 
 func (s stallReader) Read([]byte) (int, error) {
 	fmt.Println(s.ready)
-	time.Sleep(time.Minute)
+	untilKilled()
 	return 0, io.EOF
+}
+
+// untilKilled blocks a helper process until the test kills it; should the
+// test process die first, its end of stdin closes and the helper exits.
+func untilKilled() {
+	io.Copy(io.Discard, os.Stdin)
+	os.Exit(1)
 }
 
 // runHelper starts the helper in mode, waits for its line want, kills it
 // with SIGKILL and reaps it.
 func runHelper(t *testing.T, root, mode, want string, whileAlive func()) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
+	cmd := exec.Command(os.Args[0]) // TestMain runs helperProcess
 	cmd.Env = append(os.Environ(), helperEnv+"="+mode, "FILESTORE_ROOT="+root)
+	if _, err := cmd.StdinPipe(); err != nil { // held open until the kill
+		t.Fatal(err)
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -617,6 +627,9 @@ func TestMailboxRace(t *testing.T) {
 				wins++
 				maxHolders = max(maxHolders, holders)
 				mu.Unlock()
+				// Hold the mailbox a moment, so that the racers' attempts
+				// overlap a live holder; a pause in the scenario, waiting
+				// for nothing.
 				time.Sleep(50 * time.Microsecond)
 				mu.Lock()
 				holders--
@@ -651,7 +664,7 @@ func TestUniqueAcrossProcesses(t *testing.T) {
 	var cmds []*exec.Cmd
 	var outs []*strings.Builder
 	for i := 0; i < 2; i++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
+		cmd := exec.Command(os.Args[0]) // TestMain runs helperProcess
 		cmd.Env = append(os.Environ(), helperEnv+"=deliver-many", "FILESTORE_ROOT="+root)
 		out := new(strings.Builder)
 		cmd.Stdout = out

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 )
 
 // A session lock whose record cannot be read at release time (a passing
@@ -32,13 +31,22 @@ func TestReleaseRetriesUnreadableLock(t *testing.T) {
 	if err := os.WriteFile(kcol, append(bytes.Clone(rec), bytes.Repeat([]byte("#"), maxLockFileSize)...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		time.Sleep(30 * time.Millisecond)
-		_ = os.WriteFile(kcol, rec, 0o600)
-	}()
+	repaired := 0
+	unreadableLockHook = func() {
+		if repaired++; repaired == 1 {
+			if err := os.WriteFile(kcol, rec, 0o600); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	t.Cleanup(func() { unreadableLockHook = nil })
 	if err := ms.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
+	if repaired != 1 {
+		t.Fatalf("Close found the record unreadable %d times, want once (then repaired)", repaired)
+	}
+	unreadableLockHook = nil
 	info, err := s.Mailbox(bg, a)
 	if err != nil {
 		t.Fatal(err)
