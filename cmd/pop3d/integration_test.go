@@ -49,7 +49,7 @@ func testMessage(i, size int) string {
 // integrationConfig is the configuration of these tests: top holds
 // top-level keys ("logging = 4" when empty), pop3 keys of the [pop3]
 // table; setup prepares the store before the start.
-func integrationConfig(t *testing.T, top, pop3 string, setup func(ctx context.Context, st store.Store)) pop3dtest.Config {
+func integrationConfig(t testing.TB, top, pop3 string, setup func(ctx context.Context, st store.Store)) pop3dtest.Config {
 	if top == "" {
 		top = "logging = 4"
 	}
@@ -77,7 +77,7 @@ penalty_max = "0s"`,
 }
 
 // startPop3d runs pop3d with integrationConfig.
-func startPop3d(t *testing.T, top, pop3 string, setup func(ctx context.Context, st store.Store)) *pop3dtest.Server {
+func startPop3d(t testing.TB, top, pop3 string, setup func(ctx context.Context, st store.Store)) *pop3dtest.Server {
 	t.Helper()
 	return pop3dtest.Start(t, integrationConfig(t, top, pop3, setup))
 }

@@ -137,7 +137,7 @@ func listTree(t *testing.T, root string) []string {
 
 func testPasswordNotInClear(t *testing.T, s store.Store) {
 	if s.Root() == "" {
-		t.Skip("the store has no mail root")
+		t.Fatal("the store has no mail root: run the suite with Options{NoMailRoot: true}")
 	}
 	const pw = "Tr0ub4dor&3-unique-password"
 	setup(t, s)
