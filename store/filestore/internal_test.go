@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pop3svc/pop3svc/store"
+	"github.com/pop3svc/pop3svc/store/uid"
 )
 
 var bg = context.Background()
@@ -33,27 +34,6 @@ func mkbox(t testing.TB, s *Store) store.Address {
 		t.Fatal(err)
 	}
 	return a
-}
-
-func TestFormatName(t *testing.T) {
-	ms := time.Date(2026, 3, 4, 5, 6, 7, 890e6, time.UTC).UnixMilli()
-	if got, want := formatName(ms, 12, 345), "20260304050607890001200345"; got != want {
-		t.Fatalf("formatName = %s, want %s", got, want)
-	}
-	g := nameGen{node: 99999}
-	now := time.UnixMilli(ms)
-	prev := ""
-	for i := 0; i < 2*counterLimit+5; i++ { // overflows the counter twice
-		n := g.next(now)
-		if len(n) != UIDLen || n <= prev {
-			t.Fatalf("name %d = %s after %s", i, n, prev)
-		}
-		prev = n
-	}
-	// The clock going back does not make names go back.
-	if n := g.next(now.Add(-time.Hour)); n <= prev {
-		t.Fatalf("name after the clock stepped back = %s <= %s", n, prev)
-	}
 }
 
 func TestOpenOptions(t *testing.T) {
@@ -447,7 +427,7 @@ func fill(t testing.TB, s *Store, a store.Address, n int) {
 	dir := s.mboxPath(a)
 	base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
 	for i := 0; i < n; i++ {
-		name := msgPrefix + formatName(base+int64(i%3000), i/3000, 1) + msgSuffix
+		name := msgPrefix + uid.Format(base+int64(i%3000), i/3000, 1) + msgSuffix
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(fmt.Sprintf("message %d\r\n", i)), 0o600); err != nil {
 			t.Fatal(err)
 		}
