@@ -30,8 +30,18 @@ func newTestStore(t testing.TB, opts Options) *Store {
 	return s
 }
 
+// openShared opens the store at root as another process or server would.
+func openShared(root string, node int) (store.Store, error) {
+	return Open(root, Options{Node: node, Argon2: testArgon2})
+}
+
+// TestMain lets the conformance suite run this binary as a child process
+// that it kills.
+func TestMain(m *testing.M) { storetest.Main(m, openShared) }
+
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store { return newTestStore(t, Options{}) })
+	storetest.Run(t, func(t *testing.T) store.Store { return newTestStore(t, Options{}) },
+		storetest.Capabilities{Files: true, Open: openShared, Processes: true})
 }
 
 func TestAuthCache(t *testing.T) {

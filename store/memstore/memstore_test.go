@@ -31,7 +31,8 @@ func newTestStore(t testing.TB, opts Options) *Store {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store { return newTestStore(t, Options{Node: 7}) })
+	// No capability: no files, and the data lives and dies with its Store.
+	storetest.Run(t, func(t *testing.T) store.Store { return newTestStore(t, Options{Node: 7}) }, storetest.Capabilities{})
 }
 
 func mkbox(t testing.TB, s *Store) store.Address {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -144,5 +145,83 @@ func testConcurrency(t *testing.T, s store.Store) {
 		if remaining[uid] == consumed[uid] {
 			t.Errorf("message %s: remaining %v, deleted %v", uid, remaining[uid], consumed[uid])
 		}
+	}
+}
+
+// testQuotaConcurrent: deliveries racing into one mailbox of one store
+// never overrun its quota together.
+func testQuotaConcurrent(t *testing.T, s store.Store) {
+	setup(t, s, "alice")
+	a := addr("alice", "example.com")
+	wantErr(t, "SetQuota", s.SetQuota(ctx, a, 1000), nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 80)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 10; i++ {
+				_, err := s.Deliver(ctx, a, strings.NewReader(strings.Repeat("q", 98))) // 100 octets stored
+				if err != nil && !errors.Is(err, store.ErrOverQuota) {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n, b, _ := s.Usage(ctx, a); n != 10 || b != 1000 {
+		t.Fatalf("Usage = %d messages, %d octets; want exactly 10, 1000", n, b)
+	}
+}
+
+// testSessionRace: goroutines racing to open one mailbox: at most one
+// holds it at a time, and the others are told it is in use.
+func testSessionRace(t *testing.T, s store.Store) {
+	setup(t, s, "alice")
+	a := addr("alice", "example.com")
+	var (
+		mu                        sync.Mutex
+		holders, maxHolders, wins int
+		wg                        sync.WaitGroup
+	)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 30; i++ {
+				ms, err := s.OpenSession(ctx, a, "racer")
+				if errors.Is(err, store.ErrMailboxInUse) {
+					continue
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				holders++
+				wins++
+				maxHolders = max(maxHolders, holders)
+				mu.Unlock()
+				// Give the others a chance to try while the lock is held.
+				runtime.Gosched()
+				mu.Lock()
+				holders--
+				mu.Unlock()
+				if err := ms.Close(); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if maxHolders != 1 || wins == 0 {
+		t.Fatalf("max simultaneous holders = %d, wins = %d", maxHolders, wins)
+	}
+	if mi, err := s.Mailbox(ctx, a); err != nil || mi.InUse {
+		t.Fatalf("Mailbox after every session closed = %+v, %v", mi, err)
 	}
 }
