@@ -149,26 +149,30 @@ func testConcurrency(t *testing.T, s store.Store) {
 }
 
 // testQuotaConcurrent: deliveries racing into one mailbox of one store
-// never overrun its quota together.
+// never overrun its quota together. In each round every delivery waits in
+// its message's first read until all of them are reading, so that they
+// all are between the start of Deliver and its quota check at once.
 func testQuotaConcurrent(t *testing.T, s store.Store) {
 	setup(t, s, "alice")
 	a := addr("alice", "example.com")
 	wantErr(t, "SetQuota", s.SetQuota(ctx, a, 1000), nil)
-	var wg sync.WaitGroup
-	errs := make(chan error, 80)
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 10; i++ {
-				_, err := s.Deliver(ctx, a, strings.NewReader(strings.Repeat("q", 98))) // 100 octets stored
-				if err != nil && !errors.Is(err, store.ErrOverQuota) {
+	const racers, rounds = 8, 5
+	errs := make(chan error, racers*rounds)
+	for r := 0; r < rounds; r++ {
+		g := newGate(racers)
+		var wg sync.WaitGroup
+		for i := 0; i < racers; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				msg := &gatedReader{g: g, r: strings.NewReader(strings.Repeat("q", 98))} // 100 octets stored
+				if _, err := s.Deliver(ctx, a, msg); err != nil && !errors.Is(err, store.ErrOverQuota) {
 					errs <- err
 				}
-			}
-		}()
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Error(err)
@@ -176,6 +180,51 @@ func testQuotaConcurrent(t *testing.T, s store.Store) {
 	if n, b, _ := s.Usage(ctx, a); n != 10 || b != 1000 {
 		t.Fatalf("Usage = %d messages, %d octets; want exactly 10, 1000", n, b)
 	}
+}
+
+// gateWait bounds how long a gate waits for every reader: a store that
+// reads one message at a time never lets them all in, and the deliveries
+// then go on one by one.
+const gateWait = 2 * time.Second
+
+// gate opens when n readers have arrived, or after gateWait.
+type gate struct {
+	mu      sync.Mutex
+	n       int
+	arrived int
+	open    chan struct{}
+}
+
+func newGate(n int) *gate { return &gate{n: n, open: make(chan struct{})} }
+
+func (g *gate) wait() {
+	g.mu.Lock()
+	g.arrived++
+	if g.arrived == g.n {
+		close(g.open)
+	}
+	g.mu.Unlock()
+	timer := time.NewTimer(gateWait)
+	defer timer.Stop()
+	select {
+	case <-g.open:
+	case <-timer.C:
+	}
+}
+
+// gatedReader waits at its gate before its first read.
+type gatedReader struct {
+	g      *gate
+	passed bool
+	r      io.Reader
+}
+
+func (r *gatedReader) Read(p []byte) (int, error) {
+	if !r.passed {
+		r.passed = true
+		r.g.wait()
+	}
+	return r.r.Read(p)
 }
 
 // testSessionRace: goroutines racing to open one mailbox: at most one
