@@ -84,18 +84,24 @@ func ParseAddress(s, defaultDomain string) (Address, error) {
 	if strings.Contains(dom, "@") {
 		return Address{}, fmt.Errorf("%w: mailbox name contains '@', which is not allowed", ErrInvalidName)
 	}
+	return CanonicalAddress(Address{Mailbox: mbox, Domain: dom})
+}
+
+// CanonicalAddress lower-cases and validates both parts of an address,
+// as every store does before a name reaches its storage.
+func CanonicalAddress(a Address) (Address, error) {
 	// Lower-casing would turn invalid UTF-8 into U+FFFD: refuse it first.
-	if !utf8.ValidString(mbox) {
+	if !utf8.ValidString(a.Mailbox) {
 		return Address{}, fmt.Errorf("%w: mailbox name is not valid UTF-8", ErrInvalidName)
 	}
-	a := Address{Mailbox: strings.ToLower(mbox), Domain: strings.ToLower(dom)}
-	if err := ValidateMailbox(a.Mailbox); err != nil {
+	c := Address{Mailbox: strings.ToLower(a.Mailbox), Domain: strings.ToLower(a.Domain)}
+	if err := ValidateMailbox(c.Mailbox); err != nil {
 		return Address{}, err
 	}
-	if err := ValidateDomain(a.Domain); err != nil {
+	if err := ValidateDomain(c.Domain); err != nil {
 		return Address{}, err
 	}
-	return a, nil
+	return c, nil
 }
 
 // CanonicalDomain lower-cases and validates a domain name.

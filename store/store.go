@@ -2,8 +2,10 @@
 // which the POP3 service, the SMTP delivery service and the administrator's
 // tool (pop3ctl) reach the mail store. Nothing else touches mail files.
 //
-// The interfaces here are implemented by the file store in store/filestore,
-// whose package documentation describes the on-disk layout:
+// The interfaces here are implemented by the file store in store/filestore
+// and by the in-memory store in store/memstore (for tests and embedding);
+// both pass the conformance suite in store/storetest. The file store's
+// package documentation describes the on-disk layout:
 //
 //	<mailroot>/<domain>/P3_<mailbox>.mbx/lock    (kcol while held)
 //	<mailroot>/<domain>/P3_<mailbox>.mbx/quota
@@ -12,8 +14,9 @@
 // Rules every implementation keeps:
 //   - every name is validated (ValidateDomain, ValidateMailbox) before it
 //     reaches a path, so nothing can leave the mail root;
-//   - a delivered message is durable (fsynced, renamed into place, directory
-//     fsynced) before Deliver returns, and readers never see a partial one;
+//   - readers never see a partial message, and a store whose mail outlives
+//     its process makes a message durable before Deliver returns (the file
+//     store: fsynced, renamed into place, directory fsynced);
 //   - messages are kept with CRLF line endings so that a message's size is
 //     the octet count that LIST reports;
 //   - a message's UID is its 26-digit name, unique across every server that

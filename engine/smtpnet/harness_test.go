@@ -13,15 +13,16 @@ import (
 	"github.com/pop3svc/pop3svc/session/delivery"
 	smtpsvc "github.com/pop3svc/pop3svc/session/smtp"
 	"github.com/pop3svc/pop3svc/store"
-	"github.com/pop3svc/pop3svc/store/filestore"
+	"github.com/pop3svc/pop3svc/store/memstore"
 	"github.com/pop3svc/pop3svc/store/queue"
 )
 
-// env is the SMTP service (session/smtp) and the delivery service over a
-// real file store in a temporary folder, served by a Server on loopback.
+// env is the SMTP service (session/smtp) and the delivery service, the
+// queue in a temporary folder and the mailboxes in an in-memory store,
+// served by a Server on loopback: the network is what is tested here.
 type env struct {
 	t    *testing.T
-	st   *filestore.Store
+	st   *memstore.Store
 	dlv  *delivery.Service
 	net  *Server
 	smtp string // SMTP address
@@ -32,7 +33,7 @@ type env struct {
 func newEnv(t *testing.T, readTimeout time.Duration, o Options) *env {
 	t.Helper()
 	root := t.TempDir()
-	st, err := filestore.Open(root, filestore.Options{Node: 1})
+	st, err := memstore.New(memstore.Options{Node: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,16 +15,19 @@ import (
 	"github.com/pop3svc/pop3svc/session/auth"
 	"github.com/pop3svc/pop3svc/session/pop3/transcript"
 	"github.com/pop3svc/pop3svc/store"
-	"github.com/pop3svc/pop3svc/store/filestore"
+	"github.com/pop3svc/pop3svc/store/credential"
+	"github.com/pop3svc/pop3svc/store/memstore"
 )
 
 // cheapArgon keeps password checks fast in tests.
-var cheapArgon = filestore.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1, KeyLen: 32}
+var cheapArgon = credential.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1, KeyLen: 32}
 
-// testStore opens a file store in a temporary folder with the standard fixture.
-func testStore(t testing.TB) *filestore.Store {
+// testStore makes an in-memory store with the standard fixture: the
+// session is what these tests test, not the disk (the same transcripts
+// run over loopback against pop3d on the file store in cmd/pop3d).
+func testStore(t testing.TB) *memstore.Store {
 	t.Helper()
-	st, err := filestore.Open(filepath.Join(t.TempDir(), "mailroot"), filestore.Options{Node: 1, Argon2: cheapArgon})
+	st, err := memstore.New(memstore.Options{Node: 1, Argon2: cheapArgon})
 	if err != nil {
 		t.Fatal(err)
 	}

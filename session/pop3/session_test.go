@@ -198,7 +198,7 @@ func TestInUseAndRelease(t *testing.T) {
 	s2.Close()
 }
 
-// faultyStore injects failures around a real file store.
+// faultyStore injects failures around a real store.
 type faultyStore struct {
 	store.Store
 	openErr   error

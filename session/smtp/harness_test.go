@@ -14,16 +14,19 @@ import (
 
 	"github.com/pop3svc/pop3svc/session/delivery"
 	"github.com/pop3svc/pop3svc/store"
-	"github.com/pop3svc/pop3svc/store/filestore"
+	"github.com/pop3svc/pop3svc/store/credential"
+	"github.com/pop3svc/pop3svc/store/memstore"
 	"github.com/pop3svc/pop3svc/store/queue"
 )
 
-// env is a running SMTP + LMTP service and delivery service over a real
-// file store in a temporary folder.
+// env is a running SMTP + LMTP service and delivery service: the queue in
+// a temporary folder, the mailboxes in an in-memory store (what happens on
+// disk to a delivered message is the file store's tests' concern; the
+// crash tests here run on the file store).
 type env struct {
 	t    testing.TB
-	root string
-	st   *filestore.Store
+	root string // the queue's folder
+	st   *memstore.Store
 	q    *queue.Queue
 	dlv  *delivery.Service
 	svc  *Service
@@ -37,13 +40,16 @@ type envOpts struct {
 	root     string
 }
 
+// cheapArgon keeps password checks fast in tests.
+var cheapArgon = credential.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1, KeyLen: 32}
+
 func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	root := o.root
 	if root == "" {
 		root = t.TempDir()
 	}
-	st, err := filestore.Open(root, filestore.Options{Node: 1})
+	st, err := memstore.New(memstore.Options{Node: 1, Argon2: cheapArgon})
 	if err != nil {
 		t.Fatal(err)
 	}

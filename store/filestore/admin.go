@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pop3svc/pop3svc/store"
+	"github.com/pop3svc/pop3svc/store/credential"
 )
 
 // CreateDomain makes the domain folder.
@@ -238,7 +239,7 @@ func (s *Store) CreateMailbox(ctx context.Context, addr store.Address, password 
 			return err
 		}
 		if password != "" {
-			r, err := s.newPasswdRecord(a, password)
+			r, err := s.hasher.New(ctx, s.key, a, password)
 			if err != nil {
 				return err
 			}
@@ -313,10 +314,10 @@ func (s *Store) RenameMailbox(ctx context.Context, from store.Address, to string
 	if err != nil && !errors.Is(err, store.ErrMailboxLocked) {
 		return fmt.Errorf("cannot rename mailbox %s: %w", a, err)
 	}
-	var secret []byte
+	var resealed *credential.Record
 	rec, perr := readPasswd(src)
 	if perr == nil {
-		if secret, err = s.open(rec, a); err != nil {
+		if resealed, err = rec.Reseal(s.key, a, b); err != nil {
 			s.log.Warn("cannot re-seal the password file on rename", "mailbox", a.String(), "err", err)
 		}
 	}
@@ -332,13 +333,8 @@ func (s *Store) RenameMailbox(ctx context.Context, from store.Address, to string
 	if err := durable.SyncDir(s.domainPath(a.Domain)); err != nil {
 		return err
 	}
-	if secret != nil {
-		err := s.seal(rec, b, string(secret[16:]))
-		clear(secret)
-		if err == nil {
-			err = writePasswd(dst, rec)
-		}
-		if err != nil {
+	if resealed != nil {
+		if err := writePasswd(dst, resealed); err != nil {
 			s.log.Warn("cannot re-seal the password file on rename", "mailbox", b.String(), "err", err)
 		}
 	}

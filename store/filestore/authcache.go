@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/pop3svc/pop3svc/store/credential"
 )
 
 // DefaultAuthCacheTTL is how long a verified password is remembered.
@@ -57,16 +59,6 @@ func newAuthCache(ttl time.Duration) *authCache {
 	return c
 }
 
-func recordDigest(r *passwdRecord) [32]byte {
-	h := sha256.New()
-	h.Write(r.Salt)
-	h.Write([]byte{0})
-	h.Write(r.Hash)
-	var d [32]byte
-	h.Sum(d[:0])
-	return d
-}
-
 func (c *authCache) mac(password string) [32]byte {
 	h := hmac.New(sha256.New, c.key[:])
 	h.Write([]byte(password))
@@ -77,14 +69,14 @@ func (c *authCache) mac(password string) [32]byte {
 
 // check reports whether password was verified against record r for addr
 // within the TTL.
-func (c *authCache) check(addr string, r *passwdRecord, password string, now time.Time) bool {
+func (c *authCache) check(addr string, r *credential.Record, password string, now time.Time) bool {
 	if c == nil {
 		return false
 	}
 	c.mu.Lock()
 	e, ok := c.m[addr]
 	c.mu.Unlock()
-	if !ok || now.After(e.expires) || e.record != recordDigest(r) {
+	if !ok || now.After(e.expires) || e.record != r.Digest() {
 		authCacheMisses.Inc()
 		return false
 	}
@@ -98,11 +90,11 @@ func (c *authCache) check(addr string, r *passwdRecord, password string, now tim
 }
 
 // remember records a successful verification.
-func (c *authCache) remember(addr string, r *passwdRecord, password string, now time.Time) {
+func (c *authCache) remember(addr string, r *credential.Record, password string, now time.Time) {
 	if c == nil {
 		return
 	}
-	e := authCacheEntry{record: recordDigest(r), mac: c.mac(password), expires: now.Add(c.ttl)}
+	e := authCacheEntry{record: r.Digest(), mac: c.mac(password), expires: now.Add(c.ttl)}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.m) >= authCacheMax {

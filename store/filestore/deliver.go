@@ -3,22 +3,21 @@
 package filestore
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"github.com/pop3svc/pop3svc/store/durable"
 	"hash/fnv"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"syscall"
 
 	"github.com/pop3svc/pop3svc/store"
+	"github.com/pop3svc/pop3svc/store/crlf"
+	"github.com/pop3svc/pop3svc/store/durable"
 )
 
 var tmpSeq atomic.Uint64
@@ -52,7 +51,7 @@ func (s *Store) Deliver(ctx context.Context, addr store.Address, msg io.Reader) 
 		return "", fmt.Errorf("cannot deliver to %s: %w", a, err)
 	}
 	defer os.Remove(tmp) // after the link below, only the temporary name goes
-	size, err := copyCRLF(f, &ctxReader{ctx: ctx, r: msg}, limit)
+	size, err := crlf.Copy(ctx, f, msg, limit)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -60,7 +59,7 @@ func (s *Store) Deliver(ctx context.Context, addr store.Address, msg io.Reader) 
 		err = cerr
 	}
 	if err != nil {
-		if errors.Is(err, errTooBig) {
+		if errors.Is(err, crlf.ErrLimit) {
 			if s.opts.MaxMessageSize > 0 && size > s.opts.MaxMessageSize {
 				return "", fmt.Errorf("cannot deliver to %s: the message exceeds %d octets: %w", a, s.opts.MaxMessageSize, store.ErrMessageTooLarge)
 			}
@@ -85,13 +84,13 @@ func (s *Store) Deliver(ctx context.Context, addr store.Address, msg io.Reader) 
 	// link never replaces an existing name: a name another process took
 	// (same node, same millisecond) makes us try the next one.
 	for i := 0; i < maxNameRetries; i++ {
-		uid := s.names.next(s.now())
-		err := os.Link(tmp, filepath.Join(dir, msgPrefix+uid+msgSuffix))
+		name := s.names.Next(s.now())
+		err := os.Link(tmp, filepath.Join(dir, msgPrefix+name+msgSuffix))
 		if err == nil {
 			if err := durable.SyncDir(dir); err != nil {
 				return "", fmt.Errorf("cannot deliver to %s: %w", a, err)
 			}
-			return uid, nil
+			return name, nil
 		}
 		if errors.Is(err, os.ErrNotExist) {
 			return "", fmt.Errorf("cannot deliver to %s: %w", a, store.ErrNoSuchMailbox)
@@ -101,95 +100,6 @@ func (s *Store) Deliver(ctx context.Context, addr store.Address, msg io.Reader) 
 		}
 	}
 	return "", fmt.Errorf("cannot deliver to %s: no free message name after %d attempts", a, maxNameRetries)
-}
-
-var errTooBig = errors.New("message too big")
-
-// copyBuf is the pair of buffers a delivery copies through, pooled so
-// that a delivery allocates little.
-type copyBuf struct {
-	in []byte
-	w  *bufio.Writer
-}
-
-var copyBufs = sync.Pool{New: func() any {
-	return &copyBuf{in: make([]byte, DefaultWriteBuffer), w: bufio.NewWriterSize(nil, DefaultWriteBuffer)}
-}}
-
-// ctxReader stops a copy when its context ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := ctxErr(c.ctx); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
-// copyCRLF copies r to w turning every bare LF into CRLF; a bare CR is
-// kept as it is. A non-empty message that does not end with a line
-// ending gets CRLF appended (a final bare CR becomes CRLF). It returns the
-// octets written and errTooBig as soon as they pass limit (0: none).
-func copyCRLF(w io.Writer, r io.Reader, limit int64) (int64, error) {
-	cb := copyBufs.Get().(*copyBuf)
-	defer copyBufs.Put(cb)
-	bw, in := cb.w, cb.in
-	bw.Reset(w)
-	defer bw.Reset(nil)
-	var n int64
-	var last byte // last octet written; 0 before the first
-	for {
-		k, rerr := r.Read(in)
-		p := in[:k]
-		for len(p) > 0 {
-			i := bytes.IndexByte(p, '\n')
-			seg := p
-			if i >= 0 {
-				seg = p[:i]
-			}
-			if len(seg) > 0 {
-				bw.Write(seg)
-				n += int64(len(seg))
-				last = seg[len(seg)-1]
-			}
-			if i < 0 {
-				break
-			}
-			if last != '\r' {
-				bw.WriteByte('\r')
-				n++
-			}
-			bw.WriteByte('\n')
-			n++
-			last = '\n'
-			p = p[i+1:]
-		}
-		if limit > 0 && n > limit {
-			return n, errTooBig
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return n, rerr
-		}
-	}
-	switch {
-	case n == 0 || last == '\n':
-	case last == '\r':
-		bw.WriteByte('\n')
-		n++
-	default:
-		bw.WriteString("\r\n")
-		n += 2
-	}
-	if limit > 0 && n > limit {
-		return n, errTooBig
-	}
-	return n, bw.Flush()
 }
 
 // effectiveQuota is the mailbox's quota file, or the default when the

@@ -34,7 +34,7 @@
 //
 // # Messages
 //
-// A message's name is P3_ + 26 digits + .eml: the UTC time of delivery to
+// A message's name is P3_ + 26 digits + .eml (package store/uid): the UTC time of delivery to
 // the millisecond (YYYYMMDDhhmmssmmm, 17 digits), a 4-digit counter and the
 // 5-digit node number (Options.Node). The 26 digits are the message's UID
 // (its UIDL, RFC 1939 section 7) and sort in delivery order. Within a process
@@ -48,7 +48,7 @@
 //
 // Deliver writes the message to .pop3/tmp (the same file system as the
 // mailboxes), through a buffer, never holding the message in memory. Line
-// endings are normalised for RFC 1939's octet counts: a bare LF becomes
+// endings are normalised for RFC 1939's octet counts (package store/crlf): a bare LF becomes
 // CRLF, a bare CR is kept as it is, and a non-empty message that does not
 // end with a line ending gets CRLF appended (a final bare CR becomes CRLF).
 // The temporary file is fsynced, checked against the quota, linked to its
@@ -142,7 +142,9 @@
 // The seed keeps the password hash in the lock file. Here the lock file is
 // renamed, replaced and taken over concurrently by sessions, so credentials
 // live in their own file, passwd, written atomically (temporary file in the
-// mailbox folder, fsync, rename, folder fsync). It is JSON with:
+// mailbox folder, fsync, rename, folder fsync). It is the JSON form of a
+// credential.Record (package store/credential, shared with the in-memory
+// store), with:
 //
 //   - an argon2id hash (RFC 9106) of the password with a 16-octet random
 //     salt and the parameters used (DefaultArgon2: 3 passes, 19 MiB, 1 lane,

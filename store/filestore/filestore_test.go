@@ -5,6 +5,7 @@ package filestore
 import (
 	"context"
 	"errors"
+	"os"
 	"testing"
 
 	"github.com/pop3svc/pop3svc/store"
@@ -30,8 +31,25 @@ func newTestStore(t testing.TB, opts Options) *Store {
 	return s
 }
 
+// openShared opens the store at root as another process or server would.
+func openShared(root string, node int) (store.Store, error) {
+	return Open(root, Options{Node: node, Argon2: testArgon2})
+}
+
+// TestMain runs this binary as a child process when a test started it so:
+// this package's own helper (helperEnv), or the conformance suite's, which
+// it kills; otherwise it runs the tests.
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(helperEnv); mode != "" {
+		helperProcess(mode)
+		os.Exit(1) // helperProcess exits itself
+	}
+	storetest.Main(m, openShared)
+}
+
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store { return newTestStore(t, Options{}) })
+	storetest.Run(t, func(t *testing.T) store.Store { return newTestStore(t, Options{}) },
+		storetest.Capabilities{Files: true, Open: openShared, Processes: true})
 }
 
 func TestAuthCache(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pop3svc/pop3svc/store"
+	"github.com/pop3svc/pop3svc/store/uid"
 )
 
 var bg = context.Background()
@@ -33,27 +34,6 @@ func mkbox(t testing.TB, s *Store) store.Address {
 		t.Fatal(err)
 	}
 	return a
-}
-
-func TestFormatName(t *testing.T) {
-	ms := time.Date(2026, 3, 4, 5, 6, 7, 890e6, time.UTC).UnixMilli()
-	if got, want := formatName(ms, 12, 345), "20260304050607890001200345"; got != want {
-		t.Fatalf("formatName = %s, want %s", got, want)
-	}
-	g := nameGen{node: 99999}
-	now := time.UnixMilli(ms)
-	prev := ""
-	for i := 0; i < 2*counterLimit+5; i++ { // overflows the counter twice
-		n := g.next(now)
-		if len(n) != UIDLen || n <= prev {
-			t.Fatalf("name %d = %s after %s", i, n, prev)
-		}
-		prev = n
-	}
-	// The clock going back does not make names go back.
-	if n := g.next(now.Add(-time.Hour)); n <= prev {
-		t.Fatalf("name after the clock stepped back = %s <= %s", n, prev)
-	}
 }
 
 func TestOpenOptions(t *testing.T) {
@@ -447,7 +427,7 @@ func fill(t testing.TB, s *Store, a store.Address, n int) {
 	dir := s.mboxPath(a)
 	base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
 	for i := 0; i < n; i++ {
-		name := msgPrefix + formatName(base+int64(i%3000), i/3000, 1) + msgSuffix
+		name := msgPrefix + uid.Format(base+int64(i%3000), i/3000, 1) + msgSuffix
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(fmt.Sprintf("message %d\r\n", i)), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -473,20 +453,6 @@ func helperProcess(mode string) {
 		// A message that arrives slowly: half of it, then nothing.
 		r := io.MultiReader(strings.NewReader(strings.Repeat("partial line\n", 10000)), stallReader{ready: "writing"})
 		_, err = s.Deliver(bg, a, r)
-	case "deliver-many":
-		for i := 0; i < manyPerProcess && err == nil; i++ {
-			_, err = s.Deliver(bg, a, strings.NewReader(fmt.Sprintf("pid %d message %d\r\n", os.Getpid(), i)))
-		}
-		if err == nil {
-			fmt.Println("done")
-			os.Exit(0)
-		}
-	case "session":
-		_, err = s.OpenSession(bg, a, "helper")
-		if err == nil {
-			fmt.Println("locked")
-			untilKilled()
-		}
 	}
 	fmt.Println("error", err)
 	os.Exit(1)
@@ -576,32 +542,6 @@ func TestKilledDuringDelivery(t *testing.T) {
 	}
 }
 
-func TestKilledHoldingSession(t *testing.T) {
-	root := filepath.Join(t.TempDir(), "mailroot")
-	s := newTestStoreAt(t, root, Options{})
-	a := mkbox(t, s)
-	s.Deliver(bg, a, strings.NewReader("kept\r\n"))
-	runHelper(t, root, "session", "locked", func() {
-		if _, err := s.OpenSession(bg, a, "t"); !errors.Is(err, store.ErrMailboxInUse) {
-			t.Errorf("OpenSession while the helper holds the mailbox = %v, want ErrMailboxInUse", err)
-		}
-		if mi, _ := s.Mailbox(bg, a); !mi.InUse || mi.Owner != "helper" {
-			t.Errorf("Mailbox while held = %+v", mi)
-		}
-	})
-	if mi, _ := s.Mailbox(bg, a); mi.InUse {
-		t.Fatalf("a dead process's lock still shows in use: %+v", mi)
-	}
-	ms, err := s.OpenSession(bg, a, "t")
-	if err != nil {
-		t.Fatalf("OpenSession after the holder died: %v", err)
-	}
-	if len(ms.Messages()) != 1 {
-		t.Fatalf("the killed session deleted messages: %d left", len(ms.Messages()))
-	}
-	ms.Close()
-}
-
 func TestMailboxRace(t *testing.T) {
 	// Many goroutines race for one mailbox: at most one holds it at a time.
 	s := newTestStore(t, Options{})
@@ -653,58 +593,6 @@ func TestMailboxRace(t *testing.T) {
 	}
 }
 
-const manyPerProcess = 100
-
-// TestUniqueAcrossProcesses: two processes of the same node delivering
-// into one mailbox at once (pop3d and pop3ctl deliver) never share a name.
-func TestUniqueAcrossProcesses(t *testing.T) {
-	root := filepath.Join(t.TempDir(), "mailroot")
-	s := newTestStoreAt(t, root, Options{Node: 9})
-	a := mkbox(t, s)
-	var cmds []*exec.Cmd
-	var outs []*strings.Builder
-	for i := 0; i < 2; i++ {
-		cmd := exec.Command(os.Args[0]) // TestMain runs helperProcess
-		cmd.Env = append(os.Environ(), helperEnv+"=deliver-many", "FILESTORE_ROOT="+root)
-		out := new(strings.Builder)
-		cmd.Stdout = out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		cmds, outs = append(cmds, cmd), append(outs, out)
-	}
-	// And this process delivers too, with the same node number.
-	for i := 0; i < manyPerProcess; i++ {
-		if _, err := s.Deliver(bg, a, strings.NewReader("parent\r\n")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i, cmd := range cmds {
-		if err := cmd.Wait(); err != nil || !strings.Contains(outs[i].String(), "done") {
-			t.Fatalf("helper %d: %v: %s", i, err, outs[i].String())
-		}
-	}
-	ms, err := s.OpenSession(bg, a, "t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ms.Close()
-	msgs := ms.Messages()
-	if len(msgs) != 3*manyPerProcess {
-		t.Fatalf("%d messages, want %d", len(msgs), 3*manyPerProcess)
-	}
-	seen := map[string]bool{}
-	for i, m := range msgs {
-		if seen[m.UID] || (i > 0 && m.UID <= msgs[i-1].UID) {
-			t.Fatalf("UID %s repeated or out of order", m.UID)
-		}
-		seen[m.UID] = true
-		if !strings.HasSuffix(m.UID, "00009") {
-			t.Fatalf("UID %s does not end with node 00009", m.UID)
-		}
-	}
-}
-
 func TestSymlinkedDomain(t *testing.T) {
 	s := newTestStore(t, Options{})
 	outside := t.TempDir()
@@ -719,31 +607,5 @@ func TestSymlinkedDomain(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join(outside, "P3_alice.mbx")); len(ents) != 0 {
 		t.Fatalf("something was written outside the mail root: %v", ents)
-	}
-}
-
-// TestQuotaConcurrent: parallel deliveries of one process never overrun the quota.
-func TestQuotaConcurrent(t *testing.T) {
-	s := newTestStore(t, Options{})
-	a := mkbox(t, s)
-	if err := s.SetQuota(bg, a, 1000); err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 10; i++ {
-				_, err := s.Deliver(bg, a, strings.NewReader(strings.Repeat("q", 98)))
-				if err != nil && !errors.Is(err, store.ErrOverQuota) {
-					t.Error(err)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if n, b, _ := s.Usage(bg, a); n != 10 || b != 1000 {
-		t.Fatalf("Usage = %d messages, %d octets; want exactly 10, 1000", n, b)
 	}
 }

@@ -6,14 +6,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/pop3svc/pop3svc/store/durable"
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/pop3svc/pop3svc/store/credential"
+	"github.com/pop3svc/pop3svc/store/durable"
 )
 
 // KeySize is the store key's size in octets (AES-256).
-const KeySize = 32
+const KeySize = credential.KeySize
 
 // loadOrCreateKey returns the store key, creating it on first open. The
 // new key is written in full to a temporary file and then linked to its
@@ -67,9 +69,9 @@ func readKey(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := hex.DecodeString(string(bytes.TrimSpace(b)))
-	if err != nil || len(key) != KeySize {
-		return nil, fmt.Errorf("the store key %q is not %d hex-encoded octets", path, KeySize)
+	key, err := credential.ParseKey(string(bytes.TrimSpace(b)))
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w", path, err)
 	}
 	return key, nil
 }

@@ -10,12 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/pop3svc/pop3svc/store"
+	"github.com/pop3svc/pop3svc/store/credential"
+	"github.com/pop3svc/pop3svc/store/crlf"
+	"github.com/pop3svc/pop3svc/store/uid"
 )
 
 // Names of the store-wide folder and of the files kept in it and in the
@@ -41,12 +42,12 @@ const (
 // Limits and defaults; each is a named setting of Options where it can vary.
 const (
 	// MaxNode is the largest node number (5 digits in a message name).
-	MaxNode = 99999
+	MaxNode = uid.MaxNode
 	// DefaultTmpMaxAge is how old a file left in the tmp folder (by a
 	// process that died while writing) must be before Open removes it.
 	DefaultTmpMaxAge = 24 * time.Hour
 	// DefaultWriteBuffer is the size of the buffer a delivery writes through.
-	DefaultWriteBuffer = 64 << 10
+	DefaultWriteBuffer = crlf.BufferSize
 	// maxNameRetries bounds the attempts to find a free message name.
 	maxNameRetries = 100000
 )
@@ -89,12 +90,10 @@ type Store struct {
 	opts      Options
 	log       *slog.Logger
 	now       func() time.Time
-	names     nameGen
+	names     *uid.Generator
 	self      procIdentity
-	argon     Argon2Params
-	dummy     *passwdRecord // verified against for unknown mailboxes
-	hashes    chan struct{} // semaphore of HashConcurrency slots
-	authCache *authCache    // remembered successful password checks; nil: off
+	hasher    *credential.Hasher // password records: argon2id with HashConcurrency slots
+	authCache *authCache         // remembered successful password checks; nil: off
 	quotaMu   [quotaShards]sync.Mutex
 	closed    chan struct{}
 }
@@ -122,7 +121,6 @@ func Open(root string, opts Options) (*Store, error) {
 		opts:   opts,
 		log:    opts.Logger,
 		now:    opts.Now,
-		argon:  opts.Argon2,
 		closed: make(chan struct{}),
 	}
 	s.tmp = filepath.Join(s.meta, TmpDir)
@@ -133,24 +131,20 @@ func Open(root string, opts Options) (*Store, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	if s.argon == (Argon2Params{}) {
-		s.argon = DefaultArgon2
-	}
-	if err := s.argon.check(); err != nil {
-		return nil, fmt.Errorf("cannot open mail store %q: %w", abs, err)
-	}
 	s.opts.TmpMaxAge = opts.TmpMaxAge
 	if s.opts.TmpMaxAge <= 0 {
 		s.opts.TmpMaxAge = DefaultTmpMaxAge
 	}
-	s.names.node = opts.Node
+	s.names = uid.NewGenerator(opts.Node)
 	if opts.HashConcurrency < 0 {
 		return nil, errors.New("cannot open mail store: HashConcurrency must not be negative")
 	}
 	if s.opts.HashConcurrency == 0 {
 		s.opts.HashConcurrency = 2 * runtime.GOMAXPROCS(0)
 	}
-	s.hashes = make(chan struct{}, s.opts.HashConcurrency)
+	if s.hasher, err = credential.NewHasher(opts.Argon2, s.opts.HashConcurrency); err != nil {
+		return nil, fmt.Errorf("cannot open mail store %q: %w", abs, err)
+	}
 	s.authCache = newAuthCache(s.opts.AuthCacheTTL)
 	for _, d := range []string{abs, s.meta, s.tmp, s.trash} {
 		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
@@ -168,9 +162,6 @@ func Open(root string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("cannot open mail store %q: %w", abs, err)
 	}
 	s.self = currentProcess(opts.Node)
-	if s.dummy, err = s.newPasswdRecord(store.Address{Mailbox: "dummy", Domain: "invalid"}, randomString()); err != nil {
-		return nil, fmt.Errorf("cannot open mail store %q: %w", abs, err)
-	}
 	s.cleanTmp()
 	s.cleanTrash()
 	return s, nil
@@ -234,20 +225,7 @@ func (s *Store) cleanTrash() {
 }
 
 // canonAddr lower-cases and validates an address before it reaches a path.
-func canonAddr(a store.Address) (store.Address, error) {
-	// Lower-casing turns invalid UTF-8 into U+FFFD: refuse it first.
-	if !utf8.ValidString(a.Mailbox) {
-		return store.Address{}, fmt.Errorf("%w: mailbox name is not valid UTF-8", store.ErrInvalidName)
-	}
-	c := store.Address{Mailbox: strings.ToLower(a.Mailbox), Domain: strings.ToLower(a.Domain)}
-	if err := store.ValidateMailbox(c.Mailbox); err != nil {
-		return store.Address{}, err
-	}
-	if err := store.ValidateDomain(c.Domain); err != nil {
-		return store.Address{}, err
-	}
-	return c, nil
-}
+func canonAddr(a store.Address) (store.Address, error) { return store.CanonicalAddress(a) }
 
 func (s *Store) domainPath(domain string) string { return filepath.Join(s.root, domain) }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -144,5 +145,132 @@ func testConcurrency(t *testing.T, s store.Store) {
 		if remaining[uid] == consumed[uid] {
 			t.Errorf("message %s: remaining %v, deleted %v", uid, remaining[uid], consumed[uid])
 		}
+	}
+}
+
+// testQuotaConcurrent: deliveries racing into one mailbox of one store
+// never overrun its quota together. In each round every delivery waits in
+// its message's first read until all of them are reading, so that they
+// all are between the start of Deliver and its quota check at once.
+func testQuotaConcurrent(t *testing.T, s store.Store) {
+	setup(t, s, "alice")
+	a := addr("alice", "example.com")
+	wantErr(t, "SetQuota", s.SetQuota(ctx, a, 1000), nil)
+	const racers, rounds = 8, 5
+	errs := make(chan error, racers*rounds)
+	for r := 0; r < rounds; r++ {
+		g := newGate(racers)
+		var wg sync.WaitGroup
+		for i := 0; i < racers; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				msg := &gatedReader{g: g, r: strings.NewReader(strings.Repeat("q", 98))} // 100 octets stored
+				if _, err := s.Deliver(ctx, a, msg); err != nil && !errors.Is(err, store.ErrOverQuota) {
+					errs <- err
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n, b, _ := s.Usage(ctx, a); n != 10 || b != 1000 {
+		t.Fatalf("Usage = %d messages, %d octets; want exactly 10, 1000", n, b)
+	}
+}
+
+// gateWait bounds how long a gate waits for every reader: a store that
+// reads one message at a time never lets them all in, and the deliveries
+// then go on one by one.
+const gateWait = 2 * time.Second
+
+// gate opens when n readers have arrived, or after gateWait.
+type gate struct {
+	mu      sync.Mutex
+	n       int
+	arrived int
+	open    chan struct{}
+}
+
+func newGate(n int) *gate { return &gate{n: n, open: make(chan struct{})} }
+
+func (g *gate) wait() {
+	g.mu.Lock()
+	g.arrived++
+	if g.arrived == g.n {
+		close(g.open)
+	}
+	g.mu.Unlock()
+	timer := time.NewTimer(gateWait)
+	defer timer.Stop()
+	select {
+	case <-g.open:
+	case <-timer.C:
+	}
+}
+
+// gatedReader waits at its gate before its first read.
+type gatedReader struct {
+	g      *gate
+	passed bool
+	r      io.Reader
+}
+
+func (r *gatedReader) Read(p []byte) (int, error) {
+	if !r.passed {
+		r.passed = true
+		r.g.wait()
+	}
+	return r.r.Read(p)
+}
+
+// testSessionRace: goroutines racing to open one mailbox: at most one
+// holds it at a time, and the others are told it is in use.
+func testSessionRace(t *testing.T, s store.Store) {
+	setup(t, s, "alice")
+	a := addr("alice", "example.com")
+	var (
+		mu                        sync.Mutex
+		holders, maxHolders, wins int
+		wg                        sync.WaitGroup
+	)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 30; i++ {
+				ms, err := s.OpenSession(ctx, a, "racer")
+				if errors.Is(err, store.ErrMailboxInUse) {
+					continue
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				holders++
+				wins++
+				maxHolders = max(maxHolders, holders)
+				mu.Unlock()
+				// Give the others a chance to try while the lock is held.
+				runtime.Gosched()
+				mu.Lock()
+				holders--
+				mu.Unlock()
+				if err := ms.Close(); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if maxHolders != 1 || wins == 0 {
+		t.Fatalf("max simultaneous holders = %d, wins = %d", maxHolders, wins)
+	}
+	if mi, err := s.Mailbox(ctx, a); err != nil || mi.InUse {
+		t.Fatalf("Mailbox after every session closed = %+v, %v", mi, err)
 	}
 }

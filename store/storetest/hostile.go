@@ -55,9 +55,65 @@ func init() {
 	}
 }
 
+// testHostileNames: every call refuses every hostile name, and the refusals
+// change nothing that the API shows.
 func testHostileNames(t *testing.T, s store.Store) {
 	setup(t, s, "alice")
+	before := listAll(t, s)
+	refuseHostileNames(t, s)
+	if after := listAll(t, s); !slices.Equal(before, after) {
+		t.Fatalf("hostile names changed the store:\nbefore %q\nafter  %q", before, after)
+	}
+	// Upper case is folded, not refused.
+	wantErr(t, "CreateMailbox(upper)", s.CreateMailbox(ctx, addr("BoB", "EXAMPLE.com"), "x"), nil)
+	if _, err := s.Mailbox(ctx, addr("bob", "example.com")); err != nil {
+		t.Fatalf("Mailbox(bob) after CreateMailbox(BoB@EXAMPLE.com): %v", err)
+	}
+	// Unicode mailbox names are allowed (no forbidden character).
+	wantErr(t, "CreateMailbox(unicode)", s.CreateMailbox(ctx, addr("jürgen", "example.com"), "x"), nil)
+	wantErr(t, "VerifyPassword(unicode)", s.VerifyPassword(ctx, addr("jürgen", "example.com"), "x"), nil)
+}
+
+// testFilesHostileNames: refusing hostile names creates nothing under the
+// mail root or beside it.
+func testFilesHostileNames(t *testing.T, s store.Store) {
+	if s.Root() == "" {
+		t.Fatal("a store with the Files capability has no mail root")
+	}
+	setup(t, s, "alice")
 	before := listTree(t, s.Root())
+	refuseHostileNames(t, s)
+	if after := listTree(t, s.Root()); !slices.Equal(before, after) {
+		t.Fatalf("hostile names changed the mail root:\nbefore %q\nafter  %q", before, after)
+	}
+	// Nothing may appear beside the mail root either.
+	parent := filepath.Dir(s.Root())
+	for _, n := range []string{"etc", "x", "a"} {
+		if _, err := os.Lstat(filepath.Join(parent, n)); err == nil {
+			t.Fatalf("a hostile name created %s beside the mail root", n)
+		}
+	}
+}
+
+// listAll lists every domain and mailbox with what the API shows of them.
+func listAll(t *testing.T, s store.Store) []string {
+	t.Helper()
+	ds, err := s.ListDomains(ctx)
+	wantErr(t, "ListDomains", err, nil)
+	var out []string
+	for _, d := range ds {
+		out = append(out, fmt.Sprintf("%+v", d))
+		mbs, err := s.ListMailboxes(ctx, d.Name)
+		wantErr(t, "ListMailboxes("+d.Name+")", err, nil)
+		for _, mb := range mbs {
+			out = append(out, fmt.Sprintf("%+v", mb))
+		}
+	}
+	return out
+}
+
+func refuseHostileNames(t *testing.T, s store.Store) {
+	t.Helper()
 	for _, h := range HostileNames {
 		what := fmt.Sprintf("%q@%q", h.Mailbox, h.Domain)
 		wantErr(t, "CreateMailbox("+what+")", s.CreateMailbox(ctx, h, "x"), store.ErrInvalidName)
@@ -94,33 +150,11 @@ func testHostileNames(t *testing.T, s store.Store) {
 		wantErr(t, "LockMailbox("+what+")", s.LockMailbox(ctx, h), store.ErrInvalidName)
 		wantErr(t, "UnlockMailbox("+what+")", s.UnlockMailbox(ctx, h), store.ErrInvalidName)
 	}
-	if after := listTree(t, s.Root()); !slices.Equal(before, after) {
-		t.Fatalf("hostile names changed the mail root:\nbefore %q\nafter  %q", before, after)
-	}
-	if parent := filepath.Dir(s.Root()); s.Root() != "" {
-		// Nothing may appear beside the mail root either.
-		for _, n := range []string{"etc", "x", "a"} {
-			if _, err := os.Lstat(filepath.Join(parent, n)); err == nil {
-				t.Fatalf("a hostile name created %s beside the mail root", n)
-			}
-		}
-	}
-	// Upper case is folded, not refused.
-	wantErr(t, "CreateMailbox(upper)", s.CreateMailbox(ctx, addr("BoB", "EXAMPLE.com"), "x"), nil)
-	if _, err := s.Mailbox(ctx, addr("bob", "example.com")); err != nil {
-		t.Fatalf("Mailbox(bob) after CreateMailbox(BoB@EXAMPLE.com): %v", err)
-	}
-	// Unicode mailbox names are allowed (no forbidden character).
-	wantErr(t, "CreateMailbox(unicode)", s.CreateMailbox(ctx, addr("jürgen", "example.com"), "x"), nil)
-	wantErr(t, "VerifyPassword(unicode)", s.VerifyPassword(ctx, addr("jürgen", "example.com"), "x"), nil)
 }
 
-// listTree lists every path under root (empty when root is "").
+// listTree lists every path under root.
 func listTree(t *testing.T, root string) []string {
 	t.Helper()
-	if root == "" {
-		return nil
-	}
 	var out []string
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -137,7 +171,7 @@ func listTree(t *testing.T, root string) []string {
 
 func testPasswordNotInClear(t *testing.T, s store.Store) {
 	if s.Root() == "" {
-		t.Fatal("the store has no mail root: run the suite with Options{NoMailRoot: true}")
+		t.Fatal("a store with the Files capability has no mail root")
 	}
 	const pw = "Tr0ub4dor&3-unique-password"
 	setup(t, s)

@@ -1,12 +1,14 @@
 // Package storetest is the conformance suite of the Mail Storage Access
 // API: every store.Store implementation runs it from its own tests with
 //
-//	storetest.Run(t, func(t *testing.T) store.Store { ... a fresh, empty store ... })
+//	storetest.Run(t, func(t *testing.T) store.Store { ... a fresh, empty store ... }, storetest.Capabilities{...})
 //
-// It uses only the store.Store interface. Checks that need the files
-// under the mail root (nothing created for a hostile name, no password in
-// clear) run unless the store says it has none (Options.NoMailRoot); a
-// store whose Root() is empty must say so.
+// The checks of the API use only the store.Store interface and run for
+// every store. What only some stores have — files under a mail root, data
+// that outlives the Store value and is shared with other processes and
+// servers, a process that can be killed half-way — is a capability the
+// store declares in Capabilities; the checks of a capability are
+// registered only for a store that declares it, so no check is skipped.
 package storetest
 
 import (
@@ -25,43 +27,99 @@ import (
 // Factory returns a fresh, empty store; the suite closes it.
 type Factory func(t *testing.T) store.Store
 
-// Options describe what a store under test can do.
-type Options struct {
-	// NoMailRoot: the store keeps no files (Root() is ""), so the checks
-	// that look at the files under the mail root do not apply.
-	NoMailRoot bool
+// OpenFunc opens the store whose data is at root, the Root() of a store a
+// Factory made, as another process or another server sharing that store
+// would: node is its node number (the last digits of the UIDs it makes).
+type OpenFunc func(root string, node int) (store.Store, error)
+
+// Capabilities says what the store under test has beyond the API.
+type Capabilities struct {
+	// Files: the store keeps everything in files under Root(), which names
+	// a folder. Registers Files/HostileNames (a refused name creates
+	// nothing under or beside the mail root) and Files/PasswordNotInClear
+	// (no file holds a password or its NT hash in clear).
+	Files bool
+	// Open: the store's data outlives its Store value and is shared by
+	// every Store opened on it. Registers Shared/Reopen (everything
+	// survives Close and a new Open), Shared/Locks (session, mailbox and
+	// domain locks hold across stores), Shared/Delivery (deliveries of
+	// several stores with their own node numbers into one mailbox: every
+	// message kept, no UID shared) and Shared/Credentials (a password set
+	// through one store is checked and its secrets opened through another,
+	// so every server uses the same store key).
+	Open OpenFunc
+	// Processes: the store can be used by several processes at once and
+	// its test binary calls Main from TestMain with the same OpenFunc as
+	// Open (which Processes needs), so that the suite can run store work
+	// in a child process and kill it with SIGKILL. Registers
+	// Processes/KilledDuringDelivery (no partial message appears),
+	// Processes/AcknowledgedSurvivesKill (every message whose Deliver
+	// returned is kept whole), Processes/KilledHoldingSession (a dead
+	// session's lock does not lock the mailbox forever and deletes
+	// nothing) and Processes/UniqueUIDsSameNode (processes of one node
+	// delivering at once never share a UID).
+	Processes bool
 }
 
-// Run runs every conformance test, each on a fresh store. At most one
-// Options may follow the factory.
-func Run(t *testing.T, newStore Factory, opts ...Options) {
-	var o Options
-	if len(opts) > 0 {
-		o = opts[0]
-	}
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s store.Store)
-	}{
+type check struct {
+	name string
+	fn   func(t *testing.T, s store.Store)
+}
+
+// Run runs every conformance check the store's capabilities call for,
+// each on a fresh store.
+func Run(t *testing.T, newStore Factory, caps Capabilities) {
+	tests := []check{
 		{"Domains", testDomains},
 		{"Mailboxes", testMailboxes},
 		{"RenameMailbox", testRename},
 		{"Credentials", testCredentials},
 		{"Quota", testQuota},
+		{"QuotaConcurrent", testQuotaConcurrent},
 		{"Deliver", testDeliver},
 		{"LineEndings", testLineEndings},
 		{"Session", testSession},
 		{"SessionSnapshot", testSnapshot},
 		{"Locks", testLocks},
 		{"InUse", testInUse},
+		{"SessionRace", testSessionRace},
 		{"HostileNames", testHostileNames},
 		{"Concurrency", testConcurrency},
 	}
-	if !o.NoMailRoot {
-		tests = append(tests, struct {
+	if caps.Files {
+		tests = append(tests,
+			check{"Files/HostileNames", testFilesHostileNames},
+			check{"Files/PasswordNotInClear", testPasswordNotInClear},
+		)
+	}
+	if caps.Processes && caps.Open == nil {
+		t.Fatal("storetest: the Processes capability needs Open")
+	}
+	if open := caps.Open; open != nil {
+		for _, c := range []struct {
 			name string
-			fn   func(t *testing.T, s store.Store)
-		}{"PasswordNotInClear", testPasswordNotInClear})
+			fn   func(*testing.T, store.Store, OpenFunc)
+		}{
+			{"Shared/Reopen", testReopen},
+			{"Shared/Locks", testSharedLocks},
+			{"Shared/Delivery", testSharedDelivery},
+			{"Shared/Credentials", testSharedCredentials},
+		} {
+			tests = append(tests, check{c.name, func(t *testing.T, s store.Store) { c.fn(t, s, open) }})
+		}
+	}
+	if caps.Processes {
+		for _, c := range []struct {
+			name string
+			fn   func(*testing.T, store.Store, OpenFunc)
+		}{
+			{"Processes/KilledDuringDelivery", testKilledDuringDelivery},
+			{"Processes/AcknowledgedSurvivesKill", testAcknowledgedSurvivesKill},
+			{"Processes/KilledHoldingSession", testKilledHoldingSession},
+			{"Processes/UniqueUIDsSameNode", testUniqueUIDsSameNode},
+		} {
+			tests = append(tests, check{c.name, func(t *testing.T, s store.Store) { c.fn(t, s, caps.Open) }})
+		}
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

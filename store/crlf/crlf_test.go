@@ -1,16 +1,15 @@
-//go:build linux
-
-package filestore
+package crlf
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"math/rand/v2"
 	"testing"
 )
 
-// refCRLF is the obvious in-memory form of copyCRLF's rules.
+// refCRLF is the obvious in-memory form of Copy's rules.
 func refCRLF(in []byte) []byte {
 	var out []byte
 	for i, c := range in {
@@ -54,22 +53,22 @@ func TestCopyCRLFMatchesReference(t *testing.T) {
 			in[j] = alphabet[rng.IntN(len(alphabet))]
 		}
 		var out bytes.Buffer
-		n, err := copyCRLF(&out, &chunkReader{b: in, rng: rng}, 0)
+		n, err := Copy(context.Background(), &out, &chunkReader{b: in, rng: rng}, 0)
 		want := refCRLF(in)
 		if err != nil || !bytes.Equal(out.Bytes(), want) || n != int64(len(want)) {
-			t.Fatalf("copyCRLF(%q) = %q, %d, %v; want %q", in, out.Bytes(), n, err, want)
+			t.Fatalf("Copy(%q) = %q, %d, %v; want %q", in, out.Bytes(), n, err, want)
 		}
 	}
 }
 
 func TestCopyCRLFLimit(t *testing.T) {
 	var out bytes.Buffer
-	if _, err := copyCRLF(&out, bytes.NewReader(bytes.Repeat([]byte("\n"), 100)), 150); !errors.Is(err, errTooBig) {
-		t.Fatalf("copyCRLF past the limit = %v, want errTooBig", err)
+	if _, err := Copy(context.Background(), &out, bytes.NewReader(bytes.Repeat([]byte("\n"), 100)), 150); !errors.Is(err, ErrLimit) {
+		t.Fatalf("Copy past the limit = %v, want ErrLimit", err)
 	}
 	out.Reset()
-	if n, err := copyCRLF(&out, bytes.NewReader(bytes.Repeat([]byte("\n"), 75)), 150); err != nil || n != 150 {
-		t.Fatalf("copyCRLF at the limit = %d, %v", n, err)
+	if n, err := Copy(context.Background(), &out, bytes.NewReader(bytes.Repeat([]byte("\n"), 75)), 150); err != nil || n != 150 {
+		t.Fatalf("Copy at the limit = %d, %v", n, err)
 	}
 }
 
@@ -79,10 +78,19 @@ func FuzzCopyCRLF(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte, seed uint64) {
 		var out bytes.Buffer
-		n, err := copyCRLF(&out, &chunkReader{b: bytes.Clone(in), rng: rand.New(rand.NewPCG(seed, 0))}, 0)
+		n, err := Copy(context.Background(), &out, &chunkReader{b: bytes.Clone(in), rng: rand.New(rand.NewPCG(seed, 0))}, 0)
 		want := refCRLF(in)
 		if err != nil || !bytes.Equal(out.Bytes(), want) || n != int64(len(want)) {
-			t.Fatalf("copyCRLF(%q) = %q; want %q", in, out.Bytes(), want)
+			t.Fatalf("Copy(%q) = %q; want %q", in, out.Bytes(), want)
 		}
 	})
+}
+
+func TestCopyStopsWhenContextEnds(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out bytes.Buffer
+	if _, err := Copy(ctx, &out, bytes.NewReader([]byte("x\n")), 0); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Copy with an ended context = %v, want context.Canceled", err)
+	}
 }

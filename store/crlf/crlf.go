@@ -1,0 +1,99 @@
+// Package crlf normalises the line endings of a message as every store
+// keeps them, so that a message's size is the octet count that LIST
+// reports (RFC 1939 section 11): a bare LF becomes CRLF, a bare CR is kept
+// as it is, and a non-empty message that does not end with a line ending
+// gets CRLF appended (a final bare CR becomes CRLF).
+package crlf
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"sync"
+)
+
+// BufferSize is the size of the buffers a copy reads and writes through.
+const BufferSize = 64 << 10
+
+// ErrLimit is returned by Copy when the normalised message passes its limit.
+var ErrLimit = errors.New("message larger than the limit")
+
+// buffers is the pair of buffers a copy goes through, pooled so that a
+// delivery allocates little.
+type buffers struct {
+	in []byte
+	w  *bufio.Writer
+}
+
+var pool = sync.Pool{New: func() any {
+	return &buffers{in: make([]byte, BufferSize), w: bufio.NewWriterSize(nil, BufferSize)}
+}}
+
+// Copy copies r to w with its line endings normalised and returns the
+// octets written. It stops with ErrLimit as soon as they pass limit (0:
+// none), and with ctx's error when ctx ends between two reads.
+func Copy(ctx context.Context, w io.Writer, r io.Reader, limit int64) (int64, error) {
+	b := pool.Get().(*buffers)
+	defer pool.Put(b)
+	bw, in := b.w, b.in
+	bw.Reset(w)
+	defer bw.Reset(nil)
+	var n int64
+	var last byte // last octet written; 0 before the first
+	for {
+		if ctx != nil {
+			if err := ctx.Err(); err != nil {
+				return n, err
+			}
+		}
+		k, rerr := r.Read(in)
+		p := in[:k]
+		for len(p) > 0 {
+			i := bytes.IndexByte(p, '\n')
+			seg := p
+			if i >= 0 {
+				seg = p[:i]
+			}
+			if len(seg) > 0 {
+				bw.Write(seg)
+				n += int64(len(seg))
+				last = seg[len(seg)-1]
+			}
+			if i < 0 {
+				break
+			}
+			if last != '\r' {
+				bw.WriteByte('\r')
+				n++
+			}
+			bw.WriteByte('\n')
+			n++
+			last = '\n'
+			p = p[i+1:]
+		}
+		if limit > 0 && n > limit {
+			return n, ErrLimit
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+	switch {
+	case n == 0 || last == '\n':
+	case last == '\r':
+		bw.WriteByte('\n')
+		n++
+	default:
+		bw.WriteString("\r\n")
+		n += 2
+	}
+	if limit > 0 && n > limit {
+		return n, ErrLimit
+	}
+	return n, bw.Flush()
+}

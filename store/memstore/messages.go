@@ -1,0 +1,223 @@
+package memstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pop3svc/pop3svc/store"
+	"github.com/pop3svc/pop3svc/store/crlf"
+)
+
+// maxPooledBuffer is the largest copy buffer kept for the next delivery.
+const maxPooledBuffer = 1 << 20
+
+var copyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// Deliver stores one message; see store.Delivery. The message is read and
+// normalised before the store's lock is taken; the quota is checked and
+// the message stored under it, so deliveries racing into one mailbox
+// cannot overrun its quota together.
+func (s *Store) Deliver(ctx context.Context, addr store.Address, msg io.Reader) (string, error) {
+	a, err := store.CanonicalAddress(addr)
+	if err != nil {
+		return "", fmt.Errorf("cannot deliver: %w", err)
+	}
+	if err := ctxErr(ctx); err != nil {
+		return "", err
+	}
+	s.mu.RLock()
+	_, m, err := s.lookup(a)
+	var quota int64
+	if err == nil {
+		quota = s.effectiveQuota(m)
+	}
+	s.mu.RUnlock()
+	if err != nil {
+		return "", fmt.Errorf("cannot deliver to %s: %w", a, err)
+	}
+	limit := s.opts.MaxMessageSize
+	if quota > 0 && (limit == 0 || quota < limit) {
+		limit = quota // a message larger than the whole quota never fits
+	}
+	buf := copyBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooledBuffer {
+			buf.Reset()
+			copyBuffers.Put(buf)
+		}
+	}()
+	size, err := crlf.Copy(ctx, buf, msg, limit)
+	if err != nil {
+		if errors.Is(err, crlf.ErrLimit) {
+			if s.opts.MaxMessageSize > 0 && size > s.opts.MaxMessageSize {
+				return "", fmt.Errorf("cannot deliver to %s: the message exceeds %d octets: %w", a, s.opts.MaxMessageSize, store.ErrMessageTooLarge)
+			}
+			return "", fmt.Errorf("cannot deliver to %s: the message exceeds the quota of %d octets: %w", a, quota, store.ErrOverQuota)
+		}
+		return "", fmt.Errorf("cannot deliver to %s: %w", a, err)
+	}
+	body := bytes.Clone(buf.Bytes())
+	if body == nil {
+		body = []byte{}
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, m, err = s.lookup(a); err != nil { // deleted meanwhile
+		return "", fmt.Errorf("cannot deliver to %s: %w", a, err)
+	}
+	if q := s.effectiveQuota(m); q > 0 && m.bytes+size > q {
+		return "", fmt.Errorf("cannot deliver to %s: %d octets stored + %d > quota %d: %w", a, m.bytes, size, q, store.ErrOverQuota)
+	}
+	// Names are made under the lock, so each mailbox's list stays sorted.
+	msg1 := &message{uid: s.names.Next(s.now()), body: body}
+	m.msgs = append(m.msgs, msg1)
+	m.bytes += size
+	return msg1.uid, nil
+}
+
+// OpenSession takes the session lock and snapshots the mailbox.
+func (s *Store) OpenSession(ctx context.Context, addr store.Address, owner string) (store.MailboxSession, error) {
+	a, err := store.CanonicalAddress(addr)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open mailbox: %w", err)
+	}
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, m, err := s.lookup(a)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("cannot open mailbox %s: %w", a, err)
+	case d.locked:
+		return nil, fmt.Errorf("cannot open mailbox %s: %w", a, store.ErrDomainLocked)
+	case m.admin:
+		return nil, fmt.Errorf("cannot open mailbox %s: %w", a, store.ErrMailboxLocked)
+	case m.holder != nil:
+		return nil, fmt.Errorf("cannot open mailbox %s: %w (held by %s)", a, store.ErrMailboxInUse, m.holder.owner)
+	}
+	ms := &session{s: s, addr: a, box: m, owner: owner, bodies: slices.Clone(m.msgs)}
+	ms.msgs = make([]store.MessageInfo, len(ms.bodies))
+	for i, msg := range ms.bodies {
+		ms.msgs[i] = store.MessageInfo{UID: msg.uid, Size: int64(len(msg.body))}
+	}
+	m.holder = ms
+	return ms, nil
+}
+
+// session is an open mailbox holding its session lock. Like every
+// store.MailboxSession it is used from one goroutine at a time.
+type session struct {
+	s      *Store
+	addr   store.Address
+	box    *mailbox
+	owner  string
+	msgs   []store.MessageInfo
+	bodies []*message // the snapshot, parallel to msgs
+	closed atomic.Bool
+}
+
+func (m *session) Messages() []store.MessageInfo { return m.msgs }
+
+// Open returns a reader of message i of the snapshot.
+func (m *session) Open(i int) (io.ReadCloser, error) {
+	if m.closed.Load() {
+		return nil, store.ErrSessionClosed
+	}
+	if i < 0 || i >= len(m.msgs) {
+		return nil, fmt.Errorf("message %d of %s: %w", i+1, m.addr, store.ErrNoSuchMessage)
+	}
+	r := &msgReader{}
+	r.r.Reset(m.bodies[i].body)
+	return r, nil
+}
+
+// Commit removes the deleted messages and releases the lock.
+func (m *session) Commit(ctx context.Context, deleted []int) error {
+	if m.closed.Load() {
+		return store.ErrSessionClosed
+	}
+	for _, i := range deleted {
+		if i < 0 || i >= len(m.msgs) {
+			return fmt.Errorf("cannot commit %s: message %d: %w", m.addr, i+1, store.ErrNoSuchMessage)
+		}
+	}
+	gone := make(map[*message]bool, len(deleted))
+	for _, i := range deleted {
+		gone[m.bodies[i]] = true
+	}
+	s := m.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(gone) > 0 {
+		box := m.box
+		kept := box.msgs[:0]
+		for _, msg := range box.msgs {
+			if gone[msg] {
+				box.bytes -= int64(len(msg.body))
+				continue
+			}
+			kept = append(kept, msg)
+		}
+		clear(box.msgs[len(kept):])
+		box.msgs = kept
+	}
+	m.release()
+	return nil
+}
+
+// release frees the session lock; s.mu is held.
+func (m *session) release() {
+	if m.box.holder == m {
+		m.box.holder = nil
+	}
+	m.closed.Store(true)
+}
+
+// Close releases the lock without deleting anything; later calls do nothing.
+func (m *session) Close() error {
+	if m.closed.Load() {
+		return nil
+	}
+	m.s.mu.Lock()
+	m.release()
+	m.s.mu.Unlock()
+	return nil
+}
+
+// Refresh has no lease to renew: the lock lasts as long as the session.
+func (m *session) Refresh() error {
+	if m.closed.Load() {
+		return store.ErrSessionClosed
+	}
+	return nil
+}
+
+// errReaderClosed is returned by a message reader read after its Close.
+var errReaderClosed = errors.New("read of a closed message")
+
+// msgReader reads one message's body, which never changes.
+type msgReader struct {
+	r      bytes.Reader
+	closed atomic.Bool
+}
+
+func (r *msgReader) Read(p []byte) (int, error) {
+	if r.closed.Load() {
+		return 0, errReaderClosed
+	}
+	return r.r.Read(p)
+}
+
+func (r *msgReader) Close() error {
+	r.closed.Store(true)
+	return nil
+}
