@@ -89,7 +89,7 @@ func (p *pop3Service) Start(rt *runtime) error {
 		return fmt.Errorf("pop3: %w", err)
 	}
 	p.srv, p.guard = srv, g
-	rt.pop3 = srv
+	rt.pop3.Store(srv)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
@@ -21,17 +22,18 @@ type runtime struct {
 
 	level   *slog.LevelVar // the log level; follows the logging setting on reload
 	started time.Time
-	reload  func() error   // reread the configuration and reload every service (SIGHUP, POST /api/reload)
-	pop3    *engine.Server // the POP3 engine once started (status)
-	certs   *certs.Manager // the TLS certificate of STLS, POP3S and SMTP STARTTLS; follows [tls] on reload
+	reload  func() error                  // reread the configuration and reload every service (SIGHUP, POST /api/reload)
+	pop3    atomic.Pointer[engine.Server] // the POP3 engine once started (status); the admin listener reads it from its own goroutines
+	certs   *certs.Manager                // the TLS certificate of STLS, POP3S and SMTP STARTTLS; follows [tls] on reload
 }
 
 // pop3Status is the POP3 engine's status, nil before it started.
 func (rt *runtime) pop3Status() *engine.Status {
-	if rt.pop3 == nil {
+	srv := rt.pop3.Load()
+	if srv == nil {
 		return nil
 	}
-	st := rt.pop3.Status()
+	st := srv.Status()
 	return &st
 }
 
