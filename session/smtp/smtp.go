@@ -146,10 +146,11 @@ func New(st store.Store, q store.Queue, notify func(id string), opts Options) *S
 	return s
 }
 
-// SetOptions applies changed options to new sessions. MaxLine, the
-// timeouts and a raised MaxMessageSize reach the protocol layer only for
-// listeners started afterwards (go-smtp reads them from its server);
-// lowered size and recipient limits apply at once.
+// SetOptions applies changed options. The size and recipient limits, the
+// quota default and the host name reach open sessions at their next
+// command; go-smtp's own settings (MaxLine, the timeouts, the SIZE it
+// announces) only servers made afterwards by NewServer: engine/smtpnet's
+// Renew makes those for the connections it accepts from then on.
 func (s *Service) SetOptions(opts Options) {
 	o := opts.withDefaults()
 	s.opts.Store(&o)
