@@ -182,7 +182,7 @@ func (s *Store) SetPassword(ctx context.Context, addr store.Address, password st
 		return fmt.Errorf("cannot set password of %s: %w", a, err)
 	}
 	dir := s.mboxPath(a)
-	s.authCache.forget(a.String())
+	s.authCache.Load().forget(a.String())
 	if password == "" {
 		if err := os.Remove(filepath.Join(dir, PasswdName)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("cannot remove password of %s: %w", a, err)
@@ -217,7 +217,7 @@ func (s *Store) VerifyPassword(ctx context.Context, addr store.Address, password
 			s.log.Warn("cannot read password file", "mailbox", a.String(), "err", err)
 		}
 	}
-	if found && len(password) <= MaxPasswordLen && s.authCache.check(key, r, password, s.now()) {
+	if found && len(password) <= MaxPasswordLen && s.authCache.Load().check(key, r, password, s.now()) {
 		return nil
 	}
 	got, err := s.hash(ctx, []byte(password), r)
@@ -226,7 +226,7 @@ func (s *Store) VerifyPassword(ctx context.Context, addr store.Address, password
 	}
 	ok := subtle.ConstantTimeCompare(got, r.Hash) == 1
 	if ok && found && len(password) <= MaxPasswordLen {
-		s.authCache.remember(key, r, password, s.now())
+		s.authCache.Load().remember(key, r, password, s.now())
 		return nil
 	}
 	return store.ErrAuthFailed
