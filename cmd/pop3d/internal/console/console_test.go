@@ -69,14 +69,14 @@ func newConsoleEnv(t *testing.T, extra string) *consoleEnv {
 		Queue:      q,
 		Log:        slog.New(slog.NewTextHandler(logs, nil)),
 		Started:    time.Now(),
-		Reload: func() error {
+		Reload: func() ([]string, error) {
 			e.reloads++
 			ncfg, err := config.Load(path)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			e.c.SetConfig(ncfg)
-			return nil
+			return config.RestartChanges(cfg, ncfg), nil
 		},
 	}, cfg)
 	mux := http.NewServeMux()
