@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -62,6 +63,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "pop3d: %v\n", err)
 		return 1
+	}
+	if path != "" {
+		// Absolute, so that pop3ctl can tell whether it edits this file
+		// (GET /api/status shows it).
+		if abs, err := filepath.Abs(path); err == nil {
+			path = abs
+		}
 	}
 
 	level := new(slog.LevelVar)
