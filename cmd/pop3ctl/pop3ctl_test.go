@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pop3svc/pop3svc/engine/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
 )
 
 // binary is the pop3ctl built by TestMain.

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
-	"github.com/pop3svc/pop3svc/engine/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
 )
 
 // liveCase is one live key: a probe that looks at a new connection (or
