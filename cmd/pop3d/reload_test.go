@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
+	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 )
 
 // liveCase is one live key: a probe that looks at a new connection (or

@@ -2,9 +2,9 @@ package console
 
 import (
 	"bytes"
-	"html"
 	"context"
 	"errors"
+	"html"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
