@@ -153,10 +153,18 @@ func (s *Server) resolveListeners() (addrs []string, release func(), err error) 
 		if port == "0" {
 			p, r, err := reservePort(host)
 			if err != nil {
-				return fmt.Errorf("cannot listen on %s: %w", a, err)
+				return fmt.Errorf("cannot listen on %s (%s): %w", a, listenKey(tls), err)
 			}
 			held = append(held, r)
 			a = net.JoinHostPort(host, fmt.Sprint(p))
+		} else {
+			// gnet's bind error does not say which address failed: try
+			// each first, so that the error names it and its setting.
+			l, err := net.Listen("tcp", a)
+			if err != nil {
+				return fmt.Errorf("cannot listen on %s (%s): %w", a, listenKey(tls), err)
+			}
+			l.Close()
 		}
 		s.listen = append(s.listen, listenAddr{addr: a, tls: tls})
 		out = append(out, "tcp://"+a)
@@ -216,8 +224,25 @@ func (s *Server) Start() error {
 		if s.runErr == nil {
 			s.runErr = errors.New("engine stopped before it started")
 		}
-		return fmt.Errorf("cannot listen on %s: %w", strings.Join(s.opts.Config.Listen, ", "), s.runErr)
+		return fmt.Errorf("cannot listen on %s: %w", s.listenerNames(), s.runErr)
 	}
+}
+
+// listenerNames lists every listener with its setting, for an error
+// gnet gave without saying which address failed.
+func (s *Server) listenerNames() string {
+	var all []string
+	for _, l := range s.listen {
+		all = append(all, l.addr+" ("+listenKey(l.tls)+")")
+	}
+	return strings.Join(all, ", ")
+}
+
+func listenKey(tls bool) string {
+	if tls {
+		return "pop3.listen_tls"
+	}
+	return "pop3.listen"
 }
 
 // Addrs returns the bound listener addresses (useful with port 0).
@@ -226,8 +251,9 @@ func (s *Server) Addrs() []net.Addr { return s.addrs }
 // Reload applies a changed configuration without dropping sessions: pool
 // size, socket pool limits, timeouts, protocol limits, and a new session
 // factory (greeting and session options) for connections accepted from now
-// on. Listener changes need a restart and are reported as an error after
-// everything else was applied.
+// on. The listeners (pop3.listen, pop3.listen_tls, pop3.listen_backlog)
+// stay as they were started: those are restart keys, which the service
+// reports itself.
 func (s *Server) Reload(cfg *Config, f session.Factory) error {
 	if cfg == nil {
 		return errors.New("engine: Reload without a configuration")
@@ -247,22 +273,7 @@ func (s *Server) Reload(cfg *Config, f session.Factory) error {
 		}
 		s.admitLater(w)
 	}
-	if !equalStrings(cfg.Listen, s.opts.Config.Listen) {
-		return errors.New("pop3.listen changed: restart the service to apply it")
-	}
 	return nil
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Status is a snapshot for the admin API.

@@ -8,16 +8,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
 )
 
 // binary is the pop3ctl built by TestMain.
@@ -367,8 +371,14 @@ func TestGetSet(t *testing.T) {
 		t.Errorf("get:\n%s", out)
 	}
 
+	if out := e.ok("", "get"); !strings.Contains(out, "APPLIES") || !regexp.MustCompile(`pop3\.listen +\S+ +restart`).MatchString(out) || !regexp.MustCompile(`pop3\.socketmax +\S+ +live`).MatchString(out) {
+		t.Errorf("get does not show when keys apply:\n%s", out)
+	}
+	if v := e.jsonOK("get", "port"); v["applies"] != "restart" {
+		t.Errorf("get -json port = %v, want applies restart", v)
+	}
 	out = e.ok("", "set", "socketmax", "250")
-	if !strings.Contains(out, "not told") {
+	if !strings.Contains(out, "No service answered") {
 		t.Errorf("set without a running service: %q", out)
 	}
 	if got := strings.TrimSpace(e.ok("", "get", "pop3.socketmax")); got != "250" {
@@ -409,26 +419,101 @@ func TestGetSet(t *testing.T) {
 	}
 }
 
-func TestSetTellsRunningService(t *testing.T) {
-	var calls atomic.Int32
+// fakeService answers the admin API as pop3d does: GET /api/status with
+// the file it reads, POST /api/reload with the given status and answer.
+type fakeService struct {
+	file    atomic.Pointer[string]
+	code    atomic.Int32
+	answer  atomic.Pointer[string]
+	reloads atomic.Int32
+}
+
+func startFakeService(t *testing.T) (*fakeService, string) {
+	f := &fakeService{}
+	f.code.Store(http.StatusOK)
+	ok := `{"ok": true, "restart": []}`
+	f.answer.Store(&ok)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && r.URL.Path == "/api/reload" {
-			calls.Add(1)
-			w.WriteHeader(http.StatusNoContent)
-			return
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/api/status":
+			b, _ := json.Marshal(map[string]any{"uptime": "1s", "config_file": *f.file.Load()})
+			w.Write(b)
+		case r.Method == http.MethodPost && r.URL.Path == "/api/reload":
+			f.reloads.Add(1)
+			w.WriteHeader(int(f.code.Load()))
+			io.WriteString(w, *f.answer.Load())
+		default:
+			http.NotFound(w, r)
 		}
-		http.NotFound(w, r)
 	}))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	return f, strings.TrimPrefix(srv.URL, "http://")
+}
+
+func TestSetTellsRunningService(t *testing.T) {
+	f, addr := startFakeService(t)
 	e := newEnv(t, "")
-	e.ok("", "set", "admin.listen", strings.TrimPrefix(srv.URL, "http://"))
-	calls.Store(0)
+	none := ""
+	f.file.Store(&none)
+	e.ok("", "set", "admin.listen", addr) // the service is not yet found there
+	f.file.Store(&e.conf)
 	v := e.jsonOK("set", "logging", "2")
-	if v["reloaded"] != true || calls.Load() != 1 {
-		t.Errorf("set -json = %v with %d reload calls, want reloaded and 1 call", v, calls.Load())
+	if v["reloaded"] != true || f.reloads.Load() != 1 || v["reload_error"] != nil {
+		t.Errorf("set -json = %v with %d reload calls, want reloaded and 1 call", v, f.reloads.Load())
 	}
-	if out := e.ok("", "set", "logging", "1"); !strings.Contains(out, "was told") {
+	if out := e.ok("", "set", "logging", "1"); !strings.Contains(out, "was told and reloaded") || strings.Contains(out, "restart") {
 		t.Errorf("set output %q", out)
+	}
+
+	// A restart key: the service says so, and pop3ctl repeats its words.
+	restart := `{"ok": true, "restart": ["pop3.listen"], "notice": "x"}`
+	f.answer.Store(&restart)
+	out := e.ok("", "set", "pop3.listen", "127.0.0.1:1101")
+	if !strings.Contains(out, config.RestartNotice([]string{"pop3.listen"})) || strings.Contains(out, "not told") {
+		t.Errorf("set pop3.listen output %q", out)
+	}
+	v = e.jsonOK("set", "pop3.listen", "127.0.0.1:1102")
+	if v["restart_notice"] != config.RestartNotice([]string{"pop3.listen"}) || fmt.Sprint(v["restart"]) != "[pop3.listen]" {
+		t.Errorf("set -json pop3.listen = %v", v)
+	}
+
+	// A reload that failed: its whole error, not a piece of the JSON.
+	failed := `{
+  "ok": false,
+  "restart": [],
+  "error": "pop3: auth.method directory: ldap.url is empty"
+}`
+	f.code.Store(http.StatusUnprocessableEntity)
+	f.answer.Store(&failed)
+	v = e.jsonOK("set", "logging", "3")
+	if v["reloaded"] != false || v["reload_error"] != "pop3: auth.method directory: ldap.url is empty" {
+		t.Errorf("set -json with a failed reload = %v", v)
+	}
+}
+
+// TestSetRefusedWhenTheServiceReadsNoFile: a service running on its
+// built-in defaults would never read the file; pop3ctl refuses (with the
+// console's words) and writes nothing. So it does when the service reads
+// another file.
+func TestSetRefusedWhenTheServiceReadsNoFile(t *testing.T) {
+	f, addr := startFakeService(t)
+	e := newEnv(t, "")
+	none := ""
+	f.file.Store(&none)
+	e.ok("", "set", "admin.listen", addr)
+	before, _ := os.ReadFile(e.conf)
+	r := e.run("", "set", "sparequired", "true")
+	if r.code != 1 || !strings.Contains(r.stderr, config.NoFileRefusal) {
+		t.Errorf("set on a service without a file: exit %d stderr %q", r.code, r.stderr)
+	}
+	other := filepath.Join(t.TempDir(), "other.toml")
+	f.file.Store(&other)
+	r = e.run("", "set", "sparequired", "true")
+	if r.code != 1 || !strings.Contains(r.stderr, "the running service reads "+other) {
+		t.Errorf("set on a service reading another file: exit %d stderr %q", r.code, r.stderr)
+	}
+	if after, _ := os.ReadFile(e.conf); !bytes.Equal(before, after) || f.reloads.Load() != 0 {
+		t.Errorf("a refused set changed the file or reloaded (%d)", f.reloads.Load())
 	}
 }
 

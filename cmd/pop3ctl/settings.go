@@ -1,12 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
-	"strings"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
@@ -14,10 +17,14 @@ import (
 
 // ReloadTimeout bounds the request that tells the running service to
 // reread its configuration after set.
-const ReloadTimeout = 2 * time.Second
+const ReloadTimeout = 10 * time.Second
 
-// ReloadPath is the admin API endpoint that makes pop3d reread its file.
-const ReloadPath = "/api/reload"
+// ReloadPath is the admin API endpoint that makes pop3d reread its file;
+// StatusPath tells which file that is.
+const (
+	ReloadPath = "/api/reload"
+	StatusPath = "/api/status"
+)
 
 func (c *cli) get() error {
 	if err := c.wantArgs(0, 1, "[KEY]"); err != nil {
@@ -32,7 +39,8 @@ func (c *cli) get() error {
 		if err != nil {
 			return err
 		}
-		c.say(map[string]any{"key": c.args[0], "value": v}, "%s", v)
+		w, _ := config.Applies(c.args[0])
+		c.say(map[string]any{"key": c.args[0], "value": v, "applies": w}, "%s", v)
 		return nil
 	}
 	kv := config.List(cfg)
@@ -42,9 +50,9 @@ func (c *cli) get() error {
 	}
 	rows := make([][]string, len(kv))
 	for i, e := range kv {
-		rows[i] = []string{e.Key, e.Value}
+		rows[i] = []string{e.Key, e.Value, string(e.Applies)}
 	}
-	c.table([]string{"KEY", "VALUE"}, rows)
+	c.table([]string{"KEY", "VALUE", "APPLIES"}, rows)
 	return nil
 }
 
@@ -60,6 +68,23 @@ func (c *cli) set() error {
 		// No file yet: the embedded defaults are in use; start ./pop3d.toml,
 		// which pop3d reads at its next start.
 		path = config.DefaultFile
+	}
+	// The running service, if any, is at the admin address in force now
+	// (before the change), and must be reading the file about to change.
+	cur := config.Default()
+	if _, err := os.Stat(path); err == nil {
+		if cur, err = config.Load(path); err != nil {
+			return err
+		}
+	}
+	svc := findService(cur.Admin.Listen)
+	if svc.answered {
+		if svc.file == "" {
+			return errors.New(config.NoFileRefusal)
+		}
+		if !sameFile(svc.file, path) {
+			return fmt.Errorf("the running service reads %s, not %s: give -config %s", svc.file, path, svc.file)
+		}
 	}
 	if k, err := config.CanonicalKey(c.args[0]); err == nil && k == "auth.method" && !c.force {
 		if err := c.checkMethodSwitch(path, config.NormalizeAuthMethod(c.args[1])); err != nil {
@@ -77,33 +102,85 @@ func (c *cli) set() error {
 	if err != nil {
 		return err
 	}
-	told, why := reload(cfg.Admin.Listen)
+	var res reloadResult
+	if svc.answered {
+		res = reload(svc.base)
+	}
 	if c.json {
-		v := map[string]any{"key": c.args[0], "value": value, "file": path, "reloaded": told}
-		if !told {
-			v["reload_error"] = why
+		v := map[string]any{"key": c.args[0], "value": value, "file": path, "reloaded": res.ok}
+		switch {
+		case !svc.answered:
+			v["reload_error"] = "no service answered at " + svc.base
+		case res.err != "":
+			v["reload_error"] = res.err
+		}
+		if svc.answered {
+			v["restart"] = res.restart
+			if n := config.RestartNotice(res.restart); n != "" {
+				v["restart_notice"] = n
+			}
 		}
 		c.emitJSON(v)
 		return nil
 	}
 	fmt.Fprintf(c.stdout, "Set %s = %s in %s.\n", c.args[0], value, path)
-	if told {
+	switch {
+	case !svc.answered:
+		fmt.Fprintf(c.stdout, "No service answered at %s: the change applies when the service starts.\n", svc.base)
+	case res.err != "":
+		fmt.Fprintf(c.stdout, "The running service was told, and did not apply everything: %s\n", res.err)
+	default:
 		fmt.Fprintln(c.stdout, "The running service was told and reloaded its configuration.")
-	} else {
-		fmt.Fprintf(c.stdout, "The running service was not told (%s); it applies the change at its next start or SIGHUP.\n", why)
+	}
+	if n := config.RestartNotice(res.restart); n != "" {
+		fmt.Fprintln(c.stdout, n)
 	}
 	return nil
 }
 
-// reload asks the service listening on the admin address to reread its
-// configuration. It reports whether the service accepted, or why not.
-func reload(adminListen string) (bool, string) {
+// service is what pop3ctl learnt of the service on the admin address.
+type service struct {
+	base     string // http://host:port
+	answered bool   // a service answered GET /api/status
+	file     string // the configuration file it reads; "" for its built-in defaults
+}
+
+// findService asks the service on the admin address which configuration
+// file it reads.
+func findService(adminListen string) service {
+	base := adminBase(adminListen)
+	if base == "" {
+		return service{base: "admin.listen (empty)"}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ReloadTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+StatusPath, nil)
+	if err != nil {
+		return service{base: base}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return service{base: base}
+	}
+	defer resp.Body.Close()
+	var st struct {
+		ConfigFile *string `json:"config_file"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st) != nil || st.ConfigFile == nil {
+		// Something else answers there: not a pop3d to tell.
+		return service{base: base}
+	}
+	return service{base: base, answered: true, file: *st.ConfigFile}
+}
+
+// adminBase is the URL of the admin listener; "" when there is none.
+func adminBase(adminListen string) string {
 	if adminListen == "" {
-		return false, "admin.listen is empty"
+		return ""
 	}
 	host, port, err := net.SplitHostPort(adminListen)
 	if err != nil {
-		return false, err.Error()
+		return ""
 	}
 	switch host {
 	case "", "0.0.0.0":
@@ -111,28 +188,52 @@ func reload(adminListen string) (bool, string) {
 	case "::":
 		host = "::1"
 	}
-	url := "http://" + net.JoinHostPort(host, port) + ReloadPath
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// sameFile reports whether a and b name the same file.
+func sameFile(a, b string) bool {
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	if err1 == nil && err2 == nil {
+		return os.SameFile(sa, sb)
+	}
+	aa, _ := filepath.Abs(a)
+	ab, _ := filepath.Abs(b)
+	return aa == ab
+}
+
+// reloadResult is the service's answer to POST /api/reload.
+type reloadResult struct {
+	ok      bool
+	restart []string // restart keys it found changed
+	err     string   // why it did not apply everything
+}
+
+// reload asks the service at base to reread its configuration.
+func reload(base string) reloadResult {
 	ctx, cancel := context.WithTimeout(context.Background(), ReloadTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+ReloadPath, nil)
 	if err != nil {
-		return false, err.Error()
+		return reloadResult{err: err.Error()}
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return false, "no service answered at " + url
+		return reloadResult{err: "no answer from " + base + ReloadPath + ": " + err.Error()}
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode/100 == 2 {
-		return true, ""
+	var ans struct {
+		OK      bool     `json:"ok"`
+		Restart []string `json:"restart"`
+		Error   string   `json:"error"`
 	}
-	line, _ := bufio.NewReader(resp.Body).ReadString('\n')
-	line = strings.TrimSpace(line)
-	if len(line) > 200 {
-		line = line[:200]
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&ans); err != nil {
+		return reloadResult{err: fmt.Sprintf("%s%s answered %s", base, ReloadPath, resp.Status)}
 	}
-	if line == "" {
-		return false, fmt.Sprintf("%s answered %s", url, resp.Status)
+	r := reloadResult{ok: ans.OK && resp.StatusCode/100 == 2, restart: ans.Restart, err: ans.Error}
+	if !r.ok && r.err == "" {
+		r.err = fmt.Sprintf("%s%s answered %s", base, ReloadPath, resp.Status)
 	}
-	return false, fmt.Sprintf("%s answered %s: %s", url, resp.Status, line)
+	return r
 }

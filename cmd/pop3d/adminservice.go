@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
 	"github.com/pop3svc/pop3svc/cmd/pop3d/internal/admin"
@@ -24,13 +23,14 @@ func (a *adminService) Start(rt *runtime) error {
 		return nil
 	}
 	srv, err := admin.Start(admin.Options{
-		Listen:  rt.cfg.Admin.Listen,
-		Pprof:   rt.cfg.Admin.Pprof,
-		Console: a.console.console,
-		Reload:  rt.reload,
-		Started: rt.started,
-		Status:  rt.pop3Status,
-		Log:     rt.log,
+		Listen:     rt.cfg.Admin.Listen,
+		Pprof:      rt.cfg.Admin.Pprof,
+		Console:    a.console.console,
+		Reload:     rt.reload,
+		ConfigFile: rt.cfgPath,
+		Started:    rt.started,
+		Status:     rt.pop3Status,
+		Log:        rt.log,
 	})
 	if err != nil {
 		return err
@@ -39,10 +39,11 @@ func (a *adminService) Start(rt *runtime) error {
 	return nil
 }
 
-// Reload: a change of admin.listen takes a restart.
+// Reload applies admin.pprof; admin.listen is a restart key, which the
+// reload reports itself (config.RestartChanges).
 func (a *adminService) Reload(cfg *config.Config) error {
-	if a.rt != nil && cfg.Admin.Listen != a.rt.cfg.Admin.Listen {
-		return errors.New("admin: admin.listen changed: restart the service to apply it")
+	if a.srv != nil {
+		a.srv.SetPprof(cfg.Admin.Pprof)
 	}
 	return nil
 }

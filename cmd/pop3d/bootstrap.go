@@ -58,8 +58,8 @@ func bootstrap(rt *runtime, out io.Writer) error {
 		return err
 	}
 	host, port := "127.0.0.1", "110"
-	if rt.pop3 != nil && len(rt.pop3.Addrs()) > 0 {
-		if ta, ok := rt.pop3.Addrs()[0].(*net.TCPAddr); ok {
+	if srv := rt.pop3.Load(); srv != nil && len(srv.Addrs()) > 0 {
+		if ta, ok := srv.Addrs()[0].(*net.TCPAddr); ok {
 			port = fmt.Sprint(ta.Port)
 			if !ta.IP.IsUnspecified() {
 				host = ta.IP.String()

@@ -17,6 +17,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -62,17 +64,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pop3d: %v\n", err)
 		return 1
 	}
+	if path != "" {
+		// Absolute, so that pop3ctl can tell whether it edits this file
+		// (GET /api/status shows it).
+		if abs, err := filepath.Abs(path); err == nil {
+			path = abs
+		}
+	}
 
 	level := new(slog.LevelVar)
 	level.Set(logLevel(cfg.Logging))
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 
+	lim := storeLimits(cfg)
 	st, err := filestore.Open(cfg.MailRoot, filestore.Options{
 		Node:               cfg.Node,
-		DomainQuotaDefault: int64(cfg.Quota.DomainDefault),
-		MaxMessageSize:     int64(cfg.SMTP.MaxMessageSize),
-		AuthCacheTTL:       authCacheTTL(cfg.Auth.CacheTTL.D()),
+		DomainQuotaDefault: lim.DomainQuotaDefault,
+		MaxMessageSize:     lim.MaxMessageSize,
+		AuthCacheTTL:       lim.AuthCacheTTL,
 		Logger:             log.With("service", "store"),
 	})
 	if err != nil {
@@ -96,7 +106,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	var started []service
 	var mu sync.Mutex // serialises reloads (SIGHUP and the admin API)
-	rt.reload = func() error {
+	startCfg := cfg   // the restart keys keep these values until a restart
+	rt.reload = func() ([]string, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		var ncfg *config.Config
@@ -108,14 +119,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		if err != nil {
 			log.Error("reload refused: the configuration has errors; the running one stays", "err", err)
-			return err
+			return nil, err
 		}
+		restart := config.RestartChanges(startCfg, ncfg)
 		level.Set(logLevel(ncfg.Logging))
 		var errs []error
 		copts := wiring.CertOptions(ncfg)
 		copts.Log = log.With("service", "tls")
 		if err := rt.certs.Apply(copts); err != nil {
 			log.Warn("reload: the TLS certificate was not changed", "err", err)
+			errs = append(errs, err)
+		}
+		if err := st.SetLimits(storeLimits(ncfg)); err != nil {
+			log.Warn("reload: the store's limits were not changed", "err", err)
 			errs = append(errs, err)
 		}
 		rt.cfg = ncfg
@@ -125,8 +141,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 				errs = append(errs, err)
 			}
 		}
+		if len(restart) > 0 {
+			log.Warn(config.RestartNotice(restart), "keys", strings.Join(restart, ","))
+		}
 		log.Info("configuration reloaded", "file", path)
-		return errors.Join(errs...)
+		return restart, errors.Join(errs...)
 	}
 
 	stopAll := func() {
@@ -167,7 +186,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			_ = rt.reload()
+			_, _ = rt.reload()
 			continue
 		}
 		log.Info("stopping", "signal", sig.String())
@@ -191,6 +210,15 @@ func logLevel(n int) slog.Level {
 		return slog.LevelInfo
 	default:
 		return slog.LevelDebug
+	}
+}
+
+// storeLimits are the store's settings of cfg, at start and on reload.
+func storeLimits(cfg *config.Config) filestore.Limits {
+	return filestore.Limits{
+		DomainQuotaDefault: int64(cfg.Quota.DomainDefault),
+		MaxMessageSize:     int64(cfg.SMTP.MaxMessageSize),
+		AuthCacheTTL:       authCacheTTL(cfg.Auth.CacheTTL.D()),
 	}
 }
 

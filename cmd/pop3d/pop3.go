@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
 	"github.com/pop3svc/pop3svc/cmd/internal/wiring"
@@ -20,6 +23,9 @@ type pop3Service struct {
 	srv   *engine.Server
 	guard *guard.Guard // kept across reloads, so penalties and bans survive them
 	auth  authMethods  // the authentication method of each configuration
+	// handshake is tls.handshake_timeout, read for each new TLS session.
+	handshake atomic.Int64
+	tls       *tls.Config // follows the certificate manager
 }
 
 func (p *pop3Service) Name() string { return "pop3" }
@@ -61,9 +67,17 @@ func (p *pop3Service) factory(cfg *config.Config, g *guard.Guard) (session.Facto
 	return pop3.NewFactory(opts), nil
 }
 
+// newTransport makes the TLS transport of a new implicit-TLS or STLS
+// session with the handshake timeout in force.
+func (p *pop3Service) newTransport(ci session.ConnInfo, implicit bool) (engine.Transport, error) {
+	return engine.TLSTransports(p.tls, time.Duration(p.handshake.Load()))(ci, implicit)
+}
+
 func (p *pop3Service) Start(rt *runtime) error {
 	p.rt = rt
 	p.auth.store = rt.store
+	p.handshake.Store(int64(rt.cfg.TLS.HandshakeTimeout.D()))
+	p.tls = rt.certs.TLSConfig()
 	g := guard.New(wiring.GuardOptions(rt.cfg.Auth))
 	f, err := p.factory(rt.cfg, g)
 	if err != nil {
@@ -75,7 +89,7 @@ func (p *pop3Service) Start(rt *runtime) error {
 		Config:       wiring.EngineConfig(rt.cfg),
 		Factory:      f,
 		Logger:       rt.log.With("service", "pop3"),
-		NewTransport: engine.TLSTransports(rt.certs.TLSConfig(), rt.cfg.TLS.HandshakeTimeout.D()),
+		NewTransport: p.newTransport,
 		TLSListen:    rt.cfg.POP3.ListenTLS,
 	})
 	if err != nil {
@@ -89,7 +103,7 @@ func (p *pop3Service) Start(rt *runtime) error {
 		return fmt.Errorf("pop3: %w", err)
 	}
 	p.srv, p.guard = srv, g
-	rt.pop3 = srv
+	rt.pop3.Store(srv)
 	return nil
 }
 
@@ -98,6 +112,7 @@ func (p *pop3Service) Reload(cfg *config.Config) error {
 		return nil
 	}
 	p.guard.SetOptions(wiring.GuardOptions(cfg.Auth))
+	p.handshake.Store(int64(cfg.TLS.HandshakeTimeout.D()))
 	f, err := p.factory(cfg, p.guard)
 	if err != nil {
 		return fmt.Errorf("pop3: %w", err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
@@ -21,17 +22,23 @@ type runtime struct {
 
 	level   *slog.LevelVar // the log level; follows the logging setting on reload
 	started time.Time
-	reload  func() error   // reread the configuration and reload every service (SIGHUP, POST /api/reload)
-	pop3    *engine.Server // the POP3 engine once started (status)
-	certs   *certs.Manager // the TLS certificate of STLS, POP3S and SMTP STARTTLS; follows [tls] on reload
+	// reload rereads the configuration and applies every live key to every
+	// part (SIGHUP, POST /api/reload, the console). It returns the restart
+	// keys whose change it could not apply (see config.RestartNotice), and
+	// an error when the file was refused (nothing applied) or a part could
+	// not apply its share.
+	reload func() (restart []string, err error)
+	pop3   atomic.Pointer[engine.Server] // the POP3 engine once started (status); the admin listener reads it from its own goroutines
+	certs  *certs.Manager                // the TLS certificate of STLS, POP3S and SMTP STARTTLS; follows [tls] on reload
 }
 
 // pop3Status is the POP3 engine's status, nil before it started.
 func (rt *runtime) pop3Status() *engine.Status {
-	if rt.pop3 == nil {
+	srv := rt.pop3.Load()
+	if srv == nil {
 		return nil
 	}
-	st := rt.pop3.Status()
+	st := srv.Status()
 	return &st
 }
 

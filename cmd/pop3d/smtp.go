@@ -71,8 +71,9 @@ func (s *smtpService) Start(rt *runtime) error {
 	return nil
 }
 
-// Reload applies the delivery settings and the SMTP limits; a change of
-// listen addresses, max_line or the timeouts takes a restart.
+// Reload applies the delivery settings and every SMTP setting but the
+// listen addresses (restart keys, reported by the reload itself): new
+// connections get the new line length, timeouts and limits.
 func (s *smtpService) Reload(cfg *config.Config) error {
 	if s.rt == nil {
 		return nil
@@ -80,6 +81,7 @@ func (s *smtpService) Reload(cfg *config.Config) error {
 	s.delivery.SetOptions(deliveryOptions(cfg, s.rt))
 	s.smtp.SetOptions(smtpOptions(cfg, s.rt))
 	s.net.SetOptions(smtpNetOptions(cfg, s.rt))
+	s.net.Renew() // go-smtp's own settings reach new connections
 	return nil
 }
 

@@ -24,6 +24,7 @@ type env struct {
 	t    *testing.T
 	st   *memstore.Store
 	dlv  *delivery.Service
+	svc  *smtpsvc.Service
 	net  *Server
 	smtp string // SMTP address
 }
@@ -48,7 +49,7 @@ func newEnv(t *testing.T, readTimeout time.Duration, o Options) *env {
 	if err := srv.Listen([]string{"127.0.0.1:0"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, st: st, dlv: dlv, net: srv, smtp: srv.Addrs()[0].String()}
+	e := &env{t: t, st: st, dlv: dlv, svc: svc, net: srv, smtp: srv.Addrs()[0].String()}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -127,8 +128,9 @@ func (e *env) dial(addr string) *client {
 	return cl
 }
 
-// expect reads a reply and checks that its last line starts with prefix.
-func (c *client) expect(prefix string) {
+// expect reads a reply, checks that its last line starts with prefix and
+// returns its lines.
+func (c *client) expect(prefix string) string {
 	c.t.Helper()
 	var lines []string
 	for {
@@ -144,9 +146,10 @@ func (c *client) expect(prefix string) {
 	if last := lines[len(lines)-1]; !strings.HasPrefix(last, prefix) {
 		c.t.Fatalf("reply %q, want %q", lines, prefix)
 	}
+	return strings.Join(lines, "\n")
 }
 
-func (c *client) cmd(line, prefix string) {
+func (c *client) cmd(line, prefix string) string {
 	c.t.Helper()
 	if _, err := io.WriteString(c.w, line+"\r\n"); err != nil {
 		c.t.Fatal(err)
@@ -154,5 +157,5 @@ func (c *client) cmd(line, prefix string) {
 	if err := c.w.Flush(); err != nil {
 		c.t.Fatal(err)
 	}
-	c.expect(prefix)
+	return c.expect(prefix)
 }

@@ -38,7 +38,7 @@ type Protocol interface {
 }
 
 // Options are the network limits. SetOptions changes them for connections
-// accepted afterwards; DataTimeout applies to listeners started afterwards.
+// accepted afterwards.
 type Options struct {
 	MaxConnections int           // sessions open at once on all listeners; 0: no limit
 	MaxConnsPerIP  int           // sessions open at once from one address; 0: no limit
@@ -57,15 +57,23 @@ func (o Options) withDefaults() Options {
 }
 
 // Server runs the SMTP and LMTP listeners of one service.
+//
+// A protocol (go-smtp's Server) reads its settings (line length, timeouts,
+// size and recipient limits) for the whole life of each connection it
+// serves, so that changing them takes a new one: the Server keeps a
+// generation of protocols, one SMTP and one LMTP, and its accept loops hand
+// every new connection to the current generation. Renew starts a new
+// generation after the protocol's options changed (on reload); a
+// connection keeps the generation it started in.
 type Server struct {
 	protocol func(lmtp bool) Protocol
 	opts     atomic.Pointer[Options]
 
 	mu     sync.Mutex
-	protos []Protocol
+	gen    *generation    // serves new connections; nil before the first Serve
 	lns    []net.Listener // closed by Close itself too (see there)
 	addrs  []net.Addr
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // accept loops, protocols' Serve calls, retiring generations
 	closed bool
 	conns  sync.Map // *trackedConn → struct{}
 	limits connLimits
@@ -86,7 +94,154 @@ func (s *Server) SetOptions(opts Options) {
 	s.opts.Store(&o)
 }
 
+// Renew serves the connections accepted from now on with new protocols,
+// asked of the protocol function again (whose options changed on reload).
+// The sessions already open go on with the protocols they started with.
+func (s *Server) Renew() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.gen == nil {
+		return
+	}
+	old := s.gen
+	s.gen = s.startGeneration()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		old.retire()
+	}()
+}
+
 func (s *Server) o() *Options { return s.opts.Load() }
+
+// generation is the protocols, SMTP and LMTP, made with one set of
+// options, each serving the connections handed to it.
+type generation struct {
+	servers [2]Protocol // [0] SMTP, [1] LMTP
+	in      [2]*handoff
+}
+
+func kind(lmtp bool) int {
+	if lmtp {
+		return 1
+	}
+	return 0
+}
+
+// startGeneration makes the servers of the current options and serves
+// them. s.mu is held.
+func (s *Server) startGeneration() *generation {
+	g := &generation{}
+	for i, lmtp := range []bool{false, true} {
+		srv := s.protocol(lmtp)
+		in := newHandoff()
+		g.servers[i], g.in[i] = srv, in
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			// A handoff closed before the protocol's Shutdown (see
+			// closeHandoffs) ends Serve with net.ErrClosed.
+			if err := srv.Serve(in); err != nil && !errors.Is(err, net.ErrClosed) {
+				s.o().Logger.Error("SMTP protocol stopped", "lmtp", lmtp, "err", err)
+			}
+		}()
+	}
+	return g
+}
+
+// retire stops g taking connections and waits for those it serves to end.
+func (g *generation) retire() {
+	g.closeHandoffs()
+	for _, srv := range g.servers {
+		_ = srv.Shutdown(context.Background())
+	}
+}
+
+// shutdown is Close's share for the current generation.
+func (g *generation) shutdown(ctx context.Context) error {
+	g.closeHandoffs()
+	var first error
+	for _, srv := range g.servers {
+		if err := srv.Shutdown(ctx); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// closeHandoffs ends the servers' Serve calls. go-smtp's Shutdown closes
+// only the listeners its Serve has already registered: a Serve goroutine
+// that had not started yet would wait for ever.
+func (g *generation) closeHandoffs() {
+	for _, in := range g.in {
+		_ = in.Close()
+	}
+}
+
+// handoff is the listener a generation's go-smtp server serves: Accept
+// returns the connections the service's accept loops hand over.
+type handoff struct {
+	ch        chan net.Conn
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func newHandoff() *handoff {
+	return &handoff{ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// put hands c over; false when the handoff is closed (the generation was
+// replaced meanwhile).
+func (h *handoff) put(c net.Conn) bool {
+	select {
+	case <-h.done:
+		return false
+	default:
+	}
+	select {
+	case h.ch <- c:
+		return true
+	case <-h.done:
+		return false
+	}
+}
+
+func (h *handoff) Accept() (net.Conn, error) {
+	select {
+	case c := <-h.ch:
+		return c, nil
+	case <-h.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (h *handoff) Close() error {
+	h.closeOnce.Do(func() { close(h.done) })
+	return nil
+}
+
+func (h *handoff) Addr() net.Addr { return handoffAddr{} }
+
+type handoffAddr struct{}
+
+func (handoffAddr) Network() string { return "handoff" }
+func (handoffAddr) String() string  { return "handoff" }
+
+// dispatch hands an accepted connection to the current generation.
+func (s *Server) dispatch(c net.Conn, lmtp bool) {
+	for {
+		s.mu.Lock()
+		g, closed := s.gen, s.closed
+		s.mu.Unlock()
+		if closed || g == nil {
+			_ = c.Close()
+			return
+		}
+		if g.in[kind(lmtp)].put(c) {
+			return
+		}
+	}
+}
 
 // Listen binds the SMTP and LMTP listeners and serves them in the
 // background. Addresses are host:port; LMTP also accepts "unix:PATH".
@@ -132,19 +287,51 @@ func (s *Server) Serve(l net.Listener, lmtp bool) error {
 	if s.closed {
 		return errors.New("the SMTP service is stopped")
 	}
-	p := s.protocol(lmtp)
-	s.protos = append(s.protos, p)
+	if s.gen == nil {
+		s.gen = s.startGeneration()
+	}
 	s.addrs = append(s.addrs, l.Addr())
-	tl := &trackingListener{Listener: l, conns: &s.conns, dataTimeout: s.o().DataTimeout, limits: &s.limits, opts: s.o}
+	tl := &trackingListener{Listener: l, conns: &s.conns, limits: &s.limits, opts: s.o}
 	s.lns = append(s.lns, l)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := p.Serve(tl); err != nil {
-			s.o().Logger.Error("SMTP listener stopped", "addr", l.Addr().String(), "err", err)
-		}
+		s.acceptLoop(tl, lmtp)
 	}()
 	return nil
+}
+
+// acceptLoop accepts connections until the listener is closed, backing
+// off on temporary errors as net/http does.
+func (s *Server) acceptLoop(tl *trackingListener, lmtp bool) {
+	var delay time.Duration
+	for {
+		c, err := tl.Accept()
+		if err != nil {
+			if isTemporary(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.o().Logger.Warn("SMTP accept failed, retrying", "addr", tl.Addr().String(), "err", err, "in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if !closed {
+				s.o().Logger.Error("SMTP listener stopped", "addr", tl.Addr().String(), "err", err)
+			}
+			return
+		}
+		delay = 0
+		s.dispatch(c, lmtp)
+	}
+}
+
+// isTemporary reports an accept error worth retrying (out of file
+// descriptors, a connection aborted before it was accepted).
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
 }
 
 // Addrs returns the addresses served, in the order they were started.
@@ -159,29 +346,37 @@ func (s *Server) Addrs() []net.Addr {
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
-	protos, lns := s.protos, s.lns
-	s.protos, s.lns = nil, nil
+	g, lns := s.gen, s.lns
+	s.lns = nil
 	s.mu.Unlock()
-	var first error
-	for _, p := range protos {
-		if err := p.Shutdown(ctx); err != nil && first == nil {
-			first = err
-		}
-	}
-	// go-smtp's Shutdown closes only the listeners its Serve has already
-	// registered: one whose Serve goroutine had not yet started would
-	// accept for ever, and the wait below with it.
 	for _, l := range lns {
 		_ = l.Close()
 	}
-	if first != nil {
-		// Past the deadline: close whatever is still open.
-		s.conns.Range(func(k, _ any) bool {
-			k.(net.Conn).Close()
-			return true
-		})
+	var first error
+	if g != nil {
+		first = g.shutdown(ctx)
 	}
-	s.wg.Wait()
+	// Wait for the accept loops and for the sessions of the generations
+	// reloads replaced, within the same deadline.
+	waited := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(waited)
+	}()
+	if first == nil {
+		select {
+		case <-waited:
+			return nil
+		case <-ctx.Done():
+			first = ctx.Err()
+		}
+	}
+	// Past the deadline: close whatever is still open.
+	s.conns.Range(func(k, _ any) bool {
+		k.(net.Conn).Close()
+		return true
+	})
+	<-waited
 	return first
 }
 
@@ -189,10 +384,9 @@ func (s *Server) Close(ctx context.Context) error {
 // them after its deadline, and enforces the connection limits.
 type trackingListener struct {
 	net.Listener
-	conns       *sync.Map
-	dataTimeout time.Duration
-	limits      *connLimits
-	opts        func() *Options
+	conns  *sync.Map
+	limits *connLimits
+	opts   func() *Options
 }
 
 // replyTooMany is sent to a connection over smtp.max_connections or
@@ -214,7 +408,7 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 			_ = c.Close()
 			continue
 		}
-		tc := &trackedConn{Conn: c, conns: l.conns, dataTimeout: l.dataTimeout, limits: l.limits, ip: ip}
+		tc := &trackedConn{Conn: c, conns: l.conns, dataTimeout: o.DataTimeout, limits: l.limits, ip: ip}
 		l.conns.Store(tc, struct{}{})
 		return tc, nil
 	}

@@ -261,7 +261,7 @@ func (s *Session) Handle(l []byte) (r session.Reply) {
 		if p := recover(); p != nil {
 			sessionPanics.Inc()
 			s.log.Error("panic in POP3 session", "panic", p, "state", s.state.String())
-			r = line(replyInternalFailed)
+			r = errorReply(errInternal)
 			r.Close = true
 		}
 		countCommand(cmd, isOK(r), time.Since(start))
@@ -282,7 +282,7 @@ func (s *Session) Handle(l []byte) (r session.Reply) {
 	case stateTransaction:
 		return s.handleTransaction(cmd, arg)
 	}
-	r = line(replySessionIsOver)
+	r = errorReply(errSessionIsOver)
 	r.Close = true
 	return r
 }
@@ -303,26 +303,26 @@ func (s *Session) LineTooLong() session.Reply {
 	if x := s.sasl; x != nil {
 		s.sasl = nil
 		countAuth(x.name, "fail")
-		return s.bad(replyAuthBadLine)
+		return s.bad(errAuthBadLine)
 	}
 	s.userSeen = false
-	return s.bad(replyLineTooLong)
+	return s.bad(errLineTooLong)
 }
 
-// bad answers a bad command; before login, MaxBadCommands of them end the
-// connection.
-func (s *Session) bad(text string) session.Reply {
+// bad answers a bad command with err; before login, MaxBadCommands of
+// them end the connection.
+func (s *Session) bad(err *Error) session.Reply {
 	if s.state != stateAuthorization {
-		return line(text)
+		return errorReply(err)
 	}
 	s.badCmds++
 	if s.opts.MaxBadCommands > 0 && s.badCmds >= s.opts.MaxBadCommands {
 		s.log.Info("too many bad commands, closing", "count", s.badCmds)
-		r := line(replyTooManyBad)
+		r := errorReply(errTooManyBad)
 		r.Close = true
 		return r
 	}
-	return line(text)
+	return errorReply(err)
 }
 
 // SetTLS records that the link is now encrypted (after STLS).
@@ -350,35 +350,6 @@ func (s *Session) Close() {
 		s.mbox = nil
 	}
 	s.log.Debug("session end", "state", s.state.String())
-}
-
-// capabilities renders the CAPA response (RFC 2449 section 5).
-func (s *Session) capabilities() session.Reply {
-	var b bytes.Buffer
-	b.WriteString("+OK capability list follows\r\nTOP\r\nUIDL\r\n")
-	if s.plaintextAllowed() {
-		b.WriteString("USER\r\n")
-	}
-	if s.opts.Auth != nil {
-		if mechs := s.opts.Auth.Mechanisms(s.tls, s.opts.SPARequired); len(mechs) > 0 {
-			b.WriteString("SASL " + strings.Join(mechs, " ") + "\r\n")
-		}
-	}
-	b.WriteString("RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n")
-	switch {
-	case s.opts.ExpireDays < 0:
-		b.WriteString("EXPIRE NEVER\r\n")
-	case s.opts.ExpireDays > 0:
-		fmt.Fprintf(&b, "EXPIRE %d\r\n", s.opts.ExpireDays)
-	}
-	if s.opts.LoginDelay > 0 {
-		fmt.Fprintf(&b, "LOGIN-DELAY %d\r\n", s.opts.LoginDelay)
-	}
-	if s.opts.TLSAvailable && !s.tls && s.state == stateAuthorization {
-		b.WriteString("STLS\r\n")
-	}
-	b.WriteString(".\r\n")
-	return session.Reply{Out: b.Bytes()}
 }
 
 var _ session.LineLimiter = (*Session)(nil)

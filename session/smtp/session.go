@@ -3,6 +3,7 @@ package smtp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -123,8 +124,24 @@ func asciiOnly(s string) bool {
 	return true
 }
 
-// Mail starts a transaction (RFC 5321 §4.1.1.2).
+// Mail, Rcpt, Data and LMTPData are go-smtp's calls: each runs the
+// command and hands its outcome to reply.
+
 func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
+	return ss.reply("", ss.mail(from, opts))
+}
+
+func (ss *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
+	return ss.reply("", ss.rcpt(to))
+}
+
+func (ss *session) Data(r io.Reader) error {
+	id, err := ss.data(r)
+	return ss.reply(id, err)
+}
+
+// mail starts a transaction (RFC 5321 §4.1.1.2).
+func (ss *session) mail(from string, opts *gosmtp.MailOptions) error {
 	ss.waitData()
 	ss.Reset()
 	if !cleanPath(from) || (from != "" && !strings.Contains(from, "@")) || !utf8.ValidString(from) {
@@ -146,8 +163,8 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	return nil
 }
 
-// Rcpt accepts an existing mailbox of a served domain (RFC 5321 §4.1.1.3).
-func (ss *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
+// rcpt accepts an existing mailbox of a served domain (RFC 5321 §4.1.1.3).
+func (ss *session) rcpt(to string) error {
 	o := ss.s.o()
 	ss.mu.Lock()
 	n, smtputf8 := len(ss.rcpts), ss.utf8
@@ -183,8 +200,7 @@ func (ss *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 		// No mailbox can have this name; is the domain ours?
 		if _, derr := ss.s.st.Domain(ctx, domain); derr != nil && !errors.Is(derr, store.ErrNoSuchDomain) {
 			mRcptError.Inc()
-			ss.log.Error("domain lookup failed", "domain", domain, "err", derr)
-			return errTemp
+			return fmt.Errorf("domain lookup for %s: %w", domain, derr)
 		} else if derr != nil {
 			mRcptRelay.Inc()
 			return errRelayDenied
@@ -206,8 +222,7 @@ func (ss *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 			return errNoMailbox
 		}
 		mRcptError.Inc()
-		ss.log.Error("mailbox lookup failed", "rcpt", addr.String(), "err", err)
-		return errTemp
+		return fmt.Errorf("mailbox lookup for %s: %w", addr, err)
 	}
 	mRcptOK.Inc()
 	if quota == 0 {
@@ -219,23 +234,24 @@ func (ss *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 	return nil
 }
 
-// Data receives the message for every recipient: one reply (RFC 5321 §4.1.1.4).
-func (ss *session) Data(r io.Reader) error {
+// data receives the message for every recipient, one reply for all
+// (RFC 5321 §4.1.1.4), and returns its queue id.
+func (ss *session) data(r io.Reader) (string, error) {
 	t, ok, done := ss.snapshot()
 	defer done()
 	if !ok {
-		return errNoRcpts
+		return "", errNoRcpts
 	}
 	sp, size, err := ss.spool(r, t)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer sp.Abort()
 	rcpts := t.distinct(nil)
 	if len(rcpts) == 1 {
 		// A single recipient over quota is told now rather than by a report.
 		if err := ss.checkQuota(rcpts[0], size); err != nil {
-			return err
+			return "", err
 		}
 	}
 	return ss.commit(sp, t, rcpts)
@@ -246,11 +262,11 @@ func (ss *session) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
 	t, ok, done := ss.snapshot()
 	defer done()
 	if !ok {
-		return errNoRcpts
+		return ss.reply("", errNoRcpts)
 	}
 	sp, size, err := ss.spool(r, t)
 	if err != nil {
-		return err
+		return ss.reply("", err)
 	}
 	defer sp.Abort()
 	refused := make(map[store.Address]error)
@@ -262,11 +278,11 @@ func (ss *session) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
 	rcpts := t.distinct(refused)
 	var res error
 	if len(rcpts) > 0 {
-		res = ss.commit(sp, t, rcpts)
+		res = ss.reply(ss.commit(sp, t, rcpts))
 	}
 	for _, rc := range t.rcpts {
 		if err, ok := refused[rc.addr]; ok {
-			status.SetStatus(rc.raw, err)
+			status.SetStatus(rc.raw, ss.reply("", err))
 		} else {
 			status.SetStatus(rc.raw, res)
 		}
@@ -302,8 +318,7 @@ func (ss *session) checkQuota(rc rcpt, size int64) error {
 		if errors.Is(err, store.ErrNoSuchMailbox) || errors.Is(err, store.ErrNoSuchDomain) {
 			return errNoMailbox // deleted since RCPT
 		}
-		ss.log.Error("quota lookup failed", "rcpt", rc.addr.String(), "err", err)
-		return errTemp
+		return fmt.Errorf("quota lookup for %s: %w", rc.addr, err)
 	}
 	// The copy also carries the delivery service's Return-Path and queue
 	// marker headers: count them generously.
@@ -322,14 +337,12 @@ func (ss *session) spool(r io.Reader, t txn) (store.Spool, int64, error) {
 	sp, err := ss.s.q.NewSpool()
 	if err != nil {
 		mDataError.Inc()
-		ss.log.Error("cannot spool message", "err", err)
-		return nil, 0, errTemp
+		return nil, 0, fmt.Errorf("cannot spool message: %w", err)
 	}
 	if _, err := io.WriteString(sp, ss.received(t)); err != nil {
 		sp.Abort()
 		mDataError.Inc()
-		ss.log.Error("cannot spool message", "err", err)
-		return nil, 0, errTemp
+		return nil, 0, fmt.Errorf("cannot spool message: %w", err)
 	}
 	nw := &crlfWriter{w: sp, limit: o.MaxMessageSize}
 	buf := make([]byte, 32<<10)
@@ -350,19 +363,20 @@ func (ss *session) spool(r io.Reader, t txn) (store.Spool, int64, error) {
 		mDataError.Inc()
 		var ne net.Error
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne) || errors.Is(err, gosmtp.ErrDataReset) {
+			// The client went away or reset: nothing the server did wrong.
 			ss.log.Info("message data cut off", "err", err)
-		} else {
-			ss.log.Error("cannot spool message", "err", err)
+			return nil, 0, errTemp
 		}
-		return nil, 0, errTemp
+		return nil, 0, fmt.Errorf("cannot spool message: %w", err)
 	}
 	return sp, sp.Size(), nil
 }
 
-// commit queues the spooled message for addrs and wakes the delivery service.
-func (ss *session) commit(sp store.Spool, t txn, list []rcpt) error {
+// commit queues the spooled message for addrs, wakes the delivery
+// service and returns the queue id.
+func (ss *session) commit(sp store.Spool, t txn, list []rcpt) (string, error) {
 	if len(list) == 0 {
-		return errNoRcpts
+		return "", errNoRcpts
 	}
 	rcpts := make([]string, len(list))
 	for i, rc := range list {
@@ -378,14 +392,13 @@ func (ss *session) commit(sp store.Spool, t txn, list []rcpt) error {
 	id, err := sp.Commit(env)
 	if err != nil {
 		mDataError.Inc()
-		ss.log.Error("cannot queue message", "err", err)
-		return errTemp
+		return "", fmt.Errorf("cannot queue message: %w", err)
 	}
 	mReceived.Inc()
 	mDataOK.Inc()
 	ss.log.Info("message queued", "queue_id", id, "from", t.from, "rcpts", len(rcpts))
 	ss.s.notify(id)
-	return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + id}
+	return id, nil
 }
 
 // received builds the trace header (RFC 5321 §4.4, RFC 5322 §3.6.7):

@@ -63,21 +63,6 @@ const (
 	maxPath = 256
 )
 
-// Reply codes used here (RFC 5321 §4.2, RFC 3463).
-var (
-	errNoMailbox   = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "No such mailbox here"}
-	errRelayDenied = &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied: this server accepts mail only for its own domains"}
-	errBadAddress  = &gosmtp.SMTPError{Code: 501, EnhancedCode: gosmtp.EnhancedCode{5, 1, 3}, Message: "Bad address syntax"}
-	errBadSender   = &gosmtp.SMTPError{Code: 501, EnhancedCode: gosmtp.EnhancedCode{5, 1, 7}, Message: "Bad sender address syntax"}
-	errTemp        = &gosmtp.SMTPError{Code: 451, EnhancedCode: gosmtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, try again later"}
-	errTooMany     = &gosmtp.SMTPError{Code: 452, EnhancedCode: gosmtp.EnhancedCode{4, 5, 3}, Message: "Too many recipients"}
-	errTooBig      = &gosmtp.SMTPError{Code: 552, EnhancedCode: gosmtp.EnhancedCode{5, 3, 4}, Message: "Message size exceeds the fixed maximum message size"}
-	errOverQuota   = &gosmtp.SMTPError{Code: 552, EnhancedCode: gosmtp.EnhancedCode{5, 2, 2}, Message: "Mailbox full: the message would exceed the quota"}
-	errLongLine    = &gosmtp.SMTPError{Code: 500, EnhancedCode: gosmtp.EnhancedCode{5, 5, 2}, Message: "Line too long"}
-	errNeedUTF8    = &gosmtp.SMTPError{Code: 553, EnhancedCode: gosmtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address without SMTPUTF8 (RFC 6531)"}
-	errNoRcpts     = &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
-)
-
 var (
 	mReceived     = metrics.GetOrCreateCounter(`smtp_messages_received_total`)
 	mRcptOK       = metrics.GetOrCreateCounter(`smtp_rcpt_total{result="ok"}`)
@@ -161,10 +146,11 @@ func New(st store.Store, q store.Queue, notify func(id string), opts Options) *S
 	return s
 }
 
-// SetOptions applies changed options to new sessions. MaxLine, the
-// timeouts and a raised MaxMessageSize reach the protocol layer only for
-// listeners started afterwards (go-smtp reads them from its server);
-// lowered size and recipient limits apply at once.
+// SetOptions applies changed options. The size and recipient limits, the
+// quota default and the host name reach open sessions at their next
+// command; go-smtp's own settings (MaxLine, the timeouts, the SIZE it
+// announces) only servers made afterwards by NewServer: engine/smtpnet's
+// Renew makes those for the connections it accepts from then on.
 func (s *Service) SetOptions(opts Options) {
 	o := opts.withDefaults()
 	s.opts.Store(&o)

@@ -48,7 +48,7 @@ func TestThreeRecipientsThreeCopies(t *testing.T) {
 	}
 	c.cmd("DATA", "354")
 	c.data(body)
-	c.expect("250 2.0.0")
+	c.expect("250 2.0.0 OK: queued as ")
 	c.cmd("QUIT", "221")
 	e.waitIdle()
 
@@ -437,7 +437,7 @@ func TestLMTPPerRecipientReplies(t *testing.T) {
 	c.cmd("DATA", "354")
 	c.data("Subject: lmtp\r\n\r\n" + filler("v", 2000))
 	got := []string{c.reply(), c.reply(), c.reply()}
-	want := []string{"250 2.0.0 <roomy@example.com>", "552 5.2.2 <small@example.com>", "250 2.0.0 <roomy@example.com>"}
+	want := []string{"250 2.0.0 <roomy@example.com> OK: queued as ", "552 5.2.2 <small@example.com> Mailbox full", "250 2.0.0 <roomy@example.com> OK: queued as "}
 	for i := range want {
 		if !strings.HasPrefix(got[i], want[i]) {
 			t.Errorf("reply %d = %q, want %q", i, got[i], want[i])

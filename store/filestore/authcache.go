@@ -33,9 +33,9 @@ var (
 // a wrong password always costs a full argon2id computation, exactly like
 // an unknown mailbox, so the cache gives a guesser nothing.
 type authCache struct {
-	ttl time.Duration
 	key [32]byte
 	mu  sync.Mutex
+	ttl time.Duration // guarded by mu: a reload changes it
 	m   map[string]authCacheEntry
 }
 
@@ -94,9 +94,10 @@ func (c *authCache) remember(addr string, r *credential.Record, password string,
 	if c == nil {
 		return
 	}
-	e := authCacheEntry{record: r.Digest(), mac: c.mac(password), expires: now.Add(c.ttl)}
+	e := authCacheEntry{record: r.Digest(), mac: c.mac(password)}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	e.expires = now.Add(c.ttl)
 	if len(c.m) >= authCacheMax {
 		for k, old := range c.m {
 			if now.After(old.expires) {
@@ -108,6 +109,17 @@ func (c *authCache) remember(addr string, r *credential.Record, password string,
 		}
 	}
 	c.m[addr] = e
+}
+
+// setTTL changes the TTL of entries remembered from now on; 0 means
+// DefaultAuthCacheTTL.
+func (c *authCache) setTTL(ttl time.Duration) {
+	if ttl == 0 {
+		ttl = DefaultAuthCacheTTL
+	}
+	c.mu.Lock()
+	c.ttl = ttl
+	c.mu.Unlock()
 }
 
 // forget drops the entry of addr (password changed or removed here).

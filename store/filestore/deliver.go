@@ -39,7 +39,8 @@ func (s *Store) Deliver(ctx context.Context, addr store.Address, msg io.Reader) 
 	if err != nil {
 		return "", fmt.Errorf("cannot deliver to %s: %w", a, err)
 	}
-	limit := s.opts.MaxMessageSize
+	maxSize := s.maxMessage.Load()
+	limit := maxSize
 	if quota > 0 && (limit == 0 || quota < limit) {
 		limit = quota // a message larger than the whole quota never fits
 	}
@@ -60,8 +61,8 @@ func (s *Store) Deliver(ctx context.Context, addr store.Address, msg io.Reader) 
 	}
 	if err != nil {
 		if errors.Is(err, crlf.ErrLimit) {
-			if s.opts.MaxMessageSize > 0 && size > s.opts.MaxMessageSize {
-				return "", fmt.Errorf("cannot deliver to %s: the message exceeds %d octets: %w", a, s.opts.MaxMessageSize, store.ErrMessageTooLarge)
+			if maxSize > 0 && size > maxSize {
+				return "", fmt.Errorf("cannot deliver to %s: the message exceeds %d octets: %w", a, maxSize, store.ErrMessageTooLarge)
 			}
 			return "", fmt.Errorf("cannot deliver to %s: the message exceeds the quota of %d octets: %w", a, quota, store.ErrOverQuota)
 		}
@@ -110,7 +111,7 @@ func (s *Store) effectiveQuota(dir string) (int64, error) {
 		return 0, err
 	}
 	if q == 0 {
-		q = s.opts.DomainQuotaDefault
+		q = s.quotaDefault.Load()
 	}
 	return q, nil
 }

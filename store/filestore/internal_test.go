@@ -609,3 +609,60 @@ func TestSymlinkedDomain(t *testing.T) {
 		t.Fatalf("something was written outside the mail root: %v", ents)
 	}
 }
+
+// TestSetLimits: a reload's limits reach the running store: the size
+// limit and the quota default of the next delivery and quota lookup, and
+// the password cache turned off and on again.
+func TestSetLimits(t *testing.T) {
+	s := newTestStore(t, Options{MaxMessageSize: 100})
+	a := mkbox(t, s)
+	msg := strings.Repeat("x", 198) // 200 octets stored
+	if _, err := s.Deliver(bg, a, strings.NewReader(msg)); !errors.Is(err, store.ErrMessageTooLarge) {
+		t.Fatalf("Deliver(200 octets, limit 100) = %v, want ErrMessageTooLarge", err)
+	}
+	if err := s.SetLimits(Limits{MaxMessageSize: 1000, DomainQuotaDefault: 300}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Deliver(bg, a, strings.NewReader(msg)); err != nil {
+		t.Fatalf("Deliver(200 octets) after raising the limit to 1000 = %v", err)
+	}
+	if q, err := s.Quota(bg, a); err != nil || q != 300 {
+		t.Fatalf("Quota after SetLimits = %d, %v; want 300", q, err)
+	}
+	if _, err := s.Deliver(bg, a, strings.NewReader(msg)); !errors.Is(err, store.ErrOverQuota) {
+		t.Fatalf("Deliver past the new quota default = %v, want ErrOverQuota", err)
+	}
+	if err := s.SetLimits(Limits{MaxMessageSize: -1}); err == nil {
+		t.Fatal("SetLimits accepted a negative size")
+	}
+
+	if err := s.SetPassword(bg, a, "pw"); err != nil {
+		t.Fatal(err)
+	}
+	verifyCached := func() bool {
+		t.Helper()
+		if err := s.VerifyPassword(bg, a, "pw"); err != nil {
+			t.Fatal(err)
+		}
+		h := authCacheHits.Get()
+		if err := s.VerifyPassword(bg, a, "pw"); err != nil {
+			t.Fatal(err)
+		}
+		return authCacheHits.Get() > h
+	}
+	if !verifyCached() {
+		t.Fatal("the password cache is off by default")
+	}
+	if err := s.SetLimits(Limits{AuthCacheTTL: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if verifyCached() {
+		t.Fatal("a check was served from the cache after SetLimits turned it off")
+	}
+	if err := s.SetLimits(Limits{AuthCacheTTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if !verifyCached() {
+		t.Fatal("the cache turned on again serves nothing")
+	}
+}

@@ -65,7 +65,7 @@ func (s *Store) SetPassword(ctx context.Context, addr store.Address, password st
 		return fmt.Errorf("cannot set password of %s: %w", a, err)
 	}
 	dir := s.mboxPath(a)
-	s.authCache.forget(a.String())
+	s.authCache.Load().forget(a.String())
 	if password == "" {
 		if err := os.Remove(filepath.Join(dir, PasswdName)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("cannot remove password of %s: %w", a, err)
@@ -99,13 +99,13 @@ func (s *Store) VerifyPassword(ctx context.Context, addr store.Address, password
 			s.log.Warn("cannot read password file", "mailbox", a.String(), "err", err)
 		}
 	}
-	if r != nil && len(password) <= MaxPasswordLen && s.authCache.check(key, r, password, s.now()) {
+	if r != nil && len(password) <= MaxPasswordLen && s.authCache.Load().check(key, r, password, s.now()) {
 		return nil
 	}
 	if err := s.hasher.Verify(ctx, r, password); err != nil {
 		return err
 	}
-	s.authCache.remember(key, r, password, s.now())
+	s.authCache.Load().remember(key, r, password, s.now())
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pop3svc/pop3svc/store"
@@ -92,10 +93,14 @@ type Store struct {
 	now       func() time.Time
 	names     *uid.Generator
 	self      procIdentity
-	hasher    *credential.Hasher // password records: argon2id with HashConcurrency slots
-	authCache *authCache         // remembered successful password checks; nil: off
-	quotaMu   [quotaShards]sync.Mutex
-	closed    chan struct{}
+	hasher    *credential.Hasher        // password records: argon2id with HashConcurrency slots
+	authCache atomic.Pointer[authCache] // remembered successful password checks; nil: off
+	// quotaDefault and maxMessage are Options.DomainQuotaDefault and
+	// Options.MaxMessageSize, changed by SetLimits while the store runs.
+	quotaDefault atomic.Int64
+	maxMessage   atomic.Int64
+	quotaMu      [quotaShards]sync.Mutex
+	closed       chan struct{}
 }
 
 var _ store.Store = (*Store)(nil)
@@ -145,7 +150,9 @@ func Open(root string, opts Options) (*Store, error) {
 	if s.hasher, err = credential.NewHasher(opts.Argon2, s.opts.HashConcurrency); err != nil {
 		return nil, fmt.Errorf("cannot open mail store %q: %w", abs, err)
 	}
-	s.authCache = newAuthCache(s.opts.AuthCacheTTL)
+	s.authCache.Store(newAuthCache(s.opts.AuthCacheTTL))
+	s.quotaDefault.Store(opts.DomainQuotaDefault)
+	s.maxMessage.Store(opts.MaxMessageSize)
 	for _, d := range []string{abs, s.meta, s.tmp, s.trash} {
 		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 			return nil, fmt.Errorf("cannot create %q: %w", d, err)
@@ -269,4 +276,34 @@ func ctxErr(ctx context.Context) error {
 		return nil
 	}
 	return ctx.Err()
+}
+
+// Limits are the settings of a running store that a reload may change.
+type Limits struct {
+	DomainQuotaDefault int64         // as Options.DomainQuotaDefault
+	MaxMessageSize     int64         // as Options.MaxMessageSize
+	AuthCacheTTL       time.Duration // as Options.AuthCacheTTL
+}
+
+// SetLimits applies changed limits to the running store: deliveries and
+// quota lookups from now on use the new quota default and size limit; the
+// password cache keeps what it remembers under a new TTL (entries expire
+// by the TTL they were remembered with), starts empty when it is turned on
+// and is dropped when it is turned off.
+func (s *Store) SetLimits(l Limits) error {
+	if l.DomainQuotaDefault < 0 || l.MaxMessageSize < 0 {
+		return errors.New("quota and message size limits must not be negative")
+	}
+	s.quotaDefault.Store(l.DomainQuotaDefault)
+	s.maxMessage.Store(l.MaxMessageSize)
+	old := s.authCache.Load()
+	switch {
+	case l.AuthCacheTTL < 0:
+		s.authCache.Store(nil)
+	case old == nil:
+		s.authCache.Store(newAuthCache(l.AuthCacheTTL))
+	default:
+		old.setTTL(l.AuthCacheTTL)
+	}
+	return nil
 }

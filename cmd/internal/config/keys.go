@@ -36,10 +36,12 @@ var secretKeys = map[string]bool{"ldap.service_password": true}
 // Masked is what Get and List show for a secret that is set.
 const Masked = "********"
 
-// KV is one setting for display: its dotted key path and its value as text.
+// KV is one setting for display: its dotted key path, its value as text
+// and when a change of it takes effect.
 type KV struct {
-	Key   string `json:"key"`
-	Value string `json:"value"`
+	Key     string `json:"key"`
+	Value   string `json:"value"`
+	Applies When   `json:"applies"`
 }
 
 // leaf is one settable key of Config.
@@ -133,7 +135,8 @@ func List(cfg *Config) []KV {
 	v := reflect.ValueOf(cfg).Elem()
 	out := make([]KV, 0, len(leaves))
 	for _, l := range leaves {
-		out = append(out, KV{Key: l.key, Value: formatValue(l.key, v.FieldByIndex(l.index))})
+		w, _ := Applies(l.key)
+		out = append(out, KV{Key: l.key, Value: formatValue(l.key, v.FieldByIndex(l.index)), Applies: w})
 	}
 	return out
 }

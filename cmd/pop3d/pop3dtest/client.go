@@ -123,3 +123,6 @@ func (p *Conn) Multi() []string {
 		out = append(out, l)
 	}
 }
+
+// Close closes the connection (it is also closed when the test ends).
+func (p *Conn) Close() error { return p.C.Close() }

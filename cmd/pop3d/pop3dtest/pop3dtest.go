@@ -178,6 +178,9 @@ type Config struct {
 	// Prepare, when set, runs before Setup with the server's folder (the
 	// mail root is its "mailroot" subfolder).
 	Prepare func(dir string)
+	// AdminListen is admin.listen; empty: 127.0.0.1:0. A fixed port lets
+	// pop3ctl, which finds the service there, reach it.
+	AdminListen string
 }
 
 // Server is a running pop3d.
@@ -233,6 +236,10 @@ func (c Config) Text() string {
 	if c.SMTP {
 		smtpListen = append(smtpListen, "127.0.0.1:0")
 	}
+	admin := c.AdminListen
+	if admin == "" {
+		admin = "127.0.0.1:0"
+	}
 	return fmt.Sprintf(`mailroot = "mailroot"
 %s
 [auth]
@@ -245,9 +252,9 @@ listen_tls = %s
 listen = %s
 %s
 [admin]
-listen = "127.0.0.1:0"
+listen = %q
 %s
-`, c.Top, c.Auth, tomlList(tlsListen...), c.POP3, tomlList(smtpListen...), c.SMTPTable, c.Tables)
+`, c.Top, c.Auth, tomlList(tlsListen...), c.POP3, tomlList(smtpListen...), c.SMTPTable, admin, c.Tables)
 }
 
 var (

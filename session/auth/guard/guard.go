@@ -95,7 +95,7 @@ type entry struct {
 
 // Guard implements auth.Guard. It is safe for concurrent use.
 type Guard struct {
-	opt   Options
+	opt   Options // guarded by mu: SetOptions replaces it on reload
 	mu    sync.Mutex
 	table map[string]*entry
 	order *list.List // front: touched most recently
@@ -168,9 +168,9 @@ func Key(remote string) string {
 // Banned reports whether remoteIP is banned now.
 func (g *Guard) Banned(remoteIP string) bool {
 	k := Key(remoteIP)
-	now := g.opt.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	now := g.opt.Now()
 	e := g.table[k]
 	return e != nil && now.Before(e.bannedUntil)
 }
@@ -179,9 +179,9 @@ func (g *Guard) Banned(remoteIP string) bool {
 // back: FailDelay plus the address's penalty.
 func (g *Guard) Failure(remoteIP string) time.Duration {
 	k := Key(remoteIP)
-	now := g.opt.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	now := g.opt.Now()
 	e := g.lookup(k, now)
 	g.decay(e, now)
 	// The penalty counts the failures before this one: a first failure
@@ -220,9 +220,9 @@ func (g *Guard) Failure(remoteIP string) time.Duration {
 // table; a ban, if any, stays until it ends.
 func (g *Guard) Success(remoteIP string) {
 	k := Key(remoteIP)
-	now := g.opt.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	now := g.opt.Now()
 	e := g.table[k]
 	if e == nil {
 		return
@@ -239,9 +239,9 @@ func (g *Guard) Success(remoteIP string) {
 // tests and the administrator's tool. It changes nothing.
 func (g *Guard) Penalty(remoteIP string) time.Duration {
 	k := Key(remoteIP)
-	now := g.opt.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	now := g.opt.Now()
 	e := g.table[k]
 	if e == nil {
 		return 0
@@ -262,9 +262,9 @@ func (g *Guard) Len() int {
 
 // BannedCount returns the number of addresses banned now.
 func (g *Guard) BannedCount() int {
-	now := g.opt.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	now := g.opt.Now()
 	n := 0
 	for _, e := range g.table {
 		if now.Before(e.bannedUntil) {
@@ -278,9 +278,9 @@ func (g *Guard) BannedCount() int {
 // whether the address was banned. For the administrator's tool.
 func (g *Guard) Unban(remoteIP string) bool {
 	k := Key(remoteIP)
-	now := g.opt.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	now := g.opt.Now()
 	e := g.table[k]
 	if e == nil {
 		return false

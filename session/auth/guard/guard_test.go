@@ -3,6 +3,7 @@ package guard
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -208,5 +209,48 @@ func TestConcurrent(t *testing.T) {
 	wg.Wait()
 	if g.Len() > 64 {
 		t.Fatalf("table holds %d addresses, cap 64", g.Len())
+	}
+}
+
+// TestSetOptionsWhileInUse changes the settings (as a reload does) while
+// logins fail, succeed and are checked for bans; under -race it shows that
+// no method reads the settings outside the lock. The last settings apply.
+func TestSetOptionsWhileInUse(t *testing.T) {
+	g := New(Options{FailDelay: time.Millisecond, Penalty: time.Millisecond, PenaltyMax: time.Second})
+	defer g.Close()
+	stop := make(chan struct{})
+	var ops atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ip := fmt.Sprintf("10.1.%d.%d", w, i%50)
+				g.Failure(ip)
+				g.Banned(ip)
+				g.Penalty(ip)
+				g.BannedCount()
+				ops.Add(1)
+				if i%5 == 0 {
+					g.Success(ip)
+				}
+			}
+		}()
+	}
+	// Reload until the workers have run many times while reloads went on.
+	for i := 0; i < 200 || ops.Load() < 2000; i++ {
+		g.SetOptions(Options{FailDelay: time.Duration(i) * time.Millisecond, Penalty: time.Millisecond, PenaltyMax: time.Second, BanAfter: 1000, BanWindow: time.Minute, BanTime: time.Minute})
+	}
+	g.SetOptions(Options{FailDelay: 7 * time.Second})
+	close(stop)
+	wg.Wait()
+	if d := g.Failure("192.0.2.1"); d != 7*time.Second {
+		t.Fatalf("Failure after the last SetOptions = %v, want 7s", d)
 	}
 }

@@ -3,8 +3,9 @@
 //
 //	GET  /metrics     Prometheus text: every pop3_*/smtp_* metric plus process metrics
 //	GET  /api/status  JSON: connections, socket and worker pools, uptime
-//	POST /api/reload  reread the configuration, as SIGHUP does
-//	GET  /debug/pprof/ Go's profiler, when admin.pprof is set (a restart applies it)
+//	POST /api/reload  reread the configuration, as SIGHUP does; the answer
+//	                  lists the restart keys found changed (config.RestartNotice)
+//	GET  /debug/pprof/ Go's profiler, when admin.pprof is set (a reload applies it)
 //	     /console/    the browser console (package console), unless admin.console is false
 //
 // The listener asks for no password: admin.listen must stay on loopback
@@ -30,21 +31,27 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/pop3svc/pop3svc/cmd/internal/config"
 	"github.com/pop3svc/pop3svc/engine"
 )
 
 // Options configure the admin listener.
 type Options struct {
 	Listen  string       // admin.listen: host:port
-	Pprof   bool         // admin.pprof: serve /debug/pprof/
+	Pprof   bool         // admin.pprof: serve /debug/pprof/ (SetPprof changes it)
 	Console http.Handler // served under /console/; nil: not mounted
 	// Reload rereads the configuration and reloads every service
-	// (POST /api/reload).
-	Reload func() error
+	// (POST /api/reload); it returns the restart keys it found changed.
+	Reload func() (restart []string, err error)
+	// ConfigFile is the file the service reads on reload, shown by
+	// /api/status ("" when it runs on its built-in defaults): pop3ctl set
+	// checks it before writing.
+	ConfigFile string
 	// Started is the service's start, for the uptime in /api/status.
 	Started time.Time
 	// Status returns the POP3 engine's status for /api/status; nil, or a
@@ -55,10 +62,14 @@ type Options struct {
 
 // Server is a running admin listener.
 type Server struct {
-	opts Options
-	srv  *http.Server
-	ln   net.Listener
+	opts  Options
+	srv   *http.Server
+	ln    net.Listener
+	pprof atomic.Bool // admin.pprof; the profiler's handlers answer 404 while it is off
 }
+
+// SetPprof turns the profiler's handlers on or off (admin.pprof on reload).
+func (a *Server) SetPprof(on bool) { a.pprof.Store(on) }
 
 // Start listens on opts.Listen and serves in the background.
 func Start(opts Options) (*Server, error) {
@@ -79,19 +90,37 @@ func Start(opts Options) (*Server, error) {
 	if opts.Console != nil {
 		mux.Handle("/console/", opts.Console) // admin.console turns it off inside
 	}
-	if opts.Pprof {
-		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	a.pprof.Store(opts.Pprof)
+	for pattern, h := range map[string]http.HandlerFunc{
+		"GET /debug/pprof/":        pprof.Index,
+		"GET /debug/pprof/cmdline": pprof.Cmdline,
+		"GET /debug/pprof/profile": pprof.Profile,
+		"GET /debug/pprof/symbol":  pprof.Symbol,
+		"GET /debug/pprof/trace":   pprof.Trace,
+	} {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			if !a.pprof.Load() {
+				http.NotFound(w, r)
+				return
+			}
+			h(w, r)
+		})
 	}
 	mux.HandleFunc("POST /api/reload", func(w http.ResponseWriter, _ *http.Request) {
-		if err := opts.Reload(); err != nil {
-			writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"ok": false, "error": err.Error()})
-			return
+		restart, err := opts.Reload()
+		if restart == nil {
+			restart = []string{}
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+		out := map[string]any{"ok": err == nil, "restart": restart}
+		if n := config.RestartNotice(restart); n != "" {
+			out["notice"] = n
+		}
+		code := http.StatusOK
+		if err != nil {
+			out["error"] = err.Error()
+			code = http.StatusUnprocessableEntity
+		}
+		writeJSON(w, code, out)
 	})
 	if !loopbackListen(ln.Addr()) {
 		opts.Log.Warn("admin listener is not on loopback: it asks for no password; keep admin.listen on 127.0.0.1 or put an authenticating proxy in front",
@@ -119,6 +148,9 @@ func (a *Server) Addr() net.Addr { return a.ln.Addr() }
 func (a *Server) status(w http.ResponseWriter, _ *http.Request) {
 	out := map[string]any{
 		"uptime": time.Since(a.opts.Started).Round(time.Second).String(),
+		// The file the service reads on reload; "" when it runs on its
+		// built-in defaults. pop3ctl set checks it before writing.
+		"config_file": a.opts.ConfigFile,
 	}
 	if a.opts.Status != nil {
 		if st := a.opts.Status(); st != nil {

@@ -43,7 +43,7 @@ func startAdmin(t *testing.T) *adminEnv {
 	a, err := Start(Options{
 		Listen:  "127.0.0.1:0",
 		Console: e.console,
-		Reload:  func() error { e.reloads++; return nil },
+		Reload:  func() ([]string, error) { e.reloads++; return nil, nil },
 		Started: time.Now(),
 		Log:     log,
 	})

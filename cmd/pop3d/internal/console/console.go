@@ -72,7 +72,7 @@ type Options struct {
 	Started    time.Time    // the service's start, for the uptime shown
 	// Reload rereads the configuration and reloads the running service
 	// after a setting changed; it calls SetConfig with what is in force.
-	Reload func() error
+	Reload func() (restart []string, err error)
 	// Status returns the POP3 engine's status; nil, or a nil result: not shown.
 	Status func() *engine.Status
 }
@@ -316,7 +316,7 @@ func (c *Console) setSetting(r *http.Request) (string, outcome, *view) {
 	path := c.opts.ConfigPath
 	do := func() outcome {
 		if path == "" {
-			return outcome{err: errors.New("the service runs on its built-in defaults: there is no configuration file to change (start pop3d with -config FILE)")}
+			return outcome{err: errors.New(config.NoFileRefusal)}
 		}
 		k, err := config.CanonicalKey(key)
 		if err != nil {
@@ -349,9 +349,13 @@ func (c *Console) setSetting(r *http.Request) (string, outcome, *view) {
 		}
 		c.opts.Log.Info("console: setting changed", "key", k, "file", path)
 		o := outcome{flash: fmt.Sprintf("Set %s = %s in %s. The running service reloaded its configuration.", k, shown, path)}
-		if err := c.opts.Reload(); err != nil {
+		restart, err := c.opts.Reload()
+		if err != nil {
 			o.flash = fmt.Sprintf("Set %s = %s in %s.", k, shown, path)
 			o.warnings = []string{"The running service did not apply everything: " + store.Reason(err)}
+		}
+		if n := config.RestartNotice(restart); n != "" {
+			o.warnings = append(o.warnings, n)
 		}
 		return o
 	}

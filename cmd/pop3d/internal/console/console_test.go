@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"html"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -68,14 +69,14 @@ func newConsoleEnv(t *testing.T, extra string) *consoleEnv {
 		Queue:      q,
 		Log:        slog.New(slog.NewTextHandler(logs, nil)),
 		Started:    time.Now(),
-		Reload: func() error {
+		Reload: func() ([]string, error) {
 			e.reloads++
 			ncfg, err := config.Load(path)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			e.c.SetConfig(ncfg)
-			return nil
+			return config.RestartChanges(cfg, ncfg), nil
 		},
 	}, cfg)
 	mux := http.NewServeMux()
@@ -409,7 +410,8 @@ func TestConsoleNoConfigFile(t *testing.T) {
 	e := newConsoleEnv(t, "")
 	e.c.opts.ConfigPath = ""
 	code, body := e.post("/console/settings", "key", "pop3.socketmax", "value", "500")
-	e.want(code, body, http.StatusUnprocessableEntity, "no configuration file to change")
+	// The words pop3ctl set uses for the same refusal.
+	e.want(code, body, http.StatusUnprocessableEntity, html.EscapeString(config.NoFileRefusal))
 }
 
 func TestConsoleOff(t *testing.T) {
@@ -456,4 +458,15 @@ func must(b []byte, err error) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// TestConsoleReportsRestartKeys: a restart key changed from the console
+// is reported in the words of the log and pop3ctl, on every change until
+// the service restarts.
+func TestConsoleReportsRestartKeys(t *testing.T) {
+	e := newConsoleEnv(t, "")
+	code, body := e.post("/console/settings", "key", "pop3.listen", "value", "127.0.0.1:1101")
+	e.want(code, body, http.StatusOK, "Set pop3.listen = 127.0.0.1:1101 in", html.EscapeString(config.RestartNotice([]string{"pop3.listen"})))
+	code, body = e.post("/console/settings", "key", "pop3.socketmax", "value", "400")
+	e.want(code, body, http.StatusOK, "Set pop3.socketmax = 400 in", html.EscapeString(config.RestartNotice([]string{"pop3.listen"})))
 }

@@ -1,0 +1,41 @@
+package pop3
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+
+	"github.com/pop3svc/pop3svc/session"
+)
+
+// capa answers CAPA (RFC 2449 section 5), in any state.
+func (s *Session) capa(arg string) session.Reply {
+	if arg != "" {
+		return s.bad(errSyntax)
+	}
+	var b bytes.Buffer
+	b.WriteString("+OK capability list follows\r\nTOP\r\nUIDL\r\n")
+	if s.plaintextAllowed() {
+		b.WriteString("USER\r\n")
+	}
+	if s.opts.Auth != nil {
+		if mechs := s.opts.Auth.Mechanisms(s.tls, s.opts.SPARequired); len(mechs) > 0 {
+			b.WriteString("SASL " + strings.Join(mechs, " ") + "\r\n")
+		}
+	}
+	b.WriteString("RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n")
+	switch {
+	case s.opts.ExpireDays < 0:
+		b.WriteString("EXPIRE NEVER\r\n")
+	case s.opts.ExpireDays > 0:
+		fmt.Fprintf(&b, "EXPIRE %d\r\n", s.opts.ExpireDays)
+	}
+	if s.opts.LoginDelay > 0 {
+		fmt.Fprintf(&b, "LOGIN-DELAY %d\r\n", s.opts.LoginDelay)
+	}
+	if s.opts.TLSAvailable && !s.tls && s.state == stateAuthorization {
+		b.WriteString("STLS\r\n")
+	}
+	b.WriteString(".\r\n")
+	return session.Reply{Out: b.Bytes()}
+}

@@ -1,0 +1,95 @@
+package pop3
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/pop3svc/pop3svc/session"
+	"github.com/pop3svc/pop3svc/session/auth"
+	"github.com/pop3svc/pop3svc/store"
+)
+
+// login finishes a login attempt: verify checks the credentials; on
+// success the mailbox is opened. A banned address is refused with the
+// bad-credentials reply without verifying anything.
+func (s *Session) login(mech string, verify func() (store.Address, error)) session.Reply {
+	if s.opts.Auth == nil || s.opts.Store == nil {
+		countAuth(mech, "temp")
+		return errorReply(errAuthUnavail)
+	}
+	// SASL exchanges consult the guard in saslStep, before each step.
+	if (mech == "user" || mech == "apop") && s.opts.Auth.Banned(s.ip) {
+		s.log.Info("login refused: address banned", "mech", mech)
+		return s.loginFailed(mech, auth.ErrAuthFailed)
+	}
+	addr, err := verify()
+	if err != nil {
+		return s.loginFailed(mech, err)
+	}
+	owner := fmt.Sprintf("pop3d node %d pid %d conn %d from %s", s.opts.Node, os.Getpid(), s.ci.ID, s.ci.Remote)
+	ctx, cancel := s.ctx()
+	mbox, err := s.opts.Store.OpenSession(ctx, addr, owner)
+	cancel()
+	if err != nil {
+		if errors.Is(err, store.ErrNoSuchMailbox) || errors.Is(err, store.ErrNoSuchDomain) || errors.Is(err, store.ErrAuthFailed) {
+			// A verified user without a mailbox (system or directory
+			// accounts) is told nothing more than a wrong password.
+			return s.loginFailed(mech, fmt.Errorf("%w: %w", auth.ErrAuthFailed, err))
+		}
+		result := "temp"
+		if e, _ := asError(err); e == errLocked {
+			result = "fail" // the administrator's lock refuses the user, not the service
+		}
+		countAuth(mech, result)
+		s.log.Warn("cannot open the mailbox", "user", addr.String(), "mech", mech, "err", err)
+		return errorReply(err)
+	}
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		s.mbox = mbox
+	}
+	s.mu.Unlock()
+	if closed {
+		mbox.Close()
+		return errorReply(errSessionIsOver)
+	}
+	s.opts.Auth.Success(s.ip)
+	countAuth(mech, "ok")
+	s.addr = addr
+	s.msgs = mbox.Messages()
+	s.deleted = make([]bool, len(s.msgs))
+	s.live = len(s.msgs)
+	s.liveSize = 0
+	for _, m := range s.msgs {
+		s.liveSize += m.Size
+	}
+	s.state = stateTransaction
+	s.lastRefresh = s.now()
+	s.log = s.log.With("user", addr.String())
+	s.log.Info("login", "mech", mech, "messages", s.live, "octets", s.liveSize)
+	r := line(fmt.Sprintf("%s maildrop has %d messages (%d octets)", okPrefix, s.live, s.liveSize))
+	r.Authenticated = true
+	return r
+}
+
+// loginFailed answers a failed login. Bad credentials of every kind get
+// the same reply and the same delay; failures of the authentication service
+// get [SYS/TEMP] at once.
+func (s *Session) loginFailed(mech string, err error) session.Reply {
+	if !errors.Is(err, auth.ErrAuthFailed) {
+		countAuth(mech, "temp")
+		s.log.Error("authentication failed to run", "mech", mech, "err", err)
+		return errorReply(err)
+	}
+	countAuth(mech, "fail")
+	s.authFail++
+	s.log.Info("login failed", "mech", mech, "failures", s.authFail)
+	r := errorReply(errBadCreds)
+	r.Delay = s.opts.Auth.Failure(s.ip)
+	if s.opts.MaxAuthFailures > 0 && s.authFail >= s.opts.MaxAuthFailures {
+		r.Close = true
+	}
+	return r
+}

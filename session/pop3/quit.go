@@ -1,0 +1,43 @@
+package pop3
+
+import (
+	"fmt"
+
+	"github.com/pop3svc/pop3svc/session"
+)
+
+// quitAuthorization answers QUIT before login (RFC 1939 section 6): there
+// is nothing to update.
+func (s *Session) quitAuthorization() session.Reply {
+	r := line(okPrefix + " " + greetingText(s.opts.Greeting) + " signing off")
+	r.Close = true
+	s.state = stateUpdate
+	return r
+}
+
+// quit enters the UPDATE state (RFC 1939 section 6): the deletions are
+// committed and the mailbox released.
+func (s *Session) quit() session.Reply {
+	s.state = stateUpdate
+	var del []int
+	for i, d := range s.deleted {
+		if d {
+			del = append(del, i)
+		}
+	}
+	ctx, cancel := s.ctx()
+	err := s.mbox.Commit(ctx, del)
+	cancel()
+	var r session.Reply
+	if err != nil {
+		s.log.Error("cannot commit deletions", "deleted", len(del), "err", err)
+		r = errorReply(errUpdateFailed)
+		s.mbox.Close()
+	} else {
+		messagesDeleted.Add(len(del))
+		s.log.Info("logout", "deleted", len(del))
+		r = line(fmt.Sprintf("%s %s signing off (%d messages left)", okPrefix, greetingText(s.opts.Greeting), s.live))
+	}
+	r.Close = true
+	return r
+}

@@ -1,0 +1,113 @@
+package pop3
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/pop3svc/pop3svc/session"
+)
+
+// retr answers RETR msg (RFC 1939 section 5): the message, dot-stuffed,
+// streamed by the engine from the open file.
+func (s *Session) retr(arg string) session.Reply {
+	i, r, ok := s.messageArg(arg)
+	if !ok {
+		return r
+	}
+	rc, err := s.mbox.Open(i)
+	if err != nil {
+		s.log.Error("cannot open a message", "msg", i+1, "uid", s.msgs[i].UID, "err", err)
+		return errorReply(err)
+	}
+	messagesRetrieved.Inc()
+	retrBytes.Add(int(s.msgs[i].Size))
+	r = line(fmt.Sprintf("%s %d octets", okPrefix, s.msgs[i].Size))
+	// The size is known: limiting the reader spares the read that would
+	// only report end of file.
+	r.Body = s.track(rc, NewDotReader(io.LimitReader(rc, s.msgs[i].Size)))
+	return r
+}
+
+// top answers TOP msg n (RFC 1939 section 7): the header, the blank line
+// and n lines of the body.
+func (s *Session) top(arg string) session.Reply {
+	f := strings.Fields(arg)
+	if len(f) != 2 {
+		return errorReply(errSyntax)
+	}
+	lines, ok := parseNumber(f[1])
+	if !ok {
+		return errorReply(errSyntax)
+	}
+	i, r, ok := s.message(f[0])
+	if !ok {
+		return r
+	}
+	rc, err := s.mbox.Open(i)
+	if err != nil {
+		s.log.Error("cannot open a message", "msg", i+1, "uid", s.msgs[i].UID, "err", err)
+		return errorReply(err)
+	}
+	r = line(okPrefix + " top of message follows")
+	r.Body = s.track(rc, NewDotReader(newTopReader(rc, lines)))
+	return r
+}
+
+// messageBody is a Reply.Body: the wire-form reader over an open message.
+// The engine closes it when done; Session.Close closes it when the
+// connection goes away first. Close is safe concurrently with Read.
+type messageBody struct {
+	r     io.Reader
+	rc    io.Closer
+	s     *Session
+	mu    sync.Mutex
+	done  bool
+	close sync.Once
+}
+
+func (b *messageBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return 0, io.ErrClosedPipe
+	}
+	return b.r.Read(p)
+}
+
+func (b *messageBody) Close() error {
+	var err error
+	b.close.Do(func() {
+		b.mu.Lock()
+		b.done = true
+		b.mu.Unlock()
+		err = b.rc.Close()
+		if d, ok := b.r.(*DotReader); ok {
+			d.Release()
+		}
+		b.s.untrack(b)
+	})
+	return err
+}
+
+// track remembers the open message so that Close can close it.
+func (s *Session) track(rc io.Closer, r io.Reader) *messageBody {
+	b := &messageBody{r: r, rc: rc, s: s}
+	s.mu.Lock()
+	prev := s.body
+	s.body = b
+	s.mu.Unlock()
+	if prev != nil {
+		prev.Close()
+	}
+	return b
+}
+
+func (s *Session) untrack(b *messageBody) {
+	s.mu.Lock()
+	if s.body == b {
+		s.body = nil
+	}
+	s.mu.Unlock()
+}
