@@ -3,7 +3,6 @@ package engine
 import (
 	"testing"
 	"time"
-
 )
 
 // A backlogged connection refused for waiting too long must not be

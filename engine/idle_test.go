@@ -6,7 +6,6 @@ import (
 	"io"
 	"testing"
 	"time"
-
 )
 
 // A slow reader still taking the tail of a reply after QUIT (the

@@ -14,7 +14,8 @@ import (
 )
 
 // sendSlowly starts a transaction and sends a body in pieces, pausing
-// between them.
+// between them: it is the slow client of the scenario (pacing its bytes
+// against smtp.read_timeout), not a wait for any state.
 func sendSlowly(t *testing.T, c *client, pieces int, pause time.Duration) error {
 	t.Helper()
 	c.cmd("EHLO client.test", "250")
