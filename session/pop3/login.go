@@ -85,9 +85,11 @@ func (s *Session) loginFailed(mech string, err error) session.Reply {
 	}
 	countAuth(mech, "fail")
 	s.authFail++
-	s.log.Info("login failed", "mech", mech, "failures", s.authFail)
 	r := errorReply(errBadCreds)
 	r.Delay = s.opts.Auth.Failure(s.ip)
+	// delay: how long the reply waits, the fixed delay plus this
+	// address's penalty.
+	s.log.Info("login failed", "mech", mech, "failures", s.authFail, "delay", r.Delay)
 	if s.opts.MaxAuthFailures > 0 && s.authFail >= s.opts.MaxAuthFailures {
 		r.Close = true
 	}
