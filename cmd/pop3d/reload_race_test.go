@@ -46,6 +46,9 @@ func TestReloadWhileAuthenticating(t *testing.T) {
 		}
 	})
 	c.Auth = authTable(0)
+	// A loaded machine may take seconds per login: no login timeout
+	// should end a session the test is still driving.
+	c.POP3 = `login_timeout = "10m"`
 	in := pop3dtest.Start(t, c)
 
 	stop := make(chan struct{})
@@ -143,9 +146,6 @@ func loginTwice(addr, user string) error {
 		return err
 	}
 	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(pop3dtest.ReadTimeout)); err != nil {
-		return err
-	}
 	r := bufio.NewReader(c)
 	want := func(prefix string) error {
 		l, err := r.ReadString('\n')
@@ -166,6 +166,9 @@ func loginTwice(addr, user string) error {
 		{"QUIT\r\n", "+OK"},
 	}
 	for _, st := range steps {
+		if err := c.SetDeadline(time.Now().Add(pop3dtest.ReadTimeout)); err != nil {
+			return err
+		}
 		if st.send != "" {
 			if _, err := io.WriteString(c, st.send); err != nil {
 				return err

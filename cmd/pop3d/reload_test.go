@@ -277,6 +277,7 @@ func liveCases() []liveCase {
 // embedded defaults leave off).
 func TestReloadReportsRestartKeys(t *testing.T) {
 	c := integrationConfig(t, "", "", mailbox(0, 0))
+	c.POP3 = `login_timeout = "10m"` // no login timeout on a loaded machine
 	c.AdminListen = freeLoopbackAddr(t)
 	in := pop3dtest.Start(t, c)
 
@@ -420,8 +421,18 @@ func banned(n int) func(*testing.T, *pop3dtest.Server, string) string {
 func secondConnection(t *testing.T, in *pop3dtest.Server, ip string) string {
 	c1 := pop3dtest.Dial(t, in.POP3, ip)
 	defer c1.Close()
+	n := metric(t, in, "pop3_connections_total")
 	c2 := pop3dtest.DialRaw(t, in.POP3, ip)
 	defer c2.Close()
+	// The kernel accepts c2 before the engine sees it: let the engine
+	// admit, hold or refuse it while c1 is still open.
+	deadline := time.Now().Add(30 * time.Second)
+	for metric(t, in, "pop3_connections_total") <= n {
+		if time.Now().After(deadline) {
+			t.Fatal("the engine did not see the second connection")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	c1.Cmd("QUIT")
 	return prefix(c2.Line())
 }
