@@ -259,17 +259,7 @@ func (k *conn) pump() {
 		line := q.line
 		err := k.srv.submit(func() {
 			defer k.release()
-			r := k.call(func() session.Reply { return k.sess.Handle(line) })
-			if r.Body != nil && r.Delay == 0 {
-				// Read the body's first chunk on this worker: one hand-off
-				// between worker and loop fewer per RETR/TOP, which is
-				// most of a small message's cost.
-				buf := getChunk()
-				n, rerr := readChunk(r.Body, buf)
-				k.post(func() { k.deliverFirst(r, buf, n, rerr) }, func() { putChunk(buf); closeBody(r) })
-				return
-			}
-			k.post(func() { k.deliver(r) }, func() { closeBody(r) })
+			k.work(func() session.Reply { return k.sess.Handle(line) })
 		})
 		if err != nil {
 			k.refs.Add(-1) // the task will not run; the open connection still holds a reference
@@ -288,6 +278,53 @@ func (k *conn) pump() {
 			k.deliver(session.Reply{Out: replyBusy, Close: true})
 		}
 	}
+}
+
+// work runs f (Handle, or the finish of a pending command) on the calling
+// worker and posts its reply to the loop.
+func (k *conn) work(f func() session.Reply) {
+	r := k.call(f)
+	if r.Body != nil && r.Delay == 0 && r.Pending == nil {
+		// Read the body's first chunk on this worker: one hand-off
+		// between worker and loop fewer per RETR/TOP, which is most of a
+		// small message's cost.
+		buf := getChunk()
+		n, rerr := readChunk(r.Body, buf)
+		k.post(func() { k.deliverFirst(r, buf, n, rerr) }, func() { putChunk(buf); closeBody(r) })
+		return
+	}
+	k.post(func() { k.deliver(r) }, func() { closeBody(r) })
+}
+
+// startPending hands a pending command to the session's queue (see
+// session.Reply.Pending). The command stays in flight, holding no worker;
+// resume brings its finish back to a worker. When every worker is busy and
+// the task queue is full, finish runs on the goroutine that resumed it (the
+// auth queue's), so that a checked password always gets its answer. The
+// connection is held until then.
+func (k *conn) startPending(p func(resume func(finish func() session.Reply))) {
+	k.refs.Add(1)
+	var resumed atomic.Bool
+	resume := func(finish func() session.Reply) {
+		if !resumed.CompareAndSwap(false, true) {
+			return
+		}
+		task := func() {
+			defer k.release()
+			k.work(finish)
+		}
+		if err := k.srv.submit(task); err != nil {
+			task()
+		}
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			mPanics.Inc()
+			k.logger().Error("panic in a pending command", "panic", v, "stack", string(debug.Stack()))
+			resume(func() session.Reply { return session.Reply{Out: replyInternal, Close: true} })
+		}
+	}()
+	p(resume)
 }
 
 // overLimit applies the line limit of the session's present state. The
@@ -355,6 +392,10 @@ func closeBody(r session.Reply) {
 // deliver writes a reply on the loop: after its delay, Out, then Body
 // streamed, then the flags.
 func (k *conn) deliver(r session.Reply) {
+	if r.Pending != nil {
+		k.startPending(r.Pending)
+		return
+	}
 	if r.Delay > 0 {
 		d := r.Delay
 		r.Delay = 0

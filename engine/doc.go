@@ -24,7 +24,12 @@
 // the command is answered "-ERR [SYS/TEMP] server busy, try again" and the
 // loop never stalls). Every write happens on the connection's event loop
 // (synchronous Write there; workers hand results back with
-// EventLoop().Execute), so replies can never overtake each other. A reply
+// EventLoop().Execute), so replies can never overtake each other. A
+// Reply.Pending (a password hash handed to the auth queue) keeps the
+// command in flight without a worker: the engine passes it a resume
+// function, and the command's finish runs on a worker once the queue is
+// done with it (on the queue's goroutine when every worker is busy), its
+// reply written like any other. A reply
 // body is read in 256 KiB chunks on a worker and written on the loop; above
 // limits.outbound_high_mark queued octets the stream parks until the
 // buffer falls to limits.outbound_low_mark. Reply.Delay uses one runtime

@@ -36,6 +36,16 @@ type Reply struct {
 	// Authenticated: the session has left the authorization state; the
 	// engine switches from the login timeout to the idle timeout.
 	Authenticated bool
+	// Pending, when set, means the command is not over: its slow part (a
+	// password hash) was handed to a bounded queue of its own, the auth
+	// queue, so that it holds no command worker. The other fields are
+	// ignored. The engine keeps the command in flight (pipelined lines
+	// wait) and calls Pending once, with resume; Pending must not block.
+	// The session arranges for resume to be called exactly once, from any
+	// goroutine, with finish; the engine then calls finish as it calls
+	// Handle (on a worker, never concurrently with another method) and
+	// writes the Reply finish returns, which may itself be Pending.
+	Pending func(resume func(finish func() Reply))
 }
 
 // Session is one protocol session. The engine calls its methods from one

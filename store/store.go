@@ -147,6 +147,14 @@ type Credentials interface {
 	Secret(ctx context.Context, addr Address, kind SecretKind) ([]byte, error)
 }
 
+// CredentialCache is implemented by stores that remember successful
+// password checks. Cached computes no hash: it reports whether password
+// was verified for addr lately, and otherwise the memory, in octets, that
+// VerifyPassword's hash for addr will take.
+type CredentialCache interface {
+	Cached(ctx context.Context, addr Address, password string) (ok bool, memory int64)
+}
+
 // Quotas manages per-mailbox quotas (the quota file).
 type Quotas interface {
 	// SetQuota sets the mailbox quota in octets; 0 removes it.

@@ -14,6 +14,7 @@ import (
 	"github.com/pop3svc/pop3svc/session/auth"
 	"github.com/pop3svc/pop3svc/session/auth/guard"
 	"github.com/pop3svc/pop3svc/session/pop3"
+	"github.com/pop3svc/pop3svc/store/filestore"
 )
 
 // pop3Service is the POP3 service: the network engine serving
@@ -25,7 +26,8 @@ type pop3Service struct {
 	auth  authMethods  // the authentication method of each configuration
 	// handshake is tls.handshake_timeout, read for each new TLS session.
 	handshake atomic.Int64
-	tls       *tls.Config // follows the certificate manager
+	tls       *tls.Config     // follows the certificate manager
+	queue     *auth.HashQueue // the auth queue, kept across reloads
 }
 
 func (p *pop3Service) Name() string { return "pop3" }
@@ -47,6 +49,8 @@ func (p *pop3Service) factory(cfg *config.Config, g *guard.Guard) (session.Facto
 		FailDelay:     cfg.Auth.FailDelay.D(),
 		Hostname:      host,
 		Extra:         extra,
+		Queue:         p.queue,
+		HashCost:      int64(filestore.DefaultArgon2.MemoryKiB) << 10,
 	}
 	opts := &pop3.Options{
 		Store:           p.rt.store,
@@ -79,6 +83,7 @@ func (p *pop3Service) Start(rt *runtime) error {
 	p.handshake.Store(int64(rt.cfg.TLS.HandshakeTimeout.D()))
 	p.tls = rt.certs.TLSConfig()
 	g := guard.New(wiring.GuardOptions(rt.cfg.Auth))
+	p.queue = auth.NewHashQueue(wiring.QueueOptions(rt.cfg.Auth))
 	f, err := p.factory(rt.cfg, g)
 	if err != nil {
 		g.Close()
@@ -113,6 +118,7 @@ func (p *pop3Service) Reload(cfg *config.Config) error {
 	}
 	p.guard.SetOptions(wiring.GuardOptions(cfg.Auth))
 	p.handshake.Store(int64(cfg.TLS.HandshakeTimeout.D()))
+	p.queue.SetOptions(wiring.QueueOptions(cfg.Auth))
 	f, err := p.factory(cfg, p.guard)
 	if err != nil {
 		return fmt.Errorf("pop3: %w", err)

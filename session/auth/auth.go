@@ -59,4 +59,9 @@ type Guard interface {
 	Failure(remoteIP string) time.Duration
 	// Success records a successful login from remoteIP.
 	Success(remoteIP string)
+	// Admit is asked before a password is hashed for remoteIP, so that
+	// penalties and bans cost no hash: ok is false when the address is
+	// banned or has more attempts waiting than its penalty allows; wait
+	// is how long this attempt must wait for its turn.
+	Admit(remoteIP string) (wait time.Duration, ok bool)
 }

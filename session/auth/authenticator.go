@@ -48,8 +48,110 @@ type Authenticator struct {
 	// "NTLM"), keyed by their upper-case name. They need the method's
 	// challenge secrets and are offered only when Method.Challenge().
 	Extra map[string]func() Mechanism
+	// Queue, when set, is the auth queue plaintext checks run in: USER/PASS
+	// and the last step of PLAIN and LOGIN leave the check to the session
+	// (PasswordCheck), which runs it there. nil: checks run where they are
+	// asked for.
+	Queue *HashQueue
+	// HashCost is the memory a check is charged in Queue's budget when the
+	// method cannot tell (see Cacher): the configured hash's memory.
+	HashCost int64
 
 	floor failureFloor // how long recent plaintext checks took
+}
+
+// PasswordCheck is a plaintext password waiting to be checked: from
+// USER/PASS, or the last step of PLAIN or LOGIN.
+type PasswordCheck struct {
+	Name     string // the login name as the client gave it
+	Password string
+	AuthzID  string // PLAIN's authorization identity; "" when none
+}
+
+// Cacher is implemented by methods that remember successful checks (the
+// password file). Cached does no hash: it reports whether password was
+// verified for addr lately, and otherwise how much memory the hash of
+// addr's credentials will take (0: unknown).
+type Cacher interface {
+	Cached(ctx context.Context, addr store.Address, password string) (ok bool, cost int64)
+}
+
+// Deferrer is implemented by the PLAIN and LOGIN mechanisms. When the
+// Authenticator has a Queue, their last step checks nothing: Next returns
+// done with a nil error, and Deferred returns the password the session
+// must check (see Authenticator.Check). Without a Queue, Deferred returns
+// nil and Next checked the password itself.
+type Deferrer interface {
+	Deferred() *PasswordCheck
+}
+
+// Quick answers a password check without a hash when it can: ok is true
+// when the method remembers this password as verified for the name. The
+// cost is what the full check will be charged in the queue's budget.
+func (a *Authenticator) Quick(ctx context.Context, pc PasswordCheck) (addr store.Address, ok bool, cost int64) {
+	cost = a.HashCost
+	addr, err := a.Resolve(pc.Name)
+	if err != nil {
+		return store.Address{}, false, cost
+	}
+	c, is := a.Method.(Cacher)
+	if !is {
+		return store.Address{}, false, cost
+	}
+	ok, n := c.Cached(ctx, addr, pc.Password)
+	if n > 0 {
+		cost = n
+	}
+	if !ok || !a.authzOK(pc.AuthzID, pc.Name, addr) {
+		return store.Address{}, false, cost
+	}
+	return addr, true, cost
+}
+
+// Check verifies a password check in full. A failure that came back
+// sooner than recent checks took returns in pad how long its reply must
+// still be held back (see failureFloor); Check itself never waits.
+func (a *Authenticator) Check(ctx context.Context, pc PasswordCheck) (addr store.Address, pad time.Duration, err error) {
+	addr, rerr := a.Resolve(pc.Name)
+	target := addr
+	if rerr != nil {
+		target = dummyAddress
+	}
+	start := time.Now()
+	err = a.Method.Plaintext(ctx, target, pc.Password)
+	pad = a.floor.pad(time.Since(start))
+	if err == nil && rerr == nil && !a.authzOK(pc.AuthzID, pc.Name, addr) {
+		err = fmt.Errorf("%w: authorization identity differs from the authentication identity", ErrAuthFailed)
+	}
+	if err != nil && errors.Is(err, ErrUnavailable) {
+		return store.Address{}, 0, err
+	}
+	if rerr != nil {
+		return store.Address{}, pad, rerr
+	}
+	if err != nil {
+		return store.Address{}, pad, err
+	}
+	return addr, 0, nil
+}
+
+// authzOK applies RFC 4616 section 2: an authorization identity, when
+// given, must be the authenticated one; no proxy logins here.
+func (a *Authenticator) authzOK(authz, authc string, addr store.Address) bool {
+	if authz == "" || authz == authc {
+		return true
+	}
+	z, err := a.Resolve(authz)
+	return err == nil && z == addr
+}
+
+// Admit asks the Guard, before a password is hashed for remoteIP, whether
+// and when the hash may run (see Guard.Admit). Without a Guard: at once.
+func (a *Authenticator) Admit(remoteIP string) (wait time.Duration, ok bool) {
+	if a.Guard == nil {
+		return 0, true
+	}
+	return a.Guard.Admit(remoteIP)
 }
 
 // maxFailurePad bounds how long a failed plaintext check is held back to
@@ -100,32 +202,15 @@ func (a *Authenticator) Resolve(name string) (store.Address, error) {
 // Plaintext verifies a login name and password. An unparseable name is
 // verified against a dummy address so that it takes the same time and
 // returns the same ErrAuthFailed as a wrong password.
+//
+// Plaintext waits out the failure pad itself; the auth queue's path
+// (Check) returns it to be added to the reply's delay instead.
 func (a *Authenticator) Plaintext(ctx context.Context, name, password string) (store.Address, error) {
-	addr, rerr := a.Resolve(name)
-	target := addr
-	if rerr != nil {
-		target = dummyAddress
-	}
-	start := time.Now()
-	err := a.Method.Plaintext(ctx, target, password)
-	if pad := a.floor.pad(time.Since(start)); pad > 0 && (err != nil || rerr != nil) && !errors.Is(err, ErrUnavailable) {
-		t := time.NewTimer(pad)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-		}
-	}
-	if rerr != nil {
-		if err != nil && errors.Is(err, ErrUnavailable) {
-			return store.Address{}, err
-		}
-		return store.Address{}, rerr
-	}
+	addr, pad, err := a.Check(ctx, PasswordCheck{Name: name, Password: password})
 	if err != nil {
-		return store.Address{}, err
+		waitPad(ctx, pad)
 	}
-	return addr, nil
+	return addr, err
 }
 
 // secret returns the password secret of name for a challenge mechanism. An

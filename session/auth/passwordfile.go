@@ -22,5 +22,14 @@ func (p PasswordFile) Plaintext(ctx context.Context, addr store.Address, passwor
 	return p.Store.VerifyPassword(ctx, addr, password)
 }
 
+// Cached asks the store whether it remembers password as verified for
+// addr (see Cacher); it computes no hash.
+func (p PasswordFile) Cached(ctx context.Context, addr store.Address, password string) (bool, int64) {
+	if c, ok := p.Store.(store.CredentialCache); ok {
+		return c.Cached(ctx, addr, password)
+	}
+	return false, 0
+}
+
 // Challenge reports true: the password file holds APOP, CRAM-MD5 and NTLM secrets.
 func (p PasswordFile) Challenge() bool { return true }

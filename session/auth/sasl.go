@@ -28,9 +28,10 @@ func malformed(mech, why string) error {
 
 // plainMech is PLAIN (RFC 4616): one message "authzid NUL authcid NUL passwd".
 type plainMech struct {
-	a    *Authenticator
-	step int
-	addr store.Address
+	a        *Authenticator
+	step     int
+	addr     store.Address
+	deferred *PasswordCheck
 }
 
 func (m *plainMech) Next(ctx context.Context, resp []byte) ([]byte, bool, error) {
@@ -54,23 +55,37 @@ func (m *plainMech) Next(ctx context.Context, resp []byte) ([]byte, bool, error)
 	if authc == "" {
 		return nil, true, malformed(MechPlain, "authentication identity is empty")
 	}
-	addr, err := m.a.Plaintext(ctx, authc, pass)
-	if err != nil {
-		return nil, true, err
+	pc := PasswordCheck{Name: authc, Password: pass, AuthzID: authz}
+	if m.a.Queue != nil {
+		m.deferred = &pc
+		return nil, true, nil
 	}
-	// RFC 4616 section 2: the authorization identity, when given, must be
-	// the authenticated one; no proxy logins here.
-	if authz != "" && authz != authc {
-		z, zerr := m.a.Resolve(authz)
-		if zerr != nil || z != addr {
-			return nil, true, fmt.Errorf("%w: authorization identity differs from the authentication identity", ErrAuthFailed)
-		}
+	addr, pad, err := m.a.Check(ctx, pc)
+	if err != nil {
+		waitPad(ctx, pad)
+		return nil, true, err
 	}
 	m.addr = addr
 	return nil, true, nil
 }
 
 func (m *plainMech) Address() store.Address { return m.addr }
+
+// Deferred returns the password check left to the session (see Deferrer).
+func (m *plainMech) Deferred() *PasswordCheck { return m.deferred }
+
+// waitPad holds a failed check back by pad (see failureFloor).
+func waitPad(ctx context.Context, pad time.Duration) {
+	if pad <= 0 {
+		return
+	}
+	t := time.NewTimer(pad)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
 
 // Challenges of the LOGIN mechanism (draft-murchison-sasl-login section 2).
 const (
@@ -81,10 +96,11 @@ const (
 // loginMech is LOGIN (draft-murchison-sasl-login): the server asks
 // "Username:" then "Password:". An initial response is taken as the user name.
 type loginMech struct {
-	a    *Authenticator
-	step int
-	user string
-	addr store.Address
+	a        *Authenticator
+	step     int
+	user     string
+	addr     store.Address
+	deferred *PasswordCheck
 }
 
 func (m *loginMech) Next(ctx context.Context, resp []byte) ([]byte, bool, error) {
@@ -103,6 +119,10 @@ func (m *loginMech) Next(ctx context.Context, resp []byte) ([]byte, bool, error)
 		return []byte(loginPassChallenge), false, nil
 	case 2:
 		m.step = 3
+		if m.a.Queue != nil {
+			m.deferred = &PasswordCheck{Name: m.user, Password: string(resp)}
+			return nil, true, nil
+		}
 		addr, err := m.a.Plaintext(ctx, m.user, string(resp))
 		if err != nil {
 			return nil, true, err
@@ -114,6 +134,9 @@ func (m *loginMech) Next(ctx context.Context, resp []byte) ([]byte, bool, error)
 }
 
 func (m *loginMech) Address() store.Address { return m.addr }
+
+// Deferred returns the password check left to the session (see Deferrer).
+func (m *loginMech) Deferred() *PasswordCheck { return m.deferred }
 
 // cramMech is CRAM-MD5 (RFC 2195): the server sends a unique challenge in
 // the form of an RFC 822 msg-id; the client answers "user SP digest" with

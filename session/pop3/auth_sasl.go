@@ -93,6 +93,11 @@ func (s *Session) saslStep(x *saslExchange, resp []byte) session.Reply {
 		return line("+ " + base64.StdEncoding.EncodeToString(challenge))
 	}
 	s.sasl = nil
+	if d, ok := x.mech.(auth.Deferrer); ok && err == nil {
+		if pc := d.Deferred(); pc != nil {
+			return s.passwordLogin(x.name, *pc)
+		}
+	}
 	return s.login(x.name, func() (store.Address, error) {
 		if err != nil {
 			return store.Address{}, err

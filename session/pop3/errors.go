@@ -42,6 +42,7 @@ var (
 	errLocked         = &Error{Code: codeSysPerm, Text: "mailbox is locked by the administrator"}
 	errTemp           = &Error{Code: codeSysTemp, Text: "temporary server failure, try again later"}
 	errAuthUnavail    = &Error{Code: codeSysTemp, Text: "authentication service unavailable, try again later"}
+	errAuthBusy       = &Error{Code: codeSysTemp, Text: "too many logins in progress, try again later"}
 	errUpdateFailed   = &Error{Code: codeSysTemp, Text: "some deleted messages not removed"}
 	errInternal       = &Error{Code: codeSysTemp, Text: "internal error, closing connection"}
 	errNoSuchMessage  = &Error{Text: "no such message"}
@@ -72,6 +73,8 @@ func asError(err error) (e *Error, known bool) {
 		return errInUse, true
 	case errors.Is(err, store.ErrMailboxLocked), errors.Is(err, store.ErrDomainLocked):
 		return errLocked, true
+	case errors.Is(err, auth.ErrQueueFull):
+		return errAuthBusy, true
 	case errors.Is(err, auth.ErrUnavailable):
 		return errAuthUnavail, true
 	case errors.Is(err, store.ErrAuthFailed), errors.Is(err, store.ErrNoSuchMailbox),

@@ -51,7 +51,8 @@ func (g *recGuard) Failure(string) time.Duration {
 	g.failures++
 	return g.delay
 }
-func (g *recGuard) Success(string) { g.successes++ }
+func (g *recGuard) Success(string)                     { g.successes++ }
+func (g *recGuard) Admit(string) (time.Duration, bool) { return 0, !g.banned }
 
 var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
 

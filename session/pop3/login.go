@@ -23,6 +23,7 @@ func (s *Session) login(mech string, verify func() (store.Address, error)) sessi
 		s.log.Info("login refused: address banned", "mech", mech)
 		return s.loginFailed(mech, auth.ErrAuthFailed)
 	}
+	s.pad = 0
 	addr, err := verify()
 	if err != nil {
 		return s.loginFailed(mech, err)
@@ -86,9 +87,10 @@ func (s *Session) loginFailed(mech string, err error) session.Reply {
 	countAuth(mech, "fail")
 	s.authFail++
 	r := errorReply(errBadCreds)
-	r.Delay = s.opts.Auth.Failure(s.ip)
+	r.Delay = s.opts.Auth.Failure(s.ip) + s.pad
+	s.pad = 0
 	// delay: how long the reply waits, the fixed delay plus this
-	// address's penalty.
+	// address's penalty (and the pad that evens out check times).
 	s.log.Info("login failed", "mech", mech, "failures", s.authFail, "delay", r.Delay)
 	if s.opts.MaxAuthFailures > 0 && s.authFail >= s.opts.MaxAuthFailures {
 		r.Close = true

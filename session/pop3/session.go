@@ -65,6 +65,7 @@ type Session struct {
 	sasl     *saslExchange
 	badCmds  int
 	authFail int
+	pad      time.Duration // added to a failed password check's delay (auth.Authenticator.Check)
 
 	addr     store.Address
 	mbox     store.MailboxSession

@@ -2,8 +2,10 @@ package pop3
 
 import (
 	"strings"
+	"time"
 
 	"github.com/pop3svc/pop3svc/session"
+	"github.com/pop3svc/pop3svc/session/auth"
 	"github.com/pop3svc/pop3svc/store"
 )
 
@@ -34,9 +36,81 @@ func (s *Session) passCmd(arg string, wasUser bool) session.Reply {
 	}
 	name := s.user
 	s.user = ""
-	return s.login("user", func() (store.Address, error) {
-		ctx, cancel := s.ctx()
-		defer cancel()
-		return s.opts.Auth.Plaintext(ctx, name, arg)
-	})
+	return s.passwordLogin("user", auth.PasswordCheck{Name: name, Password: arg})
+}
+
+// passwordLogin finishes a login with a plaintext password (USER/PASS,
+// PLAIN, LOGIN). Without an auth queue the password is checked here.
+// With one, cheap checks come first, on this worker: a banned address is
+// refused and a remembered success logs in, with no hash; then the
+// address's penalty may make the attempt wait its turn (or refuse it), and
+// only then is the hash queued. A full queue answers [SYS/TEMP] at once.
+// The command holds no worker while it waits for or runs the hash; the
+// login finishes on a worker once the hash is done.
+func (s *Session) passwordLogin(mech string, pc auth.PasswordCheck) session.Reply {
+	a := s.opts.Auth
+	if a == nil || a.Queue == nil {
+		return s.login(mech, func() (store.Address, error) {
+			ctx, cancel := s.ctx()
+			defer cancel()
+			if a == nil {
+				return store.Address{}, auth.ErrUnavailable
+			}
+			addr, pad, err := a.Check(ctx, pc)
+			s.pad = pad
+			return addr, err
+		})
+	}
+	if s.opts.Store == nil {
+		return s.login(mech, nil)
+	}
+	if a.Banned(s.ip) {
+		s.log.Info("login refused: address banned", "mech", mech)
+		return s.loginFailed(mech, auth.ErrAuthFailed)
+	}
+	ctx, cancel := s.ctx()
+	addr, ok, cost := a.Quick(ctx, pc)
+	cancel()
+	if ok {
+		return s.login(mech, func() (store.Address, error) { return addr, nil })
+	}
+	wait, admitted := a.Admit(s.ip)
+	if !admitted {
+		s.log.Info("login refused before the hash: address banned or throttled", "mech", mech)
+		return s.loginFailed(mech, auth.ErrAuthFailed)
+	}
+	q := a.Queue
+	return session.Reply{Pending: func(resume func(func() session.Reply)) {
+		check := func() {
+			var (
+				addr store.Address
+				pad  time.Duration
+				err  = error(auth.ErrUnavailable)
+			)
+			defer func() {
+				resume(func() session.Reply {
+					return s.login(mech, func() (store.Address, error) {
+						s.pad = pad
+						return addr, err
+					})
+				})
+			}()
+			ctx, cancel := s.ctx()
+			defer cancel()
+			addr, pad, err = a.Check(ctx, pc)
+		}
+		submit := func() {
+			if err := q.Submit(cost, check); err != nil {
+				resume(func() session.Reply {
+					s.log.Warn("login refused: the auth queue is full", "mech", mech)
+					return s.loginFailed(mech, err)
+				})
+			}
+		}
+		if wait > 0 {
+			time.AfterFunc(wait, submit)
+			return
+		}
+		submit()
+	}}
 }

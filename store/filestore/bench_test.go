@@ -5,7 +5,9 @@ package filestore
 import (
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pop3svc/pop3svc/store"
 )
@@ -103,4 +105,71 @@ func BenchmarkVerifyPasswordCached(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// hashChoices are the argon2id parameters the README measures: the
+// default and OWASP's other argon2id minimums.
+var hashChoices = []struct {
+	name string
+	p    Argon2Params
+}{
+	{"argon2id-m19-t3-default", DefaultArgon2},
+	{"argon2id-m19-t2", Argon2Params{Time: 2, MemoryKiB: 19 << 10, Threads: 1, KeyLen: 32}},
+	{"argon2id-m46-t1", Argon2Params{Time: 1, MemoryKiB: 46 << 10, Threads: 1, KeyLen: 32}},
+	{"argon2id-m7-t5", Argon2Params{Time: 5, MemoryKiB: 7 << 10, Threads: 1, KeyLen: 32}},
+}
+
+// BenchmarkVerifyPasswordCold: password checks per second on one core
+// with nothing remembered (the verified-login cache off), per hash
+// choice: a login's cost after a restart.
+func BenchmarkVerifyPasswordCold(b *testing.B) {
+	for _, c := range hashChoices {
+		b.Run(c.name, func(b *testing.B) {
+			s := newTestStore(b, Options{Argon2: c.p, AuthCacheTTL: -1})
+			a := mkbox(b, s)
+			if err := s.SetPassword(bg, a, "correct horse"); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			for b.Loop() {
+				if err := s.VerifyPassword(bg, a, "correct horse"); err != nil {
+					b.Fatal(err)
+				}
+			}
+			// CPU time, not wall time, gives the rate per core on a
+			// machine that other work shares.
+			cpu := cpuTime() - cpu0
+			b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/login")
+			b.ReportMetric(float64(b.N)/cpu.Seconds(), "logins/s/core")
+		})
+	}
+}
+
+// BenchmarkOpenSessionEmpty: the store's part of a login besides the hash:
+// take the mailbox lock, list an empty maildrop, release the lock.
+func BenchmarkOpenSessionEmpty(b *testing.B) {
+	s := newTestStore(b, Options{})
+	a := mkbox(b, s)
+	cpu0 := cpuTime()
+	for b.Loop() {
+		ms, err := s.OpenSession(bg, a, "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := ms.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "opens/s")
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/open")
+}
+
+// cpuTime is the CPU time (user and system) this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -109,6 +109,29 @@ func (s *Store) VerifyPassword(ctx context.Context, addr store.Address, password
 	return nil
 }
 
+// Cached reports whether password was verified for addr within the
+// verified-login cache's lifetime, without computing a hash (see
+// store.CredentialCache); otherwise it returns the memory the argon2id
+// check of addr's password file will take.
+func (s *Store) Cached(ctx context.Context, addr store.Address, password string) (ok bool, memory int64) {
+	memory = int64(s.hasher.Params().MemoryKiB) << 10
+	if ctxErr(ctx) != nil {
+		return false, memory
+	}
+	a, err := canonAddr(addr)
+	if err != nil || s.checkMailbox(a) != nil {
+		return false, memory
+	}
+	r, err := readPasswd(s.mboxPath(a))
+	if err != nil {
+		return false, memory
+	}
+	if len(password) <= MaxPasswordLen && s.authCache.Load().check(a.String(), r, password, s.now()) {
+		return true, 0
+	}
+	return false, int64(r.Params.MemoryKiB) << 10
+}
+
 // Secret decrypts the password or the NT hash for a challenge mechanism.
 func (s *Store) Secret(ctx context.Context, addr store.Address, kind store.SecretKind) ([]byte, error) {
 	if err := ctxErr(ctx); err != nil {

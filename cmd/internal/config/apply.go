@@ -48,6 +48,9 @@ var applies = []struct {
 	{"auth.allow_ntlmv1", Live, ""},
 	{"auth.apop", Live, ""},
 	{"auth.ntlm", Live, ""},
+	{"auth.hash_workers", Live, ""},
+	{"auth.hash_memory", Live, ""},
+	{"auth.queue", Live, ""},
 
 	{"pop3.listen", Restart, "listening sockets are bound at start"},
 	{"pop3.listen_tls", Restart, "listening sockets are bound at start"},

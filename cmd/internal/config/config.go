@@ -48,6 +48,12 @@ type Auth struct {
 	// password file's secrets; RFC 1939 section 7 APOP rests on MD5).
 	APOP bool `toml:"apop"`
 	NTLM bool `toml:"ntlm"`
+	// The auth queue: at most HashWorkers plaintext checks run at once (0:
+	// one per core), fewer when their hashes' memory would pass HashMemory;
+	// up to Queue more wait, and beyond that a login gets [SYS/TEMP].
+	HashWorkers int  `toml:"hash_workers"`
+	HashMemory  Size `toml:"hash_memory"`
+	Queue       int  `toml:"queue"`
 }
 
 // POP3 is the POP3 service and its socket and thread pools.
@@ -165,6 +171,10 @@ func Default() *Config {
 			BanAfter:   0,
 			BanWindow:  Duration(10 * time.Minute),
 			BanTime:    Duration(15 * time.Minute),
+
+			HashWorkers: 0,
+			HashMemory:  256 << 20,
+			Queue:       256,
 		},
 		POP3: POP3{
 			Listen:          []string{"127.0.0.1:1100"},

@@ -65,6 +65,12 @@ func (c *Config) Validate() error {
 	if c.Auth.PenaltyMax < c.Auth.Penalty {
 		e.add("auth.penalty_max", "must be at least auth.penalty (%s)", c.Auth.Penalty.D())
 	}
+	if c.Auth.HashWorkers < 0 || c.Auth.HashWorkers > MaxThreadCount {
+		e.add("auth.hash_workers", "must be between 0 (one per core) and %d (is %d)", MaxThreadCount, c.Auth.HashWorkers)
+	}
+	if c.Auth.Queue < 0 || c.Auth.Queue > MaxSocketMax {
+		e.add("auth.queue", "must be between 0 and %d (is %d)", MaxSocketMax, c.Auth.Queue)
+	}
 	if c.Auth.BanAfter < 0 {
 		e.add("auth.ban_after", "must not be negative (is %d)", c.Auth.BanAfter)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
+	"github.com/pop3svc/pop3svc/session/auth"
 	"github.com/pop3svc/pop3svc/session/auth/guard"
 	"github.com/pop3svc/pop3svc/session/auth/ldap"
 )
@@ -58,4 +59,9 @@ func GuardOptions(a config.Auth) guard.Options {
 		BanWindow:  a.BanWindow.D(),
 		BanTime:    a.BanTime.D(),
 	}
+}
+
+// QueueOptions turns the [auth] queue settings into the auth queue's.
+func QueueOptions(a config.Auth) auth.QueueOptions {
+	return auth.QueueOptions{Workers: a.HashWorkers, Memory: int64(a.HashMemory), Length: a.Queue}
 }

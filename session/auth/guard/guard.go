@@ -16,6 +16,11 @@
 //     address for ban_time: the session refuses it without checking
 //     credentials.
 //
+// Penalties also apply before a password is hashed (Admit): an address
+// with recent failures may have one password hashed per penalty interval,
+// whatever number of connections it opens; attempts beyond PenaltyMax of
+// waiting are refused without a hash, like a banned address's.
+//
 // A Guard never blocks: it only computes delays, which the protocol
 // session applies with a timer, not by sleeping on an event loop. Its
 // table of addresses is bounded (Options.MaxAddresses); when full, the
@@ -24,7 +29,8 @@
 //
 // Metrics: pop3_auth_penalty_total (failures answered with a penalty on top
 // of the fixed delay), pop3_auth_banned_total (bans imposed) and
-// pop3_auth_banned_addresses (addresses banned now).
+// pop3_auth_banned_addresses (addresses banned now) and
+// pop3_auth_throttled_total (attempts refused before a hash by Admit).
 package guard
 
 import (
@@ -67,6 +73,9 @@ type Options struct {
 var (
 	penaltyTotal = metrics.GetOrCreateCounter("pop3_auth_penalty_total")
 	bannedTotal  = metrics.GetOrCreateCounter("pop3_auth_banned_total")
+	// throttledTotal counts logins refused without a hash because the
+	// address had more attempts waiting than its penalty allows.
+	throttledTotal = metrics.GetOrCreateCounter("pop3_auth_throttled_total")
 
 	// live holds every guard not yet closed, for the banned-addresses gauge.
 	liveMu sync.Mutex
@@ -90,6 +99,7 @@ type entry struct {
 	windowStart time.Time // start of the ban window being counted
 	windowCount int       // failures since windowStart
 	bannedUntil time.Time
+	nextHash    time.Time     // the earliest a password of this address may be hashed
 	elem        *list.Element // position in the recency list
 }
 
@@ -212,6 +222,43 @@ func (g *Guard) Failure(remoteIP string) time.Duration {
 		}
 	}
 	return g.opt.FailDelay + pen
+}
+
+// Admit is asked before a password from remoteIP is hashed, so that the
+// address's penalty and ban cost no hash. A banned address is refused. An
+// address with recent failures gets one hash per penalty interval (its
+// penalty, as Penalty reports it), however many connections it opens: wait
+// is how long this attempt must wait for its turn, and an attempt whose
+// turn is further off than PenaltyMax is refused. An address without
+// recent failures is admitted at once.
+func (g *Guard) Admit(remoteIP string) (wait time.Duration, ok bool) {
+	k := Key(remoteIP)
+	now := g.opt.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e := g.table[k]
+	if e == nil {
+		return 0, true
+	}
+	if now.Before(e.bannedUntil) {
+		return 0, false
+	}
+	f := e.failures - float64(now.Sub(e.last)/g.opt.Decay)
+	pen := min(time.Duration(max(f, 0)*float64(g.opt.Penalty)), g.opt.PenaltyMax)
+	if pen <= 0 {
+		return 0, true
+	}
+	start := now
+	if e.nextHash.After(now) {
+		start = e.nextHash
+	}
+	wait = start.Sub(now)
+	if wait > g.opt.PenaltyMax {
+		throttledTotal.Inc()
+		return 0, false
+	}
+	e.nextHash = start.Add(pen)
+	return wait, true
 }
 
 // Success records a successful login. It does not forgive the address's

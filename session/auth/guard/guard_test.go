@@ -254,3 +254,40 @@ func TestSetOptionsWhileInUse(t *testing.T) {
 		t.Fatalf("Failure after the last SetOptions = %v, want 7s", d)
 	}
 }
+
+// Admit spaces the hashes of an address with recent failures one penalty
+// apart and refuses attempts whose turn is beyond penalty_max; an address
+// without failures and one whose failures decayed are admitted at once; a
+// banned address is refused.
+func TestAdmitBeforeHash(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	g := New(Options{FailDelay: time.Second, Penalty: 2 * time.Second, PenaltyMax: 5 * time.Second,
+		BanAfter: 10, BanWindow: time.Hour, BanTime: time.Hour, Now: func() time.Time { return now }})
+	defer g.Close()
+	const a = "198.51.100.7"
+	if w, ok := g.Admit(a); w != 0 || !ok {
+		t.Fatalf("Admit(fresh) = %v, %v; want 0, true", w, ok)
+	}
+	g.Failure(a) // penalty 2s
+	for i, want := range []time.Duration{0, 2 * time.Second, 4 * time.Second} {
+		if w, ok := g.Admit(a); w != want || !ok {
+			t.Fatalf("Admit #%d = %v, %v; want %v, true", i, w, ok, want)
+		}
+	}
+	if w, ok := g.Admit(a); ok {
+		t.Fatalf("Admit beyond penalty_max = %v, true; want refused", w)
+	}
+	if w, ok := g.Admit("198.51.100.8"); w != 0 || !ok {
+		t.Fatalf("Admit(other address) = %v, %v; want 0, true", w, ok)
+	}
+	now = now.Add(time.Hour) // the failure decays
+	if w, ok := g.Admit(a); w != 0 || !ok {
+		t.Fatalf("Admit after decay = %v, %v; want 0, true", w, ok)
+	}
+	for range 10 {
+		g.Failure(a)
+	}
+	if _, ok := g.Admit(a); ok {
+		t.Fatal("Admit(banned) admitted")
+	}
+}

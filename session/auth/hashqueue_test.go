@@ -1,0 +1,91 @@
+package auth
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func waitFor(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Workers checks run, Length wait, the next is refused at once; all the
+// accepted ones run once the slots free.
+func TestHashQueueBound(t *testing.T) {
+	q := NewHashQueue(QueueOptions{Workers: 2, Length: 3})
+	block := make(chan struct{})
+	done := make(chan int, 5)
+	for i := range 5 {
+		if err := q.Submit(0, func() { <-block; done <- i }); err != nil {
+			t.Fatalf("Submit %d: %v", i, err)
+		}
+	}
+	if err := q.Submit(0, func() { t.Error("refused check ran") }); !errors.Is(err, ErrQueueFull) || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Submit beyond the bound = %v, want ErrQueueFull (an ErrUnavailable)", err)
+	}
+	if r, w := q.Len(); r != 2 || w != 3 {
+		t.Fatalf("Len = %d running %d waiting, want 2 and 3", r, w)
+	}
+	close(block)
+	for range 5 {
+		<-done
+	}
+	waitFor(t, "the queue to empty", func() bool { r, w := q.Len(); return r == 0 && w == 0 })
+	if n := q.Started(); n != 5 {
+		t.Fatalf("Started = %d, want 5", n)
+	}
+}
+
+// The memory budget bounds the checks running at once below Workers:
+// min(Workers, Memory/cost); a check costlier than the budget still runs
+// alone.
+func TestHashQueueMemoryBudget(t *testing.T) {
+	q := NewHashQueue(QueueOptions{Workers: 8, Memory: 100, Length: 10})
+	block := make(chan struct{})
+	for range 4 {
+		if err := q.Submit(40, func() { <-block }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r, w := q.Len(); r != 2 || w != 2 {
+		t.Fatalf("Len = %d running %d waiting, want 2 and 2 (100 / 40)", r, w)
+	}
+	close(block)
+	waitFor(t, "the queue to empty", func() bool { r, w := q.Len(); return r == 0 && w == 0 })
+
+	big := make(chan struct{})
+	if err := q.Submit(500, func() { <-big }); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := q.Len(); r != 1 {
+		t.Fatalf("a check above the budget: %d running, want 1", r)
+	}
+	ran := make(chan struct{})
+	if err := q.Submit(1, func() { close(ran) }); err != nil {
+		t.Fatal(err)
+	}
+	if r, w := q.Len(); r != 1 || w != 1 {
+		t.Fatalf("Len = %d running %d waiting, want 1 and 1 behind the big check", r, w)
+	}
+	close(big)
+	<-ran
+
+	// A larger bound applies live.
+	q.SetOptions(QueueOptions{Workers: 1, Length: 0})
+	hold := make(chan struct{})
+	defer close(hold)
+	if err := q.Submit(0, func() { <-hold }); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Submit(0, func() {}); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("Submit after SetOptions = %v, want ErrQueueFull", err)
+	}
+}
