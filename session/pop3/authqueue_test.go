@@ -1,7 +1,9 @@
 package pop3
 
 import (
+	"context"
 	"encoding/base64"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	"github.com/pop3svc/pop3svc/session/auth"
 	"github.com/pop3svc/pop3svc/session/auth/guard"
 	"github.com/pop3svc/pop3svc/session/pop3/transcript"
+	"github.com/pop3svc/pop3svc/store/filestore"
 )
 
 // settle drives a pending reply as the engine does: it hands Pending a
@@ -46,7 +49,16 @@ func (c *guardClock) Now() time.Time {
 // (one-minute penalty, ban after banAfter failures when > 0).
 func queuedOptions(t *testing.T, q auth.QueueOptions, banAfter int) (*Options, *auth.HashQueue, *guard.Guard) {
 	t.Helper()
-	o := testOptions(testStore(t))
+	// The file store, for its verified-login cache (store.CredentialCache).
+	st, err := filestore.Open(filepath.Join(t.TempDir(), "mailroot"), filestore.Options{Node: 1, Argon2: cheapArgon})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := transcript.Fixture(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	o := testOptions(st)
 	o.MaxAuthFailures = 0
 	hq := auth.NewHashQueue(q)
 	clock := &guardClock{t: time.Unix(1_700_000_000, 0)}
