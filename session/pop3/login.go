@@ -87,11 +87,12 @@ func (s *Session) loginFailed(mech string, err error) session.Reply {
 	countAuth(mech, "fail")
 	s.authFail++
 	r := errorReply(errBadCreds)
-	r.Delay = s.opts.Auth.Failure(s.ip) + s.pad
+	wait := s.opts.Auth.Failure(s.ip)
+	r.Delay = wait + s.pad
 	s.pad = 0
-	// delay: how long the reply waits, the fixed delay plus this
-	// address's penalty (and the pad that evens out check times).
-	s.log.Info("login failed", "mech", mech, "failures", s.authFail, "delay", r.Delay)
+	// wait: the fixed delay plus this address's penalty; delay: what the
+	// reply waits, wait and the pad that evens out check times.
+	s.log.Info("login failed", "mech", mech, "failures", s.authFail, "wait", wait, "delay", r.Delay)
 	if s.opts.MaxAuthFailures > 0 && s.authFail >= s.opts.MaxAuthFailures {
 		r.Close = true
 	}

@@ -110,18 +110,19 @@ penalty_max = "2s"`,
 		t.Fatalf("wrong PASS = %q", r)
 	}
 	t.Logf("correct login: %v before, %v during the attack; wrong password: %v from the attacker, %v from a fresh address", normal, during, slowed, fresh)
-	// Other addresses are not slowed: the server's log says what delay each
-	// failed login got, and the fresh address got the fixed delay alone,
+	// Other addresses are not slowed: the server's log says what wait (fixed
+	// delay plus the address's penalty) each failed login got, and the fresh
+	// address got the fixed delay alone,
 	// however long the loaded machine took to answer.
 	var freshDelay string
 	for _, line := range strings.Split(s.Log(), "\n") {
 		if strings.Contains(line, `msg="login failed"`) && strings.Contains(line, "remote=127.0.0.3:") {
-			_, freshDelay, _ = strings.Cut(line, " delay=")
+			_, freshDelay, _ = strings.Cut(line, " wait=")
 			freshDelay, _, _ = strings.Cut(freshDelay, " ")
 		}
 	}
 	if freshDelay != "5ms" {
-		t.Errorf("the failed login from a fresh address got delay %q in the log, want 5ms (fail_delay alone, no penalty)", freshDelay)
+		t.Errorf("the failed login from a fresh address got wait %q in the log, want 5ms (fail_delay alone, no penalty)", freshDelay)
 	}
 
 	// The penalties are counted.
