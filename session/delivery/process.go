@@ -205,17 +205,27 @@ func (s *Service) deliverCopy(e store.QueueEntry, addr store.Address) (string, e
 }
 
 // findCopy looks in a mailbox for a copy of entry id, newest first. It
-// opens a session, so it fails while a POP3 session or the administrator
-// holds the mailbox; a mailbox that is gone has no copy.
+// reads the mailbox without its session lock when the store can
+// (store.Snapshots), so it works while a POP3 session holds the mailbox;
+// otherwise it opens a session. A mailbox that is gone has no copy.
 func (s *Service) findCopy(addr store.Address, id string) (uid string, found bool, err error) {
-	sess, err := s.st.OpenSession(s.ctx, addr, "pop3d delivery service (recovery check) "+s.token)
+	var sess store.MailboxSnapshot
+	if sn, ok := s.st.(store.Snapshots); ok {
+		sess, err = sn.Snapshot(s.ctx, addr)
+	} else {
+		var ms store.MailboxSession
+		ms, err = s.st.OpenSession(s.ctx, addr, "pop3d delivery service (recovery check) "+s.token)
+		if err == nil {
+			defer ms.Close()
+			sess = ms
+		}
+	}
 	if errors.Is(err, store.ErrNoSuchMailbox) || errors.Is(err, store.ErrNoSuchDomain) {
 		return "", false, nil
 	}
 	if err != nil {
 		return "", false, err
 	}
-	defer sess.Close()
 	want := []byte("\r\n" + MarkerHeader + ": " + id + "\r\n")
 	msgs := sess.Messages()
 	buf := make([]byte, maxMarkerScan)
