@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -362,11 +363,17 @@ func renameNoReplace(src, dst string) error {
 	if err != unix.EINVAL && err != unix.ENOSYS {
 		return &os.LinkError{Op: "rename", Old: src, New: dst, Err: err}
 	}
-	// The file system lacks RENAME_NOREPLACE (NFS): check, then rename.
+	// The file system lacks RENAME_NOREPLACE (NFS, GlusterFS): check, then
+	// rename. A plain rename replaces only a file or an empty folder; lock
+	// folders always hold their owner file, so a lock is never replaced.
 	if _, err := os.Lstat(dst); err == nil {
 		return os.ErrExist
 	}
-	return os.Rename(src, dst)
+	err = os.Rename(src, dst)
+	if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
+		return os.ErrExist
+	}
+	return err
 }
 
 // ListMailboxes describes every mailbox of a domain, in name order.

@@ -129,7 +129,7 @@ func (s *Store) cleanMailbox(dir string, r *CleanReport) {
 		if !s.olderThan(p, leftoverGrace) {
 			continue
 		}
-		s.clearDone(p)
+		s.clearDone(p, dir, strings.TrimPrefix(n, donePrefix))
 		if renameNoReplace(p, filepath.Join(dir, LockName)) != nil {
 			_ = os.Remove(p) // a free lock exists already
 		}

@@ -281,6 +281,14 @@ func (s *Store) acquireLock(dir, owner string) (*heldLock, error) {
 		// file of the earlier protocol.
 		err := unix.Rename(filepath.Join(dir, LockName)+"/", target)
 		if err == nil {
+			// A message in the free lock is a deletion that never reached
+			// its commit point: a holder that lost its lock on a network
+			// file system whose client still had the folder's old name
+			// cached can land one there (see the package doc).
+			if n := s.restore(target, dir); n > 0 {
+				held.restored = n
+				s.log.Warn("put back messages of an unfinished commit", "folder", dir, "restored", n)
+			}
 			s.writeOwner(target, h.Token, owner)
 			return held, nil
 		}
@@ -321,7 +329,7 @@ func (s *Store) acquireLock(dir, owner string) (*heldLock, error) {
 		}
 		for _, d := range v.done {
 			if err := os.Rename(filepath.Join(dir, d), target); err == nil {
-				s.clearDone(target)
+				s.clearDone(target, dir, strings.TrimPrefix(d, donePrefix))
 				s.writeOwner(target, h.Token, owner)
 				return held, nil
 			}
@@ -355,8 +363,16 @@ func (s *Store) acquireLock(dir, owner string) (*heldLock, error) {
 			// between two renames. Twice in a row: make the free lock.
 			emptyViews++
 			if emptyViews >= 2 {
-				if err := os.Mkdir(filepath.Join(dir, LockName), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+				// Under a temporary name, with its owner file: a lock
+				// folder is never empty, so a plain rename (where
+				// RENAME_NOREPLACE is missing) can never replace one.
+				tmp := filepath.Join(dir, legacyPrefix+h.Token)
+				if err := os.Mkdir(tmp, 0o700); err != nil {
 					return nil, fmt.Errorf("cannot make the lock in %q: %w", dir, err)
+				}
+				s.writeOwner(tmp, "", "")
+				if err := renameNoReplace(tmp, filepath.Join(dir, LockName)); err != nil {
+					_ = os.RemoveAll(tmp)
 				}
 			}
 		}
@@ -402,49 +418,68 @@ func (s *Store) recoverLegacy(dir string, names []string) {
 	}
 }
 
+// delPrefix starts the name a deletion takes in its lock folder:
+// del.<token>.P3_<uid>.eml, so that the deletions a commit committed (its
+// own token) are told apart from anything else found there.
+const delPrefix = "del."
+
+func delName(token, msg string) string { return delPrefix + token + "." + msg }
+
+// splitDel returns the token and message name of an entry of a lock
+// folder; ok is false for anything that is not a message.
+func splitDel(e string) (token, msg string, ok bool) {
+	if rest, found := strings.CutPrefix(e, delPrefix); found {
+		token, msg, _ = strings.Cut(rest, ".")
+	} else {
+		msg = e
+	}
+	return token, msg, isMessageName(msg)
+}
+
 // restore puts back into the mailbox folder dir the messages found in the
 // lock folder lk: deletions of a session whose Commit did not reach its
 // commit point. It returns how many it moved.
 func (s *Store) restore(lk, dir string) int {
-	f, err := os.Open(lk)
-	if err != nil {
-		return 0
-	}
-	names, _ := f.Readdirnames(-1)
-	f.Close()
-	n := 0
-	for _, e := range names {
-		if !isMessageName(e) {
-			continue
-		}
-		if err := os.Rename(filepath.Join(lk, e), filepath.Join(dir, e)); err == nil {
-			n++
-		}
-	}
-	if n > 0 {
-		_ = durable.SyncDir(dir)
-	}
-	return n
+	return s.sortOut(lk, dir, "")
 }
 
-// clearDone removes committed deletions left in a lock folder.
-func (s *Store) clearDone(lk string) int {
+// clearDone empties the lock folder lk = lock.done.<token> left by a
+// Commit: its own deletions (tagged with token) are removed, anything
+// else is put back into dir.
+func (s *Store) clearDone(lk, dir, token string) int {
+	return s.sortOut(lk, dir, token)
+}
+
+func (s *Store) sortOut(lk, dir, committed string) int {
 	f, err := os.Open(lk)
 	if err != nil {
 		return 0
 	}
 	names, _ := f.Readdirnames(-1)
 	f.Close()
-	n := 0
+	n, back := 0, 0
 	for _, e := range names {
-		if !isMessageName(e) {
+		tok, msg, ok := splitDel(e)
+		if !ok {
 			continue
 		}
-		if err := os.Remove(filepath.Join(lk, e)); err == nil {
-			n++
+		if committed != "" && tok == committed {
+			if os.Remove(filepath.Join(lk, e)) == nil {
+				n++
+			}
+			continue
+		}
+		if os.Rename(filepath.Join(lk, e), filepath.Join(dir, msg)) == nil {
+			back++
 		}
 	}
-	return n
+	if back > 0 {
+		_ = durable.SyncDir(dir)
+	}
+	if committed != "" {
+		return n
+	}
+	return back
 }
 
 // ours reports whether h still holds the lock: its folder still has its
@@ -518,11 +553,11 @@ func (s *Store) commitLock(h *heldLock, files []string) (int, error) {
 	moved := make([]string, 0, len(files))
 	undo := func() {
 		for _, f := range moved {
-			_ = os.Rename(filepath.Join(lk, f), filepath.Join(h.dir, f))
+			_ = os.Rename(filepath.Join(lk, delName(h.token, f)), filepath.Join(h.dir, f))
 		}
 	}
 	for _, f := range files {
-		err := os.Rename(filepath.Join(h.dir, f), filepath.Join(lk, f))
+		err := os.Rename(filepath.Join(h.dir, f), filepath.Join(lk, delName(h.token, f)))
 		if err == nil {
 			moved = append(moved, f)
 			continue
@@ -544,12 +579,10 @@ func (s *Store) commitLock(h *heldLock, files []string) (int, error) {
 		return 0, fmt.Errorf("cannot commit in %q: %w", h.dir, err)
 	}
 	// Anything in the folder that this commit did not put there came from
-	// an earlier holder: it is not ours to delete.
-	if extra := s.strays(lk, moved); len(extra) > 0 {
-		for _, e := range extra {
-			_ = os.Rename(filepath.Join(lk, e), filepath.Join(h.dir, e))
-		}
-	}
+	// an earlier holder: it is not ours to delete. (A stray that lands
+	// later keeps its own token and is put back by whoever empties the
+	// folder next.)
+	s.putBackStrays(lk, h.dir, h.token)
 	done := filepath.Join(h.dir, donePrefix+h.token)
 	if err := os.Rename(lk, done); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -567,7 +600,7 @@ func (s *Store) commitLock(h *heldLock, files []string) (int, error) {
 	}
 	all := true
 	for _, f := range moved {
-		if err := os.Remove(filepath.Join(done, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := os.Remove(filepath.Join(done, delName(h.token, f))); err != nil && !errors.Is(err, os.ErrNotExist) {
 			all = false
 		}
 	}
@@ -579,25 +612,20 @@ func (s *Store) commitLock(h *heldLock, files []string) (int, error) {
 	return len(moved), nil
 }
 
-// strays lists the entries of folder lk not in want.
-func (s *Store) strays(lk string, want []string) []string {
+// putBackStrays moves back into dir the messages in lock folder lk that
+// are not deletions of token.
+func (s *Store) putBackStrays(lk, dir, token string) {
 	f, err := os.Open(lk)
 	if err != nil {
-		return nil
+		return
 	}
 	names, _ := f.Readdirnames(-1)
 	f.Close()
-	set := make(map[string]bool, len(want))
-	for _, w := range want {
-		set[w] = true
-	}
-	var out []string
-	for _, n := range names {
-		if !set[n] && isMessageName(n) {
-			out = append(out, n)
+	for _, e := range names {
+		if tok, msg, ok := splitDel(e); ok && tok != token {
+			_ = os.Rename(filepath.Join(lk, e), filepath.Join(dir, msg))
 		}
 	}
-	return out
 }
 
 // lockStatus is what an administrator's look at a mailbox's lock found.

@@ -263,7 +263,7 @@ func TestTakeOverRestores(t *testing.T) {
 	h := ms.(*session).lock
 	// Commit's first step for message 2, then the process "dies".
 	f := msgPrefix + uids[1] + msgSuffix
-	if err := os.Rename(filepath.Join(dir, f), filepath.Join(h.path(), f)); err != nil {
+	if err := os.Rename(filepath.Join(dir, f), filepath.Join(h.path(), delName(h.token, f))); err != nil {
 		t.Fatal(err)
 	}
 	advance(lease + time.Second)
@@ -282,7 +282,12 @@ func TestTakeOverRestores(t *testing.T) {
 		t.Fatal(err)
 	}
 	f = msgPrefix + uids[0] + msgSuffix
-	if err := os.Rename(filepath.Join(dir, f), filepath.Join(dir, donePrefix+"x", f)); err != nil {
+	if err := os.Rename(filepath.Join(dir, f), filepath.Join(dir, donePrefix+"x", delName("x", f))); err != nil {
+		t.Fatal(err)
+	}
+	// With a stray of another holder (token y), which is not committed.
+	f = msgPrefix + uids[2] + msgSuffix
+	if err := os.Rename(filepath.Join(dir, f), filepath.Join(dir, donePrefix+"x", delName("y", f))); err != nil {
 		t.Fatal(err)
 	}
 	ms3, err := s1.OpenSession(bg, a, "after a commit")
@@ -290,7 +295,7 @@ func TestTakeOverRestores(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n := len(ms3.Messages()); n != 2 {
-		t.Fatalf("after a committed deletion %d messages, want 2", n)
+		t.Fatalf("after a committed deletion %d messages, want 2 (the stray put back)", n)
 	}
 	if ents, _ := os.ReadDir(ms3.(*session).lock.path()); len(ents) != 1 {
 		t.Fatalf("the committed deletion was not cleared: %v", ents)
@@ -374,7 +379,8 @@ func TestCleanLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := msgPrefix + uid + msgSuffix
-	if err := os.Rename(filepath.Join(dir, f), filepath.Join(ms.(*session).lock.path(), f)); err != nil {
+	h := ms.(*session).lock
+	if err := os.Rename(filepath.Join(dir, f), filepath.Join(h.path(), delName(h.token, f))); err != nil {
 		t.Fatal(err)
 	}
 	// A temporary record of the earlier protocol, a temporary file of a
