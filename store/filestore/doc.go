@@ -211,9 +211,47 @@
 // # Several servers
 //
 // Every server sharing a store points its mailroot at the same folder and
-// has its own node number. Message names, locks (link-based, token-checked)
-// and deletions (rename into trash) stay correct on NFS, which provides
-// atomic link and rename; RenameMailbox falls back to a check-then-rename
-// where renameat2 RENAME_NOREPLACE is missing. Locks of other machines are
-// judged by their lease only, so keep clocks in sync (NTP).
+// has its own node number and the same lock_lease. The store relies on
+// these rules of the shared file system, checked on GlusterFS by
+// make test-cluster (TestSharedRules, TestSharedConformance,
+// TestSharedFencing, two FUSE clients of a replica-2 volume):
+//
+//   - link(2) never replaces (message names, the store key);
+//   - rename(2) is atomic and resolves its source by name on the server,
+//     so of two clients renaming lock exactly one wins, and a holder's
+//     commit point fails once its folder was renamed away;
+//   - a plain rename never replaces a non-empty folder (RENAME_NOREPLACE
+//     is missing on GlusterFS's FUSE client and on NFS: the store then
+//     checks and renames, and lock folders always hold their owner file);
+//   - flock(2) excludes across clients (the SMTP queue);
+//   - fsync of files and folders succeeds (on FUSE a folder's fsync may
+//     be refused; durable.SyncDir accepts that);
+//   - an mtime set by one client is seen by the others.
+//
+// What does not hold, and how the store lives with it:
+//
+//   - A client caches names (GlusterFS entry-timeout, NFS lookupcache)
+//     and attributes (attribute-timeout, actimeo) for a moment, 1 s by
+//     default. A holder whose folder was just taken over may still move a
+//     message into it by the old name: that message lands in the taker's
+//     folder, tagged with the old holder's token, and is put back by
+//     whoever empties that folder next (the taker's commit, the next
+//     session, or Clean); the old holder's commit point still fails, so
+//     it deletes nothing. A take-over only happens after a whole lease
+//     without renewal, far longer than these caches live. A contender
+//     may see a renewal up to the attribute timeout late: keep lock_lease
+//     well above three times it (the 90 s default is).
+//   - GlusterFS's md-cache (performance.stat-prefetch) answers folder
+//     listings from a client's cache, which hides such a message from the
+//     next session's look for it: set performance.stat-prefetch off on
+//     the volume (.ci/gluster-up.sh does).
+//   - Clocks: lock names and renewals carry each server's own clock;
+//     keep clocks in sync (NTP), well within the lease.
+//
+// Mount options. GlusterFS: mount -t glusterfs server:/volume /srv/mail
+// on every server (FUSE; defaults), with performance.stat-prefetch off on
+// the volume; a replica-2 volume needs a quorum setting or an arbiter
+// brick in production to avoid split-brain. NFS (v4.1 or later): hard
+// mounts (hard, the default), no "nolock", lookupcache=positive or none,
+// actimeo at most a few seconds.
 package filestore
