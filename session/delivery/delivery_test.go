@@ -336,3 +336,74 @@ func TestDamagedEntryGoesToBadmail(t *testing.T) {
 		t.Fatalf("%d copies delivered from a damaged entry", n)
 	}
 }
+
+// countingFlaky fails every delivery temporarily and counts the attempts.
+type countingFlaky struct {
+	*filestore.Store
+	calls atomic.Int32
+}
+
+func (f *countingFlaky) Deliver(ctx context.Context, a store.Address, r io.Reader) (string, error) {
+	f.calls.Add(1)
+	return "", errDisk
+}
+
+// TestRetriedOnceAcrossServers: two servers serve one queue; an entry
+// whose delivery is postponed by one is not attempted by the other before
+// the recorded time, so the deferral is counted once in the cluster; and
+// only one of them is the queue's leader.
+func TestRetriedOnceAcrossServers(t *testing.T) {
+	f := newFixture(t, "a@example.com")
+	fl := &countingFlaky{Store: f.st}
+	before := mDeferred.Get()
+	o := Options{RetryMin: time.Hour, RetryMax: time.Hour}
+	s1 := f.start(fl, o)
+	id, err := f.q.Enqueue(queue.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com"}}, strings.NewReader("Subject: once\r\n\r\nx\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1.Notify(id)
+	waitIdleSignal(t, s1)
+	if n := fl.calls.Load(); n != 1 {
+		t.Fatalf("%d attempts by the first server, want 1", n)
+	}
+	// A second server on its own queue handle: its start scans the queue
+	// and looks at the entry (the idle signal), and must leave it alone.
+	q2, err := queue.Open(f.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2 := New(fl, q2, Options{RetryMin: time.Hour, RetryMax: time.Hour, Hostname: "mx2.test"})
+	s2.Start()
+	defer s2.Stop(context.Background())
+	waitIdleSignal(t, s2)
+	if n := fl.calls.Load(); n != 1 {
+		t.Fatalf("%d attempts in the cluster within the retry period, want 1", n)
+	}
+	if d := mDeferred.Get() - before; d != 1 {
+		t.Fatalf("deferred counted %d times in the cluster, want 1", d)
+	}
+	e, err := f.q.Lock(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, attempts := e.(store.QueueSchedule).NextAttempt()
+	if attempts != 1 || time.Until(next) < 30*time.Minute {
+		t.Fatalf("recorded retry: attempt %d at %v, want 1 in about an hour", attempts, next)
+	}
+	e.Close()
+	l1, l2 := f.q.Leader(), q2.Leader()
+	if l1 == l2 {
+		t.Fatalf("both or neither of two queue handles lead (%v)", l1)
+	}
+}
+
+// waitIdleSignal waits until a worker of s finished an entry.
+func waitIdleSignal(t *testing.T, s *Service) {
+	t.Helper()
+	select {
+	case <-s.idle:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no entry was processed within 20s")
+	}
+}
