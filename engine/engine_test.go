@@ -305,11 +305,13 @@ func TestLeaseRenewal(t *testing.T) {
 	if n := ts.fx.renewed.Load(); n != 1 {
 		t.Fatalf("%d renewals after one sweep, want 1", n)
 	}
-	c1.send("SLOW 1000\r\n")
-	eventually(t, "worker busy", func() bool { return ts.pool.Running() >= 1 })
+	g := ts.fx.gate("busy")
+	c1.send("HOLD busy\r\n")
+	g.waitEntered(t)
 	ts.Sweep()
 	eventually(t, "renewal during a command", func() bool { return ts.fx.renewed.Load() == 2 })
-	c1.expect("+OK slow")
+	g.open()
+	c1.expect("+OK held")
 }
 
 func TestPoolOverload(t *testing.T) {
