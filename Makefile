@@ -27,7 +27,7 @@ NOPAM := 1
 export GOFLAGS := $(strip $(GOFLAGS) -tags=nopam)
 endif
 
-.PHONY: all build run test race stress check fmt vet staticcheck govulncheck fuzz bench bench-compare bench-quick clean
+.PHONY: all build run test test-cluster race stress check fmt vet staticcheck govulncheck fuzz bench bench-compare bench-quick clean
 
 all: build
 
@@ -53,6 +53,11 @@ test: build
 # tests that depend on timing fail here first.
 stress: build
 	bash .ci/stress.sh $(STRESS_RUNS)
+
+# The store on a real distributed file system: a GlusterFS replica-2 volume
+# on this machine, mounted by two FUSE clients (as root; CI runs it too).
+test-cluster: build
+	GO=$(GO) bash .ci/test-cluster.sh
 
 race:
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...

@@ -285,6 +285,35 @@ func TestIdleTimeout(t *testing.T) {
 	eventually(t, "sessions closed", func() bool { return ts.fx.closed.Load() == 2 })
 }
 
+// TestLeaseRenewal: the sweep renews the lease of every logged-in
+// session, idle or with a command in flight, and of no other.
+func TestLeaseRenewal(t *testing.T) {
+	ts := startServer(t, nil)
+	c1 := ts.dial(t)
+	c1.expect("+OK ready")
+	ts.Sweep()
+	c1.send("ECHO x\r\n")
+	c1.expect("+OK x") // the sweep ran before this reply was written
+	if n := ts.fx.renewed.Load(); n != 0 {
+		t.Fatalf("%d renewals before login", n)
+	}
+	c1.send("LOGIN\r\nECHO y\r\n")
+	c1.expect("+OK logged in")
+	c1.expect("+OK y") // the engine marked the connection authenticated before
+	ts.Sweep()
+	eventually(t, "renewal of an idle session", func() bool { return ts.fx.renewed.Load() >= 1 })
+	if n := ts.fx.renewed.Load(); n != 1 {
+		t.Fatalf("%d renewals after one sweep, want 1", n)
+	}
+	g := ts.fx.gate("busy")
+	c1.send("HOLD busy\r\n")
+	g.waitEntered(t)
+	ts.Sweep()
+	eventually(t, "renewal during a command", func() bool { return ts.fx.renewed.Load() == 2 })
+	g.open()
+	c1.expect("+OK held")
+}
+
 func TestPoolOverload(t *testing.T) {
 	ts := startServer(t, func(cfg *Config) { cfg.ThreadCount = 1; cfg.TaskQueue = 0 })
 	c1 := ts.dial(t)

@@ -34,12 +34,26 @@ import (
 type lineSession struct {
 	fx       *fixture
 	greeting string
+	loggedIn atomic.Bool
+	renewing atomic.Bool
+}
+
+// RenewDue and Renew make lineSession a session.Renewer once logged in:
+// every sweep asks for one renewal, counted in fixture.renewed.
+func (s *lineSession) RenewDue(time.Time) bool {
+	return s.loggedIn.Load() && s.renewing.CompareAndSwap(false, true)
+}
+
+func (s *lineSession) Renew() {
+	s.fx.renewed.Add(1)
+	s.renewing.Store(false)
 }
 
 type fixture struct {
 	greeting atomic.Value // string
 	closed   atomic.Int64
 	opened   atomic.Int64
+	renewed  atomic.Int64
 	bodies   sync.WaitGroup
 
 	mu    sync.Mutex
@@ -135,6 +149,7 @@ func (s *lineSession) Handle(line []byte) session.Reply {
 		ms, _ := strconv.Atoi(arg)
 		return session.Reply{Out: []byte("-ERR delayed\r\n"), Delay: time.Duration(ms) * time.Millisecond}
 	case "LOGIN":
+		s.loggedIn.Store(true)
 		return session.Reply{Out: []byte("+OK logged in\r\n"), Authenticated: true}
 	case "PANIC":
 		panic("handler panic")

@@ -3,6 +3,8 @@ package engine
 import (
 	"sync"
 	"time"
+
+	"github.com/pop3svc/pop3svc/session"
 )
 
 // registry holds every open connection, sharded to keep the loops'
@@ -68,6 +70,22 @@ func (r *registry) each(f func(k *conn)) {
 	}
 }
 
+// renew runs a session's lease renewal on a worker (it touches the disk),
+// holding a reference so that the session is not closed meanwhile. The
+// sweep asks every authenticated connection, idle, busy or streaming, so
+// a lease lives as long as its connection whatever the client does.
+func (s *Server) renew(k *conn, r session.Renewer) {
+	k.refs.Add(1)
+	mRenewals.Inc()
+	task := func() {
+		defer k.release()
+		r.Renew()
+	}
+	if err := s.submit(task); err != nil {
+		go task() // every worker busy: a renewal must not wait for them
+	}
+}
+
 // sweep ends connections idle beyond login_timeout (before
 // authentication) or idle_timeout (after; RFC 1939 §3 asks for at least
 // ten minutes), and backlogged connections that waited beyond
@@ -90,6 +108,9 @@ func (s *Server) sweep(now time.Time) {
 			limit := set.loginTimeout
 			if k.authed.Load() {
 				limit = set.idleTimeout
+				if r, ok := k.sess.(session.Renewer); ok && r.RenewDue(now) {
+					s.renew(k, r)
+				}
 			}
 			if limit > 0 && t-k.lastActive.Load() > int64(limit) {
 				k.expiring.Store(true)

@@ -23,6 +23,7 @@ var (
 	mIdleTimeouts    = metrics.NewCounter("pop3_idle_timeouts_total")
 	mPanics          = metrics.NewCounter("pop3_panics_total")
 	mInboundOverflow = metrics.NewCounter("pop3_inbound_overflow_total")
+	mRenewals        = metrics.NewCounter("pop3_lock_renewals_total")
 )
 
 // servers are the running engines the gauges read from.

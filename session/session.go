@@ -95,3 +95,16 @@ type LineLimiter interface {
 type Refuser interface {
 	Refused()
 }
+
+// Renewer is implemented by sessions that hold a lease that must be
+// renewed while the connection is open, idle or streaming a reply (a POP3
+// session's mailbox lock, whose lease other servers sharing the store
+// honour). The engine's ticker asks RenewDue for every open connection
+// about once a second; when it reports true the engine calls Renew on a
+// worker. Both may run concurrently with the session's other methods and
+// must be safe for that; RenewDue must be cheap and must report true only
+// once per renewal (until Renew ran).
+type Renewer interface {
+	RenewDue(now time.Time) bool
+	Renew()
+}

@@ -153,3 +153,24 @@ type QueueEntry interface {
 	// Close releases the lock.
 	Close() error
 }
+
+// QueueSchedule is implemented by queue entries that record when their
+// next attempt is due, so that every server serving one queue waits for
+// the same time and a postponed entry is retried once in the whole
+// cluster. Optional: the delivery service finds it by type assertion.
+type QueueSchedule interface {
+	// NextAttempt returns when the next attempt is due and how many
+	// attempts were postponed; zero when none was.
+	NextAttempt() (next time.Time, attempts int)
+	// Postpone records the next attempt's time and the attempt count.
+	Postpone(next time.Time, attempts int) error
+}
+
+// QueueLeader is implemented by queues that elect one of the servers
+// serving them, which alone reports the queue's depth. Optional.
+type QueueLeader interface {
+	// Leader reports whether this server leads, taking the lead when free.
+	Leader() bool
+	// Release gives the lead up.
+	Release()
+}

@@ -29,6 +29,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 )
@@ -36,20 +37,24 @@ import (
 // Sentinel errors shared by every implementation. Implementations wrap them
 // with %w and context; callers test with errors.Is.
 var (
-	ErrInvalidName     = errors.New("invalid name")           // a domain or mailbox name broke a naming rule
-	ErrNoSuchDomain    = errors.New("no such domain")         //
-	ErrNoSuchMailbox   = errors.New("no such mailbox")        //
-	ErrDomainExists    = errors.New("domain already exists")  //
-	ErrMailboxExists   = errors.New("mailbox already exists") //
-	ErrDomainNotEmpty  = errors.New("domain is not empty")    // DeleteDomain without force
-	ErrMailboxInUse    = errors.New("mailbox in use")         // another session holds the mailbox (POP3 [IN-USE])
-	ErrMailboxLocked   = errors.New("mailbox locked by the administrator")
-	ErrDomainLocked    = errors.New("domain locked by the administrator")
-	ErrOverQuota       = errors.New("over quota")              // a delivery would exceed the mailbox quota
-	ErrAuthFailed      = errors.New("authentication failed")   // wrong password or unknown mailbox: never told apart
-	ErrNoSecret        = errors.New("no secret for mechanism") // the mailbox has no secret a challenge mechanism needs
-	ErrNoSuchMessage   = errors.New("no such message")
-	ErrSessionClosed   = errors.New("mailbox session closed")
+	ErrInvalidName    = errors.New("invalid name")           // a domain or mailbox name broke a naming rule
+	ErrNoSuchDomain   = errors.New("no such domain")         //
+	ErrNoSuchMailbox  = errors.New("no such mailbox")        //
+	ErrDomainExists   = errors.New("domain already exists")  //
+	ErrMailboxExists  = errors.New("mailbox already exists") //
+	ErrDomainNotEmpty = errors.New("domain is not empty")    // DeleteDomain without force
+	ErrMailboxInUse   = errors.New("mailbox in use")         // another session holds the mailbox (POP3 [IN-USE])
+	ErrMailboxLocked  = errors.New("mailbox locked by the administrator")
+	ErrDomainLocked   = errors.New("domain locked by the administrator")
+	ErrOverQuota      = errors.New("over quota")              // a delivery would exceed the mailbox quota
+	ErrAuthFailed     = errors.New("authentication failed")   // wrong password or unknown mailbox: never told apart
+	ErrNoSecret       = errors.New("no secret for mechanism") // the mailbox has no secret a challenge mechanism needs
+	ErrNoSuchMessage  = errors.New("no such message")
+	ErrSessionClosed  = errors.New("mailbox session closed")
+	// ErrLockLost: the session's lock lapsed and another session (on this
+	// or another server) took the mailbox over. The session deletes
+	// nothing and serves no more messages; it wraps ErrMailboxInUse.
+	ErrLockLost        = fmt.Errorf("session lock lost to another session: %w", ErrMailboxInUse)
 	ErrMessageTooLarge = errors.New("message too large")
 )
 
@@ -202,9 +207,28 @@ type MailboxSession interface {
 	// Close releases the lock without deleting anything. Safe to call
 	// more than once and after Commit.
 	Close() error
-	// Refresh keeps the session lock's lease alive; call it periodically
-	// for long sessions so other servers do not take the lock over.
+	// Refresh keeps the session lock's lease alive; the server calls it
+	// for every open session well within the lease, so that other
+	// servers do not take the lock over. It returns ErrLockLost once the
+	// lock was taken over. Unlike the other methods it is safe to call
+	// concurrently with them (from the server's renewal tick).
 	Refresh() error
+}
+
+// Snapshots reads a mailbox without taking its session lock: the delivery
+// service uses it to look for a copy that landed before a crash while a
+// POP3 session holds the mailbox. Optional; callers find it by type
+// assertion.
+type Snapshots interface {
+	// Snapshot lists the mailbox's messages now and opens them for
+	// reading; a message deleted meanwhile gives ErrNoSuchMessage.
+	Snapshot(ctx context.Context, addr Address) (MailboxSnapshot, error)
+}
+
+// MailboxSnapshot is a read-only listing of a mailbox.
+type MailboxSnapshot interface {
+	Messages() []MessageInfo
+	Open(i int) (io.ReadCloser, error)
 }
 
 // Store is the whole Mail Storage Access API.
@@ -220,7 +244,7 @@ type Store interface {
 	Close() error
 }
 
-// LockLease is how long a session lock stays valid without Refresh before
-// another server may take it over. Locks of dead processes on the same node
-// are taken over at once.
-const LockLease = 30 * time.Minute
+// DefaultLockLease is how long a session lock stays valid without Refresh
+// before another server may take it over (the lock_lease setting). Locks
+// of dead processes on the same machine are taken over at once.
+const DefaultLockLease = 90 * time.Second

@@ -34,6 +34,7 @@ func (c *cli) openStore() (store.Store, *config.Config, error) {
 		Node:               cfg.Node,
 		DomainQuotaDefault: int64(cfg.Quota.DomainDefault),
 		MaxMessageSize:     int64(cfg.SMTP.MaxMessageSize),
+		LockLease:          cfg.LockLease.D(),
 	})
 	if err != nil {
 		return nil, nil, err

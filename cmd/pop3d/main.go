@@ -83,6 +83,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		DomainQuotaDefault: lim.DomainQuotaDefault,
 		MaxMessageSize:     lim.MaxMessageSize,
 		AuthCacheTTL:       lim.AuthCacheTTL,
+		LockLease:          cfg.LockLease.D(),
 		Logger:             log.With("service", "store"),
 	})
 	if err != nil {
@@ -124,6 +125,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		restart := config.RestartChanges(startCfg, ncfg)
 		level.Set(logLevel(ncfg.Logging))
 		var errs []error
+		// lock_lease takes a restart (reported in restart): the store
+		// judges locks by the lease it opened with, so new sessions renew
+		// by that one too.
+		ncfg.LockLease = startCfg.LockLease
 		copts := wiring.CertOptions(ncfg)
 		copts.Log = log.With("service", "tls")
 		if err := rt.certs.Apply(copts); err != nil {
@@ -148,7 +153,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return restart, errors.Join(errs...)
 	}
 
+	// Crash leftovers (temporary files, locks of dead sessions, unfinished
+	// commits) are cleaned at start and every hour.
+	cleanCtx, stopClean := context.WithCancel(context.Background())
+	cleanDone := make(chan struct{})
+	go func() { defer close(cleanDone); st.Run(cleanCtx, filestore.DefaultCleanInterval) }()
+
 	stopAll := func() {
+		stopClean()
+		<-cleanDone
 		ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 		defer cancel()
 		for i := len(started) - 1; i >= 0; i-- {

@@ -66,6 +66,7 @@ func (p *pop3Service) factory(cfg *config.Config, g *guard.Guard) (session.Facto
 		ExpireDays:      cfg.POP3.ExpireDays,
 		LoginDelay:      cfg.POP3.LoginDelay,
 		Node:            cfg.Node,
+		RenewInterval:   cfg.LockLease.D() / 3,
 		Logger:          p.rt.log.With("service", "pop3"),
 	}
 	return pop3.NewFactory(opts), nil

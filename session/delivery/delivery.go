@@ -20,7 +20,10 @@
 //	smtp_deliveries_total{result="delivered|deferred|failed"}
 //	smtp_ndr_total                      reports queued locally or relayed
 //	smtp_badmail_total                  messages moved to Badmail
-//	smtp_queue_depth                    entries in the queue (last scan, kept current)
+//	smtp_queue_depth                    entries in the queue (last scan, kept current), reported
+//	                                    by the queue's leader only (0 on the other servers
+//	                                    sharing it), so that a sum over servers is the depth
+//	smtp_queue_leader                   1 on the server that holds the queue's leader lock
 //	smtp_delivery_latency_seconds       from queued to delivered, per copy
 package delivery
 
@@ -113,6 +116,7 @@ var (
 	mNDR        = metrics.GetOrCreateCounter(`smtp_ndr_total`)
 	mBadmail    = metrics.GetOrCreateCounter(`smtp_badmail_total`)
 	mQueueDepth = metrics.GetOrCreateGauge(`smtp_queue_depth`, nil)
+	mLeader     = metrics.GetOrCreateGauge(`smtp_queue_leader`, nil)
 	mLatency    = metrics.GetOrCreateHistogram(`smtp_delivery_latency_seconds`)
 )
 
@@ -143,6 +147,7 @@ type Service struct {
 	// looks for it first, as after a crash.
 	recheck map[string]bool
 	stopped bool
+	leader  bool // holds the queue's leader lock: reports the depth
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -218,6 +223,14 @@ func (s *Service) Stop(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	close(s.stop)
+	s.mu.Lock()
+	leader := s.leader
+	s.mu.Unlock()
+	if ql, ok := s.q.(store.QueueLeader); ok && leader {
+		ql.Release()
+		mLeader.Set(0)
+		mQueueDepth.Set(0)
+	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
@@ -231,12 +244,19 @@ func (s *Service) Stop(ctx context.Context) error {
 	}
 }
 
+// setDepth publishes the queue depth, on the leader only; s.mu is held.
+func (s *Service) setDepth() {
+	if s.leader {
+		mQueueDepth.Set(float64(len(s.depth)))
+	}
+}
+
 // Notify tells the service that an entry was queued. It never blocks.
 func (s *Service) Notify(id string) {
 	s.mu.Lock()
 	if !s.depth[id] {
 		s.depth[id] = true
-		mQueueDepth.Set(float64(len(s.depth)))
+		s.setDepth()
 	}
 	s.mu.Unlock()
 	s.dispatch(id, false)
@@ -310,12 +330,21 @@ func (s *Service) scan() {
 		return
 	}
 	s.q.Clean(time.Now())
+	// Without leader election every server reports the depth.
+	leader := true
+	if ql, ok := s.q.(store.QueueLeader); ok {
+		leader = ql.Leader()
+	}
+	if leader {
+		mLeader.Set(1)
+	}
 	s.mu.Lock()
+	s.leader = leader
 	s.depth = make(map[string]bool, len(ids))
 	for _, id := range ids {
 		s.depth[id] = true
 	}
-	mQueueDepth.Set(float64(len(s.depth)))
+	s.setDepth()
 	s.mu.Unlock()
 	for _, id := range ids {
 		s.dispatch(id, true)
@@ -348,8 +377,53 @@ func (s *Service) removed(id string) {
 	delete(s.retry, id)
 	delete(s.depth, id)
 	delete(s.recheck, id)
-	mQueueDepth.Set(float64(len(s.depth)))
+	s.setDepth()
 	s.mu.Unlock()
+}
+
+// postpone schedules the entry's next attempt with exponential backoff
+// counted over every server's attempts, and records the time in the entry
+// so that other servers sharing the queue wait for it too.
+func (s *Service) postpone(e store.QueueEntry) time.Duration {
+	sch, ok := e.(store.QueueSchedule)
+	if !ok {
+		return s.deferEntry(e.ID()) // a queue without a shared schedule
+	}
+	o := s.o()
+	_, attempts := sch.NextAttempt()
+	attempts++
+	d := o.RetryMin
+	for i := 1; i < attempts && d < o.RetryMax; i++ {
+		d *= 2
+	}
+	if d > o.RetryMax {
+		d = o.RetryMax
+	}
+	next := time.Now().Add(d)
+	if err := sch.Postpone(next, attempts); err != nil {
+		o.Logger.Warn("cannot record the next attempt in the queue entry", "queue_id", e.ID(), "err", err)
+	}
+	s.schedule(e.ID(), next)
+	return d
+}
+
+// schedule dispatches the entry again at next.
+func (s *Service) schedule(id string, next time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return
+	}
+	r := s.retry[id]
+	if r == nil {
+		r = &retryState{}
+		s.retry[id] = r
+	}
+	r.next = next
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	r.timer = time.AfterFunc(time.Until(next), func() { s.dispatch(id, false) })
 }
 
 // deferEntry schedules another attempt with exponential backoff.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -153,42 +154,41 @@ func TestRecoveryFindsEarlierCopy(t *testing.T) {
 	}
 }
 
-// The recovery check needs the mailbox; while a POP3 session holds it the
-// entry waits, then gets delivered once the session ends.
-func TestRecoveryWaitsForSession(t *testing.T) {
-	f := newFixture(t, "a@example.com")
-	id, err := f.q.Enqueue(store.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com"}}, strings.NewReader("Subject: w\r\n\r\nx\r\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := f.q.Lock(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.Start("dead-process")
-	e.Close()
-	sess, err := f.st.OpenSession(context.Background(), addr(t, "a@example.com"), "pop3 user")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deferred := mDeferred.Get()
-	s := f.start(f.st, Options{})
-	// The attempt that finds the mailbox held defers the entry (counted in
-	// smtp_deliveries_total{result="deferred"}).
-	deadline := time.Now().Add(10 * time.Second)
-	for mDeferred.Get() == deferred {
-		if time.Now().After(deadline) {
-			t.Fatal("no delivery attempt deferred while the mailbox is held")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if q, _, _ := f.q.Depth(); q != 1 {
-		t.Fatalf("queued = %d while the mailbox is held, want 1", q)
-	}
-	sess.Close()
-	f.wait(s)
-	if n := len(f.messages("a@example.com")); n != 1 {
-		t.Fatalf("%d messages, want 1", n)
+// The recovery check reads the mailbox without its lock: while a POP3
+// session holds it, a copy that landed before a crash is found (no
+// duplicate), and a missing copy is delivered at once (no wait).
+func TestRecoveryCheckWhileSessionHeld(t *testing.T) {
+	for _, landed := range []bool{true, false} {
+		t.Run(fmt.Sprintf("landed=%v", landed), func(t *testing.T) {
+			f := newFixture(t, "a@example.com")
+			id, err := f.q.Enqueue(store.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com"}}, strings.NewReader("Subject: w\r\n\r\nx\r\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := f.q.Lock(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.Start("dead-process")
+			e.Close()
+			if landed {
+				// The dead attempt's copy, with its marker, before its "done".
+				if _, err := f.st.Deliver(context.Background(), addr(t, "a@example.com"), strings.NewReader(copyHeader("s@remote.test", id)+"Subject: w\r\n\r\nx\r\n")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sess, err := f.st.OpenSession(context.Background(), addr(t, "a@example.com"), "pop3 user")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sess.Close()
+			s := f.start(f.st, Options{})
+			f.wait(s) // the queue empties while the session holds the mailbox
+			sess.Close()
+			if n := len(f.messages("a@example.com")); n != 1 {
+				t.Fatalf("%d copies, want 1", n)
+			}
+		})
 	}
 }
 
@@ -334,5 +334,76 @@ func TestDamagedEntryGoesToBadmail(t *testing.T) {
 	}
 	if n := len(f.messages("a@example.com")); n != 0 {
 		t.Fatalf("%d copies delivered from a damaged entry", n)
+	}
+}
+
+// countingFlaky fails every delivery temporarily and counts the attempts.
+type countingFlaky struct {
+	*filestore.Store
+	calls atomic.Int32
+}
+
+func (f *countingFlaky) Deliver(ctx context.Context, a store.Address, r io.Reader) (string, error) {
+	f.calls.Add(1)
+	return "", errDisk
+}
+
+// TestRetriedOnceAcrossServers: two servers serve one queue; an entry
+// whose delivery is postponed by one is not attempted by the other before
+// the recorded time, so the deferral is counted once in the cluster; and
+// only one of them is the queue's leader.
+func TestRetriedOnceAcrossServers(t *testing.T) {
+	f := newFixture(t, "a@example.com")
+	fl := &countingFlaky{Store: f.st}
+	before := mDeferred.Get()
+	o := Options{RetryMin: time.Hour, RetryMax: time.Hour}
+	s1 := f.start(fl, o)
+	id, err := f.q.Enqueue(queue.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com"}}, strings.NewReader("Subject: once\r\n\r\nx\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1.Notify(id)
+	waitIdleSignal(t, s1)
+	if n := fl.calls.Load(); n != 1 {
+		t.Fatalf("%d attempts by the first server, want 1", n)
+	}
+	// A second server on its own queue handle: its start scans the queue
+	// and looks at the entry (the idle signal), and must leave it alone.
+	q2, err := queue.Open(f.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2 := New(fl, q2, Options{RetryMin: time.Hour, RetryMax: time.Hour, Hostname: "mx2.test"})
+	s2.Start()
+	defer s2.Stop(context.Background())
+	waitIdleSignal(t, s2)
+	if n := fl.calls.Load(); n != 1 {
+		t.Fatalf("%d attempts in the cluster within the retry period, want 1", n)
+	}
+	if d := mDeferred.Get() - before; d != 1 {
+		t.Fatalf("deferred counted %d times in the cluster, want 1", d)
+	}
+	e, err := f.q.Lock(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, attempts := e.(store.QueueSchedule).NextAttempt()
+	if attempts != 1 || time.Until(next) < 30*time.Minute {
+		t.Fatalf("recorded retry: attempt %d at %v, want 1 in about an hour", attempts, next)
+	}
+	e.Close()
+	l1, l2 := f.q.Leader(), q2.Leader()
+	if l1 == l2 {
+		t.Fatalf("both or neither of two queue handles lead (%v)", l1)
+	}
+}
+
+// waitIdleSignal waits until a worker of s finished an entry.
+func waitIdleSignal(t *testing.T, s *Service) {
+	t.Helper()
+	select {
+	case <-s.idle:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no entry was processed within 20s")
 	}
 }

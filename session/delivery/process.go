@@ -49,13 +49,21 @@ func (s *Service) process(id string) {
 		s.removed(id)
 		return
 	}
+	if sch, ok := e.(store.QueueSchedule); ok {
+		if next, _ := sch.NextAttempt(); time.Now().Before(next) {
+			// Postponed (by this server or another sharing the queue):
+			// one attempt per period in the whole cluster.
+			s.schedule(id, next)
+			return
+		}
+	}
 	expired := time.Since(e.Envelope().Received) >= o.RetryFor
 
 	if !e.Resolved() {
 		check := s.needsCheck(e)
 		if err := e.Start(s.token); err != nil {
 			log.Error("cannot record delivery attempt", "err", err)
-			s.deferEntry(id)
+			s.postpone(e)
 			return
 		}
 		var temp []string
@@ -82,7 +90,7 @@ func (s *Service) process(id string) {
 				if found {
 					if err := e.Done(i, uid); err != nil {
 						log.Error("cannot record delivery", "err", err)
-						s.deferEntry(id)
+						s.postpone(e)
 						return
 					}
 					continue
@@ -94,7 +102,7 @@ func (s *Service) process(id string) {
 				mLatency.UpdateDuration(e.Envelope().Received)
 				if err := e.Done(i, uid); err != nil {
 					log.Error("cannot record delivery", "err", err)
-					s.deferEntry(id)
+					s.postpone(e)
 					return
 				}
 				continue
@@ -114,7 +122,7 @@ func (s *Service) process(id string) {
 		if len(temp) > 0 {
 			if !expired {
 				mDeferred.Add(len(temp))
-				d := s.deferEntry(id)
+				d := s.postpone(e)
 				log.Warn("delivery deferred", "errors", strings.Join(temp, "; "), "retry_in", d)
 				return
 			}
@@ -126,14 +134,14 @@ func (s *Service) process(id string) {
 		}
 	}
 	if !e.Resolved() {
-		s.deferEntry(id)
+		s.postpone(e)
 		return
 	}
 	if len(e.Failed()) > 0 && e.NDR() == "" {
 		done, err := s.bounce(e, expired)
 		if err != nil {
 			mDeferred.Inc()
-			d := s.deferEntry(id)
+			d := s.postpone(e)
 			log.Warn("non-delivery report deferred", "err", err, "retry_in", d)
 			return
 		}
@@ -144,7 +152,7 @@ func (s *Service) process(id string) {
 	}
 	if err := e.Remove(); err != nil {
 		log.Error("cannot remove delivered entry", "err", err)
-		s.deferEntry(id)
+		s.postpone(e)
 		return
 	}
 	s.removed(id)
@@ -205,17 +213,27 @@ func (s *Service) deliverCopy(e store.QueueEntry, addr store.Address) (string, e
 }
 
 // findCopy looks in a mailbox for a copy of entry id, newest first. It
-// opens a session, so it fails while a POP3 session or the administrator
-// holds the mailbox; a mailbox that is gone has no copy.
+// reads the mailbox without its session lock when the store can
+// (store.Snapshots), so it works while a POP3 session holds the mailbox;
+// otherwise it opens a session. A mailbox that is gone has no copy.
 func (s *Service) findCopy(addr store.Address, id string) (uid string, found bool, err error) {
-	sess, err := s.st.OpenSession(s.ctx, addr, "pop3d delivery service (recovery check) "+s.token)
+	var sess store.MailboxSnapshot
+	if sn, ok := s.st.(store.Snapshots); ok {
+		sess, err = sn.Snapshot(s.ctx, addr)
+	} else {
+		var ms store.MailboxSession
+		ms, err = s.st.OpenSession(s.ctx, addr, "pop3d delivery service (recovery check) "+s.token)
+		if err == nil {
+			defer ms.Close()
+			sess = ms
+		}
+	}
 	if errors.Is(err, store.ErrNoSuchMailbox) || errors.Is(err, store.ErrNoSuchDomain) {
 		return "", false, nil
 	}
 	if err != nil {
 		return "", false, err
 	}
-	defer sess.Close()
 	want := []byte("\r\n" + MarkerHeader + ": " + id + "\r\n")
 	msgs := sess.Messages()
 	buf := make([]byte, maxMarkerScan)

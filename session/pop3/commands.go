@@ -39,6 +39,20 @@ func (s *Session) handleAuthorization(cmd, arg string, wasUser bool) session.Rep
 
 // handleTransaction runs a command in the TRANSACTION state (RFC 1939 section 5).
 func (s *Session) handleTransaction(cmd, arg string) session.Reply {
+	if s.lost.Load() {
+		// The lock lapsed and another session took the mailbox over:
+		// serve nothing more, delete nothing.
+		if cmd == "QUIT" {
+			s.state = stateUpdate
+			s.nextRenew.Store(0)
+			s.mbox.Close()
+			s.log.Warn("logout after the mailbox lock was lost; nothing deleted")
+			r := errorReply(errLockLost)
+			r.Close = true
+			return r
+		}
+		return errorReply(errLockLost)
+	}
 	switch cmd {
 	case "STAT":
 		return s.stat(arg)

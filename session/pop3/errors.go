@@ -39,6 +39,7 @@ var (
 	errBadCreds       = &Error{Code: codeAuth, Text: "invalid user name or password"}
 	errPlainRefused   = &Error{Code: codeAuth, Text: "plaintext authentication requires TLS"}
 	errInUse          = &Error{Code: codeInUse, Text: "mailbox is in use by another session"}
+	errLockLost       = &Error{Code: codeInUse, Text: "mailbox lock lost to another session; no message deleted"}
 	errLocked         = &Error{Code: codeSysPerm, Text: "mailbox is locked by the administrator"}
 	errTemp           = &Error{Code: codeSysTemp, Text: "temporary server failure, try again later"}
 	errAuthUnavail    = &Error{Code: codeSysTemp, Text: "authentication service unavailable, try again later"}
@@ -69,6 +70,8 @@ func asError(err error) (e *Error, known bool) {
 	switch {
 	case errors.As(err, &e):
 		return e, true
+	case errors.Is(err, store.ErrLockLost):
+		return errLockLost, true
 	case errors.Is(err, store.ErrMailboxInUse):
 		return errInUse, true
 	case errors.Is(err, store.ErrMailboxLocked), errors.Is(err, store.ErrDomainLocked):

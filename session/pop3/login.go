@@ -50,6 +50,7 @@ func (s *Session) login(mech string, verify func() (store.Address, error)) sessi
 	closed := s.closed
 	if !closed {
 		s.mbox = mbox
+		s.renewLog = s.log.With("user", addr.String())
 	}
 	s.mu.Unlock()
 	if closed {
@@ -67,7 +68,7 @@ func (s *Session) login(mech string, verify func() (store.Address, error)) sessi
 		s.liveSize += m.Size
 	}
 	s.state = stateTransaction
-	s.lastRefresh = s.now()
+	s.nextRenew.Store(s.now().Add(s.renewInterval()).UnixNano())
 	s.log = s.log.With("user", addr.String())
 	s.log.Info("login", "mech", mech, "messages", s.live, "octets", s.liveSize)
 	r := line(fmt.Sprintf("%s maildrop has %d messages (%d octets)", okPrefix, s.live, s.liveSize))

@@ -51,7 +51,11 @@ type Options struct {
 	Node int
 	// OpTimeout bounds one store or authentication call; 0: DefaultOpTimeout.
 	OpTimeout time.Duration
-	Logger    *slog.Logger     // nil: slog.Default()
-	Now       func() time.Time // nil: time.Now
-	Rand      io.Reader        // randomness of the APOP timestamp; nil: crypto/rand
+	// RenewInterval is how often the engine renews an open mailbox's lock
+	// lease (session.Renewer); a third of the lease (lock_lease) keeps two
+	// renewals in hand. 0: store.DefaultLockLease / 3.
+	RenewInterval time.Duration
+	Logger        *slog.Logger     // nil: slog.Default()
+	Now           func() time.Time // nil: time.Now
+	Rand          io.Reader        // randomness of the APOP timestamp; nil: crypto/rand
 }

@@ -1,9 +1,11 @@
 package pop3
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/pop3svc/pop3svc/session"
+	"github.com/pop3svc/pop3svc/store"
 )
 
 // quitAuthorization answers QUIT before login (RFC 1939 section 6): there
@@ -19,6 +21,7 @@ func (s *Session) quitAuthorization() session.Reply {
 // committed and the mailbox released.
 func (s *Session) quit() session.Reply {
 	s.state = stateUpdate
+	s.nextRenew.Store(0)
 	var del []int
 	for i, d := range s.deleted {
 		if d {
@@ -29,11 +32,18 @@ func (s *Session) quit() session.Reply {
 	err := s.mbox.Commit(ctx, del)
 	cancel()
 	var r session.Reply
-	if err != nil {
+	switch {
+	case errors.Is(err, store.ErrLockLost):
+		// Another session took the mailbox over: nothing was deleted.
+		s.lost.Store(true)
+		s.log.Warn("the mailbox lock was lost before QUIT; nothing deleted", "deleted", len(del), "err", err)
+		r = errorReply(errLockLost)
+		s.mbox.Close()
+	case err != nil:
 		s.log.Error("cannot commit deletions", "deleted", len(del), "err", err)
 		r = errorReply(errUpdateFailed)
 		s.mbox.Close()
-	} else {
+	default:
 		messagesDeleted.Add(len(del))
 		s.log.Info("logout", "deleted", len(del))
 		r = line(fmt.Sprintf("%s %s signing off (%d messages left)", okPrefix, greetingText(s.opts.Greeting), s.live))

@@ -15,13 +15,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pop3svc/pop3svc/session"
@@ -74,8 +77,13 @@ type Session struct {
 	live     int   // messages not marked deleted
 	liveSize int64 // their octets
 
-	lastRefresh    time.Time // last renewal of the mailbox lock's lease
-	refreshPending bool      // Inline found the lease due for renewal
+	// nextRenew is when the mailbox lock's lease is next due for renewal
+	// (unix nanoseconds; 0: no mailbox open; MaxInt64: a renewal runs).
+	nextRenew atomic.Int64
+	// lost: a renewal found the mailbox lock taken over by another
+	// session; nothing more is served and QUIT deletes nothing.
+	lost     atomic.Bool
+	renewLog *slog.Logger // guarded by mu
 
 	mu     sync.Mutex // guards body and closed against Close from another goroutine
 	body   *messageBody
@@ -195,12 +203,6 @@ func (s *Session) Inline(l []byte) bool {
 	if s.sasl != nil {
 		return false
 	}
-	if s.refreshDue() {
-		// Renewing the lock's lease touches the disk: let a worker do it
-		// before the command.
-		s.refreshPending = true
-		return false
-	}
 	cmd, arg := splitCommand(l)
 	if inlineCommand(cmd) {
 		return true
@@ -223,19 +225,49 @@ func inlineCommand(cmd string) bool {
 	return true
 }
 
-// RefreshInterval is how often a session renews its mailbox lock's lease
-// (store.MailboxSession.Refresh), well within store.LockLease.
-const RefreshInterval = store.LockLease / 3
+var _ session.Renewer = (*Session)(nil)
 
-func (s *Session) refreshDue() bool {
-	return s.state == stateTransaction && s.mbox != nil && s.now().Sub(s.lastRefresh) >= RefreshInterval
+func (s *Session) renewInterval() time.Duration {
+	if s.opts.RenewInterval > 0 {
+		return s.opts.RenewInterval
+	}
+	return store.DefaultLockLease / 3
 }
 
-func (s *Session) refresh() {
-	s.lastRefresh = s.now()
-	if err := s.mbox.Refresh(); err != nil {
-		s.log.Warn("cannot renew the mailbox lock", "err", err)
+// RenewDue implements session.Renewer: true once per renewal period while
+// a mailbox is open; the engine then calls Renew on a worker.
+func (s *Session) RenewDue(now time.Time) bool {
+	next := s.nextRenew.Load()
+	if next == 0 || next == math.MaxInt64 || now.UnixNano() < next {
+		return false
 	}
+	return s.nextRenew.CompareAndSwap(next, math.MaxInt64)
+}
+
+// Renew implements session.Renewer: it renews the mailbox lock's lease
+// (store.MailboxSession.Refresh, which is safe concurrently with the
+// session's commands and streams). A lock found taken over marks the
+// session lost.
+func (s *Session) Renew() {
+	s.mu.Lock()
+	mb, closed, log := s.mbox, s.closed, s.renewLog
+	s.mu.Unlock()
+	if mb == nil || closed {
+		return
+	}
+	err := mb.Refresh()
+	switch {
+	case err == nil:
+	case errors.Is(err, store.ErrLockLost):
+		if !s.lost.Swap(true) {
+			log.Warn("the mailbox lock was taken over by another session; serving no more messages", "err", err)
+		}
+	case errors.Is(err, store.ErrSessionClosed):
+		return
+	default:
+		log.Warn("cannot renew the mailbox lock", "err", err)
+	}
+	s.nextRenew.CompareAndSwap(math.MaxInt64, s.now().Add(s.renewInterval()).UnixNano())
 }
 
 // LineLimit implements session.LineLimiter: during a SASL exchange the
@@ -271,10 +303,6 @@ func (s *Session) Handle(l []byte) (r session.Reply) {
 		return s.saslContinue(l)
 	}
 	_, arg := splitCommand(l)
-	if s.refreshPending || (!inlineCommand(cmd) && s.refreshDue()) {
-		s.refreshPending = false
-		s.refresh()
-	}
 	wasUser := s.userSeen
 	s.userSeen = false
 	switch s.state {
@@ -340,15 +368,19 @@ func (s *Session) Close() {
 	s.closed = true
 	body := s.body
 	s.body = nil
+	mb := s.mbox
+	s.mbox = nil
 	s.mu.Unlock()
+	s.nextRenew.Store(0)
 	if body != nil {
 		body.Close()
 	}
-	if s.mbox != nil {
-		if err := s.mbox.Close(); err != nil {
+	if mb != nil {
+		if err := mb.Close(); errors.Is(err, store.ErrLockLost) {
+			s.log.Info("the mailbox lock had been taken over by another session", "err", err)
+		} else if err != nil {
 			s.log.Warn("cannot release the mailbox", "err", err)
 		}
-		s.mbox = nil
 	}
 	s.log.Debug("session end", "state", s.state.String())
 }

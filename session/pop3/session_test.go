@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -331,57 +332,128 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-// countingStore counts lease renewals of the sessions it opens.
-type countingStore struct {
+// lockStore wraps a store: its sessions count lease renewals and, once
+// lost is set, behave as a session whose lock another server took over
+// (store.ErrLockLost from Refresh, Open and Commit, and nothing deleted).
+type lockStore struct {
 	store.Store
-	refreshes int
+	refreshes atomic.Int32
+	lost      atomic.Bool
 }
 
-func (c *countingStore) OpenSession(ctx context.Context, a store.Address, owner string) (store.MailboxSession, error) {
+func (c *lockStore) OpenSession(ctx context.Context, a store.Address, owner string) (store.MailboxSession, error) {
 	ms, err := c.Store.OpenSession(ctx, a, owner)
 	if err != nil {
 		return nil, err
 	}
-	return &countingSession{MailboxSession: ms, c: c}, nil
+	return &lockSession{MailboxSession: ms, c: c}, nil
 }
 
-type countingSession struct {
+type lockSession struct {
 	store.MailboxSession
-	c *countingStore
+	c *lockStore
 }
 
-func (s *countingSession) Refresh() error {
-	s.c.refreshes++
+func (s *lockSession) Refresh() error {
+	s.c.refreshes.Add(1)
+	if s.c.lost.Load() {
+		return store.ErrLockLost
+	}
 	return s.MailboxSession.Refresh()
 }
 
-func TestLeaseRefresh(t *testing.T) {
+func (s *lockSession) Open(i int) (io.ReadCloser, error) {
+	if s.c.lost.Load() {
+		return nil, store.ErrLockLost
+	}
+	return s.MailboxSession.Open(i)
+}
+
+func (s *lockSession) Commit(ctx context.Context, deleted []int) error {
+	if s.c.lost.Load() {
+		s.MailboxSession.Close()
+		return store.ErrLockLost
+	}
+	return s.MailboxSession.Commit(ctx, deleted)
+}
+
+// TestLeaseRenewal: the session asks for a renewal once per interval
+// while a mailbox is open, whatever the client does, and none before
+// login or after QUIT.
+func TestLeaseRenewal(t *testing.T) {
 	st := testStore(t)
-	cs := &countingStore{Store: st}
+	cs := &lockStore{Store: st}
 	o := testOptions(st)
 	o.Store = cs
+	o.RenewInterval = time.Minute
 	now := time.Unix(1_800_000_000, 0)
 	o.Now = func() time.Time { return now }
+	pre := New(o, ci)
+	defer pre.Close()
+	if pre.RenewDue(now.Add(time.Hour)) {
+		t.Fatal("renewal due before login")
+	}
 	s := login(t, o, "alice@example.com", "tanstaaf with spaces")
 	defer s.Close()
-	if !s.Inline([]byte("NOOP")) {
-		t.Fatal("NOOP not inline right after login")
+	if s.RenewDue(now.Add(time.Minute - time.Second)) {
+		t.Fatal("renewal due before its interval")
 	}
-	mustOK(t, s, "NOOP")
-	now = now.Add(RefreshInterval)
-	if s.Inline([]byte("NOOP")) {
-		t.Fatal("NOOP inline although the lease is due for renewal")
+	later := now.Add(time.Minute)
+	if !s.RenewDue(later) {
+		t.Fatal("renewal not due after its interval")
 	}
-	mustOK(t, s, "NOOP")
-	if cs.refreshes != 1 {
-		t.Fatalf("refreshes = %d, want 1", cs.refreshes)
+	if s.RenewDue(later) {
+		t.Fatal("renewal due twice before Renew ran")
 	}
-	if !s.Inline([]byte("STAT")) {
-		t.Fatal("STAT not inline after the renewal")
+	now = later
+	s.Renew()
+	if n := cs.refreshes.Load(); n != 1 {
+		t.Fatalf("refreshes = %d, want 1", n)
 	}
-	now = now.Add(RefreshInterval)
-	mustOK(t, s, "RETR 3") // a worker command renews when due without asking Inline
-	if cs.refreshes != 2 {
-		t.Fatalf("refreshes = %d, want 2", cs.refreshes)
+	if s.RenewDue(later) || !s.RenewDue(later.Add(time.Minute)) {
+		t.Fatal("the next renewal is not one interval after the last")
+	}
+	s.Renew()
+	mustOK(t, s, "QUIT")
+	if s.RenewDue(later.Add(time.Hour)) {
+		t.Fatal("renewal due after QUIT")
+	}
+}
+
+// TestLockLost: a session whose lock another server took over serves no
+// more messages, and its QUIT answers [IN-USE] and deletes nothing,
+// whether a renewal or the QUIT itself found the loss.
+func TestLockLost(t *testing.T) {
+	const want = "-ERR [IN-USE] mailbox lock lost to another session; no message deleted\r\n"
+	alice := store.Address{Mailbox: "alice", Domain: "example.com"}
+	for _, renew := range []bool{true, false} {
+		t.Run(fmt.Sprintf("renew=%v", renew), func(t *testing.T) {
+			st := testStore(t)
+			cs := &lockStore{Store: st}
+			o := testOptions(st)
+			o.Store = cs
+			s := login(t, o, "alice@example.com", "tanstaaf with spaces")
+			defer s.Close()
+			before, _, _ := st.Usage(context.Background(), alice)
+			mustOK(t, s, "DELE 1")
+			cs.lost.Store(true)
+			if renew {
+				s.Renew()
+				for _, c := range []string{"RETR 2", "DELE 2", "STAT"} {
+					if _, out := do(t, s, c); out != want {
+						t.Fatalf("%s after the loss: %q, want %q", c, out, want)
+					}
+				}
+			} else if _, out := do(t, s, "RETR 2"); out != want {
+				t.Fatalf("RETR after the loss: %q, want %q", out, want)
+			}
+			r, out := do(t, s, "QUIT")
+			if out != want || !r.Close {
+				t.Fatalf("QUIT after the loss: %q (close %v), want %q", out, r.Close, want)
+			}
+			if after, _, _ := st.Usage(context.Background(), alice); after != before {
+				t.Fatalf("%d messages after the fenced QUIT, want %d", after, before)
+			}
+		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -66,7 +67,7 @@ func (s *Store) DeleteDomain(ctx context.Context, name string, force bool) error
 		}
 	}()
 	for _, m := range names {
-		h, err := s.acquireLock(s.mboxPath(store.Address{Mailbox: m, Domain: d}), kindSession, "delete domain")
+		h, err := s.acquireLock(s.mboxPath(store.Address{Mailbox: m, Domain: d}), "delete domain")
 		switch {
 		case err == nil:
 			held = append(held, h)
@@ -232,7 +233,11 @@ func (s *Store) CreateMailbox(ctx context.Context, addr store.Address, password 
 		return fmt.Errorf("cannot create mailbox %s: %w", a, err)
 	}
 	err = func() error {
-		if err := durable.WriteFile(filepath.Join(dir, LockName), nil, 0o600); err != nil {
+		// The free lock is a folder: taking it is a rename (see lock.go).
+		if err := os.Mkdir(filepath.Join(dir, LockName), 0o700); err != nil {
+			return err
+		}
+		if err := durable.WriteFile(filepath.Join(dir, LockName, ownerFile), ownerRecord("", ""), 0o600); err != nil {
 			return err
 		}
 		if err := durable.WriteFile(filepath.Join(dir, QuotaName), []byte("0\n"), 0o600); err != nil {
@@ -272,7 +277,7 @@ func (s *Store) DeleteMailbox(ctx context.Context, addr store.Address) error {
 		return fmt.Errorf("cannot delete mailbox %s: %w", a, err)
 	}
 	dir := s.mboxPath(a)
-	h, err := s.acquireLock(dir, kindSession, "delete mailbox")
+	h, err := s.acquireLock(dir, "delete mailbox")
 	if err != nil && !errors.Is(err, store.ErrMailboxLocked) {
 		return fmt.Errorf("cannot delete mailbox %s: %w", a, err)
 	}
@@ -310,7 +315,7 @@ func (s *Store) RenameMailbox(ctx context.Context, from store.Address, to string
 	if _, err := os.Lstat(dst); err == nil {
 		return fmt.Errorf("cannot rename mailbox %s to %s: %w", a, b, store.ErrMailboxExists)
 	}
-	h, err := s.acquireLock(src, kindSession, "rename mailbox")
+	h, err := s.acquireLock(src, "rename mailbox")
 	if err != nil && !errors.Is(err, store.ErrMailboxLocked) {
 		return fmt.Errorf("cannot rename mailbox %s: %w", a, err)
 	}
@@ -358,11 +363,17 @@ func renameNoReplace(src, dst string) error {
 	if err != unix.EINVAL && err != unix.ENOSYS {
 		return &os.LinkError{Op: "rename", Old: src, New: dst, Err: err}
 	}
-	// The file system lacks RENAME_NOREPLACE (NFS): check, then rename.
+	// The file system lacks RENAME_NOREPLACE (NFS, GlusterFS): check, then
+	// rename. A plain rename replaces only a file or an empty folder; lock
+	// folders always hold their owner file, so a lock is never replaced.
 	if _, err := os.Lstat(dst); err == nil {
 		return os.ErrExist
 	}
-	return os.Rename(src, dst)
+	err = os.Rename(src, dst)
+	if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
+		return os.ErrExist
+	}
+	return err
 }
 
 // ListMailboxes describes every mailbox of a domain, in name order.
@@ -409,18 +420,18 @@ func (s *Store) Mailbox(ctx context.Context, addr store.Address) (store.MailboxI
 
 func (s *Store) mailboxInfo(a store.Address) (store.MailboxInfo, error) {
 	dir := s.mboxPath(a)
-	li, err := s.inspectLock(dir)
+	ls, err := s.lockStatus(dir)
 	if err != nil {
+		if errors.Is(err, store.ErrNoSuchMailbox) {
+			return store.MailboxInfo{}, fmt.Errorf("mailbox %s: %w", a, store.ErrNoSuchMailbox)
+		}
 		return store.MailboxInfo{}, err
 	}
-	if li.state == lockMissing {
-		return store.MailboxInfo{}, fmt.Errorf("mailbox %s: %w", a, store.ErrNoSuchMailbox)
-	}
 	mi := store.MailboxInfo{Address: a}
-	mi.Locked = li.state == lockAdmin || s.domainLocked(a.Domain)
-	if li.state == lockLive {
+	mi.Locked = ls.admin || s.domainLocked(a.Domain)
+	if ls.inUse {
 		mi.InUse = true
-		mi.Owner = li.rec.Owner
+		mi.Owner = ls.owner
 	}
 	if mi.Messages, mi.Bytes, err = usage(dir); err != nil {
 		return store.MailboxInfo{}, fmt.Errorf("cannot read mailbox %s: %w", a, err)
@@ -433,9 +444,9 @@ func (s *Store) mailboxInfo(a store.Address) (store.MailboxInfo, error) {
 	return mi, nil
 }
 
-// LockMailbox takes the administrator's lock. A mailbox held by a live
-// session is refused with ErrMailboxInUse; locking a locked mailbox is not
-// an error.
+// LockMailbox takes the administrator's lock: it takes the session lock
+// and renames it to kcol. A mailbox held by a live session is refused
+// with ErrMailboxInUse; locking a locked mailbox is not an error.
 func (s *Store) LockMailbox(ctx context.Context, addr store.Address) error {
 	a, err := canonAddr(addr)
 	if err != nil {
@@ -444,15 +455,26 @@ func (s *Store) LockMailbox(ctx context.Context, addr store.Address) error {
 	if err := s.checkMailbox(a); err != nil {
 		return fmt.Errorf("cannot lock mailbox %s: %w", a, err)
 	}
-	_, err = s.acquireLock(s.mboxPath(a), kindAdmin, "administrator")
-	if err != nil && !errors.Is(err, store.ErrMailboxLocked) {
+	dir := s.mboxPath(a)
+	h, err := s.acquireLock(dir, "administrator")
+	if err != nil {
+		if errors.Is(err, store.ErrMailboxLocked) {
+			return nil
+		}
 		return fmt.Errorf("cannot lock mailbox %s: %w", a, err)
 	}
-	return nil
+	if err := renameNoReplace(h.path(), filepath.Join(dir, KcolName)); err != nil {
+		_ = s.releaseLock(h)
+		if errors.Is(err, os.ErrExist) {
+			return nil
+		}
+		return fmt.Errorf("cannot lock mailbox %s: %w", a, err)
+	}
+	return durable.SyncDir(dir)
 }
 
-// UnlockMailbox releases the administrator's lock; a mailbox not locked
-// by the administrator is left as it is.
+// UnlockMailbox releases the administrator's lock (kcol becomes lock
+// again); a mailbox not locked by the administrator is left as it is.
 func (s *Store) UnlockMailbox(ctx context.Context, addr store.Address) error {
 	a, err := canonAddr(addr)
 	if err != nil {
@@ -462,17 +484,24 @@ func (s *Store) UnlockMailbox(ctx context.Context, addr store.Address) error {
 		return fmt.Errorf("cannot unlock mailbox %s: %w", a, err)
 	}
 	dir := s.mboxPath(a)
-	li, err := s.inspectLock(dir)
+	ls, err := s.lockStatus(dir)
 	if err != nil {
 		return fmt.Errorf("cannot unlock mailbox %s: %w", a, err)
 	}
-	if li.state != lockAdmin {
+	if !ls.admin {
 		return nil
 	}
-	if err := s.releaseLock(&heldLock{dir: dir, token: li.rec.Token}); err != nil {
-		return fmt.Errorf("cannot unlock mailbox %s: %w", a, err)
+	kcol := filepath.Join(dir, KcolName)
+	if err := renameNoReplace(kcol, filepath.Join(dir, LockName)); err != nil {
+		if !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("cannot unlock mailbox %s: %w", a, err)
+		}
+		// A free lock exists as well (made by hand): kcol goes.
+		if err := os.Remove(kcol); err != nil {
+			return fmt.Errorf("cannot unlock mailbox %s: %w", a, err)
+		}
 	}
-	return nil
+	return durable.SyncDir(dir)
 }
 
 // SetQuota writes the quota file; 0 removes the quota.

@@ -60,6 +60,8 @@
 // Delivery ignores the session lock and both administrator's locks: a
 // message delivered while a session holds the mailbox appears in the next
 // session, because a session works on the snapshot it listed at open.
+// Snapshot lists and reads a mailbox without its lock (the delivery
+// service's check for a copy that landed before a crash).
 //
 // # Quotas
 //
@@ -76,39 +78,71 @@
 //
 // # Locks
 //
-// A mailbox is held while its folder has a kcol file; kcol holds the
-// holder's record (key=value lines: a random token, kind session|admin, node, host, boot
-// id, pid, process start time from /proc/<pid>/stat, time, owner string).
-// Taking the lock:
+// A mailbox's session lock is a folder in the mailbox folder, and its name
+// says its state:
 //
-//  1. write the complete record to a new file .kcol.<random> in the mailbox
-//     folder and fsync it;
-//  2. link(2) it to kcol: link fails when kcol exists, so of racing
-//     sessions (on any server) exactly one wins, and kcol is never visible
-//     without its complete record — an observer has no window to handle;
-//  3. the winner removes .kcol.<random> and lock.
+//	lock                          free
+//	kcol.<token>_<node>_<pid>_<start>_<ms>_<boot>_<host>
+//	                              held by a session: a random token, the
+//	                              holder's node, pid, process start time
+//	                              (/proc/<pid>/stat field 22), the time it
+//	                              was taken (Unix ms), the boot id and host
+//	kcol                          the administrator's lock (a file or folder)
+//	lock.done.<token>             free, with deletions a Commit left to remove
 //
-// The record is fsynced, so a kcol that survives a crash is complete; the
-// folder is not: a lock lost in a crash belonged to a process the crash
-// killed, and one kept names a boot that is over and is taken over.
+// The lock folder holds an owner file (the owner string the session gave,
+// overwritten in place, for MailboxInfo.Owner) and, during a Commit, the
+// messages being deleted.
 //
-// Releasing renames kcol back to lock (after checking kcol still holds its
-// own token). To an operator this is the seed's "lock renamed to
-// kcol". A loser reads kcol: an administrator's record — or an empty or
-// unreadable kcol, which is what an operator's bare "mv lock kcol" makes —
-// gives store.ErrMailboxLocked; a live session store.ErrMailboxInUse. A
-// session record is stale, and is taken over at once, when it comes from
-// this machine (same hostname and boot id) and its pid is not running or
-// runs a process with another start time, or when it comes from this
-// host before its last reboot. A record from another machine is stale when
-// kcol's mtime, renewed by MailboxSession.Refresh, is older than
-// store.LockLease. Taking over renames kcol to a unique name, checks the
-// moved file holds the token judged stale (if another server took it over and
-// a new session created a fresh kcol in between, the fresh one is linked
-// back), deletes it and retries the link.
+// Taking the lock is one rename of lock to kcol.<holder>: of racing
+// sessions on any server exactly one wins, and a rename needs no new disk
+// space, so users can log in, DELE and QUIT on a full file system and so
+// free space. When lock is missing the folder is listed: kcol refuses with
+// store.ErrMailboxLocked, a lock.done.<token> is taken by renaming it (its
+// leftover messages are removed), a live holder refuses with
+// store.ErrMailboxInUse and a stale one is taken over by renaming its
+// folder to our own name. A holder is stale when it comes from this
+// machine (same host name and boot id) and its pid is not running or runs
+// a process with another start time, when it comes from this host before
+// its last reboot, or when the later of the time in its name and its
+// folder's mtime is older than the lease (Options.LockLease, the
+// lock_lease setting, store.DefaultLockLease by default). The server
+// renews the lease of every open session (MailboxSession.Refresh sets the
+// folder's mtime) every third of the lease, idle or streaming, from the
+// engine's tick: a live session is never taken over, and a dead or frozen
+// machine's users get their mailboxes back a lease after its last renewal.
 //
-// The administrator's mailbox lock (LockMailbox) is a kcol with kind=admin;
-// it never goes stale. LockMailbox on a mailbox held by a live session is
+// Fencing. A take-over renames the holder's folder, so every later step of
+// the old holder by that name fails: Refresh and Open (RETR, TOP) report
+// store.ErrLockLost, and Commit is atomic with respect to a take-over:
+//
+//  1. each deleted message is renamed into the lock folder by its path,
+//     which fails once the folder was renamed away;
+//  2. the lock folder is fsynced and renamed to lock.done.<token>: the
+//     commit point, one rename that fails if the lock was taken over;
+//  3. the messages are removed and lock.done.<token> becomes lock.
+//
+// A taker puts back the messages it finds in the folder it took over
+// (deletions that did not reach their commit point), so a session that
+// lost its lock deletes nothing, and its QUIT answers
+// -ERR [IN-USE]. Releasing (Close) is the one rename of kcol.<holder> back
+// to lock, which fails harmlessly when the lock was taken over.
+//
+// Locks of the earlier protocol are read too: a lock file is turned into
+// a folder by the first session (this needs space once), and a kcol file
+// holding kind=session is taken over once its mtime is older than the
+// lease; any other kcol is the administrator's.
+//
+// Crash leftovers. Clean (run by pop3d at start and hourly, see Run)
+// frees stale holders (putting their uncommitted deletions back), removes
+// what a Commit left in lock.done.<token>, temporary lock records of the
+// earlier protocol, temporary files of dead writers (this node's at once,
+// others' after TmpMaxAge) and interrupted folder deletions; it counts
+// them in store_leftovers_removed_total{kind}.
+//
+// The administrator's mailbox lock (LockMailbox) takes the session lock and
+// renames it to kcol; it never goes stale, and UnlockMailbox renames it
+// back to lock. LockMailbox on a mailbox held by a live session is
 // refused with store.ErrMailboxInUse. The domain lock is the file
 // domain.locked in the domain folder: OpenSession checks it first, so it
 // locks every mailbox of the domain, present and future
@@ -177,9 +211,47 @@
 // # Several servers
 //
 // Every server sharing a store points its mailroot at the same folder and
-// has its own node number. Message names, locks (link-based, token-checked)
-// and deletions (rename into trash) stay correct on NFS, which provides
-// atomic link and rename; RenameMailbox falls back to a check-then-rename
-// where renameat2 RENAME_NOREPLACE is missing. Locks of other machines are
-// judged by their lease only, so keep clocks in sync (NTP).
+// has its own node number and the same lock_lease. The store relies on
+// these rules of the shared file system, checked on GlusterFS by
+// make test-cluster (TestSharedRules, TestSharedConformance,
+// TestSharedFencing, two FUSE clients of a replica-2 volume):
+//
+//   - link(2) never replaces (message names, the store key);
+//   - rename(2) is atomic and resolves its source by name on the server,
+//     so of two clients renaming lock exactly one wins, and a holder's
+//     commit point fails once its folder was renamed away;
+//   - a plain rename never replaces a non-empty folder (RENAME_NOREPLACE
+//     is missing on GlusterFS's FUSE client and on NFS: the store then
+//     checks and renames, and lock folders always hold their owner file);
+//   - flock(2) excludes across clients (the SMTP queue);
+//   - fsync of files and folders succeeds (on FUSE a folder's fsync may
+//     be refused; durable.SyncDir accepts that);
+//   - an mtime set by one client is seen by the others.
+//
+// What does not hold, and how the store lives with it:
+//
+//   - A client caches names (GlusterFS entry-timeout, NFS lookupcache)
+//     and attributes (attribute-timeout, actimeo) for a moment, 1 s by
+//     default. A holder whose folder was just taken over may still move a
+//     message into it by the old name: that message lands in the taker's
+//     folder, tagged with the old holder's token, and is put back by
+//     whoever empties that folder next (the taker's commit, the next
+//     session, or Clean); the old holder's commit point still fails, so
+//     it deletes nothing. A take-over only happens after a whole lease
+//     without renewal, far longer than these caches live. A contender
+//     may see a renewal up to the attribute timeout late: keep lock_lease
+//     well above three times it (the 90 s default is).
+//   - GlusterFS's md-cache (performance.stat-prefetch) answers folder
+//     listings from a client's cache, which hides such a message from the
+//     next session's look for it: set performance.stat-prefetch off on
+//     the volume (.ci/gluster-up.sh does).
+//   - Clocks: lock names and renewals carry each server's own clock;
+//     keep clocks in sync (NTP), well within the lease.
+//
+// Mount options. GlusterFS: mount -t glusterfs server:/volume /srv/mail
+// on every server (FUSE; defaults), with performance.stat-prefetch off on
+// the volume; a replica-2 volume needs a quorum setting or an arbiter
+// brick in production to avoid split-brain. NFS (v4.1 or later): hard
+// mounts (hard, the default), no "nolock", lookupcache=positive or none,
+// actimeo at most a few seconds.
 package filestore

@@ -32,7 +32,8 @@ func bootID() string {
 	if err != nil {
 		return ""
 	}
-	return strings.TrimSpace(string(b))
+	// Without its dashes: it is written in lock names.
+	return strings.ReplaceAll(strings.TrimSpace(string(b)), "-", "")
 }
 
 // procStart returns field 22 (starttime) of /proc/<pid>/stat.

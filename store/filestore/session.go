@@ -6,11 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/pop3svc/pop3svc/store/durable"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/pop3svc/pop3svc/store"
@@ -32,7 +32,7 @@ func (s *Store) OpenSession(ctx context.Context, addr store.Address, owner strin
 		return nil, fmt.Errorf("cannot open mailbox %s: %w", a, store.ErrDomainLocked)
 	}
 	dir := s.mboxPath(a)
-	h, err := s.acquireLock(dir, kindSession, owner)
+	h, err := s.acquireLock(dir, owner)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open mailbox %s: %w", a, err)
 	}
@@ -50,14 +50,14 @@ func (s *Store) domainLocked(domain string) bool {
 	return err == nil
 }
 
-// session is an open mailbox. Not safe for concurrent use.
+// session is an open mailbox. Not safe for concurrent use, except Refresh.
 type session struct {
 	s      *Store
 	addr   store.Address
 	dir    string
 	lock   *heldLock
 	msgs   []store.MessageInfo
-	closed bool
+	closed atomic.Bool
 }
 
 func (m *session) Messages() []store.MessageInfo { return m.msgs }
@@ -67,27 +67,38 @@ func (m *session) path(i int) string {
 }
 
 // Open returns the message file itself, open for plain read(2) calls (a
-// *msgFile, not an *os.File).
+// *msgFile, not an *os.File). It first checks that the session
+// still holds its lock: a session whose lock was taken over serves nothing.
 func (m *session) Open(i int) (io.ReadCloser, error) {
-	if m.closed {
+	if m.closed.Load() {
 		return nil, store.ErrSessionClosed
 	}
 	if i < 0 || i >= len(m.msgs) {
 		return nil, fmt.Errorf("message %d of %s: %w", i+1, m.addr, store.ErrNoSuchMessage)
 	}
-	f, err := openMessage(m.path(i))
+	if !m.lock.ours() {
+		mLocksLost.Inc()
+		return nil, fmt.Errorf("cannot open message %s of %s: %w", m.msgs[i].UID, m.addr, store.ErrLockLost)
+	}
+	return openFile(m.path(i), m.msgs[i].UID, m.addr)
+}
+
+func openFile(path, uid string, a store.Address) (io.ReadCloser, error) {
+	f, err := openMessage(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
-			return nil, fmt.Errorf("message %s of %s is gone: %w", m.msgs[i].UID, m.addr, store.ErrNoSuchMessage)
+			return nil, fmt.Errorf("message %s of %s is gone: %w", uid, a, store.ErrNoSuchMessage)
 		}
-		return nil, fmt.Errorf("cannot open message %s of %s: %w", m.msgs[i].UID, m.addr, err)
+		return nil, fmt.Errorf("cannot open message %s of %s: %w", uid, a, err)
 	}
 	return f, nil
 }
 
-// Commit removes the deleted messages, fsyncs the folder, releases the lock.
+// Commit removes the deleted messages and releases the lock, atomically
+// with respect to a take-over (commitLock): a session that lost its lock
+// deletes nothing and gets store.ErrLockLost.
 func (m *session) Commit(ctx context.Context, deleted []int) error {
-	if m.closed {
+	if m.closed.Load() {
 		return store.ErrSessionClosed
 	}
 	for _, i := range deleted {
@@ -95,49 +106,96 @@ func (m *session) Commit(ctx context.Context, deleted []int) error {
 			return fmt.Errorf("cannot commit %s: message %d: %w", m.addr, i+1, store.ErrNoSuchMessage)
 		}
 	}
+	if len(deleted) == 0 {
+		return m.Close()
+	}
 	del := slices.Clone(deleted)
 	slices.Sort(del)
 	del = slices.Compact(del)
-	var firstErr error
-	for _, i := range del {
-		if err := os.Remove(m.path(i)); err != nil && !errors.Is(err, os.ErrNotExist) && firstErr == nil {
-			firstErr = fmt.Errorf("cannot delete message %s of %s: %w", m.msgs[i].UID, m.addr, err)
+	files := make([]string, len(del))
+	for k, i := range del {
+		files[k] = msgPrefix + m.msgs[i].UID + msgSuffix
+	}
+	_, err := m.s.commitLock(m.lock, files)
+	if err == nil || errors.Is(err, store.ErrLockLost) || m.lock.lost.Load() {
+		if errors.Is(err, store.ErrLockLost) {
+			mLocksLost.Inc()
 		}
-	}
-	if len(del) > 0 {
-		if err := durable.SyncDir(m.dir); err != nil && firstErr == nil {
-			firstErr = err
+		m.closed.Store(true)
+		if err != nil {
+			return fmt.Errorf("cannot commit %s: %w", m.addr, err)
 		}
+		return nil
 	}
-	if err := m.Close(); err != nil {
-		// The deletions are durable: reporting them failed would make the
-		// client's QUIT fail (RFC 1939 section 6) for what is only a lock
-		// left to release, which a later Close tries again.
-		m.s.log.Error("cannot release the session lock after committing", "mailbox", m.addr.String(), "err", err)
+	// Nothing was deleted and the lock is still held: release it.
+	if cerr := m.Close(); cerr != nil {
+		m.s.log.Error("cannot release the session lock", "mailbox", m.addr.String(), "err", cerr)
 	}
-	return firstErr
+	return fmt.Errorf("cannot commit %s: %w", m.addr, err)
 }
 
-// Close releases the lock; later calls do nothing. When the lock could
-// not be released (its record unreadable) the session stays open for
-// messages and a later Close tries again.
+// Close releases the lock; later calls do nothing. A lock taken over
+// meanwhile is left to its new holder (store.ErrLockLost).
 func (m *session) Close() error {
-	if m.closed {
+	if m.closed.Swap(true) {
 		return nil
 	}
 	if err := m.s.releaseLock(m.lock); err != nil {
+		if errors.Is(err, store.ErrLockLost) {
+			mLocksLost.Inc()
+			return err
+		}
+		m.closed.Store(false) // a later Close tries again
 		return err
 	}
-	m.closed = true
 	return nil
 }
 
-// Refresh renews the lock's lease.
+// Refresh renews the lock's lease. Safe concurrently with the other methods.
 func (m *session) Refresh() error {
-	if m.closed {
+	if m.closed.Load() {
 		return store.ErrSessionClosed
 	}
-	return m.s.refreshLock(m.lock)
+	err := m.s.refreshLock(m.lock)
+	if errors.Is(err, store.ErrLockLost) && !m.closed.Load() {
+		mLocksLost.Inc()
+	}
+	return err
+}
+
+// Snapshot lists a mailbox without taking its lock (store.Snapshots).
+func (s *Store) Snapshot(ctx context.Context, addr store.Address) (store.MailboxSnapshot, error) {
+	a, err := canonAddr(addr)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read mailbox: %w", err)
+	}
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.checkMailbox(a); err != nil {
+		return nil, fmt.Errorf("cannot read mailbox %s: %w", a, err)
+	}
+	dir := s.mboxPath(a)
+	msgs, err := snapshot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read mailbox %s: %w", a, err)
+	}
+	return &readOnly{addr: a, dir: dir, msgs: msgs}, nil
+}
+
+type readOnly struct {
+	addr store.Address
+	dir  string
+	msgs []store.MessageInfo
+}
+
+func (r *readOnly) Messages() []store.MessageInfo { return r.msgs }
+
+func (r *readOnly) Open(i int) (io.ReadCloser, error) {
+	if i < 0 || i >= len(r.msgs) {
+		return nil, fmt.Errorf("message %d of %s: %w", i+1, r.addr, store.ErrNoSuchMessage)
+	}
+	return openFile(filepath.Join(r.dir, msgPrefix+r.msgs[i].UID+msgSuffix), r.msgs[i].UID, r.addr)
 }
 
 // msgFile is an open message file read with plain read(2) calls: message

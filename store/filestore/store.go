@@ -66,6 +66,10 @@ type Options struct {
 	MaxMessageSize int64
 	// TmpMaxAge overrides DefaultTmpMaxAge.
 	TmpMaxAge time.Duration
+	// LockLease is how long a session lock of another machine stays valid
+	// without renewal (MailboxSession.Refresh) before it is taken over.
+	// Every server sharing a store must use the same. 0: store.DefaultLockLease.
+	LockLease time.Duration
 	// Logger receives lock take-overs and cleanup notes. nil: discard.
 	Logger *slog.Logger
 	// Now returns the current time (tests). nil: time.Now.
@@ -101,6 +105,7 @@ type Store struct {
 	maxMessage   atomic.Int64
 	quotaMu      [quotaShards]sync.Mutex
 	closed       chan struct{}
+	lease        time.Duration // Options.LockLease
 }
 
 var _ store.Store = (*Store)(nil)
@@ -141,6 +146,10 @@ func Open(root string, opts Options) (*Store, error) {
 		s.opts.TmpMaxAge = DefaultTmpMaxAge
 	}
 	s.names = uid.NewGenerator(opts.Node)
+	s.lease = opts.LockLease
+	if s.lease <= 0 {
+		s.lease = store.DefaultLockLease
+	}
 	if opts.HashConcurrency < 0 {
 		return nil, errors.New("cannot open mail store: HashConcurrency must not be negative")
 	}
@@ -194,41 +203,6 @@ func randomString() string {
 		panic(err) // crypto/rand never fails on Linux
 	}
 	return hex.EncodeToString(b[:])
-}
-
-// cleanTmp removes files left in the tmp folder by writers that died long
-// ago. Files of live writers (on any server) are younger than TmpMaxAge.
-func (s *Store) cleanTmp() {
-	ents, err := os.ReadDir(s.tmp)
-	if err != nil {
-		return
-	}
-	limit := s.now().Add(-s.opts.TmpMaxAge)
-	for _, e := range ents {
-		fi, err := e.Info()
-		if err != nil || fi.ModTime().After(limit) {
-			continue
-		}
-		if err := os.Remove(filepath.Join(s.tmp, e.Name())); err == nil {
-			s.log.Info("removed stale temporary file", "file", e.Name())
-		}
-	}
-}
-
-// cleanTrash finishes deletions interrupted by a crash.
-func (s *Store) cleanTrash() {
-	ents, err := os.ReadDir(s.trash)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		p := filepath.Join(s.trash, e.Name())
-		fi, err := os.Lstat(p)
-		if err != nil || fi.ModTime().After(s.now().Add(-time.Minute)) {
-			continue // possibly another server's deletion in progress
-		}
-		_ = os.RemoveAll(p)
-	}
 }
 
 // canonAddr lower-cases and validates an address before it reaches a path.

@@ -31,7 +31,11 @@ type Entry struct {
 	rcpts  []RcptState // by index into env.Rcpts
 	starts []string    // tokens of the attempts recorded, in order
 	ndr    string      // how the non-delivery report was handled; "" when not yet
-	log    *os.File
+	// next is when the next attempt is due, as the last postponed attempt
+	// recorded it (any server); attempts counts postponed attempts.
+	next     time.Time
+	attempts int
+	log      *os.File
 }
 
 var _ store.QueueEntry = (*Entry)(nil)
@@ -140,6 +144,14 @@ func (e *Entry) apply(line string) {
 	switch verb {
 	case "start":
 		e.starts = append(e.starts, rest)
+	case "retry":
+		ms, n, _ := strings.Cut(rest, " ")
+		if v, err := strconv.ParseInt(ms, 10, 64); err == nil {
+			e.next = time.UnixMilli(v)
+		}
+		if v, err := strconv.Atoi(n); err == nil {
+			e.attempts = v
+		}
 	case "ndr":
 		e.ndr = rest
 		if e.ndr == "" {
@@ -204,6 +216,20 @@ func (e *Entry) NeedsCheck(token string) bool {
 		}
 	}
 	return false
+}
+
+var _ store.QueueSchedule = (*Entry)(nil)
+
+// NextAttempt returns when the next attempt is due and how many attempts
+// were postponed (zero: none), as recorded by any server.
+func (e *Entry) NextAttempt() (time.Time, int) { return e.next, e.attempts }
+
+// Postpone records when the next attempt is due and how many attempts
+// were postponed, so that every server serving the queue waits for the
+// same time: an entry is retried once in the whole cluster, not once per
+// server. Not fsynced: after a power loss the entry is only retried early.
+func (e *Entry) Postpone(next time.Time, attempts int) error {
+	return e.record(fmt.Sprintf("retry %d %d", next.UnixMilli(), attempts), false)
 }
 
 // Done records that recipient i has its copy. It is not fsynced: after a

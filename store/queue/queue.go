@@ -29,6 +29,7 @@
 //	done <i> <uid>           recipient i has its copy, with that UID
 //	fail <i> <status> <why>  recipient i gets no copy (permanent failure)
 //	ndr <how>                the non-delivery report was handled
+//	retry <ms> <n>           attempt n was postponed until Unix time <ms>
 //
 // A crash between a copy landing in a mailbox and its "done" line being
 // written leaves a recipient that is neither done nor failed in an entry
@@ -38,7 +39,12 @@
 // loses nor duplicates a copy.
 //
 // Several processes (servers sharing the mail root) may serve one queue: an
-// entry is worked on only under an exclusive flock of its .log file.
+// entry is worked on only under an exclusive flock of its .log file, and a
+// postponed attempt records its next time in the log ("retry"), which
+// every server honours: each postponed message or report is retried once
+// in the whole cluster. One server at a time holds the queue's leader lock
+// (an flock of <mailroot>/.pop3/queue/leader, released when its process
+// ends) and is the one that reports the queue's depth.
 //
 // Other programs may drop messages into the queue: write <id>.msg, then an
 // empty <id>.log, then <id>.env, each by rename from a temporary name in
@@ -58,6 +64,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -117,6 +124,43 @@ type Queue struct {
 	dir  string
 	tmp  string
 	bad  string
+
+	leaderMu sync.Mutex
+	leader   *os.File // the leader file, held with flock; nil: not the leader
+}
+
+// LeaderFile is the file whose flock makes a server the queue's leader.
+const LeaderFile = "leader"
+
+// Leader reports whether this Queue holds the leader lock, taking it when
+// it is free. Of all the processes serving one queue, one holds it until
+// it ends (or calls Release).
+func (q *Queue) Leader() bool {
+	q.leaderMu.Lock()
+	defer q.leaderMu.Unlock()
+	if q.leader != nil {
+		return true
+	}
+	f, err := os.OpenFile(filepath.Join(q.dir, LeaderFile), os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return false
+	}
+	if err := flock(f); err != nil {
+		f.Close()
+		return false
+	}
+	q.leader = f
+	return true
+}
+
+// Release gives up the leader lock, if held.
+func (q *Queue) Release() {
+	q.leaderMu.Lock()
+	defer q.leaderMu.Unlock()
+	if q.leader != nil {
+		q.leader.Close()
+		q.leader = nil
+	}
 }
 
 var _ store.Queue = (*Queue)(nil)

@@ -251,3 +251,46 @@ func TestAtCreatesNothing(t *testing.T) {
 		t.Fatalf("At created %s (Lstat: %v)", root, err)
 	}
 }
+
+// TestLeaderAndPostpone: one queue handle of a mail root leads at a time;
+// a postponed attempt's time and count survive reopening the entry.
+func TestLeaderAndPostpone(t *testing.T) {
+	root := t.TempDir()
+	q1, err := Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q2, err := Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !q1.Leader() || q2.Leader() {
+		t.Fatal("want q1 to lead and q2 not")
+	}
+	q1.Release()
+	if !q2.Leader() || q1.Leader() {
+		t.Fatal("after q1's release want q2 to lead and q1 not")
+	}
+	q2.Release()
+	id, err := q1.Enqueue(Envelope{From: "a@b.test", Rcpts: []string{"c@d.test"}}, strings.NewReader("x\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := q1.lock(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := time.UnixMilli(time.Now().Add(time.Hour).UnixMilli())
+	if err := e.Postpone(next, 3); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	e, err = q2.lock(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if n, a := e.NextAttempt(); !n.Equal(next) || a != 3 {
+		t.Fatalf("reopened entry: next %v attempt %d, want %v and 3", n, a, next)
+	}
+}

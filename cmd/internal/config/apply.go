@@ -34,6 +34,7 @@ var applies = []struct {
 	{"logging", Live, ""},
 	{"greeting", Live, ""},
 	{"default_domain", Live, ""},
+	{"lock_lease", Restart, "the store judges every server's locks by the lease it opened with; all servers sharing a store must agree"},
 
 	{"auth.method", Live, ""},
 	{"auth.sparequired", Live, ""},

@@ -13,6 +13,10 @@ type Config struct {
 	Logging       int    `toml:"logging"`        // Winpop's levels 0 (none) .. 3 (max), 4 debug
 	Greeting      string `toml:"greeting"`       // greeting text; never carries a version
 	DefaultDomain string `toml:"default_domain"` // domain for bare login names; empty: none
+	// LockLease is how long a mailbox lock of a server that stopped
+	// renewing it (a dead or frozen machine) keeps others out. Every
+	// server sharing a store must use the same value; a restart applies it.
+	LockLease Duration `toml:"lock_lease"`
 
 	Auth   Auth   `toml:"auth"`
 	POP3   POP3   `toml:"pop3"`
@@ -155,10 +159,11 @@ type LDAP struct {
 // listeners on unprivileged ports.
 func Default() *Config {
 	return &Config{
-		MailRoot: "mailroot",
-		Node:     1,
-		Logging:  3,
-		Greeting: "POP3 service ready",
+		LockLease: Duration(90 * time.Second),
+		MailRoot:  "mailroot",
+		Node:      1,
+		Logging:   3,
+		Greeting:  "POP3 service ready",
 		Auth: Auth{
 			Method:     "passwordfile",
 			APOP:       true,

@@ -134,6 +134,9 @@ func TestValidateRules(t *testing.T) {
 	}{
 		{"node max", func(c *Config) { c.Node = 99999 }, ""},
 		{"node over", func(c *Config) { c.Node = 100000 }, "node"},
+		{"lock lease too short", func(c *Config) { c.LockLease = Duration(time.Second) }, "lock_lease"},
+		{"lock lease too long", func(c *Config) { c.LockLease = Duration(2 * time.Hour) }, "lock_lease"},
+		{"lock lease short ok", func(c *Config) { c.LockLease = Duration(3 * time.Second) }, ""},
 		{"node negative", func(c *Config) { c.Node = -1 }, "node"},
 		{"greeting long", func(c *Config) { c.Greeting = strings.Repeat("a", 201) }, "greeting"},
 		{"greeting 200", func(c *Config) { c.Greeting = strings.Repeat("a", 200) }, ""},

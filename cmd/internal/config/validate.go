@@ -6,13 +6,19 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pop3svc/pop3svc/store"
 )
 
 // Bounds of the settings that Validate enforces.
 const (
-	MaxNode         = 99999   // node numbers are five digits of a message UID
+	MaxNode = 99999 // node numbers are five digits of a message UID
+	// MinLockLease keeps the renewal period (a third of the lease) at or
+	// above the engine's one-second sweep; MaxLockLease keeps a dead
+	// machine's users out for at most an hour.
+	MinLockLease    = 3 * time.Second
+	MaxLockLease    = time.Hour
 	MaxLogging      = 4       // Winpop's 0..3, plus 4 for debug
 	MaxGreetingLen  = 200     // the greeting follows "+OK " on one line (RFC 1939 section 4)
 	MaxThreadCount  = 100000  //
@@ -42,6 +48,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Node < 0 || c.Node > MaxNode {
 		e.add("node", "must be between 0 and %d (is %d)", MaxNode, c.Node)
+	}
+	if c.LockLease.D() < MinLockLease || c.LockLease.D() > MaxLockLease {
+		e.add("lock_lease", "must be between %v and %v (is %v)", MinLockLease, MaxLockLease, c.LockLease.D())
 	}
 	if c.Logging < 0 || c.Logging > MaxLogging {
 		e.add("logging", "must be between 0 and %d (is %d)", MaxLogging, c.Logging)

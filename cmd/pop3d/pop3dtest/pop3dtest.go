@@ -181,6 +181,14 @@ type Config struct {
 	// AdminListen is admin.listen; empty: 127.0.0.1:0. A fixed port lets
 	// pop3ctl, which finds the service there, reach it.
 	AdminListen string
+	// Host is the address every listener binds; empty: 127.0.0.1.
+	Host string
+	// MailRoot is the mail root; empty: "mailroot" in the server's folder.
+	// Servers sharing a store (test machines) give the same absolute path.
+	MailRoot string
+	// Command, when set, makes the command that runs pop3d (for example on
+	// a test machine, see package machines); nil: exec.Command.
+	Command func(name string, args ...string) *exec.Cmd
 }
 
 // Server is a running pop3d.
@@ -229,23 +237,32 @@ func tomlList(addrs ...string) string {
 
 // Text is the configuration file for c.
 func (c Config) Text() string {
+	host := c.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	any := host + ":0"
+	root := c.MailRoot
+	if root == "" {
+		root = "mailroot"
+	}
 	var tlsListen, smtpListen []string
 	if c.TLS {
-		tlsListen = append(tlsListen, "127.0.0.1:0")
+		tlsListen = append(tlsListen, any)
 	}
 	if c.SMTP {
-		smtpListen = append(smtpListen, "127.0.0.1:0")
+		smtpListen = append(smtpListen, any)
 	}
 	admin := c.AdminListen
 	if admin == "" {
-		admin = "127.0.0.1:0"
+		admin = any
 	}
-	return fmt.Sprintf(`mailroot = "mailroot"
+	return fmt.Sprintf(`mailroot = %q
 %s
 [auth]
 %s
 [pop3]
-listen = ["127.0.0.1:0"]
+listen = [%q]
 listen_tls = %s
 %s
 [smtp]
@@ -254,7 +271,7 @@ listen = %s
 [admin]
 listen = %q
 %s
-`, c.Top, c.Auth, tomlList(tlsListen...), c.POP3, tomlList(smtpListen...), c.SMTPTable, admin, c.Tables)
+`, root, c.Top, c.Auth, any, tomlList(tlsListen...), c.POP3, tomlList(smtpListen...), c.SMTPTable, admin, c.Tables)
 }
 
 var (
@@ -282,7 +299,11 @@ func Start(t testing.TB, c Config) *Server {
 	for _, args := range c.Setup {
 		s.Ctl(t, "", args...)
 	}
-	s.Cmd = exec.Command(pop3d, "-config", s.Conf)
+	if c.Command != nil {
+		s.Cmd = c.Command(pop3d, "-config", s.Conf)
+	} else {
+		s.Cmd = exec.Command(pop3d, "-config", s.Conf)
+	}
 	s.Cmd.Dir = s.Dir
 	s.Cmd.Stderr = s.log
 	s.Cmd.Stdout = s.stdout

@@ -1,0 +1,215 @@
+//go:build linux && cluster
+
+package filestore
+
+// Tests of the store on a shared (network) file system, run by
+// make test-cluster: POP3SVC_SHARED_A and POP3SVC_SHARED_B are two mounts,
+// by two clients, of one volume (see .ci/gluster-up.sh). Each test works in
+// a fresh folder of the volume, seen through both mounts, as two servers
+// on two machines would.
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pop3svc/pop3svc/store"
+	"github.com/pop3svc/pop3svc/store/storetest"
+)
+
+// sharedDirs returns a fresh folder of the shared volume as seen through
+// each of the two mounts.
+func sharedDirs(t *testing.T) (a, b string) {
+	t.Helper()
+	ma, mb := os.Getenv("POP3SVC_SHARED_A"), os.Getenv("POP3SVC_SHARED_B")
+	if ma == "" || mb == "" {
+		t.Fatal("POP3SVC_SHARED_A and POP3SVC_SHARED_B must name two mounts of one shared volume (make test-cluster sets them)")
+	}
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()) + "-" + randomString()[:8]
+	a, b = filepath.Join(ma, name), filepath.Join(mb, name)
+	if err := os.Mkdir(a, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(a) })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if fi, err := os.Stat(b); err == nil && fi.IsDir() {
+			return a, b
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s made through one mount is not seen through the other as %s", a, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestSharedConformance runs the store conformance suite on the volume.
+func TestSharedConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		a, _ := sharedDirs(t)
+		s, err := Open(filepath.Join(a, "mailroot"), Options{Node: 7, Argon2: testArgon2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}, storetest.Capabilities{Files: true, Open: openShared})
+}
+
+// TestSharedRules checks, between two clients, the file-system rules the
+// store relies on: link never replaces, rename is atomic and by name (a
+// renamed-away lock folder cannot be committed by its old name), a plain
+// rename never replaces a non-empty folder, flock excludes across clients,
+// fsync of files and folders works, and an mtime set by one client is
+// seen by the other.
+func TestSharedRules(t *testing.T) {
+	a, b := sharedDirs(t)
+	if err := os.WriteFile(filepath.Join(a, "f"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(a, "f"), filepath.Join(a, "g")); err != nil {
+		t.Fatalf("link: %v", err)
+	}
+	if err := os.Link(filepath.Join(b, "f"), filepath.Join(b, "g")); !errors.Is(err, os.ErrExist) {
+		t.Fatalf("link over a name the other client made = %v, want EEXIST", err)
+	}
+	// The lock protocol: one rename wins, the other client's fails.
+	if err := os.Mkdir(filepath.Join(a, "lock"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(a, "lock", ownerFile), ownerRecord("", ""), 0o600)
+	if err := unix.Rename(filepath.Join(a, "lock")+"/", filepath.Join(a, "kcol.1")); err != nil {
+		t.Fatalf("taking the lock: %v", err)
+	}
+	if err := unix.Rename(filepath.Join(b, "lock")+"/", filepath.Join(b, "kcol.2")); err != unix.ENOENT {
+		t.Fatalf("taking a taken lock through the other client = %v, want ENOENT", err)
+	}
+	// Take-over by the other client; the old holder's commit point fails.
+	if err := os.Rename(filepath.Join(b, "kcol.1"), filepath.Join(b, "kcol.3")); err != nil {
+		t.Fatalf("take-over: %v", err)
+	}
+	if err := os.Rename(filepath.Join(a, "kcol.1"), filepath.Join(a, "lock.done.1")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the old holder's commit point after a take-over = %v, want ENOENT", err)
+	}
+	os.Mkdir(filepath.Join(a, "empty"), 0o700)
+	if err := renameNoReplace(filepath.Join(a, "empty"), filepath.Join(a, "kcol.3")); !errors.Is(err, os.ErrExist) {
+		t.Fatalf("renameNoReplace onto a lock folder = %v, want ErrExist", err)
+	}
+	// flock across clients.
+	fa, err := os.OpenFile(filepath.Join(a, "f"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fa.Close()
+	fb, err := os.OpenFile(filepath.Join(b, "f"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fb.Close()
+	if err := unix.Flock(int(fa.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatalf("flock: %v", err)
+	}
+	if err := unix.Flock(int(fb.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != unix.EWOULDBLOCK {
+		t.Fatalf("flock of a file the other client holds = %v, want EWOULDBLOCK", err)
+	}
+	if err := fa.Sync(); err != nil {
+		t.Fatalf("fsync: %v", err)
+	}
+	d, err := os.Open(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("fsync of a folder: %v", err)
+	}
+	old := time.Now().Add(-time.Hour).Truncate(time.Second)
+	if err := os.Chtimes(filepath.Join(a, "kcol.3"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fi, err := os.Stat(filepath.Join(b, "kcol.3"))
+		if err == nil && fi.ModTime().Equal(old) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("an mtime set through one client is not seen through the other: %v", fi.ModTime())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestSharedFencing is TestFencing with each server on its own client of
+// the volume: after a take-over, the old holder reads nothing more and its
+// Commit deletes nothing.
+func TestSharedFencing(t *testing.T) {
+	a, b := sharedDirs(t)
+	lease := time.Minute
+	now := time.Now()
+	clock := func() time.Time { return now }
+	s1 := newTestStoreAt(t, filepath.Join(a, "mailroot"), Options{Node: 1, Now: clock, LockLease: lease})
+	s2 := newTestStoreAt(t, filepath.Join(b, "mailroot"), Options{Node: 2, Now: func() time.Time { return now.Add(lease + time.Second) }, LockLease: lease})
+	s2.self.Host = "another-machine"
+	box := mkbox(t, s1)
+	for i := 0; i < 3; i++ {
+		if _, err := s1.Deliver(bg, box, strings.NewReader("message\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old, err := s1.OpenSession(bg, box, "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var taker store.MailboxSession
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		taker, err = s2.OpenSession(bg, box, "taker")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("take-over through the other client: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond) // the other client's attribute cache
+	}
+	// The old holder's client may still have its folder's name cached
+	// (entry-timeout): its first steps may reach the taker's folder, but
+	// its commit point fails and the messages come back.
+	if err := old.Commit(bg, []int{0, 1, 2}); !errors.Is(err, store.ErrLockLost) {
+		t.Fatalf("Commit after the take-over = %v, want ErrLockLost", err)
+	}
+	if err := taker.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The old holder's client may have landed its deletions in the
+	// taker's folder; whoever takes the lock next puts them back (a client
+	// may list a folder from its cache for a moment: look until then).
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		again, err := s2.OpenSession(bg, box, "again")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := len(again.Messages())
+		again.Close()
+		if n == 3 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, root := range []string{a, b} {
+				filepath.Walk(filepath.Join(root, "mailroot", box.Domain), func(p string, fi os.FileInfo, err error) error {
+					t.Logf("%s", p)
+					return nil
+				})
+			}
+			t.Fatalf("after the fenced Commit the mailbox shows %d messages, want 3", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
