@@ -261,6 +261,10 @@ func TestIdleTimeout(t *testing.T) {
 	c2.expect("+OK ready")
 	c2.send("LOGIN\r\n")
 	c2.expect("+OK logged in")
+	// The loop marks the connection authenticated just after it wrote the
+	// reply: from then on idle_timeout applies to it.
+	k2 := ts.connOf(t, c2.c)
+	eventually(t, "c2 authenticated", func() bool { return k2.authed.Load() })
 	ts.clock.Advance(59 * time.Second)
 	ts.Sweep()
 	// The sweep marks a connection it expires before it posts the expiry:
