@@ -27,7 +27,7 @@ NOPAM := 1
 export GOFLAGS := $(strip $(GOFLAGS) -tags=nopam)
 endif
 
-.PHONY: all build run test test-cluster race stress check fmt vet staticcheck govulncheck fuzz bench bench-compare bench-quick clean
+.PHONY: all build run test test-cluster race stress check fmt vet staticcheck govulncheck fuzz bench bench-figures bench-compare bench-quick clean
 
 all: build
 
@@ -91,7 +91,11 @@ fuzz:
 
 # Go benchmarks of the hot paths (store, session, engine).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./store/... ./session/... ./engine/...
+	$(GO) test -run '^$$' -bench . -skip Figures -benchmem ./store/... ./session/... ./engine/...
+
+# The figures benchmarks: thousands of connections, minutes each.
+bench-figures:
+	$(GO) test -run '^$$' -bench Figures -benchtime 1x -v ./engine/ ./session/smtp/ ./cmd/pop3d/
 
 # The side-by-side load run against Dovecot's POP3 server (as root; installs
 # dovecot-pop3d when missing; about 5 minutes, bench-quick under 2).
