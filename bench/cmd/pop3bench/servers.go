@@ -376,9 +376,12 @@ func startPop3d(ctx context.Context, o pop3dOptions) (*server, error) {
 }
 
 func startPop3dOnce(ctx context.Context, o pop3dOptions) (*server, error) {
+	// The idle scenarios hold thousands of unauthenticated connections
+	// from eight addresses of one /24: the pre-login caps make room.
 	pools := fmt.Sprintf("socketmax = %d\nsocketbacklog = 1000\n", o.MaxConns+1000)
+	limits := fmt.Sprintf("[limits]\nprelogin_per_ip = %[1]d\nprelogin_per_net = %[1]d\nprelogin_per_net48 = %[1]d\n", o.MaxConns+1000)
 	if p := o.Pools; p != nil {
-		pools = ""
+		pools, limits = "", ""
 		if p.SocketMax > 0 {
 			pools += fmt.Sprintf("socketmax = %d\n", p.SocketMax)
 		}
@@ -397,7 +400,7 @@ listen_tls = ["127.0.0.1:%d"]
 listen = ["127.0.0.1:%d"]
 [admin]
 listen = "127.0.0.1:%d"
-`, o.Port, o.TLSPort, pools, o.SMTPPort, o.Admin)
+%s`, o.Port, o.TLSPort, pools, o.SMTPPort, o.Admin, limits)
 	confPath := filepath.Join(o.Dir, "pop3d.toml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, err
