@@ -89,7 +89,7 @@
 // From pop3.shed_at percent of socketmax served, a new connection from a
 // network other than the one (IPv4 /24, IPv6 /48) holding the most served
 // unauthenticated connections sheds that network's oldest, when it holds
-// at least two and more than the newcomer's network; with the pool full
+// at least two and more than twice the newcomer's network; with the pool full
 // the newcomer takes the victim's slot at once. Logged-in sessions are
 // never shed. A heap of networks by count makes the choice O(log n).
 // Refusals on an implicit-TLS listener close the connection without a

@@ -174,8 +174,10 @@ func (p *prelogin) unlist(k *conn) {
 
 // victim returns the oldest served unauthenticated connection of the
 // network that holds the most, if that network holds at least two and
-// more than the newcomer's own (newcomer: the wide network of the new
-// connection, nil when it holds none). It is taken off the list.
+// more than twice the newcomer's own (newcomer: the wide network of the
+// new connection, nil when it holds none). The margin keeps networks that
+// hold about as many from shedding each other in turn. It is taken off
+// the list.
 func (p *prelogin) victim(newcomer *preEntry) *conn {
 	if len(p.heap) == 0 {
 		return nil
@@ -185,7 +187,7 @@ func (p *prelogin) victim(newcomer *preEntry) *conn {
 	if newcomer != nil {
 		own = newcomer.held
 	}
-	if top == newcomer || top.held < 2 || top.held <= own {
+	if top == newcomer || top.held < 2 || top.held <= 2*own {
 		return nil
 	}
 	v := top.head
