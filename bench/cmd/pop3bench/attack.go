@@ -49,6 +49,8 @@ const (
 	AttackFloodWait = 100 * time.Millisecond // a flood connection's pause before reconnecting
 	AttackSample    = 250 * time.Millisecond // server memory sampling
 	AttackDialPar   = 256                    // parallel dials per worker while ramping
+	AttackSettle    = time.Second            // a started server is left alone before its baseline is read
+	AttackGrace     = 3 * time.Second        // a normal session may end this long after the measured phase
 )
 
 type attackOptions struct {
@@ -123,8 +125,8 @@ func runAttack(ctx context.Context, args []string) error {
 			"slow":          func() { o.Slow = 3000 },
 			"slow-addrs":    func() { o.SlowAddrs = 600 },
 			"trickle":       func() { o.Trickle = 2 * time.Second },
-			"ramp":          func() { o.Ramp = 5 * time.Second },
-			"d":             func() { o.Dur = 10 * time.Second },
+			"ramp":          func() { o.Ramp = 4 * time.Second },
+			"d":             func() { o.Dur = 8 * time.Second },
 			"c":             func() { o.Normal = 4 },
 			"socketmax":     func() { o.SocketMax = 2000 },
 			"socketbacklog": func() { o.Backlog = 200 },
@@ -222,9 +224,8 @@ func attackSrc(base, span, n int) string {
 
 func attackOne(ctx context.Context, s *server, o attackOptions, spec corpus.Spec) (attackResult, error) {
 	r := attackResult{Server: s.name}
-	if !fresh(ctx, s) {
-		return r, errors.New("cannot restart")
-	}
+	// Just started by its setup: let it settle, then read the baseline.
+	sleepCtx(ctx, AttackSettle)
 	r.BasePSS, _ = proc.PSS(s.pid())
 	// Probes log in first.
 	var probes []*pop3c.Conn
@@ -292,16 +293,20 @@ func attackOne(ctx context.Context, s *server, o attackOptions, spec corpus.Spec
 			flood(phase, s.addr, attackSrc(200, 50, i), spec, i, &floodPass, &floodRefused)
 		}()
 	}
-	// Normal clients.
+	// Normal clients and probes. A session still running AttackGrace
+	// after the phase counts as failed; the figures are taken then.
 	var tl tally
 	t := &target{Addr: s.addr, Spec: spec, Timeout: 30 * time.Second}
-	var normalSeq atomic.Int64
+	var normalSeq, inflight atomic.Int64
+	var normal sync.WaitGroup
 	for k := 0; k < o.Normal; k++ {
-		wg.Add(1)
+		normal.Add(1)
 		go func() {
-			defer wg.Done()
+			defer normal.Done()
 			for u := k; phase.Err() == nil; {
+				inflight.Add(1)
 				err := t.sessionFrom(context.WithoutCancel(phase), t.login(corpus.User(u)), fmt.Sprintf("127.3.0.%d", 1+normalSeq.Add(1)%8), &tl)
+				inflight.Add(-1)
 				if err != nil {
 					tl.fail(err)
 					time.Sleep(10 * time.Millisecond)
@@ -317,9 +322,9 @@ func attackOne(ctx context.Context, s *server, o attackOptions, spec corpus.Spec
 	var plat []time.Duration
 	var probeErrs atomic.Int64
 	for _, c := range probes {
-		wg.Add(1)
+		normal.Add(1)
 		go func() {
-			defer wg.Done()
+			defer normal.Done()
 			for phase.Err() == nil {
 				t0 := time.Now()
 				if _, err := c.Cmd("NOOP"); err != nil {
@@ -335,6 +340,12 @@ func attackOne(ctx context.Context, s *server, o attackOptions, spec corpus.Spec
 		}()
 	}
 	wg.Wait()
+	normalDone := make(chan struct{})
+	go func() { normal.Wait(); close(normalDone) }()
+	select {
+	case <-normalDone:
+	case <-time.After(AttackGrace):
+	}
 	r.Seconds = time.Since(start).Seconds()
 	if cpu1, err := proc.CPU(s.pid()); err == nil {
 		r.ServerCPUSec = (cpu1 - cpu0).Seconds()
@@ -342,16 +353,26 @@ func attackOne(ctx context.Context, s *server, o attackOptions, spec corpus.Spec
 	}
 	stopSample()
 	r.PeakPSS = peak.Load()
-	r.Sessions, r.SessionErrors = tl.sessions.Load(), tl.errors.Load()
+	tl.mu.Lock()
+	lat := append([]time.Duration(nil), tl.lat...)
+	tl.mu.Unlock()
+	unfinished := inflight.Load()
+	r.Sessions, r.SessionErrors = tl.sessions.Load(), tl.errors.Load()+unfinished
 	if n := r.Sessions + r.SessionErrors; n > 0 {
 		r.SuccessPct = 100 * float64(r.Sessions) / float64(n)
 	}
+	tl.firstOnce.Do(func() {})
 	if tl.firstErr != nil {
 		r.FirstError = tl.firstErr.Error()
+	} else if unfinished > 0 {
+		r.FirstError = fmt.Sprintf("%d sessions unfinished %v after the measured phase", unfinished, AttackGrace)
 	}
-	r.SessionP50Ms, r.SessionP99Ms, _ = quantiles(tl.lat)
-	r.ProbeCmds, r.ProbeErrors = int64(len(plat)), probeErrs.Load()
-	r.ProbeP50Ms, r.ProbeP99Ms, r.ProbeMaxMs = quantiles(plat)
+	r.SessionP50Ms, r.SessionP99Ms, _ = quantiles(lat)
+	pmu.Lock()
+	pl := append([]time.Duration(nil), plat...)
+	pmu.Unlock()
+	r.ProbeCmds, r.ProbeErrors = int64(len(pl)), probeErrs.Load()
+	r.ProbeP50Ms, r.ProbeP99Ms, r.ProbeMaxMs = quantiles(pl)
 	r.FloodPass, r.FloodRefused = floodPass.Load(), floodRefused.Load()
 	st := ws.stop()
 	r.SlowOpened, r.SlowHeldMax, r.SlowGreetedMax, r.SlowRefused = st[0], st[1], st[2], st[3]
