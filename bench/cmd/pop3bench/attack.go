@@ -51,6 +51,7 @@ const (
 	AttackDialPar   = 256                    // parallel dials per worker while ramping
 	AttackSettle    = time.Second            // a started server is left alone before its baseline is read
 	AttackGrace     = 3 * time.Second        // a normal session may end this long after the measured phase
+	AttackStuck     = 5 * time.Second        // a session running this long when the figures are taken failed
 )
 
 type attackOptions struct {
@@ -293,20 +294,22 @@ func attackOne(ctx context.Context, s *server, o attackOptions, spec corpus.Spec
 			flood(phase, s.addr, attackSrc(200, 50, i), spec, i, &floodPass, &floodRefused)
 		}()
 	}
-	// Normal clients and probes. A session still running AttackGrace
-	// after the phase counts as failed; the figures are taken then.
+	// Normal clients and probes. The figures are taken AttackGrace after
+	// the phase; a session still running then counts as failed if it has
+	// run AttackStuck or longer, and is left out otherwise.
 	var tl tally
 	t := &target{Addr: s.addr, Spec: spec, Timeout: 30 * time.Second}
-	var normalSeq, inflight atomic.Int64
+	var normalSeq atomic.Int64
+	inflight := make([]atomic.Int64, o.Normal) // start of client k's session in flight (UnixNano), 0: none
 	var normal sync.WaitGroup
 	for k := 0; k < o.Normal; k++ {
 		normal.Add(1)
 		go func() {
 			defer normal.Done()
 			for u := k; phase.Err() == nil; {
-				inflight.Add(1)
+				inflight[k].Store(time.Now().UnixNano())
 				err := t.sessionFrom(context.WithoutCancel(phase), t.login(corpus.User(u)), fmt.Sprintf("127.3.0.%d", 1+normalSeq.Add(1)%8), &tl)
-				inflight.Add(-1)
+				inflight[k].Store(0)
 				if err != nil {
 					tl.fail(err)
 					time.Sleep(10 * time.Millisecond)
@@ -356,7 +359,12 @@ func attackOne(ctx context.Context, s *server, o attackOptions, spec corpus.Spec
 	tl.mu.Lock()
 	lat := append([]time.Duration(nil), tl.lat...)
 	tl.mu.Unlock()
-	unfinished := inflight.Load()
+	var unfinished int64
+	for k := range inflight {
+		if st := inflight[k].Load(); st != 0 && time.Since(time.Unix(0, st)) >= AttackStuck {
+			unfinished++
+		}
+	}
 	r.Sessions, r.SessionErrors = tl.sessions.Load(), tl.errors.Load()+unfinished
 	if n := r.Sessions + r.SessionErrors; n > 0 {
 		r.SuccessPct = 100 * float64(r.Sessions) / float64(n)
@@ -365,7 +373,7 @@ func attackOne(ctx context.Context, s *server, o attackOptions, spec corpus.Spec
 	if tl.firstErr != nil {
 		r.FirstError = tl.firstErr.Error()
 	} else if unfinished > 0 {
-		r.FirstError = fmt.Sprintf("%d sessions unfinished %v after the measured phase", unfinished, AttackGrace)
+		r.FirstError = fmt.Sprintf("%d sessions still running after %v or more", unfinished, AttackStuck)
 	}
 	r.SessionP50Ms, r.SessionP99Ms, _ = quantiles(lat)
 	pmu.Lock()
