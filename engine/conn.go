@@ -105,7 +105,7 @@ type conn struct {
 const tooLongMark = 0xFFFFFFFF
 
 // qbufKeep is the largest queue buffer kept once the queue is empty.
-const qbufKeep = 4 << 10
+const qbufKeep = 512
 
 func (k *conn) logger() *slog.Logger {
 	return k.srv.log.With("conn", k.id, "remote", k.remote)

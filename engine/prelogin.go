@@ -13,9 +13,9 @@ import (
 // in a heap by how many they hold, so that when the socket pool is nearly
 // full (pop3.shed_at) a new connection from another network can shed the
 // oldest unauthenticated connection of the network that holds the most.
-// Everything here is guarded by sockets.mu. A connection costs two list
-// pointers and three entry pointers; an entry exists only while its
-// address or network holds unauthenticated connections.
+// Everything here is guarded by sockets.mu. A connection carries its
+// address, two list pointers and three entry pointers; an entry exists
+// only while its address or network holds unauthenticated connections.
 
 // netKey is an address (bits 32 or 128) or a network prefix.
 type netKey struct {
