@@ -144,7 +144,7 @@ func liveCases() []liveCase {
 		{key: "pop3.socketmax", value: "1", prep: [][2]string{{"pop3.socketmin", "1"}, {"pop3.socketbacklog", "0"}}, want: "-ERR [SYS/TEMP]", probe: secondConnection},
 		{key: "pop3.socketbacklog", value: "0", prep: [][2]string{{"pop3.socketmin", "1"}, {"pop3.socketmax", "1"}}, want: "-ERR [SYS/TEMP]", probe: secondConnection},
 		{key: "limits.max_conns_per_ip", value: "1", want: "-ERR [SYS/TEMP]", probe: secondConnection},
-		{key: "limits.prelogin_per_ip", value: "1", want: "-ERR [SYS/TEMP]", probe: secondConnection},
+		{key: "limits.prelogin_per_ip", value: "1", want: "-ERR [SYS/TEMP]", probe: secondWhileFirstWaits},
 		{key: "pop3.backlog_wait", value: "1s", prep: [][2]string{{"pop3.socketmin", "1"}, {"pop3.socketmax", "1"}}, want: "-ERR [SYS/TEMP]", noBefore: true, probe: func(t *testing.T, in *pop3dtest.Server, ip string) string {
 			c1 := pop3dtest.Dial(t, in.POP3, ip)
 			defer c1.Close()
@@ -440,6 +440,19 @@ func secondConnection(t *testing.T, in *pop3dtest.Server, ip string) string {
 	}
 	c1.Cmd("QUIT")
 	return prefix(c2.Line())
+}
+
+// secondWhileFirstWaits opens a connection and, while it is still open
+// and not logged in, a second one from the same address, and returns the
+// start of the second's first line.
+func secondWhileFirstWaits(t *testing.T, in *pop3dtest.Server, ip string) string {
+	c1 := pop3dtest.Dial(t, in.POP3, ip)
+	defer c1.Close()
+	c2 := pop3dtest.DialRaw(t, in.POP3, ip)
+	defer c2.Close()
+	l := c2.Line()
+	c1.Cmd("QUIT")
+	return prefix(l)
 }
 
 // closedSoon reads until the server closes the connection (a timeout
