@@ -489,12 +489,14 @@ func (k *conn) deliver(r session.Reply) {
 		})
 		return
 	}
+	if r.Authenticated {
+		// Before the reply: a client that read it finds the session
+		// already under idle_timeout.
+		k.loggedIn()
+	}
 	if len(r.Out) > 0 && !k.write(r.Out) {
 		closeBody(r)
 		return
-	}
-	if r.Authenticated {
-		k.loggedIn()
 	}
 	if r.Body != nil {
 		k.startStream(r)
