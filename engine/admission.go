@@ -13,6 +13,8 @@ const (
 	admitWait                           // held silent in the backlog until a slot frees
 	admitFullBacklog                    // beyond socketmax+socketbacklog: refuse
 	admitPerIP                          // the address has max_conns_per_ip connections: refuse
+	admitPreIP                          // the address has prelogin_per_ip unauthenticated connections: refuse
+	admitPreNet                         // its network has prelogin_per_net(48) unauthenticated connections: refuse
 )
 
 // SocketStats is the socket pool's state.
@@ -31,10 +33,12 @@ type sockets struct {
 	waiting list.List // of *conn, FIFO
 	perIP   map[string]int
 	free    []*conn
+	pre     prelogin
 }
 
 func (p *sockets) init(min int) {
 	p.perIP = make(map[string]int)
+	p.pre.init()
 	p.free = make([]*conn, 0, min)
 	for range min {
 		p.free = append(p.free, new(conn))
@@ -74,12 +78,42 @@ func (p *sockets) put(k *conn, lim *settings) {
 	}
 }
 
-// admit registers a new connection.
-func (p *sockets) admit(k *conn, lim *settings) admitResult {
+// admit registers a new connection. When the pool holds shedAt or more
+// served connections, a connection from a network other than the one
+// holding the most unauthenticated connections sheds the oldest of those:
+// the victim is returned, already counted out of the pool (its slot went
+// to k when the pool was full), for the caller to close on its loop.
+func (p *sockets) admit(k *conn, lim *settings) (admitResult, *conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if lim.maxPerIP > 0 && p.perIP[k.ip] >= lim.maxPerIP {
-		return admitPerIP
+		return admitPerIP, nil
+	}
+	if k.addr.IsValid() {
+		switch p.pre.over(k.addr, lim) {
+		case "ip":
+			return admitPreIP, nil
+		case "net":
+			return admitPreNet, nil
+		}
+	}
+	var victim *conn
+	if p.inUse >= lim.shedAt && k.addr.IsValid() {
+		_, n, n48 := p.pre.entries(k.addr)
+		own := n
+		if n48 != nil || k.addr.Unmap().Is6() {
+			own = n48
+		}
+		if victim = p.pre.victim(own); victim != nil {
+			// Listed, so its OnClose has not left the pool yet and the
+			// open connection's reference is still held.
+			victim.refs.Add(1)
+			if p.inUse >= lim.socketMax {
+				// The victim's slot goes to k at once.
+				victim.admitted = false
+				p.inUse--
+			}
+		}
 	}
 	switch {
 	case p.inUse < lim.socketMax:
@@ -88,13 +122,24 @@ func (p *sockets) admit(k *conn, lim *settings) admitResult {
 	case p.waiting.Len() < lim.socketBacklog:
 		k.waitElem = p.waiting.PushBack(k)
 	default:
-		return admitFullBacklog
+		return admitFullBacklog, victim
 	}
+	k.counted = true
 	p.perIP[k.ip]++
+	p.pre.count(k)
 	if k.admitted {
-		return admitServe
+		p.pre.list(k)
+		return admitServe, victim
 	}
-	return admitWait
+	return admitWait, victim
+}
+
+// loggedIn takes an authenticated connection out of the unauthenticated
+// counts (it can no longer be shed).
+func (p *sockets) loggedIn(k *conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pre.uncount(k)
 }
 
 // leave removes a closed connection and returns the waiting connection that
@@ -102,9 +147,11 @@ func (p *sockets) admit(k *conn, lim *settings) admitResult {
 func (p *sockets) leave(k *conn, lim *settings) *conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !k.admitted && k.waitElem == nil {
+	p.pre.uncount(k)
+	if !k.counted {
 		return nil // refused: never counted
 	}
+	k.counted = false
 	if n := p.perIP[k.ip] - 1; n > 0 {
 		p.perIP[k.ip] = n
 	} else {
@@ -114,6 +161,9 @@ func (p *sockets) leave(k *conn, lim *settings) *conn {
 		p.waiting.Remove(k.waitElem)
 		k.waitElem = nil
 		return nil
+	}
+	if !k.admitted {
+		return nil // shed: its slot already went to another connection
 	}
 	k.admitted = false
 	p.inUse--
@@ -139,6 +189,7 @@ func (p *sockets) nextLocked(lim *settings) *conn {
 	w := p.waiting.Remove(e).(*conn)
 	w.waitElem = nil
 	w.admitted = true
+	p.pre.list(w)
 	w.refs.Add(1) // held until admitLater posted the greeting
 	p.inUse++
 	return w

@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"runtime/debug"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"container/list"
+	"net/netip"
 
 	"github.com/panjf2000/ants/v2"
 	"github.com/panjf2000/gnet/v2"
@@ -25,6 +28,11 @@ var (
 	replyWaitTimeout = []byte("-ERR [SYS/TEMP] no free connection slot, try again later\r\n")
 	replyIdle        = []byte("-ERR idle timeout\r\n")
 	replyDraining    = []byte("-ERR [SYS/TEMP] server shutting down, try again later\r\n")
+	replyPreIP       = []byte("-ERR [SYS/TEMP] too many connections from your address awaiting login\r\n")
+	replyPreNet      = []byte("-ERR [SYS/TEMP] too many connections from your network awaiting login\r\n")
+	replyShed        = []byte("-ERR [SYS/TEMP] server busy, connection closed to serve others\r\n")
+	replyDeadline    = []byte("-ERR [SYS/TEMP] login not completed in time\r\n")
+	replyPipelined   = []byte("-ERR [SYS/PERM] too many pipelined commands\r\n")
 )
 
 // Connection phases, read by the sweep.
@@ -49,10 +57,17 @@ type conn struct {
 	sess   session.Session
 	tr     Transport // optional inbound/outbound filter (TLS); nil for plaintext
 
-	split    splitter
-	queue    []qline // pipelined lines waiting, in order
-	queued   int     // octets held in queue (lineOverhead each) plus the partial line
-	received int     // octets received while waiting in the backlog
+	split splitter
+	// qbuf holds the pipelined lines waiting, in order, from qhead: each
+	// a 4-octet length (tooLongMark for a line over the limit) and its
+	// octets. qlines counts them. overflow: more arrived than
+	// limits.max_inbound or limits.max_pipelined allow; what is queued is
+	// answered, then the client is told and the connection closed.
+	qbuf     []byte
+	qhead    int
+	qlines   int
+	overflow bool
+	received int // octets received while waiting in the backlog
 
 	busy     bool // a command (or the greeting) is in flight
 	pumping  bool // pump is on the stack
@@ -65,23 +80,32 @@ type conn struct {
 	delivered int64
 	stream    *stream
 
-	admitted bool          // guarded by srv.sockets.mu
-	waitElem *list.Element // guarded by srv.sockets.mu
+	// Guarded by srv.sockets.mu: the socket pool's and the
+	// unauthenticated counts' view of the connection (prelogin.go).
+	admitted         bool // holds a slot of socketmax
+	counted          bool // counted in perIP (served or waiting)
+	listed           bool // on its wide network's list of served unauthenticated connections
+	waitElem         *list.Element
+	addr             netip.Addr
+	pre              [3]*preEntry // address, /24 or /64, /48
+	preNext, prePrev *conn
 
 	phase      atomic.Int32
 	authed     atomic.Bool
 	expiring   atomic.Bool // an idle or backlog expiry is on its way
 	closed     atomic.Bool // gnet closed the connection (OnClose ran)
 	lastActive atomic.Int64
+	openedAt   atomic.Int64 // connect time: pop3.login_deadline counts from it
 	waitSince  atomic.Int64
 	refs       atomic.Int32
 	shard      *shard // registry shard, set while registered
 }
 
-type qline struct {
-	line    []byte
-	tooLong bool
-}
+// tooLongMark is the queued length of a line over the limit.
+const tooLongMark = 0xFFFFFFFF
+
+// qbufKeep is the largest queue buffer kept once the queue is empty.
+const qbufKeep = 512
 
 func (k *conn) logger() *slog.Logger {
 	return k.srv.log.With("conn", k.id, "remote", k.remote)
@@ -202,11 +226,12 @@ func (k *conn) input(p []byte) gnet.Action {
 			return gnet.Close
 		}
 	}
+	if k.overflow {
+		return gnet.None // the rest is discarded; the refusal follows what is queued
+	}
 	k.split.feed(p, set.maxLine, k.enqueue)
-	if k.queued+k.split.pending() > set.maxInbound {
-		mInboundOverflow.Inc()
-		k.logger().Info("too much pipelined input, closing", "octets", k.queued+k.split.pending(), "limit", set.maxInbound)
-		return gnet.Close
+	if !k.overflow && k.queuedOctets()+k.split.pending() > set.maxInbound {
+		k.overflowed()
 	}
 	if k.phase.Load() == phaseActive {
 		k.pump()
@@ -214,13 +239,73 @@ func (k *conn) input(p []byte) gnet.Action {
 	return gnet.None
 }
 
+func (k *conn) queuedOctets() int { return len(k.qbuf) - k.qhead }
+
 func (k *conn) enqueue(line []byte, tooLong bool) {
-	q := qline{tooLong: tooLong}
-	if !tooLong {
-		q.line = append([]byte(nil), line...)
+	if k.overflow {
+		return
 	}
-	k.queue = append(k.queue, q)
-	k.queued += len(q.line) + lineOverhead
+	set := k.srv.settings()
+	n := len(line)
+	if tooLong {
+		n = 0
+	}
+	if k.qlines >= set.maxPipelined || k.queuedOctets()+n+lineOverhead > set.maxInbound {
+		k.overflowed()
+		return
+	}
+	if k.qhead > 0 && k.qhead >= len(k.qbuf)/2 {
+		k.qbuf = k.qbuf[:copy(k.qbuf, k.qbuf[k.qhead:])]
+		k.qhead = 0
+	}
+	size := uint32(n)
+	if tooLong {
+		size = tooLongMark
+	}
+	k.qbuf = binary.BigEndian.AppendUint32(k.qbuf, size)
+	if !tooLong {
+		k.qbuf = append(k.qbuf, line...)
+	}
+	k.qlines++
+}
+
+// overflowed stops taking input: the lines queued are answered, then the
+// client gets replyPipelined and the connection closes.
+func (k *conn) overflowed() {
+	k.overflow = true
+	k.split.reset()
+	mInboundOverflow.Inc()
+	k.logger().Info("too much pipelined input, refusing the rest", "octets", k.queuedOctets(), "lines", k.qlines,
+		"max_inbound", k.srv.settings().maxInbound, "max_pipelined", k.srv.settings().maxPipelined)
+}
+
+// dequeue takes the next queued line (a copy: the queue's buffer is
+// reused).
+func (k *conn) dequeue() (line []byte, tooLong bool) {
+	n := binary.BigEndian.Uint32(k.qbuf[k.qhead:])
+	k.qhead += 4
+	if n == tooLongMark {
+		tooLong = true
+	} else {
+		line = bytes.Clone(k.qbuf[k.qhead : k.qhead+int(n)])
+		k.qhead += int(n)
+	}
+	k.qlines--
+	if k.qhead >= len(k.qbuf) {
+		if cap(k.qbuf) > qbufKeep {
+			k.qbuf = nil
+		} else {
+			k.qbuf = k.qbuf[:0]
+		}
+		k.qhead = 0
+	}
+	return line, tooLong
+}
+
+func (k *conn) clearQueue() {
+	k.qbuf = nil
+	k.qhead = 0
+	k.qlines = 0
 }
 
 // pump hands queued lines to the session, one command in flight at a time.
@@ -230,33 +315,25 @@ func (k *conn) pump() {
 	}
 	k.pumping = true
 	defer func() { k.pumping = false }()
-	for !k.busy && len(k.queue) > 0 && k.phase.Load() == phaseActive && !k.closed.Load() {
-		q := k.queue[0]
-		k.queue[0] = qline{}
-		k.queue = k.queue[1:]
-		if len(k.queue) == 0 {
-			k.queue = k.queue[:0:0]
-		}
-		k.queued -= len(q.line) + lineOverhead
+	for !k.busy && k.qlines > 0 && k.phase.Load() == phaseActive && !k.closed.Load() {
+		line, tooLong := k.dequeue()
 		k.busy = true
-		if !q.tooLong && k.overLimit(q.line) {
-			q = qline{tooLong: true}
+		if !tooLong && k.overLimit(line) {
+			tooLong = true
 		}
-		if q.tooLong {
+		if tooLong {
 			k.deliver(k.call(func() session.Reply { return k.sess.LineTooLong() }))
 			continue
 		}
-		inline, ok := k.inline(q.line)
+		inline, ok := k.inline(line)
 		if !ok {
 			continue // the panic reply is on its way
 		}
 		if inline {
-			line := q.line
 			k.deliver(k.call(func() session.Reply { return k.sess.Handle(line) }))
 			continue
 		}
 		k.refs.Add(1)
-		line := q.line
 		err := k.srv.submit(func() {
 			defer k.release()
 			k.work(func() session.Reply { return k.sess.Handle(line) })
@@ -277,6 +354,10 @@ func (k *conn) pump() {
 			}
 			k.deliver(session.Reply{Out: replyBusy, Close: true})
 		}
+	}
+	if k.overflow && !k.busy && k.qlines == 0 && k.phase.Load() == phaseActive && !k.closed.Load() {
+		k.write(replyPipelined)
+		k.closeAfterFlush()
 	}
 }
 
@@ -408,13 +489,14 @@ func (k *conn) deliver(r session.Reply) {
 		})
 		return
 	}
+	if r.Authenticated {
+		// Before the reply: a client that read it finds the session
+		// already under idle_timeout.
+		k.loggedIn()
+	}
 	if len(r.Out) > 0 && !k.write(r.Out) {
 		closeBody(r)
 		return
-	}
-	if r.Authenticated {
-		k.authed.Store(true)
-		k.touch()
 	}
 	if r.Body != nil {
 		k.startStream(r)
@@ -423,13 +505,21 @@ func (k *conn) deliver(r session.Reply) {
 	k.finish(r)
 }
 
+// loggedIn marks the connection authenticated: the idle limit becomes
+// pop3.idle_timeout, and it leaves the unauthenticated counts.
+func (k *conn) loggedIn() {
+	if !k.authed.Swap(true) {
+		k.srv.sockets.loggedIn(k)
+	}
+	k.touch()
+}
+
 // deliverFirst is deliver for a reply whose body's first chunk was read
 // with it: the status line and the chunk go out in one system call, then
 // the rest of the stream follows.
 func (k *conn) deliverFirst(r session.Reply, buf []byte, n int, err error) {
 	if r.Authenticated {
-		k.authed.Store(true)
-		k.touch()
+		k.loggedIn()
 	}
 	if n > 0 && len(r.Out) > 0 && k.tr == nil {
 		ok := k.writev(r.Out, buf[:n])
@@ -490,8 +580,7 @@ func (k *conn) finish(r session.Reply) {
 // already buffered is discarded (RFC 2595 §4; the STARTTLS injection
 // class). The next command is read once the handshake is done.
 func (k *conn) startTLS() bool {
-	k.queue = nil
-	k.queued = 0
+	k.clearQueue()
 	k.split.reset()
 	nt := k.srv.opts.NewTransport
 	if nt == nil {
@@ -521,8 +610,7 @@ func (k *conn) info() session.ConnInfo {
 // buffered).
 func (k *conn) closeAfterFlush() {
 	k.phase.Store(phaseClosing)
-	k.queue = nil
-	k.queued = 0
+	k.clearQueue()
 	if k.closed.Load() {
 		return
 	}
@@ -624,6 +712,30 @@ func (k *conn) outputProgress() bool {
 		return true
 	}
 	return false
+}
+
+// deadlineExpire ends a connection that did not authenticate within
+// pop3.login_deadline of connecting, whatever it sent meanwhile. Output
+// still draining is no reason to wait: a second sweep after the refusal
+// closes it outright.
+func (k *conn) deadlineExpire() {
+	k.expiring.Store(false)
+	if k.authed.Load() {
+		return
+	}
+	if k.phase.Load() == phaseClosing {
+		_ = k.gc.Close()
+		return
+	}
+	mLoginDeadline.Inc()
+	k.logger().Info("no login within pop3.login_deadline, closing")
+	if k.busy {
+		k.phase.Store(phaseClosing)
+		_ = k.gc.Close()
+		return
+	}
+	k.write(replyDeadline)
+	k.closeAfterFlush()
 }
 
 // backlogExpire refuses a connection that waited too long for a slot.

@@ -15,9 +15,12 @@
 // SASL exchange, limits.max_line otherwise). A longer line gets
 // session.LineTooLong and is discarded up to its end.
 // One command is in flight per connection; pipelined lines (RFC 2449
-// PIPELINING) wait in order in the connection context, bounded by
-// limits.max_inbound (each line counts its octets plus a small overhead);
-// beyond it the connection is closed.
+// PIPELINING) wait in order in one buffer of the connection context (each
+// line its octets behind a 4-octet length), bounded by limits.max_inbound
+// octets and limits.max_pipelined lines: thousands of commands in one
+// write are answered in order. Beyond either bound the rest of the input
+// is discarded, what was queued is answered, then the client gets
+// "-ERR [SYS/PERM] too many pipelined commands" and the connection closes.
 //
 // A line the session calls Inline is handled on the event loop; any other
 // goes to the worker pool (pop3.threadcount, non-blocking: when it is full
@@ -47,7 +50,9 @@
 //
 // Every connection has an atomic last-activity time in a sharded
 // registry, swept once a second from gnet's OnTick: pop3.login_timeout
-// applies until a reply carries Authenticated, pop3.idle_timeout after
+// (silence) and pop3.login_deadline (the whole time since connect,
+// whatever the client sends: "-ERR [SYS/TEMP] login not completed in
+// time") apply until a reply carries Authenticated, pop3.idle_timeout after
 // (RFC 1939 §3: at least ten minutes). Input, replies and output drained
 // to the client all count as activity, so a long RETR to a slow reader
 // survives; before expiring a connection with output still queued, the
@@ -77,6 +82,18 @@
 //     this many, that many more are prepared (never more than socketmax in
 //     use plus free); a finished connection's context returns to the list
 //     while it holds fewer than socketmin+socketthreshold.
+//
+// Unauthenticated connections (served or waiting) are counted in one map
+// keyed by address and network (prelogin.go): limits.prelogin_per_ip,
+// prelogin_per_net (IPv4 /24, IPv6 /64) and prelogin_per_net48 cap them.
+// From pop3.shed_at percent of socketmax served, a new connection from a
+// network other than the one (IPv4 /24, IPv6 /48) holding the most served
+// unauthenticated connections sheds that network's oldest, when it holds
+// at least two and more than twice the newcomer's network; with the pool full
+// the newcomer takes the victim's slot at once. Logged-in sessions are
+// never shed. A heap of networks by count makes the choice O(log n).
+// Refusals on an implicit-TLS listener close the connection without a
+// plaintext reply (RFC 8314 clients would read it as a bad record).
 //
 // pop3.listen_backlog sets the kernel's accept queue (gnet listens with
 // somaxconn; the engine calls listen(2) again on a duplicate of the
@@ -123,7 +140,8 @@
 //
 // pop3_connections_current, pop3_connections_total,
 // pop3_sockets{state="in_use|waiting|free"},
-// pop3_connections_refused_total{reason="backlog_full|per_ip|backlog_timeout|shutting_down"},
+// pop3_connections_refused_total{reason="backlog_full|per_ip|backlog_timeout|shutting_down|prelogin_per_ip|prelogin_per_net"},
+// pop3_connections_shed_total, pop3_login_deadline_total,
 // pop3_pool_running, pop3_pool_waiting, pop3_pool_capacity,
 // pop3_pool_overload_total, pop3_pool_queued_total,
 // pop3_tls_handshakes_total{result="ok|failed"},

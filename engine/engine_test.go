@@ -150,23 +150,88 @@ func TestLineTooLong(t *testing.T) {
 	c.expect("+OK a\x00b")
 }
 
+// TestInboundLimit: input beyond limits.max_inbound is refused; what was
+// queued before it is answered in order, then the client is told, then
+// the connection closes.
 func TestInboundLimit(t *testing.T) {
 	ts := startServer(t, func(cfg *Config) { cfg.MaxInbound = 4096 })
 	c := ts.dial(t)
 	c.expect("+OK ready")
-	c.send("HOLD busy\r\n") // the worker holds the command until the test ends
-	c.send(strings.Repeat("ECHO x\r\n", 1000))
-	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	rest, err := io.ReadAll(c.r)
-	if err != nil {
-		t.Fatalf("connection not closed after exceeding max_inbound: %v", err)
+	g := ts.fx.gate("busy")
+	c.send("HOLD busy\r\n") // in flight until the gate opens: what follows is queued
+	g.waitEntered(t)
+	before := mInboundOverflow.Get()
+	var b strings.Builder
+	for i := range 1000 {
+		fmt.Fprintf(&b, "ECHO %d\r\n", i)
 	}
-	if strings.Count(string(rest), "+OK x") > 0 {
-		t.Fatalf("queued lines beyond max_inbound were answered: %q", rest[:min(len(rest), 100)])
+	c.send(b.String())
+	eventually(t, "the queue overflowed", func() bool { return mInboundOverflow.Get() > before })
+	g.open()
+	c.expect("+OK held")
+	n := 0
+	for {
+		l := c.line()
+		if l == "-ERR [SYS/PERM] too many pipelined commands" {
+			break
+		}
+		if l != fmt.Sprintf("+OK %d", n) {
+			t.Fatalf("reply %d: %q, want %q", n, l, fmt.Sprintf("+OK %d", n))
+		}
+		n++
 	}
+	// Each line costs its octets and a 4-octet length: "ECHO n" lines of
+	// 6 to 8 octets, so 4096 octets hold between 341 and 409 of them.
+	if n < 341 || n > 409 {
+		t.Fatalf("%d of 1000 queued lines answered, want 341..409 (max_inbound 4096)", n)
+	}
+	c.expectClosed(5 * time.Second)
 	// The server goes on serving others.
 	c2 := ts.dial(t)
 	c2.expect("+OK ready")
+}
+
+// TestPipelinedThousands: 5,000 commands in one write are all answered,
+// in order (RFC 2449 PIPELINING).
+func TestPipelinedThousands(t *testing.T) {
+	ts := startServer(t, nil)
+	c := ts.dial(t)
+	c.expect("+OK ready")
+	var b strings.Builder
+	for i := range 5000 {
+		if i%10 == 0 {
+			fmt.Fprintf(&b, "WORK %d\r\n", i) // some on a worker
+		} else {
+			fmt.Fprintf(&b, "ECHO %d\r\n", i)
+		}
+	}
+	c.send(b.String())
+	for i := range 5000 {
+		c.expect(fmt.Sprintf("+OK %d", i))
+	}
+	c.send("ECHO after\r\n")
+	c.expect("+OK after")
+}
+
+// TestPipelinedLimit: beyond limits.max_pipelined waiting commands the
+// client gets an error line before the close.
+func TestPipelinedLimit(t *testing.T) {
+	ts := startServer(t, func(cfg *Config) { cfg.MaxPipelined = 100 })
+	c := ts.dial(t)
+	c.expect("+OK ready")
+	g := ts.fx.gate("busy")
+	c.send("HOLD busy\r\n")
+	g.waitEntered(t)
+	before := mInboundOverflow.Get()
+	c.send(strings.Repeat("ECHO x\r\n", 300))
+	eventually(t, "the queue overflowed", func() bool { return mInboundOverflow.Get() > before })
+	g.open()
+	c.expect("+OK held")
+	for range 100 {
+		c.expect("+OK x")
+	}
+	c.expect("-ERR [SYS/PERM] too many pipelined commands")
+	c.expectClosed(5 * time.Second)
 }
 
 func TestDelay(t *testing.T) {
@@ -254,7 +319,7 @@ func TestMaxConnsPerIP(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	ts := startServer(t, nil) // login 60s, idle 10m
+	ts := startServer(t, func(cfg *Config) { cfg.LoginDeadline = time.Hour }) // login 60s, idle 10m
 	c1 := ts.dial(t)
 	c1.expect("+OK ready")
 	c2 := ts.dial(t)

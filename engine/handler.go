@@ -51,8 +51,13 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	s := h.s
 	set := s.settings()
 	mConnTotal.Inc()
+	la, _ := c.LocalAddr().(*net.TCPAddr)
+	implicitTLS := la != nil && s.bound[la.Port]
 	if s.draining.Load() {
 		mRefusedDraining.Inc()
+		if implicitTLS {
+			return nil, gnet.Close
+		}
 		return replyDraining, gnet.Close
 	}
 	k := s.sockets.get(set)
@@ -63,28 +68,49 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	k.local = c.LocalAddr().String()
 	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		k.ip = ta.IP.String()
+		k.addr = ta.AddrPort().Addr().Unmap()
 	} else {
 		k.ip = k.remote
 	}
+	// refuse answers in plaintext, except on an implicit-TLS listener,
+	// which never does (RFC 8314): the connection is just closed.
+	refuse := func(reply []byte) ([]byte, gnet.Action) {
+		s.sockets.put(k.recycled(), set)
+		if implicitTLS {
+			return nil, gnet.Close
+		}
+		return reply, gnet.Close
+	}
 	k.refs.Store(1) // the open connection
-	switch s.sockets.admit(k, set) {
+	res, victim := s.sockets.admit(k, set)
+	if victim != nil {
+		s.shed(victim)
+	}
+	switch res {
 	case admitPerIP:
 		mRefusedPerIP.Inc()
 		k.logger().Info("refused: max_conns_per_ip", "limit", set.maxPerIP)
-		s.sockets.put(k.recycled(), set)
-		return replyPerIP, gnet.Close
+		return refuse(replyPerIP)
+	case admitPreIP:
+		mRefusedPreIP.Inc()
+		k.logger().Info("refused: prelogin_per_ip", "limit", set.preIP)
+		return refuse(replyPreIP)
+	case admitPreNet:
+		mRefusedPreNet.Inc()
+		k.logger().Info("refused: prelogin_per_net", "limit", set.preNet, "limit48", set.preNet48)
+		return refuse(replyPreNet)
 	case admitFullBacklog:
 		mRefusedBacklog.Inc()
 		k.logger().Info("refused: socketmax and socketbacklog reached")
-		s.sockets.put(k.recycled(), set)
-		return replyTooMany, gnet.Close
+		return refuse(replyTooMany)
 	case admitWait:
 		k.phase.Store(phaseWaiting)
 		k.waitSince.Store(s.now().UnixNano())
 	case admitServe:
 		k.phase.Store(phaseActive)
 	}
-	if la, ok := c.LocalAddr().(*net.TCPAddr); ok && s.bound[la.Port] {
+	k.openedAt.Store(s.now().UnixNano())
+	if implicitTLS {
 		var tr Transport
 		err := errNoTLS
 		if s.opts.NewTransport != nil {
@@ -126,6 +152,31 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	return nil, gnet.None
+}
+
+// shed closes an unauthenticated connection chosen by admission to make
+// room for a connection from another network (on its own loop).
+// admission took a reference for it.
+func (s *Server) shed(v *conn) {
+	mShed.Inc()
+	v.post(v.shedNow, nil)
+	v.release()
+}
+
+// shedNow tells a shed connection why and closes it.
+func (k *conn) shedNow() {
+	if k.phase.Load() == phaseClosing {
+		return
+	}
+	k.logger().Info("shed: the socket pool is nearly full and its network holds the most unauthenticated connections")
+	if k.busy {
+		// A command is in flight: a reply now would corrupt its reply.
+		k.phase.Store(phaseClosing)
+		_ = k.gc.Close()
+		return
+	}
+	k.write(replyShed)
+	k.closeAfterFlush()
 }
 
 // recycled clears a context that never served a connection.
@@ -170,7 +221,7 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	s := h.s
 	k.closed.Store(true)
 	abortTransport(k) // ends a TLS handshake waiting for input (tls.go)
-	k.queue = nil
+	k.clearQueue()
 	s.registry.remove(k)
 	s.waker.remove(k)
 	mConnCurrent.Dec()

@@ -86,7 +86,8 @@ func (s *Server) renew(k *conn, r session.Renewer) {
 	}
 }
 
-// sweep ends connections idle beyond login_timeout (before
+// sweep ends connections not authenticated within login_deadline of
+// connecting, connections idle beyond login_timeout (before
 // authentication) or idle_timeout (after; RFC 1939 §3 asks for at least
 // ten minutes), and backlogged connections that waited beyond
 // backlog_wait. Activity is input received, a reply written, or output
@@ -105,8 +106,14 @@ func (s *Server) sweep(now time.Time) {
 				k.post(k.backlogExpire, nil)
 			}
 		default:
+			authed := k.authed.Load()
+			if !authed && set.loginDeadline > 0 && t-k.openedAt.Load() > int64(set.loginDeadline) {
+				k.expiring.Store(true)
+				k.post(k.deadlineExpire, nil)
+				return
+			}
 			limit := set.loginTimeout
-			if k.authed.Load() {
+			if authed {
 				limit = set.idleTimeout
 				if r, ok := k.sess.(session.Renewer); ok && r.RenewDue(now) {
 					s.renew(k, r)

@@ -21,12 +21,18 @@ type Config struct {
 	ThreadCount     int           // pop3.threadcount
 	TaskQueue       int           // pop3.task_queue
 	LoginTimeout    time.Duration // pop3.login_timeout
+	LoginDeadline   time.Duration // pop3.login_deadline: connect to login in all; 0: none
 	IdleTimeout     time.Duration // pop3.idle_timeout
+	ShedAt          int           // pop3.shed_at: percent of SocketMax; 0: 90
 
 	MaxLine          int // limits.max_line
 	MaxAuthLine      int // limits.max_auth_line
 	MaxConnsPerIP    int // limits.max_conns_per_ip; 0: no limit
 	MaxInbound       int // limits.max_inbound
+	MaxPipelined     int // limits.max_pipelined; 0: 10000
+	PreloginPerIP    int // limits.prelogin_per_ip; 0: no limit
+	PreloginPerNet   int // limits.prelogin_per_net (IPv4 /24, IPv6 /64); 0: no limit
+	PreloginPerNet48 int // limits.prelogin_per_net48 (IPv6 /48); 0: no limit
 	BacklogMaxInput  int // limits.backlog_max_input
 	OutboundHighMark int // limits.outbound_high_mark
 	OutboundLowMark  int // limits.outbound_low_mark
@@ -49,10 +55,19 @@ type settings struct {
 	taskQueue    int
 	loginTimeout time.Duration
 	idleTimeout  time.Duration
+	// loginDeadline is the whole time from connect to authentication.
+	loginDeadline time.Duration
+	// shedAt is the number of served connections from which new
+	// connections shed unauthenticated ones of the busiest network.
+	shedAt int
+	// Unauthenticated connections per address, per IPv4 /24 or IPv6 /64,
+	// per IPv6 /48.
+	preIP, preNet, preNet48 int
 
 	maxLine      int // the larger of max_line and max_auth_line: what the splitter keeps
 	cmdLine      int // max_line: the limit of a line unless the session's LineLimit says otherwise
 	maxInbound   int
+	maxPipelined int
 	outboundHigh int
 	outboundLow  int
 }
@@ -60,15 +75,17 @@ type settings struct {
 // Fallbacks for settings left at zero (the service's configuration check
 // normally refuses those; the engine must still not divide by zero or refuse everyone).
 const (
-	defaultThreadCount = 64
-	defaultLineMax     = 1024
-	defaultMaxInbound  = 64 << 10
-	defaultHighMark    = 256 << 10
-	defaultLowMark     = 64 << 10
+	defaultThreadCount  = 64
+	defaultLineMax      = 1024
+	defaultMaxInbound   = 128 << 10
+	defaultMaxPipelined = 10000
+	defaultShedAt       = 90
+	defaultHighMark     = 256 << 10
+	defaultLowMark      = 64 << 10
 	// lineOverhead is what one queued pipelined line costs beyond its
-	// octets, counted against limits.max_inbound so that a flood of
-	// empty lines is bounded too.
-	lineOverhead = 32
+	// octets (its length prefix in the connection's queue), counted
+	// against limits.max_inbound.
+	lineOverhead = 4
 	// chunkSize is the read size of a streamed reply body.
 	chunkSize = 256 << 10
 )
@@ -90,6 +107,11 @@ func newSettings(c *Config, f session.Factory) *settings {
 		maxLine:         max(c.MaxLine, c.MaxAuthLine),
 		cmdLine:         c.MaxLine,
 		maxInbound:      c.MaxInbound,
+		maxPipelined:    c.MaxPipelined,
+		loginDeadline:   c.LoginDeadline,
+		preIP:           c.PreloginPerIP,
+		preNet:          c.PreloginPerNet,
+		preNet48:        c.PreloginPerNet48,
 		outboundHigh:    c.OutboundHighMark,
 		outboundLow:     c.OutboundLowMark,
 	}
@@ -105,6 +127,14 @@ func newSettings(c *Config, f session.Factory) *settings {
 	if s.maxInbound <= 0 {
 		s.maxInbound = defaultMaxInbound
 	}
+	if s.maxPipelined <= 0 {
+		s.maxPipelined = defaultMaxPipelined
+	}
+	shed := c.ShedAt
+	if shed <= 0 || shed > 100 {
+		shed = defaultShedAt
+	}
+	s.shedAt = max(1, s.socketMax*shed/100)
 	if s.outboundHigh <= 0 {
 		s.outboundHigh = defaultHighMark
 	}

@@ -43,7 +43,10 @@ type liveCase struct {
 // pop3.socketmin and pop3.task_queue, the limits.* buffer sizes
 // (max_inbound, backlog_max_input, outbound marks), smtp.relay,
 // smtp.retry_for, smtp.queue_scan, smtp.data_timeout,
-// smtp.write_timeout, tls.cert and tls.key; the engine's, delivery's and
+// smtp.write_timeout, tls.cert and tls.key, the pre-login budget's
+// pop3.login_deadline, pop3.shed_at, limits.max_pipelined,
+// limits.prelogin_per_net(48), smtp.max_conns_per_net48 and
+// smtp.transaction_deadline; the engine's, smtpnet's, delivery's and
 // certificate manager's own tests cover those settings.
 func TestReloadAppliesLiveKeys(t *testing.T) {
 	c := integrationConfig(t, "logging = 3", "", mailbox(1, 2000))
@@ -141,6 +144,7 @@ func liveCases() []liveCase {
 		{key: "pop3.socketmax", value: "1", prep: [][2]string{{"pop3.socketmin", "1"}, {"pop3.socketbacklog", "0"}}, want: "-ERR [SYS/TEMP]", probe: secondConnection},
 		{key: "pop3.socketbacklog", value: "0", prep: [][2]string{{"pop3.socketmin", "1"}, {"pop3.socketmax", "1"}}, want: "-ERR [SYS/TEMP]", probe: secondConnection},
 		{key: "limits.max_conns_per_ip", value: "1", want: "-ERR [SYS/TEMP]", probe: secondConnection},
+		{key: "limits.prelogin_per_ip", value: "1", want: "-ERR [SYS/TEMP]", probe: secondWhileFirstWaits},
 		{key: "pop3.backlog_wait", value: "1s", prep: [][2]string{{"pop3.socketmin", "1"}, {"pop3.socketmax", "1"}}, want: "-ERR [SYS/TEMP]", noBefore: true, probe: func(t *testing.T, in *pop3dtest.Server, ip string) string {
 			c1 := pop3dtest.Dial(t, in.POP3, ip)
 			defer c1.Close()
@@ -234,6 +238,7 @@ func liveCases() []liveCase {
 		}},
 		{key: "smtp.max_connections", value: "1", want: "421", probe: secondSMTP},
 		{key: "smtp.max_conns_per_ip", value: "1", want: "421", probe: secondSMTP},
+		{key: "smtp.max_conns_per_net", value: "1", want: "421", probe: secondSMTP},
 		{key: "quota.domain_default", value: "1KB", want: "552 5.2.2", probe: func(t *testing.T, in *pop3dtest.Server, ip string) string {
 			c := dialSMTP(t, in, ip)
 			defer c.Close()
@@ -435,6 +440,19 @@ func secondConnection(t *testing.T, in *pop3dtest.Server, ip string) string {
 	}
 	c1.Cmd("QUIT")
 	return prefix(c2.Line())
+}
+
+// secondWhileFirstWaits opens a connection and, while it is still open
+// and not logged in, a second one from the same address, and returns the
+// start of the second's first line.
+func secondWhileFirstWaits(t *testing.T, in *pop3dtest.Server, ip string) string {
+	c1 := pop3dtest.Dial(t, in.POP3, ip)
+	defer c1.Close()
+	c2 := pop3dtest.DialRaw(t, in.POP3, ip)
+	defer c2.Close()
+	l := c2.Line()
+	c1.Cmd("QUIT")
+	return prefix(l)
 }
 
 // closedSoon reads until the server closes the connection (a timeout

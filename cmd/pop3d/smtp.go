@@ -38,10 +38,14 @@ func smtpOptions(cfg *config.Config, rt *runtime) smtpsvc.Options {
 
 func smtpNetOptions(cfg *config.Config, rt *runtime) smtpnet.Options {
 	return smtpnet.Options{
-		MaxConnections: cfg.SMTP.MaxConnections,
-		MaxConnsPerIP:  cfg.SMTP.MaxConnsPerIP,
-		DataTimeout:    cfg.SMTP.DataTimeout.D(),
-		Logger:         rt.log.With("service", "smtp"),
+		MaxConnections:      cfg.SMTP.MaxConnections,
+		MaxConnsPerIP:       cfg.SMTP.MaxConnsPerIP,
+		DataTimeout:         cfg.SMTP.DataTimeout.D(),
+		MaxConnsPerNet:      cfg.SMTP.MaxConnsPerNet,
+		MaxConnsPerNet48:    cfg.SMTP.MaxConnsPerNet48,
+		TransactionDeadline: cfg.SMTP.TransactionDeadline.D(),
+		HandshakeTimeout:    cfg.TLS.HandshakeTimeout.D(),
+		Logger:              rt.log.With("service", "smtp"),
 	}
 }
 

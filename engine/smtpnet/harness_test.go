@@ -33,6 +33,12 @@ type env struct {
 // network options given.
 func newEnv(t *testing.T, readTimeout time.Duration, o Options) *env {
 	t.Helper()
+	return newEnvWith(t, smtpsvc.Options{Hostname: "mx.test", ReadTimeout: readTimeout}, o)
+}
+
+// newEnvWith is newEnv with the protocol's options given.
+func newEnvWith(t *testing.T, so smtpsvc.Options, o Options) *env {
+	t.Helper()
 	root := t.TempDir()
 	st, err := memstore.New(memstore.Options{Node: 1})
 	if err != nil {
@@ -44,7 +50,7 @@ func newEnv(t *testing.T, readTimeout time.Duration, o Options) *env {
 	}
 	dlv := delivery.New(st, q, delivery.Options{Hostname: "mx.test", RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond})
 	dlv.Start()
-	svc := smtpsvc.New(st, q, dlv.Notify, smtpsvc.Options{Hostname: "mx.test", ReadTimeout: readTimeout})
+	svc := smtpsvc.New(st, q, dlv.Notify, so)
 	srv := New(func(lmtp bool) Protocol { return svc.NewServer(lmtp) }, o)
 	if err := srv.Listen([]string{"127.0.0.1:0"}, nil); err != nil {
 		t.Fatal(err)

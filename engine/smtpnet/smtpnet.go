@@ -1,21 +1,26 @@
 // Package smtpnet is the network side of the SMTP and LMTP service: it
-// binds the listeners, refuses connections beyond smtp.max_connections and
-// smtp.max_conns_per_ip with "421 4.7.0", turns the protocol's read
-// deadlines into inactivity limits bounded by smtp.data_timeout, and on
-// Close stops the listeners and ends the sessions still open at the
-// deadline. The protocol itself (session/smtp, on go-smtp) serves the
+// binds the listeners, refuses connections beyond smtp.max_connections,
+// smtp.max_conns_per_ip and smtp.max_conns_per_net(48) with "421 4.7.0",
+// turns the protocol's read deadlines into inactivity limits bounded by
+// smtp.data_timeout, bounds the time to the first mail transaction
+// (smtp.transaction_deadline) and a STARTTLS handshake
+// (tls.handshake_timeout), ends a session whose STARTTLS handshake failed,
+// and on Close stops the listeners and ends the sessions still open at
+// the deadline. The protocol itself (session/smtp, on go-smtp) serves the
 // connections each listener hands it.
 //
-// Metrics: smtp_connections_refused_total.
+// Metrics: smtp_connections_refused_total, smtp_starttls_failed_total.
 package smtpnet
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,11 +29,22 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 )
 
-// DefaultDataTimeout bounds a whole message transfer that keeps
-// trickling in, when Options.DataTimeout is 0.
-const DefaultDataTimeout = time.Hour
+// Defaults for zero Options.
+const (
+	// DefaultDataTimeout bounds a whole message transfer that keeps
+	// trickling in.
+	DefaultDataTimeout = time.Hour
+	// DefaultTransactionDeadline is the time a client has from connect to
+	// its first MAIL FROM.
+	DefaultTransactionDeadline = 2 * time.Minute
+	// DefaultHandshakeTimeout bounds a STARTTLS handshake.
+	DefaultHandshakeTimeout = 15 * time.Second
+)
 
-var mConnsRefused = metrics.GetOrCreateCounter(`smtp_connections_refused_total`)
+var (
+	mConnsRefused = metrics.GetOrCreateCounter(`smtp_connections_refused_total`)
+	mStartTLSFail = metrics.GetOrCreateCounter(`smtp_starttls_failed_total`)
+)
 
 // Protocol serves the connections of one listener until Shutdown; go-smtp's
 // *Server is one. Serve returns nil once Shutdown was called.
@@ -43,12 +59,29 @@ type Options struct {
 	MaxConnections int           // sessions open at once on all listeners; 0: no limit
 	MaxConnsPerIP  int           // sessions open at once from one address; 0: no limit
 	DataTimeout    time.Duration // longest one command or message may take while data keeps coming; 0: DefaultDataTimeout
-	Logger         *slog.Logger  // nil: discard
+	// MaxConnsPerNet bounds the sessions from one IPv4 /24 or IPv6 /64,
+	// MaxConnsPerNet48 those from one IPv6 /48; 0: no limit.
+	MaxConnsPerNet   int
+	MaxConnsPerNet48 int
+	// TransactionDeadline is the whole time from connect to the first
+	// accepted MAIL FROM, whatever the client sends meanwhile; 0:
+	// DefaultTransactionDeadline.
+	TransactionDeadline time.Duration
+	// HandshakeTimeout bounds a STARTTLS handshake from the protocol's
+	// "220 Ready to start TLS" to its end; 0: DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	Logger           *slog.Logger // nil: discard
 }
 
 func (o Options) withDefaults() Options {
 	if o.DataTimeout <= 0 {
 		o.DataTimeout = DefaultDataTimeout
+	}
+	if o.TransactionDeadline <= 0 {
+		o.TransactionDeadline = DefaultTransactionDeadline
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -401,41 +434,76 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 		}
 		o := l.opts()
 		ip := remoteIP(c)
-		if !l.limits.take(ip, o.MaxConnections, o.MaxConnsPerIP) {
+		if !l.limits.take(ip, o) {
 			mConnsRefused.Inc()
 			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 			_, _ = io.WriteString(c, replyTooMany)
 			_ = c.Close()
 			continue
 		}
-		tc := &trackedConn{Conn: c, conns: l.conns, dataTimeout: o.DataTimeout, limits: l.limits, ip: ip}
+		tc := &trackedConn{Conn: c, conns: l.conns, dataTimeout: o.DataTimeout, limits: l.limits, ip: ip,
+			handshake: o.HandshakeTimeout, log: o.Logger}
+		tc.budget = time.Now().Add(o.TransactionDeadline)
 		l.conns.Store(tc, struct{}{})
 		return tc, nil
 	}
 }
 
-// connLimits counts the open SMTP and LMTP sessions, in all and per
-// address, for smtp.max_connections and smtp.max_conns_per_ip.
+// connLimits counts the open SMTP and LMTP sessions, in all, per address
+// and per network (IPv4 /24, IPv6 /64 and /48), for smtp.max_connections,
+// max_conns_per_ip, max_conns_per_net and max_conns_per_net48.
 type connLimits struct {
 	mu    sync.Mutex
 	total int
 	perIP map[string]int
+	nets  map[netip.Prefix]int
 }
 
-func (c *connLimits) take(ip string, maxTotal, maxPerIP int) bool {
+// networks returns the networks a connection from ip counts under: the /24
+// or /64, and for IPv6 the /48 (invalid otherwise, and both for a peer
+// that is not IP, such as a unix socket).
+func networks(ip string) (net, net48 netip.Prefix) {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is4() {
+		net, _ = a.Prefix(24)
+		return net, netip.Prefix{}
+	}
+	net, _ = a.Prefix(64)
+	net48, _ = a.Prefix(48)
+	return net, net48
+}
+
+func (c *connLimits) take(ip string, o *Options) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if maxTotal > 0 && c.total >= maxTotal {
+	if o.MaxConnections > 0 && c.total >= o.MaxConnections {
 		return false
 	}
-	if maxPerIP > 0 && c.perIP[ip] >= maxPerIP {
+	if o.MaxConnsPerIP > 0 && c.perIP[ip] >= o.MaxConnsPerIP {
+		return false
+	}
+	n, n48 := networks(ip)
+	if n.IsValid() && o.MaxConnsPerNet > 0 && c.nets[n] >= o.MaxConnsPerNet {
+		return false
+	}
+	if n48.IsValid() && o.MaxConnsPerNet48 > 0 && c.nets[n48] >= o.MaxConnsPerNet48 {
 		return false
 	}
 	if c.perIP == nil {
 		c.perIP = make(map[string]int)
+		c.nets = make(map[netip.Prefix]int)
 	}
 	c.total++
 	c.perIP[ip]++
+	for _, p := range []netip.Prefix{n, n48} {
+		if p.IsValid() {
+			c.nets[p]++
+		}
+	}
 	return true
 }
 
@@ -445,6 +513,14 @@ func (c *connLimits) release(ip string) {
 	c.total--
 	if c.perIP[ip]--; c.perIP[ip] <= 0 {
 		delete(c.perIP, ip)
+	}
+	n, n48 := networks(ip)
+	for _, p := range []netip.Prefix{n, n48} {
+		if p.IsValid() {
+			if c.nets[p]--; c.nets[p] <= 0 {
+				delete(c.nets, p)
+			}
+		}
 	}
 }
 
@@ -463,6 +539,13 @@ func remoteIP(c net.Conn) string {
 // the deadline forward by the same amount (RFC 5321 §4.5.3.2.6 asks for a
 // timeout per data block), but never past dataTimeout after it was set, so
 // a client dribbling data still ends.
+//
+// Two budgets bound a client that keeps sending: until the protocol calls
+// TransactionStarted (its first MAIL FROM accepted), no deadline reaches
+// past smtp.transaction_deadline from connect; and a STARTTLS handshake,
+// from go-smtp's "220 Ready to start TLS" on, has tls.handshake_timeout in
+// all. A handshake that fails ends the session: go-smtp (v0.25) would
+// answer 550 and go on in plaintext with the session's EHLO state.
 type trackedConn struct {
 	net.Conn
 	conns       *sync.Map
@@ -470,32 +553,85 @@ type trackedConn struct {
 	dataTimeout time.Duration
 	limits      *connLimits
 	ip          string
+	handshake   time.Duration
+	log         *slog.Logger
 
-	mu    sync.Mutex
-	idle  time.Duration // the inactivity limit; 0: no deadline
-	until time.Time     // no extension beyond this
+	mu          sync.Mutex
+	idle        time.Duration // the inactivity limit; 0: no deadline
+	until       time.Time     // no extension beyond this
+	budget      time.Time     // before the first transaction, no deadline beyond this
+	started     bool          // a transaction was started: budget no longer applies
+	handshaking bool          // between STARTTLS's 220 and the handshake's end
+}
+
+// go-smtp's replies around STARTTLS (conn.go handleStartTLS, v0.25); the
+// STARTTLS tests fail if a new version changes them.
+var (
+	replyReadyTLS   = []byte("220 2.0.0 Ready to start TLS\r\n")
+	replyHandshakeE = []byte("550 ")
+)
+
+// budgetWriteGrace is how long after the pre-transaction budget the
+// closing reply may take to write.
+const budgetWriteGrace = 5 * time.Second
+
+// capLocked applies the pre-transaction budget to a read deadline.
+func (c *trackedConn) capLocked(t time.Time) time.Time {
+	if c.started || c.budget.IsZero() {
+		return t
+	}
+	if t.IsZero() || t.After(c.budget) {
+		return c.budget
+	}
+	return t
 }
 
 func (c *trackedConn) SetReadDeadline(t time.Time) error {
-	c.setIdle(t)
-	return c.Conn.SetReadDeadline(t)
+	return c.Conn.SetReadDeadline(c.setIdle(t))
+}
+
+// SetWriteDeadline caps writes at the pre-transaction budget plus
+// budgetWriteGrace, so that go-smtp's 421 after the budget's read timeout
+// still goes out.
+func (c *trackedConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	if !c.started && !c.budget.IsZero() {
+		if end := c.budget.Add(budgetWriteGrace); t.IsZero() || t.After(end) {
+			t = end
+		}
+	}
+	c.mu.Unlock()
+	return c.Conn.SetWriteDeadline(t)
 }
 
 func (c *trackedConn) SetDeadline(t time.Time) error {
-	c.setIdle(t)
-	return c.Conn.SetDeadline(t)
+	return c.Conn.SetDeadline(c.setIdle(t))
 }
 
-func (c *trackedConn) setIdle(t time.Time) {
+// setIdle records the inactivity limit a new read deadline t stands for
+// and returns the deadline to set. go-smtp sets one before reading each
+// command, so one after STARTTLS means the handshake is over.
+func (c *trackedConn) setIdle(t time.Time) time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.handshaking = false
 	if t.IsZero() {
 		c.idle = 0
-		return
+		c.until = c.capLocked(time.Time{})
+		return c.until
 	}
 	now := time.Now()
 	c.idle = t.Sub(now)
-	c.until = now.Add(max(c.dataTimeout, c.idle))
+	c.until = c.capLocked(now.Add(max(c.dataTimeout, c.idle)))
+	return c.capLocked(t)
+}
+
+// TransactionStarted lifts the pre-transaction budget from the next
+// deadline on; the protocol calls it when it accepts a MAIL FROM.
+func (c *trackedConn) TransactionStarted() {
+	c.mu.Lock()
+	c.started = true
+	c.mu.Unlock()
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {
@@ -513,6 +649,37 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+func (c *trackedConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	hs := c.handshaking
+	c.mu.Unlock()
+	if hs && bytes.HasPrefix(p, replyHandshakeE) {
+		// The handshake failed (or timed out): end the session rather
+		// than go on in plaintext.
+		mStartTLSFail.Inc()
+		c.log.Info("STARTTLS handshake failed, closing", "remote", c.RemoteAddr().String())
+		_ = c.Conn.Close()
+		return len(p), nil
+	}
+	n, err := c.Conn.Write(p)
+	if !hs && bytes.Equal(p, replyReadyTLS) {
+		c.startHandshake()
+	}
+	return n, err
+}
+
+// startHandshake gives the STARTTLS handshake tls.handshake_timeout in
+// all: reads during it extend nothing.
+func (c *trackedConn) startHandshake() {
+	c.mu.Lock()
+	c.handshaking = true
+	d := c.capLocked(time.Now().Add(c.handshake))
+	c.idle, c.until = 0, d
+	c.mu.Unlock()
+	_ = c.Conn.SetReadDeadline(d)
+	_ = c.Conn.SetWriteDeadline(d)
 }
 
 func (c *trackedConn) Close() error {

@@ -29,6 +29,7 @@ type rcpt struct {
 type session struct {
 	s      *Service
 	conn   *gosmtp.Conn
+	net    transactionMarker // the network connection's budget; nil when it has none
 	lmtp   bool
 	remote string
 	log    *slog.Logger
@@ -154,6 +155,9 @@ func (ss *session) mail(from string, opts *gosmtp.MailOptions) error {
 	if opts != nil && opts.Size > ss.s.o().MaxMessageSize {
 		mDataTooBig.Inc()
 		return errTooBig // RFC 1870 §6.1
+	}
+	if ss.net != nil {
+		ss.net.TransactionStarted()
 	}
 	ss.mu.Lock()
 	ss.fromSet = true

@@ -33,6 +33,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -202,8 +203,24 @@ func (b *backend) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 	return &session{
 		s:      s,
 		conn:   c,
+		net:    markerOf(c.Conn()),
 		lmtp:   b.lmtp,
 		remote: remote,
 		log:    s.o().Logger.With("conn", id, "remote", remote, "lmtp", b.lmtp),
 	}, nil
+}
+
+// transactionMarker is implemented by network connections that bound the
+// time before the first mail transaction (engine/smtpnet): an accepted
+// MAIL FROM lifts the bound.
+type transactionMarker interface{ TransactionStarted() }
+
+// markerOf finds the transactionMarker under a session's connection (under
+// crypto/tls after STARTTLS).
+func markerOf(c net.Conn) transactionMarker {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	m, _ := c.(transactionMarker)
+	return m
 }

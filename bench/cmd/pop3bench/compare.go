@@ -369,6 +369,12 @@ func buildTool(ctx context.Context, work, pkg string) (string, error) {
 }
 
 func setupPop3d(ctx context.Context, o compareOptions, spec corpus.Spec) (*server, error) {
+	return setupPop3dWith(ctx, o, spec, nil)
+}
+
+// setupPop3dWith is setupPop3d with explicit pool sizes (nil: sized for
+// the idle scenarios).
+func setupPop3dWith(ctx context.Context, o compareOptions, spec corpus.Spec, pools *pop3dPools) (*server, error) {
 	var err error
 	if o.Pop3d == "" {
 		if o.Pop3d, err = buildTool(ctx, o.Work, "./cmd/pop3d"); err != nil {
@@ -410,7 +416,7 @@ func setupPop3d(ctx context.Context, o compareOptions, spec corpus.Spec) (*serve
 		}
 	}
 	return startPop3d(ctx, pop3dOptions{Binary: o.Pop3d, Dir: dir, Port: Pop3dPort, TLSPort: Pop3dTLSPort,
-		SMTPPort: Pop3dSMTPPort, Admin: Pop3dAdminPort, MaxConns: max(o.Idle, o.IdleLogin)})
+		SMTPPort: Pop3dSMTPPort, Admin: Pop3dAdminPort, MaxConns: max(o.Idle, o.IdleLogin), Pools: pools})
 }
 
 // pop3ctlImport builds the store with the administrator's tool: add the

@@ -11,6 +11,7 @@
 //	pop3bench corpus   -maildir DIR | -store MAILROOT
 //	pop3bench report   -json out.json -html out.html
 //	pop3bench compare  [-quick] [-pop3d PATH] [-out DIR]
+//	pop3bench attack   [-quick] [-pop3d PATH] [-servers pop3d,dovecot]
 //
 // -pid names the server's process: its whole tree's CPU time and PSS are
 // measured before and after each run.
@@ -53,6 +54,10 @@ func main() {
 		err = runCompare(ctx, os.Args[2:])
 	case "idle-worker":
 		err = idleWorker(os.Args[2:])
+	case "attack":
+		err = runAttack(ctx, os.Args[2:])
+	case "attack-worker":
+		err = attackWorker(os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		usage()
 		return
@@ -73,6 +78,7 @@ scenarios: sessions retr idle smtp   (against a running server)
            corpus                    (write the corpus as Maildir or into a mail root)
            report                    (render JSON results as HTML)
            compare                   (pop3d against Dovecot, side by side)
+           attack                    (slow clients, a password flood and normal clients at once, pop3d and Dovecot)
 Run "pop3bench SCENARIO -h" for its flags.`)
 }
 

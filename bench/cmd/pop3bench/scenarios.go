@@ -77,8 +77,12 @@ func (t *tally) fill(r *report.Run, secs float64) {
 // session runs one full POP3 session: USER/PASS, STAT, UIDL, LIST, RETR of
 // every message with its octets checked against LIST, optional DELE, QUIT.
 func (t *target) session(ctx context.Context, user string, tl *tally) error {
+	return t.sessionFrom(ctx, user, fmt.Sprintf("127.0.0.%d", 1+t.seq.Add(1)%IdleSourceIPs), tl)
+}
+
+// sessionFrom is session from the source address local.
+func (t *target) sessionFrom(ctx context.Context, user, local string, tl *tally) error {
 	start := time.Now()
-	local := fmt.Sprintf("127.0.0.%d", 1+t.seq.Add(1)%IdleSourceIPs)
 	c, err := pop3c.Dial(ctx, t.Addr, pop3c.Options{TLS: t.TLS, Timeout: t.Timeout, Local: local})
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)

@@ -356,6 +356,14 @@ type pop3dOptions struct {
 	SMTPPort int
 	Admin    int
 	MaxConns int
+	// Pools, when set, replaces the pool sizes derived from MaxConns;
+	// zero fields are left to pop3d's defaults.
+	Pools *pop3dPools
+}
+
+// pop3dPools are pop3d's socket pool sizes.
+type pop3dPools struct {
+	SocketMax, Backlog int
 }
 
 // startPop3d writes a config for our server and starts it.
@@ -368,6 +376,19 @@ func startPop3d(ctx context.Context, o pop3dOptions) (*server, error) {
 }
 
 func startPop3dOnce(ctx context.Context, o pop3dOptions) (*server, error) {
+	// The idle scenarios hold thousands of unauthenticated connections
+	// from eight addresses of one /24: the pre-login caps make room.
+	pools := fmt.Sprintf("socketmax = %d\nsocketbacklog = 1000\n", o.MaxConns+1000)
+	limits := fmt.Sprintf("[limits]\nprelogin_per_ip = %[1]d\nprelogin_per_net = %[1]d\nprelogin_per_net48 = %[1]d\n", o.MaxConns+1000)
+	if p := o.Pools; p != nil {
+		pools, limits = "", ""
+		if p.SocketMax > 0 {
+			pools += fmt.Sprintf("socketmax = %d\n", p.SocketMax)
+		}
+		if p.Backlog > 0 {
+			pools += fmt.Sprintf("socketbacklog = %d\n", p.Backlog)
+		}
+	}
 	conf := fmt.Sprintf(`# pop3bench: pop3d under test.
 mailroot = "mailroot"
 node = 1
@@ -375,13 +396,11 @@ logging = 1
 [pop3]
 listen = ["127.0.0.1:%d"]
 listen_tls = ["127.0.0.1:%d"]
-socketmax = %d
-socketbacklog = 1000
-[smtp]
+%s[smtp]
 listen = ["127.0.0.1:%d"]
 [admin]
 listen = "127.0.0.1:%d"
-`, o.Port, o.TLSPort, o.MaxConns+1000, o.SMTPPort, o.Admin)
+%s`, o.Port, o.TLSPort, pools, o.SMTPPort, o.Admin, limits)
 	confPath := filepath.Join(o.Dir, "pop3d.toml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, err

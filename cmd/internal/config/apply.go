@@ -65,6 +65,8 @@ var applies = []struct {
 	{"pop3.threadcount", Live, ""},
 	{"pop3.task_queue", Live, ""},
 	{"pop3.login_timeout", Live, ""},
+	{"pop3.login_deadline", Live, ""},
+	{"pop3.shed_at", Live, ""},
 	{"pop3.idle_timeout", Live, ""},
 	{"pop3.expire_days", Live, ""},
 	{"pop3.login_delay", Live, ""},
@@ -83,6 +85,9 @@ var applies = []struct {
 	{"smtp.write_timeout", Live, ""},
 	{"smtp.max_connections", Live, ""},
 	{"smtp.max_conns_per_ip", Live, ""},
+	{"smtp.max_conns_per_net", Live, ""},
+	{"smtp.max_conns_per_net48", Live, ""},
+	{"smtp.transaction_deadline", Live, ""},
 
 	{"tls.cert", Live, ""},
 	{"tls.key", Live, ""},
@@ -102,6 +107,10 @@ var applies = []struct {
 	{"limits.backlog_max_input", Live, ""},
 	{"limits.outbound_high_mark", Live, ""},
 	{"limits.outbound_low_mark", Live, ""},
+	{"limits.max_pipelined", Live, ""},
+	{"limits.prelogin_per_ip", Live, ""},
+	{"limits.prelogin_per_net", Live, ""},
+	{"limits.prelogin_per_net48", Live, ""},
 
 	{"quota.domain_default", Live, ""},
 

@@ -74,9 +74,16 @@ type POP3 struct {
 	ThreadCount     int      `toml:"threadcount"`     // worker pool size for disk and crypto work
 	TaskQueue       int      `toml:"task_queue"`      // tasks that may wait for a busy pool before commands get "server busy"
 	LoginTimeout    Duration `toml:"login_timeout"`   // idle limit before authentication
-	IdleTimeout     Duration `toml:"idle_timeout"`    // idle limit after authentication (RFC 1939: at least 10m)
-	ExpireDays      int      `toml:"expire_days"`     // advertised EXPIRE; -1: NEVER, not advertised when 0
-	LoginDelay      int      `toml:"login_delay"`     // advertised LOGIN-DELAY seconds; 0: not advertised
+	// LoginDeadline is the whole time a connection has, from connect, to
+	// authenticate, whatever it sends meanwhile.
+	LoginDeadline Duration `toml:"login_deadline"`
+	// ShedAt is the fill of the socket pool, in percent of socketmax, from
+	// which a new connection from another network sheds an unauthenticated
+	// connection of the network that holds the most.
+	ShedAt      int      `toml:"shed_at"`
+	IdleTimeout Duration `toml:"idle_timeout"` // idle limit after authentication (RFC 1939: at least 10m)
+	ExpireDays  int      `toml:"expire_days"`  // advertised EXPIRE; -1: NEVER, not advertised when 0
+	LoginDelay  int      `toml:"login_delay"`  // advertised LOGIN-DELAY seconds; 0: not advertised
 }
 
 // SMTP is the SMTP service and the delivery service.
@@ -98,6 +105,13 @@ type SMTP struct {
 	// client gets "421 4.7.0" and is closed.
 	MaxConnections int `toml:"max_connections"`
 	MaxConnsPerIP  int `toml:"max_conns_per_ip"`
+	// MaxConnsPerNet bounds the sessions from one IPv4 /24 or IPv6 /64,
+	// MaxConnsPerNet48 those from one IPv6 /48 (0: no limit).
+	MaxConnsPerNet   int `toml:"max_conns_per_net"`
+	MaxConnsPerNet48 int `toml:"max_conns_per_net48"`
+	// TransactionDeadline is the whole time a client has, from connect,
+	// to start its first mail transaction (MAIL FROM accepted).
+	TransactionDeadline Duration `toml:"transaction_deadline"`
 }
 
 // TLS is the certificate for STLS, implicit TLS and SMTP STARTTLS.
@@ -132,6 +146,12 @@ type Limits struct {
 	BacklogMaxInput  int `toml:"backlog_max_input"`  // octets a held (backlogged) connection may send
 	OutboundHighMark int `toml:"outbound_high_mark"` // pause a RETR stream above this many queued octets
 	OutboundLowMark  int `toml:"outbound_low_mark"`  // resume it below this
+	MaxPipelined     int `toml:"max_pipelined"`      // commands waiting behind the one in flight before the connection is refused
+	// Unauthenticated connections (held in the backlog or served) from one
+	// address, one IPv4 /24 or IPv6 /64, and one IPv6 /48.
+	PreloginPerIP    int `toml:"prelogin_per_ip"`
+	PreloginPerNet   int `toml:"prelogin_per_net"`
+	PreloginPerNet48 int `toml:"prelogin_per_net48"`
 }
 
 // Quota holds quota defaults.
@@ -193,21 +213,26 @@ func Default() *Config {
 			ThreadCount:     64,
 			TaskQueue:       4096,
 			LoginTimeout:    Duration(60 * time.Second),
+			LoginDeadline:   Duration(60 * time.Second),
+			ShedAt:          90,
 			IdleTimeout:     Duration(10 * time.Minute),
 		},
 		SMTP: SMTP{
-			Listen:         []string{"127.0.0.1:2525"},
-			LMTPListen:     []string{},
-			MaxMessageSize: 50 << 20,
-			MaxRecipients:  100,
-			RetryFor:       Duration(48 * time.Hour),
-			QueueScan:      Duration(time.Minute),
-			MaxLine:        2000,
-			MaxConnections: 1000,
-			MaxConnsPerIP:  20,
-			ReadTimeout:    Duration(5 * time.Minute),
-			DataTimeout:    Duration(time.Hour),
-			WriteTimeout:   Duration(5 * time.Minute),
+			Listen:              []string{"127.0.0.1:2525"},
+			LMTPListen:          []string{},
+			MaxMessageSize:      50 << 20,
+			MaxRecipients:       100,
+			RetryFor:            Duration(48 * time.Hour),
+			QueueScan:           Duration(time.Minute),
+			MaxLine:             2000,
+			MaxConnections:      1000,
+			MaxConnsPerIP:       20,
+			MaxConnsPerNet:      100,
+			MaxConnsPerNet48:    400,
+			TransactionDeadline: Duration(2 * time.Minute),
+			ReadTimeout:         Duration(5 * time.Minute),
+			DataTimeout:         Duration(time.Hour),
+			WriteTimeout:        Duration(5 * time.Minute),
 		},
 		TLS: TLS{
 			MinVersion:       "1.2",
@@ -220,7 +245,11 @@ func Default() *Config {
 			MaxBadCommands:   10,
 			MaxAuthFailures:  3,
 			MaxConnsPerIP:    0,
-			MaxInbound:       64 << 10,
+			MaxInbound:       128 << 10,
+			MaxPipelined:     10000,
+			PreloginPerIP:    20,
+			PreloginPerNet:   100,
+			PreloginPerNet48: 400,
 			BacklogMaxInput:  1024,
 			OutboundHighMark: 256 << 10,
 			OutboundLowMark:  64 << 10,

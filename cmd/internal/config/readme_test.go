@@ -56,3 +56,70 @@ func TestREADMEDocumentsAuthSettings(t *testing.T) {
 		}
 	}
 }
+
+// readmeKeys lists the dotted keys the block sets.
+func readmeKeys(block string) []string {
+	var keys []string
+	table := ""
+	header := regexp.MustCompile(`^\[([a-z0-9_]+)\]`)
+	key := regexp.MustCompile(`^([a-z0-9_]+)\s*=`)
+	for _, l := range strings.Split(block, "\n") {
+		if m := header.FindStringSubmatch(l); m != nil {
+			table = m[1] + "."
+			continue
+		}
+		if m := key.FindStringSubmatch(l); m != nil {
+			keys = append(keys, table+m[1])
+		}
+	}
+	return keys
+}
+
+// TestReadmeLimits: every limit of the pre-login budget, the pipelining
+// bound and the SMTP budgets appears in the README's configuration
+// section with its default, and no key there shows another value than
+// the default.
+func TestReadmeLimits(t *testing.T) {
+	block := readmeConfig(t)
+	shown, err := Parse([]byte(block), "/readme/pop3d.toml")
+	if err != nil {
+		t.Fatalf("the README's configuration block does not load: %v", err)
+	}
+	def := Default()
+	keys := readmeKeys(block)
+	have := map[string]bool{}
+	for _, k := range keys {
+		have[k] = true
+		if k == "mailroot" {
+			continue // resolved against the file's folder
+		}
+		got, err := Get(shown, k)
+		if err != nil {
+			t.Errorf("README key %s: %v", k, err)
+			continue
+		}
+		if want, _ := Get(def, k); got != want {
+			t.Errorf("README shows %s = %s, the default is %s", k, got, want)
+		}
+	}
+	for _, k := range []string{
+		"pop3.login_timeout", "pop3.login_deadline", "pop3.shed_at", "pop3.socketmax", "pop3.socketbacklog",
+		"limits.max_inbound", "limits.max_pipelined",
+		"limits.prelogin_per_ip", "limits.prelogin_per_net", "limits.prelogin_per_net48",
+		"smtp.max_connections", "smtp.max_conns_per_ip", "smtp.max_conns_per_net", "smtp.max_conns_per_net48",
+		"smtp.transaction_deadline", "tls.handshake_timeout",
+	} {
+		if !have[k] {
+			t.Errorf("README's configuration section does not show %s (default %v)", k, mustGet(t, def, k))
+		}
+	}
+}
+
+func mustGet(t *testing.T, c *Config, k string) string {
+	t.Helper()
+	v, err := Get(c, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}

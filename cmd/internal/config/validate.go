@@ -123,6 +123,12 @@ func (c *Config) Validate() error {
 	if p.LoginTimeout <= 0 {
 		e.add("pop3.login_timeout", "must be positive")
 	}
+	if p.LoginDeadline <= 0 {
+		e.add("pop3.login_deadline", "must be positive")
+	}
+	if p.ShedAt < 1 || p.ShedAt > 100 {
+		e.add("pop3.shed_at", "must be a percentage of pop3.socketmax between 1 and 100 (is %d)", p.ShedAt)
+	}
 	if p.IdleTimeout <= 0 {
 		e.add("pop3.idle_timeout", "must be positive (RFC 1939 asks for at least 10m)")
 	}
@@ -165,6 +171,15 @@ func (c *Config) Validate() error {
 	}
 	if s.MaxConnsPerIP < 0 {
 		e.add("smtp.max_conns_per_ip", "must not be negative (0: no limit)")
+	}
+	if s.MaxConnsPerNet < 0 {
+		e.add("smtp.max_conns_per_net", "must not be negative (0: no limit)")
+	}
+	if s.MaxConnsPerNet48 < 0 {
+		e.add("smtp.max_conns_per_net48", "must not be negative (0: no limit)")
+	}
+	if s.TransactionDeadline <= 0 {
+		e.add("smtp.transaction_deadline", "must be positive")
 	}
 	if s.DataTimeout <= 0 {
 		e.add("smtp.data_timeout", "must be positive")
@@ -217,6 +232,18 @@ func (c *Config) Validate() error {
 	}
 	if l.MaxInbound < l.MaxLine {
 		e.add("limits.max_inbound", "must be at least limits.max_line (%d < %d)", l.MaxInbound, l.MaxLine)
+	}
+	if l.MaxPipelined < 1 {
+		e.add("limits.max_pipelined", "must be at least 1 (is %d)", l.MaxPipelined)
+	}
+	if l.PreloginPerIP < 1 {
+		e.add("limits.prelogin_per_ip", "must be at least 1 (is %d)", l.PreloginPerIP)
+	}
+	if l.PreloginPerNet < l.PreloginPerIP {
+		e.add("limits.prelogin_per_net", "must be at least limits.prelogin_per_ip (%d < %d)", l.PreloginPerNet, l.PreloginPerIP)
+	}
+	if l.PreloginPerNet48 < l.PreloginPerNet {
+		e.add("limits.prelogin_per_net48", "must be at least limits.prelogin_per_net (%d < %d)", l.PreloginPerNet48, l.PreloginPerNet)
 	}
 	if l.BacklogMaxInput < 0 {
 		e.add("limits.backlog_max_input", "must not be negative (is %d)", l.BacklogMaxInput)
