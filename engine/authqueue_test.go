@@ -73,7 +73,7 @@ func TestAuthQueueRefusesBeyondItsBound(t *testing.T) {
 	// Block the queue's only slot.
 	block := make(chan struct{})
 	held := make(chan struct{})
-	if err := q.Submit(0, func() { close(held); <-block }); err != nil {
+	if err := q.Submit(0, false, func() { close(held); <-block }); err != nil {
 		t.Fatal(err)
 	}
 	<-held

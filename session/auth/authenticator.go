@@ -145,6 +145,16 @@ func (a *Authenticator) authzOK(authz, authc string, addr store.Address) bool {
 	return err == nil && z == addr
 }
 
+// Suspect reports whether remoteIP has failed logins whose penalty has not
+// yet decayed: its password checks wait behind everyone else's in the
+// auth queue. Without a Guard, or with one that keeps no penalties: never.
+func (a *Authenticator) Suspect(remoteIP string) bool {
+	if p, ok := a.Guard.(interface{ Penalty(string) time.Duration }); ok {
+		return p.Penalty(remoteIP) > 0
+	}
+	return false
+}
+
 // Admit asks the Guard, before a password is hashed for remoteIP, whether
 // and when the hash may run (see Guard.Admit). Without a Guard: at once.
 func (a *Authenticator) Admit(remoteIP string) (wait time.Duration, ok bool) {

@@ -24,8 +24,9 @@ type QueueOptions struct {
 	// what the running ones left (one check always runs, whatever its
 	// cost). 0: no budget.
 	Memory int64
-	// Length is the most checks that wait for a slot; beyond it Submit
-	// fails at once.
+	// Length is the most checks of one class that wait for a slot;
+	// beyond it Submit fails at once. The two classes (see Submit) have
+	// a Length each.
 	Length int
 }
 
@@ -37,6 +38,11 @@ type QueueOptions struct {
 // budget: with argon2id at m MiB, min(Workers, Memory/m) run. Up to Length
 // more wait in order; beyond that a check is refused at once.
 //
+// Checks for addresses with recent failed logins (suspect) wait in a
+// second line, which moves only while the first is empty: a flood of wrong
+// passwords from many addresses delays the other suspects, not the logins
+// of addresses that have not failed. Each line holds up to Length checks.
+//
 // It is safe for concurrent use; SetOptions applies changed settings live
 // (running checks finish; the new bounds apply to the next ones).
 type HashQueue struct {
@@ -44,8 +50,7 @@ type HashQueue struct {
 	opt     QueueOptions
 	running int
 	used    int64
-	wait    []hashJob // FIFO: wait[head:]
-	head    int
+	lines   [2]hashLine // [0] addresses without recent failures, [1] suspect
 
 	started atomic.Uint64 // checks started, for tests and the admin API
 }
@@ -53,6 +58,29 @@ type HashQueue struct {
 type hashJob struct {
 	cost int64
 	run  func()
+}
+
+// hashLine is a FIFO of waiting checks: wait[head:].
+type hashLine struct {
+	wait []hashJob
+	head int
+}
+
+func (l *hashLine) len() int { return len(l.wait) - l.head }
+
+// pop removes the first job; the caller checked len() > 0.
+func (l *hashLine) pop() hashJob {
+	j := l.wait[l.head]
+	l.wait[l.head] = hashJob{}
+	l.head++
+	if l.head == len(l.wait) {
+		l.wait, l.head = l.wait[:0], 0
+	} else if l.head > 1024 && l.head*2 > len(l.wait) {
+		n := copy(l.wait, l.wait[l.head:])
+		clear(l.wait[n:])
+		l.wait, l.head = l.wait[:n], 0
+	}
+	return j
 }
 
 var (
@@ -130,7 +158,7 @@ func (q *HashQueue) Options() QueueOptions {
 func (q *HashQueue) Len() (running, waiting int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.running, len(q.wait) - q.head
+	return q.running, q.lines[0].len() + q.lines[1].len()
 }
 
 // Started returns how many checks have started since the queue was made.
@@ -138,22 +166,33 @@ func (q *HashQueue) Started() uint64 { return q.started.Load() }
 
 // Submit runs f on a goroutine of the queue once a slot with cost octets of
 // the memory budget is free, or fails at once with ErrQueueFull when Length
-// checks already wait. It never blocks.
-func (q *HashQueue) Submit(cost int64, f func()) error {
+// checks of its class already wait. suspect: the check is for an address
+// with recent failed logins, and waits behind every check that is not. It
+// never blocks.
+func (q *HashQueue) Submit(cost int64, suspect bool, f func()) error {
+	class := 0
+	if suspect {
+		class = 1
+	}
 	q.mu.Lock()
-	if q.head == len(q.wait) && q.fitsLocked(cost) {
+	ahead := q.lines[0].len()
+	if suspect {
+		ahead += q.lines[1].len()
+	}
+	if ahead == 0 && q.fitsLocked(cost) {
 		q.running++
 		q.used += cost
 		q.mu.Unlock()
 		q.launch(hashJob{cost: cost, run: f})
 		return nil
 	}
-	if len(q.wait)-q.head >= q.opt.Length {
+	l := &q.lines[class]
+	if l.len() >= q.opt.Length {
 		q.mu.Unlock()
 		mQueueRefused.Inc()
 		return ErrQueueFull
 	}
-	q.wait = append(q.wait, hashJob{cost: cost, run: f})
+	l.wait = append(l.wait, hashJob{cost: cost, run: f})
 	q.mu.Unlock()
 	return nil
 }
@@ -166,23 +205,21 @@ func (q *HashQueue) fitsLocked(cost int64) bool {
 	return q.running == 0 || q.opt.Memory == 0 || q.used+cost <= q.opt.Memory
 }
 
-// admitLocked takes the waiting checks that may start now, in order.
+// admitLocked takes the waiting checks that may start now, in order: the
+// first line, then the suspect line once the first is empty.
 func (q *HashQueue) admitLocked() []hashJob {
 	var out []hashJob
-	for q.head < len(q.wait) && q.fitsLocked(q.wait[q.head].cost) {
-		j := q.wait[q.head]
-		q.wait[q.head] = hashJob{}
-		q.head++
-		q.running++
-		q.used += j.cost
-		out = append(out, j)
-	}
-	if q.head == len(q.wait) {
-		q.wait, q.head = q.wait[:0], 0
-	} else if q.head > 1024 && q.head*2 > len(q.wait) {
-		n := copy(q.wait, q.wait[q.head:])
-		clear(q.wait[n:])
-		q.wait, q.head = q.wait[:n], 0
+	for c := range q.lines {
+		l := &q.lines[c]
+		for l.len() > 0 && q.fitsLocked(l.wait[l.head].cost) {
+			j := l.pop()
+			q.running++
+			q.used += j.cost
+			out = append(out, j)
+		}
+		if l.len() > 0 {
+			break // the next of this line waits for a slot: nothing behind it goes first
+		}
 	}
 	return out
 }

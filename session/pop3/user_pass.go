@@ -80,6 +80,7 @@ func (s *Session) passwordLogin(mech string, pc auth.PasswordCheck) session.Repl
 		return s.loginFailed(mech, auth.ErrAuthFailed)
 	}
 	q := a.Queue
+	suspect := a.Suspect(s.ip)
 	return session.Reply{Pending: func(resume func(func() session.Reply)) {
 		check := func() {
 			var (
@@ -100,7 +101,7 @@ func (s *Session) passwordLogin(mech string, pc auth.PasswordCheck) session.Repl
 			addr, pad, err = a.Check(ctx, pc)
 		}
 		submit := func() {
-			if err := q.Submit(cost, check); err != nil {
+			if err := q.Submit(cost, suspect, check); err != nil {
 				resume(func() session.Reply {
 					s.log.Warn("login refused: the auth queue is full", "mech", mech)
 					return s.loginFailed(mech, err)
