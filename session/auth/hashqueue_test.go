@@ -77,8 +77,10 @@ func TestHashQueueMemoryBudget(t *testing.T) {
 	}
 	close(big)
 	<-ran
+	// ran's check has returned; its slot frees just after.
+	waitFor(t, "the queue to empty", func() bool { r, w := q.Len(); return r == 0 && w == 0 })
 
-	// A larger bound applies live.
+	// A smaller bound applies live.
 	q.SetOptions(QueueOptions{Workers: 1, Length: 0})
 	hold := make(chan struct{})
 	defer close(hold)

@@ -89,6 +89,24 @@ func (c *authCache) check(addr string, r *credential.Record, password string, no
 	return true
 }
 
+// may reports whether an entry for addr within the TTL matches password,
+// without reading the record: false means check would fail, so a wrong
+// password costs no read of the password file. true still needs check,
+// which also compares the record.
+func (c *authCache) may(addr, password string, now time.Time) bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	e, ok := c.m[addr]
+	c.mu.Unlock()
+	if !ok || now.After(e.expires) {
+		return false
+	}
+	m := c.mac(password)
+	return hmac.Equal(m[:], e.mac[:])
+}
+
 // remember records a successful verification.
 func (c *authCache) remember(addr string, r *credential.Record, password string, now time.Time) {
 	if c == nil {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/pop3svc/pop3svc/store"
@@ -101,5 +102,39 @@ func TestAuthCache(t *testing.T) {
 	}
 	if err := st.VerifyPassword(ctx, a, "second secret"); !errors.Is(err, store.ErrAuthFailed) {
 		t.Fatalf("password changed by another server still accepted: %v", err)
+	}
+
+	// Cached, the check the auth queue's callers make first: a remembered
+	// password is served only while the record is the one it was checked
+	// against; a wrong one is answered from memory, with the password
+	// file out of reach.
+	if err := st.VerifyPassword(ctx, a, "third secret"); err != nil {
+		t.Fatalf("VerifyPassword(third) = %v", err)
+	}
+	if ok, _ := st.Cached(ctx, a, "third secret"); !ok {
+		t.Fatal("Cached(right) = false after a successful check")
+	}
+	if ok, _ := st.Cached(ctx, a, "wrong"); ok {
+		t.Fatal("Cached(wrong) = true")
+	}
+	pw := filepath.Join(st.mboxPath(a), PasswdName)
+	saved, err := os.ReadFile(pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pw, []byte("{damaged"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if ok, memory := st.Cached(ctx, a, "wrong"); ok || memory != 64<<10 {
+		t.Fatalf("Cached(wrong) with a damaged file = %v, %d; want false and the current cost, without reading it", ok, memory)
+	}
+	if ok, _ := st.Cached(ctx, a, "third secret"); ok {
+		t.Fatal("Cached(right) with a damaged password file = true")
+	}
+	if err := os.WriteFile(pw, saved, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := st.Cached(ctx, a, "third secret"); !ok {
+		t.Fatal("Cached(right) = false once the file is back")
 	}
 }

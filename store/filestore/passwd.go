@@ -119,14 +119,24 @@ func (s *Store) Cached(ctx context.Context, addr store.Address, password string)
 		return false, memory
 	}
 	a, err := canonAddr(addr)
-	if err != nil || s.checkMailbox(a) != nil {
+	if err != nil || len(password) > MaxPasswordLen {
+		return false, memory
+	}
+	cache := s.authCache.Load()
+	if !cache.may(a.String(), password, s.now()) {
+		// Nothing remembered matches: no file to read (a flood of wrong
+		// passwords for real mailboxes costs memory look-ups only).
+		authCacheMisses.Inc()
+		return false, memory
+	}
+	if s.checkMailbox(a) != nil {
 		return false, memory
 	}
 	r, err := readPasswd(s.mboxPath(a))
 	if err != nil {
 		return false, memory
 	}
-	if len(password) <= MaxPasswordLen && s.authCache.Load().check(a.String(), r, password, s.now()) {
+	if cache.check(a.String(), r, password, s.now()) {
 		return true, 0
 	}
 	return false, int64(r.Params.MemoryKiB) << 10
