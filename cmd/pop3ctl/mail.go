@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/wiring"
 	"github.com/pop3svc/pop3svc/store"
 	"github.com/pop3svc/pop3svc/store/filestore"
 	"github.com/pop3svc/pop3svc/store/queue"
@@ -35,6 +36,7 @@ func (c *cli) openStore() (store.Store, *config.Config, error) {
 		DomainQuotaDefault: int64(cfg.Quota.DomainDefault),
 		MaxMessageSize:     int64(cfg.SMTP.MaxMessageSize),
 		LockLease:          cfg.LockLease.D(),
+		Hash:               wiring.HashParams(cfg.Auth),
 	})
 	if err != nil {
 		return nil, nil, err
@@ -402,11 +404,17 @@ func (c *cli) stat() error {
 }
 
 func (c *cli) changepwd() error {
-	if err := c.wantArgs(1, 1, "MAILBOX@DOMAIN -password P | -password-stdin"); err != nil {
+	if err := c.wantArgs(1, 1, "MAILBOX@DOMAIN -password P | -password-stdin | -hash HASH"); err != nil {
 		return err
 	}
+	if c.hashSet {
+		if c.passwordSet || c.passwordStdin {
+			return usagef("give a password or -hash, not both")
+		}
+		return c.changeHash()
+	}
 	if !c.passwordSet && !c.passwordStdin {
-		return usagef("changepwd needs -password P or -password-stdin")
+		return usagef("changepwd needs -password P, -password-stdin or -hash HASH")
 	}
 	pw, _, err := c.readPassword()
 	if err != nil {
@@ -427,6 +435,36 @@ func (c *cli) changepwd() error {
 			c.warn("auth.method is %s: the password-file password is not used for logins", cfg.Auth.Method)
 		}
 		c.say(map[string]any{"changed": "password", "mailbox": a.String()}, "Changed the password of %s.", a)
+		return nil
+	})
+}
+
+// changeHash sets a password from a bcrypt or SHA-512-crypt hash brought
+// from another system (changepwd -hash); the first successful login
+// rehashes it with auth.hash.
+func (c *cli) changeHash() error {
+	return c.withStore(func(ctx context.Context, st store.Store, cfg *config.Config) error {
+		a, err := parseMailbox(c.args[0], cfg)
+		if err != nil {
+			return err
+		}
+		if _, err := st.Mailbox(ctx, a); err != nil {
+			return err
+		}
+		hs, ok := st.(interface {
+			SetPasswordHash(ctx context.Context, addr store.Address, hash string) error
+		})
+		if !ok {
+			return errors.New("this store does not take password hashes")
+		}
+		if err := hs.SetPasswordHash(ctx, a, c.hash); err != nil {
+			return err
+		}
+		if cfg.Auth.Method != "passwordfile" {
+			c.warn("auth.method is %s: the password-file password is not used for logins", cfg.Auth.Method)
+		}
+		c.say(map[string]any{"changed": "password", "mailbox": a.String(), "hash": true},
+			"Set the password hash of %s; its first login rehashes it with %s.", a, cfg.Auth.Hash)
 		return nil
 	})
 }

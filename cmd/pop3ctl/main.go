@@ -50,8 +50,9 @@ Domains and mailboxes:
   lock DOMAIN|MAILBOX@DOMAIN           lock out POP3 sessions (delivery goes on)
   unlock DOMAIN|MAILBOX@DOMAIN         lift the administrator's lock
   stat [DOMAIN]                        messages and bytes per mailbox, with domain totals
-  changepwd MAILBOX@DOMAIN -password P | -password-stdin
-                                       set a mailbox's password-file password
+  changepwd MAILBOX@DOMAIN -password P | -password-stdin | -hash HASH
+                                       set a mailbox's password-file password, or a bcrypt or
+                                       SHA-512-crypt hash brought from another system
   quota MAILBOX@DOMAIN [SIZE|none]     show or set a mailbox quota (SIZE like 50MB)
   deliver MAILBOX@DOMAIN [FILE]        deliver one message from FILE or stdin; prints its UID
 
@@ -88,6 +89,8 @@ type cli struct {
 	password      string
 	passwordSet   bool
 	passwordStdin bool
+	hash          string // changepwd -hash: a bcrypt or SHA-512-crypt hash brought from elsewhere
+	hashSet       bool
 	force         bool
 
 	verb string
@@ -118,6 +121,7 @@ func (c *cli) parse(argv []string) error {
 	fs.BoolVar(&c.json, "json", false, "")
 	fs.Func("password", "", func(s string) error { c.password, c.passwordSet = s, true; return nil })
 	fs.BoolVar(&c.passwordStdin, "password-stdin", false, "")
+	fs.Func("hash", "", func(s string) error { c.hash, c.hashSet = s, true; return nil })
 	fs.BoolVar(&c.force, "force", false, "")
 	help := fs.Bool("help", false, "")
 	fs.BoolVar(help, "h", false, "")
@@ -185,6 +189,9 @@ func (c *cli) dispatch() error {
 	}
 	if c.passwordSet && c.passwordStdin {
 		return usagef("give -password or -password-stdin, not both")
+	}
+	if c.hashSet && c.verb != "changepwd" {
+		return usagef("-hash is only for changepwd")
 	}
 	if c.force && !strings.Contains(v.flags, "f") {
 		return usagef("-force is only for delete and set")

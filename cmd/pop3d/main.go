@@ -84,6 +84,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		MaxMessageSize:     lim.MaxMessageSize,
 		AuthCacheTTL:       lim.AuthCacheTTL,
 		LockLease:          cfg.LockLease.D(),
+		Hash:               lim.Hash,
 		Logger:             log.With("service", "store"),
 	})
 	if err != nil {
@@ -232,6 +233,7 @@ func storeLimits(cfg *config.Config) filestore.Limits {
 		DomainQuotaDefault: int64(cfg.Quota.DomainDefault),
 		MaxMessageSize:     int64(cfg.SMTP.MaxMessageSize),
 		AuthCacheTTL:       authCacheTTL(cfg.Auth.CacheTTL.D()),
+		Hash:               wiring.HashParams(cfg.Auth),
 	}
 }
 

@@ -14,7 +14,6 @@ import (
 	"github.com/pop3svc/pop3svc/session/auth"
 	"github.com/pop3svc/pop3svc/session/auth/guard"
 	"github.com/pop3svc/pop3svc/session/pop3"
-	"github.com/pop3svc/pop3svc/store/filestore"
 )
 
 // pop3Service is the POP3 service: the network engine serving
@@ -50,7 +49,7 @@ func (p *pop3Service) factory(cfg *config.Config, g *guard.Guard) (session.Facto
 		Hostname:      host,
 		Extra:         extra,
 		Queue:         p.queue,
-		HashCost:      int64(filestore.DefaultArgon2.MemoryKiB) << 10,
+		HashCost:      wiring.HashParams(cfg.Auth).Memory(),
 	}
 	opts := &pop3.Options{
 		Store:           p.rt.store,

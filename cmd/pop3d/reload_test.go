@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -17,6 +19,8 @@ import (
 
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
 	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
+	"github.com/pop3svc/pop3svc/store/credential"
+	"github.com/pop3svc/pop3svc/store/filestore"
 )
 
 // liveCase is one live key: a probe that looks at a new connection (or
@@ -133,6 +137,12 @@ func liveCases() []liveCase {
 			}
 			return "miss"
 		}},
+		{key: "auth.hash", value: "sha512-crypt", want: "sha512-crypt 5000", probe: storedHash},
+		{key: "auth.sha512_rounds", value: "2000", prep: [][2]string{{"auth.hash", "sha512-crypt"}}, want: "sha512-crypt 2000", probe: storedHash},
+		{key: "auth.bcrypt_cost", value: "4", prep: [][2]string{{"auth.hash", "bcrypt"}}, want: "bcrypt 4", probe: storedHash},
+		{key: "auth.argon2_time", value: "1", want: "argon2id t=1 m=19456 p=1", probe: storedHash},
+		{key: "auth.argon2_memory", value: "64KB", want: "argon2id t=3 m=64 p=1", probe: storedHash},
+		{key: "auth.argon2_threads", value: "2", want: "argon2id t=3 m=19456 p=2", probe: storedHash},
 		{key: "auth.penalty", value: "100ms", prep: [][2]string{{"auth.penalty_max", "1s"}}, want: "penalty", probe: penalised},
 		{key: "auth.ban_after", value: "1", prep: [][2]string{{"auth.ban_time", "1h"}}, want: "-ERR [AUTH]", probe: banned(1)},
 		{key: "auth.ban_time", value: "1h", prep: [][2]string{{"auth.ban_after", "1"}}, want: "-ERR [AUTH]", probe: banned(1)},
@@ -669,4 +679,34 @@ func freeLoopbackAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// storedHash logs in with the right password, which rehashes a stored
+// password made with other hash settings than the running ones, and
+// describes the hash the password file then holds.
+func storedHash(t *testing.T, in *pop3dtest.Server, ip string) string {
+	if got := loginAs(t, in, ip, testAddr.String(), testPassword); got != "+OK" {
+		t.Fatalf("login: %s", got)
+	}
+	b, err := os.ReadFile(filepath.Join(in.Dir, "mailroot", testAddr.Domain, "P3_"+testAddr.Mailbox+".mbx", filestore.PasswdName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := credential.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch r.Alg {
+	case credential.AlgArgon2id:
+		return fmt.Sprintf("argon2id t=%d m=%d p=%d", r.Params.Time, r.Params.MemoryKiB, r.Params.Threads)
+	case credential.AlgSHA512Crypt:
+		rounds := "5000"
+		if rest, ok := strings.CutPrefix(r.Crypt, "$6$rounds="); ok {
+			rounds, _, _ = strings.Cut(rest, "$")
+		}
+		return "sha512-crypt " + rounds
+	case credential.AlgBcrypt:
+		return "bcrypt " + strings.TrimLeft(strings.Split(r.Crypt, "$")[2], "0")
+	}
+	return r.Alg
 }

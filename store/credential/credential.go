@@ -17,10 +17,19 @@
 //     data, so a record moved to another mailbox does not open. APOP and
 //     CRAM-MD5 need the password itself, NTLM its NT hash.
 //
+// Instead of the argon2id hash a record may hold a bcrypt ("$2b$...") or
+// SHA-512-crypt ("$6$...") hash in its usual text form (Crypt), made with
+// HashParams.Alg set to that algorithm or brought by an operator from
+// another system (FromCrypt). A brought record has no sealed secrets until
+// its first successful plaintext login.
+//
 // A Hasher verifies in constant time, and verifying against no record (an
 // unknown mailbox, a mailbox without a password, an invalid name) costs
-// one argon2id computation over a dummy record, exactly like a wrong
-// password: the two cannot be told apart by their answer or their time.
+// one hash computation with the current parameters over a dummy record,
+// exactly like a wrong password: the two cannot be told apart by their
+// answer or their time. A record made with other parameters than the
+// Hasher's current ones (or without sealed secrets) is reported by
+// NeedsUpgrade: the stores rewrite it at its next successful login.
 package credential
 
 import (
@@ -34,9 +43,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"sync/atomic"
 	"unicode/utf16"
 
 	"golang.org/x/crypto/argon2"
+	"golang.org/x/crypto/bcrypt"
 	//lint:ignore SA1019 the NT hash NTLM needs is MD4 ([MS-NLMP] 3.3.1)
 	"golang.org/x/crypto/md4"
 
@@ -86,21 +98,200 @@ func (p Argon2Params) Check() error {
 // passwd file. A Record is never changed once made: a new password makes
 // a new Record, so a Record may be read from several goroutines.
 type Record struct {
-	Version int          `json:"v"`
-	Alg     string       `json:"alg"` // "argon2id"
-	Params  Argon2Params `json:"params"`
-	Salt    []byte       `json:"salt"`
-	Hash    []byte       `json:"hash"`
+	Version int    `json:"v"`
+	Alg     string `json:"alg"` // AlgArgon2id, AlgBcrypt or AlgSHA512Crypt
+	// argon2id: its parameters, salt and hash.
+	Params Argon2Params `json:"params,omitzero"`
+	Salt   []byte       `json:"salt,omitempty"`
+	Hash   []byte       `json:"hash,omitempty"`
+	// bcrypt and SHA-512-crypt: the hash in its usual text form
+	// ("$2b$10$...", "$6$rounds=5000$salt$...").
+	Crypt string `json:"crypt,omitempty"`
 	// Nonce and Sealed: AES-256-GCM under the store key of
 	// NT hash (16 octets) || password, with aad(addr) as additional data.
-	Nonce  []byte `json:"nonce"`
-	Sealed []byte `json:"sealed"`
+	// Empty for a hash an operator brought (FromCrypt) until its first
+	// successful login: APOP, CRAM-MD5 and NTLM need them.
+	Nonce  []byte `json:"nonce,omitempty"`
+	Sealed []byte `json:"sealed,omitempty"`
 }
 
+const version = 1
+
+// Hash algorithms of a Record.
 const (
-	version = 1
-	alg     = "argon2id"
+	AlgArgon2id    = "argon2id"
+	AlgBcrypt      = "bcrypt"
+	AlgSHA512Crypt = "sha512-crypt"
 )
+
+// DefaultBcryptCost is OWASP's minimum work factor for bcrypt.
+const DefaultBcryptCost = 10
+
+// Bounds on what a stored bcrypt or SHA-512-crypt hash may ask for, so that
+// a damaged or hostile record cannot make a check take minutes; the same
+// bounds apply to the settings.
+const (
+	MaxBcryptCost = 16
+	// bcryptMaxLen is the longest password bcrypt reads; x/crypto refuses
+	// longer ones.
+	bcryptMaxLen = 72
+)
+
+// Working memory of one bcrypt or SHA-512-crypt check (bcrypt's state is
+// 4 KiB of S-boxes; SHA-512-crypt a few hashes), rounded up: what the auth
+// queue charges such a check in its memory budget.
+const (
+	bcryptMemory = 8 << 10
+	sha512Memory = 4 << 10
+)
+
+// HashParams choose the hash of new passwords, and of stored ones at their
+// next successful login. Zero fields take their defaults (Normal).
+type HashParams struct {
+	Alg          string // AlgArgon2id (default), AlgBcrypt or AlgSHA512Crypt
+	Argon2       Argon2Params
+	BcryptCost   int // 4..MaxBcryptCost; 0: DefaultBcryptCost
+	SHA512Rounds int // SHA512MinRounds..SHA512MaxVerifyRounds; 0: SHA512DefaultRounds
+}
+
+// Normal returns p with its zero fields set to their defaults.
+func (p HashParams) Normal() HashParams {
+	if p.Alg == "" {
+		p.Alg = AlgArgon2id
+	}
+	if p.Argon2 == (Argon2Params{}) {
+		p.Argon2 = DefaultArgon2
+	}
+	if p.Argon2.KeyLen == 0 {
+		p.Argon2.KeyLen = DefaultArgon2.KeyLen
+	}
+	if p.BcryptCost == 0 {
+		p.BcryptCost = DefaultBcryptCost
+	}
+	if p.SHA512Rounds == 0 {
+		p.SHA512Rounds = SHA512DefaultRounds
+	}
+	return p
+}
+
+// Check reports parameters (after Normal) out of the range a store accepts.
+func (p HashParams) Check() error {
+	if err := p.Argon2.Check(); err != nil {
+		return err
+	}
+	if p.BcryptCost < bcrypt.MinCost || p.BcryptCost > MaxBcryptCost {
+		return fmt.Errorf("bcrypt cost %d out of range %d..%d", p.BcryptCost, bcrypt.MinCost, MaxBcryptCost)
+	}
+	if p.SHA512Rounds < SHA512MinRounds || p.SHA512Rounds > sha512MaxVerifyRounds {
+		return fmt.Errorf("SHA-512-crypt rounds %d out of range %d..%d", p.SHA512Rounds, SHA512MinRounds, sha512MaxVerifyRounds)
+	}
+	switch p.Alg {
+	case AlgArgon2id, AlgBcrypt, AlgSHA512Crypt:
+		return nil
+	}
+	return fmt.Errorf("unknown password hash %q (argon2id, bcrypt or sha512-crypt)", p.Alg)
+}
+
+// Memory is the memory one check with these parameters takes, in octets.
+func (p HashParams) Memory() int64 {
+	switch p.Alg {
+	case AlgBcrypt:
+		return bcryptMemory
+	case AlgSHA512Crypt:
+		return sha512Memory
+	}
+	return int64(p.Argon2.MemoryKiB) << 10
+}
+
+// Memory is the memory checking a password against r takes, in octets.
+func (r *Record) Memory() int64 {
+	switch r.Alg {
+	case AlgBcrypt:
+		return bcryptMemory
+	case AlgSHA512Crypt:
+		return sha512Memory
+	}
+	return int64(r.Params.MemoryKiB) << 10
+}
+
+// Current reports whether r was made with p (normalized) and carries the
+// sealed secrets: otherwise its next successful login rewrites it.
+func (r *Record) Current(p HashParams) bool {
+	if r.Alg != p.Alg || len(r.Sealed) == 0 {
+		return false
+	}
+	switch r.Alg {
+	case AlgArgon2id:
+		return r.Params == p.Argon2
+	case AlgBcrypt:
+		cost, err := bcrypt.Cost([]byte(r.Crypt))
+		return err == nil && cost == p.BcryptCost
+	case AlgSHA512Crypt:
+		rounds, _, _, err := parseSHA512Crypt(r.Crypt)
+		if rounds == 0 {
+			rounds = SHA512DefaultRounds
+		}
+		return err == nil && rounds == p.SHA512Rounds
+	}
+	return false
+}
+
+// valid checks a record read back.
+func (r *Record) valid() error {
+	if r.Version != version {
+		return fmt.Errorf("unknown version %d", r.Version)
+	}
+	switch r.Alg {
+	case AlgArgon2id:
+		if len(r.Salt) < SaltLen || len(r.Hash) != int(r.Params.KeyLen) {
+			return errors.New("bad argon2id salt or hash")
+		}
+		return r.Params.Check()
+	case AlgBcrypt:
+		if !strings.HasPrefix(r.Crypt, "$2") {
+			return errors.New("not a bcrypt hash")
+		}
+		cost, err := bcrypt.Cost([]byte(r.Crypt))
+		if err != nil {
+			return err
+		}
+		if cost > MaxBcryptCost {
+			return fmt.Errorf("bcrypt cost %d above %d", cost, MaxBcryptCost)
+		}
+	case AlgSHA512Crypt:
+		rounds, _, _, err := parseSHA512Crypt(r.Crypt)
+		if err != nil {
+			return err
+		}
+		if rounds > sha512MaxVerifyRounds {
+			return fmt.Errorf("SHA-512-crypt rounds %d above %d", rounds, sha512MaxVerifyRounds)
+		}
+	default:
+		return fmt.Errorf("unknown hash %q", r.Alg)
+	}
+	return nil
+}
+
+// FromCrypt makes a record from a hash an operator brought from another
+// system: bcrypt ("$2a$", "$2b$", "$2y$") or SHA-512-crypt ("$6$"). It has
+// no sealed secrets: APOP, CRAM-MD5 and NTLM are unavailable to the
+// mailbox until its first successful plaintext login, which rewrites the
+// record with the current parameters (NeedsUpgrade).
+func FromCrypt(hash string) (*Record, error) {
+	r := &Record{Version: version, Crypt: hash}
+	switch {
+	case strings.HasPrefix(hash, "$2"):
+		r.Alg = AlgBcrypt
+	case strings.HasPrefix(hash, sha512Prefix):
+		r.Alg = AlgSHA512Crypt
+	default:
+		return nil, errors.New("not a bcrypt or SHA-512-crypt hash")
+	}
+	if err := r.valid(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
 
 func aad(a store.Address) []byte { return []byte("pop3svc passwd v1 " + a.String()) }
 
@@ -149,10 +340,7 @@ func Decode(b []byte) (*Record, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("damaged password record: %w", err)
 	}
-	if r.Version != version || r.Alg != alg || len(r.Salt) < SaltLen || len(r.Hash) != int(r.Params.KeyLen) {
-		return nil, errors.New("damaged password record")
-	}
-	if err := r.Params.Check(); err != nil {
+	if err := r.valid(); err != nil {
 		return nil, fmt.Errorf("damaged password record: %w", err)
 	}
 	return &r, nil
@@ -175,6 +363,8 @@ func (r *Record) Digest() [32]byte {
 	h.Write(r.Salt)
 	h.Write([]byte{0})
 	h.Write(r.Hash)
+	h.Write([]byte{0})
+	h.Write([]byte(r.Crypt))
 	var d [32]byte
 	h.Sum(d[:0])
 	return d
@@ -218,6 +408,9 @@ func (r *Record) Secret(key []byte, a store.Address, kind store.SecretKind) ([]b
 	if kind != store.SecretPassword && kind != store.SecretNTHash {
 		return nil, fmt.Errorf("unknown secret kind %d: %w", kind, store.ErrNoSecret)
 	}
+	if len(r.Sealed) == 0 {
+		return nil, fmt.Errorf("mailbox %s has only a hash brought from elsewhere until its next plaintext login: %w", a, store.ErrNoSecret)
+	}
 	plain, err := r.open(key, a)
 	if err != nil {
 		return nil, err
@@ -231,6 +424,10 @@ func (r *Record) Secret(key []byte, a store.Address, kind store.SecretKind) ([]b
 // Reseal returns a copy of the record sealed to address to instead of
 // from (a renamed mailbox). The hash is kept: the password does not change.
 func (r *Record) Reseal(key []byte, from, to store.Address) (*Record, error) {
+	if len(r.Sealed) == 0 {
+		n := *r // a brought hash: nothing sealed to the old name
+		return &n, nil
+	}
 	plain, err := r.open(key, from)
 	if err != nil {
 		return nil, err
@@ -243,54 +440,101 @@ func (r *Record) Reseal(key []byte, from, to store.Address) (*Record, error) {
 	return &n, nil
 }
 
-// Hasher computes argon2id hashes, at most a fixed number at once: each
-// takes Argon2Params.MemoryKiB of memory, so a burst of logins queues
-// instead of exhausting memory. It is safe for concurrent use.
+// Hasher computes password hashes, at most a fixed number at once: an
+// argon2id check takes Argon2Params.MemoryKiB of memory, so a burst of
+// logins queues instead of exhausting memory. Its parameters for new
+// records may change while it runs (SetParams). It is safe for concurrent
+// use.
 type Hasher struct {
-	params Argon2Params
+	params atomic.Pointer[HashParams]
 	slots  chan struct{}
-	dummy  *Record // verified against when there is no record
+	dummy  atomic.Pointer[Record] // verified against when there is no record
 }
 
-// NewHasher returns a Hasher making new records with params (zero:
-// DefaultArgon2) and running at most concurrency computations at once.
-func NewHasher(params Argon2Params, concurrency int) (*Hasher, error) {
-	if params == (Argon2Params{}) {
-		params = DefaultArgon2
-	}
-	if err := params.Check(); err != nil {
-		return nil, err
-	}
+// NewHasher returns a Hasher making new records with params (zero fields:
+// their defaults) and running at most concurrency computations at once.
+func NewHasher(params HashParams, concurrency int) (*Hasher, error) {
 	if concurrency < 1 {
 		return nil, fmt.Errorf("hash concurrency %d is not positive", concurrency)
 	}
-	h := &Hasher{params: params, slots: make(chan struct{}, concurrency)}
-	var pw [16]byte
-	rand.Read(pw[:])
-	dummy, err := h.New(context.Background(), NewKey(), store.Address{Mailbox: "dummy", Domain: "invalid"}, hex.EncodeToString(pw[:]))
-	if err != nil {
+	h := &Hasher{slots: make(chan struct{}, concurrency)}
+	if err := h.SetParams(params); err != nil {
 		return nil, err
 	}
-	h.dummy = dummy
 	return h, nil
 }
 
-// Params returns the parameters new records get.
-func (h *Hasher) Params() Argon2Params { return h.params }
+// SetParams changes the hash of new records, and of stored ones at their
+// next successful login (NeedsUpgrade); zero fields take their defaults.
+// It applies at once.
+func (h *Hasher) SetParams(p HashParams) error {
+	p = p.Normal()
+	if err := p.Check(); err != nil {
+		return err
+	}
+	if cur := h.params.Load(); cur != nil && *cur == p {
+		return nil
+	}
+	// Unknown names are checked against a record made with the new
+	// parameters, so that they cost what a real check costs.
+	var pw [16]byte
+	rand.Read(pw[:])
+	dummy, err := h.newRecord(context.Background(), p, NewKey(), store.Address{Mailbox: "dummy", Domain: "invalid"}, hex.EncodeToString(pw[:]))
+	if err != nil {
+		return err
+	}
+	h.params.Store(&p)
+	h.dummy.Store(dummy)
+	return nil
+}
 
-// New makes the record of password for mailbox a, sealed under key.
+// Params returns the parameters new records get.
+func (h *Hasher) Params() HashParams { return *h.params.Load() }
+
+// NeedsUpgrade reports whether r, once its password is verified, should be
+// rewritten with the current parameters.
+func (h *Hasher) NeedsUpgrade(r *Record) bool { return r != nil && !r.Current(h.Params()) }
+
+// New makes the record of password for mailbox a, sealed under key, with
+// the current parameters.
 func (h *Hasher) New(ctx context.Context, key []byte, a store.Address, password string) (*Record, error) {
+	return h.newRecord(ctx, h.Params(), key, a, password)
+}
+
+func (h *Hasher) newRecord(ctx context.Context, p HashParams, key []byte, a store.Address, password string) (*Record, error) {
 	if len(password) > MaxPasswordLen {
 		return nil, fmt.Errorf("password longer than %d octets", MaxPasswordLen)
 	}
-	r := &Record{Version: version, Alg: alg, Params: h.params, Salt: make([]byte, SaltLen)}
-	if _, err := rand.Read(r.Salt); err != nil {
+	if p.Alg == AlgBcrypt && len(password) > bcryptMaxLen {
+		return nil, fmt.Errorf("bcrypt takes passwords of %d octets at most", bcryptMaxLen)
+	}
+	salt := make([]byte, SaltLen)
+	if _, err := rand.Read(salt); err != nil {
 		return nil, err
 	}
-	var err error
-	if r.Hash, err = h.hash(ctx, []byte(password), r); err != nil {
+	if err := h.acquire(ctx); err != nil {
 		return nil, err
 	}
+	r := &Record{Version: version, Alg: p.Alg}
+	switch p.Alg {
+	case AlgArgon2id:
+		r.Params, r.Salt = p.Argon2, salt
+		r.Hash = argon2.IDKey([]byte(password), r.Salt, r.Params.Time, r.Params.MemoryKiB, r.Params.Threads, r.Params.KeyLen)
+	case AlgBcrypt:
+		b, err := bcrypt.GenerateFromPassword([]byte(password), p.BcryptCost)
+		if err != nil {
+			h.release()
+			return nil, err
+		}
+		r.Crypt = string(b)
+	case AlgSHA512Crypt:
+		rounds := p.SHA512Rounds
+		if rounds == SHA512DefaultRounds {
+			rounds = 0 // the usual spelling of the default
+		}
+		r.Crypt = sha512Crypt([]byte(password), newSHA512Salt(salt), rounds)
+	}
+	h.release()
 	if err := r.seal(key, a, password); err != nil {
 		return nil, err
 	}
@@ -299,34 +543,62 @@ func (h *Hasher) New(ctx context.Context, key []byte, a store.Address, password 
 
 // Verify checks password against r in constant time and returns nil or
 // store.ErrAuthFailed. A nil r (no such mailbox, no password, an invalid
-// name) costs the same argon2id computation and fails. An error other
-// than store.ErrAuthFailed means the check could not run (ctx ended).
+// name) costs the same computation as a record made with the current
+// parameters and fails. An error other than store.ErrAuthFailed means the
+// check could not run (ctx ended).
 func (h *Hasher) Verify(ctx context.Context, r *Record, password string) error {
 	// A password longer than any that can be set is hashed all the same.
 	found := r != nil && len(password) <= MaxPasswordLen
 	if r == nil {
-		r = h.dummy
+		r = h.dummy.Load()
 	}
-	got, err := h.hash(ctx, []byte(password), r)
-	if err != nil {
+	if err := h.acquire(ctx); err != nil {
 		return err
 	}
-	if subtle.ConstantTimeCompare(got, r.Hash) == 1 && found {
+	ok := verify([]byte(password), r)
+	h.release()
+	if ok && found {
 		return nil
 	}
 	return store.ErrAuthFailed
 }
 
-// hash computes argon2id with r's salt and parameters, waiting for a slot.
-func (h *Hasher) hash(ctx context.Context, password []byte, r *Record) ([]byte, error) {
+// verify computes the hash of password with r's algorithm, salt and
+// parameters and compares it with r's in constant time.
+func verify(password []byte, r *Record) bool {
+	switch r.Alg {
+	case AlgArgon2id:
+		got := argon2.IDKey(password, r.Salt, r.Params.Time, r.Params.MemoryKiB, r.Params.Threads, r.Params.KeyLen)
+		return subtle.ConstantTimeCompare(got, r.Hash) == 1
+	case AlgBcrypt:
+		if len(password) > bcryptMaxLen {
+			// x/crypto refuses what bcrypt would truncate; compare the
+			// first 72 octets, as other bcrypt implementations do.
+			password = password[:bcryptMaxLen]
+		}
+		return bcrypt.CompareHashAndPassword([]byte(r.Crypt), password) == nil
+	case AlgSHA512Crypt:
+		rounds, salt, _, err := parseSHA512Crypt(r.Crypt)
+		if err != nil {
+			return false
+		}
+		got := sha512Crypt(password, salt, rounds)
+		return subtle.ConstantTimeCompare([]byte(got), []byte(r.Crypt)) == 1
+	}
+	return false
+}
+
+// acquire waits for one of the computation slots.
+func (h *Hasher) acquire(ctx context.Context) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	select {
 	case h.slots <- struct{}{}:
+		return nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
-	defer func() { <-h.slots }()
-	return argon2.IDKey(password, r.Salt, r.Params.Time, r.Params.MemoryKiB, r.Params.Threads, r.Params.KeyLen), nil
 }
+
+func (h *Hasher) release() { <-h.slots }

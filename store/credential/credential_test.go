@@ -14,7 +14,7 @@ var cheap = Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1, KeyLen: 32}
 
 func newHasher(t *testing.T) *Hasher {
 	t.Helper()
-	h, err := NewHasher(cheap, 2)
+	h, err := NewHasher(HashParams{Argon2: cheap}, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,16 +105,16 @@ func TestDecode(t *testing.T) {
 }
 
 func TestNewHasherChecks(t *testing.T) {
-	if _, err := NewHasher(Argon2Params{Time: 1, MemoryKiB: 1, Threads: 1, KeyLen: 32}, 1); err == nil {
+	if _, err := NewHasher(HashParams{Argon2: Argon2Params{Time: 1, MemoryKiB: 1, Threads: 1, KeyLen: 32}}, 1); err == nil {
 		t.Error("NewHasher accepted 1 KiB of memory")
 	}
-	if _, err := NewHasher(cheap, 0); err == nil {
+	if _, err := NewHasher(HashParams{Argon2: cheap}, 0); err == nil {
 		t.Error("NewHasher accepted no slots")
 	}
 }
 
 func TestVerifyWaitsForASlot(t *testing.T) {
-	h, err := NewHasher(cheap, 1)
+	h, err := NewHasher(HashParams{Argon2: cheap}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

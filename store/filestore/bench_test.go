@@ -107,16 +107,18 @@ func BenchmarkVerifyPasswordCached(b *testing.B) {
 	}
 }
 
-// hashChoices are the argon2id parameters the README measures: the
-// default and OWASP's other argon2id minimums.
+// hashChoices are the password hashes the README measures: the default,
+// OWASP's other argon2id minimums, bcrypt and SHA-512-crypt.
 var hashChoices = []struct {
 	name string
-	p    Argon2Params
+	p    HashParams
 }{
-	{"argon2id-m19-t3-default", DefaultArgon2},
-	{"argon2id-m19-t2", Argon2Params{Time: 2, MemoryKiB: 19 << 10, Threads: 1, KeyLen: 32}},
-	{"argon2id-m46-t1", Argon2Params{Time: 1, MemoryKiB: 46 << 10, Threads: 1, KeyLen: 32}},
-	{"argon2id-m7-t5", Argon2Params{Time: 5, MemoryKiB: 7 << 10, Threads: 1, KeyLen: 32}},
+	{"argon2id-m19-t3-default", HashParams{Alg: AlgArgon2id, Argon2: DefaultArgon2}},
+	{"argon2id-m19-t2", HashParams{Alg: AlgArgon2id, Argon2: Argon2Params{Time: 2, MemoryKiB: 19 << 10, Threads: 1, KeyLen: 32}}},
+	{"argon2id-m46-t1", HashParams{Alg: AlgArgon2id, Argon2: Argon2Params{Time: 1, MemoryKiB: 46 << 10, Threads: 1, KeyLen: 32}}},
+	{"argon2id-m7-t5", HashParams{Alg: AlgArgon2id, Argon2: Argon2Params{Time: 5, MemoryKiB: 7 << 10, Threads: 1, KeyLen: 32}}},
+	{"bcrypt-10", HashParams{Alg: AlgBcrypt, BcryptCost: 10}},
+	{"sha512-crypt-5000", HashParams{Alg: AlgSHA512Crypt, SHA512Rounds: 5000}},
 }
 
 // BenchmarkVerifyPasswordCold: password checks per second on one core
@@ -125,7 +127,7 @@ var hashChoices = []struct {
 func BenchmarkVerifyPasswordCold(b *testing.B) {
 	for _, c := range hashChoices {
 		b.Run(c.name, func(b *testing.B) {
-			s := newTestStore(b, Options{Argon2: c.p, AuthCacheTTL: -1})
+			s := newTestStore(b, Options{Hash: c.p, Argon2: c.p.Argon2, AuthCacheTTL: -1})
 			a := mkbox(b, s)
 			if err := s.SetPassword(bg, a, "correct horse"); err != nil {
 				b.Fatal(err)

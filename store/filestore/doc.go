@@ -180,11 +180,14 @@
 // credential.Record (package store/credential, shared with the in-memory
 // store), with:
 //
-//   - an argon2id hash (RFC 9106) of the password with a 16-octet random
-//     salt and the parameters used (DefaultArgon2: 3 passes, 19 MiB, 1 lane,
-//     32 octets, about 25 ms per check on a small server); the parameters
-//     are read back from the file, so changing the defaults only affects
-//     passwords set afterwards;
+//   - a hash of the password with its parameters: argon2id (RFC 9106) with a
+//     16-octet random salt (DefaultArgon2: 3 passes, 19 MiB, 1 lane, 32
+//     octets), or bcrypt or SHA-512-crypt in their usual text form, as
+//     Options.Hash (Limits.Hash on reload) chooses; the parameters are read
+//     back from the file, and a file made with other ones than the current
+//     is rewritten at the mailbox's next successful login, under an flock
+//     of the mailbox folder and only if the file still holds the record
+//     the login verified (a password changed meanwhile wins);
 //   - the NT hash (MD4 of the UTF-16LE password, MS-NLMP 3.3.1) followed by
 //     the password, sealed with AES-256-GCM under the store key, a random
 //     96-bit nonce, and "pop3svc passwd v1 " + mailbox@domain as additional
@@ -193,8 +196,10 @@
 //
 // VerifyPassword compares in constant time; an unknown mailbox, a mailbox
 // without passwd, an invalid name and a wrong password all compute one
-// argon2id (over a dummy record with the default parameters when there is
-// no record) and return store.ErrAuthFailed. The password is never written
+// hash (over a dummy record with the current parameters when there is no
+// record) and return store.ErrAuthFailed. SetPasswordHash stores a bcrypt
+// or SHA-512-crypt hash brought from another system, without sealed
+// secrets until its first successful login. The password is never written
 // in clear under the mail root.
 //
 // The store key (.pop3/key) is made on the first Open of a store: written

@@ -74,7 +74,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Now returns the current time (tests). nil: time.Now.
 	Now func() time.Time
-	// Argon2 overrides the password hash parameters (tests). Zero: DefaultArgon2.
+	// Hash chooses the hash of new passwords, and of stored ones at their
+	// next successful login; zero fields: their defaults (argon2id with
+	// DefaultArgon2). SetLimits changes it later.
+	Hash HashParams
+	// Argon2 overrides Hash.Argon2 when set (tests).
 	Argon2 Argon2Params
 	// HashConcurrency bounds the argon2id computations running at once
 	// (each takes Argon2.MemoryKiB of memory), so that a burst of logins
@@ -156,7 +160,11 @@ func Open(root string, opts Options) (*Store, error) {
 	if s.opts.HashConcurrency == 0 {
 		s.opts.HashConcurrency = 2 * runtime.GOMAXPROCS(0)
 	}
-	if s.hasher, err = credential.NewHasher(opts.Argon2, s.opts.HashConcurrency); err != nil {
+	hp := opts.Hash
+	if opts.Argon2 != (Argon2Params{}) {
+		hp.Argon2 = opts.Argon2
+	}
+	if s.hasher, err = credential.NewHasher(hp, s.opts.HashConcurrency); err != nil {
 		return nil, fmt.Errorf("cannot open mail store %q: %w", abs, err)
 	}
 	s.authCache.Store(newAuthCache(s.opts.AuthCacheTTL))
@@ -257,16 +265,21 @@ type Limits struct {
 	DomainQuotaDefault int64         // as Options.DomainQuotaDefault
 	MaxMessageSize     int64         // as Options.MaxMessageSize
 	AuthCacheTTL       time.Duration // as Options.AuthCacheTTL
+	Hash               HashParams    // as Options.Hash
 }
 
 // SetLimits applies changed limits to the running store: deliveries and
 // quota lookups from now on use the new quota default and size limit; the
 // password cache keeps what it remembers under a new TTL (entries expire
 // by the TTL they were remembered with), starts empty when it is turned on
-// and is dropped when it is turned off.
+// and is dropped when it is turned off. New passwords, and stored ones at
+// their next successful login, get the new hash parameters.
 func (s *Store) SetLimits(l Limits) error {
 	if l.DomainQuotaDefault < 0 || l.MaxMessageSize < 0 {
 		return errors.New("quota and message size limits must not be negative")
+	}
+	if err := s.hasher.SetParams(l.Hash); err != nil {
+		return err
 	}
 	s.quotaDefault.Store(l.DomainQuotaDefault)
 	s.maxMessage.Store(l.MaxMessageSize)

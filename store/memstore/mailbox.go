@@ -253,24 +253,68 @@ func (s *Store) SetPassword(ctx context.Context, addr store.Address, password st
 	return nil
 }
 
-// VerifyPassword checks password against the mailbox's argon2id hash. An
-// invalid name, an unknown mailbox, a mailbox without a password and a
-// wrong password all cost one argon2id computation and return
-// ErrAuthFailed.
+// VerifyPassword checks password against the mailbox's hash (argon2id,
+// bcrypt or SHA-512-crypt). An invalid name, an unknown mailbox, a
+// mailbox without a password and a wrong password all cost one hash with
+// the current parameters and return ErrAuthFailed. A success with a hash
+// made with other parameters than the current ones, or without the
+// challenge secrets, replaces the record with the current hash, unless
+// the password was changed meanwhile.
 func (s *Store) VerifyPassword(ctx context.Context, addr store.Address, password string) error {
 	if err := ctxErr(ctx); err != nil {
 		return err
 	}
 	var rec *credential.Record
-	if a, err := store.CanonicalAddress(addr); err == nil {
+	a, err := store.CanonicalAddress(addr)
+	if err == nil {
 		s.mu.RLock()
 		if _, m, err := s.lookup(a); err == nil {
 			rec = m.cred
 		}
 		s.mu.RUnlock()
 	}
-	return s.hasher.Verify(ctx, rec, password)
+	if err := s.hasher.Verify(ctx, rec, password); err != nil {
+		return err
+	}
+	if s.hasher.NeedsUpgrade(rec) {
+		if nr, err := s.hasher.New(ctx, s.key, a, password); err == nil {
+			s.mu.Lock()
+			if _, m, err := s.lookup(a); err == nil && m.cred == rec {
+				m.cred = nr
+			}
+			s.mu.Unlock()
+		}
+	}
+	return nil
 }
+
+// SetPasswordHash sets the mailbox's password from a bcrypt or
+// SHA-512-crypt hash brought from another system (credential.FromCrypt).
+func (s *Store) SetPasswordHash(ctx context.Context, addr store.Address, hash string) error {
+	a, err := store.CanonicalAddress(addr)
+	if err != nil {
+		return fmt.Errorf("cannot set password hash: %w", err)
+	}
+	if err := ctxErr(ctx); err != nil {
+		return err
+	}
+	rec, err := credential.FromCrypt(hash)
+	if err != nil {
+		return fmt.Errorf("cannot set password hash of %s: %w", a, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, m, err := s.lookup(a)
+	if err != nil {
+		return fmt.Errorf("cannot set password hash of %s: %w", a, err)
+	}
+	m.cred = rec
+	return nil
+}
+
+// SetHashParams changes the hash of new passwords, and of stored ones at
+// their next successful login; zero fields take their defaults.
+func (s *Store) SetHashParams(p credential.HashParams) error { return s.hasher.SetParams(p) }
 
 // Secret decrypts the password or the NT hash for a challenge mechanism.
 func (s *Store) Secret(ctx context.Context, addr store.Address, kind store.SecretKind) ([]byte, error) {

@@ -56,7 +56,11 @@ type Options struct {
 	// MaxMessageSize is the largest message Deliver accepts, in octets
 	// after line-ending normalisation. 0: no limit.
 	MaxMessageSize int64
-	// Argon2 sets the password hash parameters. Zero: credential.DefaultArgon2.
+	// Hash chooses the hash of new passwords, and of stored ones at their
+	// next successful login; zero fields: their defaults (argon2id with
+	// credential.DefaultArgon2). SetHashParams changes it later.
+	Hash credential.HashParams
+	// Argon2 overrides Hash.Argon2 when set (tests).
 	Argon2 credential.Argon2Params
 	// HashConcurrency bounds the argon2id computations running at once.
 	// 0: 2 x GOMAXPROCS.
@@ -110,7 +114,11 @@ func New(opts Options) (*Store, error) {
 	if opts.HashConcurrency == 0 {
 		opts.HashConcurrency = 2 * runtime.GOMAXPROCS(0)
 	}
-	h, err := credential.NewHasher(opts.Argon2, opts.HashConcurrency)
+	hp := opts.Hash
+	if opts.Argon2 != (credential.Argon2Params{}) {
+		hp.Argon2 = opts.Argon2
+	}
+	h, err := credential.NewHasher(hp, opts.HashConcurrency)
 	if err != nil {
 		return nil, fmt.Errorf("cannot make the store: %w", err)
 	}

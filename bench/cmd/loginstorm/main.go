@@ -2,11 +2,11 @@
 // each on its own connection to its own mailbox, from C clients at once,
 // as after a restart when every client polls and nothing is remembered.
 //
-//	loginstorm -setup -mailroot DIR [-argon2-time N ...] -n 400  make mailboxes storm0..storm399@storm.test
+//	loginstorm -setup -mailroot DIR [-hash ALG ...] -n 400    make mailboxes storm0..storm399@storm.test
 //	loginstorm -addr 127.0.0.1:1100 -n 400 -c 64 [-pid PID]   run the storm
 //
 // -setup hashes the passwords through the store, as pop3ctl does, with
-// the argon2id parameters its flags name (the store's defaults unless told). The run prints logins/s, the
+// the hash its flags name (the auth.hash settings' defaults unless told). The run prints logins/s, the
 // latency percentiles, the failures and, with -pid, the server's peak
 // resident memory (VmHWM) and CPU time.
 package main
@@ -36,16 +36,20 @@ func password(i int) string { return fmt.Sprintf("storm password %d", i) }
 func main() {
 	setup := flag.Bool("setup", false, "create the mailboxes and exit")
 	mailroot := flag.String("mailroot", "", "setup: the mail root")
-	argonTime := flag.Uint("argon2-time", uint(filestore.DefaultArgon2.Time), "setup: argon2id passes")
-	argonMem := flag.Uint("argon2-memory-kib", uint(filestore.DefaultArgon2.MemoryKiB), "setup: argon2id memory in KiB")
+	var hp filestore.HashParams
+	flag.StringVar(&hp.Alg, "hash", filestore.AlgArgon2id, "setup: argon2id, bcrypt or sha512-crypt (auth.hash)")
+	argonTime := flag.Uint("argon2-time", uint(filestore.DefaultArgon2.Time), "setup: argon2id passes (auth.argon2_time)")
+	argonMem := flag.Uint("argon2-memory-kib", uint(filestore.DefaultArgon2.MemoryKiB), "setup: argon2id memory in KiB (auth.argon2_memory)")
+	flag.IntVar(&hp.BcryptCost, "bcrypt-cost", 0, "setup: bcrypt cost (auth.bcrypt_cost; 0: 10)")
+	flag.IntVar(&hp.SHA512Rounds, "sha512-rounds", 0, "setup: SHA-512-crypt rounds (auth.sha512_rounds; 0: 5000)")
 	addr := flag.String("addr", "127.0.0.1:1100", "POP3 address")
 	n := flag.Int("n", 400, "logins (and mailboxes)")
 	c := flag.Int("c", 64, "clients at once")
 	pid := flag.Int("pid", 0, "server pid: report its peak RSS and CPU time")
 	flag.Parse()
 	if *setup {
-		p := filestore.Argon2Params{Time: uint32(*argonTime), MemoryKiB: uint32(*argonMem), Threads: 1, KeyLen: 32}
-		if err := makeBoxes(*mailroot, p, *n); err != nil {
+		hp.Argon2 = filestore.Argon2Params{Time: uint32(*argonTime), MemoryKiB: uint32(*argonMem), Threads: 1, KeyLen: 32}
+		if err := makeBoxes(*mailroot, hp, *n); err != nil {
 			fmt.Fprintln(os.Stderr, "loginstorm:", err)
 			os.Exit(1)
 		}
@@ -54,8 +58,8 @@ func main() {
 	os.Exit(storm(*addr, *n, *c, *pid))
 }
 
-func makeBoxes(root string, p filestore.Argon2Params, n int) error {
-	st, err := filestore.Open(root, filestore.Options{Node: 1, Argon2: p})
+func makeBoxes(root string, hp filestore.HashParams, n int) error {
+	st, err := filestore.Open(root, filestore.Options{Node: 1, Hash: hp})
 	if err != nil {
 		return err
 	}

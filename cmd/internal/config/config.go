@@ -52,6 +52,17 @@ type Auth struct {
 	// password file's secrets; RFC 1939 section 7 APOP rests on MD5).
 	APOP bool `toml:"apop"`
 	NTLM bool `toml:"ntlm"`
+	// The hash of new passwords, and of stored ones at their next
+	// successful login: "argon2id" (Argon2Time passes over Argon2Memory
+	// with Argon2Threads lanes), "bcrypt" (BcryptCost) or "sha512-crypt"
+	// (SHA512Rounds). Hashes of all three kinds are verified whatever
+	// Hash says.
+	Hash          string `toml:"hash"`
+	Argon2Time    int    `toml:"argon2_time"`
+	Argon2Memory  Size   `toml:"argon2_memory"`
+	Argon2Threads int    `toml:"argon2_threads"`
+	BcryptCost    int    `toml:"bcrypt_cost"`
+	SHA512Rounds  int    `toml:"sha512_rounds"`
 	// The auth queue: at most HashWorkers plaintext checks run at once (0:
 	// one per core), fewer when their hashes' memory would pass HashMemory;
 	// up to Queue more wait, and beyond that a login gets [SYS/TEMP].
@@ -197,9 +208,15 @@ func Default() *Config {
 			BanWindow:  Duration(10 * time.Minute),
 			BanTime:    Duration(15 * time.Minute),
 
-			HashWorkers: 0,
-			HashMemory:  256 << 20,
-			Queue:       256,
+			Hash:          "argon2id",
+			Argon2Time:    3,
+			Argon2Memory:  19 << 20,
+			Argon2Threads: 1,
+			BcryptCost:    10,
+			SHA512Rounds:  5000,
+			HashWorkers:   0,
+			HashMemory:    256 << 20,
+			Queue:         256,
 		},
 		POP3: POP3{
 			Listen:          []string{"127.0.0.1:1100"},

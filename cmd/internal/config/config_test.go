@@ -368,6 +368,12 @@ func TestSetRefusesInvalid(t *testing.T) {
 		{"no.such.key", "1"},
 		{"authentication", "directory"},
 		{"smtp.max_message_size", "lots"},
+		{"auth.hash", "md5-crypt"},
+		{"auth.argon2_time", "0"},
+		{"auth.argon2_memory", "32KB"},
+		{"auth.argon2_threads", "0"},
+		{"auth.bcrypt_cost", "17"},
+		{"auth.sha512_rounds", "999"},
 	} {
 		if err := Set(p, c[0], c[1]); err == nil {
 			t.Errorf("Set(%q, %q) succeeded", c[0], c[1])

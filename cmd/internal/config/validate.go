@@ -29,6 +29,9 @@ const (
 	MinMaxRecipient = 1       //
 )
 
+// HashAlgorithms are the accepted values of auth.hash.
+var HashAlgorithms = []string{"argon2id", "bcrypt", "sha512-crypt"}
+
 // AuthMethods are the accepted values of auth.method, in the order that
 // pop3ctl numbers them (1, 2, 3).
 var AuthMethods = []string{"passwordfile", "system", "directory"}
@@ -73,6 +76,28 @@ func (c *Config) Validate() error {
 	}
 	if c.Auth.PenaltyMax < c.Auth.Penalty {
 		e.add("auth.penalty_max", "must be at least auth.penalty (%s)", c.Auth.Penalty.D())
+	}
+	if !contains(HashAlgorithms, c.Auth.Hash) {
+		e.add("auth.hash", "must be one of %s (is %q)", strings.Join(HashAlgorithms, ", "), c.Auth.Hash)
+	}
+	if c.Auth.Argon2Time < 1 || c.Auth.Argon2Time > 64 {
+		e.add("auth.argon2_time", "must be between 1 and 64 (is %d)", c.Auth.Argon2Time)
+	}
+	if c.Auth.Argon2Memory < 64<<10 || c.Auth.Argon2Memory > 1<<30 {
+		e.add("auth.argon2_memory", "must be between 64KB and 1GB (is %s)", c.Auth.Argon2Memory)
+	} else if c.Auth.Argon2Memory%(1<<10) != 0 {
+		e.add("auth.argon2_memory", "must be a whole number of KB (is %d octets)", int64(c.Auth.Argon2Memory))
+	} else if c.Auth.Argon2Threads >= 1 && int64(c.Auth.Argon2Memory)>>10 < 8*int64(c.Auth.Argon2Threads) {
+		e.add("auth.argon2_memory", "must be at least 8KB per lane of auth.argon2_threads (is %s)", c.Auth.Argon2Memory)
+	}
+	if c.Auth.Argon2Threads < 1 || c.Auth.Argon2Threads > 255 {
+		e.add("auth.argon2_threads", "must be between 1 and 255 (is %d)", c.Auth.Argon2Threads)
+	}
+	if c.Auth.BcryptCost < 4 || c.Auth.BcryptCost > 16 {
+		e.add("auth.bcrypt_cost", "must be between 4 and 16 (is %d)", c.Auth.BcryptCost)
+	}
+	if c.Auth.SHA512Rounds < 1000 || c.Auth.SHA512Rounds > 5000000 {
+		e.add("auth.sha512_rounds", "must be between 1000 and 5000000 (is %d)", c.Auth.SHA512Rounds)
 	}
 	if c.Auth.HashWorkers < 0 || c.Auth.HashWorkers > MaxThreadCount {
 		e.add("auth.hash_workers", "must be between 0 (one per core) and %d (is %d)", MaxThreadCount, c.Auth.HashWorkers)

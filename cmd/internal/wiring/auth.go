@@ -14,6 +14,7 @@ import (
 	"github.com/pop3svc/pop3svc/session/auth"
 	"github.com/pop3svc/pop3svc/session/auth/guard"
 	"github.com/pop3svc/pop3svc/session/auth/ldap"
+	"github.com/pop3svc/pop3svc/store/credential"
 )
 
 // DirectoryOptions turns the [ldap] table into the directory method's
@@ -64,4 +65,19 @@ func GuardOptions(a config.Auth) guard.Options {
 // QueueOptions turns the [auth] queue settings into the auth queue's.
 func QueueOptions(a config.Auth) auth.QueueOptions {
 	return auth.QueueOptions{Workers: a.HashWorkers, Memory: int64(a.HashMemory), Length: a.Queue}
+}
+
+// HashParams turns the [auth] hash settings into the password records'.
+func HashParams(a config.Auth) credential.HashParams {
+	return credential.HashParams{
+		Alg: a.Hash,
+		Argon2: credential.Argon2Params{
+			Time:      uint32(a.Argon2Time),
+			MemoryKiB: uint32(int64(a.Argon2Memory) >> 10),
+			Threads:   uint8(a.Argon2Threads),
+			KeyLen:    32,
+		},
+		BcryptCost:   a.BcryptCost,
+		SHA512Rounds: a.SHA512Rounds,
+	}.Normal()
 }
