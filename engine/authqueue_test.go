@@ -30,7 +30,11 @@ func startQueuedPOP3(t *testing.T, q *auth.HashQueue) *testServer {
 	}
 	ts := startServer(t, func(cfg *Config) {
 		cfg.ThreadCount = 1
-		cfg.TaskQueue = 0
+		// One place in the task queue: a command that arrives while the
+		// worker is still returning to the pool after its last task waits
+		// instead of being refused. A PASS that held the worker while its
+		// hash waits would still starve the RETR below behind it.
+		cfg.TaskQueue = 1
 	})
 	opts := &pop3.Options{
 		Store: st,
