@@ -424,57 +424,6 @@ func TestKilledDuringDelivery(t *testing.T) {
 	}
 }
 
-func TestMailboxRace(t *testing.T) {
-	// Many goroutines race for one mailbox: at most one holds it at a time.
-	s := newTestStore(t, Options{})
-	a := mkbox(t, s)
-	var mu sync.Mutex
-	holders, maxHolders, wins := 0, 0, 0
-	var wg sync.WaitGroup
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 30; i++ {
-				ms, err := s.OpenSession(bg, a, "racer")
-				if errors.Is(err, store.ErrMailboxInUse) {
-					continue
-				}
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				holders++
-				wins++
-				maxHolders = max(maxHolders, holders)
-				mu.Unlock()
-				// Hold the mailbox a moment, so that the racers' attempts
-				// overlap a live holder; a pause in the scenario, waiting
-				// for nothing.
-				time.Sleep(50 * time.Microsecond)
-				mu.Lock()
-				holders--
-				mu.Unlock()
-				ms.Close()
-			}
-		}()
-	}
-	wg.Wait()
-	if maxHolders != 1 || wins == 0 {
-		t.Fatalf("max simultaneous holders = %d, wins = %d", maxHolders, wins)
-	}
-	if _, err := os.Lstat(filepath.Join(s.mboxPath(a), LockName)); err != nil {
-		t.Fatalf("lock file missing after all sessions closed: %v", err)
-	}
-	ents, _ := os.ReadDir(s.mboxPath(a))
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), ".kcol") {
-			t.Fatalf("temporary lock file %s left behind", e.Name())
-		}
-	}
-}
-
 func TestSymlinkedDomain(t *testing.T) {
 	s := newTestStore(t, Options{})
 	outside := t.TempDir()
