@@ -2,13 +2,11 @@ package engine
 
 import (
 	"bufio"
-	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -366,14 +364,6 @@ var _ = fmt.Sprint
 // waits for no state: the tests pass whatever the pause turns out to be
 // on a loaded machine, they only exercise more code paths with it.
 func pace(d time.Duration) { time.Sleep(d) }
-
-// conns returns the contexts of open connections, oldest first.
-func (ts *testServer) conns() []*conn {
-	var out []*conn
-	ts.registry.each(func(k *conn) { out = append(out, k) })
-	slices.SortFunc(out, func(a, b *conn) int { return cmp.Compare(a.id, b.id) })
-	return out
-}
 
 // connOf waits until the server registered the connection of the client
 // socket c, and returns its context.

@@ -187,7 +187,7 @@ func TestFencingAcrossMachines(t *testing.T) {
 	}
 
 	// Machine 2 dies holding the mailbox: machine 1 gets it after the lease.
-	c2, r = loginAlice(t, s2.POP3)
+	_, r = loginAlice(t, s2.POP3)
 	if !strings.HasPrefix(r, "+OK") {
 		t.Fatalf("login on machine 2: %q", r)
 	}

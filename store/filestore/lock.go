@@ -145,10 +145,6 @@ type heldLock struct {
 
 func (h *heldLock) path() string { return filepath.Join(h.dir, h.name) }
 
-// errLegacyLock: the mailbox still has a lock file of the earlier
-// protocol, which must be converted to a folder.
-var errLegacyLock = errors.New("legacy lock file")
-
 // lockView is what a listing of a mailbox folder says about its lock.
 type lockView struct {
 	admin      bool // kcol: the administrator's lock (or an operator's "mv lock kcol")
