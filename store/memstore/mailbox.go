@@ -182,38 +182,22 @@ func (s *Store) mailboxInfo(a store.Address, d *domain, m *mailbox) store.Mailbo
 // is refused with ErrMailboxInUse; locking a locked mailbox is not an
 // error.
 func (s *Store) LockMailbox(ctx context.Context, addr store.Address) error {
-	a, err := store.CanonicalAddress(addr)
-	if err != nil {
-		return fmt.Errorf("cannot lock mailbox: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, m, err := s.lookup(a)
-	if err != nil {
-		return fmt.Errorf("cannot lock mailbox %s: %w", a, err)
-	}
-	if m.holder != nil {
-		return fmt.Errorf("cannot lock mailbox %s: %w (held by %s)", a, store.ErrMailboxInUse, m.holder.owner)
-	}
-	m.admin = true
-	return nil
+	return s.withMailbox(addr, true, "lock mailbox", func(a store.Address, _ *domain, m *mailbox) error {
+		if m.holder != nil {
+			return fmt.Errorf("cannot lock mailbox %s: %w (held by %s)", a, store.ErrMailboxInUse, m.holder.owner)
+		}
+		m.admin = true
+		return nil
+	})
 }
 
 // UnlockMailbox releases the administrator's lock; a mailbox not locked
 // by the administrator is left as it is.
 func (s *Store) UnlockMailbox(ctx context.Context, addr store.Address) error {
-	a, err := store.CanonicalAddress(addr)
-	if err != nil {
-		return fmt.Errorf("cannot unlock mailbox: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, m, err := s.lookup(a)
-	if err != nil {
-		return fmt.Errorf("cannot unlock mailbox %s: %w", a, err)
-	}
-	m.admin = false
-	return nil
+	return s.withMailbox(addr, true, "unlock mailbox", func(_ store.Address, _ *domain, m *mailbox) error {
+		m.admin = false
+		return nil
+	})
 }
 
 // SetPassword replaces the mailbox's credentials; an empty password
@@ -353,43 +337,51 @@ func (s *Store) SetQuota(ctx context.Context, addr store.Address, bytes int64) e
 	if bytes < 0 {
 		return fmt.Errorf("cannot set quota of %s: %d octets is negative", a, bytes)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, m, err := s.lookup(a)
-	if err != nil {
-		return fmt.Errorf("cannot set quota of %s: %w", a, err)
-	}
-	m.quota = bytes
-	return nil
+	return s.withMailbox(a, true, "set quota of", func(_ store.Address, _ *domain, m *mailbox) error {
+		m.quota = bytes
+		return nil
+	})
 }
 
 // Quota returns the quota enforced on the mailbox: its own, or
 // Options.DomainQuotaDefault when it has none.
 func (s *Store) Quota(ctx context.Context, addr store.Address) (int64, error) {
-	a, err := store.CanonicalAddress(addr)
-	if err != nil {
-		return 0, fmt.Errorf("cannot read quota: %w", err)
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	_, m, err := s.lookup(a)
-	if err != nil {
-		return 0, fmt.Errorf("cannot read quota of %s: %w", a, err)
-	}
-	return s.effectiveQuota(m), nil
+	var q int64
+	err := s.withMailbox(addr, false, "read quota of", func(_ store.Address, _ *domain, m *mailbox) error {
+		q = s.effectiveQuota(m)
+		return nil
+	})
+	return q, err
 }
 
 // Usage counts the mailbox's messages and octets.
 func (s *Store) Usage(ctx context.Context, addr store.Address) (int, int64, error) {
+	var n int
+	var octets int64
+	err := s.withMailbox(addr, false, "read usage of", func(_ store.Address, _ *domain, m *mailbox) error {
+		n, octets = len(m.msgs), m.bytes
+		return nil
+	})
+	return n, octets, err
+}
+
+// withMailbox runs f on the mailbox under the store's lock (exclusive when
+// write is set); a bad address or a missing mailbox becomes "cannot <verb> ...".
+func (s *Store) withMailbox(addr store.Address, write bool, verb string, f func(store.Address, *domain, *mailbox) error) error {
 	a, err := store.CanonicalAddress(addr)
 	if err != nil {
-		return 0, 0, fmt.Errorf("cannot read usage: %w", err)
+		return fmt.Errorf("cannot %s %s: %w", verb, addr, err)
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	_, m, err := s.lookup(a)
+	if write {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+	} else {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+	}
+	d, m, err := s.lookup(a)
 	if err != nil {
-		return 0, 0, fmt.Errorf("cannot read usage of %s: %w", a, err)
+		return fmt.Errorf("cannot %s %s: %w", verb, a, err)
 	}
-	return len(m.msgs), m.bytes, nil
+	return f(a, d, m)
 }
