@@ -50,6 +50,8 @@ func (s *Session) login(mech string, verify func() (store.Address, error)) sessi
 	closed := s.closed
 	if !closed {
 		s.mbox = mbox
+		s.loggedIn = true
+		sessionsLoggedIn.Inc()
 		s.renewLog = s.log.With("user", addr.String())
 	}
 	s.mu.Unlock()

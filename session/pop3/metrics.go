@@ -23,6 +23,8 @@ type cmdCounters struct{ ok, err *metrics.Counter }
 //	pop3_commands_total{cmd="USER|PASS|...|other",status="ok|err"}
 //	pop3_auth_total{mech="user|apop|plain|login|cram-md5|ntlm|...",result="ok|fail|temp"}
 //	pop3_messages_retrieved_total, pop3_messages_deleted_total, pop3_retr_bytes_total
+//	pop3_messages_top_total                 messages whose header and first lines TOP sent
+//	pop3_sessions_logged_in                 sessions in the TRANSACTION state (gauge)
 //	pop3_command_duration_seconds{group="auth|retr|list|update|other"}
 //	pop3_session_panics_total
 var (
@@ -39,6 +41,8 @@ var (
 	messagesRetrieved = metrics.GetOrCreateCounter(`pop3_messages_retrieved_total`)
 	messagesDeleted   = metrics.GetOrCreateCounter(`pop3_messages_deleted_total`)
 	retrBytes         = metrics.GetOrCreateCounter(`pop3_retr_bytes_total`)
+	messagesTopped    = metrics.GetOrCreateCounter(`pop3_messages_top_total`)
+	sessionsLoggedIn  = metrics.GetOrCreateGauge(`pop3_sessions_logged_in`, nil)
 	sessionPanics     = metrics.GetOrCreateCounter(`pop3_session_panics_total`)
 	durationGroups    = func() map[string]*metrics.Histogram {
 		m := map[string]*metrics.Histogram{}

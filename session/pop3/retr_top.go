@@ -50,6 +50,7 @@ func (s *Session) top(arg string) session.Reply {
 		s.log.Error("cannot open a message", "msg", i+1, "uid", s.msgs[i].UID, "err", err)
 		return errorReply(err)
 	}
+	messagesTopped.Inc()
 	r = line(okPrefix + " top of message follows")
 	r.Body = s.track(rc, NewDotReader(newTopReader(rc, lines)))
 	return r

@@ -88,6 +88,9 @@ type Session struct {
 	mu     sync.Mutex // guards body and closed against Close from another goroutine
 	body   *messageBody
 	closed bool
+	// loggedIn: the session counts in pop3_sessions_logged_in, from
+	// login until Close.
+	loggedIn bool
 }
 
 type saslExchange struct {
@@ -370,6 +373,10 @@ func (s *Session) Close() {
 	s.body = nil
 	mb := s.mbox
 	s.mbox = nil
+	if s.loggedIn {
+		s.loggedIn = false
+		sessionsLoggedIn.Dec()
+	}
 	s.mu.Unlock()
 	s.nextRenew.Store(0)
 	if body != nil {

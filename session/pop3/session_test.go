@@ -332,6 +332,30 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
+func TestMetricsTopAndLoggedIn(t *testing.T) {
+	st := testStore(t)
+	o := testOptions(st)
+	gauge := metrics.GetOrCreateGauge(`pop3_sessions_logged_in`, nil)
+	top := metrics.GetOrCreateCounter(`pop3_messages_top_total`).Get()
+	before := gauge.Get()
+	s := New(o, ci)
+	do(t, s, "USER alice@example.com")
+	do(t, s, "PASS tanstaaf with spaces")
+	if d := gauge.Get() - before; d != 1 {
+		t.Errorf("logged-in sessions after login: %+v more, want 1", d)
+	}
+	do(t, s, "TOP 2 0")
+	do(t, s, "TOP 99 0") // no such message: not counted
+	if d := metrics.GetOrCreateCounter(`pop3_messages_top_total`).Get() - top; d != 1 {
+		t.Errorf("TOP counted %d, want 1", d)
+	}
+	s.Close()
+	s.Close()
+	if d := gauge.Get() - before; d != 0 {
+		t.Errorf("logged-in sessions after close: %+v more, want 0", d)
+	}
+}
+
 // lockStore wraps a store: its sessions count lease renewals and, once
 // lost is set, behave as a session whose lock another server took over
 // (store.ErrLockLost from Refresh, Open and Commit, and nothing deleted).
