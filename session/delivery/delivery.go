@@ -117,8 +117,12 @@ var (
 	mBadmail    = metrics.GetOrCreateCounter(`smtp_badmail_total`)
 	mQueueDepth = metrics.GetOrCreateGauge(`smtp_queue_depth`, nil)
 	mLeader     = metrics.GetOrCreateGauge(`smtp_queue_leader`, nil)
-	mLatency    = metrics.GetOrCreateHistogram(`smtp_delivery_latency_seconds`)
+	mLatency    = metrics.GetOrCreatePrometheusHistogramExt(`smtp_delivery_latency_seconds`, latencyBuckets)
 )
+
+// latencyBuckets are the upper bounds of smtp_delivery_latency_seconds:
+// from an immediate delivery to one retried for a day.
+var latencyBuckets = []float64{0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800, 3600, 4 * 3600, 24 * 3600}
 
 type retryState struct {
 	attempts int

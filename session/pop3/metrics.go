@@ -44,10 +44,10 @@ var (
 	messagesTopped    = metrics.GetOrCreateCounter(`pop3_messages_top_total`)
 	sessionsLoggedIn  = metrics.GetOrCreateGauge(`pop3_sessions_logged_in`, nil)
 	sessionPanics     = metrics.GetOrCreateCounter(`pop3_session_panics_total`)
-	durationGroups    = func() map[string]*metrics.Histogram {
-		m := map[string]*metrics.Histogram{}
+	durationGroups    = func() map[string]*metrics.PrometheusHistogram {
+		m := map[string]*metrics.PrometheusHistogram{}
 		for _, g := range []string{"auth", "retr", "list", "update", "other"} {
-			m[g] = metrics.GetOrCreateHistogram(fmt.Sprintf(`pop3_command_duration_seconds{group=%q}`, g))
+			m[g] = metrics.GetOrCreatePrometheusHistogram(fmt.Sprintf(`pop3_command_duration_seconds{group=%q}`, g))
 		}
 		return m
 	}()
