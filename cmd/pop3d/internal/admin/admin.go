@@ -34,7 +34,6 @@ import (
 	"sync/atomic"
 	"time"
 
-
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
 	"github.com/pop3svc/pop3svc/engine"
 )
