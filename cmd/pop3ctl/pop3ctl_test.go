@@ -377,6 +377,13 @@ func TestGetSet(t *testing.T) {
 	if v := e.jsonOK("get", "port"); v["applies"] != "restart" {
 		t.Errorf("get -json port = %v, want applies restart", v)
 	}
+	// The description the README and the console show.
+	if desc, _, _ := config.Describe("pop3.socketmax"); !strings.Contains(e.ok("", "get"), desc) {
+		t.Errorf("get does not show the description %q", desc)
+	}
+	if v := e.jsonOK("get", "socketmax"); v["description"] != "POP3 sessions served at once." {
+		t.Errorf("get -json socketmax = %v, want its description", v)
+	}
 	out = e.ok("", "set", "socketmax", "250")
 	if !strings.Contains(out, "No service answered") {
 		t.Errorf("set without a running service: %q", out)

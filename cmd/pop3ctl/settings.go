@@ -40,7 +40,8 @@ func (c *cli) get() error {
 			return err
 		}
 		w, _ := config.Applies(c.args[0])
-		c.say(map[string]any{"key": c.args[0], "value": v, "applies": w}, "%s", v)
+		desc, _, _ := config.Describe(c.args[0])
+		c.say(map[string]any{"key": c.args[0], "value": v, "applies": w, "description": desc}, "%s", v)
 		return nil
 	}
 	kv := config.List(cfg)
@@ -50,9 +51,9 @@ func (c *cli) get() error {
 	}
 	rows := make([][]string, len(kv))
 	for i, e := range kv {
-		rows[i] = []string{e.Key, e.Value, string(e.Applies)}
+		rows[i] = []string{e.Key, e.Value, string(e.Applies), e.Description}
 	}
-	c.table([]string{"KEY", "VALUE", "APPLIES"}, rows)
+	c.table([]string{"KEY", "VALUE", "APPLIES", "DESCRIPTION"}, rows)
 	return nil
 }
 

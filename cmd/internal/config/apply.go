@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-//go:generate go test -run TestReadmeReloadTable -update .
+//go:generate go test -run TestReadme(Reload|Settings)Table -update .
 
 // When says when a changed setting takes effect in the running service.
 type When string
@@ -21,116 +21,211 @@ const (
 	Restart When = "restart"
 )
 
-// applies tags every key of the file, in file order. A key added to
+// applies tags and describes every key of the file, in file order. A key added to
 // Config must be added here too (TestEveryKeyTagged fails otherwise), with
 // the reload applying it (Live) or the reason it cannot (Restart).
 var applies = []struct {
 	Key  string
 	When When
 	Why  string // for Restart: what holds the value
+	Desc string // what the key does, in one or two sentences: the README, pop3ctl get and the console show it
 }{
-	{"mailroot", Restart, "the store is opened at start"},
-	{"node", Restart, "message names and locks carry it from the start"},
-	{"logging", Live, ""},
-	{"greeting", Live, ""},
-	{"default_domain", Live, ""},
-	{"lock_lease", Restart, "the store judges every server's locks by the lease it opened with; all servers sharing a store must agree"},
+	{"mailroot", Restart, "the store is opened at start",
+		"Folder holding the domains, mailboxes, queue and Badmail; relative paths resolve against the configuration file's folder."},
+	{"node", Restart, "message names and locks carry it from the start",
+		"This server's number among the servers sharing the store (0 to 99999); it is part of every message name and lock."},
+	{"logging", Live, "",
+		"Log detail: 0 none up to 3 the most; 4 adds debugging lines."},
+	{"greeting", Live, "",
+		"Text of the POP3 greeting after +OK; it never carries a version."},
+	{"default_domain", Live, "",
+		"Domain added to a bare mailbox name at login; empty: clients must give mailbox@domain."},
+	{"lock_lease", Restart, "the store judges every server's locks by the lease it opened with; all servers sharing a store must agree",
+		"How long the mailbox lock of a server that stopped renewing it keeps other servers out (3s to 1h, the same on every server)."},
 
-	{"auth.method", Live, ""},
-	{"auth.sparequired", Live, ""},
-	{"auth.pam_service", Live, ""},
-	{"auth.fail_delay", Live, ""},
-	{"auth.cache_ttl", Live, ""},
-	{"auth.penalty", Live, ""},
-	{"auth.penalty_max", Live, ""},
-	{"auth.ban_after", Live, ""},
-	{"auth.ban_window", Live, ""},
-	{"auth.ban_time", Live, ""},
-	{"auth.allow_ntlmv1", Live, ""},
-	{"auth.apop", Live, ""},
-	{"auth.ntlm", Live, ""},
-	{"auth.hash", Live, ""},
-	{"auth.argon2_time", Live, ""},
-	{"auth.argon2_memory", Live, ""},
-	{"auth.argon2_threads", Live, ""},
-	{"auth.bcrypt_cost", Live, ""},
-	{"auth.sha512_rounds", Live, ""},
-	{"auth.hash_workers", Live, ""},
-	{"auth.hash_memory", Live, ""},
-	{"auth.queue", Live, ""},
+	{"auth.method", Live, "",
+		"Where passwords are checked: passwordfile (the store's encrypted file), system (PAM) or directory (LDAP)."},
+	{"auth.sparequired", Live, "",
+		"Refuse plaintext passwords on a connection that is not encrypted (Secure Password Authentication required)."},
+	{"auth.pam_service", Live, "",
+		"PAM service name used by auth.method = system."},
+	{"auth.fail_delay", Live, "",
+		"Wait before answering every failed login."},
+	{"auth.cache_ttl", Live, "",
+		"How long a successful password check is remembered, so the hash is not recomputed; 0s turns the cache off."},
+	{"auth.penalty", Live, "",
+		"Extra delay per recent failure from the same address; it decays with time."},
+	{"auth.penalty_max", Live, "",
+		"Largest per-address penalty."},
+	{"auth.ban_after", Live, "",
+		"Failures within auth.ban_window that ban an address; 0: never ban."},
+	{"auth.ban_window", Live, "",
+		"Window in which auth.ban_after failures are counted."},
+	{"auth.ban_time", Live, "",
+		"How long a ban lasts."},
+	{"auth.allow_ntlmv1", Live, "",
+		"Accept NTLMv1 and LM responses (older clients); otherwise NTLMv2 only."},
+	{"auth.apop", Live, "",
+		"Offer APOP (password file only)."},
+	{"auth.ntlm", Live, "",
+		"Offer AUTH NTLM (password file only)."},
+	{"auth.hash", Live, "",
+		"Hash of new passwords: argon2id, bcrypt or sha512-crypt; all three verify."},
+	{"auth.argon2_time", Live, "",
+		"argon2id passes per password check."},
+	{"auth.argon2_memory", Live, "",
+		"argon2id memory per password check (64KB to 1GB)."},
+	{"auth.argon2_threads", Live, "",
+		"argon2id lanes per password check."},
+	{"auth.bcrypt_cost", Live, "",
+		"bcrypt work factor (4 to 16)."},
+	{"auth.sha512_rounds", Live, "",
+		"SHA-512-crypt rounds (1000 to 5000000)."},
+	{"auth.hash_workers", Live, "",
+		"Password checks run at once by the auth queue; 0: one per core."},
+	{"auth.hash_memory", Live, "",
+		"Memory budget of the password checks running at once."},
+	{"auth.queue", Live, "",
+		"Password checks that may wait in the auth queue, per line; beyond it -ERR [SYS/TEMP] at once."},
 
-	{"pop3.listen", Restart, "listening sockets are bound at start"},
-	{"pop3.listen_tls", Restart, "listening sockets are bound at start"},
-	{"pop3.stls", Live, ""},
-	{"pop3.socketmin", Live, ""},
-	{"pop3.socketthreshold", Live, ""},
-	{"pop3.socketmax", Live, ""},
-	{"pop3.socketbacklog", Live, ""},
-	{"pop3.listen_backlog", Restart, "the kernel's accept queue is set when the sockets are bound"},
-	{"pop3.backlog_wait", Live, ""},
-	{"pop3.threadcount", Live, ""},
-	{"pop3.task_queue", Live, ""},
-	{"pop3.login_timeout", Live, ""},
-	{"pop3.login_deadline", Live, ""},
-	{"pop3.shed_at", Live, ""},
-	{"pop3.idle_timeout", Live, ""},
-	{"pop3.expire_days", Live, ""},
-	{"pop3.login_delay", Live, ""},
+	{"pop3.listen", Restart, "listening sockets are bound at start",
+		"Plaintext POP3 listeners (host:port), with STLS offered when pop3.stls is set."},
+	{"pop3.listen_tls", Restart, "listening sockets are bound at start",
+		"Implicit-TLS POP3 listeners (POP3S, RFC 8314)."},
+	{"pop3.stls", Live, "",
+		"Offer STLS on the plaintext listeners (RFC 2595)."},
+	{"pop3.socketmin", Live, "",
+		"Connection contexts prepared at start."},
+	{"pop3.socketthreshold", Live, "",
+		"When fewer spare connection contexts remain, prepare this many more."},
+	{"pop3.socketmax", Live, "",
+		"POP3 sessions served at once."},
+	{"pop3.socketbacklog", Live, "",
+		"Connections accepted beyond socketmax and held silent until a slot frees."},
+	{"pop3.listen_backlog", Restart, "the kernel's accept queue is set when the sockets are bound",
+		"The kernel's accept queue of each POP3 listener; 0: the system's somaxconn."},
+	{"pop3.backlog_wait", Live, "",
+		"Longest a connection waits in the backlog for a slot before -ERR [SYS/TEMP] and close."},
+	{"pop3.threadcount", Live, "",
+		"Workers for disk and crypto work."},
+	{"pop3.task_queue", Live, "",
+		"Tasks that may wait for a busy worker before a command is answered \"server busy\"."},
+	{"pop3.login_timeout", Live, "",
+		"Longest silence before login."},
+	{"pop3.login_deadline", Live, "",
+		"Whole time from connect to login, whatever the client sends."},
+	{"pop3.shed_at", Live, "",
+		"Percent of socketmax from which new clients shed the busiest network's unauthenticated connections."},
+	{"pop3.idle_timeout", Live, "",
+		"Longest silence after login (RFC 1939: at least ten minutes)."},
+	{"pop3.expire_days", Live, "",
+		"Days advertised in the EXPIRE capability (RFC 2449); -1: NEVER; 0: not advertised."},
+	{"pop3.login_delay", Live, "",
+		"Seconds advertised in the LOGIN-DELAY capability (RFC 2449); 0: not advertised."},
 
-	{"smtp.listen", Restart, "listening sockets are bound at start"},
-	{"smtp.lmtp_listen", Restart, "listening sockets are bound at start"},
-	{"smtp.hostname", Live, ""},
-	{"smtp.max_message_size", Live, ""},
-	{"smtp.max_recipients", Live, ""},
-	{"smtp.relay", Live, ""},
-	{"smtp.retry_for", Live, ""},
-	{"smtp.queue_scan", Live, ""},
-	{"smtp.max_line", Live, ""},
-	{"smtp.read_timeout", Live, ""},
-	{"smtp.data_timeout", Live, ""},
-	{"smtp.write_timeout", Live, ""},
-	{"smtp.max_connections", Live, ""},
-	{"smtp.max_conns_per_ip", Live, ""},
-	{"smtp.max_conns_per_net", Live, ""},
-	{"smtp.max_conns_per_net48", Live, ""},
-	{"smtp.transaction_deadline", Live, ""},
+	{"smtp.listen", Restart, "listening sockets are bound at start",
+		"SMTP listeners (host:port) that take mail for the served domains."},
+	{"smtp.lmtp_listen", Restart, "listening sockets are bound at start",
+		"LMTP listeners (host:port) for a mail transfer agent in front."},
+	{"smtp.hostname", Live, "",
+		"The service's name in the SMTP greeting, Received lines and the APOP, CRAM-MD5 and NTLM challenges; empty: the host name."},
+	{"smtp.max_message_size", Live, "",
+		"Largest message accepted (SIZE)."},
+	{"smtp.max_recipients", Live, "",
+		"Recipients per message."},
+	{"smtp.relay", Live, "",
+		"host:port that carries non-delivery reports to remote senders; empty: none."},
+	{"smtp.retry_for", Live, "",
+		"How long temporary delivery failures are retried before the message fails."},
+	{"smtp.queue_scan", Live, "",
+		"How often the delivery service scans the queue."},
+	{"smtp.max_line", Live, "",
+		"Longest SMTP line in octets, CRLF included (commands and message data)."},
+	{"smtp.read_timeout", Live, "",
+		"Longest silence from an SMTP client."},
+	{"smtp.data_timeout", Live, "",
+		"Longest one command or message transfer may take while data keeps coming."},
+	{"smtp.write_timeout", Live, "",
+		"Longest wait for a reply to be written to an SMTP client."},
+	{"smtp.max_connections", Live, "",
+		"SMTP and LMTP sessions at once; beyond: 421 4.7.0."},
+	{"smtp.max_conns_per_ip", Live, "",
+		"SMTP sessions from one address; 0: no limit."},
+	{"smtp.max_conns_per_net", Live, "",
+		"SMTP sessions from one IPv4 /24 or IPv6 /64."},
+	{"smtp.max_conns_per_net48", Live, "",
+		"SMTP sessions from one IPv6 /48."},
+	{"smtp.transaction_deadline", Live, "",
+		"Whole time from connect to the first MAIL FROM; then 421."},
 
-	{"tls.cert", Live, ""},
-	{"tls.key", Live, ""},
-	{"tls.min_version", Live, ""},
-	{"tls.handshake_timeout", Live, ""},
+	{"tls.cert", Live, "",
+		"Certificate file (PEM); empty: a self-signed pair under the mail root."},
+	{"tls.key", Live, "",
+		"Private key file (PEM) of tls.cert."},
+	{"tls.min_version", Live, "",
+		"Oldest TLS version accepted: 1.2 or 1.3 (1.0 and 1.1 for old clients)."},
+	{"tls.handshake_timeout", Live, "",
+		"Whole time of one TLS handshake (POP3S, STLS, SMTP STARTTLS)."},
 
-	{"admin.listen", Restart, "the admin listener is bound at start"},
-	{"admin.pprof", Live, ""},
-	{"admin.console", Live, ""},
+	{"admin.listen", Restart, "the admin listener is bound at start",
+		"Address of the admin listener: the console, /metrics and the API. Keep it on loopback."},
+	{"admin.pprof", Live, "",
+		"Serve Go's profiler at /debug/pprof/ on the admin listener."},
+	{"admin.console", Live, "",
+		"Serve the browser console at /console/."},
 
-	{"limits.max_line", Live, ""},
-	{"limits.max_auth_line", Live, ""},
-	{"limits.max_bad_commands", Live, ""},
-	{"limits.max_auth_failures", Live, ""},
-	{"limits.max_conns_per_ip", Live, ""},
-	{"limits.max_inbound", Live, ""},
-	{"limits.backlog_max_input", Live, ""},
-	{"limits.outbound_high_mark", Live, ""},
-	{"limits.outbound_low_mark", Live, ""},
-	{"limits.max_pipelined", Live, ""},
-	{"limits.prelogin_per_ip", Live, ""},
-	{"limits.prelogin_per_net", Live, ""},
-	{"limits.prelogin_per_net48", Live, ""},
+	{"limits.max_line", Live, "",
+		"Longest POP3 input line in octets, CRLF included."},
+	{"limits.max_auth_line", Live, "",
+		"Longest SASL continuation line (AUTH), in octets."},
+	{"limits.max_bad_commands", Live, "",
+		"Unknown or misplaced commands before login, then the connection is closed."},
+	{"limits.max_auth_failures", Live, "",
+		"Failed logins per connection, then it is closed."},
+	{"limits.max_conns_per_ip", Live, "",
+		"POP3 connections from one address; 0: no limit."},
+	{"limits.max_inbound", Live, "",
+		"Octets buffered unread per connection before it is closed."},
+	{"limits.backlog_max_input", Live, "",
+		"Octets a connection held in the backlog may send."},
+	{"limits.outbound_high_mark", Live, "",
+		"Pause a RETR stream above this many queued octets."},
+	{"limits.outbound_low_mark", Live, "",
+		"Resume a paused RETR stream below this many queued octets."},
+	{"limits.max_pipelined", Live, "",
+		"Commands that may wait behind the one in flight (RFC 2449 PIPELINING)."},
+	{"limits.prelogin_per_ip", Live, "",
+		"Unauthenticated POP3 connections from one address."},
+	{"limits.prelogin_per_net", Live, "",
+		"Unauthenticated POP3 connections from one IPv4 /24 or IPv6 /64."},
+	{"limits.prelogin_per_net48", Live, "",
+		"Unauthenticated POP3 connections from one IPv6 /48."},
 
-	{"quota.domain_default", Live, ""},
+	{"quota.domain_default", Live, "",
+		"Quota of mailboxes without a quota file of their own; 0: none."},
 
-	{"ldap.url", Live, ""},
-	{"ldap.starttls", Live, ""},
-	{"ldap.bind_dn", Live, ""},
-	{"ldap.search_base", Live, ""},
-	{"ldap.search_filter", Live, ""},
-	{"ldap.service_dn", Live, ""},
-	{"ldap.service_password", Live, ""},
-	{"ldap.timeout", Live, ""},
-	{"ldap.pool_size", Live, ""},
-	{"ldap.ca_cert", Live, ""},
-	{"ldap.insecure_skip_verify", Live, ""},
+	{"ldap.url", Live, "",
+		"LDAP server of auth.method = directory (ldap:// or ldaps://)."},
+	{"ldap.starttls", Live, "",
+		"Use StartTLS on an ldap:// connection."},
+	{"ldap.bind_dn", Live, "",
+		"DN template for a direct bind: %u the mailbox, %d the domain, %s mailbox@domain."},
+	{"ldap.search_base", Live, "",
+		"Where users are searched for; when set, logins search instead of binding directly."},
+	{"ldap.search_filter", Live, "",
+		"Filter that finds a user, e.g. (mail=%s) or (userPrincipalName=%s)."},
+	{"ldap.service_dn", Live, "",
+		"DN of the optional account that searches."},
+	{"ldap.service_password", Live, "",
+		"Password of the service account (shown masked)."},
+	{"ldap.timeout", Live, "",
+		"Timeout of one directory operation."},
+	{"ldap.pool_size", Live, "",
+		"Directory connections kept open."},
+	{"ldap.ca_cert", Live, "",
+		"CA certificate file (PEM) the directory's certificate is checked against; empty: the system's roots."},
+	{"ldap.insecure_skip_verify", Live, "",
+		"Do not check the directory's certificate (tests only)."},
 }
 
 // Applies returns when a change of key takes effect; key is a dotted key
@@ -150,6 +245,25 @@ func Applies(key string) (w When, ok bool) {
 		}
 	}
 	return "", false
+}
+
+// Describe returns what key does and, for a restart key, why a reload
+// cannot apply it; key is a dotted key path or a Winpop alias. ok is false
+// for an unknown key.
+func Describe(key string) (desc, why string, ok bool) {
+	k, err := canonicalKey(key)
+	if err != nil {
+		return "", "", false
+	}
+	if k == "port" {
+		k = "pop3.listen"
+	}
+	for _, a := range applies {
+		if a.Key == k {
+			return a.Desc, a.Why, true
+		}
+	}
+	return "", "", false
 }
 
 // RestartChanges returns the keys tagged Restart whose values differ
@@ -232,3 +346,18 @@ func ReloadTable() string {
 // so it would never read a file written now. pop3ctl set and the console
 // both refuse with it.
 const NoFileRefusal = "the running service uses its built-in defaults (it was started without a configuration file) and would not read a file written now; start pop3d with -config FILE (or with ./pop3d.toml in its folder), then change the setting"
+
+// SettingsTable renders every key with its tag and description as the
+// README's Markdown settings reference, one row per key in file order.
+func SettingsTable() string {
+	var b strings.Builder
+	b.WriteString("| key | applies | what it does |\n| --- | --- | --- |\n")
+	for _, a := range applies {
+		when := string(a.When)
+		if a.When == Restart {
+			when += " (" + a.Why + ")"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", a.Key, when, strings.ReplaceAll(a.Desc, "|", "\\|"))
+	}
+	return b.String()
+}

@@ -20,6 +20,9 @@ func TestEveryKeyTagged(t *testing.T) {
 		if a.When != Live && a.When != Restart {
 			t.Errorf("%s: tagged %q, want live or restart", a.Key, a.When)
 		}
+		if len(a.Desc) < 10 || !strings.HasSuffix(a.Desc, ".") {
+			t.Errorf("%s: no description (a sentence that ends with a full stop): %q", a.Key, a.Desc)
+		}
 		if a.When == Restart && a.Why == "" {
 			t.Errorf("%s: restart without saying why", a.Key)
 		}
@@ -102,6 +105,25 @@ const (
 // TestReadmeReloadTable fails when the README's reload table is not what
 // ReloadTable renders; with -update (go generate) it rewrites it.
 func TestReadmeReloadTable(t *testing.T) {
+	readmeBlock(t, readmeBegin, readmeEnd, ReloadTable())
+}
+
+// The README's settings reference, generated from the same table.
+const (
+	settingsBegin = "<!-- BEGIN settings table: generated from the configuration package by `go generate ./...`; do not edit -->\n"
+	settingsEnd   = "<!-- END settings table -->"
+)
+
+// TestReadmeSettingsTable fails when the README's settings reference is
+// not what SettingsTable renders; with -update (go generate) it rewrites it.
+func TestReadmeSettingsTable(t *testing.T) {
+	readmeBlock(t, settingsBegin, settingsEnd, SettingsTable())
+}
+
+// readmeBlock checks, or with -update rewrites, the generated text
+// between begin and end in the README.
+func readmeBlock(t *testing.T, readmeBegin, readmeEnd, body string) {
+	t.Helper()
 	path := readmePath(t)
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -111,9 +133,9 @@ func TestReadmeReloadTable(t *testing.T) {
 	i := strings.Index(text, readmeBegin)
 	j := strings.Index(text, readmeEnd)
 	if i < 0 || j < i {
-		t.Fatalf("%s has no reload table between %q and %q", path, strings.TrimSpace(readmeBegin), readmeEnd)
+		t.Fatalf("%s has no generated table between %q and %q", path, strings.TrimSpace(readmeBegin), readmeEnd)
 	}
-	want := text[:i] + readmeBegin + ReloadTable() + text[j:]
+	want := text[:i] + readmeBegin + body + text[j:]
 	if want == text {
 		return
 	}
@@ -123,7 +145,7 @@ func TestReadmeReloadTable(t *testing.T) {
 		}
 		return
 	}
-	t.Fatalf("the README's reload table is stale: run go generate ./... (or go test -run TestReadmeReloadTable -update in this folder)")
+	t.Fatalf("the README's generated table %q is stale: run go generate ./... (or go test -run 'TestReadme(Reload|Settings)Table' -update in this folder)", strings.TrimSpace(readmeBegin))
 }
 
 // readmePath is the README.md beside go.mod, above this folder.

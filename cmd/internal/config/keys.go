@@ -42,6 +42,10 @@ type KV struct {
 	Key     string `json:"key"`
 	Value   string `json:"value"`
 	Applies When   `json:"applies"`
+	// Description says what the key does; Why, for a restart key, what
+	// holds its value until the service restarts.
+	Description string `json:"description"`
+	Why         string `json:"why,omitempty"`
 }
 
 // leaf is one settable key of Config.
@@ -136,7 +140,8 @@ func List(cfg *Config) []KV {
 	out := make([]KV, 0, len(leaves))
 	for _, l := range leaves {
 		w, _ := Applies(l.key)
-		out = append(out, KV{Key: l.key, Value: formatValue(l.key, v.FieldByIndex(l.index)), Applies: w})
+		desc, why, _ := Describe(l.key)
+		out = append(out, KV{Key: l.key, Value: formatValue(l.key, v.FieldByIndex(l.index)), Applies: w, Description: desc, Why: why})
 	}
 	return out
 }
