@@ -154,6 +154,21 @@ type QueueEntry interface {
 	Close() error
 }
 
+// BadmailAdmin is implemented by queues whose Badmail messages an
+// administrator can read, put back into the queue and delete (the
+// console's Badmail viewer). Optional: found by type assertion. Each
+// returns ErrQueueNotFound for an id Badmail does not hold and
+// ErrQueueBadID for an id that cannot name one.
+type BadmailAdmin interface {
+	// OpenBadmail returns a Badmail message.
+	OpenBadmail(id string) (io.ReadCloser, error)
+	// RetryBadmail queues the message again for its recipients that got
+	// no copy and removes it from Badmail; it returns the new queue id.
+	RetryBadmail(id string) (string, error)
+	// DeleteBadmail removes a Badmail message and its reason.
+	DeleteBadmail(id string) error
+}
+
 // QueueSchedule is implemented by queue entries that record when their
 // next attempt is due, so that every server serving one queue waits for
 // the same time and a postponed entry is retried once in the whole
