@@ -12,6 +12,8 @@ import (
 // across reloads (admin.console among it).
 type consoleService struct {
 	console *console.Console
+	stop    context.CancelFunc
+	done    chan struct{}
 }
 
 func (s *consoleService) Name() string { return "console" }
@@ -26,6 +28,13 @@ func (s *consoleService) Start(rt *runtime) error {
 		Reload:     rt.reload,
 		Status:     rt.pop3Status,
 	}, rt.cfg)
+	// The charts' samples: one every console.HistoryInterval.
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stop, s.done = cancel, make(chan struct{})
+	go func() {
+		defer close(s.done)
+		s.console.Run(ctx)
+	}()
 	return nil
 }
 
@@ -34,4 +43,15 @@ func (s *consoleService) Reload(cfg *config.Config) error {
 	return nil
 }
 
-func (s *consoleService) Stop(context.Context) error { return nil }
+func (s *consoleService) Stop(ctx context.Context) error {
+	if s.stop == nil {
+		return nil
+	}
+	s.stop()
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

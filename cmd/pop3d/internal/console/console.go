@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"embed"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -36,9 +37,17 @@ import (
 //	POST /console/domains            add, delete, lock, unlock a domain
 //	GET  /console/domains/{domain}   the domain's mailboxes
 //	POST /console/domains/{domain}   add, delete, lock, unlock a mailbox; password; quota
+//	GET  /console/live.json          the counters and charts the server page refreshes
+//	GET  /console/queue              the queue and Badmail, a page at a time
+//	GET  /console/queue/{id}         a queued message: envelope, progress, header
+//	POST /console/queue/{id}         retry now, delete
+//	GET  /console/badmail/{id}       a Badmail message: reason, header
+//	POST /console/badmail/{id}       queue again, delete
 //
 // Pages are rendered on the server (html/template escapes every value) and
-// need no JavaScript and no outside asset. Every change goes through the
+// load no outside asset. The server page carries a few lines of inline
+// JavaScript (allowed by a per-response nonce) that poll live.json and
+// update its counters and charts; without JavaScript it is a snapshot. Every change goes through the
 // Mail Storage Access API and the config package, as pop3ctl's do, with
 // the same one-line reasons when a request is refused.
 //
@@ -47,6 +56,8 @@ import (
 // Cross-site requests are refused: every POST carries a per-process random
 // token in a hidden field, and a POST whose Origin or Referer names another
 // host than the request's Host is refused. GET never changes anything.
+// Deleting a mailbox or a queued or Badmail message takes a second POST
+// carrying a confirmation token (confirm.go).
 
 //go:embed pages/*.html pages/style.css
 var consoleFS embed.FS
@@ -58,6 +69,11 @@ const (
 	// ConsoleMaxPassword is the longest password accepted, in octets (the
 	// same limit as pop3ctl's -password-stdin line).
 	ConsoleMaxPassword = 4096
+	// ConsoleMailboxesPerPage is the number of mailboxes a domain's page
+	// lists at a time.
+	ConsoleMailboxesPerPage = 100
+	// ConsoleMaxQuery is the longest mailbox search, in octets.
+	ConsoleMaxQuery = 128
 	// ConsoleCheckTimeout bounds the directory look-ups of an auth.method
 	// switch and any other store work of one request.
 	ConsoleCheckTimeout = 30 * time.Second
@@ -75,6 +91,12 @@ type Options struct {
 	Reload func() (restart []string, err error)
 	// Status returns the POP3 engine's status; nil, or a nil result: not shown.
 	Status func() *engine.Status
+	// Counters returns the counters the server page shows live and the
+	// charts sample; nil: MetricCounters.
+	Counters func() Counters
+	// PollInterval is how often the server page asks for live.json;
+	// 0: DefaultPollInterval.
+	PollInterval time.Duration
 }
 
 // Console is the browser console of one pop3d process. It is an
@@ -85,6 +107,9 @@ type Console struct {
 	token string                        // the anti-CSRF token of this process
 	pages map[string]*template.Template
 	mux   *http.ServeMux
+	hist  history
+	// confirmKey signs the confirmation tokens of deletions.
+	confirmKey []byte
 }
 
 // SetConfig makes cfg the configuration in force: the one the console
@@ -100,14 +125,21 @@ func New(opts Options, cfg *config.Config) *Console {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	buf := make([]byte, 32)
+	if opts.Counters == nil {
+		opts.Counters = MetricCounters
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = DefaultPollInterval
+	}
+	buf := make([]byte, 64)
 	if _, err := rand.Read(buf); err != nil {
 		panic("console: no randomness for the anti-CSRF token: " + err.Error())
 	}
-	c := &Console{opts: opts, token: hex.EncodeToString(buf), pages: map[string]*template.Template{}}
+	c := &Console{opts: opts, token: hex.EncodeToString(buf[:32]), confirmKey: buf[32:], pages: map[string]*template.Template{}}
 	c.cfg.Store(cfg)
-	funcs := template.FuncMap{"yesno": yesNo, "quota": quotaText, "size": sizeText}
-	for _, p := range []string{"server", "domains", "mailboxes", "refused"} {
+	funcs := template.FuncMap{"yesno": yesNo, "quota": quotaText, "size": sizeText, "when": whenText,
+		"viewbox": func() string { return fmt.Sprintf("0 0 %d %d", chartW, chartH) }}
+	for _, p := range []string{"server", "domains", "mailboxes", "refused", "queue", "message", "confirm"} {
 		c.pages[p] = template.Must(template.New("layout").Funcs(funcs).ParseFS(consoleFS, "pages/layout.html", "pages/"+p+".html"))
 	}
 	css, err := consoleFS.ReadFile("pages/style.css")
@@ -126,14 +158,32 @@ func New(opts Options, cfg *config.Config) *Console {
 	m.HandleFunc("POST /console/domains", c.post(c.domainAction))
 	m.HandleFunc("GET /console/domains/{domain}", c.mailboxesPage)
 	m.HandleFunc("POST /console/domains/{domain}", c.post(c.mailboxAction))
+	m.HandleFunc("GET /console/live.json", c.liveJSON)
+	m.HandleFunc("GET /console/queue", c.queuePage)
+	m.HandleFunc("GET /console/queue/{id}", c.queueEntryPage)
+	m.HandleFunc("POST /console/queue/{id}", c.post(c.queueAction))
+	m.HandleFunc("GET /console/badmail/{id}", c.badmailPage)
+	m.HandleFunc("POST /console/badmail/{id}", c.post(c.badmailAction))
 	c.mux = m
 	return c
 }
 
-// ServeHTTP serves the console with its security headers.
+// nonceWriter carries the nonce of a response's inline script to render.
+type nonceWriter struct {
+	http.ResponseWriter
+	nonce string
+}
+
+// ServeHTTP serves the console with its security headers. The only script
+// allowed is the inline one carrying this response's nonce, and it may
+// fetch only from the console's own origin.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	nb := make([]byte, 16)
+	rand.Read(nb)
+	nonce := base64.StdEncoding.EncodeToString(nb)
+	w = &nonceWriter{ResponseWriter: w, nonce: nonce}
 	h := w.Header()
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'nonce-"+nonce+"'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "same-origin")
@@ -158,18 +208,34 @@ type view struct {
 	// Server page.
 	Status          any
 	Uptime          string
-	Queued, Badmail int
-	QueueErr        string
 	Settings        []config.KV
 	File            string
 	FormKey         string
 	FormValue       string
+
+	// Live counters and charts of the server page.
+	Nonce  string // of the inline script
+	PollMS int64  // 0: the page does not poll
+	Live   *live
+	Groups []settingGroup
 
 	// Domains and mailboxes.
 	Domains      []store.DomainInfo
 	Domain       string
 	DomainLocked bool
 	Mailboxes    []store.MailboxInfo
+	Query        string // the mailbox search
+	Pager        pager  // the mailbox list's paging
+
+	// Queue and Badmail.
+	QueueRows  []queueRow
+	BadRows    []badRow
+	QueuePager pager
+	BadPager   pager
+	Message    *messageView
+
+	// The first step of a deletion.
+	Confirm *confirmView
 }
 
 // outcome is the result of a POST: a message, warnings, or the refusal.
@@ -257,6 +323,9 @@ func (c *Console) base(title, nav string) *view {
 
 // render writes a whole page, or a plain 500 when the template fails.
 func (c *Console) render(w http.ResponseWriter, code int, page string, v *view) {
+	if nw, ok := w.(*nonceWriter); ok {
+		v.Nonce = nw.nonce
+	}
 	var buf bytes.Buffer
 	if err := c.pages[page].ExecuteTemplate(&buf, "layout", v); err != nil {
 		c.opts.Log.Error("console: cannot render a page", "page", page, "err", err)
@@ -288,13 +357,12 @@ func (c *Console) serverView(key string) *view {
 		}
 	}
 	v.Uptime = time.Since(c.opts.Started).Round(time.Second).String()
-	q, b, err := c.opts.Queue.Depth()
-	if err != nil {
-		v.QueueErr = store.Reason(err)
-	}
-	v.Queued, v.Badmail = q, b
 	cfg := c.cfg.Load()
 	v.Settings = config.List(cfg)
+	v.Groups = groupSettings(v.Settings)
+	l := c.liveView()
+	v.Live = &l
+	v.PollMS = c.opts.PollInterval.Milliseconds()
 	v.File = c.opts.ConfigPath
 	if k, err := config.CanonicalKey(key); err == nil {
 		if k == "port" {
@@ -444,7 +512,7 @@ func (c *Console) domainAction(r *http.Request) (string, outcome, *view) {
 func (c *Console) mailboxesPage(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := c.ctx(r)
 	defer cancel()
-	v, err := c.mailboxesView(ctx, r.PathValue("domain"))
+	v, err := c.mailboxesView(ctx, r.PathValue("domain"), r.FormValue("q"), pageArg(r))
 	code := http.StatusOK
 	if err != nil {
 		v.Error, code = store.Reason(err), statusOf(err)
@@ -455,8 +523,10 @@ func (c *Console) mailboxesPage(w http.ResponseWriter, r *http.Request) {
 	c.render(w, code, "mailboxes", v)
 }
 
-// mailboxesView builds a domain's page; on error the view holds what it can.
-func (c *Console) mailboxesView(ctx context.Context, name string) (*view, error) {
+// mailboxesView builds a page of a domain's mailboxes, those whose name
+// contains query (any case) when it is not empty; on error the view holds
+// what it can.
+func (c *Console) mailboxesView(ctx context.Context, name, query string, page int) (*view, error) {
 	v := c.base("Mailboxes", "domains")
 	d, err := store.CanonicalDomain(name)
 	if err != nil {
@@ -470,7 +540,30 @@ func (c *Console) mailboxesView(ctx context.Context, name string) (*view, error)
 	}
 	v.DomainLocked = info.Locked
 	ms, err := c.opts.Store.ListMailboxes(ctx, d)
-	v.Mailboxes = ms
+	query = strings.TrimSpace(query)
+	if len(query) > ConsoleMaxQuery {
+		query = query[:ConsoleMaxQuery]
+	}
+	v.Query = query
+	if query != "" {
+		q := strings.ToLower(query)
+		kept := ms[:0]
+		for _, m := range ms {
+			if strings.Contains(strings.ToLower(m.Address.Mailbox), q) {
+				kept = append(kept, m)
+			}
+		}
+		ms = kept
+	}
+	lo, hi, p := paginate(len(ms), page, ConsoleMailboxesPerPage, func(n int) string {
+		u := url.Values{"page": {strconv.Itoa(n)}}
+		if query != "" {
+			u.Set("q", query)
+		}
+		return "/console/domains/" + d + "?" + u.Encode()
+	})
+	v.Pager = p
+	v.Mailboxes = ms[lo:hi]
 	return v, err
 }
 
@@ -481,6 +574,7 @@ func (c *Console) mailboxAction(r *http.Request) (string, outcome, *view) {
 	defer cancel()
 	cfg := c.cfg.Load()
 	action := r.PostForm.Get("action")
+	var confirm *view
 	do := func() outcome {
 		d, err := store.CanonicalDomain(r.PathValue("domain"))
 		if err != nil {
@@ -507,6 +601,19 @@ func (c *Console) mailboxAction(r *http.Request) (string, outcome, *view) {
 			}
 			return o
 		case "delete":
+			target := "mailbox " + a.String()
+			if !c.confirmed(target, r.PostForm.Get("confirm"), time.Now()) {
+				info, err := st.Mailbox(ctx, a)
+				if err != nil {
+					return outcome{err: err}
+				}
+				confirm = c.confirmPage("Delete mailbox "+a.String()+"?",
+					[]string{fmt.Sprintf("Its %d message(s), %s, are deleted with it.", info.Messages, sizeText(info.Bytes)),
+						"Mail sent to " + a.String() + " afterwards is refused."},
+					"/console/domains/"+d, "/console/domains/"+d, target,
+					[]field{{"mailbox", a.Mailbox}})
+				return outcome{}
+			}
 			if err := st.DeleteMailbox(ctx, a); err != nil {
 				return outcome{err: err}
 			}
@@ -563,7 +670,10 @@ func (c *Console) mailboxAction(r *http.Request) (string, outcome, *view) {
 		return outcome{err: fmt.Errorf("unknown action %q", action), code: http.StatusBadRequest}
 	}
 	o := do()
-	v, err := c.mailboxesView(ctx, r.PathValue("domain"))
+	if confirm != nil && o.err == nil {
+		return "confirm", o, confirm
+	}
+	v, err := c.mailboxesView(ctx, r.PathValue("domain"), r.PostForm.Get("q"), pageArg(r))
 	if err != nil && o.err == nil {
 		o.err = err
 	}
@@ -571,6 +681,57 @@ func (c *Console) mailboxAction(r *http.Request) (string, outcome, *view) {
 }
 
 // --- Formatting -------------------------------------------------------------
+
+// settingGroup is one table of the configuration file on the server page.
+type settingGroup struct {
+	ID, Title, Intro string
+	Settings         []config.KV
+}
+
+// settingTables names the tables of the file, in file order.
+var settingTables = map[string][2]string{
+	"":       {"General", "The mail root, the node number, logging and the greeting."},
+	"auth":   {"Authentication", "How logins are checked, slowed down and banned; password hashes and the auth queue."},
+	"pop3":   {"POP3 service", "Listeners, the session and worker pools, and the time limits of a session."},
+	"smtp":   {"SMTP and delivery", "Listeners that take mail in, their limits, and the delivery service."},
+	"tls":    {"TLS", "The certificate and the handshake of POP3S, STLS and SMTP STARTTLS."},
+	"admin":  {"Administration", "The admin listener with this console, /metrics and the API."},
+	"limits": {"Protocol limits", "Per-connection and per-network limits of the POP3 service."},
+	"quota":  {"Quotas", "Defaults for mailboxes without a quota of their own."},
+	"ldap":   {"Directory (LDAP)", "The directory of auth.method = directory."},
+}
+
+// groupSettings splits the settings by table, in file order.
+func groupSettings(kv []config.KV) []settingGroup {
+	var out []settingGroup
+	for _, s := range kv {
+		table, _, ok := strings.Cut(s.Key, ".")
+		if !ok {
+			table = ""
+		}
+		if len(out) == 0 || out[len(out)-1].ID != "settings-"+table {
+			t := settingTables[table]
+			if t[0] == "" {
+				t = [2]string{"[" + table + "]", ""}
+			}
+			out = append(out, settingGroup{ID: "settings-" + table, Title: t[0], Intro: t[1]})
+		}
+		g := &out[len(out)-1]
+		g.Settings = append(g.Settings, s)
+	}
+	if len(out) > 0 && out[0].ID == "settings-" {
+		out[0].ID = "settings-general"
+	}
+	return out
+}
+
+// whenText writes a time for the queue viewer; the zero time is "—".
+func whenText(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05 UTC")
+}
 
 func yesNo(b bool) string {
 	if b {

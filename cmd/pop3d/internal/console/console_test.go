@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -259,7 +260,35 @@ func TestConsoleMailboxFlows(t *testing.T) {
 		t.Error("the password was echoed in the page or the log")
 	}
 
+	// Deleting takes two steps: the first asks, with a token; only the
+	// second, with that token for that mailbox, deletes.
 	code, body = e.post(page, "action", "delete", "mailbox", "alice")
+	e.want(code, body, http.StatusOK, "Delete mailbox alice@example.com?", "Yes, delete")
+	if _, err := e.st.Mailbox(ctx, alice); err != nil {
+		t.Fatalf("the first step deleted the mailbox: %v", err)
+	}
+	tok := regexp.MustCompile(`name="confirm" value="([^"]+)"`).FindStringSubmatch(body)
+	if tok == nil {
+		t.Fatalf("no confirmation token:\n%s", excerpt(body))
+	}
+	for _, bad := range []string{"", "1", "0.00", tok[1] + "0", strings.Replace(tok[1], ".", "9.", 1)} {
+		code, body = e.post(page, "action", "delete", "mailbox", "alice", "confirm", bad)
+		e.want(code, body, http.StatusOK, "Delete mailbox alice@example.com?")
+	}
+	// The token of alice does not delete bob.
+	code, body = e.post(page, "action", "delete", "mailbox", "bob", "confirm", tok[1])
+	e.want(code, body, http.StatusOK, "Delete mailbox bob@example.com?")
+	if _, err := e.st.Mailbox(ctx, store.Address{Mailbox: "bob", Domain: "example.com"}); err != nil {
+		t.Fatalf("alice's token deleted bob: %v", err)
+	}
+	// An expired token does not delete.
+	old := e.c.confirmToken("mailbox alice@example.com", time.Now().Add(-time.Second))
+	code, body = e.post(page, "action", "delete", "mailbox", "alice", "confirm", old)
+	e.want(code, body, http.StatusOK, "Delete mailbox alice@example.com?")
+	if _, err := e.st.Mailbox(ctx, alice); err != nil {
+		t.Fatalf("a refused confirmation deleted the mailbox: %v", err)
+	}
+	code, body = e.post(page, "action", "delete", "mailbox", "alice", "confirm", tok[1])
 	e.want(code, body, http.StatusOK, "Deleted mailbox alice@example.com.")
 	if _, err := e.st.Mailbox(ctx, alice); !errors.Is(err, store.ErrNoSuchMailbox) {
 		t.Errorf("after delete: Mailbox = %v", err)
