@@ -206,12 +206,12 @@ type view struct {
 	MailRoot   string
 
 	// Server page.
-	Status          any
-	Uptime          string
-	Settings        []config.KV
-	File            string
-	FormKey         string
-	FormValue       string
+	Status    any
+	Uptime    string
+	Settings  []config.KV
+	File      string
+	FormKey   string
+	FormValue string
 
 	// Live counters and charts of the server page.
 	Nonce  string // of the inline script
