@@ -9,7 +9,6 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"embed"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -180,7 +179,7 @@ type nonceWriter struct {
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	nb := make([]byte, 16)
 	rand.Read(nb)
-	nonce := base64.StdEncoding.EncodeToString(nb)
+	nonce := hex.EncodeToString(nb)
 	w = &nonceWriter{ResponseWriter: w, nonce: nonce}
 	h := w.Header()
 	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'nonce-"+nonce+"'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")

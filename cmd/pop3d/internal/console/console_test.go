@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,6 +33,17 @@ type consoleEnv struct {
 	cfgPath string
 	logs    *pop3dtest.LogBuffer
 	reloads int
+	q       *queue.Queue
+
+	mu       sync.Mutex
+	counters Counters // what Options.Counters returns
+}
+
+// setCounters sets the counters the console reads.
+func (e *consoleEnv) setCounters(c Counters) {
+	e.mu.Lock()
+	e.counters = c
+	e.mu.Unlock()
 }
 
 const consoleTestConfig = `# console test
@@ -63,13 +75,19 @@ func newConsoleEnv(t *testing.T, extra string) *consoleEnv {
 		t.Fatal(err)
 	}
 	logs := &pop3dtest.LogBuffer{}
-	e := &consoleEnv{t: t, st: st, cfgPath: path, logs: logs}
+	e := &consoleEnv{t: t, st: st, cfgPath: path, logs: logs, q: q}
 	e.c = New(Options{
 		ConfigPath: path,
 		Store:      st,
 		Queue:      q,
 		Log:        slog.New(slog.NewTextHandler(logs, nil)),
 		Started:    time.Now(),
+		Counters: func() Counters {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			return e.counters
+		},
+		PollInterval: 300 * time.Millisecond,
 		Reload: func() ([]string, error) {
 			e.reloads++
 			ncfg, err := config.Load(path)
