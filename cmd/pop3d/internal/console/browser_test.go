@@ -3,11 +3,15 @@ package console
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,14 +22,94 @@ import (
 	"github.com/pop3svc/pop3svc/store"
 )
 
+// browser runs headless Chromium against one console server.
+type browser struct {
+	t   *testing.T
+	bin string
+	url string // the server's base URL
+	out string // where screenshots go
+}
+
+func newBrowser(t *testing.T, h http.Handler) *browser {
+	t.Helper()
+	bin := pop3dtest.NeedTool(t, "chromium")
+	srv := httptest.NewServer(h) // loopback
+	t.Cleanup(srv.Close)
+	out := os.Getenv("CONSOLE_SCREENSHOTS")
+	if out == "" {
+		out = t.TempDir()
+	}
+	return &browser{t: t, bin: bin, url: srv.URL, out: out}
+}
+
+// run runs Chromium with args and returns its standard output.
+func (b *browser) run(args ...string) []byte {
+	b.t.Helper()
+	cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// As root (CI containers) Chromium runs only without its sandbox.
+	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir=" + b.t.TempDir(), "--window-size=1280,900"}
+	cmd := exec.CommandContext(cctx, b.bin, append(base, args...)...)
+	cmd.WaitDelay = 5 * time.Second
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		b.t.Fatalf("chromium %v: %v\n%s", args, err, stderr.Bytes())
+	}
+	return stdout.Bytes()
+}
+
+// load returns the page as the browser built it. budget, when not zero,
+// is the virtual time the page's scripts run before the DOM is dumped
+// (Chromium's virtual time: timers and fetches complete in order, without
+// waiting in real time).
+func (b *browser) load(path string, budget time.Duration, token string) *html.Node {
+	b.t.Helper()
+	args := []string{"--dump-dom"}
+	if budget > 0 {
+		args = append(args, fmt.Sprintf("--virtual-time-budget=%d", budget.Milliseconds()))
+	}
+	dom := b.run(append(args, b.url+path)...)
+	doc, err := html.Parse(bytes.NewReader(dom))
+	if err != nil {
+		b.t.Fatalf("%s: the browser's DOM does not parse: %v", path, err)
+	}
+	if title := textOf(first(doc, atom.Title)); !strings.HasSuffix(title, "POP3 Service console") {
+		b.t.Errorf("%s: title %q", path, title)
+	}
+	// Every form that changes something carries the token.
+	for _, f := range all(doc, atom.Form) {
+		if attr(f, "method") != "post" {
+			continue
+		}
+		if got := hiddenValue(f, "csrf"); got != token {
+			b.t.Errorf("%s: form %s has csrf %q, want the console's token", path, attr(f, "action"), got)
+		}
+	}
+	return doc
+}
+
+// screenshot keeps a picture of the page, for a person to look at.
+func (b *browser) screenshot(name, path string, height int) {
+	b.t.Helper()
+	png := filepath.Join(b.out, "console-"+name+".png")
+	b.run(fmt.Sprintf("--window-size=1280,%d", height), "--virtual-time-budget=1000", "--screenshot="+png, b.url+path)
+	data, err := os.ReadFile(png)
+	if err != nil || len(data) < 1000 || !bytes.HasPrefix(data, []byte("\x89PNG\r\n\x1a\n")) {
+		b.t.Errorf("%s: screenshot of %d bytes, err %v", path, len(data), err)
+	}
+}
+
 // TestConsoleInBrowser loads the console's pages in headless Chromium and
 // checks what a person would see: the page as the browser built it
-// (--dump-dom) shows the status counters, the settings table, the domain
-// and mailbox lists with their numbers, and every form carries the
+// (--dump-dom) shows the status counters, counters and charts that change
+// without a reload, the grouped settings, the domain and mailbox lists
+// with their numbers, the queue and Badmail, and every form carries the
 // anti-CSRF token. It keeps a screenshot of each page as well; set
 // CONSOLE_SCREENSHOTS=DIR to keep them after the test.
 func TestConsoleInBrowser(t *testing.T) {
-	browser := pop3dtest.NeedTool(t, "chromium")
 	e := newConsoleEnv(t, "")
 	ctx := context.Background()
 	if err := e.st.CreateDomain(ctx, "example.com"); err != nil {
@@ -49,54 +133,81 @@ func TestConsoleInBrowser(t *testing.T) {
 	if err := e.st.SetQuota(ctx, store.Address{Mailbox: "alice", Domain: "example.com"}, 50<<20); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(e.h) // loopback
-	defer srv.Close()
-	out := os.Getenv("CONSOLE_SCREENSHOTS")
-	if out == "" {
-		out = t.TempDir()
-	}
-	chromium := func(args ...string) []byte {
-		t.Helper()
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		// As root (CI containers) Chromium runs only without its sandbox.
-		base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-			"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-			"--user-data-dir=" + t.TempDir(), "--window-size=1280,900"}
-		cmd := exec.CommandContext(cctx, browser, append(base, args...)...)
-		cmd.WaitDelay = 5 * time.Second
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("chromium %v: %v\n%s", args, err, stderr.Bytes())
+	e.setCounters(Counters{Connections: 3, LoggedIn: 2, LoginsOK: 16, LoginsFailed: 1, Retrieved: 40, Deliveries: 5})
+	e.c.Sample()
+
+	// Once the server page has been served, the service moves on: more
+	// logins, a message queued, a new sample for the charts. Only the
+	// page's own polling can bring that into the open page.
+	var served atomic.Int32
+	var servedPage atomic.Value
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/console/" || served.Load() > 0 {
+			e.h.ServeHTTP(w, r)
+			return
 		}
-		return stdout.Bytes()
-	}
-	load := func(path string) *html.Node {
-		t.Helper()
-		dom := chromium("--dump-dom", srv.URL+path)
-		doc, err := html.Parse(bytes.NewReader(dom))
-		if err != nil {
-			t.Fatalf("%s: the browser's DOM does not parse: %v", path, err)
+		rec := httptest.NewRecorder()
+		e.h.ServeHTTP(rec, r)
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
 		}
-		if title := textOf(first(doc, atom.Title)); !strings.HasSuffix(title, "POP3 Service console") {
-			t.Errorf("%s: title %q", path, title)
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
+		servedPage.Store(rec.Body.String())
+		served.Add(1)
+		e.setCounters(Counters{Connections: 5, LoggedIn: 4, LoginsOK: 23, LoginsFailed: 4, Retrieved: 41, Deliveries: 6})
+		if _, err := e.q.Enqueue(envelope("sender@remote.example", "alice@example.com"), strings.NewReader("Subject: queued <now>\r\nFrom: sender@remote.example\r\n\r\nbody\r\n")); err != nil {
+			t.Error(err)
 		}
-		// Every form that changes something carries the token.
-		forms := all(doc, atom.Form)
-		for _, f := range forms {
-			if attr(f, "method") != "post" {
-				continue
-			}
-			if got := hiddenValue(f, "csrf"); got != e.c.token {
-				t.Errorf("%s: form %s has csrf %q, want the console's token", path, attr(f, "action"), got)
-			}
-		}
-		return doc
-	}
+		e.c.Sample()
+	})
+	b := newBrowser(t, h)
 
 	t.Run("server", func(t *testing.T) {
-		doc := load("/console/")
+		doc := b.load("/console/", 3*time.Second, e.c.token)
+		if p, _ := servedPage.Load().(string); !strings.Contains(p, `data-live="logins_ok">16<`) {
+			t.Fatalf("the page was not served with the first counters")
+		}
+		live := map[string]string{}
+		for d := range doc.Descendants() {
+			if d.Type == html.ElementNode && attr(d, "data-live") != "" {
+				live[attr(d, "data-live")] = textOf(d)
+			}
+		}
+		// Changed after the page was served: the page polled them in.
+		for k, want := range map[string]string{"connections": "5", "logged_in": "4", "logins_ok": "23", "logins_failed": "4",
+			"retrieved": "41", "deliveries": "6", "queued": "1", "badmail": "0", "last-logins-0": "7", "last-logins-1": "3"} {
+			if live[k] != want {
+				t.Errorf("live counter %s shows %q, want %q (all: %q)", k, live[k], want, live)
+			}
+		}
+		body := first(doc, atom.Body)
+		if n, _ := strconv.Atoi(attr(body, "data-polls")); n < 1 || attr(body, "data-live-error") != "" {
+			t.Errorf("body data-polls=%q data-live-error=%q: the page did not poll live.json", attr(body, "data-polls"), attr(body, "data-live-error"))
+		}
+		// The charts: five SVGs; the logins chart now has both samples.
+		charts := map[string]*html.Node{}
+		for d := range doc.Descendants() {
+			if d.Type == html.ElementNode && d.Data == "svg" {
+				charts[attr(d, "id")] = d
+			}
+		}
+		for _, id := range []string{"chart-sessions", "chart-logins", "chart-retrieved", "chart-deliveries", "chart-queue"} {
+			if charts[id] == nil {
+				t.Errorf("no chart %s", id)
+			}
+		}
+		if c := charts["chart-logins"]; c != nil {
+			var lines []string
+			for d := range c.Descendants() {
+				if d.Type == html.ElementNode && d.Data == "polyline" {
+					lines = append(lines, attr(d, "points"))
+				}
+			}
+			if len(lines) != 2 || len(strings.Fields(lines[0])) != 2 || !strings.HasPrefix(strings.Fields(lines[0])[1], "360.0,") {
+				t.Errorf("logins chart lines %q, want ok and failed with two points each, the newest at x=360", lines)
+			}
+		}
 		kv := map[string]string{}
 		for _, tb := range all(doc, atom.Table) {
 			if attr(tb, "class") == "kv" {
@@ -107,26 +218,33 @@ func TestConsoleInBrowser(t *testing.T) {
 				}
 			}
 		}
-		for _, k := range []string{"Process uptime", "Queue (waiting for delivery)", "Badmail"} {
-			if kv[k] == "" {
-				t.Errorf("status counter %q missing or empty (status: %q)", k, kv)
-			}
+		if kv["Process uptime"] == "" || kv["Queue (waiting for delivery)"] != "1" || kv["Badmail"] != "0" {
+			t.Errorf("status table %q", kv)
 		}
-		if kv["Queue (waiting for delivery)"] != "0" || kv["Badmail"] != "0" {
-			t.Errorf("queue and badmail counters %q and %q, want 0 and 0", kv["Queue (waiting for delivery)"], kv["Badmail"])
-		}
-		settings := map[string]string{}
+		// Settings: grouped, each with its value, live/restart mark and
+		// description.
+		settings := map[string][]string{}
+		groups := 0
 		for _, tb := range all(doc, atom.Table) {
-			if attr(tb, "class") == "list" {
+			if attr(tb, "class") == "list settings" {
+				groups++
 				for _, r := range rows(tb)[1:] {
-					settings[r[0]] = r[1]
+					settings[r[0]] = r
 				}
 			}
 		}
-		if len(settings) < 10 {
-			t.Fatalf("settings table has %d rows: %q", len(settings), settings)
+		if groups != 9 || len(settings) < 90 {
+			t.Fatalf("%d settings groups with %d settings", groups, len(settings))
 		}
-		// The form offers every setting that the table lists.
+		for k, want := range map[string][]string{
+			"logging":     {"logging", "3", "live"},
+			"pop3.listen": {"pop3.listen", "", "restart"},
+		} {
+			r := settings[k]
+			if len(r) < 4 || want[1] != "" && r[1] != want[1] || r[2] != want[2] || len(r[3]) < 10 {
+				t.Errorf("setting row %s = %q, want value %q, mark %q and a description", k, r, want[1], want[2])
+			}
+		}
 		var options []string
 		for _, o := range all(doc, atom.Option) {
 			options = append(options, attr(o, "value"))
@@ -136,13 +254,10 @@ func TestConsoleInBrowser(t *testing.T) {
 				t.Errorf("setting %q is listed but cannot be chosen in the form", k)
 			}
 		}
-		if v, ok := settings["logging"]; !ok || v != "3" {
-			t.Errorf("setting logging shows %q (listed %v), want 3 from the file", v, ok)
-		}
 	})
 
 	t.Run("domains", func(t *testing.T) {
-		doc := load("/console/domains")
+		doc := b.load("/console/domains", 0, e.c.token)
 		got := map[string][]string{}
 		for _, r := range listRows(doc) {
 			got[r[0]] = r
@@ -164,7 +279,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	})
 
 	t.Run("mailboxes", func(t *testing.T) {
-		doc := load("/console/domains/example.com")
+		doc := b.load("/console/domains/example.com", 0, e.c.token)
 		got := map[string][]string{}
 		for _, r := range listRows(doc) {
 			got[r[0]] = r
@@ -184,15 +299,119 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	})
 
+	// A Badmail message beside the queued one.
+	bad, err := e.q.Enqueue(envelope("s@x.test", "bob@example.com"), strings.NewReader("Subject: undeliverable\r\n\r\nbody\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ent, err := e.q.Lock(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noErr(t, ent.Fail(0, "5.2.2", "mailbox full"))
+	noErr(t, ent.ToBadmail("the report could not be sent: relay refused"))
+	ent.Close()
+
+	var queued string
+	t.Run("queue", func(t *testing.T) {
+		doc := b.load("/console/queue", 0, e.c.token)
+		var q, bm [][]string
+		for _, tb := range all(doc, atom.Table) {
+			switch attr(tb, "id") {
+			case "queue":
+				q = rows(tb)[1:]
+			case "badmail-list":
+				bm = rows(tb)[1:]
+			}
+		}
+		// Id, Received, From, Recipients, Waiting, Size, Next attempt
+		if len(q) != 1 || len(q[0]) != 7 || q[0][2] != "<sender@remote.example>" || q[0][3] != "1" || q[0][4] != "1" {
+			t.Fatalf("queue rows %q", q)
+		}
+		queued = q[0][0]
+		if len(bm) != 1 || bm[0][0] != bad || !strings.Contains(bm[0][1], "relay refused") {
+			t.Errorf("Badmail rows %q, want %s", bm, bad)
+		}
+	})
+
+	t.Run("message", func(t *testing.T) {
+		doc := b.load("/console/queue/"+queued, 0, e.c.token)
+		var header string
+		for d := range doc.Descendants() {
+			if d.Type == html.ElementNode && attr(d, "id") == "header" {
+				header = textOf(d)
+			}
+		}
+		if !strings.Contains(header, "Subject: queued <now>") || strings.Contains(header, "body") {
+			t.Errorf("header shown: %q", header)
+		}
+		var buttons []string
+		for _, bt := range all(doc, atom.Button) {
+			buttons = append(buttons, textOf(bt))
+		}
+		if !contains(buttons, "Retry now") || !contains(buttons, "Delete…") {
+			t.Errorf("buttons %q", buttons)
+		}
+	})
+
 	// The pictures, for a person to look at.
-	for _, p := range []struct{ name, path string }{{"server", "/console/"}, {"domains", "/console/domains"}, {"mailboxes", "/console/domains/example.com"}} {
-		png := filepath.Join(out, "console-"+p.name+".png")
-		chromium("--screenshot="+png, srv.URL+p.path)
-		data, err := os.ReadFile(png)
-		if err != nil || len(data) < 1000 || !bytes.HasPrefix(data, []byte("\x89PNG\r\n\x1a\n")) {
-			t.Errorf("%s: screenshot of %d bytes, err %v", p.path, len(data), err)
+	for _, p := range []struct {
+		name, path string
+		height     int
+	}{
+		{"server", "/console/", 2400}, {"domains", "/console/domains", 700}, {"mailboxes", "/console/domains/example.com", 700},
+		{"queue", "/console/queue", 700}, {"message", "/console/queue/" + queued, 900}, {"badmail", "/console/badmail/" + bad, 900},
+	} {
+		b.screenshot(p.name, p.path, p.height)
+	}
+}
+
+// TestConsoleTenThousandMailboxesInBrowser renders a domain of 10,000
+// mailboxes in Chromium: the page lists the first 100 with the paging,
+// and a search narrows the list. It logs the page's weight and the time
+// to serve and render it.
+func TestConsoleTenThousandMailboxesInBrowser(t *testing.T) {
+	const n = 10000
+	e := newConsoleEnv(t, "")
+	ctx := context.Background()
+	if err := e.st.CreateDomain(ctx, "big.example"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := e.st.CreateMailbox(ctx, store.Address{Mailbox: fmt.Sprintf("user%05d", i), Domain: "big.example"}, ""); err != nil {
+			t.Fatal(err)
 		}
 	}
+	b := newBrowser(t, e.h)
+
+	start := time.Now()
+	code, page := e.get("/console/domains/big.example")
+	served := time.Since(start)
+	if code != http.StatusOK {
+		t.Fatalf("status %d", code)
+	}
+	start = time.Now()
+	doc := b.load("/console/domains/big.example", 0, e.c.token)
+	rendered := time.Since(start)
+	if r := listRows(doc); len(r) != ConsoleMailboxesPerPage || r[0][0] != "user00000@big.example" {
+		t.Fatalf("first page: %d rows from %q", len(r), r[:min(1, len(r))])
+	}
+	if txt := textOf(first(doc, atom.Main)); !strings.Contains(txt, "1–100 of 10000 · page 1 of 100") {
+		t.Errorf("no paging shown: %.300s", txt)
+	}
+	css, _ := consoleFS.ReadFile("pages/style.css")
+	t.Logf("domain of %d mailboxes: page %d octets + style.css %d octets; served in %v (console alone), loaded and rendered by Chromium in %v (process start included)",
+		n, len(page), len(css), served.Round(time.Millisecond), rendered.Round(time.Millisecond))
+
+	doc = b.load("/console/domains/big.example?q=user0999&page=1", 0, e.c.token)
+	if r := listRows(doc); len(r) != 10 || r[0][0] != "user09990@big.example" || r[9][0] != "user09999@big.example" {
+		t.Errorf("search: %d rows %q", len(r), r)
+	}
+	doc = b.load("/console/domains/big.example?page=100", 0, e.c.token)
+	if r := listRows(doc); len(r) != 100 || r[99][0] != "user09999@big.example" {
+		t.Errorf("last page: %d rows", len(r))
+	}
+	b.screenshot("mailboxes-10000", "/console/domains/big.example?page=42", 1100)
 }
 
 // all returns the elements a under n, in document order.
