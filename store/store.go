@@ -136,6 +136,16 @@ type Mailboxes interface {
 	UnlockMailbox(ctx context.Context, addr Address) error
 }
 
+// MailboxLister is implemented by stores that list a domain's mailbox
+// names without describing each mailbox, which ListMailboxes does (the
+// console pages through a domain of thousands with it, describing only
+// the mailboxes it shows). Optional: found by type assertion.
+type MailboxLister interface {
+	// ListMailboxNames returns the mailbox names (the part before the @)
+	// of the domain, sorted; ErrNoSuchDomain when there is no such domain.
+	ListMailboxNames(ctx context.Context, domain string) ([]string, error)
+}
+
 // Credentials is the encrypted password file.
 type Credentials interface {
 	// SetPassword stores a slow hash of password for plaintext logins and,

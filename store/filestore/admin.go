@@ -403,6 +403,25 @@ func (s *Store) ListMailboxes(ctx context.Context, domain string) ([]store.Mailb
 	return out, nil
 }
 
+// ListMailboxNames lists the domain's mailbox names, sorted, reading
+// only the domain's folder (store.MailboxLister).
+func (s *Store) ListMailboxNames(ctx context.Context, domain string) ([]string, error) {
+	d, err := store.CanonicalDomain(domain)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list mailboxes: %w", err)
+	}
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	names, err := s.mailboxNames(d)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list mailboxes of %s: %w", d, err)
+	}
+	return names, nil
+}
+
+var _ store.MailboxLister = (*Store)(nil)
+
 // Mailbox describes one mailbox.
 func (s *Store) Mailbox(ctx context.Context, addr store.Address) (store.MailboxInfo, error) {
 	a, err := canonAddr(addr)

@@ -144,6 +144,32 @@ func (s *Store) ListMailboxes(ctx context.Context, domain string) ([]store.Mailb
 	return out, nil
 }
 
+// ListMailboxNames lists the domain's mailbox names, sorted
+// (store.MailboxLister).
+func (s *Store) ListMailboxNames(ctx context.Context, domain string) ([]string, error) {
+	d, err := store.CanonicalDomain(domain)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list mailboxes: %w", err)
+	}
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	dom := s.domains[d]
+	if dom == nil {
+		return nil, fmt.Errorf("cannot list mailboxes of %s: %w", d, store.ErrNoSuchDomain)
+	}
+	out := make([]string, 0, len(dom.boxes))
+	for name := range dom.boxes {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+var _ store.MailboxLister = (*Store)(nil)
+
 // Mailbox describes one mailbox.
 func (s *Store) Mailbox(ctx context.Context, addr store.Address) (store.MailboxInfo, error) {
 	a, err := store.CanonicalAddress(addr)

@@ -254,6 +254,15 @@ func testMailboxes(t *testing.T, s store.Store) {
 	}
 	_, err = s.ListMailboxes(ctx, "nowhere.net")
 	wantErr(t, "ListMailboxes(unknown)", err, store.ErrNoSuchDomain)
+	if l, ok := s.(store.MailboxLister); ok {
+		names, err := l.ListMailboxNames(ctx, "Example.COM")
+		wantErr(t, "ListMailboxNames", err, nil)
+		if strings.Join(names, ",") != "alice,bob" {
+			t.Fatalf("ListMailboxNames = %q, want alice,bob", names)
+		}
+		_, err = l.ListMailboxNames(ctx, "nowhere.net")
+		wantErr(t, "ListMailboxNames(unknown)", err, store.ErrNoSuchDomain)
+	}
 	wantErr(t, "DeleteMailbox", s.DeleteMailbox(ctx, a), nil)
 	wantErr(t, "DeleteMailbox again", s.DeleteMailbox(ctx, a), store.ErrNoSuchMailbox)
 	_, err = s.Deliver(ctx, a, strings.NewReader("x\r\n"))

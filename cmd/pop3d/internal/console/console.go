@@ -538,14 +538,51 @@ func (c *Console) mailboxesView(ctx context.Context, name, query string, page in
 		return v, err
 	}
 	v.DomainLocked = info.Locked
-	ms, err := c.opts.Store.ListMailboxes(ctx, d)
 	query = strings.TrimSpace(query)
 	if len(query) > ConsoleMaxQuery {
 		query = query[:ConsoleMaxQuery]
 	}
 	v.Query = query
-	if query != "" {
-		q := strings.ToLower(query)
+	q := strings.ToLower(query)
+	link := func(n int) string {
+		u := url.Values{"page": {strconv.Itoa(n)}}
+		if query != "" {
+			u.Set("q", query)
+		}
+		return "/console/domains/" + d + "?" + u.Encode()
+	}
+	// A store that lists names alone is asked to describe only the
+	// mailboxes of the page shown.
+	if l, ok := c.opts.Store.(store.MailboxLister); ok {
+		names, err := l.ListMailboxNames(ctx, d)
+		if err != nil {
+			return v, err
+		}
+		if q != "" {
+			kept := names[:0]
+			for _, n := range names {
+				if strings.Contains(n, q) {
+					kept = append(kept, n)
+				}
+			}
+			names = kept
+		}
+		lo, hi, p := paginate(len(names), page, ConsoleMailboxesPerPage, link)
+		v.Pager = p
+		for _, n := range names[lo:hi] {
+			mi, err := c.opts.Store.Mailbox(ctx, store.Address{Mailbox: n, Domain: d})
+			if errors.Is(err, store.ErrNoSuchMailbox) {
+				continue // deleted since the listing
+			}
+			if err != nil {
+				return v, err
+			}
+			v.Mailboxes = append(v.Mailboxes, mi)
+		}
+		return v, nil
+	}
+	ms, err := c.opts.Store.ListMailboxes(ctx, d)
+	if q != "" {
 		kept := ms[:0]
 		for _, m := range ms {
 			if strings.Contains(strings.ToLower(m.Address.Mailbox), q) {
@@ -554,13 +591,7 @@ func (c *Console) mailboxesView(ctx context.Context, name, query string, page in
 		}
 		ms = kept
 	}
-	lo, hi, p := paginate(len(ms), page, ConsoleMailboxesPerPage, func(n int) string {
-		u := url.Values{"page": {strconv.Itoa(n)}}
-		if query != "" {
-			u.Set("q", query)
-		}
-		return "/console/domains/" + d + "?" + u.Encode()
-	})
+	lo, hi, p := paginate(len(ms), page, ConsoleMailboxesPerPage, link)
 	v.Pager = p
 	v.Mailboxes = ms[lo:hi]
 	return v, err

@@ -158,8 +158,23 @@ func TestConsoleQueuePaging(t *testing.T) {
 	}
 }
 
+// plainStore hides the optional interfaces of the store it wraps: the
+// console then lists a domain with ListMailboxes.
+type plainStore struct{ store.Store }
+
 func TestConsoleMailboxPagingAndSearch(t *testing.T) {
+	t.Run("names listed alone", func(t *testing.T) { testMailboxPaging(t, false) })
+	t.Run("with ListMailboxes", func(t *testing.T) { testMailboxPaging(t, true) })
+}
+
+func testMailboxPaging(t *testing.T, plain bool) {
 	e := newConsoleEnv(t, "")
+	if _, ok := e.st.(store.MailboxLister); !ok {
+		t.Fatal("the file store lists no names alone")
+	}
+	if plain {
+		e.c.opts.Store = plainStore{e.st}
+	}
 	ctx := context.Background()
 	if err := e.st.CreateDomain(ctx, "big.example"); err != nil {
 		t.Fatal(err)
