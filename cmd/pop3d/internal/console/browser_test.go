@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -134,7 +135,14 @@ func TestConsoleInBrowser(t *testing.T) {
 	if err := e.st.SetQuota(ctx, store.Address{Mailbox: "alice", Domain: "example.com"}, 50<<20); err != nil {
 		t.Fatal(err)
 	}
-	e.setCounters(Counters{Connections: 3, LoggedIn: 2, LoginsOK: 16, LoginsFailed: 1, Retrieved: 40, Deliveries: 5})
+	// Fifty minutes of history, then the first sample of this test.
+	const seeded = 300
+	base := seedHistory(&e.c.hist, seeded)
+	atPage := Counters{Connections: 3, LoggedIn: 2, LoginsOK: base.LoginsOK + 16, LoginsFailed: base.LoginsFailed + 1,
+		Retrieved: base.Retrieved + 40, Deliveries: base.Deliveries + 5}
+	later := Counters{Connections: 5, LoggedIn: 4, LoginsOK: atPage.LoginsOK + 7, LoginsFailed: atPage.LoginsFailed + 3,
+		Retrieved: atPage.Retrieved + 1, Deliveries: atPage.Deliveries + 1}
+	e.setCounters(atPage)
 	e.c.Sample()
 
 	// Once the server page has been served, the service moves on: more
@@ -143,6 +151,19 @@ func TestConsoleInBrowser(t *testing.T) {
 	var served atomic.Int32
 	var servedPage atomic.Value
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/confirm-example" {
+			// The first step of a mailbox deletion, which only a POST
+			// reaches, for its picture.
+			info, err := e.st.Mailbox(r.Context(), store.Address{Mailbox: "alice", Domain: "example.com"})
+			if err != nil {
+				t.Error(err)
+			}
+			e.c.render(w, http.StatusOK, "confirm", e.c.confirmPage("Delete mailbox alice@example.com?",
+				[]string{fmt.Sprintf("Its %d message(s), %s, are deleted with it.", info.Messages, sizeText(info.Bytes)),
+					"Mail sent to alice@example.com afterwards is refused."},
+				"/console/domains/example.com", "/console/domains/example.com", "mailbox alice@example.com", []field{{"mailbox", "alice"}}))
+			return
+		}
 		if r.URL.Path != "/console/" || served.Load() > 0 {
 			e.h.ServeHTTP(w, r)
 			return
@@ -156,7 +177,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		w.Write(rec.Body.Bytes())
 		servedPage.Store(rec.Body.String())
 		served.Add(1)
-		e.setCounters(Counters{Connections: 5, LoggedIn: 4, LoginsOK: 23, LoginsFailed: 4, Retrieved: 41, Deliveries: 6})
+		e.setCounters(later)
 		if _, err := e.q.Enqueue(envelope("sender@remote.example", "alice@example.com"), strings.NewReader("Subject: queued <now>\r\nFrom: sender@remote.example\r\n\r\nbody\r\n")); err != nil {
 			t.Error(err)
 		}
@@ -166,7 +187,7 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	t.Run("server", func(t *testing.T) {
 		doc := b.load("/console/", 3*time.Second, e.c.token)
-		if p, _ := servedPage.Load().(string); !strings.Contains(p, `data-live="logins_ok">16<`) {
+		if p, _ := servedPage.Load().(string); !strings.Contains(p, fmt.Sprintf(`data-live="logins_ok">%d<`, atPage.LoginsOK)) {
 			t.Fatalf("the page was not served with the first counters")
 		}
 		live := map[string]string{}
@@ -176,8 +197,9 @@ func TestConsoleInBrowser(t *testing.T) {
 			}
 		}
 		// Changed after the page was served: the page polled them in.
-		for k, want := range map[string]string{"connections": "5", "logged_in": "4", "logins_ok": "23", "logins_failed": "4",
-			"retrieved": "41", "deliveries": "6", "queued": "1", "badmail": "0", "last-logins-0": "7", "last-logins-1": "3"} {
+		u := func(n uint64) string { return strconv.FormatUint(n, 10) }
+		for k, want := range map[string]string{"connections": "5", "logged_in": "4", "logins_ok": u(later.LoginsOK), "logins_failed": u(later.LoginsFailed),
+			"retrieved": u(later.Retrieved), "deliveries": u(later.Deliveries), "queued": "1", "badmail": "0", "last-logins-0": "7", "last-logins-1": "3"} {
 			if live[k] != want {
 				t.Errorf("live counter %s shows %q, want %q (all: %q)", k, live[k], want, live)
 			}
@@ -205,8 +227,8 @@ func TestConsoleInBrowser(t *testing.T) {
 					lines = append(lines, attr(d, "points"))
 				}
 			}
-			if len(lines) != 2 || len(strings.Fields(lines[0])) != 2 || !strings.HasPrefix(strings.Fields(lines[0])[1], "360.0,") {
-				t.Errorf("logins chart lines %q, want ok and failed with two points each, the newest at x=360", lines)
+			if len(lines) != 2 || len(strings.Fields(lines[0])) != seeded+2 || !strings.HasPrefix(strings.Fields(lines[0])[seeded+1], "360.0,") {
+				t.Errorf("logins chart lines %.200q, want ok and failed with %d points each, the newest at x=360", lines, seeded+2)
 			}
 		}
 		kv := map[string]string{}
@@ -362,9 +384,32 @@ func TestConsoleInBrowser(t *testing.T) {
 	}{
 		{"server", "/console/", 2400}, {"domains", "/console/domains", 700}, {"mailboxes", "/console/domains/example.com", 700},
 		{"queue", "/console/queue", 700}, {"message", "/console/queue/" + queued, 900}, {"badmail", "/console/badmail/" + bad, 900},
+		{"confirm", "/confirm-example", 500},
 	} {
 		b.screenshot(p.name, p.path, p.height)
 	}
+}
+
+// seedHistory records n samples of made-up traffic, ten seconds apart and
+// ending now, and returns the counters of the last.
+func seedHistory(h *history, n int) Counters {
+	var c Counters
+	t0 := time.Now().Add(-time.Duration(n) * HistoryInterval)
+	for i := range n {
+		x := float64(i)
+		c.Connections = int64(20 + 15*math.Sin(x/20))
+		c.LoggedIn = c.Connections * 3 / 5
+		c.LoginsOK += uint64(5 + i%7)
+		if i%13 == 0 {
+			c.LoginsFailed += 4
+		} else if i%3 == 0 {
+			c.LoginsFailed++
+		}
+		c.Retrieved += uint64(10 + i%11)
+		c.Deliveries += uint64(3 + i%5)
+		h.record(t0.Add(time.Duration(i)*HistoryInterval), c, (i/30)%4, i/150)
+	}
+	return c
 }
 
 // TestConsoleTenThousandMailboxesInBrowser renders a domain of 10,000
@@ -409,9 +454,17 @@ func TestConsoleTenThousandMailboxesInBrowser(t *testing.T) {
 	if txt := textOf(first(doc, atom.Main)); !strings.Contains(txt, "1–100 of 10000 · page 1 of 100") {
 		t.Errorf("no paging shown: %.300s", txt)
 	}
+	// The same for an empty domain: what Chromium's start and a page
+	// without rows take.
+	if err := e.st.CreateDomain(ctx, "empty.example"); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	b.load("/console/domains/empty.example", 0, e.c.token)
+	baseline := time.Since(start)
 	css, _ := consoleFS.ReadFile("pages/style.css")
-	t.Logf("domain of %d mailboxes in %T: page %d octets + style.css %d octets; served in %v (console alone), loaded and rendered by Chromium in %v (process start included)",
-		n, e.st, len(page), len(css), served.Round(time.Millisecond), rendered.Round(time.Millisecond))
+	t.Logf("domain of %d mailboxes in %T: page %d octets + style.css %d octets; served in %v (console alone); loaded and rendered by Chromium in %v, an empty domain's page in %v (Chromium's start included in both)",
+		n, e.st, len(page), len(css), served.Round(time.Millisecond), rendered.Round(time.Millisecond), baseline.Round(time.Millisecond))
 
 	doc = b.load("/console/domains/big.example?q=user0999&page=1", 0, e.c.token)
 	if r := listRows(doc); len(r) != 10 || r[0][0] != "user09990@big.example" || r[9][0] != "user09999@big.example" {
