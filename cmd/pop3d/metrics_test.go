@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/smtp"
@@ -69,6 +70,14 @@ func (e exposition) family(name string) string {
 // then scrapes /metrics.
 func scrapeBusyPop3d(t *testing.T) exposition {
 	t.Helper()
+	_, e := busyPop3d(t)
+	return e
+}
+
+// busyPop3d is scrapeBusyPop3d that also returns the server, with the
+// session still logged in.
+func busyPop3d(t *testing.T) (*pop3dtest.Server, exposition) {
+	t.Helper()
 	in := startPop3d(t, "", "", mailbox(2, 500))
 	sendPlainSMTP(t, in.SMTP[0], "bob@example.org", testAddr.String(), testMessage(3, 300))
 	cl := http.Client{Timeout: 30 * time.Second}
@@ -106,9 +115,7 @@ func scrapeBusyPop3d(t *testing.T) exposition {
 		t.Fatalf("RETR: %s", r)
 	}
 	c.Multi()
-	e := scrape()
-	c.Cmd("QUIT")
-	return e
+	return in, scrape()
 }
 
 func TestMetricsHelpAndType(t *testing.T) {
@@ -268,5 +275,50 @@ func sendPlainSMTP(t *testing.T, addr, from, to, msg string) {
 	}
 	if err := c.Quit(); err != nil {
 		t.Fatalf("QUIT: %v", err)
+	}
+}
+
+// TestConsoleLiveCountersFromMetrics: the console's live counters are
+// the series /metrics serves, read in the running pop3d.
+func TestConsoleLiveCountersFromMetrics(t *testing.T) {
+	in, e := busyPop3d(t)
+	resp, err := http.Get("http://" + in.Admin + "/console/live.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var live map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&live); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("live.json: %d %v", resp.StatusCode, err)
+	}
+	value := func(series string) float64 {
+		var sum float64
+		for _, l := range strings.Split(e.text, "\n") {
+			if name, v, ok := strings.Cut(l, " "); ok && regexp.MustCompile(series).MatchString(name) {
+				var f float64
+				fmt.Sscan(v, &f)
+				sum += f
+			}
+		}
+		return sum
+	}
+	for key, series := range map[string]string{
+		"logged_in":     `^pop3_sessions_logged_in$`,
+		"logins_ok":     `^pop3_auth_total\{.*result="ok"`,
+		"logins_failed": `^pop3_auth_total\{.*result="fail"`,
+		"retrieved":     `^pop3_messages_retrieved_total$`,
+		"deliveries":    `^smtp_deliveries_total\{result="delivered"\}$`,
+	} {
+		want := value(series)
+		if want < 1 {
+			t.Errorf("%s: the metrics show %v; the test expected traffic", series, want)
+		}
+		if got, _ := live[key].(float64); got != want {
+			t.Errorf("live.json %s = %v, /metrics %s = %v", key, live[key], series, want)
+		}
+	}
+	charts, _ := live["charts"].([]any)
+	if len(charts) != 5 {
+		t.Errorf("live.json has %d charts, want 5", len(charts))
 	}
 }
