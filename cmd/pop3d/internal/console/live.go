@@ -80,12 +80,12 @@ type sample struct {
 
 // history is the ring buffer of the last HistoryLen samples.
 type history struct {
-	mu    sync.Mutex
-	ring  [HistoryLen]sample
-	n     int // samples held
-	next  int // where the next one goes
-	last  Counters
-	first bool // no sample taken yet: last is not a reference
+	mu     sync.Mutex
+	ring   [HistoryLen]sample
+	n      int // samples held
+	next   int // where the next one goes
+	last   Counters
+	primed bool // a sample was taken: last is the reference of the next increase
 }
 
 // record adds a sample from the counters read now.
@@ -93,13 +93,13 @@ func (h *history) record(now time.Time, c Counters, queued, badmail int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s := sample{at: now, connections: c.Connections, loggedIn: c.LoggedIn, queued: queued, badmail: badmail}
-	if h.first {
+	if h.primed {
 		s.loginsOK = delta(c.LoginsOK, h.last.LoginsOK)
 		s.loginsFail = delta(c.LoginsFailed, h.last.LoginsFailed)
 		s.retrieved = delta(c.Retrieved, h.last.Retrieved)
 		s.delivered = delta(c.Deliveries, h.last.Deliveries)
 	}
-	h.first = true
+	h.primed = true
 	h.last = c
 	h.ring[h.next] = s
 	h.next = (h.next + 1) % HistoryLen
