@@ -27,23 +27,26 @@ import (
 
 // clusterOptions configure pop3bench cluster.
 type clusterOptions struct {
-	Pop3d    string
-	Work     string
-	Out      string
-	Stores   []string // "gluster", "local"
-	Lease    time.Duration
-	Users    int
-	Senders  int
-	Messages int // acknowledged messages, at least
-	Kills    int // kills, at least
-	KillMin  time.Duration
-	KillMax  time.Duration
-	Down     time.Duration // longest time a killed server stays down
-	Hold     time.Duration // longest pause between the last DELE and QUIT
-	Drain    time.Duration
-	Trials   int // SIGSTOP trials
-	TrialK   int // sessions frozen per trial
-	MaxRun   time.Duration
+	Pop3d  string
+	Work   string
+	Out    string
+	Stores []string // "gluster", "local"
+	// GlusterVolume, when set, is a started volume (host:/name) to mount;
+	// otherwise the bench brings its own up and down with .ci's scripts.
+	GlusterVolume string
+	Lease         time.Duration
+	Users         int
+	Senders       int
+	Messages      int // acknowledged messages, at least
+	Kills         int // kills, at least
+	KillMin       time.Duration
+	KillMax       time.Duration
+	Down          time.Duration // longest time a killed server stays down
+	Hold          time.Duration // longest pause between the last DELE and QUIT
+	Drain         time.Duration
+	Trials        int // SIGSTOP trials
+	TrialK        int // sessions frozen per trial
+	MaxRun        time.Duration
 }
 
 // Cluster bench constants.
@@ -77,6 +80,7 @@ func runCluster(ctx context.Context, args []string) error {
 	stores := fs.String("stores", "gluster,local", "mail roots to run on: gluster (a GlusterFS replica-2 volume, FUSE-mounted once per machine), local (a folder on local disk shared by the machines)")
 	fs.StringVar(&o.Pop3d, "pop3d", "", "pop3d binary (default: go build ./cmd/pop3d into the work folder)")
 	fs.StringVar(&o.Work, "work", "/tmp/pop3bench-cluster", "work folder (configurations, logs, local mail root, mount points)")
+	fs.StringVar(&o.GlusterVolume, "gluster-volume", "", "a started GlusterFS volume (host:/name) to mount instead of bringing one up and down with .ci/gluster-up.sh and .ci/gluster-down.sh (the bench uses its folder pop3bench-mailroot)")
 	fs.StringVar(&o.Out, "out", "", "write the results as JSON to this file")
 	fs.DurationVar(&o.Lease, "lease", 3*time.Second, "the servers' lock_lease (pop3d accepts 3s or more)")
 	fs.IntVar(&o.Users, "users", 12, "mailboxes, each read by its own POP3 client")
@@ -393,8 +397,8 @@ func clusterStore(ctx context.Context, o clusterOptions, kind string) (roots []s
 		}
 		return []string{root, root, root}, func() {}, nil
 	}
-	// GlusterFS: the repository's scripts bring the volume up and down;
-	// a volume of its own, so a cluster test run elsewhere keeps its own.
+	// GlusterFS: the repository's scripts bring the volume up and down
+	// (a volume of its own, pop3bench), unless -gluster-volume names one.
 	env := append(os.Environ(), "GLUSTER_VOLUME=pop3bench", "GLUSTER_BRICKS=/var/tmp/pop3bench-gluster")
 	var mounts []string
 	undo = func() {
@@ -404,23 +408,29 @@ func clusterStore(ctx context.Context, o clusterOptions, kind string) (roots []s
 				_ = exec.Command("umount", "-l", m).Run()
 			}
 		}
+		if o.GlusterVolume != "" {
+			return
+		}
 		down := exec.Command("bash", ".ci/gluster-down.sh")
 		down.Env = env
 		if out, err := down.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "pop3bench: gluster-down: %v: %s", err, out)
 		}
 	}
-	fmt.Println("gluster: bringing the volume up (.ci/gluster-up.sh)")
-	up := exec.CommandContext(ctx, "bash", ".ci/gluster-up.sh")
-	up.Env = env
-	up.Stderr = os.Stderr
-	out, err := up.Output()
-	if err != nil {
-		undo()
-		return nil, nil, fmt.Errorf("gluster-up: %w", err)
+	vol := o.GlusterVolume
+	if vol == "" {
+		fmt.Println("gluster: bringing the volume up (.ci/gluster-up.sh)")
+		up := exec.CommandContext(ctx, "bash", ".ci/gluster-up.sh")
+		up.Env = env
+		up.Stderr = os.Stderr
+		out, err := up.Output()
+		if err != nil {
+			undo()
+			return nil, nil, fmt.Errorf("gluster-up: %w", err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		vol = lines[len(lines)-1]
 	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	vol := lines[len(lines)-1]
 	for i := 1; i <= 3; i++ {
 		mnt := filepath.Join(base, fmt.Sprintf("m%d", i))
 		_ = exec.Command("umount", mnt).Run() // a mount left by an interrupted run
@@ -433,7 +443,7 @@ func clusterStore(ctx context.Context, o clusterOptions, kind string) (roots []s
 			return nil, nil, fmt.Errorf("mount -t glusterfs %s %s: %v: %s", vol, mnt, err, out)
 		}
 		mounts = append(mounts, mnt)
-		roots = append(roots, filepath.Join(mnt, "mailroot"))
+		roots = append(roots, filepath.Join(mnt, "pop3bench-mailroot"))
 	}
 	if err := os.RemoveAll(roots[0]); err != nil {
 		undo()
@@ -631,21 +641,16 @@ func (s *clusterState) load(ctx context.Context, r *clusterResult) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for id := range s.acked {
-		n := s.committed[id] + left[id]
-		switch {
-		case n == 0 && s.unsure[id] > 0:
-			r.Unconfirmed++
-		case n == 0:
-			r.Lost++
-			if r.Lost <= 5 {
-				fmt.Printf("   lost: %s\n", id)
-			}
-		case n > 1:
-			r.Duplicated++
-			if r.Duplicated <= 5 {
-				fmt.Printf("   duplicated: %s (%d retrieved, %d left)\n", id, s.committed[id], left[id])
-			}
+	v := tallyIDs(s.acked, s.committed, s.unsure, left)
+	r.Lost, r.Duplicated, r.Unconfirmed = len(v.lost), len(v.duplicated), v.unconfirmed
+	for i, id := range v.lost {
+		if i < 5 {
+			fmt.Printf("   lost: %s\n", id)
+		}
+	}
+	for i, id := range v.duplicated {
+		if i < 5 {
+			fmt.Printf("   duplicated: %s (%d retrieved, %d left)\n", id, s.committed[id], left[id])
 		}
 	}
 	r.Unacknowledged = len(s.unacked)
@@ -669,6 +674,37 @@ func (s *clusterState) load(ctx context.Context, r *clusterResult) error {
 	}
 	r.FirstError = s.firstError
 	return nil
+}
+
+// idVerdict is what became of the acknowledged messages.
+type idVerdict struct {
+	lost, duplicated []string
+	unconfirmed      int
+}
+
+// tallyIDs judges every acknowledged id by how often it was retrieved by
+// sessions whose QUIT answered +OK (committed), by sessions whose QUIT got
+// no reply (unsure) and how often it is still in a mailbox (left). Once in
+// all is right; an id retrieved only by a session whose QUIT got no reply
+// and gone from its mailbox was deleted by that QUIT (the server died
+// between its commit and its answer): the client holds it, so it is
+// counted apart, neither lost nor duplicated.
+func tallyIDs(acked map[string]bool, committed, unsure, left map[string]int) idVerdict {
+	var v idVerdict
+	for id := range acked {
+		n := committed[id] + left[id]
+		switch {
+		case n == 0 && unsure[id] > 0:
+			v.unconfirmed++
+		case n == 0:
+			v.lost = append(v.lost, id)
+		case n > 1:
+			v.duplicated = append(v.duplicated, id)
+		}
+	}
+	slices.Sort(v.lost)
+	slices.Sort(v.duplicated)
+	return v
 }
 
 // outstanding counts acknowledged messages not yet retrieved.
