@@ -57,6 +57,15 @@
 // a partial message; a process killed while delivering leaves only a file in
 // .pop3/tmp, which Open removes once it is older than Options.TmpMaxAge.
 //
+// Stage and Publish (store.StagedDelivery, what the SMTP delivery service
+// uses) split Deliver in two: Stage writes and checks the copy the same
+// way, renames it to .pop3/tmp/staged.<key> and fsyncs tmp; Publish
+// renames that file to its name in the mailbox folder and fsyncs the
+// folder. The caller records the copy between the two, so a crash never
+// leaves a visible copy without its record (which a session could
+// retrieve and delete before a recovery looked for it, and get a second
+// copy). Clean leaves staged files alone.
+//
 // Delivery ignores the session lock and both administrator's locks: a
 // message delivered while a session holds the mailbox appears in the next
 // session, because a session works on the snapshot it listed at open.
