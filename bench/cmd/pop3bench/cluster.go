@@ -499,11 +499,12 @@ type clusterState struct {
 	nodes []*node
 
 	mu         sync.Mutex
-	acked      map[string]bool // id → acknowledged
-	unacked    map[string]bool // sent, cut before the reply to DATA
-	committed  map[string]int  // id → retrieved by sessions whose QUIT answered +OK
-	unsure     map[string]int  // id → retrieved by sessions whose QUIT got no reply
-	killedAt   []time.Time     // per node: the last kill
+	acked      map[string]bool     // id → acknowledged
+	unacked    map[string]bool     // sent, cut before the reply to DATA
+	committed  map[string]int      // id → retrieved by sessions whose QUIT answered +OK
+	unsure     map[string]int      // id → retrieved by sessions whose QUIT got no reply
+	where      map[string][]string // id → machine and time of each committed retrieval
+	killedAt   []time.Time         // per node: the last kill
 	waits      []float64
 	firstError string
 
@@ -535,7 +536,7 @@ func clusterRun(ctx context.Context, o clusterOptions, nt *machines.Net, kind st
 		return nil, err
 	}
 	s := &clusterState{o: o, acked: map[string]bool{}, unacked: map[string]bool{}, committed: map[string]int{},
-		unsure: map[string]int{}, killedAt: make([]time.Time, 3)}
+		unsure: map[string]int{}, where: map[string][]string{}, killedAt: make([]time.Time, 3)}
 	for i, m := range nt.Machines {
 		dir := filepath.Join(o.Work, kind, "run-"+m.Name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -650,7 +651,7 @@ func (s *clusterState) load(ctx context.Context, r *clusterResult) error {
 	}
 	for i, id := range v.duplicated {
 		if i < 5 {
-			fmt.Printf("   duplicated: %s (%d retrieved, %d left)\n", id, s.committed[id], left[id])
+			fmt.Printf("   duplicated: %s (%d retrieved: %s; %d left)\n", id, s.committed[id], strings.Join(s.where[id], ", "), left[id])
 		}
 	}
 	r.Unacknowledged = len(s.unacked)
@@ -898,9 +899,11 @@ func (s *clusterState) reader(ctx context.Context, user string) {
 		ids, quitSent, err := s.session(c)
 		if err == nil {
 			s.sessions.Add(1)
+			at := fmt.Sprintf("%s %s", n.m.Name, time.Now().Format("15:04:05.000"))
 			s.mu.Lock()
 			for _, id := range ids {
 				s.committed[id]++
+				s.where[id] = append(s.where[id], at)
 			}
 			s.mu.Unlock()
 			if len(ids) == 0 {
