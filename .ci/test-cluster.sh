@@ -23,7 +23,7 @@ mkdir -p "$MNT/a" "$MNT/b"
 mount -t glusterfs "$vol" "$MNT/a"
 mount -t glusterfs "$vol" "$MNT/b"
 POP3SVC_SHARED_A="$MNT/a" POP3SVC_SHARED_B="$MNT/b" \
-	$GO test -tags cluster -race -count=1 -timeout 15m -run 'Shared' ./store/filestore/
+	$GO test -tags cluster -race -count=1 -timeout 15m -run 'Shared' ./store/filestore/ ./store/queue/
 # pop3bench cluster in small (about a minute): three test machines, each
 # with its own FUSE mount of the volume, kill -9 and SIGSTOP trials.
 POP3SVC_GLUSTER_VOLUME="$vol" \

@@ -259,12 +259,19 @@
 //     listings from a client's cache, which hides such a message from the
 //     next session's look for it: set performance.stat-prefetch off on
 //     the volume (.ci/gluster-up.sh does).
+//   - GlusterFS's quick-read serves a small file's content from a
+//     client's cache for up to a second (open-behind lets it do so
+//     without opening the file): the mail queue (store/queue) would read
+//     an entry's progress log under its lock without the record another
+//     server just wrote, and deliver a copy twice. Set
+//     performance.quick-read off and performance.open-behind off on the
+//     volume (.ci/gluster-up.sh does).
 //   - Clocks: lock names and renewals carry each server's own clock;
 //     keep clocks in sync (NTP), well within the lease.
 //
 // Mount options. GlusterFS: mount -t glusterfs server:/volume /srv/mail
-// on every server (FUSE; defaults), with performance.stat-prefetch off on
-// the volume; a replica-2 volume needs a quorum setting or an arbiter
+// on every server (FUSE; defaults), with performance.stat-prefetch,
+// performance.quick-read and performance.open-behind off on the volume; a replica-2 volume needs a quorum setting or an arbiter
 // brick in production to avoid split-brain. NFS (v4.1 or later): hard
 // mounts (hard, the default), no "nolock", lookupcache=positive or none,
 // actimeo at most a few seconds.
