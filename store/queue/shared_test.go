@@ -65,7 +65,7 @@ func TestSharedLockReadsTheLatestProgress(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Server B looks at the entry first (its client may cache it).
-		eb, err := qb.lock(waitID(t, qb, id))
+		eb, err := lockWhenFree(t, qb, waitID(t, qb, id))
 		if err != nil {
 			t.Fatalf("round %d: lock on B: %v", round, err)
 		}
@@ -74,7 +74,7 @@ func TestSharedLockReadsTheLatestProgress(t *testing.T) {
 		}
 		eb.Close()
 		// Server A delivers it.
-		ea, err := qa.lock(id)
+		ea, err := lockWhenFree(t, qa, id)
 		if err != nil {
 			t.Fatalf("round %d: lock on A: %v", round, err)
 		}
@@ -86,7 +86,7 @@ func TestSharedLockReadsTheLatestProgress(t *testing.T) {
 		}
 		ea.Close()
 		// B sees the copy done.
-		eb, err = qb.lock(id)
+		eb, err = lockWhenFree(t, qb, id)
 		if err != nil {
 			t.Fatalf("round %d: lock on B after A's delivery: %v", round, err)
 		}
@@ -96,19 +96,33 @@ func TestSharedLockReadsTheLatestProgress(t *testing.T) {
 		}
 		eb.Close()
 		// A removes it: B finds it gone.
-		ea, err = qa.lock(id)
+		ea, err = lockWhenFree(t, qa, id)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := ea.Remove(); err != nil {
 			t.Fatal(err)
 		}
-		if eb, err := qb.lock(id); err == nil {
+		if eb, err := lockWhenFree(t, qb, id); err == nil {
 			eb.Close()
 			t.Fatalf("round %d: B locked an entry that A removed", round)
 		} else if !errors.Is(err, ErrNotFound) && !strings.Contains(err.Error(), "stale file handle") {
 			t.Fatalf("round %d: B locking a removed entry: %v, want ErrNotFound (or ESTALE)", round, err)
 		}
+	}
+}
+
+// lockWhenFree locks the entry, waiting while the other server's lock is
+// still held (a FUSE client releases a closed file's lock a moment later).
+func lockWhenFree(t *testing.T, q *Queue, id string) (*Entry, error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e, err := q.lock(id)
+		if !errors.Is(err, ErrBusy) || time.Now().After(deadline) {
+			return e, err
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
