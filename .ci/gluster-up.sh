@@ -60,9 +60,9 @@ fi
 gluster --mode=script volume set "$GLUSTER_VOLUME" performance.stat-prefetch off >/dev/null
 # quick-read serves a small file's content from a client's cache for up to
 # a second, and open-behind lets it answer without opening the file: a
-# server that locks a queue entry then reads a progress log without the
-# "done" record another server just wrote, and delivers a second copy
-# (store/queue's TestSharedLockReadsTheLatestProgress). Both off.
+# server that locks a queue entry must read the progress log as another
+# server just left it, or it delivers a second copy (store/queue's
+# TestSharedLockReadsTheLatestProgress). Both off.
 gluster --mode=script volume set "$GLUSTER_VOLUME" performance.quick-read off >/dev/null
 gluster --mode=script volume set "$GLUSTER_VOLUME" performance.open-behind off >/dev/null
 if ! gluster --mode=script volume info "$GLUSTER_VOLUME" | grep -q '^Status: Started'; then

@@ -259,11 +259,12 @@
 //     listings from a client's cache, which hides such a message from the
 //     next session's look for it: set performance.stat-prefetch off on
 //     the volume (.ci/gluster-up.sh does).
-//   - GlusterFS's quick-read serves a small file's content from a
-//     client's cache for up to a second (open-behind lets it do so
-//     without opening the file): the mail queue (store/queue) would read
-//     an entry's progress log under its lock without the record another
-//     server just wrote, and deliver a copy twice. Set
+//   - The mail queue (store/queue) must read an entry's progress log, under
+//     its lock, as another server just left it, or it delivers a copy
+//     twice. The queue reads the log past the kernel's FUSE caches (which
+//     keep a file's size and pages for the attribute timeout); GlusterFS's
+//     quick-read serves small files from the client process's own cache
+//     (open-behind lets it do so without opening the file): set
 //     performance.quick-read off and performance.open-behind off on the
 //     volume (.ci/gluster-up.sh does).
 //   - Clocks: lock names and renewals carry each server's own clock;
