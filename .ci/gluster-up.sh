@@ -58,6 +58,13 @@ fi
 # which hides a message another client just renamed into a lock folder:
 # the mail store needs it off (see store/filestore's package doc).
 gluster --mode=script volume set "$GLUSTER_VOLUME" performance.stat-prefetch off >/dev/null
+# quick-read serves a small file's content from a client's cache for up to
+# a second, and open-behind lets it answer without opening the file: a
+# server that locks a queue entry must read the progress log as another
+# server just left it, or it delivers a second copy (store/queue's
+# TestSharedLockReadsTheLatestProgress). Both off.
+gluster --mode=script volume set "$GLUSTER_VOLUME" performance.quick-read off >/dev/null
+gluster --mode=script volume set "$GLUSTER_VOLUME" performance.open-behind off >/dev/null
 if ! gluster --mode=script volume info "$GLUSTER_VOLUME" | grep -q '^Status: Started'; then
 	gluster --mode=script volume start "$GLUSTER_VOLUME" force
 fi

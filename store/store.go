@@ -191,6 +191,26 @@ type Delivery interface {
 	Deliver(ctx context.Context, addr Address, msg io.Reader) (uid string, err error)
 }
 
+// StagedDelivery is a Delivery whose copies are stored durably before they
+// become visible, in two steps with the caller's progress record between
+// them. A crash between a copy landing and its record then leaves the copy
+// staged, where no session can have retrieved and deleted it, so the
+// caller never has to search a mailbox for a copy that may already be
+// gone (and deliver it a second time).
+type StagedDelivery interface {
+	// Stage stores msg for addr under key (1 to 128 octets of
+	// [0-9A-Za-z._-], unique per copy), durably and invisible to
+	// sessions, and returns the UID that Publish will give it. Staging a
+	// key again replaces its earlier copy. It refuses what Deliver
+	// refuses (ErrOverQuota, ErrMessageTooLarge, ErrNoSuchMailbox).
+	Stage(ctx context.Context, addr Address, key string, msg io.Reader) (uid string, err error)
+	// Publish makes the copy staged under key visible in addr's mailbox
+	// as uid, atomically: the staged copy is gone exactly when the message
+	// appears. A key with nothing staged (published before) is not an
+	// error, so Publish may be repeated after a crash.
+	Publish(ctx context.Context, addr Address, key, uid string) error
+}
+
 // Sessions opens mailboxes for POP3 sessions.
 type Sessions interface {
 	// OpenSession takes the session lock of the mailbox and returns a

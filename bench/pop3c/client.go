@@ -254,6 +254,18 @@ func (c *Conn) Retr(n int) (int64, error) {
 	return UnstuffCount(c.r, nil)
 }
 
+// RetrTo retrieves message n, writes it dot-unstuffed to w and returns
+// its octet count.
+func (c *Conn) RetrTo(n int, w io.Writer) (int64, error) {
+	if err := c.send("RETR %d", n); err != nil {
+		return 0, err
+	}
+	if _, err := c.status(); err != nil {
+		return 0, err
+	}
+	return UnstuffCount(c.r, w)
+}
+
 // UnstuffCount reads a multi-line reply body from r up to and including
 // its terminating ".\r\n", removes the stuffed leading '.' of each line
 // (RFC 1939 section 3) and returns the octets of the message as the server

@@ -153,6 +153,10 @@ func TestSession(t *testing.T) {
 			t.Fatalf("Retr(%d) = %d %v, want %d", e.N, got, err, e.Size)
 		}
 	}
+	var body bytes.Buffer
+	if got, err := c.RetrTo(2, &body); err != nil || got != int64(len(msgs[1])) || !bytes.Equal(body.Bytes(), msgs[1]) {
+		t.Fatalf("RetrTo(2) = %d %v, body equal %v", got, err, bytes.Equal(body.Bytes(), msgs[1]))
+	}
 	if err := c.Quit(); err != nil {
 		t.Fatal(err)
 	}

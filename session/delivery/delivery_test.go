@@ -233,6 +233,15 @@ func (f *flaky) Deliver(ctx context.Context, a store.Address, r io.Reader) (stri
 	return f.Store.Deliver(ctx, a, r)
 }
 
+// Stage fails like Deliver: the service stages its copies in a file store.
+func (f *flaky) Stage(ctx context.Context, a store.Address, key string, r io.Reader) (string, error) {
+	if n := f.failures.Load(); n != 0 {
+		f.failures.Add(-1)
+		return "", errDisk
+	}
+	return f.Store.Stage(ctx, a, key, r)
+}
+
 func TestTemporaryFailureRetried(t *testing.T) {
 	f := newFixture(t, "a@example.com")
 	fl := &flaky{Store: f.st}
@@ -344,6 +353,11 @@ type countingFlaky struct {
 }
 
 func (f *countingFlaky) Deliver(ctx context.Context, a store.Address, r io.Reader) (string, error) {
+	f.calls.Add(1)
+	return "", errDisk
+}
+
+func (f *countingFlaky) Stage(ctx context.Context, a store.Address, key string, r io.Reader) (string, error) {
 	f.calls.Add(1)
 	return "", errDisk
 }

@@ -2,14 +2,18 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pop3svc/pop3svc/store"
+	"github.com/pop3svc/pop3svc/store/filestore"
 )
 
 // A relay that accepts the connection and never says a word must not hold
@@ -146,5 +150,82 @@ func TestDroppedEnvelopeCannotInjectHeaders(t *testing.T) {
 		if strings.Contains(string(m), "\r\nBcc:") || strings.Contains(string(m), "\r\nX-Evil:") {
 			t.Fatalf("header injected through the reverse-path: %.300q", m)
 		}
+	}
+}
+
+// writeThenDie stores the copy, then reports an error, as a process
+// killed right after its copy landed would leave things: the copy
+// written, its "done" never recorded.
+type writeThenDie struct {
+	*filestore.Store
+}
+
+var errDied = errors.New("the process died here")
+
+func (w writeThenDie) Deliver(ctx context.Context, a store.Address, r io.Reader) (string, error) {
+	if _, err := w.Store.Deliver(ctx, a, r); err != nil {
+		return "", err
+	}
+	return "", errDied
+}
+
+func (w writeThenDie) Stage(ctx context.Context, a store.Address, key string, r io.Reader) (string, error) {
+	if _, err := w.Store.Stage(ctx, a, key, r); err != nil {
+		return "", err
+	}
+	return "", errDied
+}
+
+// TestRecoveryAfterTheCopyWasRetrieved: a server dies after its copy
+// landed and before it recorded it; a POP3 user then retrieves and
+// deletes everything visible; another server recovers the entry. The
+// recipient gets the message exactly once in all: a copy that could be
+// retrieved before its record is delivered again (the recovery cannot
+// find it), so a copy must stay invisible until it is recorded.
+func TestRecoveryAfterTheCopyWasRetrieved(t *testing.T) {
+	f := newFixture(t, "a@example.com")
+	o := Options{RetryMin: 20 * time.Millisecond, RetryMax: 50 * time.Millisecond, Hostname: "mx1.test"}
+	s1 := New(writeThenDie{f.st}, f.q, o)
+	s1.Start()
+	id, err := f.q.Enqueue(store.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com"}}, strings.NewReader("Subject: once\r\n\r\nx\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1.Notify(id)
+	waitIdleSignal(t, s1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s1.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The user retrieves and deletes what is visible.
+	sess, err := f.st.OpenSession(context.Background(), addr(t, "a@example.com"), "pop3 user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []int
+	for i := range sess.Messages() {
+		all = append(all, i)
+	}
+	retrieved := len(all)
+	if err := sess.Commit(context.Background(), all); err != nil {
+		t.Fatal(err)
+	}
+	// Another server recovers the entry.
+	s2 := f.start(f.st, Options{})
+	f.wait(s2)
+	left := len(f.messages("a@example.com"))
+	if retrieved+left != 1 {
+		t.Fatalf("the recipient got %d copies (%d retrieved before the recovery, %d after), want 1", retrieved+left, retrieved, left)
+	}
+	if ids, err := f.q.List(); err != nil || len(ids) != 0 {
+		t.Fatalf("queue after the recovery: %v %v, want empty", ids, err)
+	}
+	tmp, err := os.ReadDir(filepath.Join(f.root, ".pop3", "tmp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range tmp {
+		t.Errorf("left in .pop3/tmp: %s", e.Name())
 	}
 }

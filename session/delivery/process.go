@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,6 +60,7 @@ func (s *Service) process(id string) {
 	}
 	expired := time.Since(e.Envelope().Received) >= o.RetryFor
 
+	published := false
 	if !e.Resolved() {
 		check := s.needsCheck(e)
 		if err := e.Start(s.token); err != nil {
@@ -96,7 +98,7 @@ func (s *Service) process(id string) {
 					continue
 				}
 			}
-			uid, err := s.deliverCopy(e, addr)
+			uid, err := s.deliverCopy(e, i, addr)
 			if err == nil {
 				mDelivered.Inc()
 				mLatency.UpdateDuration(e.Envelope().Received)
@@ -119,6 +121,14 @@ func (s *Service) process(id string) {
 			}
 			temp = append(temp, fmt.Sprintf("<%s>: %v", rcpt, err))
 		}
+		// Staged copies appear now, also for the recipients that wait
+		// for a retry.
+		if err := s.publishDone(e); err != nil {
+			log.Error("cannot publish a delivered copy", "err", err)
+			s.postpone(e)
+			return
+		}
+		published = true
 		if len(temp) > 0 {
 			if !expired {
 				mDeferred.Add(len(temp))
@@ -136,6 +146,15 @@ func (s *Service) process(id string) {
 	if !e.Resolved() {
 		s.postpone(e)
 		return
+	}
+	if !published {
+		// Every recipient was resolved by an earlier attempt that may
+		// have died before publishing.
+		if err := s.publishDone(e); err != nil {
+			log.Error("cannot publish a delivered copy", "err", err)
+			s.postpone(e)
+			return
+		}
 	}
 	if len(e.Failed()) > 0 && e.NDR() == "" {
 		done, err := s.bounce(e, expired)
@@ -201,15 +220,49 @@ func headerSafe(s string) string {
 	}, s)
 }
 
-// deliverCopy stores one copy of the entry's message in a mailbox.
-func (s *Service) deliverCopy(e store.QueueEntry, addr store.Address) (string, error) {
+// deliverCopy stores the copy of the entry's message for recipient i.
+// With a store that stages copies (store.StagedDelivery) the copy stays
+// invisible until publishDone, after its "done" record: a crash in
+// between leaves it staged, where no session can take it, so recovery
+// never needs to find a copy that a session may already have deleted.
+func (s *Service) deliverCopy(e store.QueueEntry, i int, addr store.Address) (string, error) {
 	f, err := e.Open()
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
 	r := io.MultiReader(strings.NewReader(copyHeader(e.Envelope().From, e.ID())), f)
+	if st, ok := s.st.(store.StagedDelivery); ok {
+		return st.Stage(s.ctx, addr, stageKey(e.ID(), i), r)
+	}
 	return s.st.Deliver(s.ctx, addr, r)
+}
+
+// stageKey names the staged copy of recipient i of entry id.
+func stageKey(id string, i int) string { return id + "." + strconv.Itoa(i) }
+
+// publishDone publishes the staged copy of every recipient recorded done
+// (a no-op for a copy published before, and for a store that does not
+// stage). A mailbox deleted since gets nothing.
+func (s *Service) publishDone(e store.QueueEntry) error {
+	st, ok := s.st.(store.StagedDelivery)
+	if !ok {
+		return nil
+	}
+	for i, r := range e.Rcpts() {
+		if !r.Done {
+			continue
+		}
+		addr, err := store.ParseAddress(e.Envelope().Rcpts[i], "")
+		if err != nil {
+			continue
+		}
+		if err := st.Publish(s.ctx, addr, stageKey(e.ID(), i), r.UID); err != nil &&
+			!errors.Is(err, store.ErrNoSuchMailbox) && !errors.Is(err, store.ErrNoSuchDomain) {
+			return err
+		}
+	}
+	return nil
 }
 
 // findCopy looks in a mailbox for a copy of entry id, newest first. It

@@ -172,7 +172,8 @@ func (s *Store) olderThan(path string, d time.Duration) bool {
 
 // cleanTmp removes files left in the tmp folder by writers that died: at
 // once for this node's writers whose process is gone (the name holds the
-// node and pid), after TmpMaxAge for the others.
+// node and pid), after TmpMaxAge for the others. Staged copies
+// (staged.<key>, see Stage) are not leftovers: they stay until published.
 func (s *Store) cleanTmp() int {
 	ents, err := os.ReadDir(s.tmp)
 	if err != nil {
@@ -182,6 +183,9 @@ func (s *Store) cleanTmp() int {
 	n := 0
 	for _, e := range ents {
 		name := e.Name()
+		if strings.HasPrefix(name, stagedPrefix) {
+			continue // a staged copy: its delivery service publishes it
+		}
 		dead := false
 		if f := strings.SplitN(name, ".", 3); len(f) == 3 && f[0] == strconv.Itoa(s.opts.Node) {
 			if pid, err := strconv.Atoi(f[1]); err == nil && pid != s.self.PID {

@@ -57,6 +57,15 @@
 // a partial message; a process killed while delivering leaves only a file in
 // .pop3/tmp, which Open removes once it is older than Options.TmpMaxAge.
 //
+// Stage and Publish (store.StagedDelivery, what the SMTP delivery service
+// uses) split Deliver in two: Stage writes and checks the copy the same
+// way, renames it to .pop3/tmp/staged.<key> and fsyncs tmp; Publish
+// renames that file to its name in the mailbox folder and fsyncs the
+// folder. The caller records the copy between the two, so a crash never
+// leaves a visible copy without its record (which a session could
+// retrieve and delete before a recovery looked for it, and get a second
+// copy). Clean leaves staged files alone.
+//
 // Delivery ignores the session lock and both administrator's locks: a
 // message delivered while a session holds the mailbox appears in the next
 // session, because a session works on the snapshot it listed at open.
@@ -250,12 +259,20 @@
 //     listings from a client's cache, which hides such a message from the
 //     next session's look for it: set performance.stat-prefetch off on
 //     the volume (.ci/gluster-up.sh does).
+//   - The mail queue (store/queue) must read an entry's progress log, under
+//     its lock, as another server just left it, or it delivers a copy
+//     twice. The queue reads the log past the kernel's FUSE caches (which
+//     keep a file's size and pages for the attribute timeout); GlusterFS's
+//     quick-read serves small files from the client process's own cache
+//     (open-behind lets it do so without opening the file): set
+//     performance.quick-read off and performance.open-behind off on the
+//     volume (.ci/gluster-up.sh does).
 //   - Clocks: lock names and renewals carry each server's own clock;
 //     keep clocks in sync (NTP), well within the lease.
 //
 // Mount options. GlusterFS: mount -t glusterfs server:/volume /srv/mail
-// on every server (FUSE; defaults), with performance.stat-prefetch off on
-// the volume; a replica-2 volume needs a quorum setting or an arbiter
+// on every server (FUSE; defaults), with performance.stat-prefetch,
+// performance.quick-read and performance.open-behind off on the volume; a replica-2 volume needs a quorum setting or an arbiter
 // brick in production to avoid split-brain. NFS (v4.1 or later): hard
 // mounts (hard, the default), no "nolock", lookupcache=positive or none,
 // actimeo at most a few seconds.

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pop3svc/pop3svc/store"
 	"github.com/pop3svc/pop3svc/store/durable"
 )
@@ -111,6 +113,7 @@ func (e *Entry) load() error {
 		return fmt.Errorf("%w %s: the envelope has no recipients", ErrDamaged, e.id)
 	}
 	e.rcpts = make([]RcptState, len(e.env.Rcpts))
+	freshen(e.log)
 	logData, err := io.ReadAll(io.LimitReader(e.log, MaxLogSize+1))
 	if err != nil {
 		return fmt.Errorf("cannot read queue entry %s: %w", e.id, err)
@@ -136,6 +139,19 @@ func (e *Entry) load() error {
 		e.apply(sc.Text())
 	}
 	return nil
+}
+
+// freshen makes the next read of f come from the file system's server
+// rather than this client's caches, which a network file system (a FUSE
+// GlusterFS client, for up to its attribute timeout) may keep across an
+// open: another server may have appended to the progress log under the
+// lock just released. It refreshes the size and times (statx with
+// AT_STATX_FORCE_SYNC) and drops the cached pages. On a local file system
+// both are cheap no-ops.
+func freshen(f *os.File) {
+	var st unix.Statx_t
+	_ = unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_STATX_FORCE_SYNC, unix.STATX_SIZE|unix.STATX_MTIME, &st)
+	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
 }
 
 // apply reads one progress record; unknown or malformed ones are skipped.
@@ -232,10 +248,15 @@ func (e *Entry) Postpone(next time.Time, attempts int) error {
 	return e.record(fmt.Sprintf("retry %d %d", next.UnixMilli(), attempts), false)
 }
 
-// Done records that recipient i has its copy. It is not fsynced: after a
-// power loss that drops it, the recovery check finds the copy.
+// Done records, durably, that recipient i has its copy. Durably because
+// the delivery service makes a staged copy visible only after this record
+// (store.StagedDelivery): once visible, a user may retrieve and delete the
+// copy, and a recovery that found no record and no copy would deliver it
+// again. The fsync also pushes the record out of a network file system's
+// client (GlusterFS's write-behind) before the entry's lock is released,
+// so the next server to lock the entry reads it.
 func (e *Entry) Done(i int, uid string) error {
-	return e.record(fmt.Sprintf("done %d %s", i, trimReason(uid)), false)
+	return e.record(fmt.Sprintf("done %d %s", i, trimReason(uid)), true)
 }
 
 // Fail records, durably, a permanent failure for recipient i.

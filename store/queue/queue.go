@@ -35,8 +35,12 @@
 // written leaves a recipient that is neither done nor failed in an entry
 // with a "start" line from a process that is gone. The delivery service
 // then looks in that mailbox for the copy (each copy carries the entry's id
-// in an X-Pop3-Queue-Id header) before delivering again, so a crash neither
-// loses nor duplicates a copy.
+// in an X-Pop3-Queue-Id header) before delivering again. That search
+// cannot see a copy that a POP3 user already retrieved and deleted, so
+// with a store that stages copies (store.StagedDelivery: the file store)
+// a copy is staged first, recorded "done", and only then made visible; a
+// crash in between leaves it staged, and the next attempt stages it again
+// or publishes it. A crash then neither loses nor duplicates a copy.
 //
 // Several processes (servers sharing the mail root) may serve one queue: an
 // entry is worked on only under an exclusive flock of its .log file, and a

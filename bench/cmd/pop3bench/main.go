@@ -12,6 +12,7 @@
 //	pop3bench report   -json out.json -html out.html
 //	pop3bench compare  [-quick] [-pop3d PATH] [-out DIR]
 //	pop3bench attack   [-quick] [-pop3d PATH] [-servers pop3d,dovecot]
+//	pop3bench cluster  [-quick] [-stores gluster,local] [-messages N] [-kills N] [-trials N] [-lease D]
 //
 // -pid names the server's process: its whole tree's CPU time and PSS are
 // measured before and after each run.
@@ -56,6 +57,8 @@ func main() {
 		err = idleWorker(os.Args[2:])
 	case "attack":
 		err = runAttack(ctx, os.Args[2:])
+	case "cluster":
+		err = runCluster(ctx, os.Args[2:])
 	case "attack-worker":
 		err = attackWorker(os.Args[2:])
 	case "-h", "-help", "--help", "help":
@@ -79,6 +82,7 @@ scenarios: sessions retr idle smtp   (against a running server)
            report                    (render JSON results as HTML)
            compare                   (pop3d against Dovecot, side by side)
            attack                    (slow clients, a password flood and normal clients at once, pop3d and Dovecot)
+           cluster                   (3 test machines over GlusterFS and local disk: kill -9, SIGSTOP, nothing lost)
 Run "pop3bench SCENARIO -h" for its flags.`)
 }
 

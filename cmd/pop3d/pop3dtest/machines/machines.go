@@ -9,15 +9,20 @@
 // this package made on the host (a lock file serialises the choice), used
 // only inside the namespaces and on the bridge it creates; the host side of
 // the bridge has 10.213.<net>.254, so tests in the root namespace can
-// dial the machines. Everything is torn down when the test ends.
+// dial the machines.
+//
+// Build and Close are the plain interface (pop3bench cluster uses them);
+// New is the tests' form: it tears everything down when the test ends.
 //
 // It needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) and the ip(8), unshare(1)
-// and hostname(1) programs. Without them a test is skipped, except when
-// the environment variable CI is set, where it fails.
+// and hostname(1) programs. Without them Build returns Check's error and a
+// test is skipped, except when the environment variable CI is set, where
+// it fails.
 package machines
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -49,27 +54,47 @@ type Machine struct {
 // inCI reports whether a missing prerequisite is a failure.
 func inCI() bool { return os.Getenv("CI") != "" }
 
+// Check says why machines cannot be built here, or returns nil.
+func Check() error {
+	if os.Geteuid() != 0 {
+		return errors.New("test machines need root (network and UTS namespaces)")
+	}
+	for _, p := range []string{"ip", "unshare", "hostname"} {
+		if _, err := exec.LookPath(p); err != nil {
+			return errors.New(p + " is not installed")
+		}
+	}
+	return nil
+}
+
 // Need skips (fails in CI) when machines cannot be built here.
 func Need(t testing.TB) {
 	t.Helper()
-	why := ""
-	switch {
-	case os.Geteuid() != 0:
-		why = "test machines need root (network and UTS namespaces)"
-	default:
-		for _, p := range []string{"ip", "unshare", "hostname"} {
-			if _, err := exec.LookPath(p); err != nil {
-				why = p + " is not installed"
-			}
-		}
-	}
-	if why == "" {
+	err := Check()
+	if err == nil {
 		return
 	}
 	if inCI() {
-		t.Fatal(why)
+		t.Fatal(err)
 	}
-	t.Skip(why)
+	t.Skip(err)
+}
+
+// New builds n machines for a test and tears them down when it ends; it
+// skips the test (fails it in CI) when machines cannot be built here.
+func New(t testing.TB, n int) *Net {
+	t.Helper()
+	Need(t)
+	nt, err := Build(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := nt.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return nt
 }
 
 func run(args ...string) error {
@@ -80,28 +105,31 @@ func run(args ...string) error {
 	return nil
 }
 
-// lockFile serialises the choice of a free subnet between test processes.
+// lockFile serialises the choice of a free subnet between processes.
 const lockFile = "/run/pop3svc-test-machines.lock"
 
-// New builds n machines and tears them down when the test ends.
-func New(t testing.TB, n int) *Net {
-	t.Helper()
-	Need(t)
+// Build builds n machines. The caller tears them down with Close, also
+// after an error from a later step; on an error Build removes what it
+// made.
+func Build(n int) (nt *Net, err error) {
+	if err := Check(); err != nil {
+		return nil, err
+	}
 	if n < 1 || n > 250 {
-		t.Fatalf("machines.New: %d machines", n)
+		return nil, fmt.Errorf("machines.Build: %d machines (1..250)", n)
 	}
 	lf, err := os.OpenFile(lockFile, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer lf.Close()
 	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer syscall.Flock(int(lf.Fd()), syscall.LOCK_UN)
 	out, err := exec.Command("ip", "-o", "-4", "addr", "show").Output()
 	if err != nil {
-		t.Fatalf("ip addr: %v", err)
+		return nil, fmt.Errorf("ip addr: %w", err)
 	}
 	sub := -1
 	for i := 1; i < 255; i++ {
@@ -111,20 +139,26 @@ func New(t testing.TB, n int) *Net {
 		}
 	}
 	if sub < 0 {
-		t.Fatalf("no free %s.x.0/24 subnet", Prefix)
+		return nil, fmt.Errorf("no free %s.x.0/24 subnet", Prefix)
 	}
 	id := strconv.Itoa(os.Getpid()%100000) + "x" + strconv.Itoa(sub)
-	nt := &Net{Bridge: "p3b" + id, HostAddr: fmt.Sprintf("%s.%d.254", Prefix, sub), id: id}
-	t.Cleanup(nt.teardown)
-	must := func(args ...string) {
-		t.Helper()
-		if err := run(args...); err != nil {
-			t.Fatal(err)
+	nt = &Net{Bridge: "p3b" + id, HostAddr: fmt.Sprintf("%s.%d.254", Prefix, sub), id: id}
+	defer func() {
+		if err != nil {
+			_ = nt.Close()
+			nt = nil
+		}
+	}()
+	steps := [][]string{
+		{"ip", "link", "add", nt.Bridge, "type", "bridge"},
+		{"ip", "addr", "add", nt.HostAddr + "/24", "dev", nt.Bridge},
+		{"ip", "link", "set", nt.Bridge, "up"},
+	}
+	for _, s := range steps {
+		if err := run(s...); err != nil {
+			return nt, err
 		}
 	}
-	must("ip", "link", "add", nt.Bridge, "type", "bridge")
-	must("ip", "addr", "add", nt.HostAddr+"/24", "dev", nt.Bridge)
-	must("ip", "link", "set", nt.Bridge, "up")
 	for i := 1; i <= n; i++ {
 		m := &Machine{
 			Name: "m" + strconv.Itoa(i),
@@ -134,24 +168,52 @@ func New(t testing.TB, n int) *Net {
 		}
 		nt.Machines = append(nt.Machines, m)
 		host, peer := fmt.Sprintf("p3v%s-%d", id, i), "eth0"
-		must("ip", "netns", "add", m.NS)
-		must("ip", "link", "add", host, "type", "veth", "peer", "name", peer, "netns", m.NS)
-		must("ip", "link", "set", host, "master", nt.Bridge)
-		must("ip", "link", "set", host, "up")
-		must("ip", "-n", m.NS, "link", "set", "lo", "up")
-		must("ip", "-n", m.NS, "addr", "add", m.Addr+"/24", "dev", peer)
-		must("ip", "-n", m.NS, "link", "set", peer, "up")
+		steps := [][]string{
+			{"ip", "netns", "add", m.NS},
+			{"ip", "link", "add", host, "type", "veth", "peer", "name", peer, "netns", m.NS},
+			{"ip", "link", "set", host, "master", nt.Bridge},
+			{"ip", "link", "set", host, "up"},
+			{"ip", "-n", m.NS, "link", "set", "lo", "up"},
+			{"ip", "-n", m.NS, "addr", "add", m.Addr + "/24", "dev", peer},
+			{"ip", "-n", m.NS, "link", "set", peer, "up"},
+		}
+		for _, s := range steps {
+			if err := run(s...); err != nil {
+				return nt, err
+			}
+		}
 	}
-	return nt
+	return nt, nil
 }
 
-// teardown removes the namespaces (their veth ends go with them) and the bridge.
-func (nt *Net) teardown() {
+// Close removes the namespaces (their veth ends go with them) and the
+// bridge. It reports what it could not remove; closing twice is harmless.
+func (nt *Net) Close() error {
+	var errs []error
 	for _, m := range nt.Machines {
-		_ = run("ip", "netns", "del", m.NS)
-		_ = run("ip", "link", "del", fmt.Sprintf("p3v%s-%s", nt.id, strings.TrimPrefix(m.Name, "m")))
+		if exists("/run/netns/" + m.NS) {
+			if err := run("ip", "netns", "del", m.NS); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		veth := fmt.Sprintf("p3v%s-%s", nt.id, strings.TrimPrefix(m.Name, "m"))
+		if exists("/sys/class/net/" + veth) {
+			if err := run("ip", "link", "del", veth); err != nil && exists("/sys/class/net/"+veth) {
+				errs = append(errs, err)
+			}
+		}
 	}
-	_ = run("ip", "link", "del", nt.Bridge)
+	if exists("/sys/class/net/" + nt.Bridge) {
+		if err := run("ip", "link", "del", nt.Bridge); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
 }
 
 // Command returns a command that runs name with args on the machine: in
