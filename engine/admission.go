@@ -45,6 +45,21 @@ func (p *sockets) init(min int) {
 	}
 }
 
+// prepare brings the free list to the settings of a reload: up to
+// socketmin prepared contexts (never more than socketmax in use plus
+// free), and at most socketmin+socketthreshold kept.
+func (p *sockets) prepare(lim *settings) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(p.free) < lim.socketMin && p.inUse+len(p.free) < lim.socketMax {
+		p.free = append(p.free, new(conn))
+	}
+	if keep := lim.socketMin + lim.socketThreshold; len(p.free) > keep {
+		clear(p.free[keep:])
+		p.free = p.free[:keep]
+	}
+}
+
 // get returns a prepared context, refilling the free list when it falls to
 // threshold: threshold more contexts are built, never more than max in all
 // (in use plus free).

@@ -636,6 +636,7 @@ func (k *conn) recheck() bool {
 		st.lastOut = out
 		if st.parked && out <= k.srv.settings().outboundLow {
 			st.parked = false
+			mStreamResumes.Inc()
 			k.streamRead()
 		}
 		return k.stream != nil && k.stream.parked

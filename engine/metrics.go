@@ -28,6 +28,11 @@ var (
 	mPanics          = metrics.NewCounter("pop3_panics_total")
 	mInboundOverflow = metrics.NewCounter("pop3_inbound_overflow_total")
 	mRenewals        = metrics.NewCounter("pop3_lock_renewals_total")
+	// A streamed reply (RETR, TOP) pauses when the client reads slower
+	// than it is sent and more than limits.outbound_high_mark octets wait
+	// unsent, and resumes once they fall to limits.outbound_low_mark.
+	mStreamPauses  = metrics.NewCounter("pop3_stream_pauses_total")
+	mStreamResumes = metrics.NewCounter("pop3_stream_resumes_total")
 )
 
 // servers are the running engines the gauges read from.

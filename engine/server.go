@@ -265,6 +265,7 @@ func (s *Server) Reload(cfg *Config, f session.Factory) error {
 	s.set.Store(set)
 	s.pool.Tune(set.threadCount)
 	s.tasks.setMax(set.taskQueue)
+	s.sockets.prepare(set)
 	// A larger socketmax admits waiting connections at once.
 	for {
 		w := s.sockets.next(set)

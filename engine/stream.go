@@ -104,6 +104,7 @@ func (k *conn) streamChunk(buf []byte, n int, err error) {
 	}
 	if out > k.srv.settings().outboundHigh {
 		st.parked = true
+		mStreamPauses.Inc()
 		k.srv.waker.add(k)
 		return
 	}

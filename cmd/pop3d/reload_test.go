@@ -40,18 +40,9 @@ type liveCase struct {
 // a time, with pop3ctl set and a reload, and observes each on a new
 // connection; then it puts the old value back. Each case dials from its
 // own loopback address, so that bans and per-address limits of one case
-// do not reach the next.
-//
-// Live keys without a case here: auth.pam_service and the [ldap] keys
-// (they need PAM or a directory), auth.allow_ntlmv1 (an NTLMv1 client),
-// pop3.socketmin and pop3.task_queue, the limits.* buffer sizes
-// (max_inbound, backlog_max_input, outbound marks), smtp.relay,
-// smtp.retry_for, smtp.queue_scan, smtp.data_timeout,
-// smtp.write_timeout, tls.cert and tls.key, the pre-login budget's
-// pop3.login_deadline, pop3.shed_at, limits.max_pipelined,
-// limits.prelogin_per_net(48), smtp.max_conns_per_net48 and
-// smtp.transaction_deadline; the engine's, smtpnet's, delivery's and
-// certificate manager's own tests cover those settings.
+// do not reach the next. The live keys without a case here have their
+// own tests (liveKeyTests); TestEveryKeyHasReloadTest checks that every
+// key has one.
 func TestReloadAppliesLiveKeys(t *testing.T) {
 	c := integrationConfig(t, "logging = 3", "", mailbox(1, 2000))
 	c.TLS = true
@@ -65,10 +56,17 @@ ban_time = "1ms"`
 	c.SMTPTable = "max_connections = 100\nmax_conns_per_ip = 50"
 	c.Tables = "[tls]\nhandshake_timeout = \"1h\"\n"
 	in := pop3dtest.Start(t, c)
+	runLiveCases(t, in, liveCases(), func(i int) string { return fmt.Sprintf("127.0.0.%d", 10+i) })
+}
 
-	for i, lc := range liveCases() {
+// runLiveCases runs each case as a subtest on in: the keys of prep are
+// set first, the probe must not see want, the key is set and reloaded,
+// the probe must see want on a new connection; then every key is put
+// back. ip gives the i-th case its client address.
+func runLiveCases(t *testing.T, in *pop3dtest.Server, cases []liveCase, ip func(i int) string) {
+	for i, lc := range cases {
 		t.Run(lc.key, func(t *testing.T) {
-			ip := fmt.Sprintf("127.0.0.%d", 10+i)
+			ip := ip(i)
 			var undo [][2]string
 			defer func() {
 				for j := len(undo) - 1; j >= 0; j-- {
@@ -96,7 +94,7 @@ ban_time = "1ms"`
 }
 
 func liveCases() []liveCase {
-	return []liveCase{
+	return append([]liveCase{
 		{key: "greeting", value: "Changed hello", want: "+OK Changed hello", probe: func(t *testing.T, in *pop3dtest.Server, ip string) string {
 			return strings.SplitN(greeting(t, in, ip), " <", 2)[0]
 		}},
@@ -281,7 +279,7 @@ func liveCases() []liveCase {
 		{key: "admin.console", value: "false", want: "404", probe: func(t *testing.T, in *pop3dtest.Server, ip string) string {
 			return strconv.Itoa(adminGet(t, in, "/console/"))
 		}},
-	}
+	}, limitCases()...)
 }
 
 // TestReloadReportsRestartKeys changes each restart key with pop3ctl set
@@ -304,16 +302,7 @@ func TestReloadReportsRestartKeys(t *testing.T) {
 		t.Fatalf("after set sparequired true the plaintext CAPA %s", got)
 	}
 
-	for _, rc := range [][2]string{
-		{"mailroot", "elsewhere"},
-		{"node", "2"},
-		{"pop3.listen", "127.0.0.1:1"},
-		{"pop3.listen_tls", "127.0.0.1:2"},
-		{"pop3.listen_backlog", "7"},
-		{"smtp.listen", "127.0.0.1:3"},
-		{"smtp.lmtp_listen", "127.0.0.1:4"},
-		{"admin.listen", "127.0.0.1:5"},
-	} {
+	for _, rc := range restartCases {
 		key, value := rc[0], rc[1]
 		old := getKey(t, in, key)
 		notice := config.RestartNotice([]string{key})
@@ -349,6 +338,20 @@ func TestReloadReportsRestartKeys(t *testing.T) {
 	if g := greeting(t, in, "127.0.0.1"); !strings.HasPrefix(g, "+OK") {
 		t.Fatalf("greeting after the reloads: %q", g)
 	}
+}
+
+// restartCases are the restart keys, each with a changed value, that
+// TestReloadReportsRestartKeys sets on a running pop3d.
+var restartCases = [][2]string{
+	{"mailroot", "elsewhere"},
+	{"node", "2"},
+	{"lock_lease", "2m"},
+	{"pop3.listen", "127.0.0.1:1"},
+	{"pop3.listen_tls", "127.0.0.1:2"},
+	{"pop3.listen_backlog", "7"},
+	{"smtp.listen", "127.0.0.1:3"},
+	{"smtp.lmtp_listen", "127.0.0.1:4"},
+	{"admin.listen", "127.0.0.1:5"},
 }
 
 // --- probes -------------------------------------------------------------

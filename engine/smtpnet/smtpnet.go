@@ -664,6 +664,15 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	n, err := c.Conn.Write(p)
+	if err != nil {
+		// go-smtp (v0.25) ignores a reply it could not write and reads
+		// on: a client that stopped reading past smtp.write_timeout
+		// would have its next commands carried out unanswered. End the
+		// session instead.
+		c.log.Info("reply not written, closing", "remote", c.RemoteAddr().String(), "err", err)
+		_ = c.Conn.Close()
+		return n, err
+	}
 	if !hs && bytes.Equal(p, replyReadyTLS) {
 		c.startHandshake()
 	}

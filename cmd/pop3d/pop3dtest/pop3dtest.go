@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -181,7 +182,8 @@ type Config struct {
 	// AdminListen is admin.listen; empty: 127.0.0.1:0. A fixed port lets
 	// pop3ctl, which finds the service there, reach it.
 	AdminListen string
-	// Host is the address every listener binds; empty: 127.0.0.1.
+	// Host is the address every listener binds, IPv4 or IPv6 ("::1");
+	// empty: 127.0.0.1.
 	Host string
 	// MailRoot is the mail root; empty: "mailroot" in the server's folder.
 	// Servers sharing a store (test machines) give the same absolute path.
@@ -241,7 +243,7 @@ func (c Config) Text() string {
 	if host == "" {
 		host = "127.0.0.1"
 	}
-	any := host + ":0"
+	any := net.JoinHostPort(host, "0")
 	root := c.MailRoot
 	if root == "" {
 		root = "mailroot"
