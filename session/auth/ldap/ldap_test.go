@@ -7,8 +7,6 @@ import (
 	goldap "github.com/go-ldap/ldap/v3"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,11 +21,9 @@ import (
 // except in CI (CI=true), where that is a failure.
 
 const (
-	suffix    = "dc=example,dc=com"
-	rootDN    = "cn=admin," + suffix
-	rootPW    = "admin-secret"
-	slapdPath = "/usr/sbin/slapd"
-	slapadd   = "/usr/sbin/slapadd"
+	suffix = "dc=example,dc=com"
+	rootDN = "cn=admin," + suffix
+	rootPW = "admin-secret"
 )
 
 var slapdURL string // ldap://127.0.0.1:<port>, "" when slapd is not running
@@ -84,116 +80,18 @@ mail: nopw@example.com
 `
 
 func TestMain(m *testing.M) {
-	stop, err := startSlapd()
+	d, err := pop3dtest.StartSlapd(pop3dtest.SlapdOptions{Suffix: suffix, RootDN: rootDN, RootPW: rootPW, LDIF: ldif})
 	if err != nil {
 		slapdSkip = err.Error()
+	} else {
+		slapdURL = d.URL
 	}
 	code := m.Run()
 	pop3dtest.Cleanup()
-	if stop != nil {
-		stop()
+	if d != nil {
+		d.Stop()
 	}
 	os.Exit(code)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// startSlapd configures and starts slapd; it returns a function that
-// stops it and removes its folder.
-func startSlapd() (func(), error) {
-	if _, err := os.Stat(slapdPath); err != nil {
-		return nil, fmt.Errorf("slapd not installed (Debian: apt-get install slapd ldap-utils)")
-	}
-	dir, err := os.MkdirTemp("", "pop3d-slapd-")
-	if err != nil {
-		return nil, err
-	}
-	cleanup := func() { os.RemoveAll(dir) }
-	db := filepath.Join(dir, "db")
-	if err := os.Mkdir(db, 0o700); err != nil {
-		cleanup()
-		return nil, err
-	}
-	conf := filepath.Join(dir, "slapd.conf")
-	confText := fmt.Sprintf(`include /etc/ldap/schema/core.schema
-include /etc/ldap/schema/cosine.schema
-include /etc/ldap/schema/inetorgperson.schema
-modulepath /usr/lib/ldap
-moduleload back_mdb
-pidfile %s/slapd.pid
-database mdb
-maxsize 16777216
-suffix "%s"
-rootdn "%s"
-rootpw %s
-directory %s
-access to attrs=userPassword by anonymous auth by * none
-access to * by * read
-`, dir, suffix, rootDN, rootPW, db)
-	if err := os.WriteFile(conf, []byte(confText), 0o600); err != nil {
-		cleanup()
-		return nil, err
-	}
-	data := filepath.Join(dir, "data.ldif")
-	if err := os.WriteFile(data, []byte(ldif), 0o600); err != nil {
-		cleanup()
-		return nil, err
-	}
-	if out, err := exec.Command(slapadd, "-f", conf, "-l", data).CombinedOutput(); err != nil {
-		cleanup()
-		return nil, fmt.Errorf("slapadd: %v: %s", err, out)
-	}
-	port, err := freePort()
-	if err != nil {
-		cleanup()
-		return nil, err
-	}
-	url := fmt.Sprintf("ldap://127.0.0.1:%d", port)
-	// -d 0: stay in the foreground so that the test owns the process.
-	cmd := exec.Command(slapdPath, "-f", conf, "-h", url+"/", "-d", "0")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		cleanup()
-		return nil, fmt.Errorf("starting slapd: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	stop := func() {
-		cmd.Process.Kill()
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-		}
-		cleanup()
-	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			break
-		}
-		select {
-		case <-exited:
-			cleanup()
-			return nil, errors.New("slapd exited at start")
-		default:
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return nil, errors.New("slapd did not listen within 15s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	slapdURL = url
-	return stop, nil
 }
 
 func needSlapd(t *testing.T) {
@@ -302,11 +200,7 @@ func TestConcurrentPool(t *testing.T) {
 
 func TestDirectoryDown(t *testing.T) {
 	// A closed port: connection refused.
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := New(Options{URL: fmt.Sprintf("ldap://127.0.0.1:%d", port), BindDN: "uid=%u," + suffix, Timeout: time.Second})
+	d, err := New(Options{URL: "ldap://" + unusedAddr(t), BindDN: "uid=%u," + suffix, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,8 +298,7 @@ func TestExists(t *testing.T) {
 		}
 		d.Close()
 	}
-	port, _ := freePort()
-	d, _ := New(Options{URL: fmt.Sprintf("ldap://127.0.0.1:%d", port), BindDN: "uid=%u", Timeout: time.Second})
+	d, _ := New(Options{URL: "ldap://" + unusedAddr(t), BindDN: "uid=%u", Timeout: time.Second})
 	if _, err := d.Exists(context.Background(), addr("alice@example.com")); !errors.Is(err, auth.ErrUnavailable) {
 		t.Errorf("Exists with the directory down: %v, want ErrUnavailable", err)
 	}
