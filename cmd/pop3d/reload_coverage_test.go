@@ -34,6 +34,8 @@ var liveKeyTests = map[string]string{
 	"tls.key":           "TestReloadAppliesCertificate",
 	"auth.pam_service":  "TestReloadAppliesPAMService",
 	"auth.allow_ntlmv1": "TestReloadAppliesNTLMv1",
+	// Two addresses in one /48 and two /64s: a network namespace.
+	"limits.prelogin_per_net48": "TestReloadAppliesPreloginPerNet48",
 }
 
 // TestEveryKeyHasReloadTest walks the live/restart table: every live key

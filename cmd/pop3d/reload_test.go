@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -480,7 +479,7 @@ func closedSoon(p *pop3dtest.Conn) string {
 
 func metric(t *testing.T, in *pop3dtest.Server, name string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + in.Admin + "/metrics")
+	resp, err := adminClient(in).Get("http://" + in.Admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -496,7 +495,7 @@ func metric(t *testing.T, in *pop3dtest.Server, name string) float64 {
 
 func adminGet(t *testing.T, in *pop3dtest.Server, path string) int {
 	t.Helper()
-	resp, err := http.Get("http://" + in.Admin + path)
+	resp, err := adminClient(in).Get("http://" + in.Admin + path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,7 +506,7 @@ func adminGet(t *testing.T, in *pop3dtest.Server, path string) int {
 
 func adminJSON(t *testing.T, in *pop3dtest.Server, path string, v any) {
 	t.Helper()
-	resp, err := http.Get("http://" + in.Admin + path)
+	resp, err := adminClient(in).Get("http://" + in.Admin + path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -654,7 +653,7 @@ func setAndReload(t *testing.T, in *pop3dtest.Server, key, value string) {
 // restart keys it reports.
 func reloadAPI(t *testing.T, in *pop3dtest.Server) []string {
 	t.Helper()
-	resp, err := http.Post("http://"+in.Admin+"/api/reload", "application/json", nil)
+	resp, err := adminClient(in).Post("http://"+in.Admin+"/api/reload", "application/json", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
