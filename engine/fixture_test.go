@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 	"io"
 	"log/slog"
 	"net"
@@ -346,16 +347,7 @@ func waitChan(ch <-chan struct{}) bool {
 
 // poll waits up to ten seconds for f to hold; it may run off the test's
 // goroutine (it reports instead of failing the test).
-func poll(f func() bool) bool {
-	deadline := time.Now().Add(10 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return true
-}
+func poll(f func() bool) bool { return pop3dtest.Eventually(10*time.Second, f) }
 
 var _ = fmt.Sprint
 

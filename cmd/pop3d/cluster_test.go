@@ -89,20 +89,20 @@ func countMessages(t *testing.T, root string) int {
 func waitLogin(t *testing.T, addr string, within time.Duration) (*pop3dtest.Conn, time.Duration) {
 	t.Helper()
 	start := time.Now()
-	for {
-		c, r := loginAlice(t, addr)
+	var c *pop3dtest.Conn
+	pop3dtest.WaitFor(t, within, "the mailbox to be free for a login", func() bool {
+		var r string
+		c, r = loginAlice(t, addr)
 		if strings.HasPrefix(r, "+OK") {
-			return c, time.Since(start)
+			return true
 		}
 		if !strings.HasPrefix(r, "-ERR [IN-USE]") {
 			t.Fatalf("login while the other machine holds the mailbox: %q, want +OK or -ERR [IN-USE]", r)
 		}
 		c.Cmd("QUIT")
-		if time.Since(start) > within {
-			t.Fatalf("still [IN-USE] after %v", within)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return false
+	})
+	return c, time.Since(start)
 }
 
 // TestFencingAcrossMachines: a session on machine 1 keeps its lock while
@@ -134,17 +134,14 @@ func TestFencingAcrossMachines(t *testing.T) {
 		t.Fatal("no session lock folder while logged in")
 	}
 	login := time.Now()
-	last := since
-	for renewals := 0; renewals < 2 || time.Since(login) <= clusterLease; {
+	last, renewals := since, 0
+	pop3dtest.WaitFor(t, 20*clusterLease, "two renewals of the lock and a whole lease since the login", func() bool {
 		if _, m := lockFolder(t, root); m.After(last) {
 			last = m
 			renewals++
 		}
-		if time.Since(login) > 20*clusterLease {
-			t.Fatalf("the lock was not renewed twice within %v", 20*clusterLease)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return renewals >= 2 && time.Since(login) > clusterLease
+	})
 	if c, r := loginAlice(t, s2.POP3); !strings.HasPrefix(r, "-ERR [IN-USE]") {
 		t.Fatalf("login on machine 2 while machine 1 renews its lock: %q, want -ERR [IN-USE]", r)
 	} else {

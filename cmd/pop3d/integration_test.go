@@ -297,22 +297,23 @@ func TestDropWithoutQuitDeletesNothing(t *testing.T) {
 	p.Expect("+OK")
 	p.C.Close()
 	// The mailbox lock is released once the session is closed.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		q := dial(t, in)
+	var q *pop3dtest.Conn
+	var l string
+	if !pop3dtest.Eventually(10*time.Second, func() bool {
+		q = dial(t, in)
 		login2(q)
-		if l, _ := q.ReadLine(); strings.HasPrefix(l, "+OK") {
-			q.Send("STAT\r\n")
-			q.Expect("+OK 2 ")
-			q.Send("QUIT\r\n")
-			q.Expect("+OK")
-			return
-		} else if time.Now().After(deadline) {
-			t.Fatalf("login after a dropped session: %q", l)
+		if l, _ = q.ReadLine(); strings.HasPrefix(l, "+OK") {
+			return true
 		}
 		q.C.Close()
-		time.Sleep(50 * time.Millisecond)
+		return false
+	}) {
+		t.Fatalf("login after a dropped session: %q", l)
 	}
+	q.Send("STAT\r\n")
+	q.Expect("+OK 2 ")
+	q.Send("QUIT\r\n")
+	q.Expect("+OK")
 }
 
 // login2 sends USER and PASS, leaving the PASS reply unread.
@@ -416,13 +417,7 @@ func TestFirstStartAndAdmin(t *testing.T) {
 	}
 	// SIGHUP reloads too, and the service keeps serving.
 	in.Signal(syscall.SIGHUP)
-	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(in.Log(), "configuration reloaded") < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("SIGHUP did not reload")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	pop3dtest.WaitFor(t, 10*time.Second, "SIGHUP to reload", func() bool { return strings.Count(in.Log(), "configuration reloaded") >= 2 })
 	if out, err := runCurl(t, "--user", m[1], m[2]); err != nil || !strings.Contains(out, "Subject: Welcome") {
 		t.Fatalf("after reload: %v\n%s", err, out)
 	}

@@ -128,13 +128,7 @@ func TestReloadWhileAuthenticating(t *testing.T) {
 // waitLog waits until ok accepts pop3d's log.
 func waitLog(t *testing.T, in *pop3dtest.Server, ok func(string) bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !ok(in.Log()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("pop3d did not log what the test waits for:\n%s", in.Log())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	pop3dtest.WaitFor(t, 30*time.Second, "the log line the test waits for", func() bool { return ok(in.Log()) })
 }
 
 // loginTwice opens a session, fails one login and then logs in and quits;

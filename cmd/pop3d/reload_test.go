@@ -443,13 +443,9 @@ func secondConnection(t *testing.T, in *pop3dtest.Server, ip string) string {
 	defer c2.Close()
 	// The kernel accepts c2 before the engine sees it: let the engine
 	// admit, hold or refuse it while c1 is still open.
-	deadline := time.Now().Add(30 * time.Second)
-	for metric(t, in, "pop3_connections_total") <= n {
-		if time.Now().After(deadline) {
-			t.Fatal("the engine did not see the second connection")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	pop3dtest.WaitFor(t, 30*time.Second, "the engine to see the second connection", func() bool {
+		return metric(t, in, "pop3_connections_total") > n
+	})
 	c1.Cmd("QUIT")
 	return prefix(c2.Line())
 }
@@ -520,22 +516,15 @@ func adminJSON(t *testing.T, in *pop3dtest.Server, path string, v any) {
 // that the socket pool limits of a case see only its own.
 func waitNoConnections(t *testing.T, in *pop3dtest.Server) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	pop3dtest.WaitFor(t, 30*time.Second, "the POP3 connections to close", func() bool {
 		var st struct {
 			POP3 struct {
 				Connections int `json:"connections"`
 			} `json:"pop3"`
 		}
 		adminJSON(t, in, "/api/status", &st)
-		if st.POP3.Connections == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d POP3 connections still open", st.POP3.Connections)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return st.POP3.Connections == 0
+	})
 }
 
 type smtpConn struct {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 	"io"
 	"net"
 	"strings"
@@ -153,13 +154,7 @@ func TestConnectionLimits(t *testing.T) {
 
 func eventuallyTrue(t *testing.T, f func() bool) {
 	t.Helper()
-	for range 100 {
-		if f() {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal("condition not met within 5s")
+	pop3dtest.WaitFor(t, 5*time.Second, "the condition", f)
 }
 
 // TestCloseRightAfterServe: Close straight after Serve returns, before the

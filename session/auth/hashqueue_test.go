@@ -2,19 +2,14 @@ package auth
 
 import (
 	"errors"
+	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 	"testing"
 	"time"
 )
 
 func waitFor(t *testing.T, what string, f func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	pop3dtest.WaitFor(t, 10*time.Second, what, f)
 }
 
 // Workers checks run, Length wait, the next is refused at once; all the

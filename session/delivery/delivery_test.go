@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 	"io"
 	"os"
 	"path/filepath"
@@ -273,17 +274,10 @@ func TestTemporaryFailureExpiresWithReport(t *testing.T) {
 	}
 	s.Notify(id)
 	// The report itself needs Deliver: let it through once the original failed.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	pop3dtest.WaitFor(t, 10*time.Second, "the report to be queued alone", func() bool {
 		ids, _ := f.q.List()
-		if len(ids) == 1 && strings.HasSuffix(ids[0], "-ndr") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no report queued; queue = %v", ids)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return len(ids) == 1 && strings.HasSuffix(ids[0], "-ndr")
+	})
 	fl.failures.Store(0)
 	f.wait(s)
 	msgs := f.messages("sender@example.com")

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 	"io"
 	"net"
 	"os"
@@ -167,16 +168,11 @@ func TestCrashRecovery(t *testing.T) {
 			}(w)
 		}
 		// Kill after some acknowledgements, with deliveries in flight.
-		deadline := time.Now().Add(20 * time.Second)
-		for {
+		pop3dtest.Eventually(20*time.Second, func() bool {
 			mu.Lock()
-			n := len(acked)
-			mu.Unlock()
-			if n >= 40+round*25 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
+			defer mu.Unlock()
+			return len(acked) >= 40+round*25
+		})
 		h.kill()
 		close(stop)
 		wg.Wait()
@@ -185,20 +181,13 @@ func TestCrashRecovery(t *testing.T) {
 
 		// Restart and let the queue drain.
 		h2 := startHelper(t, root)
-		drainDeadline := time.Now().Add(30 * time.Second)
-		for {
+		pop3dtest.WaitFor(t, 30*time.Second, "the queue to drain after the restart", func() bool {
 			queued, _, err := queueDepth(root)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if queued == 0 {
-				break
-			}
-			if time.Now().After(drainDeadline) {
-				t.Fatalf("queue still holds %d entries after the restart", queued)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return queued == 0
+		})
 		h2.kill()
 
 		st, err := filestore.Open(root, filestore.Options{Node: 1})

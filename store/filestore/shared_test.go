@@ -10,6 +10,7 @@ package filestore
 
 import (
 	"errors"
+	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,16 +38,11 @@ func sharedDirs(t *testing.T) (a, b string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(a) })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if fi, err := os.Stat(b); err == nil && fi.IsDir() {
-			return a, b
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s made through one mount is not seen through the other as %s", a, b)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	pop3dtest.WaitFor(t, 10*time.Second, a+" made through one mount seen through the other as "+b, func() bool {
+		fi, err := os.Stat(b)
+		return err == nil && fi.IsDir()
+	})
+	return a, b
 }
 
 // TestSharedConformance runs the store conformance suite on the volume.
@@ -132,17 +128,10 @@ func TestSharedRules(t *testing.T) {
 	if err := os.Chtimes(filepath.Join(a, "kcol.3"), old, old); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	pop3dtest.WaitFor(t, 10*time.Second, "an mtime set through one client seen through the other", func() bool {
 		fi, err := os.Stat(filepath.Join(b, "kcol.3"))
-		if err == nil && fi.ModTime().Equal(old) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("an mtime set through one client is not seen through the other: %v", fi.ModTime())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && fi.ModTime().Equal(old)
+	})
 }
 
 // TestSharedFencing is TestFencing with each server on its own client of
@@ -167,16 +156,12 @@ func TestSharedFencing(t *testing.T) {
 		t.Fatal(err)
 	}
 	var taker store.MailboxSession
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	// The other client's attribute cache may hide the expiry a moment.
+	if !pop3dtest.Eventually(10*time.Second, func() bool {
 		taker, err = s2.OpenSession(bg, box, "taker")
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("take-over through the other client: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond) // the other client's attribute cache
+		return err == nil
+	}) {
+		t.Fatalf("take-over through the other client: %v", err)
 	}
 	// The old holder's client may still have its folder's name cached
 	// (entry-timeout): its first steps may reach the taker's folder, but
@@ -190,26 +175,23 @@ func TestSharedFencing(t *testing.T) {
 	// The old holder's client may have landed its deletions in the
 	// taker's folder; whoever takes the lock next puts them back (a client
 	// may list a folder from its cache for a moment: look until then).
-	deadline = time.Now().Add(10 * time.Second)
-	for {
+	var n int
+	if pop3dtest.Eventually(10*time.Second, func() bool {
 		again, err := s2.OpenSession(bg, box, "again")
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := len(again.Messages())
+		n = len(again.Messages())
 		again.Close()
-		if n == 3 {
-			return
-		}
-		if time.Now().After(deadline) {
-			for _, root := range []string{a, b} {
-				filepath.Walk(filepath.Join(root, "mailroot", box.Domain), func(p string, fi os.FileInfo, err error) error {
-					t.Logf("%s", p)
-					return nil
-				})
-			}
-			t.Fatalf("after the fenced Commit the mailbox shows %d messages, want 3", n)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return n == 3
+	}) {
+		return
 	}
+	for _, root := range []string{a, b} {
+		filepath.Walk(filepath.Join(root, "mailroot", box.Domain), func(p string, fi os.FileInfo, err error) error {
+			t.Logf("%s", p)
+			return nil
+		})
+	}
+	t.Fatalf("after the fenced Commit the mailbox shows %d messages, want 3", n)
 }

@@ -39,8 +39,6 @@ const (
 	StopTimeout = 20 * time.Second
 	// CtlTimeout bounds one pop3ctl run.
 	CtlTimeout = 60 * time.Second
-	// pollInterval is how often the log is read while waiting.
-	pollInterval = 20 * time.Millisecond
 )
 
 // ErrKilled is returned by Stop when pop3d ignored SIGTERM.
@@ -325,9 +323,9 @@ func Start(t testing.TB, c Config) *Server {
 			t.Logf("pop3d log:\n%s", l)
 		}
 	})
-	deadline := time.Now().Add(StartTimeout)
-	for {
-		l := s.Log()
+	var l string
+	ready := Eventually(StartTimeout, func() bool {
+		l = s.Log()
 		if m := popRe.FindStringSubmatch(l); m != nil {
 			s.POP3 = m[1]
 		}
@@ -342,28 +340,28 @@ func Start(t testing.TB, c Config) *Server {
 			s.SMTP = append(s.SMTP, m[1])
 		}
 		if strings.Contains(l, `msg="pop3d ready"`) {
-			switch {
-			case s.POP3 == "":
-				t.Fatalf("pop3d is ready but logged no POP3 listener:\n%s", l)
-			case c.TLS && s.POP3S == "":
-				t.Fatalf("pop3d is ready but logged no implicit-TLS POP3 listener:\n%s", l)
-			case s.Admin == "":
-				t.Fatalf("pop3d is ready but logged no admin listener:\n%s", l)
-			case c.SMTP && len(s.SMTP) == 0:
-				t.Fatalf("pop3d is ready but logged no SMTP listener:\n%s", l)
-			}
-			return s
+			return true
 		}
 		select {
 		case <-s.exited:
 			t.Fatalf("pop3d exited at start: %v\n%s", s.err, s.Log())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pop3d was not ready within %v:\n%s", StartTimeout, l)
-		}
-		time.Sleep(pollInterval)
+		return false
+	})
+	switch {
+	case !ready:
+		t.Fatalf("pop3d was not ready within %v:\n%s", StartTimeout, l)
+	case s.POP3 == "":
+		t.Fatalf("pop3d is ready but logged no POP3 listener:\n%s", l)
+	case c.TLS && s.POP3S == "":
+		t.Fatalf("pop3d is ready but logged no implicit-TLS POP3 listener:\n%s", l)
+	case s.Admin == "":
+		t.Fatalf("pop3d is ready but logged no admin listener:\n%s", l)
+	case c.SMTP && len(s.SMTP) == 0:
+		t.Fatalf("pop3d is ready but logged no SMTP listener:\n%s", l)
 	}
+	return s
 }
 
 // Log is what pop3d wrote to its standard error so far.

@@ -82,10 +82,7 @@ penalty_max = "2s"`,
 	}
 
 	// In the middle of the attack, a correct login from another address.
-	deadline := time.Now().Add(60 * time.Second)
-	for done.Load() < failures/4 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	pop3dtest.Eventually(60*time.Second, func() bool { return done.Load() >= failures/4 })
 	r, during := login("127.0.0.2", "Right-1")
 	if !strings.HasPrefix(r, "+OK") {
 		t.Fatalf("correct login from 127.0.0.2 during the attack = %q", r)
