@@ -35,7 +35,8 @@
 // reply written like any other. A reply
 // body is read in 256 KiB chunks on a worker and written on the loop; above
 // limits.outbound_high_mark queued octets the stream parks until the
-// buffer falls to limits.outbound_low_mark. Reply.Delay uses one runtime
+// buffer falls to limits.outbound_low_mark (pop3_stream_pauses_total,
+// pop3_stream_resumes_total). Reply.Delay uses one runtime
 // timer per delayed reply (failed logins only). Reply.Close closes the
 // connection only once gnet's outbound buffer is empty, since gnet's own
 // close drops what it cannot write at once. A short poll (the waker, one
