@@ -52,3 +52,25 @@ func TestBacklogExpiryThenAdmit(t *testing.T) {
 		return st.Sockets.InUse == 1 && st.Sockets.Waiting == 0
 	})
 }
+
+// A reload's socket pool settings reach the free list at once: a larger
+// socketmin prepares contexts (never beyond socketmax in use plus free), a
+// smaller socketmin+socketthreshold trims it.
+func TestSocketsPrepareOnReload(t *testing.T) {
+	var p sockets
+	p.init(10)
+	p.inUse = 3
+	set := newSettings(&Config{SocketMin: 40, SocketThreshold: 5, SocketMax: 100}, nil)
+	p.prepare(set)
+	if n := p.stats().Free; n != 40 {
+		t.Fatalf("socketmin 40: %d free, want 40", n)
+	}
+	p.prepare(newSettings(&Config{SocketMin: 50, SocketThreshold: 5, SocketMax: 45}, nil))
+	if n := p.stats().Free; n != 42 {
+		t.Fatalf("socketmin 50, socketmax 45, 3 in use: %d free, want 42", n)
+	}
+	p.prepare(newSettings(&Config{SocketMin: 4, SocketThreshold: 2, SocketMax: 100}, nil))
+	if n := p.stats().Free; n != 6 {
+		t.Fatalf("socketmin 4, socketthreshold 2: %d free, want 6", n)
+	}
+}
