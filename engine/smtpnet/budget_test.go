@@ -127,7 +127,7 @@ func TestTransactionDeadline(t *testing.T) {
 			if err := idler.w.Flush(); err != nil {
 				break
 			}
-			time.Sleep(200 * time.Millisecond)
+			time.Sleep(200 * time.Millisecond) // the client's pace, part of the scenario
 		}
 	}()
 	go func() { closed <- readToClose(t, idler.conn) }()
@@ -138,7 +138,7 @@ func TestTransactionDeadline(t *testing.T) {
 	// The transaction's session outlives the deadline.
 	for time.Since(start) < 4500*time.Millisecond {
 		worker.cmd("NOOP", "250")
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // a busy client's pace past the deadline, part of the scenario
 	}
 	worker.cmd("RCPT TO:<a@example.com>", "250")
 	worker.cmd("DATA", "354")
