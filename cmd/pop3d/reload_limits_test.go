@@ -95,7 +95,7 @@ func limitCases() []liveCase {
 			c.cmd(t, "EHLO client.test")
 			return c.reply(t)[:3] // read_timeout is five minutes: only the deadline answers
 		}},
-		{key: "smtp.data_timeout", value: "6s", prep: [][2]string{{"smtp.read_timeout", "3s"}}, want: "closed", probe: dribble},
+		{key: "smtp.data_timeout", value: "10s", prep: [][2]string{{"smtp.read_timeout", "5s"}}, want: "closed", probe: dribble},
 		{key: "smtp.write_timeout", value: "1s", noBefore: true, want: "closed", probe: func(t *testing.T, in *pop3dtest.Server, ip string) string {
 			// A client that sends commands and never reads the replies:
 			// once the socket buffers are full the server's write waits,
@@ -220,13 +220,13 @@ func burst(t *testing.T, k int, fn func() ([]string, error)) [][]string {
 	return out
 }
 
-// authBurst logs in k times at once, in up to 20 rounds, until a login is
+// authBurst logs in k times at once, in up to 6 rounds, until a login is
 // refused with [SYS/TEMP] because the auth queue is full: "refused", or
 // "all served".
 func authBurst(k int) func(*testing.T, *pop3dtest.Server, string) string {
 	return func(t *testing.T, in *pop3dtest.Server, ip string) string {
 		login := "USER " + testAddr.String() + "\r\nPASS " + testPassword + "\r\nQUIT\r\n"
-		for range 20 {
+		for range 6 {
 			for _, lines := range burst(t, k, func() ([]string, error) { return script(in.POP3, ip, login, 4) }) {
 				for _, l := range lines {
 					if strings.HasPrefix(l, "-ERR [SYS/TEMP]") {
@@ -280,7 +280,7 @@ func pipelined(n int, cmd string) func(*testing.T, *pop3dtest.Server, string) st
 }
 
 // dribble starts a message and sends a short line every 100ms for up to
-// 15s: "closed" when the server ends the transfer meanwhile, "open" when
+// 25s: "closed" when the server ends the transfer meanwhile, "open" when
 // it let it go on.
 func dribble(t *testing.T, in *pop3dtest.Server, ip string) string {
 	c := dialSMTP(t, in, ip)
@@ -299,7 +299,7 @@ func dribble(t *testing.T, in *pop3dtest.Server, ip string) string {
 	}()
 	tick := time.NewTicker(100 * time.Millisecond) // the client's pace: part of the scenario
 	defer tick.Stop()
-	end := time.After(15 * time.Second)
+	end := time.After(25 * time.Second)
 	for {
 		select {
 		case <-closed:
