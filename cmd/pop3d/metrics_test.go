@@ -93,13 +93,9 @@ func busyPop3d(t *testing.T) (*pop3dtest.Server, exposition) {
 		}
 		return parseExposition(t, string(b))
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for scrape().samples["smtp_delivery_latency_seconds_count"] == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("the message sent by SMTP was not delivered within 30s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	pop3dtest.WaitFor(t, 30*time.Second, "the message sent by SMTP to be delivered", func() bool {
+		return scrape().samples["smtp_delivery_latency_seconds_count"] != nil
+	})
 	c := pop3dtest.Dial(t, in.POP3, "")
 	c.Cmd("USER nobody@example.org")
 	c.Cmd("PASS wrong")

@@ -11,8 +11,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,16 +34,11 @@ func sharedRoots(t *testing.T) (a, b string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(a) })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if fi, err := os.Stat(b); err == nil && fi.IsDir() {
-			return a, b
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s made through one mount is not seen through the other as %s", a, b)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	pop3dtest.WaitFor(t, 10*time.Second, a+" made through one mount seen through the other as "+b, func() bool {
+		fi, err := os.Stat(b)
+		return err == nil && fi.IsDir()
+	})
+	return a, b
 }
 
 // TestSharedLockReadsTheLatestProgress: a server that locks an entry
@@ -116,33 +113,24 @@ func TestSharedLockReadsTheLatestProgress(t *testing.T) {
 // still held (a FUSE client releases a closed file's lock a moment later).
 func lockWhenFree(t *testing.T, q *Queue, id string) (*Entry, error) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		e, err := q.lock(id)
-		if !errors.Is(err, ErrBusy) || time.Now().After(deadline) {
-			return e, err
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var e *Entry
+	var err error
+	pop3dtest.Eventually(10*time.Second, func() bool {
+		e, err = q.lock(id)
+		return !errors.Is(err, ErrBusy)
+	})
+	return e, err
 }
 
 // waitID waits until q lists id (the other mount's view of a new entry).
 func waitID(t *testing.T, q *Queue, id string) string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	pop3dtest.WaitFor(t, 10*time.Second, "entry "+id+" listed through the other mount", func() bool {
 		ids, err := q.List()
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, x := range ids {
-			if x == id {
-				return id
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("entry %s is not listed through the other mount within 10s", id)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return slices.Contains(ids, id)
+	})
+	return id
 }
