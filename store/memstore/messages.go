@@ -276,3 +276,46 @@ func (r *msgReader) Close() error {
 	r.closed.Store(true)
 	return nil
 }
+
+var _ store.Snapshots = (*Store)(nil)
+
+// Snapshot lists a mailbox without taking its lock (store.Snapshots).
+// Bodies never change, so the snapshot reads them even after a deletion.
+func (s *Store) Snapshot(ctx context.Context, addr store.Address) (store.MailboxSnapshot, error) {
+	a, err := store.CanonicalAddress(addr)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read mailbox: %w", err)
+	}
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, m, err := s.lookup(a)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read mailbox %s: %w", a, err)
+	}
+	snap := &snapshot{addr: a, bodies: slices.Clone(m.msgs)}
+	snap.msgs = make([]store.MessageInfo, len(snap.bodies))
+	for i, msg := range snap.bodies {
+		snap.msgs[i] = store.MessageInfo{UID: msg.id(), Size: int64(len(msg.body))}
+	}
+	return snap, nil
+}
+
+type snapshot struct {
+	addr   store.Address
+	msgs   []store.MessageInfo
+	bodies []*message
+}
+
+func (r *snapshot) Messages() []store.MessageInfo { return r.msgs }
+
+func (r *snapshot) Open(i int) (io.ReadCloser, error) {
+	if i < 0 || i >= len(r.msgs) {
+		return nil, fmt.Errorf("message %d of %s: %w", i+1, r.addr, store.ErrNoSuchMessage)
+	}
+	mr := &msgReader{}
+	mr.r.Reset(r.bodies[i].body)
+	return mr, nil
+}
