@@ -510,4 +510,3 @@ func (c *cli) quota() error {
 		return nil
 	})
 }
-
