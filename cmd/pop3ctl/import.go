@@ -238,7 +238,7 @@ func (c *cli) usersJobs(cfg *config.Config, n int, src func(fields []string, bas
 // importOne imports (and with -verify checks) one mailbox, creating its
 // domain and mailbox (without a password) when missing.
 func (c *cli) importOne(ctx context.Context, st store.Store, dst migrate.Target, j importJob) (res migrate.Result) {
-	res.Mailbox = j.addr
+	res.Mailbox = j.addr.String()
 	fail := func(err error) migrate.Result {
 		res.Error = store.Reason(err)
 		return res
@@ -328,7 +328,7 @@ func (c *cli) importSummary(results []migrate.Result) {
 				status = strconv.Itoa(n) + " differences"
 			}
 		}
-		rows = append(rows, []string{r.Mailbox.String(), strconv.Itoa(r.Source), strconv.Itoa(r.Imported), strconv.Itoa(r.AlreadyPresent),
+		rows = append(rows, []string{r.Mailbox, strconv.Itoa(r.Source), strconv.Itoa(r.Imported), strconv.Itoa(r.AlreadyPresent),
 			strconv.Itoa(len(r.Substituted)), strconv.Itoa(len(r.Duplicates)), fmt.Sprintf("%.1f", float64(r.Bytes)/1e6), fmt.Sprintf("%.2f", r.Seconds), status})
 	}
 	c.table([]string{"MAILBOX", "OLD", "IMPORTED", "PRESENT", "SUBSTITUTED", "DUPLICATES", "MB", "SECONDS", "STATUS"}, rows)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
+	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 )
 
 // binary is the pop3ctl built by TestMain.
@@ -42,6 +43,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	pop3dtest.Cleanup()
 	os.Exit(code)
 }
 

@@ -92,17 +92,17 @@ type Progress struct {
 
 // Result sums up the import of one mailbox.
 type Result struct {
-	Mailbox        store.Address `json:"mailbox"`
-	Source         int           `json:"source_messages"`
-	Imported       int           `json:"imported"`
-	AlreadyPresent int           `json:"already_present"`
-	Substituted    []string      `json:"substituted_uidls,omitempty"` // old UIDLs outside RFC 1939's rules
-	Duplicates     []string      `json:"duplicate_uidls,omitempty"`   // UIDLs an old mailbox gave twice
-	Bytes          int64         `json:"bytes"`
-	Seconds        float64       `json:"seconds"`
-	Error          string        `json:"error,omitempty"`
-	Differences    []Difference  `json:"differences,omitempty"` // -verify
-	Verified       bool          `json:"verified,omitempty"`
+	Mailbox        string       `json:"mailbox"`
+	Source         int          `json:"source_messages"`
+	Imported       int          `json:"imported"`
+	AlreadyPresent int          `json:"already_present"`
+	Substituted    []string     `json:"substituted_uidls,omitempty"` // old UIDLs outside RFC 1939's rules
+	Duplicates     []string     `json:"duplicate_uidls,omitempty"`   // UIDLs an old mailbox gave twice
+	Bytes          int64        `json:"bytes"`
+	Seconds        float64      `json:"seconds"`
+	Error          string       `json:"error,omitempty"`
+	Differences    []Difference `json:"differences,omitempty"` // -verify
+	Verified       bool         `json:"verified,omitempty"`
 }
 
 // Options tune an import.
@@ -114,7 +114,7 @@ type Options struct {
 // Import copies every message of src missing from the mailbox addr of dst.
 func Import(ctx context.Context, dst Target, addr store.Address, src Source, opts Options) (res Result, err error) {
 	start := time.Now()
-	res.Mailbox = addr
+	res.Mailbox = addr.String()
 	defer func() {
 		res.Seconds = time.Since(start).Seconds()
 		if err != nil {
