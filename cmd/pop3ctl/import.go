@@ -236,13 +236,19 @@ func (c *cli) usersJobs(cfg *config.Config, n int, src func(fields []string, bas
 }
 
 // importOne imports (and with -verify checks) one mailbox, creating its
-// domain and mailbox (without a password) when missing.
+// domain and mailbox (without a password) when missing, once the old
+// mailbox opened.
 func (c *cli) importOne(ctx context.Context, st store.Store, dst migrate.Target, j importJob) (res migrate.Result) {
 	res.Mailbox = j.addr.String()
 	fail := func(err error) migrate.Result {
 		res.Error = store.Reason(err)
 		return res
 	}
+	src, err := j.open(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	defer src.Close()
 	if err := st.CreateDomain(ctx, j.addr.Domain); err != nil && !errors.Is(err, store.ErrDomainExists) {
 		return fail(err)
 	}
@@ -251,11 +257,6 @@ func (c *cli) importOne(ctx context.Context, st store.Store, dst migrate.Target,
 	} else if err == nil {
 		c.warn("%s created without a password: set one with pop3ctl changepwd", j.addr)
 	}
-	src, err := j.open(ctx)
-	if err != nil {
-		return fail(err)
-	}
-	defer src.Close()
 	var opts migrate.Options
 	if tty(os.Stderr) && !c.json {
 		var last time.Time

@@ -3,12 +3,14 @@ package main_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 	"github.com/pop3svc/pop3svc/store"
 	"github.com/pop3svc/pop3svc/store/filestore"
 	"github.com/pop3svc/pop3svc/store/migrate"
@@ -124,5 +126,46 @@ func TestImportMboxAndWindowsStore(t *testing.T) {
 		if r := e.run("", args...); r.code != 2 {
 			t.Errorf("%v: exit %d, want 2 (%s)", args, r.code, r.stderr)
 		}
+	}
+}
+
+// TestImportPOP3OverTLS: import pop3 over STLS and over POP3S (pop3d's
+// own self-signed certificate, accepted with -insecure and refused
+// without), leaving the old mailbox as it was.
+func TestImportPOP3OverTLS(t *testing.T) {
+	srv := pop3dtest.Start(t, pop3dtest.Config{TLS: true, Setup: [][]string{
+		{"add", "example.test"},
+		{"add", "alice@example.test", "-password", "pw-alice"},
+	}})
+	for i := 0; i < 5; i++ {
+		srv.Ctl(t, fmt.Sprintf("Subject: %d\n\n.dot line %d\n", i, i), "deliver", "alice@example.test")
+	}
+	want := listing(t, srv.POP3, "alice@example.test", "pw-alice")
+	for _, c := range []struct {
+		box  string
+		args []string
+	}{
+		{"bob@example.test", []string{"-from", srv.POP3, "-stls", "-insecure"}},
+		{"carol@example.test", []string{"-from", srv.POP3S, "-tls", "-insecure"}},
+	} {
+		args := append(append([]string{"pop3"}, c.args...), "-user", "alice@example.test", "-password-stdin", "-verify", c.box)
+		if sum := ctlImport(t, srv, "pw-alice\n", args...); sum.Imported != 5 {
+			t.Fatalf("import %v: %+v", c.args, sum)
+		}
+		srv.Ctl(t, "", "changepwd", c.box, "-password", "pw-alice")
+		if got := listing(t, srv.POP3, c.box, "pw-alice"); !slices.Equal(got, want) {
+			t.Fatalf("%s: %q, want %q", c.box, got, want)
+		}
+	}
+	if got := listing(t, srv.POP3, "alice@example.test", "pw-alice"); !slices.Equal(got, want) {
+		t.Fatalf("the old mailbox changed: %q", got)
+	}
+	// Without -insecure the self-signed certificate is refused.
+	out, err := srv.TryCtl("pw-alice\n", "import", "pop3", "-from", srv.POP3S, "-tls", "-user", "alice@example.test", "-password-stdin", "dave@example.test")
+	if err == nil || !strings.Contains(out, "certificate") {
+		t.Fatalf("an unverified certificate was accepted: %v\n%s", err, out)
+	}
+	if out := srv.Ctl(t, "", "list", "example.test"); strings.Contains(out, "dave") {
+		t.Fatalf("a failed import created its mailbox:\n%s", out)
 	}
 }
