@@ -20,7 +20,9 @@
 //   - messages are kept with CRLF line endings so that a message's size is
 //     the octet count that LIST reports;
 //   - a message's UID is its 26-digit name, unique across every server that
-//     shares the store, and never reused;
+//     shares the store, and never reused; a message brought in by Import
+//     keeps instead the UIDL its old server gave it (see Importer), kept
+//     beside its name as durably as the message itself;
 //   - a session lock left by a dead session is taken over; an
 //     administrator's lock is told apart from a session's;
 //   - passwords are never stored in clear.
@@ -56,7 +58,30 @@ var (
 	// nothing and serves no more messages; it wraps ErrMailboxInUse.
 	ErrLockLost        = fmt.Errorf("session lock lost to another session: %w", ErrMailboxInUse)
 	ErrMessageTooLarge = errors.New("message too large")
+	// ErrInvalidUIDL: an imported UIDL breaks RFC 1939's rules (1 to 70
+	// characters in 0x21..0x7E).
+	ErrInvalidUIDL = errors.New("invalid UIDL")
+	// ErrDuplicateUIDL: an imported UIDL already is the UID of a message
+	// in the mailbox; nothing was stored.
+	ErrDuplicateUIDL = errors.New("UIDL already in the mailbox")
 )
+
+// MaxUIDLLen is the longest UIDL RFC 1939 section 7 allows.
+const MaxUIDLLen = 70
+
+// ValidUIDL reports whether s may be a UIDL (RFC 1939 section 7): 1 to
+// MaxUIDLLen characters, each in 0x21..0x7E.
+func ValidUIDL(s string) bool {
+	if len(s) == 0 || len(s) > MaxUIDLLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
 
 // Address names one mailbox: Mailbox@Domain, both already validated and in
 // canonical (lower-case) form. Use ParseAddress to build one from input.
@@ -101,7 +126,7 @@ type MailboxInfo struct {
 
 // MessageInfo is one message in a session's snapshot.
 type MessageInfo struct {
-	UID  string // the 26-digit unique name; the POP3 UIDL
+	UID  string // the POP3 UIDL: the 26-digit unique name, or the UIDL an imported message kept
 	Size int64  // octets, CRLF line endings; what LIST reports
 }
 
@@ -209,6 +234,28 @@ type StagedDelivery interface {
 	// appears. A key with nothing staged (published before) is not an
 	// error, so Publish may be repeated after a crash.
 	Publish(ctx context.Context, addr Address, key, uid string) error
+}
+
+// Importer stores messages moved in from another server with the UIDL
+// that server gave them, so that clients which leave mail on the server
+// download nothing twice. Optional; callers find it by type assertion.
+//
+// An imported message gets a fresh 26-digit name like a delivered one,
+// so messages imported one after another keep the order they are
+// imported in (the old server's order), ahead of later deliveries; its
+// UID (MessageInfo.UID, the POP3 UIDL) is the old UIDL. UIDs stay unique
+// within a mailbox: Import of a UIDL that already is the UID of a message
+// there stores nothing and returns ErrDuplicateUIDL, which an importer
+// takes as "already imported". An old UIDL outside RFC 1939's rules
+// (ValidUIDL) is refused with ErrInvalidUIDL; the importer then decides
+// (pop3ctl import keeps such a message under a substitute UIDL and
+// reports it).
+type Importer interface {
+	// Import stores msg as Deliver does (line endings, durability, works
+	// under a session) with uidl as its UID and returns its 26-digit name.
+	// Neither the quota nor the message size limit applies: mail the old
+	// server held moves in whole, even when the mailbox ends over quota.
+	Import(ctx context.Context, addr Address, uidl string, msg io.Reader) (name string, err error)
 }
 
 // Sessions opens mailboxes for POP3 sessions.

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strconv"
 	"strings"
 
@@ -509,38 +507,6 @@ func (c *cli) quota() error {
 		} else {
 			c.say(v, "Quota of %s: %s (%d bytes used in %d messages).", a, quotaText(q), used, msgs)
 		}
-		return nil
-	})
-}
-
-func (c *cli) deliver() error {
-	if err := c.wantArgs(1, 2, "MAILBOX@DOMAIN [FILE]"); err != nil {
-		return err
-	}
-	var in io.Reader = c.stdin
-	if len(c.args) == 2 && c.args[1] != "-" {
-		f, err := os.Open(c.args[1])
-		if err != nil {
-			return fmt.Errorf("cannot open the message: %w", err)
-		}
-		defer f.Close()
-		in = f
-	}
-	return c.withStore(func(ctx context.Context, st store.Store, cfg *config.Config) error {
-		a, err := parseMailbox(c.args[0], cfg)
-		if err != nil {
-			return err
-		}
-		uid, err := st.Deliver(ctx, a, in)
-		switch {
-		case errors.Is(err, store.ErrOverQuota):
-			return fmt.Errorf("mailbox %s is over its quota: the message was not delivered", a)
-		case errors.Is(err, store.ErrMessageTooLarge):
-			return fmt.Errorf("the message is larger than smtp.max_message_size (%s): it was not delivered", cfg.SMTP.MaxMessageSize)
-		case err != nil:
-			return err
-		}
-		c.say(map[string]any{"delivered": a.String(), "uid": uid}, "%s", uid)
 		return nil
 	})
 }

@@ -11,7 +11,10 @@
 // store's API, the same path that the service uses.
 //
 // Exit status: 0 success; 1 the request was refused (one line on stderr
-// says which rule was broken); 2 usage error. With -json, output and
+// says which rule was broken); 2 usage error. deliver follows sysexits.h
+// instead, for MTAs: 64 usage, 67 no such mailbox or domain, 73 refused
+// for good (over quota, too large), 74 the message could not be read, 75
+// the store failed for now (try again). With -json, output and
 // errors ({"error": "..."}) are JSON on stdout, with the same exit status.
 package main
 
@@ -54,7 +57,25 @@ Domains and mailboxes:
                                        set a mailbox's password-file password, or a bcrypt or
                                        SHA-512-crypt hash brought from another system
   quota MAILBOX@DOMAIN [SIZE|none]     show or set a mailbox quota (SIZE like 50MB)
-  deliver MAILBOX@DOMAIN [FILE]        deliver one message from FILE or stdin; prints its UID
+  deliver MAILBOX@DOMAIN [FILE] [-return-path ADDR] [-delivered-to ADDR]
+                                       deliver one message from FILE or stdin (a leading mbox
+                                       "From " line is removed); prints its UID; exit status
+                                       follows sysexits (see "Exit status" below)
+
+Moving in from another server (every message keeps its UIDL; run again: nothing twice):
+  import maildir DIR MAILBOX@DOMAIN [-uidl-format F] [-xuidl]
+                                       a Dovecot (dovecot-uidlist) or Courier (courierpop3dsizelist)
+                                       Maildir; F is Dovecot's pop3_uidl_format (default %08Xu%08Xv),
+                                       -xuidl: its pop3_reuse_xuidl
+  import pop3 -from HOST:PORT [-tls|-stls] [-cafile PEM] -user U -password-stdin MAILBOX@DOMAIN
+                                       a live POP3 server; deletes nothing there
+  import mbox FILE MAILBOX@DOMAIN      an mbox file (X-UIDL where present)
+  import store DIR                     a Windows POP3 Service mail root, every domain and mailbox
+  import maildir|mbox -users FILE DOMAIN
+                                       a whole domain: FILE has lines "MAILBOX DIR-or-FILE"
+  import pop3 -from HOST:PORT -users FILE DOMAIN
+                                       a whole domain: FILE (mode 600) has lines "MAILBOX USER PASSWORD"
+  import ... -verify                   then compare the old and new UIDL lists and sizes
 
 Settings:
   get [KEY]                            show one setting, or all of them
@@ -92,6 +113,8 @@ type cli struct {
 	hash          string // changepwd -hash: a bcrypt or SHA-512-crypt hash brought from elsewhere
 	hashSet       bool
 	force         bool
+	imp           importFlags // import's flags
+	dlv           deliverFlags
 
 	verb string
 	args []string
@@ -123,6 +146,18 @@ func (c *cli) parse(argv []string) error {
 	fs.BoolVar(&c.passwordStdin, "password-stdin", false, "")
 	fs.Func("hash", "", func(s string) error { c.hash, c.hashSet = s, true; return nil })
 	fs.BoolVar(&c.force, "force", false, "")
+	fs.StringVar(&c.imp.from, "from", "", "")
+	fs.BoolVar(&c.imp.tls, "tls", false, "")
+	fs.BoolVar(&c.imp.stls, "stls", false, "")
+	fs.StringVar(&c.imp.caFile, "cafile", "", "")
+	fs.BoolVar(&c.imp.insecure, "insecure", false, "")
+	fs.StringVar(&c.imp.user, "user", "", "")
+	fs.StringVar(&c.imp.users, "users", "", "")
+	fs.BoolVar(&c.imp.verify, "verify", false, "")
+	fs.StringVar(&c.imp.uidlFormat, "uidl-format", "", "")
+	fs.BoolVar(&c.imp.xuidl, "xuidl", false, "")
+	fs.StringVar(&c.dlv.returnPath, "return-path", "", "")
+	fs.StringVar(&c.dlv.deliveredTo, "delivered-to", "", "")
 	help := fs.Bool("help", false, "")
 	fs.BoolVar(help, "h", false, "")
 	var pos []string
@@ -175,6 +210,7 @@ var verbs = map[string]struct {
 	"changepwd": {(*cli).changepwd, "p"},
 	"quota":     {(*cli).quota, ""},
 	"deliver":   {(*cli).deliver, ""},
+	"import":    {(*cli).importMail, "p"},
 	"get":       {(*cli).get, ""},
 	"set":       {(*cli).set, "f"},
 }
@@ -192,6 +228,15 @@ func (c *cli) dispatch() error {
 	}
 	if c.hashSet && c.verb != "changepwd" {
 		return usagef("-hash is only for changepwd")
+	}
+	if c.imp != (importFlags{}) && c.verb != "import" {
+		return usagef("-from, -tls, -stls, -cafile, -insecure, -user, -users, -verify, -uidl-format and -xuidl are only for import")
+	}
+	if c.dlv != (deliverFlags{}) && c.verb != "deliver" {
+		return usagef("-return-path and -delivered-to are only for deliver")
+	}
+	if c.verb == "import" && c.passwordSet {
+		return usagef("import pop3 takes the old password with -password-stdin only")
 	}
 	if c.force && !strings.Contains(v.flags, "f") {
 		return usagef("-force is only for delete and set")
@@ -211,7 +256,10 @@ func (c *cli) wantArgs(lo, hi int, form string) error {
 func (c *cli) fail(err error) int {
 	code := exitRefused
 	var ue *usageError
-	if errors.As(err, &ue) {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	} else if errors.As(err, &ue) {
 		code = exitUsage
 	}
 	msg := oneLine(describe(err))
@@ -236,7 +284,7 @@ func (c *cli) help() error {
 		return usagef("help takes no arguments")
 	}
 	if c.json {
-		names := []string{"add", "delete", "rename", "list", "lock", "unlock", "stat", "changepwd", "quota", "deliver", "get", "set", "help"}
+		names := []string{"add", "delete", "rename", "list", "lock", "unlock", "stat", "changepwd", "quota", "deliver", "import", "get", "set", "help"}
 		c.emitJSON(map[string]any{"verbs": names, "usage": usageText})
 		return nil
 	}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
+	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 )
 
 // binary is the pop3ctl built by TestMain.
@@ -42,6 +43,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	pop3dtest.Cleanup()
 	os.Exit(code)
 }
 
@@ -304,7 +306,7 @@ func TestDeliverStatQuota(t *testing.T) {
 		t.Errorf("quota -json = %v", v)
 	}
 	r := e.run(strings.Repeat("x", 2000)+"\n", "deliver", "alice@example.test")
-	if r.code != 1 || !strings.Contains(r.stderr, "over its quota") || strings.Count(r.stderr, "\n") != 1 {
+	if r.code != 73 || !strings.Contains(r.stderr, "over its quota") || strings.Count(r.stderr, "\n") != 1 {
 		t.Errorf("over-quota deliver: %+v", r)
 	}
 	if v := e.jsonOK("quota", "alice@example.test"); v["messages"].(float64) != 1 {
@@ -316,7 +318,9 @@ func TestDeliverStatQuota(t *testing.T) {
 	if r.code != 2 {
 		t.Errorf("quota lots: exit %d, want 2", r.code)
 	}
-	e.refused("no such mailbox", "deliver", "nobody@example.test")
+	if r := e.run("", "deliver", "nobody@example.test"); r.code != 67 || !strings.Contains(r.stderr, "no such mailbox") {
+		t.Errorf("deliver to nobody: %+v, want exit 67", r)
+	}
 }
 
 func TestUsageErrors(t *testing.T) {

@@ -6,8 +6,9 @@ import (
 	"github.com/pop3svc/pop3svc/session"
 )
 
-// uidl answers UIDL [msg] (RFC 1939 section 7): a message's name in the
-// store is its unique id.
+// uidl answers UIDL [msg] (RFC 1939 section 7) with each message's UID
+// in the store: its 26-digit name, or the UIDL an imported message kept
+// from its old server (store.Importer).
 func (s *Session) uidl(arg string) session.Reply {
 	if arg != "" {
 		i, r, ok := s.messageArg(arg)

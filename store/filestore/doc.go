@@ -19,6 +19,7 @@
 //	    quota                                the quota in octets, decimal text; missing or 0: none
 //	    passwd                               password-file credentials (JSON), when set
 //	    P3_<26 digits>.eml                   one file per message, CRLF line endings
+//	    P3_<26 digits>-<hex>.eml             an imported message and its old UIDL
 //
 // A domain name never starts with '.', so .pop3 cannot collide with a
 // domain, and Badmail has upper-case letters, which no canonical domain has; a mailbox folder is always P3_<name>.mbx, so domain.locked cannot
@@ -71,6 +72,27 @@
 // session, because a session works on the snapshot it listed at open.
 // Snapshot lists and reads a mailbox without its lock (the delivery
 // service's check for a copy that landed before a crash).
+//
+// # Imported messages
+//
+// An imported message (Import, store.Importer) keeps the UIDL its old server
+// gave it. The UIDL is part of the file name, in lower-case hexadecimal
+// after a '-': P3_<26 digits>-<hex>.eml, so it is linked, fsynced and
+// deleted together with the message and listing a mailbox still reads no
+// file. The 26 digits are a fresh name like a delivered message's, so
+// messages imported one after another sort in the order they were imported
+// (the old server's order) and before later deliveries; MessageInfo.UID is
+// the UIDL, which is what POP3's UIDL answers. A name whose hex part is not
+// the canonical lower-case form of a UIDL that RFC 1939 allows (1 to 70
+// characters in 0x21..0x7E) is not a message name and is ignored.
+//
+// UIDs are unique within a mailbox: Import takes the mailbox folder's flock
+// (as password changes do), lists the folder's UIDs and refuses a UIDL
+// already there with store.ErrDuplicateUIDL, storing nothing; it also
+// skips a fresh name equal to an imported 26-digit UIDL. Deliver does not
+// check imported UIDLs: its fresh names are later than any time an old
+// server's 26-digit UIDL (the Windows POP3 Service's names) can carry.
+// Import applies neither the quota nor the message size limit.
 //
 // # Quotas
 //

@@ -50,7 +50,7 @@ func TestMain(m *testing.M) {
 
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return newTestStore(t, Options{}) },
-		storetest.Capabilities{Files: true, Open: openShared, Processes: true})
+		storetest.Capabilities{Files: true, Open: openShared, Processes: true, Import: true})
 }
 
 func TestAuthCache(t *testing.T) {

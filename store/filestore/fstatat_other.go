@@ -9,7 +9,7 @@ import (
 )
 
 // fstatat stats a NUL-terminated name relative to dirfd without following a symlink.
-func fstatat(dirfd int, name *byte, st *unix.Stat_t) error {
-	n := unsafe.String(name, msgNameLen)
-	return unix.Fstatat(dirfd, n, st, unix.AT_SYMLINK_NOFOLLOW)
+func fstatat(dirfd int, name *byte, n int, st *unix.Stat_t) error {
+	nm := unsafe.String(name, n)
+	return unix.Fstatat(dirfd, nm, st, unix.AT_SYMLINK_NOFOLLOW)
 }

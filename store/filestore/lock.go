@@ -655,12 +655,6 @@ func (s *Store) lockStatus(dir string) (lockStatus, error) {
 	return lockStatus{}, nil
 }
 
-// isMessageName reports whether n is P3_<26 digits>.eml.
-func isMessageName(n string) bool {
-	return len(n) == msgNameLen && strings.HasPrefix(n, msgPrefix) && strings.HasSuffix(n, msgSuffix) &&
-		isUID([]byte(n[len(msgPrefix):len(msgPrefix)+UIDLen]))
-}
-
 // The owner file in a lock folder holds the holder's owner string
 // (store.Sessions.OpenSession) for MailboxInfo.Owner. It is made with
 // ownerFileSize octets when the mailbox is created and overwritten in

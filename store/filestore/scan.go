@@ -21,21 +21,24 @@ const direntBufSize = 32 << 10
 // msgNameLen is len("P3_") + 26 + len(".eml").
 const msgNameLen = len(msgPrefix) + UIDLen + len(msgSuffix)
 
-// scanFunc receives each message file of a mailbox folder: its 26 digits
-// (valid only during the call) and its size.
-type scanFunc func(uid []byte, size int64)
+// scanFunc receives each message file of a mailbox folder: its name, its
+// 26 digits, its UID (the digits or an imported UIDL) and its size; the
+// slices are valid only during the call.
+type scanFunc func(name, digits, uid []byte, size int64)
 
 // scanMailbox lists the message files of a mailbox folder with getdents
-// and takes each size from fstatat: it reads no message and allocates
-// nothing per message. A file removed while scanning is skipped.
-func scanMailbox(dir string, fn scanFunc) error {
+// and takes each size from fstatat (unless sizes is false): it reads no
+// message and allocates nothing per message. A file removed while scanning
+// is skipped.
+func scanMailbox(dir string, sizes bool, fn scanFunc) error {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return &os.PathError{Op: "open", Path: dir, Err: err}
 	}
 	defer unix.Close(fd)
 	buf := make([]byte, direntBufSize)
-	var name [msgNameLen + 1]byte // NUL-terminated for fstatat
+	var name [maxNameLen + 1]byte // NUL-terminated for fstatat
+	var uidl [store.MaxUIDLLen]byte
 	var st unix.Stat_t
 	for {
 		n, err := unix.ReadDirent(fd, buf)
@@ -57,16 +60,17 @@ func scanMailbox(dir string, fn scanFunc) error {
 				nm = nm[:i]
 			}
 			off += reclen
-			if len(nm) != msgNameLen || !bytes.HasPrefix(nm, []byte(msgPrefix)) || !bytes.HasSuffix(nm, []byte(msgSuffix)) {
+			digits, uid, ok := parseMessageName(nm, uidl[:])
+			if !ok || (typ != unix.DT_REG && typ != unix.DT_UNKNOWN) {
 				continue
 			}
-			uid := nm[len(msgPrefix) : len(msgPrefix)+UIDLen]
-			if !isUID(uid) || (typ != unix.DT_REG && typ != unix.DT_UNKNOWN) {
+			if !sizes && typ == unix.DT_REG {
+				fn(nm, digits, uid, 0)
 				continue
 			}
 			copy(name[:], nm)
-			name[msgNameLen] = 0
-			if err := fstatat(fd, &name[0], &st); err != nil {
+			name[len(nm)] = 0
+			if err := fstatat(fd, &name[0], len(nm), &st); err != nil {
 				if errors.Is(err, unix.ENOENT) {
 					continue // deleted meanwhile
 				}
@@ -75,46 +79,56 @@ func scanMailbox(dir string, fn scanFunc) error {
 			if st.Mode&unix.S_IFMT != unix.S_IFREG {
 				continue
 			}
-			fn(uid, st.Size)
+			fn(nm, digits, uid, st.Size)
 		}
 	}
 }
 
-// snapshot lists a mailbox folder in name (= arrival) order. All UIDs
-// share one string, so a mailbox of any size costs a handful of allocations.
-func snapshot(dir string) ([]store.MessageInfo, error) {
-	var uids []byte
-	var sizes []int64
-	err := scanMailbox(dir, func(uid []byte, size int64) {
+// snapshot lists a mailbox folder in the order of the 26 digits (=
+// arrival, and for imported messages the old server's order) and returns
+// the messages and their file names. All UIDs share one string and all
+// names another, so a mailbox of any size costs a handful of allocations.
+func snapshot(dir string) ([]store.MessageInfo, []string, error) {
+	type entry struct {
+		name, uid   int32 // offsets into names, uids
+		nameN, uidN int16
+		size        int64
+	}
+	var names, uids []byte
+	var ents []entry
+	err := scanMailbox(dir, true, func(nm, _, uid []byte, size int64) {
+		ents = append(ents, entry{name: int32(len(names)), nameN: int16(len(nm)), uid: int32(len(uids)), uidN: int16(len(uid)), size: size})
+		names = append(names, nm...)
 		uids = append(uids, uid...)
-		sizes = append(sizes, size)
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	n := len(sizes)
-	order := make([]int32, n)
-	for i := range order {
-		order[i] = int32(i)
+	digits := func(e entry) []byte {
+		return names[int(e.name)+len(msgPrefix) : int(e.name)+len(msgPrefix)+UIDLen]
 	}
-	slices.SortFunc(order, func(a, b int32) int {
-		return bytes.Compare(uids[int(a)*UIDLen:int(a+1)*UIDLen], uids[int(b)*UIDLen:int(b+1)*UIDLen])
-	})
-	sorted := make([]byte, 0, len(uids))
-	for _, i := range order {
-		sorted = append(sorted, uids[int(i)*UIDLen:int(i+1)*UIDLen]...)
+	slices.SortFunc(ents, func(a, b entry) int { return bytes.Compare(digits(a), digits(b)) })
+	allNames := unsafe.String(unsafe.SliceData(names), len(names)) // never written again
+	allUIDs := unsafe.String(unsafe.SliceData(uids), len(uids))
+	msgs := make([]store.MessageInfo, len(ents))
+	files := make([]string, len(ents))
+	for k, e := range ents {
+		msgs[k] = store.MessageInfo{UID: allUIDs[e.uid : int(e.uid)+int(e.uidN)], Size: e.size}
+		files[k] = allNames[e.name : int(e.name)+int(e.nameN)]
 	}
-	all := unsafe.String(unsafe.SliceData(sorted), len(sorted)) // sorted is never written again
-	msgs := make([]store.MessageInfo, n)
-	for k, i := range order {
-		msgs[k] = store.MessageInfo{UID: all[k*UIDLen : (k+1)*UIDLen], Size: sizes[i]}
-	}
-	return msgs, nil
+	return msgs, files, nil
+}
+
+// uidSet returns the UIDs of a mailbox folder (no sizes: getdents only).
+func uidSet(dir string) (map[string]struct{}, error) {
+	set := make(map[string]struct{})
+	err := scanMailbox(dir, false, func(_, _, uid []byte, _ int64) { set[string(uid)] = struct{}{} })
+	return set, err
 }
 
 // usage counts the messages and octets of a mailbox folder.
 func usage(dir string) (n int, total int64, err error) {
-	err = scanMailbox(dir, func(_ []byte, size int64) {
+	err = scanMailbox(dir, true, func(_, _, _ []byte, size int64) {
 		n++
 		total += size
 	})

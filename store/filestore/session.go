@@ -36,12 +36,12 @@ func (s *Store) OpenSession(ctx context.Context, addr store.Address, owner strin
 	if err != nil {
 		return nil, fmt.Errorf("cannot open mailbox %s: %w", a, err)
 	}
-	msgs, err := snapshot(dir)
+	msgs, files, err := snapshot(dir)
 	if err != nil {
 		_ = s.releaseLock(h)
 		return nil, fmt.Errorf("cannot open mailbox %s: %w", a, err)
 	}
-	return &session{s: s, addr: a, dir: dir, lock: h, msgs: msgs}, nil
+	return &session{s: s, addr: a, dir: dir, lock: h, msgs: msgs, files: files}, nil
 }
 
 // domainLocked reports whether the administrator locked the domain.
@@ -57,13 +57,14 @@ type session struct {
 	dir    string
 	lock   *heldLock
 	msgs   []store.MessageInfo
+	files  []string // file names, parallel to msgs
 	closed atomic.Bool
 }
 
 func (m *session) Messages() []store.MessageInfo { return m.msgs }
 
 func (m *session) path(i int) string {
-	return filepath.Join(m.dir, msgPrefix+m.msgs[i].UID+msgSuffix)
+	return filepath.Join(m.dir, m.files[i])
 }
 
 // Open returns the message file itself, open for plain read(2) calls (a
@@ -114,7 +115,7 @@ func (m *session) Commit(ctx context.Context, deleted []int) error {
 	del = slices.Compact(del)
 	files := make([]string, len(del))
 	for k, i := range del {
-		files[k] = msgPrefix + m.msgs[i].UID + msgSuffix
+		files[k] = m.files[i]
 	}
 	_, err := m.s.commitLock(m.lock, files)
 	if err == nil || errors.Is(err, store.ErrLockLost) || m.lock.lost.Load() {
@@ -176,17 +177,18 @@ func (s *Store) Snapshot(ctx context.Context, addr store.Address) (store.Mailbox
 		return nil, fmt.Errorf("cannot read mailbox %s: %w", a, err)
 	}
 	dir := s.mboxPath(a)
-	msgs, err := snapshot(dir)
+	msgs, files, err := snapshot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read mailbox %s: %w", a, err)
 	}
-	return &readOnly{addr: a, dir: dir, msgs: msgs}, nil
+	return &readOnly{addr: a, dir: dir, msgs: msgs, files: files}, nil
 }
 
 type readOnly struct {
-	addr store.Address
-	dir  string
-	msgs []store.MessageInfo
+	addr  store.Address
+	dir   string
+	msgs  []store.MessageInfo
+	files []string
 }
 
 func (r *readOnly) Messages() []store.MessageInfo { return r.msgs }
@@ -195,7 +197,7 @@ func (r *readOnly) Open(i int) (io.ReadCloser, error) {
 	if i < 0 || i >= len(r.msgs) {
 		return nil, fmt.Errorf("message %d of %s: %w", i+1, r.addr, store.ErrNoSuchMessage)
 	}
-	return openFile(filepath.Join(r.dir, msgPrefix+r.msgs[i].UID+msgSuffix), r.msgs[i].UID, r.addr)
+	return openFile(filepath.Join(r.dir, r.files[i]), r.msgs[i].UID, r.addr)
 }
 
 // msgFile is an open message file read with plain read(2) calls: message

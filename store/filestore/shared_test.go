@@ -54,7 +54,7 @@ func TestSharedConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		return s
-	}, storetest.Capabilities{Files: true, Open: openShared})
+	}, storetest.Capabilities{Files: true, Open: openShared, Import: true})
 }
 
 // TestSharedRules checks, between two clients, the file-system rules the

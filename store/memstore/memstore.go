@@ -8,6 +8,9 @@
 //     growing in delivery order and never reused, and are kept with their
 //     line endings normalised by store/crlf, so a message's size is the
 //     octet count that LIST reports;
+//   - an imported message (store.Importer) keeps its old UIDL as its UID,
+//     unique within its mailbox, and takes its place after the messages
+//     already there;
 //   - passwords are kept as store/credential records (an argon2id hash and
 //     the challenge secrets sealed under a store key made at New), checked
 //     in constant time, with an unknown mailbox costing what a wrong
@@ -99,8 +102,17 @@ type mailbox struct {
 
 // message is one stored message; its body never changes.
 type message struct {
-	uid  string
+	uid  string // the 26-digit name
+	uidl string // the imported UIDL; "": the name is the UID
 	body []byte
+}
+
+// id is the message's UID (MessageInfo.UID).
+func (m *message) id() string {
+	if m.uidl != "" {
+		return m.uidl
+	}
+	return m.uid
 }
 
 // New returns an empty store.

@@ -32,7 +32,7 @@ func newTestStore(t testing.TB, opts Options) *Store {
 
 func TestConformance(t *testing.T) {
 	// No capability: no files, and the data lives and dies with its Store.
-	storetest.Run(t, func(t *testing.T) store.Store { return newTestStore(t, Options{Node: 7}) }, storetest.Capabilities{})
+	storetest.Run(t, func(t *testing.T) store.Store { return newTestStore(t, Options{Node: 7}) }, storetest.Capabilities{Import: true})
 }
 
 func mkbox(t testing.TB, s *Store) store.Address {

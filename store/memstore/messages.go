@@ -82,6 +82,61 @@ func (s *Store) Deliver(ctx context.Context, addr store.Address, msg io.Reader) 
 	return msg1.uid, nil
 }
 
+var _ store.Importer = (*Store)(nil)
+
+// Import stores a message with the UIDL its old server gave it
+// (store.Importer): no quota or size limit; a UIDL already in the mailbox
+// stores nothing and returns store.ErrDuplicateUIDL.
+func (s *Store) Import(ctx context.Context, addr store.Address, uidl string, msg io.Reader) (string, error) {
+	a, err := store.CanonicalAddress(addr)
+	if err != nil {
+		return "", fmt.Errorf("cannot import: %w", err)
+	}
+	if !store.ValidUIDL(uidl) {
+		return "", fmt.Errorf("cannot import into %s: UIDL %q: %w", a, uidl, store.ErrInvalidUIDL)
+	}
+	if err := ctxErr(ctx); err != nil {
+		return "", err
+	}
+	var buf bytes.Buffer
+	size, err := crlf.Copy(ctx, &buf, msg, 0)
+	if err != nil {
+		return "", fmt.Errorf("cannot import into %s: %w", a, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, m, err := s.lookup(a)
+	if err != nil {
+		return "", fmt.Errorf("cannot import into %s: %w", a, err)
+	}
+	taken := func(id string) bool {
+		for _, x := range m.msgs {
+			if x.id() == id {
+				return true
+			}
+		}
+		return false
+	}
+	if taken(uidl) {
+		return "", fmt.Errorf("cannot import into %s: UIDL %q: %w", a, uidl, store.ErrDuplicateUIDL)
+	}
+	name := s.names.Next(s.now())
+	for taken(name) {
+		name = s.names.Next(s.now())
+	}
+	body := buf.Bytes()
+	if body == nil {
+		body = []byte{}
+	}
+	msg1 := &message{uid: name, body: body}
+	if uidl != name {
+		msg1.uidl = uidl
+	}
+	m.msgs = append(m.msgs, msg1)
+	m.bytes += size
+	return name, nil
+}
+
 // OpenSession takes the session lock and snapshots the mailbox.
 func (s *Store) OpenSession(ctx context.Context, addr store.Address, owner string) (store.MailboxSession, error) {
 	a, err := store.CanonicalAddress(addr)
@@ -107,7 +162,7 @@ func (s *Store) OpenSession(ctx context.Context, addr store.Address, owner strin
 	ms := &session{s: s, addr: a, box: m, owner: owner, bodies: slices.Clone(m.msgs)}
 	ms.msgs = make([]store.MessageInfo, len(ms.bodies))
 	for i, msg := range ms.bodies {
-		ms.msgs[i] = store.MessageInfo{UID: msg.uid, Size: int64(len(msg.body))}
+		ms.msgs[i] = store.MessageInfo{UID: msg.id(), Size: int64(len(msg.body))}
 	}
 	m.holder = ms
 	return ms, nil
@@ -220,4 +275,47 @@ func (r *msgReader) Read(p []byte) (int, error) {
 func (r *msgReader) Close() error {
 	r.closed.Store(true)
 	return nil
+}
+
+var _ store.Snapshots = (*Store)(nil)
+
+// Snapshot lists a mailbox without taking its lock (store.Snapshots).
+// Bodies never change, so the snapshot reads them even after a deletion.
+func (s *Store) Snapshot(ctx context.Context, addr store.Address) (store.MailboxSnapshot, error) {
+	a, err := store.CanonicalAddress(addr)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read mailbox: %w", err)
+	}
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, m, err := s.lookup(a)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read mailbox %s: %w", a, err)
+	}
+	snap := &snapshot{addr: a, bodies: slices.Clone(m.msgs)}
+	snap.msgs = make([]store.MessageInfo, len(snap.bodies))
+	for i, msg := range snap.bodies {
+		snap.msgs[i] = store.MessageInfo{UID: msg.id(), Size: int64(len(msg.body))}
+	}
+	return snap, nil
+}
+
+type snapshot struct {
+	addr   store.Address
+	msgs   []store.MessageInfo
+	bodies []*message
+}
+
+func (r *snapshot) Messages() []store.MessageInfo { return r.msgs }
+
+func (r *snapshot) Open(i int) (io.ReadCloser, error) {
+	if i < 0 || i >= len(r.msgs) {
+		return nil, fmt.Errorf("message %d of %s: %w", i+1, r.addr, store.ErrNoSuchMessage)
+	}
+	mr := &msgReader{}
+	mr.r.Reset(r.bodies[i].body)
+	return mr, nil
 }

@@ -59,6 +59,13 @@ type Capabilities struct {
 	// nothing) and Processes/UniqueUIDsSameNode (processes of one node
 	// delivering at once never share a UID).
 	Processes bool
+	// Import: the store is a store.Importer. Registers Import (imported
+	// messages keep their UIDL as UID, in import order; duplicates and
+	// UIDLs outside RFC 1939's rules store nothing; no quota applies),
+	// Import/Race (one UIDL imported at once from several goroutines is
+	// stored once) and, with Open, Shared/Import (imported UIDLs survive a
+	// new Open and are refused again through another store).
+	Import bool
 }
 
 type check struct {
@@ -91,6 +98,12 @@ func Run(t *testing.T, newStore Factory, caps Capabilities) {
 			check{"Files/HostileNames", testFilesHostileNames},
 			check{"Files/PasswordNotInClear", testPasswordNotInClear},
 		)
+	}
+	if caps.Import {
+		tests = append(tests, check{"Import", testImport}, check{"Import/Race", testImportRace})
+		if open := caps.Open; open != nil {
+			tests = append(tests, check{"Shared/Import", func(t *testing.T, s store.Store) { testSharedImport(t, s, open) }})
+		}
 	}
 	if caps.Processes && caps.Open == nil {
 		t.Fatal("storetest: the Processes capability needs Open")

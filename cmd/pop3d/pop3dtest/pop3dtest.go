@@ -157,6 +157,10 @@ func debianPackage(program string) string {
 		return "ldap-utils"
 	case "openssl":
 		return "openssl"
+	case "dovecot":
+		return "dovecot-pop3d"
+	case "getmail":
+		return "getmail6"
 	default: // curl, fetchmail, swaks, chromium
 		return program
 	}
@@ -183,6 +187,9 @@ type Config struct {
 	// Host is the address every listener binds, IPv4 or IPv6 ("::1");
 	// empty: 127.0.0.1.
 	Host string
+	// POP3Listen is the plaintext POP3 listener's address; empty: Host:0.
+	// A fixed port lets a test put pop3d where another server was.
+	POP3Listen string
 	// MailRoot is the mail root; empty: "mailroot" in the server's folder.
 	// Servers sharing a store (test machines) give the same absolute path.
 	MailRoot string
@@ -257,6 +264,10 @@ func (c Config) Text() string {
 	if admin == "" {
 		admin = any
 	}
+	pop3Listen := c.POP3Listen
+	if pop3Listen == "" {
+		pop3Listen = any
+	}
 	return fmt.Sprintf(`mailroot = %q
 %s
 [auth]
@@ -271,7 +282,7 @@ listen = %s
 [admin]
 listen = %q
 %s
-`, root, c.Top, c.Auth, any, tomlList(tlsListen...), c.POP3, tomlList(smtpListen...), c.SMTPTable, admin, c.Tables)
+`, root, c.Top, c.Auth, pop3Listen, tomlList(tlsListen...), c.POP3, tomlList(smtpListen...), c.SMTPTable, admin, c.Tables)
 }
 
 var (
