@@ -146,13 +146,27 @@ func (a *Authenticator) authzOK(authz, authc string, addr store.Address) bool {
 }
 
 // Suspect reports whether remoteIP has failed logins whose penalty has not
-// yet decayed: its password checks wait behind everyone else's in the
-// auth queue. Without a Guard, or with one that keeps no penalties: never.
+// yet decayed, or belongs to a network whose addresses failed often
+// lately: its password checks wait behind everyone else's in the auth
+// queue (Standing is Suspect).
 func (a *Authenticator) Suspect(remoteIP string) bool {
-	if p, ok := a.Guard.(interface{ Penalty(string) time.Duration }); ok {
-		return p.Penalty(remoteIP) > 0
+	return a.Standing(remoteIP) == Suspect
+}
+
+// Standing says which line of the auth queue remoteIP's password checks
+// wait in. A Guard with a Standing method decides; one with only a
+// Penalty method makes an address with a penalty Suspect; without either,
+// every address is Unknown.
+func (a *Authenticator) Standing(remoteIP string) Standing {
+	switch g := a.Guard.(type) {
+	case interface{ Standing(string) Standing }:
+		return g.Standing(remoteIP)
+	case interface{ Penalty(string) time.Duration }:
+		if g.Penalty(remoteIP) > 0 {
+			return Suspect
+		}
 	}
-	return false
+	return Unknown
 }
 
 // Admit asks the Guard, before a password is hashed for remoteIP, whether
@@ -342,17 +356,34 @@ func (a *Authenticator) NewMechanism(name string, tls, spaRequired bool) (m Mech
 
 // Failure records a failed login from remoteIP and returns how long to hold
 // the reply back: the Guard's answer, or FailDelay without a Guard.
+//
+// When the failure makes the address's network suspect (a Guard with a
+// NetworkSuspect method decides), the network's checks waiting in the
+// Queue's first line move to the second (HashQueue.Demote).
 func (a *Authenticator) Failure(remoteIP string) time.Duration {
-	if a.Guard != nil {
-		return a.Guard.Failure(remoteIP)
+	if a.Guard == nil {
+		return a.FailDelay
 	}
-	return a.FailDelay
+	d := a.Guard.Failure(remoteIP)
+	if g, ok := a.Guard.(interface{ NetworkSuspect(string) bool }); ok && a.Queue != nil && g.NetworkSuspect(remoteIP) {
+		a.Queue.Demote(Network(remoteIP))
+	}
+	return d
 }
 
 // Success records a successful login from remoteIP.
 func (a *Authenticator) Success(remoteIP string) {
 	if a.Guard != nil {
 		a.Guard.Success(remoteIP)
+	}
+}
+
+// Busy records that the auth queue refused a check of remoteIP because it
+// was full: a Guard with a Busy method makes the address's next check
+// wait its turn (see guard.Guard.Busy). It counts as no failure.
+func (a *Authenticator) Busy(remoteIP string) {
+	if g, ok := a.Guard.(interface{ Busy(string) }); ok {
+		g.Busy(remoteIP)
 	}
 }
 

@@ -82,6 +82,16 @@ func (s *Session) login(mech string, verify func() (store.Address, error)) sessi
 // the same reply and the same delay; failures of the authentication service
 // get [SYS/TEMP] at once.
 func (s *Session) loginFailed(mech string, err error) session.Reply {
+	if errors.Is(err, auth.ErrQueueFull) {
+		// Expected under a login flood, thousands a second: no error
+		// line each. The address's next check waits its turn (see
+		// Authenticator.Busy), so a client that retries at once is paced
+		// without being closed.
+		countAuth(mech, "busy")
+		s.opts.Auth.Busy(s.ip)
+		s.log.Info("login refused: the auth queue is full", "mech", mech)
+		return errorReply(err)
+	}
 	if !errors.Is(err, auth.ErrAuthFailed) {
 		countAuth(mech, "temp")
 		s.log.Error("authentication failed to run", "mech", mech, "err", err)

@@ -21,7 +21,7 @@ type cmdCounters struct{ ok, err *metrics.Counter }
 // Metrics of the POP3 state machine, on the global VictoriaMetrics set:
 //
 //	pop3_commands_total{cmd="USER|PASS|...|other",status="ok|err"}
-//	pop3_auth_total{mech="user|apop|plain|login|cram-md5|ntlm|...",result="ok|fail|temp"}
+//	pop3_auth_total{mech="user|apop|plain|login|cram-md5|ntlm|...",result="ok|fail|temp|busy"} (busy: the auth queue was full)
 //	pop3_messages_retrieved_total, pop3_messages_deleted_total, pop3_retr_bytes_total
 //	pop3_messages_top_total                 messages whose header and first lines TOP sent
 //	pop3_sessions_logged_in                 sessions in the TRANSACTION state (gauge)

@@ -80,7 +80,7 @@ func (s *Session) passwordLogin(mech string, pc auth.PasswordCheck) session.Repl
 		return s.loginFailed(mech, auth.ErrAuthFailed)
 	}
 	q := a.Queue
-	suspect := a.Suspect(s.ip)
+	standing := a.Standing(s.ip)
 	return session.Reply{Pending: func(resume func(func() session.Reply)) {
 		check := func() {
 			var (
@@ -100,12 +100,13 @@ func (s *Session) passwordLogin(mech string, pc auth.PasswordCheck) session.Repl
 			defer cancel()
 			addr, pad, err = a.Check(ctx, pc)
 		}
+		refuse := func() {
+			resume(func() session.Reply { return s.loginFailed(mech, auth.ErrQueueFull) })
+		}
 		submit := func() {
-			if err := q.Submit(cost, suspect, check); err != nil {
-				resume(func() session.Reply {
-					s.log.Warn("login refused: the auth queue is full", "mech", mech)
-					return s.loginFailed(mech, err)
-				})
+			err := q.Enqueue(auth.Check{Cost: cost, Net: auth.Network(s.ip), Standing: standing, Run: check, Refused: refuse})
+			if err != nil {
+				refuse()
 			}
 		}
 		if wait > 0 {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,9 +36,12 @@ import (
 //     addresses 127.0.X.Y (X ≥ 200), each sending USER and a wrong PASS to
 //     real mailboxes, again and again, reconnecting when closed.
 //   - Normal clients: -c clients running full sessions (login, STAT, UIDL,
-//     LIST, RETR of everything, QUIT) from 127.3.0.1–8, another network,
-//     and -probes logged-in sessions (idle mailboxes, logged in before the
-//     attack) timing a NOOP every -probe-every.
+//     LIST, RETR of everything, QUIT), client k always from its own
+//     address 127.3.0.(1+k), another network, one login per session; a
+//     failed session is retried after AttackNormalRetry, as a mail client
+//     retries later rather than at once. And -probes logged-in sessions
+//     (idle mailboxes, logged in before the attack, from 127.3.0.(101+i))
+//     timing a NOOP every -probe-every.
 // It reports the normal sessions' success rate and p50/p99 time, the
 // probes' command latency p99, the server's CPU time and peak PSS (its
 // whole process tree, sampled every AttackSample), and what the attackers
@@ -45,13 +49,14 @@ import (
 
 // Attack tuning.
 const (
-	AttackRedial    = time.Second            // a slow client's pause before reconnecting
-	AttackFloodWait = 100 * time.Millisecond // a flood connection's pause before reconnecting
-	AttackSample    = 250 * time.Millisecond // server memory sampling
-	AttackDialPar   = 256                    // parallel dials per worker while ramping
-	AttackSettle    = time.Second            // a started server is left alone before its baseline is read
-	AttackGrace     = 3 * time.Second        // a normal session may end this long after the measured phase
-	AttackStuck     = 5 * time.Second        // a session running this long when the figures are taken failed
+	AttackRedial      = time.Second            // a slow client's pause before reconnecting
+	AttackFloodWait   = 100 * time.Millisecond // a flood connection's pause before reconnecting
+	AttackSample      = 250 * time.Millisecond // server memory sampling
+	AttackDialPar     = 256                    // parallel dials per worker while ramping
+	AttackSettle      = time.Second            // a started server is left alone before its baseline is read
+	AttackGrace       = 3 * time.Second        // a normal session may end this long after the measured phase
+	AttackStuck       = 5 * time.Second        // a session running this long when the figures are taken failed
+	AttackNormalRetry = time.Second            // a normal client's pause after a failed session
 )
 
 type attackOptions struct {
@@ -236,7 +241,7 @@ func attackOne(ctx context.Context, s *server, o attackOptions, spec corpus.Spec
 		}
 	}()
 	for i := 0; i < o.Probes; i++ {
-		c, err := pop3c.Dial(ctx, s.addr, pop3c.Options{Local: fmt.Sprintf("127.3.0.%d", 1+i%8), Timeout: 30 * time.Second})
+		c, err := pop3c.Dial(ctx, s.addr, pop3c.Options{Local: fmt.Sprintf("127.3.0.%d", 101+i%100), Timeout: 30 * time.Second})
 		if err != nil {
 			return r, fmt.Errorf("probe: %w", err)
 		}
@@ -299,7 +304,6 @@ func attackOne(ctx context.Context, s *server, o attackOptions, spec corpus.Spec
 	// run AttackStuck or longer, and is left out otherwise.
 	var tl tally
 	t := &target{Addr: s.addr, Spec: spec, Timeout: 30 * time.Second}
-	var normalSeq atomic.Int64
 	inflight := make([]atomic.Int64, o.Normal) // start of client k's session in flight (UnixNano), 0: none
 	var normal sync.WaitGroup
 	for k := 0; k < o.Normal; k++ {
@@ -308,11 +312,11 @@ func attackOne(ctx context.Context, s *server, o attackOptions, spec corpus.Spec
 			defer normal.Done()
 			for u := k; phase.Err() == nil; {
 				inflight[k].Store(time.Now().UnixNano())
-				err := t.sessionFrom(context.WithoutCancel(phase), t.login(corpus.User(u)), fmt.Sprintf("127.3.0.%d", 1+normalSeq.Add(1)%8), &tl)
+				err := t.sessionFrom(context.WithoutCancel(phase), t.login(corpus.User(u)), fmt.Sprintf("127.3.0.%d", 1+k%100), &tl)
 				inflight[k].Store(0)
 				if err != nil {
 					tl.fail(err)
-					time.Sleep(10 * time.Millisecond)
+					sleepCtx(phase, AttackNormalRetry)
 				}
 				if u += o.Normal; u >= spec.Users {
 					u = k
@@ -382,6 +386,9 @@ func attackOne(ctx context.Context, s *server, o attackOptions, spec corpus.Spec
 	r.ProbeCmds, r.ProbeErrors = int64(len(pl)), probeErrs.Load()
 	r.ProbeP50Ms, r.ProbeP99Ms, r.ProbeMaxMs = quantiles(pl)
 	r.FloodPass, r.FloodRefused = floodPass.Load(), floodRefused.Load()
+	if s.name == "pop3d" {
+		saveMetrics(fmt.Sprintf("http://127.0.0.1:%d/metrics", Pop3dAdminPort), filepath.Join(o.Out, "pop3d-metrics.txt"))
+	}
 	st := ws.stop()
 	r.SlowOpened, r.SlowHeldMax, r.SlowGreetedMax, r.SlowRefused = st[0], st[1], st[2], st[3]
 	return r, nil
@@ -439,6 +446,20 @@ func flood(ctx context.Context, addr, src string, spec corpus.Spec, i int, pass,
 		c.Close()
 		sleepCtx(ctx, AttackFloodWait)
 	}
+}
+
+// saveMetrics keeps the server's metrics at the end of the measured phase,
+// for the diagnosis of a run (what was refused, and why).
+func saveMetrics(url, file string) {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pop3bench: metrics: %v\n", err)
+		return
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	os.WriteFile(file, b, 0o644)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

@@ -87,6 +87,12 @@ var applies = []struct {
 		"Memory budget of the password checks running at once."},
 	{"auth.queue", Live, "",
 		"Password checks that may wait in the auth queue, per line; beyond it -ERR [SYS/TEMP] at once."},
+	{"auth.suspect_workers", Live, "",
+		"Password checks of suspect addresses run at once by the auth queue; 0: half of auth.hash_workers, rounded up."},
+	{"auth.net_failures", Live, "",
+		"Recent failed logins from one IPv4 /24 or IPv6 /48 that put all its addresses' password checks in the auth queue's suspect line; 0: only an address's own failures."},
+	{"auth.net_trust", Live, "",
+		"How long a successful login puts its network's (IPv4 /24, IPv6 /48) password checks ahead of networks not seen logging in; 0s: never."},
 
 	{"pop3.listen", Restart, "listening sockets are bound at start",
 		"Plaintext POP3 listeners (host:port), with STLS offered when pop3.stls is set."},

@@ -69,6 +69,17 @@ type Auth struct {
 	HashWorkers int  `toml:"hash_workers"`
 	HashMemory  Size `toml:"hash_memory"`
 	Queue       int  `toml:"queue"`
+	// SuspectWorkers: at most this many of the running checks are for
+	// suspect addresses (0: half of the workers, rounded up).
+	SuspectWorkers int `toml:"suspect_workers"`
+	// NetFailures recent failed logins from one network (IPv4 /24, IPv6
+	// /48) put the password checks of all its addresses in the auth
+	// queue's second line; 0: only an address's own failures do.
+	NetFailures int `toml:"net_failures"`
+	// NetTrust: a successful login puts the checks of its network's
+	// addresses ahead of networks not seen logging in, for this long
+	// ("0s": never).
+	NetTrust Duration `toml:"net_trust"`
 }
 
 // POP3 is the POP3 service and its socket and thread pools.
@@ -217,6 +228,8 @@ func Default() *Config {
 			HashWorkers:   0,
 			HashMemory:    256 << 20,
 			Queue:         256,
+			NetFailures:   2,
+			NetTrust:      Duration(time.Hour),
 		},
 		POP3: POP3{
 			Listen:          []string{"127.0.0.1:1100"},

@@ -105,6 +105,15 @@ func (c *Config) Validate() error {
 	if c.Auth.Queue < 0 || c.Auth.Queue > MaxSocketMax {
 		e.add("auth.queue", "must be between 0 and %d (is %d)", MaxSocketMax, c.Auth.Queue)
 	}
+	if c.Auth.NetFailures < 0 {
+		e.add("auth.net_failures", "must not be negative (is %d)", c.Auth.NetFailures)
+	}
+	if c.Auth.SuspectWorkers < 0 || c.Auth.SuspectWorkers > MaxThreadCount {
+		e.add("auth.suspect_workers", "must be between 0 (half of auth.hash_workers) and %d (is %d)", MaxThreadCount, c.Auth.SuspectWorkers)
+	}
+	if c.Auth.NetTrust < 0 {
+		e.add("auth.net_trust", "must not be negative (is %s)", c.Auth.NetTrust.D())
+	}
 	if c.Auth.BanAfter < 0 {
 		e.add("auth.ban_after", "must not be negative (is %d)", c.Auth.BanAfter)
 	}

@@ -53,18 +53,22 @@ func DirectoryOptionsFunc(c config.LDAP) func() (ldap.Options, error) {
 // options.
 func GuardOptions(a config.Auth) guard.Options {
 	return guard.Options{
-		FailDelay:  a.FailDelay.D(),
-		Penalty:    a.Penalty.D(),
-		PenaltyMax: a.PenaltyMax.D(),
-		BanAfter:   a.BanAfter,
-		BanWindow:  a.BanWindow.D(),
-		BanTime:    a.BanTime.D(),
+		FailDelay:   a.FailDelay.D(),
+		Penalty:     a.Penalty.D(),
+		PenaltyMax:  a.PenaltyMax.D(),
+		BanAfter:    a.BanAfter,
+		BanWindow:   a.BanWindow.D(),
+		BanTime:     a.BanTime.D(),
+		NetFailures: a.NetFailures,
+		NetTrust:    a.NetTrust.D(),
 	}
 }
 
 // QueueOptions turns the [auth] queue settings into the auth queue's.
 func QueueOptions(a config.Auth) auth.QueueOptions {
-	return auth.QueueOptions{Workers: a.HashWorkers, Memory: int64(a.HashMemory), Length: a.Queue}
+	return auth.QueueOptions{Workers: a.HashWorkers, Memory: int64(a.HashMemory), Length: a.Queue,
+		SuspectWorkers: a.SuspectWorkers,
+		OwnProcs:       os.Getenv("GOMAXPROCS") == ""}
 }
 
 // HashParams turns the [auth] hash settings into the password records'.

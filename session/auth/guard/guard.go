@@ -61,6 +61,15 @@ type Options struct {
 	BanAfter   int           // failures within BanWindow that ban the address; 0: never ban
 	BanWindow  time.Duration //
 	BanTime    time.Duration // how long a ban lasts
+	// NetFailures is how many recent failures (decaying as an address's
+	// do) of the addresses of one network (auth.Network: IPv4 /24, IPv6
+	// /48) make every address of that network suspect (see Suspect); 0:
+	// networks never are.
+	NetFailures int
+	// NetTrust is how long a successful login from a network (as for
+	// NetFailures) makes its addresses Trusted: their checks go before
+	// those of networks not seen logging in (see Standing); 0: never.
+	NetTrust time.Duration
 	// Decay is how long without a failure forgives one recent failure;
 	// 0 means DefaultDecay.
 	Decay time.Duration
@@ -100,6 +109,9 @@ type entry struct {
 	windowCount int       // failures since windowStart
 	bannedUntil time.Time
 	nextHash    time.Time     // the earliest a password of this address may be hashed
+	lastSuccess time.Time     // a network's entry: its last successful login
+	busy        float64       // recent refusals by a full auth queue, decaying as failures do
+	busyLast    time.Time     // the last of them
 	elem        *list.Element // position in the recency list
 }
 
@@ -205,6 +217,12 @@ func (g *Guard) Failure(remoteIP string) time.Duration {
 	}
 	e.failures++
 	e.last = now
+	if g.opt.NetFailures > 0 {
+		n := g.lookup(netKey(remoteIP), now)
+		g.decay(n, now)
+		n.failures++
+		n.last = now
+	}
 	if pen > 0 {
 		penaltyTotal.Inc()
 	}
@@ -246,7 +264,15 @@ func (g *Guard) Admit(remoteIP string) (wait time.Duration, ok bool) {
 	f := e.failures - float64(now.Sub(e.last)/g.opt.Decay)
 	pen := min(time.Duration(max(f, 0)*float64(g.opt.Penalty)), g.opt.PenaltyMax)
 	if pen <= 0 {
-		return 0, true
+		// No failures, but maybe a turn spent by Busy.
+		if wait = e.nextHash.Sub(now); wait <= 0 {
+			return 0, true
+		}
+		if wait > g.opt.PenaltyMax {
+			throttledTotal.Inc()
+			return 0, false
+		}
+		return wait, true
 	}
 	start := now
 	if e.nextHash.After(now) {
@@ -261,6 +287,29 @@ func (g *Guard) Admit(remoteIP string) (wait time.Duration, ok bool) {
 	return wait, true
 }
 
+// Busy records that the auth queue refused a check of remoteIP because it
+// was full. It is no failure and makes nothing suspect; it only spends
+// the address's turn: its next check may be hashed Penalty × its recent
+// such refusals (this one included; at most PenaltyMax) from now, and
+// Admit makes an earlier attempt wait for that turn. The refusals decay
+// as failures do, one forgiven per Decay. A client that retries at once
+// after [SYS/TEMP] is so paced, ever more slowly while the queue stays
+// full; a client that logs in now and then waits a Penalty at most after
+// a refusal.
+func (g *Guard) Busy(remoteIP string) {
+	k := Key(remoteIP)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.opt.Now()
+	e := g.lookup(k, now)
+	if steps := float64(now.Sub(e.busyLast) / g.opt.Decay); steps > 0 {
+		e.busy = max(e.busy-steps, 0)
+	}
+	e.busy++
+	e.busyLast = now
+	e.nextHash = now.Add(min(time.Duration(e.busy*float64(g.opt.Penalty)), g.opt.PenaltyMax))
+}
+
 // Success records a successful login. It does not forgive the address's
 // failures nor its ban count (see the package comment): they only decay
 // with time. An address with nothing left to remember is dropped from the
@@ -270,6 +319,9 @@ func (g *Guard) Success(remoteIP string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := g.opt.Now()
+	if g.opt.NetTrust > 0 {
+		g.lookup(netKey(remoteIP), now).lastSuccess = now
+	}
 	e := g.table[k]
 	if e == nil {
 		return
@@ -298,6 +350,49 @@ func (g *Guard) Penalty(remoteIP string) time.Duration {
 		f = 0
 	}
 	return min(time.Duration(f*float64(g.opt.Penalty)), g.opt.PenaltyMax)
+}
+
+// netKey is the table key of remote's network; no address key looks like it.
+func netKey(remote string) string { return "net " + auth.Network(remote) }
+
+// Suspect reports whether the password checks of remoteIP wait behind
+// everyone else's in the auth queue: the address has a penalty (Penalty >
+// 0), or its network has NetFailures or more recent failures.
+func (g *Guard) Suspect(remoteIP string) bool {
+	return g.Penalty(remoteIP) > 0 || g.NetworkSuspect(remoteIP)
+}
+
+// Standing tells the auth queue where the password checks of remoteIP
+// wait: Suspect (see Suspect); else Trusted when its network had a
+// successful login within NetTrust; else Unknown. It changes nothing.
+func (g *Guard) Standing(remoteIP string) auth.Standing {
+	if g.Suspect(remoteIP) {
+		return auth.Suspect
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.opt.NetTrust > 0 {
+		if e := g.table[netKey(remoteIP)]; e != nil && !e.lastSuccess.IsZero() && g.opt.Now().Sub(e.lastSuccess) < g.opt.NetTrust {
+			return auth.Trusted
+		}
+	}
+	return auth.Unknown
+}
+
+// NetworkSuspect reports whether remoteIP's network has NetFailures or
+// more recent failures. It changes nothing.
+func (g *Guard) NetworkSuspect(remoteIP string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.opt.NetFailures <= 0 {
+		return false
+	}
+	e := g.table[netKey(remoteIP)]
+	if e == nil {
+		return false
+	}
+	f := e.failures - float64(g.opt.Now().Sub(e.last)/g.opt.Decay)
+	return f >= float64(g.opt.NetFailures)
 }
 
 // Len returns the number of addresses in the table.
