@@ -19,8 +19,8 @@ var ErrQueueFull = fmt.Errorf("%w: the password check queue is full", ErrUnavail
 // QueueOptions size the auth queue (the [auth] settings hash_workers,
 // hash_memory and queue).
 type QueueOptions struct {
-	// Workers is the most checks that run at once; 0: one per core (the
-	// GOMAXPROCS the process started with).
+	// Workers is the most checks that run at once; 0: one per core
+	// (GOMAXPROCS).
 	Workers int
 	// Memory is the memory budget of the checks running at once, in
 	// octets: a check starts only while the memory its hash needs fits in
@@ -32,22 +32,28 @@ type QueueOptions struct {
 	// other slots stay free for the checks of everyone else, which then
 	// start at once instead of after a flood check.
 	SuspectWorkers int
+	// SuspectNice, 1..19, runs Suspect checks on threads of their own at
+	// that nice value (Linux; elsewhere it does nothing): when the cores
+	// are busy, the kernel gives a flood's hashes what the event loops,
+	// the command workers and everyone else's checks leave. Each such
+	// check's thread ends with it. 0: as other checks.
+	SuspectNice int
 	// Length is the most checks of one class that wait for a slot;
 	// beyond it Submit fails at once. The two classes (see Submit) have
 	// a Length each.
 	Length int
-	// OwnProcs raises GOMAXPROCS to the process's starting value plus
-	// Workers, so that running checks, each a goroutine that computes
-	// without pause for tens of milliseconds, never hold every Go
-	// processor: the event loops and command workers keep processors of
-	// their own and the kernel shares the cores between them and the
-	// checks. For the service's queue only (GOMAXPROCS is process-wide);
-	// the service leaves it off when the GOMAXPROCS variable is set.
-	OwnProcs bool
+	// GCRoom, when positive, keeps an allocation of that many octets
+	// that is never touched (so it takes address space, not memory) for
+	// the queue's life. Every check's hash memory (19 MiB for argon2id by
+	// default) is garbage as soon as it ends; without the room, the
+	// collector, which runs each time the heap doubles, would run after
+	// every check or two when the live heap is small, each time stopping
+	// every thread. With it, it runs about once per GCRoom octets of
+	// hashes, and the process holds at most about GCRoom more of freed
+	// hash memory (see README, memory bound). For the service's queue
+	// only.
+	GCRoom int64
 }
-
-// startProcs is GOMAXPROCS as the process started: the cores it may use.
-var startProcs = runtime.GOMAXPROCS(0)
 
 // HashQueue is the auth queue: plaintext password checks, each a slow hash
 // (argon2id, bcrypt, SHA-512-crypt, a PAM or directory call), run here on
@@ -87,6 +93,7 @@ type HashQueue struct {
 	lines    [nStandings]hashLine // by Standing: Trusted, Unknown, Suspect
 
 	started atomic.Uint64 // checks started, for tests and the admin API
+	room    []byte        // GCRoom, guarded by mu
 }
 
 // Standing is what the service knows of a client's address, which decides
@@ -331,7 +338,7 @@ func currentQueue() *HashQueue {
 // is the one the pop3_auth_queue_* gauges show.
 func NewHashQueue(opt QueueOptions) *HashQueue {
 	q := &HashQueue{opt: normalQueue(opt)}
-	q.setProcs()
+	q.setRoom()
 	liveQueueMu.Lock()
 	liveQueue = q
 	liveQueueMu.Unlock()
@@ -340,11 +347,12 @@ func NewHashQueue(opt QueueOptions) *HashQueue {
 
 func normalQueue(opt QueueOptions) QueueOptions {
 	if opt.Workers <= 0 {
-		opt.Workers = startProcs
+		opt.Workers = runtime.GOMAXPROCS(0)
 	}
 	if opt.SuspectWorkers <= 0 || opt.SuspectWorkers > opt.Workers {
 		opt.SuspectWorkers = (opt.Workers + 1) / 2
 	}
+	opt.SuspectNice = min(max(opt.SuspectNice, 0), 19)
 	if opt.Memory < 0 {
 		opt.Memory = 0
 	}
@@ -361,20 +369,22 @@ func (q *HashQueue) SetOptions(opt QueueOptions) {
 	q.opt = normalQueue(opt)
 	start := q.admitLocked()
 	q.mu.Unlock()
-	q.setProcs()
+	q.setRoom()
 	for _, j := range start {
 		q.launch(j)
 	}
 }
 
-// setProcs applies OwnProcs.
-func (q *HashQueue) setProcs() {
+// setRoom applies GCRoom.
+func (q *HashQueue) setRoom() {
 	q.mu.Lock()
-	opt := q.opt
-	q.mu.Unlock()
-	if opt.OwnProcs && runtime.GOMAXPROCS(0) != startProcs+opt.Workers {
-		runtime.GOMAXPROCS(startProcs + opt.Workers)
+	switch opt := q.opt; {
+	case opt.GCRoom <= 0:
+		q.room = nil
+	case int64(len(q.room)) != opt.GCRoom:
+		q.room = make([]byte, opt.GCRoom)
 	}
+	q.mu.Unlock()
 }
 
 // Options returns the options in force (Workers resolved).
@@ -511,7 +521,19 @@ func (q *HashQueue) admitLocked() []hashJob {
 func (q *HashQueue) launch(j hashJob) {
 	q.started.Add(1)
 	mQueueChecks.Inc()
-	go q.run(j)
+	nice := 0
+	if j.suspect {
+		nice = q.opt.SuspectNice
+	}
+	go func() {
+		if nice > 0 {
+			// Never unlocked: the thread ends with the goroutine, so
+			// its nice value never reaches other goroutines.
+			runtime.LockOSThread()
+			setThreadNice(nice)
+		}
+		q.run(j)
+	}()
 }
 
 // run runs one check and then starts the waiting ones that fit.

@@ -76,29 +76,32 @@ type attackOptions struct {
 
 // attackResult is one server's figures.
 type attackResult struct {
-	Server         string  `json:"server"`
-	Sessions       int64   `json:"sessions"`
-	SessionErrors  int64   `json:"session_errors"`
-	SuccessPct     float64 `json:"success_pct"`
-	SessionP50Ms   float64 `json:"session_p50_ms"`
-	SessionP99Ms   float64 `json:"session_p99_ms"`
-	FirstError     string  `json:"first_error,omitempty"`
-	ProbeCmds      int64   `json:"probe_cmds"`
-	ProbeErrors    int64   `json:"probe_errors"`
-	ProbeP50Ms     float64 `json:"probe_p50_ms"`
-	ProbeP99Ms     float64 `json:"probe_p99_ms"`
-	ProbeMaxMs     float64 `json:"probe_max_ms"`
-	ServerCPUSec   float64 `json:"server_cpu_sec"`
-	ServerCPUPct   float64 `json:"server_cpu_pct"` // of one core over the measured phase
-	PeakPSS        int64   `json:"peak_pss"`
-	BasePSS        int64   `json:"base_pss"`
-	SlowHeldMax    int64   `json:"slow_held_max"`    // slow connections open at once (greeted or waiting)
-	SlowGreetedMax int64   `json:"slow_greeted_max"` // of them greeted
-	SlowOpened     int64   `json:"slow_opened"`
-	SlowRefused    int64   `json:"slow_refused"` // closed by the server (-ERR, EOF, reset)
-	FloodPass      int64   `json:"flood_pass"`   // wrong passwords answered
-	FloodRefused   int64   `json:"flood_refused"`
-	Seconds        float64 `json:"seconds"`
+	Server        string  `json:"server"`
+	Sessions      int64   `json:"sessions"`
+	SessionErrors int64   `json:"session_errors"`
+	SuccessPct    float64 `json:"success_pct"`
+	SessionP50Ms  float64 `json:"session_p50_ms"`
+	SessionP99Ms  float64 `json:"session_p99_ms"`
+	FirstError    string  `json:"first_error,omitempty"`
+	ProbeCmds     int64   `json:"probe_cmds"`
+	ProbeErrors   int64   `json:"probe_errors"`
+	ProbeP50Ms    float64 `json:"probe_p50_ms"`
+	ProbeP99Ms    float64 `json:"probe_p99_ms"`
+	ProbeMaxMs    float64 `json:"probe_max_ms"`
+	// ProbeMaxBySec is the slowest NOOP of each second of the measured
+	// phase, in ms: when the slow commands came.
+	ProbeMaxBySec  []float64 `json:"probe_max_by_sec"`
+	ServerCPUSec   float64   `json:"server_cpu_sec"`
+	ServerCPUPct   float64   `json:"server_cpu_pct"` // of one core over the measured phase
+	PeakPSS        int64     `json:"peak_pss"`
+	BasePSS        int64     `json:"base_pss"`
+	SlowHeldMax    int64     `json:"slow_held_max"`    // slow connections open at once (greeted or waiting)
+	SlowGreetedMax int64     `json:"slow_greeted_max"` // of them greeted
+	SlowOpened     int64     `json:"slow_opened"`
+	SlowRefused    int64     `json:"slow_refused"` // closed by the server (-ERR, EOF, reset)
+	FloodPass      int64     `json:"flood_pass"`   // wrong passwords answered
+	FloodRefused   int64     `json:"flood_refused"`
+	Seconds        float64   `json:"seconds"`
 }
 
 func runAttack(ctx context.Context, args []string) error {
@@ -327,6 +330,7 @@ func attackOne(ctx context.Context, s *server, o attackOptions, spec corpus.Spec
 	// Probes.
 	var pmu sync.Mutex
 	var plat []time.Duration
+	var pmax []float64
 	var probeErrs atomic.Int64
 	for _, c := range probes {
 		normal.Add(1)
@@ -341,6 +345,12 @@ func attackOne(ctx context.Context, s *server, o attackOptions, spec corpus.Spec
 				d := time.Since(t0)
 				pmu.Lock()
 				plat = append(plat, d)
+				if sec := int(t0.Sub(start) / time.Second); sec >= 0 && sec < 600 {
+					for len(pmax) <= sec {
+						pmax = append(pmax, 0)
+					}
+					pmax[sec] = max(pmax[sec], float64(d)/1e6)
+				}
 				pmu.Unlock()
 				time.Sleep(o.ProbeEvery)
 			}
@@ -382,6 +392,7 @@ func attackOne(ctx context.Context, s *server, o attackOptions, spec corpus.Spec
 	r.SessionP50Ms, r.SessionP99Ms, _ = quantiles(lat)
 	pmu.Lock()
 	pl := append([]time.Duration(nil), plat...)
+	r.ProbeMaxBySec = append([]float64(nil), pmax...)
 	pmu.Unlock()
 	r.ProbeCmds, r.ProbeErrors = int64(len(pl)), probeErrs.Load()
 	r.ProbeP50Ms, r.ProbeP99Ms, r.ProbeMaxMs = quantiles(pl)

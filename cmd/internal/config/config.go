@@ -72,6 +72,13 @@ type Auth struct {
 	// SuspectWorkers: at most this many of the running checks are for
 	// suspect addresses (0: half of the workers, rounded up).
 	SuspectWorkers int `toml:"suspect_workers"`
+	// SuspectNice: the nice value (0..19) of the threads that run those
+	// checks (Linux), so that a flood's hashes get what is left of busy
+	// cores. 0: as any thread.
+	SuspectNice int `toml:"suspect_nice"`
+	// HashGCRoom: room the collector is given for the garbage hashes
+	// leave (see auth.QueueOptions.GCRoom); "0": none.
+	HashGCRoom Size `toml:"hash_gc_room"`
 	// NetFailures recent failed logins from one network (IPv4 /24, IPv6
 	// /48) put the password checks of all its addresses in the auth
 	// queue's second line; 0: only an address's own failures do.
@@ -229,6 +236,8 @@ func Default() *Config {
 			HashMemory:    256 << 20,
 			Queue:         256,
 			NetFailures:   2,
+			SuspectNice:   10,
+			HashGCRoom:    64 << 20,
 			NetTrust:      Duration(time.Hour),
 		},
 		POP3: POP3{
