@@ -90,7 +90,7 @@ type HashQueue struct {
 	running  int
 	suspects int // of them Suspect
 	used     int64
-	lines    [nStandings]hashLine // by Standing: Trusted, Unknown, Suspect
+	lines    [nLines]hashLine // in the order they move: Trusted, Unknown, Suspect
 
 	started atomic.Uint64 // checks started, for tests and the admin API
 	room    []byte        // GCRoom, guarded by mu
@@ -100,13 +100,31 @@ type HashQueue struct {
 // the line its password checks wait in (see HashQueue).
 type Standing int
 
-// The standings, in the order their lines move.
+// The standings.
 const (
-	Trusted Standing = iota // its network logged in lately, and neither it nor its network failed lately
-	Unknown                 // nothing known for or against it
+	Unknown Standing = iota // nothing known for or against it
+	Trusted                 // its network logged in lately, and neither it nor its network failed lately
 	Suspect                 // the address, or enough of its network, failed lately
-	nStandings
 )
+
+// The lines, in the order they move.
+const (
+	lineTrusted = iota
+	lineUnknown
+	lineSuspect
+	nLines
+)
+
+// line returns the index of the line checks of standing s wait in.
+func (s Standing) line() int {
+	switch s {
+	case Trusted:
+		return lineTrusted
+	case Suspect:
+		return lineSuspect
+	}
+	return lineUnknown
+}
 
 func (s Standing) String() string {
 	switch s {
@@ -428,11 +446,11 @@ func (q *HashQueue) Submit(cost int64, suspect bool, f func()) error {
 // holds at least two more than c's (that check's Refused is called), and
 // otherwise fails at once with ErrQueueFull. It never blocks.
 func (q *HashQueue) Enqueue(c Check) error {
-	class := min(max(c.Standing, Trusted), Suspect)
-	job := hashJob{suspect: class == Suspect, cost: c.Cost, run: c.Run, refused: c.Refused}
+	class := c.Standing.line()
+	job := hashJob{suspect: class == lineSuspect, cost: c.Cost, run: c.Run, refused: c.Refused}
 	q.mu.Lock()
 	ahead := 0
-	for i := Trusted; i <= class; i++ {
+	for i := 0; i <= class; i++ {
 		ahead += q.lines[i].len()
 	}
 	if ahead == 0 && q.fitsLocked(job) {
@@ -468,10 +486,10 @@ func (q *HashQueue) Enqueue(c Check) error {
 func (q *HashQueue) Demote(net string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for c := Trusted; c < Suspect; c++ {
+	for c := 0; c < lineSuspect; c++ {
 		for _, j := range q.lines[c].take(net) {
 			j.suspect = true
-			q.lines[Suspect].push(net, j)
+			q.lines[lineSuspect].push(net, j)
 		}
 	}
 }
@@ -480,7 +498,7 @@ func (q *HashQueue) Demote(net string) {
 func (q *HashQueue) Waiting(net string, st Standing) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.lines[st].count(net)
+	return q.lines[st.line()].count(net)
 }
 
 // fitsLocked reports whether j may start now.

@@ -2,9 +2,11 @@ package auth
 
 import (
 	"errors"
-	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 )
 
 func waitFor(t *testing.T, what string, f func() bool) {
@@ -143,5 +145,178 @@ func TestSuspectFollowsThePenalty(t *testing.T) {
 	}
 	if (&Authenticator{}).Suspect("192.0.2.1") {
 		t.Fatal("suspect without a guard")
+	}
+}
+
+// holdQueue returns a queue whose one slot is held until the returned
+// function is called.
+func holdQueue(t *testing.T, opt QueueOptions) (*HashQueue, func()) {
+	t.Helper()
+	q := NewHashQueue(opt)
+	block := make(chan struct{})
+	if err := q.Submit(0, false, func() { <-block }); err != nil {
+		t.Fatal(err)
+	}
+	var once bool
+	release := func() {
+		if !once {
+			once = true
+			close(block)
+		}
+	}
+	t.Cleanup(release)
+	return q, release
+}
+
+// expectOrder reads len(want) names from order and compares.
+func expectOrder(t *testing.T, order <-chan string, want []string) {
+	t.Helper()
+	var got []string
+	for range want {
+		select {
+		case n := <-order:
+			got = append(got, n)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("checks run %v, still waiting for the rest of %v", got, want)
+		}
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("checks ran in the order %v, want %v", got, want)
+		}
+	}
+}
+
+// Networks take turns in a line: a network with many checks waiting holds
+// back its own, and a check of another network, submitted last, waits for
+// one of them only.
+func TestHashQueueNetworksTakeTurns(t *testing.T) {
+	q, release := holdQueue(t, QueueOptions{Workers: 1, Length: 100})
+	order := make(chan string, 10)
+	for i := range 4 {
+		name := fmt.Sprintf("flood-%d", i)
+		if err := q.Enqueue(Check{Net: "192.0.2.0/24", Run: func() { order <- name }}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.Enqueue(Check{Net: "198.51.100.0/24", Run: func() { order <- "user" }}); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	expectOrder(t, order, []string{"flood-0", "user", "flood-1", "flood-2", "flood-3"})
+}
+
+// A full line refuses a check of the network that holds the most places,
+// but a check of a network holding fewer takes the place of that
+// network's newest check, which is told at once; one network cannot keep
+// more than its share of a full line while another waits.
+func TestHashQueueFullLineShared(t *testing.T) {
+	q, release := holdQueue(t, QueueOptions{Workers: 1, Length: 4})
+	const flood, user = "192.0.2.0/24", "198.51.100.0/24"
+	order := make(chan string, 10)
+	pushed := make(chan string, 10)
+	submit := func(net, name string) error {
+		return q.Enqueue(Check{Net: net, Run: func() { order <- name }, Refused: func() { pushed <- name }})
+	}
+	for i := range 4 {
+		if err := submit(flood, fmt.Sprintf("flood-%d", i)); err != nil {
+			t.Fatalf("flood check %d: %v", i, err)
+		}
+	}
+	if err := submit(flood, "flood-4"); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("a fifth check of the network filling the line = %v, want ErrQueueFull", err)
+	}
+	for i, want := range []string{"flood-3", "flood-2"} {
+		if err := submit(user, fmt.Sprintf("user-%d", i)); err != nil {
+			t.Fatalf("check %d of another network with the line full: %v", i, err)
+		}
+		select {
+		case got := <-pushed:
+			if got != want {
+				t.Fatalf("pushed out %s, want %s (the newest of the biggest network)", got, want)
+			}
+		default:
+			t.Fatalf("check %d of another network took a place, but no check was told it lost its own", i)
+		}
+	}
+	// Two places each now: a third check of either network is refused.
+	if err := submit(user, "user-2"); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("a third check with two places each = %v, want ErrQueueFull", err)
+	}
+	if w := q.Waiting(flood, Unknown); w != 2 {
+		t.Fatalf("flood network waits with %d checks, want 2", w)
+	}
+	release()
+	expectOrder(t, order, []string{"flood-0", "user-0", "flood-1", "user-1"})
+	if len(pushed) != 0 {
+		t.Fatalf("%d more checks told they lost their place", len(pushed))
+	}
+}
+
+// Lines move in order: trusted, unknown, suspect. Demote moves a network's
+// waiting checks behind every check that is not suspect.
+func TestHashQueueStandingsAndDemote(t *testing.T) {
+	q, release := holdQueue(t, QueueOptions{Workers: 1, Length: 10})
+	const flood, other, known = "192.0.2.0/24", "203.0.113.0/24", "198.51.100.0/24"
+	order := make(chan string, 10)
+	add := func(net string, st Standing, name string) {
+		t.Helper()
+		if err := q.Enqueue(Check{Net: net, Standing: st, Run: func() { order <- name }}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(flood, Suspect, "flood-suspect")
+	add(flood, Unknown, "flood-0")
+	add(flood, Unknown, "flood-1")
+	add(other, Unknown, "other")
+	add(known, Trusted, "known")
+	q.Demote(flood)
+	if u, s := q.Waiting(flood, Unknown), q.Waiting(flood, Suspect); u != 0 || s != 3 {
+		t.Fatalf("after Demote the network waits with %d unknown and %d suspect checks, want 0 and 3", u, s)
+	}
+	release()
+	expectOrder(t, order, []string{"known", "other", "flood-suspect", "flood-0", "flood-1"})
+}
+
+// At most SuspectWorkers suspect checks run at once; the other slots stay
+// free, so a check of an address that did not fail starts at once.
+func TestHashQueueSuspectWorkers(t *testing.T) {
+	q := NewHashQueue(QueueOptions{Workers: 2, Length: 10})
+	if o := q.Options(); o.SuspectWorkers != 1 {
+		t.Fatalf("SuspectWorkers of 2 workers = %d, want 1 (half, rounded up)", o.SuspectWorkers)
+	}
+	block := make(chan struct{})
+	defer close(block)
+	for i := range 3 {
+		if err := q.Enqueue(Check{Net: fmt.Sprintf("192.0.%d.0/24", i), Standing: Suspect, Run: func() { <-block }}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r, w := q.Len(); r != 1 || w != 2 {
+		t.Fatalf("three suspect checks: %d running, %d waiting; want 1 and 2", r, w)
+	}
+	ran := make(chan struct{})
+	if err := q.Enqueue(Check{Net: "198.51.100.0/24", Run: func() { close(ran) }}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ran:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a check of an address that did not fail waited behind suspect checks")
+	}
+}
+
+func TestNetwork(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.77":              "192.0.2.0/24",
+		"192.0.2.77:110":          "192.0.2.0/24",
+		"::ffff:192.0.2.1":        "192.0.2.0/24",
+		"2001:db8:1:2:3::4":       "2001:db8:1::/48",
+		"[2001:db8:1:2::4]:12345": "2001:db8:1::/48",
+		"not an address":          "not an address",
+	} {
+		if got := Network(in); got != want {
+			t.Errorf("Network(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
