@@ -32,12 +32,6 @@ type QueueOptions struct {
 	// other slots stay free for the checks of everyone else, which then
 	// start at once instead of after a flood check.
 	SuspectWorkers int
-	// SuspectNice, 1..19, runs Suspect checks on threads of their own at
-	// that nice value (Linux; elsewhere it does nothing): when the cores
-	// are busy, the kernel gives a flood's hashes what the event loops,
-	// the command workers and everyone else's checks leave. Each such
-	// check's thread ends with it. 0: as other checks.
-	SuspectNice int
 	// Length is the most checks of one class that wait for a slot;
 	// beyond it Submit fails at once. The two classes (see Submit) have
 	// a Length each.
@@ -370,7 +364,6 @@ func normalQueue(opt QueueOptions) QueueOptions {
 	if opt.SuspectWorkers <= 0 || opt.SuspectWorkers > opt.Workers {
 		opt.SuspectWorkers = (opt.Workers + 1) / 2
 	}
-	opt.SuspectNice = min(max(opt.SuspectNice, 0), 19)
 	if opt.Memory < 0 {
 		opt.Memory = 0
 	}
@@ -539,19 +532,7 @@ func (q *HashQueue) admitLocked() []hashJob {
 func (q *HashQueue) launch(j hashJob) {
 	q.started.Add(1)
 	mQueueChecks.Inc()
-	nice := 0
-	if j.suspect {
-		nice = q.opt.SuspectNice
-	}
-	go func() {
-		if nice > 0 {
-			// Never unlocked: the thread ends with the goroutine, so
-			// its nice value never reaches other goroutines.
-			runtime.LockOSThread()
-			setThreadNice(nice)
-		}
-		q.run(j)
-	}()
+	go q.run(j)
 }
 
 // run runs one check and then starts the waiting ones that fit.

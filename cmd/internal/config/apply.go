@@ -89,8 +89,6 @@ var applies = []struct {
 		"Password checks that may wait in the auth queue, per line; beyond it -ERR [SYS/TEMP] at once."},
 	{"auth.suspect_workers", Live, "",
 		"Password checks of suspect addresses run at once by the auth queue; 0: half of auth.hash_workers, rounded up."},
-	{"auth.suspect_nice", Live, "",
-		"Nice value (0 to 19) of the threads running suspect password checks (Linux)."},
 	{"auth.hash_gc_room", Live, "",
 		"Room given to the garbage collector for the memory password hashes leave, so it does not run after every check; peak memory grows by as much; 0: none."},
 	{"auth.net_failures", Live, "",

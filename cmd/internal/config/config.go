@@ -72,10 +72,6 @@ type Auth struct {
 	// SuspectWorkers: at most this many of the running checks are for
 	// suspect addresses (0: half of the workers, rounded up).
 	SuspectWorkers int `toml:"suspect_workers"`
-	// SuspectNice: the nice value (0..19) of the threads that run those
-	// checks (Linux), so that a flood's hashes get what is left of busy
-	// cores. 0: as any thread.
-	SuspectNice int `toml:"suspect_nice"`
 	// HashGCRoom: room the collector is given for the garbage hashes
 	// leave (see auth.QueueOptions.GCRoom); "0": none.
 	HashGCRoom Size `toml:"hash_gc_room"`
@@ -236,7 +232,6 @@ func Default() *Config {
 			HashMemory:    256 << 20,
 			Queue:         256,
 			NetFailures:   2,
-			SuspectNice:   10,
 			HashGCRoom:    64 << 20,
 			NetTrust:      Duration(time.Hour),
 		},

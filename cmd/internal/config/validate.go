@@ -111,9 +111,6 @@ func (c *Config) Validate() error {
 	if c.Auth.SuspectWorkers < 0 || c.Auth.SuspectWorkers > MaxThreadCount {
 		e.add("auth.suspect_workers", "must be between 0 (half of auth.hash_workers) and %d (is %d)", MaxThreadCount, c.Auth.SuspectWorkers)
 	}
-	if c.Auth.SuspectNice < 0 || c.Auth.SuspectNice > 19 {
-		e.add("auth.suspect_nice", "must be between 0 and 19 (is %d)", c.Auth.SuspectNice)
-	}
 	if c.Auth.HashGCRoom < 0 || c.Auth.HashGCRoom > 16<<30 {
 		e.add("auth.hash_gc_room", "must be between 0 and 16GB (is %d)", int64(c.Auth.HashGCRoom))
 	}

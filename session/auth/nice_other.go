@@ -1,6 +1,0 @@
-//go:build !linux
-
-package auth
-
-// setThreadNice does nothing where threads have no nice value of their own.
-func setThreadNice(int) {}
