@@ -67,8 +67,7 @@ func GuardOptions(a config.Auth) guard.Options {
 // QueueOptions turns the [auth] queue settings into the auth queue's.
 func QueueOptions(a config.Auth) auth.QueueOptions {
 	return auth.QueueOptions{Workers: a.HashWorkers, Memory: int64(a.HashMemory), Length: a.Queue,
-		SuspectWorkers: a.SuspectWorkers
-		GCRoom: int64(a.HashGCRoom)}
+		SuspectWorkers: a.SuspectWorkers, GCRoom: int64(a.HashGCRoom)}
 }
 
 // HashParams turns the [auth] hash settings into the password records'.
