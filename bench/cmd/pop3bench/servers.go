@@ -400,7 +400,6 @@ listen_tls = ["127.0.0.1:%d"]
 listen = ["127.0.0.1:%d"]
 [admin]
 listen = "127.0.0.1:%d"
-pprof = true
 %s`, o.Port, o.TLSPort, pools, o.SMTPPort, o.Admin, limits)
 	confPath := filepath.Join(o.Dir, "pop3d.toml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
