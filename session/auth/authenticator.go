@@ -359,7 +359,7 @@ func (a *Authenticator) NewMechanism(name string, tls, spaRequired bool) (m Mech
 //
 // When the failure makes the address's network suspect (a Guard with a
 // NetworkSuspect method decides), the network's checks waiting in the
-// Queue's first line move to the second (HashQueue.Demote).
+// Queue's trusted and unknown lines move to the suspect line (HashQueue.Demote).
 func (a *Authenticator) Failure(remoteIP string) time.Duration {
 	if a.Guard == nil {
 		return a.FailDelay

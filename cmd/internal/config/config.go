@@ -77,7 +77,7 @@ type Auth struct {
 	HashGCRoom Size `toml:"hash_gc_room"`
 	// NetFailures recent failed logins from one network (IPv4 /24, IPv6
 	// /48) put the password checks of all its addresses in the auth
-	// queue's second line; 0: only an address's own failures do.
+	// queue's suspect line; 0: only an address's own failures do.
 	NetFailures int `toml:"net_failures"`
 	// NetTrust: a successful login puts the checks of its network's
 	// addresses ahead of networks not seen logging in, for this long

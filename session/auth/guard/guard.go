@@ -21,6 +21,13 @@
 // whatever number of connections it opens; attempts beyond PenaltyMax of
 // waiting are refused without a hash, like a banned address's.
 //
+// For the auth queue's lines (auth.Standing), the guard also counts
+// failures per network (IPv4 /24, IPv6 /48): Options.NetFailures of them
+// make every address of the network suspect; a successful login makes its
+// network trusted for Options.NetTrust. A refusal by a full auth queue
+// (Busy) is no failure: it only makes the address's next hash wait, longer
+// after each refusal in a row.
+//
 // A Guard never blocks: it only computes delays, which the protocol
 // session applies with a timer, not by sleeping on an event loop. Its
 // table of addresses is bounded (Options.MaxAddresses); when full, the
