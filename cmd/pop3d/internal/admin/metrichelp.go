@@ -40,7 +40,7 @@ var metricHelp = map[string]string{
 	// POP3 sessions (session/pop3).
 	"pop3_commands_total":           "POP3 commands answered, by cmd: USER, PASS, APOP, AUTH, CAPA, STLS, QUIT, STAT, LIST, RETR, DELE, NOOP, RSET, TOP, UIDL, other (anything else); and by status: ok (+OK), err (-ERR).",
 	"pop3_command_duration_seconds": "Time to answer a POP3 command, by group: auth (USER, PASS, APOP, AUTH), retr (RETR, TOP), list (STAT, LIST, UIDL), update (QUIT), other.",
-	"pop3_auth_total":               "POP3 login attempts, by mech: user (USER/PASS), apop, plain, login, cram-md5, ntlm, or the lower-case name of another SASL mechanism offered; and by result: ok, fail (bad credentials or refused), temp (the authentication service could not answer).",
+	"pop3_auth_total":               "POP3 login attempts, by mech: user (USER/PASS), apop, plain, login, cram-md5, ntlm, or the lower-case name of another SASL mechanism offered; and by result: ok, fail (bad credentials or refused), temp (the authentication service could not answer), busy (the auth queue was full).",
 	"pop3_sessions_logged_in":       "POP3 sessions logged in now (TRANSACTION state until the connection ends).",
 	"pop3_messages_retrieved_total": "Messages sent whole by RETR.",
 	"pop3_messages_top_total":       "Messages whose header and first body lines were sent by TOP (not counted in pop3_messages_retrieved_total).",
@@ -49,15 +49,16 @@ var metricHelp = map[string]string{
 	"pop3_session_panics_total":     "POP3 commands that ended in an internal error (a recovered panic) in the session.",
 
 	// Authentication (session/auth).
-	"pop3_auth_penalty_total":       "Failed logins that were delayed by the per-address penalty (auth.penalty).",
-	"pop3_auth_banned_total":        "Addresses banned after auth.ban_after failures within auth.ban_window.",
-	"pop3_auth_throttled_total":     "Logins refused without a password check because their address had more checks waiting than its penalty allows.",
-	"pop3_auth_banned_addresses":    "Addresses banned now.",
-	"pop3_auth_queue_running":       "Password checks running now in the auth queue (auth.hash_workers).",
-	"pop3_auth_queue_waiting":       "Password checks waiting in the auth queue (at most auth.queue per line).",
-	"pop3_auth_queue_checks_total":  "Password checks done by the auth queue.",
-	"pop3_auth_queue_refused_total": "Password checks refused with -ERR [SYS/TEMP] because the auth queue was full.",
-	"pop3_auth_queue_panics_total":  "Password checks that ended in an internal error (a recovered panic).",
+	"pop3_auth_penalty_total":          "Failed logins that were delayed by the per-address penalty (auth.penalty).",
+	"pop3_auth_banned_total":           "Addresses banned after auth.ban_after failures within auth.ban_window.",
+	"pop3_auth_throttled_total":        "Logins refused without a password check because their address had more checks waiting than its penalty allows.",
+	"pop3_auth_banned_addresses":       "Addresses banned now.",
+	"pop3_auth_queue_running":          "Password checks running now in the auth queue (auth.hash_workers).",
+	"pop3_auth_queue_waiting":          "Password checks waiting in the auth queue (at most auth.queue per line).",
+	"pop3_auth_queue_checks_total":     "Password checks done by the auth queue.",
+	"pop3_auth_queue_refused_total":    "Password checks refused with -ERR [SYS/TEMP] because the auth queue was full.",
+	"pop3_auth_queue_pushed_out_total": "Waiting password checks that gave their place in a full auth queue line to a check of a network holding fewer places (also counted as refused).",
+	"pop3_auth_queue_panics_total":     "Password checks that ended in an internal error (a recovered panic).",
 
 	// SMTP and delivery (engine/smtpnet, session/smtp, session/delivery).
 	"smtp_connections_refused_total": "SMTP/LMTP connections refused with 421 (smtp.max_connections or a per-address or per-network limit).",
