@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,7 +25,10 @@ type compareOptions struct {
 	Pop3d         string
 	Pop3ctl       string
 	Dovecot       string
-	Scheme        string
+	Scheme        string        // Dovecot's scheme when Pair is nil (attack)
+	Pair          *pairing      // the hash and auth cache both servers use; nil: each its own
+	PairScheme    string        // -scheme
+	AuthCacheTTL  time.Duration // -auth-cache-ttl
 	Servers       []string
 	Rounds        int
 	Dur           time.Duration
@@ -48,7 +52,8 @@ func runCompare(ctx context.Context, args []string) error {
 	fs.StringVar(&o.Pop3d, "pop3d", "", "pop3d binary (default: go build ./cmd/pop3d into the work folder)")
 	fs.StringVar(&o.Pop3ctl, "pop3ctl", "", "pop3ctl binary for -import pop3ctl (default: go build ./cmd/pop3ctl)")
 	fs.StringVar(&o.Dovecot, "dovecot", "/usr/sbin/dovecot", "Dovecot binary (installed from dovecot-pop3d when missing)")
-	fs.StringVar(&o.Scheme, "dovecot-scheme", "SHA512-CRYPT", "Dovecot's password scheme (doveadm pw -l)")
+	fs.StringVar(&o.PairScheme, "scheme", "sha512-crypt", "password hash of both servers, same parameters: sha512-crypt or argon2id")
+	fs.DurationVar(&o.AuthCacheTTL, "auth-cache-ttl", 10*time.Minute, "both servers' auth cache lifetime (pop3d auth.cache_ttl; Dovecot auth_cache_ttl with auth_cache_size "+DovecotAuthCacheSize+")")
 	servers := fs.String("servers", "pop3d,dovecot", "servers to run, in order")
 	fs.IntVar(&o.Rounds, "rounds", 2, "rounds of the interleaved matrix")
 	fs.DurationVar(&o.Dur, "d", 8*time.Second, "duration of each timed run")
@@ -102,6 +107,19 @@ func runCompare(ctx context.Context, args []string) error {
 	res.Notes["corpus"] = fmt.Sprintf("seed %d, %d mailboxes × %d messages (%.1f MB), %d × 10 MiB, %d idle mailboxes",
 		spec.Seed, spec.Users, spec.PerUser, float64(spec.TotalBytes())/1e6, spec.Big, spec.Idle)
 	res.Notes["machine"] = fmt.Sprintf("%d CPUs shared by client and servers", numCPU())
+	bin := ""
+	if slices.Contains(o.Servers, "dovecot") {
+		if err := ensureDovecot(ctx, o.Dovecot); err == nil {
+			bin = o.Dovecot
+		}
+	}
+	pair, err := pairScheme(ctx, bin, o.PairScheme, spec.Password, o.AuthCacheTTL)
+	if err != nil {
+		return err
+	}
+	o.Pair, o.Scheme = &pair, Schemes[pair.Scheme]
+	res.Notes["password scheme"] = pair.String()
+	fmt.Println("password scheme:", pair.String())
 
 	// Start the servers.
 	started := map[string]*server{}
@@ -116,7 +134,7 @@ func runCompare(ctx context.Context, args []string) error {
 		switch name {
 		case "dovecot":
 			s, err = setupDovecot(ctx, o, *spec)
-			res.Notes["dovecot"] = fmt.Sprintf("%s, passwd-file %s, Maildir, pop3-login service_count=0 process_min_avail=2 client_limit=%d", o.Dovecot, o.Scheme, DovecotLoginClients)
+			res.Notes["dovecot"] = fmt.Sprintf("%s, passwd-file %s, auth_cache_size %s, Maildir, pop3-login service_count=0 process_min_avail=2 client_limit=%d", o.Dovecot, o.Pair.DovecotDesc, DovecotAuthCacheSize, DovecotLoginClients)
 		case "pop3d":
 			s, err = setupPop3d(ctx, o, *spec)
 		default:
@@ -339,8 +357,12 @@ func setupDovecot(ctx context.Context, o compareOptions, spec corpus.Spec) (*ser
 	if o.TLS {
 		tlsPort = DovecotTLSPort
 	}
-	return startDovecot(ctx, dovecotOptions{Binary: o.Dovecot, Dir: dir, Maildir: md, Port: port, TLSPort: tlsPort,
-		Scheme: o.Scheme, MaxConns: max(o.Idle, 1000), MaxProcs: max(o.IdleLoginPeer, 0) + 2*spec.Users, Spec: spec})
+	do := dovecotOptions{Binary: o.Dovecot, Dir: dir, Maildir: md, Port: port, TLSPort: tlsPort,
+		Scheme: o.Scheme, MaxConns: max(o.Idle, 1000), MaxProcs: max(o.IdleLoginPeer, 0) + 2*spec.Users, Spec: spec}
+	if o.Pair != nil {
+		do.Hash, do.AuthCacheTTL = o.Pair.DovecotHash, o.Pair.CacheTTL
+	}
+	return startDovecot(ctx, do)
 }
 
 // Ports of the comparison (loopback only).
@@ -415,8 +437,14 @@ func setupPop3dWith(ctx context.Context, o compareOptions, spec corpus.Spec, poo
 			return nil, err
 		}
 	}
-	return startPop3d(ctx, pop3dOptions{Binary: o.Pop3d, Dir: dir, Port: Pop3dPort, TLSPort: Pop3dTLSPort,
-		SMTPPort: Pop3dSMTPPort, Admin: Pop3dAdminPort, MaxConns: max(o.Idle, o.IdleLogin), Pools: pools})
+	po := pop3dOptions{Binary: o.Pop3d, Dir: dir, Port: Pop3dPort, TLSPort: Pop3dTLSPort,
+		SMTPPort: Pop3dSMTPPort, Admin: Pop3dAdminPort, MaxConns: max(o.Idle, o.IdleLogin), Pools: pools}
+	if o.Pair != nil {
+		// Stored hashes of another scheme are rewritten at their first
+		// login (the warm-up), so the measured sessions verify this one.
+		po.Auth = o.Pair.Pop3dAuth
+	}
+	return startPop3d(ctx, po)
 }
 
 // pop3ctlImport builds the store with the administrator's tool: add the
