@@ -5,7 +5,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,6 +42,7 @@ type compareOptions struct {
 	IdleLoginPeer int // logged-in idle sessions (Dovecot: one process each)
 	SMTPConc      int
 	Import        string // store | pop3ctl
+	Profile       string // folder for pop3d's CPU profiles of each run; "": none
 }
 
 func runCompare(ctx context.Context, args []string) error {
@@ -59,6 +62,7 @@ func runCompare(ctx context.Context, args []string) error {
 	fs.DurationVar(&o.Dur, "d", 8*time.Second, "duration of each timed run")
 	concs := fs.String("c", "1,16,64", "sessions: concurrency levels")
 	fs.IntVar(&o.RetrConc, "retr-c", 1, "retr: concurrent clients")
+	fs.StringVar(&o.Profile, "profile", "", "write a pprof CPU profile of pop3d for each of its timed runs into this folder (admin.pprof on)")
 	fs.BoolVar(&o.TLS, "tls", false, "also run sessions-tls and retr-tls (POP3S)")
 	fs.IntVar(&o.Idle, "idle", 19000, "idle connections before login (0: skip)")
 	fs.IntVar(&o.IdleLogin, "idle-login", 10000, "logged-in idle sessions on pop3d (0: skip)")
@@ -97,7 +101,10 @@ func runCompare(ctx context.Context, args []string) error {
 	if err := spec.Validate(); err != nil {
 		return err
 	}
-	for _, d := range []string{o.Work, o.Out} {
+	for _, d := range []string{o.Work, o.Out, o.Profile} {
+		if d == "" {
+			continue
+		}
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
@@ -157,6 +164,7 @@ func runCompare(ctx context.Context, args []string) error {
 			order = append(order, s)
 		}
 	}
+	profileOn := false // the timed runs only, not the idle scenarios
 	add := func(s *server, round int, fn func(t *target) (report.Run, error), tls bool) {
 		if ctx.Err() != nil {
 			return
@@ -174,8 +182,21 @@ func runCompare(ctx context.Context, args []string) error {
 			}
 			t.Addr, t.TLS = s.tlsAddr, benchTLS()
 		}
+		var prof chan []byte
+		if o.Profile != "" && s.admin != "" && profileOn {
+			prof = make(chan []byte, 1)
+			go func() { prof <- fetchProfile(ctx, s.admin, o.Dur) }()
+		}
 		r, err := measured(s.pid(), func() (report.Run, error) { return fn(t) })
 		r.Server, r.Round = s.name, round
+		if prof != nil {
+			if b := <-prof; len(b) > 0 {
+				name := filepath.Join(o.Profile, fmt.Sprintf("%s-%s-c%d-r%d.pprof", s.name, r.Scenario, r.Concurrency, round))
+				if err := os.WriteFile(name, b, 0o644); err == nil {
+					fmt.Println("profile:", name)
+				}
+			}
+		}
 		if err != nil {
 			r.Errors++
 			if r.FirstError == "" {
@@ -229,11 +250,24 @@ func runCompare(ctx context.Context, args []string) error {
 			fmt.Fprintf(os.Stderr, "pop3bench: warm-up of %s: %v %s\n", s.name, err, r.FirstError)
 		}
 	}
+	profileOn = true
 	for round := 1; round <= o.Rounds; round++ {
 		for _, c := range o.Concs {
 			for _, s := range order {
 				add(s, round, timed(fmt.Sprintf("%s sessions c=%d", s.name, c), func(t *target) (report.Run, error) { return t.runSessions(ctx, c, o.Dur) }), false)
 			}
+		}
+		// The machine's own limit, right before the RETR runs it is
+		// held against.
+		if ctx.Err() == nil {
+			r, err := loopbackRun(ctx, o.Dur)
+			r.Round = round
+			if err != nil {
+				r.Errors, r.FirstError = 1, err.Error()
+			}
+			res.Runs = append(res.Runs, r)
+			printRun(r)
+			res.Save(filepath.Join(o.Out, "results.json"))
 		}
 		for _, s := range order {
 			add(s, round, timed(s.name+" retr", func(t *target) (report.Run, error) { return t.runRetr(ctx, o.RetrConc, o.Dur) }), false)
@@ -438,7 +472,7 @@ func setupPop3dWith(ctx context.Context, o compareOptions, spec corpus.Spec, poo
 		}
 	}
 	po := pop3dOptions{Binary: o.Pop3d, Dir: dir, Port: Pop3dPort, TLSPort: Pop3dTLSPort,
-		SMTPPort: Pop3dSMTPPort, Admin: Pop3dAdminPort, MaxConns: max(o.Idle, o.IdleLogin), Pools: pools}
+		SMTPPort: Pop3dSMTPPort, Admin: Pop3dAdminPort, MaxConns: max(o.Idle, o.IdleLogin), Pools: pools, Pprof: o.Profile != ""}
 	if o.Pair != nil {
 		// Stored hashes of another scheme are rewritten at their first
 		// login (the warm-up), so the measured sessions verify this one.
@@ -519,4 +553,28 @@ func runCorpus(ctx context.Context, args []string) error {
 		fmt.Printf("imported %d mailboxes into %s\n", len(spec.Mailboxes()), *root)
 	}
 	return nil
+}
+
+// fetchProfile reads a CPU profile of d (whole seconds, at least one) from
+// pop3d's admin listener; nil when it cannot.
+func fetchProfile(ctx context.Context, admin string, d time.Duration) []byte {
+	sec := max(1, int(d.Seconds()))
+	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, sec), nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pop3bench: profile: %v\n", err)
+		return nil
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(os.Stderr, "pop3bench: profile: %s %v\n", resp.Status, err)
+		return nil
+	}
+	return b
 }

@@ -32,6 +32,7 @@ type server struct {
 	addr     string // POP3
 	tlsAddr  string // POP3S, "" when not served
 	smtp     string // SMTP, "" when not served
+	admin    string // pop3d's admin listener (/debug/pprof/ with admin.pprof), "" for the peer
 	exited   chan struct{}
 	stopping *atomic.Bool                               // set by stop: an exit after it is expected
 	start    func(ctx context.Context) (*server, error) // starts it again (restart)
@@ -371,6 +372,8 @@ type pop3dOptions struct {
 	MaxConns int
 	// Auth, when set, is the [auth] section's lines (pairing.Pop3dAuth).
 	Auth string
+	// Pprof serves Go's profiler on the admin listener (admin.pprof).
+	Pprof bool
 	// Pools, when set, replaces the pool sizes derived from MaxConns;
 	// zero fields are left to pop3d's defaults.
 	Pools *pop3dPools
@@ -415,7 +418,7 @@ listen_tls = ["127.0.0.1:%d"]
 listen = ["127.0.0.1:%d"]
 [admin]
 listen = "127.0.0.1:%d"
-%s`, o.Port, o.TLSPort, pools, o.SMTPPort, o.Admin, limits)
+%s%s`, o.Port, o.TLSPort, pools, o.SMTPPort, o.Admin, pprofLine(o.Pprof), limits)
 	if o.Auth != "" {
 		conf += "[auth]\n" + o.Auth
 	}
@@ -435,7 +438,7 @@ listen = "127.0.0.1:%d"
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("cannot start pop3d: %w", err)
 	}
-	s := (&server{name: "pop3d", cmd: cmd, addr: fmt.Sprintf("127.0.0.1:%d", o.Port),
+	s := (&server{name: "pop3d", cmd: cmd, addr: fmt.Sprintf("127.0.0.1:%d", o.Port), admin: fmt.Sprintf("127.0.0.1:%d", o.Admin),
 		tlsAddr: fmt.Sprintf("127.0.0.1:%d", o.TLSPort), smtp: fmt.Sprintf("127.0.0.1:%d", o.SMTPPort)}).watch()
 	if err := waitPort(ctx, s.addr, s); err != nil {
 		s.stop()
@@ -443,6 +446,13 @@ listen = "127.0.0.1:%d"
 		return nil, fmt.Errorf("pop3d: %w\n%s", err, lastLines(tail, 10))
 	}
 	return s, nil
+}
+
+func pprofLine(on bool) string {
+	if on {
+		return "pprof = true\n"
+	}
+	return ""
 }
 
 // writeJSON writes v as indented JSON.
