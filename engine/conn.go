@@ -198,6 +198,9 @@ func (k *conn) write(p []byte) bool {
 			_ = k.gc.Close()
 			return false
 		}
+		if r, ok := k.tr.(outboundReleaser); ok && cap(p) > 0 {
+			defer r.releaseOutbound(p)
+		}
 	}
 	if k.closed.Load() {
 		return false // the transport's own write failed and closed it

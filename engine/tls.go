@@ -283,8 +283,30 @@ func (t *tlsTransport) Outbound(p []byte) ([]byte, error) {
 		t.held = append(t.held, p...)
 		return nil, nil
 	}
-	return t.c.Seal(p)
+	var dst []byte
+	if bp, ok := sealBufs.Get().(*[]byte); ok {
+		dst = *bp
+	}
+	return t.c.SealAppend(dst, p)
 }
+
+// releaseOutbound takes back a buffer Outbound returned, once the engine
+// has written it (gnet copies what the socket does not take at once).
+func (t *tlsTransport) releaseOutbound(b []byte) {
+	if cap(b) > 0 && cap(b) <= maxPooledSeal {
+		b = b[:0]
+		sealBufs.Put(&b)
+	}
+}
+
+// sealBufs hold the records of one write to a TLS socket, from the seal to
+// the socket write on the loop: reused across writes and connections
+// instead of a new slice each time, and held by no idle connection.
+var sealBufs sync.Pool // *[]byte
+
+// maxPooledSeal is the largest sealed buffer kept for reuse: a RETR chunk
+// (chunkSize) and its record overhead fit.
+const maxPooledSeal = 2 * chunkSize
 
 func (t *tlsTransport) abort() {
 	t.c.Abort()

@@ -16,4 +16,10 @@ type Transport interface {
 	Outbound(p []byte) ([]byte, error)
 }
 
+// outboundReleaser is a Transport that wants Outbound's result back once
+// the engine has written it to the socket, to reuse its memory.
+type outboundReleaser interface {
+	releaseOutbound(b []byte)
+}
+
 var errNoTLS = errors.New("no TLS transport configured")

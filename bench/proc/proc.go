@@ -149,3 +149,18 @@ func Self() time.Duration {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &s)
 	return time.Duration(s.Utime.Nano()) + time.Duration(s.Stime.Nano())
 }
+
+// LoadAvg returns the machine's one-minute load average (/proc/loadavg),
+// reported next to every figure: on a shared machine it says how much
+// else ran.
+func LoadAvg() (float64, error) {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, fmt.Errorf("/proc/loadavg is empty")
+	}
+	return strconv.ParseFloat(f[0], 64)
+}

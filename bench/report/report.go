@@ -47,6 +47,7 @@ type Run struct {
 	ServerPSSAfter   int64   `json:"server_pss_after,omitempty"`
 	PSSPerConn       float64 `json:"pss_per_conn,omitempty"` // idle: (after-before)/conns, bytes
 	ClientCPUSec     float64 `json:"client_cpu_sec,omitempty"`
+	LoadAvg          float64 `json:"load_avg,omitempty"` // the machine's 1-minute load average at the run's end
 }
 
 // Results is one harness invocation.
@@ -85,7 +86,7 @@ func (r *Results) Servers() []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, x := range r.Runs {
-		if !seen[x.Server] {
+		if !seen[x.Server] && x.Server != Loopback {
 			seen[x.Server] = true
 			out = append(out, x.Server)
 		}
@@ -158,6 +159,7 @@ func Goals() []Metric {
 		{"sessions", 64, "p99 session latency at 64 clients", "ms", func(r Run) float64 { return r.P99Ms }, false, ""},
 		{"sessions", 1, "sessions/s at 1 client", "/s", func(r Run) float64 { return r.SessionsPerSec }, true, ""},
 		{"sessions-tls", 64, "TLS sessions/s at 64 clients", "/s", func(r Run) float64 { return r.SessionsPerSec }, true, ""},
+		{"sessions-tls", 64, "server CPU per full TLS session", "ms", func(r Run) float64 { return r.ServerCPUPerOpMs }, false, ""},
 		{"retr", 0, "RETR 10 MiB throughput", "MB/s", func(r Run) float64 { return r.MBPerSec }, true, "plain"},
 		{"retr", 0, "server CPU per 10 MiB RETR", "ms", func(r Run) float64 { return r.ServerCPUPerOpMs }, false, ""},
 		{"retr-tls", 0, "TLS RETR 10 MiB throughput", "MB/s", func(r Run) float64 { return r.MBPerSec }, true, "TLS"},
@@ -271,6 +273,135 @@ func (r *Results) WriteText(w io.Writer) {
 			fmt.Fprintf(w, " %8.2fx", row.Ratio)
 		}
 		fmt.Fprintln(w)
+	}
+	r.writeLimits(w)
+}
+
+// Loopback is the server name of the machine-limit runs: a plain sender
+// and reader over a TCP loopback connection, measured in the same run.
+const Loopback = "loopback"
+
+// Limit is a figure held against a bar: RETR as a fraction of the loopback
+// limit measured in the same run, or server CPU per session as a ratio to
+// the peer's. Load is the median one-minute load average of the runs it
+// comes from.
+type Limit struct {
+	Name   string
+	Value  float64
+	Bar    float64
+	Higher bool // the bar is a floor (fractions), not a ceiling (ratios)
+	Load   float64
+	Detail string
+}
+
+// Met reports whether the figure passes its bar (a figure without a bar
+// passes).
+func (l Limit) Met() bool {
+	switch {
+	case l.Bar == 0:
+		return true
+	case l.Higher:
+		return l.Value >= l.Bar
+	}
+	return l.Value <= l.Bar
+}
+
+// Bars of issue 18: CPU per full session against the peer's, RETR against
+// the machine's loopback limit.
+const (
+	BarCPUPlain  = 1.0 / 5
+	BarCPUTLS    = 1.0 / 4
+	BarRETRShare = 0.75
+)
+
+// medianLoad is the median load average of the runs a median came from.
+func (r *Results) medianLoad(server, scenario string, conc int) float64 {
+	v, _, _ := r.MedianValue(server, scenario, conc, func(x Run) float64 { return x.LoadAvg })
+	return v
+}
+
+// Limits computes ours against the machine's limit and against peer.
+func (r *Results) Limits(ours, peer string) []Limit {
+	var out []Limit
+	cpu := func(x Run) float64 { return x.ServerCPUPerOpMs }
+	mbs := func(x Run) float64 { return x.MBPerSec }
+	for _, sc := range []struct {
+		scenario, label string
+		bar             float64
+	}{{"sessions", "plaintext", BarCPUPlain}, {"sessions-tls", "TLS", BarCPUTLS}} {
+		concs := r.Concurrencies(sc.scenario)
+		if len(concs) == 0 || peer == "" {
+			continue
+		}
+		c := concs[len(concs)-1]
+		a, _, okA := r.MedianValue(ours, sc.scenario, c, cpu)
+		b, _, okB := r.MedianValue(peer, sc.scenario, c, cpu)
+		if !okA || !okB || a == 0 || b == 0 {
+			continue
+		}
+		out = append(out, Limit{Name: fmt.Sprintf("server CPU per full %s session, %s/%s", sc.label, ours, peer),
+			Value: a / b, Bar: sc.bar, Load: (r.medianLoad(ours, sc.scenario, c) + r.medianLoad(peer, sc.scenario, c)) / 2,
+			Detail: fmt.Sprintf("%.2f ms / %.2f ms at %d clients", a, b, c)})
+	}
+	lb, _, ok := r.MedianValue(Loopback, Loopback, 0, mbs)
+	if !ok || lb == 0 {
+		return out
+	}
+	out = append(out, Limit{Name: "loopback limit (plain Go sender and reader)", Value: lb, Load: r.medianLoad(Loopback, Loopback, 0),
+		Detail: "MB/s"})
+	for _, s := range []string{ours, peer} {
+		for _, sc := range []string{"retr", "retr-tls"} {
+			v, _, ok := r.MedianValue(s, sc, 0, mbs)
+			if !ok || s == "" {
+				continue
+			}
+			l := Limit{Name: fmt.Sprintf("%s %s 10 MiB / loopback", s, strings.ToUpper(sc)), Value: v / lb, Higher: true,
+				Load: r.medianLoad(s, sc, 0), Detail: fmt.Sprintf("%.0f MB/s of %.0f MB/s", v, lb)}
+			if s == ours && sc == "retr" {
+				l.Bar = BarRETRShare
+			}
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// writeLimits prints the limits: each figure, its bar and the load average.
+func (r *Results) writeLimits(w io.Writer) {
+	servers := r.Servers()
+	if len(servers) == 0 {
+		return
+	}
+	peer := ""
+	if len(servers) >= 2 {
+		peer = servers[1]
+	}
+	ls := r.Limits(servers[0], peer)
+	if len(ls) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nagainst the machine and the peer (same run; load = 1-minute load average)\n")
+	for _, l := range ls {
+		v := fmt.Sprintf("%.3f", l.Value)
+		if l.Detail == "MB/s" {
+			v = fmt.Sprintf("%.0f MB/s", l.Value)
+		}
+		bar := ""
+		if l.Bar > 0 {
+			op, verdict := "<=", "met"
+			if l.Higher {
+				op = ">="
+			}
+			if !l.Met() {
+				verdict = "NOT met"
+			}
+			bar = fmt.Sprintf("  bar %s %.2f: %s", op, l.Bar, verdict)
+		}
+		detail := ""
+		if l.Detail != "MB/s" {
+			detail = " (" + l.Detail + ")"
+		}
+		fmt.Fprintf(w, "%-52s %10s%s  load %.1f%s\n", l.Name, v, detail, l.Load, bar)
 	}
 }
 
@@ -436,10 +567,11 @@ td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:f
 <table><tr><th>figure</th>{{range .Servers}}<th>{{.}}</th>{{end}}{{if .Two}}<th>ratio</th>{{end}}</tr>
 {{range .Rows}}<tr><td>{{.Name}}</td>{{range .Cells}}<td>{{.}}</td>{{end}}{{if $.Two}}<td>{{.Ratio}}</td>{{end}}</tr>
 {{end}}</table>
+{{if .Limits}}<h2>Against the machine and the peer</h2><pre>{{.Limits}}</pre>{{end}}
 <h2>Plots</h2><div class="plots">{{range .Plots}}<div>{{.}}</div>{{end}}</div>
 <h2>Every run</h2>
-<table><tr><th>server</th><th>scenario</th><th>round</th><th>conc</th><th>s</th><th>sessions/s</th><th>p99 ms</th><th>MB/s</th><th>server CPU/op ms</th><th>client CPU s</th><th>conns</th><th>PSS/conn</th><th>errors</th></tr>
-{{range .R.Runs}}<tr><td>{{.Server}}</td><td>{{.Scenario}}</td><td>{{.Round}}</td><td>{{.Concurrency}}</td><td>{{printf "%.1f" .Seconds}}</td><td>{{printf "%.1f" .SessionsPerSec}}</td><td>{{printf "%.1f" .P99Ms}}</td><td>{{printf "%.0f" .MBPerSec}}</td><td>{{printf "%.2f" .ServerCPUPerOpMs}}</td><td>{{printf "%.1f" .ClientCPUSec}}</td><td>{{.Conns}}</td><td>{{printf "%.0f" .PSSPerConn}}</td><td title="{{.FirstError}}">{{.Errors}}</td></tr>
+<table><tr><th>server</th><th>scenario</th><th>round</th><th>conc</th><th>s</th><th>sessions/s</th><th>p99 ms</th><th>MB/s</th><th>server CPU/op ms</th><th>client CPU s</th><th>load</th><th>conns</th><th>PSS/conn</th><th>errors</th></tr>
+{{range .R.Runs}}<tr><td>{{.Server}}</td><td>{{.Scenario}}</td><td>{{.Round}}</td><td>{{.Concurrency}}</td><td>{{printf "%.1f" .Seconds}}</td><td>{{printf "%.1f" .SessionsPerSec}}</td><td>{{printf "%.1f" .P99Ms}}</td><td>{{printf "%.0f" .MBPerSec}}</td><td>{{printf "%.2f" .ServerCPUPerOpMs}}</td><td>{{printf "%.1f" .ClientCPUSec}}</td><td>{{printf "%.1f" .LoadAvg}}</td><td>{{.Conns}}</td><td>{{printf "%.0f" .PSSPerConn}}</td><td title="{{.FirstError}}">{{.Errors}}</td></tr>
 {{end}}</table></body></html>
 `))
 
@@ -486,5 +618,8 @@ func (r *Results) WriteHTML(w io.Writer) error {
 	}
 	add(barChart(r, "RETR of a 10 MiB message", "MB/s", pick("RETR 10 MiB throughput", "TLS RETR 10 MiB throughput")))
 	add(barChart(r, "Memory per connection", "B", pick("memory per idle connection before login", "memory per logged-in idle session")))
-	return page.Execute(w, map[string]any{"R": r, "Servers": servers, "Two": len(servers) >= 2, "Rows": rows, "Plots": plots})
+	var limits strings.Builder
+	r.writeLimits(&limits)
+	return page.Execute(w, map[string]any{"R": r, "Servers": servers, "Two": len(servers) >= 2, "Rows": rows, "Plots": plots,
+		"Limits": strings.TrimSpace(limits.String())})
 }

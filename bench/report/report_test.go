@@ -97,3 +97,42 @@ func TestMedianEvenAndFailedRuns(t *testing.T) {
 		t.Errorf("connsLabel = %q", got)
 	}
 }
+
+func TestLimitsAgainstLoopbackAndPeer(t *testing.T) {
+	r := sample()
+	for round := 1; round <= 3; round++ {
+		r.Runs = append(r.Runs, Run{Server: Loopback, Scenario: Loopback, Round: round, MBPerSec: 2000, LoadAvg: 10})
+		r.Runs = append(r.Runs, Run{Server: "pop3d", Scenario: "sessions-tls", Round: round, Concurrency: 64, ServerCPUPerOpMs: 3, LoadAvg: 20})
+		r.Runs = append(r.Runs, Run{Server: "dovecot", Scenario: "sessions-tls", Round: round, Concurrency: 64, ServerCPUPerOpMs: 15, LoadAvg: 30})
+	}
+	if s := r.Servers(); len(s) != 2 || s[0] != "pop3d" || s[1] != "dovecot" {
+		t.Fatalf("servers %v, want pop3d and dovecot (the loopback runs are not a server)", s)
+	}
+	got := map[string]Limit{}
+	for _, l := range r.Limits("pop3d", "dovecot") {
+		got[l.Name] = l
+	}
+	check := func(name string, v, bar, load float64, met bool) {
+		t.Helper()
+		l, ok := got[name]
+		if !ok {
+			t.Fatalf("no limit %q in %v", name, got)
+		}
+		if math.Abs(l.Value-v) > 1e-9 || l.Bar != bar || l.Load != load || l.Met() != met {
+			t.Errorf("%s = %v bar %v load %v met %v, want %v, %v, %v, %v", name, l.Value, l.Bar, l.Load, l.Met(), v, bar, load, met)
+		}
+	}
+	// sample: pop3d 2 ms, dovecot 4 ms per session; RETR 1000 and 500 MB/s.
+	check("server CPU per full plaintext session, pop3d/dovecot", 0.5, BarCPUPlain, 0, false)
+	check("server CPU per full TLS session, pop3d/dovecot", 0.2, BarCPUTLS, 25, true)
+	check("pop3d RETR 10 MiB / loopback", 0.5, BarRETRShare, 0, false)
+	check("dovecot RETR 10 MiB / loopback", 0.25, 0, 0, true)
+	check("loopback limit (plain Go sender and reader)", 2000, 0, 10, true)
+	var b bytes.Buffer
+	r.WriteText(&b)
+	for _, want := range []string{"bar <= 0.25: met", "bar >= 0.75: NOT met", "load 25.0", "2000 MB/s"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, b.String())
+		}
+	}
+}

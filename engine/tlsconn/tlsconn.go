@@ -189,9 +189,15 @@ func (c *Conn) WritePlain(p []byte, done func(error)) error {
 // of passing them to Output: for a caller that writes synchronously (the
 // engine's writes on its event loop). Records that crypto/tls writes at the
 // same moment for its own reasons are included, in order.
-func (c *Conn) Seal(p []byte) ([]byte, error) {
+func (c *Conn) Seal(p []byte) ([]byte, error) { return c.SealAppend(nil, p) }
+
+// SealAppend is Seal writing the records into dst[:0] when it has room for
+// them (sealedSize), so that a caller can reuse one buffer for many writes
+// instead of a new slice each time. The records are returned; dst is not
+// used when it is too small.
+func (c *Conn) SealAppend(dst, p []byte) ([]byte, error) {
 	var out []byte
-	err := c.sealWith(p, func(buf []byte, err error) error {
+	err := c.sealInto(dst, p, func(buf []byte, err error) error {
 		out = buf
 		return err
 	})
@@ -202,6 +208,12 @@ func (c *Conn) Seal(p []byte) ([]byte, error) {
 // produces, and hands them to f while the output lock is still held, so
 // that nothing crypto/tls writes meanwhile can overtake them.
 func (c *Conn) sealWith(p []byte, f func(buf []byte, err error) error) error {
+	return c.sealInto(nil, p, f)
+}
+
+// sealInto is sealWith collecting into dst[:0] when its capacity holds
+// sealedSize(len(p)).
+func (c *Conn) sealInto(dst, p []byte, f func(buf []byte, err error) error) error {
 	if !c.done.Load() {
 		return ErrHandshakeIncomplete
 	}
@@ -210,7 +222,11 @@ func (c *Conn) sealWith(p []byte, f func(buf []byte, err error) error) error {
 	tr := c.tr
 	tr.omu.Lock()
 	tr.collecting = true
-	tr.collect = make([]byte, 0, sealedSize(len(p)))
+	if need := sealedSize(len(p)); cap(dst) >= need {
+		tr.collect = dst[:0]
+	} else {
+		tr.collect = make([]byte, 0, need)
+	}
 	tr.omu.Unlock()
 	_, err := c.tc.Write(p)
 	tr.omu.Lock()

@@ -367,3 +367,35 @@ func TestPeerClose(t *testing.T) {
 		t.Errorf("server read %q, %v; want QUIT and io.EOF", got, err)
 	}
 }
+
+// TestSealAppendReusesBuffer: records sealed into a reused buffer are the
+// ones the peer decrypts, write after write, and the buffer is the one
+// given when it has room.
+func TestSealAppendReusesBuffer(t *testing.T) {
+	p := newMemPair(t, serverConfig(t), clientConfig(t, 0), 0)
+	p.handshake(t)
+	buf := make([]byte, 0, sealedSize(64<<10))
+	for i, size := range []int{64 << 10, 17, 40 << 10} {
+		msg := bytes.Repeat([]byte{byte('a' + i)}, size)
+		out, err := p.srv.SealAppend(buf, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if &out[:1][0] != &buf[:1][0] {
+			t.Errorf("write %d: sealed into a new slice though the buffer had room", i)
+		}
+		if n, err := p.cli.Feed(out); err != nil || n != len(out) {
+			t.Fatalf("write %d: fed %d of %d: %v", i, n, len(out), err)
+		}
+		got, err := readAll(p.cli)
+		if err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("write %d: client read %d octets (%v), want %d of %q", i, len(got), err, size, msg[:1])
+		}
+	}
+	// A buffer too small is not used.
+	small := make([]byte, 0, 8)
+	out, err := p.srv.SealAppend(small, make([]byte, 1000))
+	if err != nil || cap(out) < 1000 {
+		t.Fatalf("sealed %d octets (cap %d): %v", len(out), cap(out), err)
+	}
+}

@@ -5,10 +5,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,7 +27,10 @@ type compareOptions struct {
 	Pop3d         string
 	Pop3ctl       string
 	Dovecot       string
-	Scheme        string
+	Scheme        string        // Dovecot's scheme when Pair is nil (attack)
+	Pair          *pairing      // the hash and auth cache both servers use; nil: each its own
+	PairScheme    string        // -scheme
+	AuthCacheTTL  time.Duration // -auth-cache-ttl
 	Servers       []string
 	Rounds        int
 	Dur           time.Duration
@@ -36,6 +42,7 @@ type compareOptions struct {
 	IdleLoginPeer int // logged-in idle sessions (Dovecot: one process each)
 	SMTPConc      int
 	Import        string // store | pop3ctl
+	Profile       string // folder for pop3d's CPU profiles of each run; "": none
 }
 
 func runCompare(ctx context.Context, args []string) error {
@@ -48,12 +55,14 @@ func runCompare(ctx context.Context, args []string) error {
 	fs.StringVar(&o.Pop3d, "pop3d", "", "pop3d binary (default: go build ./cmd/pop3d into the work folder)")
 	fs.StringVar(&o.Pop3ctl, "pop3ctl", "", "pop3ctl binary for -import pop3ctl (default: go build ./cmd/pop3ctl)")
 	fs.StringVar(&o.Dovecot, "dovecot", "/usr/sbin/dovecot", "Dovecot binary (installed from dovecot-pop3d when missing)")
-	fs.StringVar(&o.Scheme, "dovecot-scheme", "SHA512-CRYPT", "Dovecot's password scheme (doveadm pw -l)")
+	fs.StringVar(&o.PairScheme, "scheme", "sha512-crypt", "password hash of both servers, same parameters: sha512-crypt or argon2id")
+	fs.DurationVar(&o.AuthCacheTTL, "auth-cache-ttl", 10*time.Minute, "both servers' auth cache lifetime (pop3d auth.cache_ttl; Dovecot auth_cache_ttl with auth_cache_size "+DovecotAuthCacheSize+")")
 	servers := fs.String("servers", "pop3d,dovecot", "servers to run, in order")
 	fs.IntVar(&o.Rounds, "rounds", 2, "rounds of the interleaved matrix")
 	fs.DurationVar(&o.Dur, "d", 8*time.Second, "duration of each timed run")
 	concs := fs.String("c", "1,16,64", "sessions: concurrency levels")
 	fs.IntVar(&o.RetrConc, "retr-c", 1, "retr: concurrent clients")
+	fs.StringVar(&o.Profile, "profile", "", "write a pprof CPU profile of pop3d for each of its timed runs into this folder (admin.pprof on)")
 	fs.BoolVar(&o.TLS, "tls", false, "also run sessions-tls and retr-tls (POP3S)")
 	fs.IntVar(&o.Idle, "idle", 19000, "idle connections before login (0: skip)")
 	fs.IntVar(&o.IdleLogin, "idle-login", 10000, "logged-in idle sessions on pop3d (0: skip)")
@@ -92,7 +101,10 @@ func runCompare(ctx context.Context, args []string) error {
 	if err := spec.Validate(); err != nil {
 		return err
 	}
-	for _, d := range []string{o.Work, o.Out} {
+	for _, d := range []string{o.Work, o.Out, o.Profile} {
+		if d == "" {
+			continue
+		}
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
@@ -102,6 +114,19 @@ func runCompare(ctx context.Context, args []string) error {
 	res.Notes["corpus"] = fmt.Sprintf("seed %d, %d mailboxes × %d messages (%.1f MB), %d × 10 MiB, %d idle mailboxes",
 		spec.Seed, spec.Users, spec.PerUser, float64(spec.TotalBytes())/1e6, spec.Big, spec.Idle)
 	res.Notes["machine"] = fmt.Sprintf("%d CPUs shared by client and servers", numCPU())
+	bin := ""
+	if slices.Contains(o.Servers, "dovecot") {
+		if err := ensureDovecot(ctx, o.Dovecot); err == nil {
+			bin = o.Dovecot
+		}
+	}
+	pair, err := pairScheme(ctx, bin, o.PairScheme, spec.Password, o.AuthCacheTTL)
+	if err != nil {
+		return err
+	}
+	o.Pair, o.Scheme = &pair, Schemes[pair.Scheme]
+	res.Notes["password scheme"] = pair.String()
+	fmt.Println("password scheme:", pair.String())
 
 	// Start the servers.
 	started := map[string]*server{}
@@ -116,7 +141,7 @@ func runCompare(ctx context.Context, args []string) error {
 		switch name {
 		case "dovecot":
 			s, err = setupDovecot(ctx, o, *spec)
-			res.Notes["dovecot"] = fmt.Sprintf("%s, passwd-file %s, Maildir, pop3-login service_count=0 process_min_avail=2 client_limit=%d", o.Dovecot, o.Scheme, DovecotLoginClients)
+			res.Notes["dovecot"] = fmt.Sprintf("%s, passwd-file %s, auth_cache_size %s, Maildir, pop3-login service_count=0 process_min_avail=2 client_limit=%d", o.Dovecot, o.Pair.DovecotDesc, DovecotAuthCacheSize, DovecotLoginClients)
 		case "pop3d":
 			s, err = setupPop3d(ctx, o, *spec)
 		default:
@@ -139,6 +164,7 @@ func runCompare(ctx context.Context, args []string) error {
 			order = append(order, s)
 		}
 	}
+	profileOn := false // the timed runs only, not the idle scenarios
 	add := func(s *server, round int, fn func(t *target) (report.Run, error), tls bool) {
 		if ctx.Err() != nil {
 			return
@@ -156,8 +182,21 @@ func runCompare(ctx context.Context, args []string) error {
 			}
 			t.Addr, t.TLS = s.tlsAddr, benchTLS()
 		}
+		var prof chan []byte
+		if o.Profile != "" && s.admin != "" && profileOn {
+			prof = make(chan []byte, 1)
+			go func() { prof <- fetchProfile(ctx, s.admin, o.Dur) }()
+		}
 		r, err := measured(s.pid(), func() (report.Run, error) { return fn(t) })
 		r.Server, r.Round = s.name, round
+		if prof != nil {
+			if b := <-prof; len(b) > 0 {
+				name := filepath.Join(o.Profile, fmt.Sprintf("%s-%s-c%d-r%d.pprof", s.name, r.Scenario, r.Concurrency, round))
+				if err := os.WriteFile(name, b, 0o644); err == nil {
+					fmt.Println("profile:", name)
+				}
+			}
+		}
 		if err != nil {
 			r.Errors++
 			if r.FirstError == "" {
@@ -211,11 +250,24 @@ func runCompare(ctx context.Context, args []string) error {
 			fmt.Fprintf(os.Stderr, "pop3bench: warm-up of %s: %v %s\n", s.name, err, r.FirstError)
 		}
 	}
+	profileOn = true
 	for round := 1; round <= o.Rounds; round++ {
 		for _, c := range o.Concs {
 			for _, s := range order {
 				add(s, round, timed(fmt.Sprintf("%s sessions c=%d", s.name, c), func(t *target) (report.Run, error) { return t.runSessions(ctx, c, o.Dur) }), false)
 			}
+		}
+		// The machine's own limit, right before the RETR runs it is
+		// held against.
+		if ctx.Err() == nil {
+			r, err := loopbackRun(ctx, o.Dur)
+			r.Round = round
+			if err != nil {
+				r.Errors, r.FirstError = 1, err.Error()
+			}
+			res.Runs = append(res.Runs, r)
+			printRun(r)
+			res.Save(filepath.Join(o.Out, "results.json"))
 		}
 		for _, s := range order {
 			add(s, round, timed(s.name+" retr", func(t *target) (report.Run, error) { return t.runRetr(ctx, o.RetrConc, o.Dur) }), false)
@@ -339,8 +391,12 @@ func setupDovecot(ctx context.Context, o compareOptions, spec corpus.Spec) (*ser
 	if o.TLS {
 		tlsPort = DovecotTLSPort
 	}
-	return startDovecot(ctx, dovecotOptions{Binary: o.Dovecot, Dir: dir, Maildir: md, Port: port, TLSPort: tlsPort,
-		Scheme: o.Scheme, MaxConns: max(o.Idle, 1000), MaxProcs: max(o.IdleLoginPeer, 0) + 2*spec.Users, Spec: spec})
+	do := dovecotOptions{Binary: o.Dovecot, Dir: dir, Maildir: md, Port: port, TLSPort: tlsPort,
+		Scheme: o.Scheme, MaxConns: max(o.Idle, 1000), MaxProcs: max(o.IdleLoginPeer, 0) + 2*spec.Users, Spec: spec}
+	if o.Pair != nil {
+		do.Hash, do.AuthCacheTTL = o.Pair.DovecotHash, o.Pair.CacheTTL
+	}
+	return startDovecot(ctx, do)
 }
 
 // Ports of the comparison (loopback only).
@@ -415,8 +471,14 @@ func setupPop3dWith(ctx context.Context, o compareOptions, spec corpus.Spec, poo
 			return nil, err
 		}
 	}
-	return startPop3d(ctx, pop3dOptions{Binary: o.Pop3d, Dir: dir, Port: Pop3dPort, TLSPort: Pop3dTLSPort,
-		SMTPPort: Pop3dSMTPPort, Admin: Pop3dAdminPort, MaxConns: max(o.Idle, o.IdleLogin), Pools: pools})
+	po := pop3dOptions{Binary: o.Pop3d, Dir: dir, Port: Pop3dPort, TLSPort: Pop3dTLSPort,
+		SMTPPort: Pop3dSMTPPort, Admin: Pop3dAdminPort, MaxConns: max(o.Idle, o.IdleLogin), Pools: pools, Pprof: o.Profile != ""}
+	if o.Pair != nil {
+		// Stored hashes of another scheme are rewritten at their first
+		// login (the warm-up), so the measured sessions verify this one.
+		po.Auth = o.Pair.Pop3dAuth
+	}
+	return startPop3d(ctx, po)
 }
 
 // pop3ctlImport builds the store with the administrator's tool: add the
@@ -491,4 +553,28 @@ func runCorpus(ctx context.Context, args []string) error {
 		fmt.Printf("imported %d mailboxes into %s\n", len(spec.Mailboxes()), *root)
 	}
 	return nil
+}
+
+// fetchProfile reads a CPU profile of d (whole seconds, at least one) from
+// pop3d's admin listener; nil when it cannot.
+func fetchProfile(ctx context.Context, admin string, d time.Duration) []byte {
+	sec := max(1, int(d.Seconds()))
+	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, sec), nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pop3bench: profile: %v\n", err)
+		return nil
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(os.Stderr, "pop3bench: profile: %s %v\n", resp.Status, err)
+		return nil
+	}
+	return b
 }

@@ -127,6 +127,7 @@ func measured(pid int, fn func() (report.Run, error)) (report.Run, error) {
 	self0 := proc.Self()
 	r, err := fn()
 	r.ClientCPUSec += (proc.Self() - self0).Seconds()
+	r.LoadAvg, _ = proc.LoadAvg()
 	if pid > 0 {
 		cpu1, cerr := proc.CPU(pid)
 		if cerr != nil {
@@ -255,12 +256,15 @@ func printRun(r report.Run) {
 	case "idle-prelogin", "idle-login":
 		fmt.Printf("%-8s %-14s conns=%-6d open=%.3fs pss/conn=%.0fB errors=%d %s\n",
 			r.Server, r.Scenario, r.Conns, r.OpenSeconds, r.PSSPerConn, r.Errors, r.FirstError)
+	case "loopback":
+		fmt.Printf("%-8s %-14s %.1fs %.1f MB/s (%d KiB writes, %d KiB reads) clientcpu=%.1fs load=%.1f\n",
+			r.Server, r.Scenario, r.Seconds, r.MBPerSec, LoopbackWriteSize>>10, LoopbackReadSize>>10, r.ClientCPUSec, r.LoadAvg)
 	case "retr", "retr-tls", "smtp":
-		fmt.Printf("%-8s %-14s c=%-3d %.1fs msgs=%d %.1f MB/s %.1f msg/s p99=%.1fms srvcpu/op=%.2fms clientcpu=%.1fs errors=%d %s\n",
-			r.Server, r.Scenario, r.Concurrency, r.Seconds, r.Messages, r.MBPerSec, r.MessagesPerSec, r.P99Ms, r.ServerCPUPerOpMs, r.ClientCPUSec, r.Errors, r.FirstError)
+		fmt.Printf("%-8s %-14s c=%-3d %.1fs msgs=%d %.1f MB/s %.1f msg/s p99=%.1fms srvcpu/op=%.2fms clientcpu=%.1fs load=%.1f errors=%d %s\n",
+			r.Server, r.Scenario, r.Concurrency, r.Seconds, r.Messages, r.MBPerSec, r.MessagesPerSec, r.P99Ms, r.ServerCPUPerOpMs, r.ClientCPUSec, r.LoadAvg, r.Errors, r.FirstError)
 	default:
-		fmt.Printf("%-8s %-14s c=%-3d %.1fs sessions=%d %.1f/s p50=%.1fms p99=%.1fms %.1f MB/s srvcpu/session=%.2fms clientcpu=%.1fs errors=%d %s\n",
-			r.Server, r.Scenario, r.Concurrency, r.Seconds, r.Sessions, r.SessionsPerSec, r.P50Ms, r.P99Ms, r.MBPerSec, r.ServerCPUPerOpMs, r.ClientCPUSec, r.Errors, r.FirstError)
+		fmt.Printf("%-8s %-14s c=%-3d %.1fs sessions=%d %.1f/s p50=%.1fms p99=%.1fms %.1f MB/s srvcpu/session=%.2fms clientcpu=%.1fs load=%.1f errors=%d %s\n",
+			r.Server, r.Scenario, r.Concurrency, r.Seconds, r.Sessions, r.SessionsPerSec, r.P50Ms, r.P99Ms, r.MBPerSec, r.ServerCPUPerOpMs, r.ClientCPUSec, r.LoadAvg, r.Errors, r.FirstError)
 	}
 }
 

@@ -32,6 +32,7 @@ type server struct {
 	addr     string // POP3
 	tlsAddr  string // POP3S, "" when not served
 	smtp     string // SMTP, "" when not served
+	admin    string // pop3d's admin listener (/debug/pprof/ with admin.pprof), "" for the peer
 	exited   chan struct{}
 	stopping *atomic.Bool                               // set by stop: an exit after it is expected
 	start    func(ctx context.Context) (*server, error) // starts it again (restart)
@@ -156,15 +157,19 @@ func writeCert(certPath, keyPath string) error {
 
 // dovecotOptions configure the peer.
 type dovecotOptions struct {
-	Binary   string // /usr/sbin/dovecot
-	Dir      string // its temporary folder: config, passwd, run dir, log
-	Maildir  string // corpus as Maildir: <Maildir>/<mailbox>/Maildir
-	Port     int
-	TLSPort  int    // 0: no POP3S listener
-	Scheme   string // password scheme in the passwd-file (doveadm pw -l)
-	MaxConns int    // pre-login connections to allow
-	MaxProcs int    // pop3 processes to allow (one per logged-in session)
-	Spec     corpus.Spec
+	Binary  string // /usr/sbin/dovecot
+	Dir     string // its temporary folder: config, passwd, run dir, log
+	Maildir string // corpus as Maildir: <Maildir>/<mailbox>/Maildir
+	Port    int
+	TLSPort int    // 0: no POP3S listener
+	Scheme  string // password scheme in the passwd-file (doveadm pw -l)
+	Hash    string // the passwd-file entry already made (pairScheme); "": hash in Scheme
+	// AuthCacheTTL, when set, turns on Dovecot's auth cache
+	// (auth_cache_size DovecotAuthCacheSize) with this lifetime.
+	AuthCacheTTL time.Duration
+	MaxConns     int // pre-login connections to allow
+	MaxProcs     int // pop3 processes to allow (one per logged-in session)
+	Spec         corpus.Spec
 }
 
 // ensureDovecot installs Debian's dovecot-pop3d when the binary is missing.
@@ -232,9 +237,18 @@ func startDovecotOnce(ctx context.Context, o dovecotOptions) (*server, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("cannot give the maildir to %s: %w", DovecotMailUser, err)
 	}
-	hash, err := hashPassword(ctx, o.Binary, o.Scheme, o.Spec.Password)
-	if err != nil {
-		return nil, err
+	hash := o.Hash
+	if hash == "" {
+		if hash, err = hashPassword(ctx, o.Binary, o.Scheme, o.Spec.Password); err != nil {
+			return nil, err
+		}
+	}
+	authCache := ""
+	if o.AuthCacheTTL > 0 {
+		// As an operator runs it: a verified password is remembered, so a
+		// client polling again does not pay for the hash again.
+		authCache = fmt.Sprintf("auth_cache_size = %s\nauth_cache_ttl = %d secs\n",
+			DovecotAuthCacheSize, int(o.AuthCacheTTL.Seconds()))
 	}
 	var pw strings.Builder
 	for _, m := range o.Spec.Mailboxes() {
@@ -264,7 +278,7 @@ listen = 127.0.0.1
 %[2]s
 disable_plaintext_auth = no
 auth_mechanisms = plain
-first_valid_uid = %[3]d
+%[13]sfirst_valid_uid = %[3]d
 first_valid_gid = %[4]d
 default_internal_user = dovecot
 default_login_user = dovenull
@@ -306,7 +320,7 @@ service auth {
 service anvil {
   client_limit = %[7]d
 }
-`, o.Dir, ssl, uid, gid, o.Maildir, o.MaxProcs+DovecotSpareProcs, o.MaxConns+1000, passwd, o.Port, pop3s, loginProcs, DovecotLoginClients)
+`, o.Dir, ssl, uid, gid, o.Maildir, o.MaxProcs+DovecotSpareProcs, o.MaxConns+1000, passwd, o.Port, pop3s, loginProcs, DovecotLoginClients, authCache)
 	confPath := filepath.Join(o.Dir, "dovecot.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, err
@@ -356,6 +370,10 @@ type pop3dOptions struct {
 	SMTPPort int
 	Admin    int
 	MaxConns int
+	// Auth, when set, is the [auth] section's lines (pairing.Pop3dAuth).
+	Auth string
+	// Pprof serves Go's profiler on the admin listener (admin.pprof).
+	Pprof bool
 	// Pools, when set, replaces the pool sizes derived from MaxConns;
 	// zero fields are left to pop3d's defaults.
 	Pools *pop3dPools
@@ -400,7 +418,10 @@ listen_tls = ["127.0.0.1:%d"]
 listen = ["127.0.0.1:%d"]
 [admin]
 listen = "127.0.0.1:%d"
-%s`, o.Port, o.TLSPort, pools, o.SMTPPort, o.Admin, limits)
+%s%s`, o.Port, o.TLSPort, pools, o.SMTPPort, o.Admin, pprofLine(o.Pprof), limits)
+	if o.Auth != "" {
+		conf += "[auth]\n" + o.Auth
+	}
 	confPath := filepath.Join(o.Dir, "pop3d.toml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, err
@@ -417,7 +438,7 @@ listen = "127.0.0.1:%d"
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("cannot start pop3d: %w", err)
 	}
-	s := (&server{name: "pop3d", cmd: cmd, addr: fmt.Sprintf("127.0.0.1:%d", o.Port),
+	s := (&server{name: "pop3d", cmd: cmd, addr: fmt.Sprintf("127.0.0.1:%d", o.Port), admin: fmt.Sprintf("127.0.0.1:%d", o.Admin),
 		tlsAddr: fmt.Sprintf("127.0.0.1:%d", o.TLSPort), smtp: fmt.Sprintf("127.0.0.1:%d", o.SMTPPort)}).watch()
 	if err := waitPort(ctx, s.addr, s); err != nil {
 		s.stop()
@@ -425,6 +446,13 @@ listen = "127.0.0.1:%d"
 		return nil, fmt.Errorf("pop3d: %w\n%s", err, lastLines(tail, 10))
 	}
 	return s, nil
+}
+
+func pprofLine(on bool) string {
+	if on {
+		return "pprof = true\n"
+	}
+	return ""
 }
 
 // writeJSON writes v as indented JSON.
