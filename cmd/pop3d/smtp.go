@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
 	"github.com/pop3svc/pop3svc/engine/smtpnet"
 	"github.com/pop3svc/pop3svc/session/delivery"
 	smtpsvc "github.com/pop3svc/pop3svc/session/smtp"
+	"github.com/pop3svc/pop3svc/store"
 )
 
 // smtpService runs the SMTP and LMTP listeners (session/smtp) and the
@@ -18,6 +20,7 @@ type smtpService struct {
 	delivery *delivery.Service
 	smtp     *smtpsvc.Service // the protocol: sessions and backend
 	net      *smtpnet.Server  // the listeners, connection limits and deadlines
+	sub      *smtpnet.Server  // the submission listeners (STARTTLS and implicit TLS)
 }
 
 func (s *smtpService) Name() string { return "smtp" }
@@ -49,6 +52,31 @@ func smtpNetOptions(cfg *config.Config, rt *runtime) smtpnet.Options {
 	}
 }
 
+// submissionOptions are the submission sessions' options: POP3's
+// Authenticator in force, the sender policy and limits, the outbound queue.
+func submissionOptions(cfg *config.Config, rt *runtime, notify func(string)) smtpsvc.SubmissionOptions {
+	aliases := make(map[string][]string)
+	for _, a := range cfg.Submission.Aliases {
+		user, alias, _ := strings.Cut(a, "=")
+		addr, err := store.ParseAddress(user, "")
+		if err != nil {
+			continue // validated at load; a name no mailbox can have
+		}
+		i := strings.LastIndexByte(alias, '@')
+		aliases[addr.String()] = append(aliases[addr.String()], alias[:i]+"@"+strings.ToLower(alias[i+1:]))
+	}
+	return smtpsvc.SubmissionOptions{
+		Auth:               rt.auth.Load,
+		SPARequired:        cfg.Submission.SPARequired,
+		Aliases:            aliases,
+		MaxMessagesPerHour: cfg.Submission.MaxMessagesPerHour,
+		MaxRecipients:      cfg.Submission.MaxRecipients,
+		MaxAuthFailures:    cfg.Limits.MaxAuthFailures,
+		Outbound:           rt.outbound,
+		OutboundNotify:     notify,
+	}
+}
+
 func deliveryOptions(cfg *config.Config, rt *runtime) delivery.Options {
 	return delivery.Options{
 		Hostname:  cfg.HostName(),
@@ -72,8 +100,28 @@ func (s *smtpService) Start(rt *runtime) error {
 	for _, a := range s.net.Addrs() {
 		rt.log.Info("SMTP service listening", "addr", a.String())
 	}
+	s.smtp.SetSubmission(submissionOptions(rt.cfg, rt, s.outboundNotify))
+	s.sub = smtpnet.New(func(bool) smtpnet.Protocol { return s.smtp.NewSubmissionServer() }, smtpNetOptions(rt.cfg, rt))
+	if err := s.sub.Listen(rt.cfg.Submission.Listen, nil); err != nil {
+		_ = s.net.Close(context.Background())
+		_ = s.delivery.Stop(context.Background())
+		return fmt.Errorf("submission: %w", err)
+	}
+	n := len(s.sub.Addrs())
+	if err := s.sub.ListenTLS(rt.cfg.Submission.ListenTLS, rt.certs.TLSConfig()); err != nil {
+		_ = s.sub.Close(context.Background())
+		_ = s.net.Close(context.Background())
+		_ = s.delivery.Stop(context.Background())
+		return fmt.Errorf("submission: %w", err)
+	}
+	for i, a := range s.sub.Addrs() {
+		rt.log.Info("submission listening", "addr", a.String(), "tls", i >= n)
+	}
 	return nil
 }
+
+// outboundNotify wakes the outbound delivery agent for a queued message.
+func (s *smtpService) outboundNotify(id string) {}
 
 // Reload applies the delivery settings and every SMTP setting but the
 // listen addresses (restart keys, reported by the reload itself): new
@@ -86,11 +134,17 @@ func (s *smtpService) Reload(cfg *config.Config) error {
 	s.smtp.SetOptions(smtpOptions(cfg, s.rt))
 	s.net.SetOptions(smtpNetOptions(cfg, s.rt))
 	s.net.Renew() // go-smtp's own settings reach new connections
+	s.smtp.SetSubmission(submissionOptions(cfg, s.rt, s.outboundNotify))
+	s.sub.SetOptions(smtpNetOptions(cfg, s.rt))
+	s.sub.Renew()
 	return nil
 }
 
 func (s *smtpService) Stop(ctx context.Context) error {
 	var errs []error
+	if s.sub != nil {
+		errs = append(errs, s.sub.Close(ctx))
+	}
 	if s.net != nil {
 		errs = append(errs, s.net.Close(ctx))
 	}

@@ -21,6 +21,8 @@ type Config struct {
 	Auth   Auth   `toml:"auth"`
 	POP3   POP3   `toml:"pop3"`
 	SMTP   SMTP   `toml:"smtp"`
+	// Submission is mail submission for the service's own users (RFC 6409).
+	Submission Submission `toml:"submission"`
 	TLS    TLS    `toml:"tls"`
 	Admin  Admin  `toml:"admin"`
 	Limits Limits `toml:"limits"`
@@ -123,6 +125,24 @@ type SMTP struct {
 	// TransactionDeadline is the whole time a client has, from connect,
 	// to start its first mail transaction (MAIL FROM accepted).
 	TransactionDeadline Duration `toml:"transaction_deadline"`
+}
+
+// Submission is the mail submission service (RFC 6409, RFC 8314): the
+// service's users send mail through it after SMTP AUTH (RFC 4954), with
+// the authentication methods and brute-force guard of POP3.
+type Submission struct {
+	Listen    []string `toml:"listen"`     // STARTTLS listeners (587 in production)
+	ListenTLS []string `toml:"listen_tls"` // implicit-TLS listeners (465 in production)
+	// SPARequired refuses PLAIN and LOGIN on a link without TLS, as
+	// auth.sparequired does for POP3; CRAM-MD5 stays offered.
+	SPARequired bool `toml:"sparequired"`
+	// Aliases are further sender addresses a user may use, each
+	// "user@domain=alias@domain".
+	Aliases []string `toml:"aliases"`
+	// MaxMessagesPerHour is how many messages one user may submit in any
+	// hour (0: no limit); MaxRecipients the recipients of one message.
+	MaxMessagesPerHour int `toml:"max_messages_per_hour"`
+	MaxRecipients      int `toml:"max_recipients"`
 }
 
 // TLS is the certificate for STLS, implicit TLS and SMTP STARTTLS.
@@ -250,6 +270,14 @@ func Default() *Config {
 			ReadTimeout:         Duration(5 * time.Minute),
 			DataTimeout:         Duration(time.Hour),
 			WriteTimeout:        Duration(5 * time.Minute),
+		},
+		Submission: Submission{
+			Listen:             []string{"127.0.0.1:5870"},
+			ListenTLS:          []string{"127.0.0.1:4650"},
+			SPARequired:        true,
+			Aliases:            []string{},
+			MaxMessagesPerHour: 200,
+			MaxRecipients:      50,
 		},
 		TLS: TLS{
 			MinVersion:       "1.2",

@@ -216,6 +216,22 @@ func (c *Config) Validate() error {
 		e.add("smtp.write_timeout", "must be positive")
 	}
 
+	// [submission]
+	sub := c.Submission
+	checkListeners(e, "submission.listen", sub.Listen)
+	checkListeners(e, "submission.listen_tls", sub.ListenTLS)
+	for i, a := range sub.Aliases {
+		if msg := checkAlias(a); msg != "" {
+			e.add(fmt.Sprintf("submission.aliases[%d]", i), "%s", msg)
+		}
+	}
+	if sub.MaxMessagesPerHour < 0 {
+		e.add("submission.max_messages_per_hour", "must not be negative (0: no limit)")
+	}
+	if sub.MaxRecipients < 1 {
+		e.add("submission.max_recipients", "must be at least 1 (is %d)", sub.MaxRecipients)
+	}
+
 	// [tls]
 	if !contains(TLSVersions, c.TLS.MinVersion) {
 		e.add("tls.min_version", "must be one of %s (is %q)", strings.Join(TLSVersions, ", "), c.TLS.MinVersion)
@@ -370,6 +386,21 @@ func checkHostPort(a string, listener bool) string {
 	}
 	if err != nil || n < lo || n > 65535 {
 		return fmt.Sprintf("%q: port must be a number between %d and 65535", a, lo)
+	}
+	return ""
+}
+
+// checkAlias checks one submission.aliases entry, "user@domain=alias@domain".
+func checkAlias(a string) string {
+	user, alias, ok := strings.Cut(a, "=")
+	if !ok {
+		return fmt.Sprintf("%q is not user@domain=alias@domain", a)
+	}
+	for _, s := range []string{user, alias} {
+		i := strings.LastIndexByte(s, '@')
+		if i <= 0 || i == len(s)-1 || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r >= 0x7f || r == '<' || r == '>' }) {
+			return fmt.Sprintf("%q in %q is not an address local@domain", s, a)
+		}
 	}
 	return ""
 }
