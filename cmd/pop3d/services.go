@@ -24,7 +24,7 @@ type runtime struct {
 	// auth is POP3's Authenticator in force, which submission's AUTH
 	// shares (methods, guard, auth queue); nil before POP3 started.
 	auth atomic.Pointer[auth.Authenticator]
-	log     *slog.Logger
+	log  *slog.Logger
 
 	level   *slog.LevelVar // the log level; follows the logging setting on reload
 	started time.Time

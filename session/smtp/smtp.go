@@ -204,9 +204,9 @@ func (b *backend) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 		remote = c.Conn().RemoteAddr().String()
 	}
 	return &session{
-		s:      s,
-		conn:   c,
-		net:    markerOf(c.Conn()),
+		s:          s,
+		conn:       c,
+		net:        markerOf(c.Conn()),
 		lmtp:       b.lmtp,
 		submission: b.submission,
 		remote:     remote,

@@ -18,16 +18,16 @@ type Config struct {
 	// server sharing a store must use the same value; a restart applies it.
 	LockLease Duration `toml:"lock_lease"`
 
-	Auth   Auth   `toml:"auth"`
-	POP3   POP3   `toml:"pop3"`
-	SMTP   SMTP   `toml:"smtp"`
+	Auth Auth `toml:"auth"`
+	POP3 POP3 `toml:"pop3"`
+	SMTP SMTP `toml:"smtp"`
 	// Submission is mail submission for the service's own users (RFC 6409).
 	Submission Submission `toml:"submission"`
-	TLS    TLS    `toml:"tls"`
-	Admin  Admin  `toml:"admin"`
-	Limits Limits `toml:"limits"`
-	Quota  Quota  `toml:"quota"`
-	LDAP   LDAP   `toml:"ldap"`
+	TLS        TLS        `toml:"tls"`
+	Admin      Admin      `toml:"admin"`
+	Limits     Limits     `toml:"limits"`
+	Quota      Quota      `toml:"quota"`
+	LDAP       LDAP       `toml:"ldap"`
 }
 
 // Auth selects the authentication method.

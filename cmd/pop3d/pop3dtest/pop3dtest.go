@@ -215,7 +215,7 @@ type Server struct {
 	// and implicit TLS), when Config.Submission.
 	Submission    string
 	SubmissionTLS string
-	Cmd   *exec.Cmd
+	Cmd           *exec.Cmd
 
 	t      testing.TB
 	log    *LogBuffer // standard error: the log
