@@ -9,6 +9,7 @@ import (
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
 	"github.com/pop3svc/pop3svc/engine/smtpnet"
 	"github.com/pop3svc/pop3svc/session/delivery"
+	"github.com/pop3svc/pop3svc/session/outbound"
 	smtpsvc "github.com/pop3svc/pop3svc/session/smtp"
 	"github.com/pop3svc/pop3svc/store"
 )
@@ -21,6 +22,9 @@ type smtpService struct {
 	smtp     *smtpsvc.Service // the protocol: sessions and backend
 	net      *smtpnet.Server  // the listeners, connection limits and deadlines
 	sub      *smtpnet.Server  // the submission listeners (STARTTLS and implicit TLS)
+	// outbound is the delivery agent of the outbound queue, over transport.
+	outbound  *delivery.Service
+	transport *outbound.Transport
 }
 
 func (s *smtpService) Name() string { return "smtp" }
@@ -77,6 +81,42 @@ func submissionOptions(cfg *config.Config, rt *runtime, notify func(string)) smt
 	}
 }
 
+// transportOptions are the outbound transport's options ([outbound]).
+func transportOptions(cfg *config.Config, rt *runtime) outbound.Options {
+	ob := cfg.Outbound
+	return outbound.Options{
+		Hostname:          cfg.HostName(),
+		Resolver:          ob.Resolver,
+		MXPort:            ob.MXPort,
+		Smarthost:         ob.Smarthost,
+		SmarthostUser:     ob.SmarthostUser,
+		SmarthostPassword: ob.SmarthostPassword,
+		SmarthostTLS:      ob.SmarthostTLS,
+		MaxPerDestination: ob.MaxPerDestination,
+		ConnectTimeout:    ob.ConnectTimeout.D(),
+		Timeout:           ob.Timeout.D(),
+		Logger:            rt.log.With("service", "outbound"),
+	}
+}
+
+// outboundOptions are the outbound delivery agent's: the retry schedule of
+// [outbound], its reports into the mail queue for the senders' mailboxes.
+func (s *smtpService) outboundOptions(cfg *config.Config, rt *runtime) delivery.Options {
+	return delivery.Options{
+		Hostname:     cfg.HostName(),
+		Relay:        cfg.SMTP.Relay,
+		RetryFor:     cfg.Outbound.RetryFor.D(),
+		RetryMin:     cfg.Outbound.RetryMin.D(),
+		RetryMax:     cfg.Outbound.RetryMax.D(),
+		QueueScan:    cfg.SMTP.QueueScan.D(),
+		Workers:      cfg.Outbound.Workers,
+		Logger:       rt.log.With("service", "outbound"),
+		Transport:    s.transport,
+		Reports:      rt.queue,
+		ReportNotify: s.delivery.Notify,
+	}
+}
+
 func deliveryOptions(cfg *config.Config, rt *runtime) delivery.Options {
 	return delivery.Options{
 		Hostname:  cfg.HostName(),
@@ -91,9 +131,13 @@ func (s *smtpService) Start(rt *runtime) error {
 	s.rt = rt
 	s.delivery = delivery.New(rt.store, rt.queue, deliveryOptions(rt.cfg, rt))
 	s.delivery.Start()
+	s.transport = outbound.New(transportOptions(rt.cfg, rt))
+	s.outbound = delivery.New(rt.store, rt.outbound, s.outboundOptions(rt.cfg, rt))
+	s.outbound.Start()
 	s.smtp = smtpsvc.New(rt.store, rt.queue, s.delivery.Notify, smtpOptions(rt.cfg, rt))
 	s.net = smtpnet.New(func(lmtp bool) smtpnet.Protocol { return s.smtp.NewServer(lmtp) }, smtpNetOptions(rt.cfg, rt))
 	if err := s.net.Listen(rt.cfg.SMTP.Listen, rt.cfg.SMTP.LMTPListen); err != nil {
+		_ = s.outbound.Stop(context.Background())
 		_ = s.delivery.Stop(context.Background())
 		return fmt.Errorf("smtp: %w", err)
 	}
@@ -104,6 +148,7 @@ func (s *smtpService) Start(rt *runtime) error {
 	s.sub = smtpnet.New(func(bool) smtpnet.Protocol { return s.smtp.NewSubmissionServer() }, smtpNetOptions(rt.cfg, rt))
 	if err := s.sub.Listen(rt.cfg.Submission.Listen, nil); err != nil {
 		_ = s.net.Close(context.Background())
+		_ = s.outbound.Stop(context.Background())
 		_ = s.delivery.Stop(context.Background())
 		return fmt.Errorf("submission: %w", err)
 	}
@@ -111,6 +156,7 @@ func (s *smtpService) Start(rt *runtime) error {
 	if err := s.sub.ListenTLS(rt.cfg.Submission.ListenTLS, rt.certs.TLSConfig()); err != nil {
 		_ = s.sub.Close(context.Background())
 		_ = s.net.Close(context.Background())
+		_ = s.outbound.Stop(context.Background())
 		_ = s.delivery.Stop(context.Background())
 		return fmt.Errorf("submission: %w", err)
 	}
@@ -121,7 +167,7 @@ func (s *smtpService) Start(rt *runtime) error {
 }
 
 // outboundNotify wakes the outbound delivery agent for a queued message.
-func (s *smtpService) outboundNotify(id string) {}
+func (s *smtpService) outboundNotify(id string) { s.outbound.Notify(id) }
 
 // Reload applies the delivery settings and every SMTP setting but the
 // listen addresses (restart keys, reported by the reload itself): new
@@ -131,6 +177,8 @@ func (s *smtpService) Reload(cfg *config.Config) error {
 		return nil
 	}
 	s.delivery.SetOptions(deliveryOptions(cfg, s.rt))
+	s.transport.SetOptions(transportOptions(cfg, s.rt))
+	s.outbound.SetOptions(s.outboundOptions(cfg, s.rt))
 	s.smtp.SetOptions(smtpOptions(cfg, s.rt))
 	s.net.SetOptions(smtpNetOptions(cfg, s.rt))
 	s.net.Renew() // go-smtp's own settings reach new connections
@@ -147,6 +195,9 @@ func (s *smtpService) Stop(ctx context.Context) error {
 	}
 	if s.net != nil {
 		errs = append(errs, s.net.Close(ctx))
+	}
+	if s.outbound != nil {
+		errs = append(errs, s.outbound.Stop(ctx))
 	}
 	if s.delivery != nil {
 		errs = append(errs, s.delivery.Stop(ctx))

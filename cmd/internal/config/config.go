@@ -23,11 +23,13 @@ type Config struct {
 	SMTP SMTP `toml:"smtp"`
 	// Submission is mail submission for the service's own users (RFC 6409).
 	Submission Submission `toml:"submission"`
-	TLS        TLS        `toml:"tls"`
-	Admin      Admin      `toml:"admin"`
-	Limits     Limits     `toml:"limits"`
-	Quota      Quota      `toml:"quota"`
-	LDAP       LDAP       `toml:"ldap"`
+	// Outbound is the delivery agent for submitted mail to other domains.
+	Outbound Outbound `toml:"outbound"`
+	TLS      TLS      `toml:"tls"`
+	Admin    Admin    `toml:"admin"`
+	Limits   Limits   `toml:"limits"`
+	Quota    Quota    `toml:"quota"`
+	LDAP     LDAP     `toml:"ldap"`
 }
 
 // Auth selects the authentication method.
@@ -143,6 +145,35 @@ type Submission struct {
 	// hour (0: no limit); MaxRecipients the recipients of one message.
 	MaxMessagesPerHour int `toml:"max_messages_per_hour"`
 	MaxRecipients      int `toml:"max_recipients"`
+}
+
+// Outbound is the outbound delivery agent: submitted mail for other
+// domains goes to their MX hosts (or a smarthost) over SMTP.
+type Outbound struct {
+	// Smarthost is "host:port" every message is sent to; empty: MX look-up.
+	Smarthost         string `toml:"smarthost"`
+	SmarthostUser     string `toml:"smarthost_user"`     // AUTH PLAIN with the smarthost (over TLS only); empty: no AUTH
+	SmarthostPassword string `toml:"smarthost_password"` // its password
+	SmarthostTLS      string `toml:"smarthost_tls"`      // "" (STARTTLS when offered), "starttls" (required) or "tls" (implicit TLS)
+	// Resolver is "host:port" of the DNS server for MX look-ups; empty:
+	// the system's resolver.
+	Resolver string `toml:"resolver"`
+	// MXPort is the port of the mail servers MX look-up finds.
+	MXPort int `toml:"mx_port"`
+	// MaxPerDestination bounds the conversations with one server at once.
+	MaxPerDestination int `toml:"max_per_destination"`
+	// Workers is how many messages are sent at once.
+	Workers int `toml:"workers"`
+	// RetryFor is how long a message is retried after temporary failures
+	// before it fails with a report to the sender; RetryMin is the first
+	// wait, doubling up to RetryMax.
+	RetryFor Duration `toml:"retry_for"`
+	RetryMin Duration `toml:"retry_min"`
+	RetryMax Duration `toml:"retry_max"`
+	// ConnectTimeout bounds one connection attempt, Timeout one whole
+	// conversation with a server.
+	ConnectTimeout Duration `toml:"connect_timeout"`
+	Timeout        Duration `toml:"timeout"`
 }
 
 // TLS is the certificate for STLS, implicit TLS and SMTP STARTTLS.
@@ -278,6 +309,16 @@ func Default() *Config {
 			Aliases:            []string{},
 			MaxMessagesPerHour: 200,
 			MaxRecipients:      50,
+		},
+		Outbound: Outbound{
+			MXPort:            25,
+			MaxPerDestination: 4,
+			Workers:           8,
+			RetryFor:          Duration(5 * 24 * time.Hour),
+			RetryMin:          Duration(time.Minute),
+			RetryMax:          Duration(time.Hour),
+			ConnectTimeout:    Duration(30 * time.Second),
+			Timeout:           Duration(10 * time.Minute),
 		},
 		TLS: TLS{
 			MinVersion:       "1.2",

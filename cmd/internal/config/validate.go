@@ -232,6 +232,46 @@ func (c *Config) Validate() error {
 		e.add("submission.max_recipients", "must be at least 1 (is %d)", sub.MaxRecipients)
 	}
 
+	// [outbound]
+	ob := c.Outbound
+	if ob.Smarthost != "" {
+		if msg := checkHostPort(ob.Smarthost, false); msg != "" {
+			e.add("outbound.smarthost", "%s", msg)
+		}
+	}
+	if ob.Resolver != "" {
+		if msg := checkHostPort(ob.Resolver, false); msg != "" {
+			e.add("outbound.resolver", "%s", msg)
+		}
+	}
+	if !contains([]string{"", "starttls", "tls"}, ob.SmarthostTLS) {
+		e.add("outbound.smarthost_tls", "must be \"\" (STARTTLS when offered), \"starttls\" or \"tls\" (is %q)", ob.SmarthostTLS)
+	}
+	if ob.SmarthostUser != "" && ob.Smarthost == "" {
+		e.add("outbound.smarthost_user", "is set but outbound.smarthost is not")
+	}
+	if ob.MXPort < 1 || ob.MXPort > 65535 {
+		e.add("outbound.mx_port", "must be a port between 1 and 65535 (is %d)", ob.MXPort)
+	}
+	if ob.MaxPerDestination < 1 {
+		e.add("outbound.max_per_destination", "must be at least 1 (is %d)", ob.MaxPerDestination)
+	}
+	if ob.Workers < 1 {
+		e.add("outbound.workers", "must be at least 1 (is %d)", ob.Workers)
+	}
+	for _, d := range []struct {
+		key string
+		v   Duration
+	}{{"outbound.retry_for", ob.RetryFor}, {"outbound.retry_min", ob.RetryMin}, {"outbound.retry_max", ob.RetryMax},
+		{"outbound.connect_timeout", ob.ConnectTimeout}, {"outbound.timeout", ob.Timeout}} {
+		if d.v <= 0 {
+			e.add(d.key, "must be positive")
+		}
+	}
+	if ob.RetryMax < ob.RetryMin {
+		e.add("outbound.retry_max", "must not be below outbound.retry_min")
+	}
+
 	// [tls]
 	if !contains(TLSVersions, c.TLS.MinVersion) {
 		e.add("tls.min_version", "must be one of %s (is %q)", strings.Join(TLSVersions, ", "), c.TLS.MinVersion)
