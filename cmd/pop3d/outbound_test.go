@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
+	"github.com/pop3svc/pop3svc/store"
 )
 
 // The outbound tests run a DNS server of their own (miekg/dns) that
@@ -102,9 +105,9 @@ type receiver struct {
 	addr     string
 }
 
-func startReceiver(t *testing.T, host string) *receiver {
+func startReceiver(t *testing.T, host string, answer func(n int, rcpt string) error, dataHook func([]byte) error) *receiver {
 	t.Helper()
-	r := &receiver{}
+	r := &receiver{answer: answer, dataHook: dataHook}
 	srv := smtp.NewServer(r)
 	srv.Domain = "receiver.test"
 	srv.AllowInsecureAuth = true
@@ -163,22 +166,30 @@ func (s *rsession) Data(rd io.Reader) error {
 // mxPort. root, when set, is the mail root (a restart on the same store).
 func startSender(t *testing.T, resolver string, mxPort int, root string, setup bool) *pop3dtest.Server {
 	t.Helper()
+	return startSenderWith(t, resolver, mxPort, root, setup, pop3dtest.Config{}, `retry_min = "200ms"
+retry_max = "500ms"`)
+}
+
+// startSenderWith is startSender with base's AdminListen and further
+// [outbound] lines.
+func startSenderWith(t *testing.T, resolver string, mxPort int, root string, setup bool, base pop3dtest.Config, outbound string) *pop3dtest.Server {
+	t.Helper()
 	c := pop3dtest.Config{
 		Top: "logging = 4",
 		Auth: `fail_delay = "20ms"
 penalty = "0s"
 penalty_max = "0s"`,
-		SMTP:       true,
-		Submission: true,
-		MailRoot:   root,
+		SMTP:        true,
+		Submission:  true,
+		MailRoot:    root,
+		AdminListen: base.AdminListen,
 		Tables: fmt.Sprintf(`[outbound]
 resolver = %q
 mx_port = %d
-retry_min = "200ms"
-retry_max = "500ms"
 connect_timeout = "5s"
 timeout = "30s"
-`, resolver, mxPort),
+%s
+`, resolver, mxPort, outbound),
 	}
 	if setup {
 		c.Setup = submissionSetup()
@@ -263,13 +274,12 @@ func TestOutboundToSecondPop3d(t *testing.T) {
 // TestOutboundRetriesTemporaryFailure: the receiver answers 451 to the
 // first RCPT and accepts the next attempt's.
 func TestOutboundRetriesTemporaryFailure(t *testing.T) {
-	r := startReceiver(t, "127.0.0.1")
-	r.answer = func(n int, _ string) error {
+	r := startReceiver(t, "127.0.0.1", func(n int, _ string) error {
 		if n == 1 {
 			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
 		}
 		return nil
-	}
+	}, nil)
 	z, resolver := startDNS(t)
 	z.setMX("flaky.test", 10, "mx.flaky.test")
 	z.setA("mx.flaky.test", "127.0.0.1")
@@ -294,10 +304,9 @@ func TestOutboundRetriesTemporaryFailure(t *testing.T) {
 // TestOutboundPermanentFailureReport: the receiver answers 550 5.1.1; the
 // report (RFC 3464) reaches alice's mailbox.
 func TestOutboundPermanentFailureReport(t *testing.T) {
-	r := startReceiver(t, "127.0.0.1")
-	r.answer = func(int, string) error {
+	r := startReceiver(t, "127.0.0.1", func(int, string) error {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user here"}
-	}
+	}, nil)
 	z, resolver := startDNS(t)
 	z.setMX("strict.test", 10, "mx.strict.test")
 	z.setA("mx.strict.test", "127.0.0.1")
@@ -330,17 +339,16 @@ func waitOutLog(t *testing.T, in *pop3dtest.Server, s string) {
 // pop3d never hears its 250. The restarted pop3d sends it again: no loss,
 // one duplicate, counted in smtp_outbound_possible_duplicates_total.
 func TestOutboundKill9DuringDelivery(t *testing.T) {
-	r := startReceiver(t, "127.0.0.1")
 	hold := make(chan struct{})
 	held := make(chan struct{}, 1)
 	var once sync.Once
-	r.dataHook = func([]byte) error {
+	r := startReceiver(t, "127.0.0.1", nil, func([]byte) error {
 		once.Do(func() {
 			held <- struct{}{}
 			<-hold
 		})
 		return nil
-	}
+	})
 	z, resolver := startDNS(t)
 	z.setMX("far.test", 10, "mx.far.test")
 	z.setA("mx.far.test", "127.0.0.1")
@@ -397,9 +405,128 @@ func TestOutboundKill9DuringDelivery(t *testing.T) {
 	if n := r.count(); n != 2 {
 		t.Errorf("the receiver got %d copies, want 2 (the one before the crash and one after)", n)
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for i, m := range r.msgs {
 		if !strings.Contains(string(m), "sent across a crash") {
 			t.Errorf("copy %d:\n%s", i+1, m)
+		}
+	}
+}
+
+// freeAdmin returns a loopback address with a port free now, for an admin
+// listener pop3ctl can find.
+func freeAdmin(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := l.Addr().String()
+	l.Close()
+	return a
+}
+
+// TestOutboundQueueCtl lists, shows, retries and deletes outbound entries
+// with pop3ctl while the receiver answers 451 and the backoff is an hour.
+func TestOutboundQueueCtl(t *testing.T) {
+	var accept atomic.Bool
+	r := startReceiver(t, "127.0.0.1", func(int, string) error {
+		if accept.Load() {
+			return nil
+		}
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "busy"}
+	}, nil)
+	z, resolver := startDNS(t)
+	z.setMX("slow.test", 10, "mx.slow.test")
+	z.setA("mx.slow.test", "127.0.0.1")
+	in := startSenderWith(t, resolver, port(t, r.addr), "", true, pop3dtest.Config{AdminListen: freeAdmin(t)}, `retry_min = "1h"
+retry_max = "2h"`)
+	submit(t, in, []string{"x@slow.test"}, "queued, then retried by hand")
+	waitOutLog(t, in, `msg="delivery deferred"`)
+
+	var list struct {
+		Entries []store.QueueItem `json:"entries"`
+	}
+	if err := json.Unmarshal([]byte(in.Ctl(t, "", "-json", "queue", "list", "outbound")), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Entries) != 1 {
+		t.Fatalf("queue list outbound: %d entries, want 1: %+v", len(list.Entries), list.Entries)
+	}
+	e := list.Entries[0]
+	if e.Queue != "outbound" || e.From != "alice@example.org" || e.Attempts != 1 || e.NextAttempt == nil ||
+		len(e.Rcpts) != 1 || e.Rcpts[0].Addr != "x@slow.test" || e.Rcpts[0].State != "pending" {
+		t.Errorf("queue list outbound: %+v", e)
+	}
+	if out := in.Ctl(t, "", "queue", "show", e.ID); !strings.Contains(out, "deferred 1 time(s)") || !strings.Contains(out, "x@slow.test pending") {
+		t.Errorf("queue show:\n%s", out)
+	}
+	if out := in.Ctl(t, "", "queue", "list"); !strings.Contains(out, e.ID) || !strings.Contains(out, "outbound") {
+		t.Errorf("queue list:\n%s", out)
+	}
+
+	accept.Store(true)
+	in.Ctl(t, "", "queue", "retry", e.ID)
+	deadline := time.Now().Add(30 * time.Second)
+	for r.count() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("queue retry did not send the message within 30s (the backoff is an hour):\n%s", in.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	accept.Store(false)
+	submit(t, in, []string{"y@slow.test"}, "queued, then deleted")
+	deadline = time.Now().Add(30 * time.Second)
+	var id string
+	for id == "" {
+		list.Entries = nil
+		if err := json.Unmarshal([]byte(in.Ctl(t, "", "-json", "queue", "list", "outbound")), &list); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range list.Entries {
+			if e.Attempts > 0 {
+				id = e.ID
+			}
+		}
+		if id == "" && time.Now().After(deadline) {
+			t.Fatalf("the second message was not deferred within 30s: %+v", list.Entries)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	in.Ctl(t, "", "queue", "delete", id)
+	if out := in.Ctl(t, "", "-json", "queue", "list", "outbound"); strings.Contains(out, id) {
+		t.Errorf("queue list after delete still shows %s:\n%s", id, out)
+	}
+	if _, err := in.TryCtl("", "queue", "show", id); err == nil {
+		t.Errorf("queue show of a deleted entry succeeded")
+	}
+	if n := metric(t, in, `smtp_outbound_deliveries_total{result="delivered"}`); n != 1 {
+		t.Errorf(`smtp_outbound_deliveries_total{result="delivered"} = %v, want 1`, n)
+	}
+	if n := metric(t, in, `smtp_outbound_deliveries_total{result="deferred"}`); n < 2 {
+		t.Errorf(`smtp_outbound_deliveries_total{result="deferred"} = %v, want at least 2`, n)
+	}
+}
+
+// TestOutboundExpiry: a receiver that only ever answers 451; past
+// outbound.retry_for the message fails with 5.4.7 and alice gets the report.
+func TestOutboundExpiry(t *testing.T) {
+	r := startReceiver(t, "127.0.0.1", func(int, string) error {
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "never today"}
+	}, nil)
+	z, resolver := startDNS(t)
+	z.setMX("never.test", 10, "mx.never.test")
+	z.setA("mx.never.test", "127.0.0.1")
+	in := startSenderWith(t, resolver, port(t, r.addr), "", true, pop3dtest.Config{}, `retry_min = "200ms"
+retry_max = "300ms"
+retry_for = "2s"`)
+	submit(t, in, []string{"z@never.test"}, "never delivered")
+	dsn := popMessages(t, in, "alice@example.org", alicePass, 1)
+	for _, want := range []string{"Final-Recipient: rfc822; z@never.test", "Status: 5.4.7", "delivery time expired", "never today"} {
+		if !strings.Contains(dsn[0], want) {
+			t.Errorf("the report lacks %q:\n%s", want, dsn[0])
 		}
 	}
 }

@@ -24,6 +24,9 @@ type runtime struct {
 	// auth is POP3's Authenticator in force, which submission's AUTH
 	// shares (methods, guard, auth queue); nil before POP3 started.
 	auth atomic.Pointer[auth.Authenticator]
+	// retried tells the delivery service of a queue that an entry is due
+	// now (set by the SMTP service; nil before it started).
+	retried func(queue, id string)
 	log  *slog.Logger
 
 	level   *slog.LevelVar // the log level; follows the logging setting on reload

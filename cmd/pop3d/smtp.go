@@ -134,6 +134,13 @@ func (s *smtpService) Start(rt *runtime) error {
 	s.transport = outbound.New(transportOptions(rt.cfg, rt))
 	s.outbound = delivery.New(rt.store, rt.outbound, s.outboundOptions(rt.cfg, rt))
 	s.outbound.Start()
+	rt.retried = func(queue, id string) {
+		if queue == store.QueueOutbound {
+			s.outbound.Retry(id)
+		} else {
+			s.delivery.Retry(id)
+		}
+	}
 	s.smtp = smtpsvc.New(rt.store, rt.queue, s.delivery.Notify, smtpOptions(rt.cfg, rt))
 	s.net = smtpnet.New(func(lmtp bool) smtpnet.Protocol { return s.smtp.NewServer(lmtp) }, smtpNetOptions(rt.cfg, rt))
 	if err := s.net.Listen(rt.cfg.SMTP.Listen, rt.cfg.SMTP.LMTPListen); err != nil {

@@ -491,6 +491,21 @@ func (s *Service) deferEntry(id string) time.Duration {
 	return d
 }
 
+// Retry forgets the entry's backoff and hands it to a worker now (pop3ctl
+// queue retry through the admin API, after store.RetryQueueEntry made it
+// due in the entry itself).
+func (s *Service) Retry(id string) {
+	s.mu.Lock()
+	if r := s.retry[id]; r != nil {
+		if r.timer != nil {
+			r.timer.Stop()
+		}
+		delete(s.retry, id)
+	}
+	s.mu.Unlock()
+	s.dispatch(id, false)
+}
+
 // WaitIdle waits until the queue is empty or ctx ends (tests and benchmarks).
 func (s *Service) WaitIdle(ctx context.Context) error {
 	for {
