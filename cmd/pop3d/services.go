@@ -27,7 +27,7 @@ type runtime struct {
 	// retried tells the delivery service of a queue that an entry is due
 	// now (set by the SMTP service; nil before it started).
 	retried func(queue, id string)
-	log  *slog.Logger
+	log     *slog.Logger
 
 	level   *slog.LevelVar // the log level; follows the logging setting on reload
 	started time.Time
