@@ -530,3 +530,39 @@ retry_for = "2s"`)
 		}
 	}
 }
+
+// TestOutboundSmarthost sends through a smarthost: the second pop3d's
+// implicit-TLS submission port, with AUTH as carol, who may send as
+// alice@example.org there (an alias); dave reads the message by POP3.
+func TestOutboundSmarthost(t *testing.T) {
+	remote := pop3dtest.Start(t, pop3dtest.Config{
+		Top:             "logging = 4",
+		Submission:      true,
+		SubmissionTable: `aliases = ["carol@remote.test=alice@example.org"]`,
+		Setup: [][]string{
+			{"add", "remote.test"}, {"add", "carol@remote.test", "-password", bobPass},
+			{"add", "implicit.test"}, {"add", "dave@implicit.test", "-password", bobPass},
+		},
+	})
+	in := pop3dtest.Start(t, pop3dtest.Config{
+		Top:        "logging = 4",
+		Submission: true,
+		Setup:      submissionSetup(),
+		Tables: fmt.Sprintf(`[outbound]
+smarthost = %q
+smarthost_tls = "tls"
+smarthost_user = "carol@remote.test"
+smarthost_password = %q
+retry_min = "200ms"
+retry_max = "500ms"
+`, remote.SubmissionTLS, bobPass),
+	})
+	submit(t, in, []string{"dave@implicit.test"}, "through the smarthost")
+	dave := popMessages(t, remote, "dave@implicit.test", bobPass, 1)
+	if !strings.Contains(dave[0], "through the smarthost") || !strings.Contains(dave[0], "with ESMTPSA") {
+		t.Errorf("dave's copy did not come through the smarthost with AUTH over TLS:\n%s", dave[0])
+	}
+	if strings.Contains(in.Ctl(t, "", "queue", "list", "outbound"), "alice@example.org") {
+		t.Errorf("the outbound queue still holds the message")
+	}
+}
