@@ -83,6 +83,10 @@ Queues (inbound: mail for local mailboxes; outbound: submitted mail for other do
   queue retry ID                       make a deferred entry due now
   queue delete ID                      remove an entry without delivering it or reporting
 
+DKIM (RFC 6376):
+  dkim add DOMAIN                      make DOMAIN's signing key; prints the DNS TXT record to publish
+                                       (selector outbound.dkim_selector); outbound mail from DOMAIN is signed
+
 Settings:
   get [KEY]                            show one setting, or all of them
   set KEY VALUE [-force]               change a setting in the file and tell the running service;
@@ -220,6 +224,7 @@ var verbs = map[string]struct {
 	"get":       {(*cli).get, ""},
 	"set":       {(*cli).set, "f"},
 	"queue":     {(*cli).queueVerb, ""},
+	"dkim":      {(*cli).dkim, ""},
 }
 
 func (c *cli) dispatch() error {
@@ -291,7 +296,7 @@ func (c *cli) help() error {
 		return usagef("help takes no arguments")
 	}
 	if c.json {
-		names := []string{"add", "delete", "rename", "list", "lock", "unlock", "stat", "changepwd", "quota", "deliver", "import", "queue", "get", "set", "help"}
+		names := []string{"add", "delete", "rename", "list", "lock", "unlock", "stat", "changepwd", "quota", "deliver", "import", "queue", "dkim", "get", "set", "help"}
 		c.emitJSON(map[string]any{"verbs": names, "usage": usageText})
 		return nil
 	}

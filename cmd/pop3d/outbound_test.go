@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
 
@@ -564,5 +566,64 @@ retry_max = "500ms"
 	}
 	if strings.Contains(in.Ctl(t, "", "queue", "list", "outbound"), "alice@example.org") {
 		t.Errorf("the outbound queue still holds the message")
+	}
+}
+
+// TestOutboundDKIM makes example.org's key with pop3ctl dkim add and
+// checks the signature of the message the receiver gets against the
+// record pop3ctl printed.
+func TestOutboundDKIM(t *testing.T) {
+	r := startReceiver(t, "127.0.0.1", nil, nil)
+	z, resolver := startDNS(t)
+	z.setMX("signed.test", 10, "mx.signed.test")
+	z.setA("mx.signed.test", "127.0.0.1")
+	in := startSender(t, resolver, port(t, r.addr), "", true)
+	var rec struct {
+		Name, TXT, Record string
+		Created           bool
+	}
+	if err := json.Unmarshal([]byte(in.Ctl(t, "", "-json", "dkim", "add", "example.org")), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Name != "pop3d._domainkey.example.org" || !strings.HasPrefix(rec.TXT, "v=DKIM1; k=rsa; p=") || !rec.Created ||
+		!strings.HasPrefix(rec.Record, "pop3d._domainkey.example.org. IN TXT (") {
+		t.Fatalf("dkim add: %+v", rec)
+	}
+	if out := in.Ctl(t, "", "-json", "dkim", "add", "example.org"); !strings.Contains(out, `"created": false`) || !strings.Contains(out, rec.TXT) {
+		t.Errorf("a second dkim add did not print the same key's record:\n%s", out)
+	}
+	if out, err := in.TryCtl("", "dkim", "add", "not-served.test"); err == nil {
+		t.Errorf("dkim add for a domain not served succeeded:\n%s", out)
+	}
+
+	submit(t, in, []string{"x@signed.test"}, "a signed message")
+	deadline := time.Now().Add(30 * time.Second)
+	for r.count() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the receiver got nothing within 30s:\n%s", in.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.mu.Lock()
+	msg := r.msgs[0]
+	r.mu.Unlock()
+	vs, err := dkim.VerifyWithOptions(bytes.NewReader(msg), &dkim.VerifyOptions{
+		LookupTXT: func(name string) ([]string, error) {
+			if name != rec.Name {
+				return nil, fmt.Errorf("no TXT record for %s", name)
+			}
+			return []string{rec.TXT}, nil
+		},
+	})
+	if err != nil || len(vs) != 1 || vs[0].Err != nil || vs[0].Domain != "example.org" {
+		t.Fatalf("DKIM verification: %v %+v\n%s", err, vs, msg)
+	}
+	// A change to a signed header breaks the signature: it covers them.
+	bad := bytes.Replace(msg, []byte("Subject: outbound"), []byte("Subject: altered"), 1)
+	vs, _ = dkim.VerifyWithOptions(bytes.NewReader(bad), &dkim.VerifyOptions{
+		LookupTXT: func(string) ([]string, error) { return []string{rec.TXT}, nil },
+	})
+	if len(vs) != 1 || vs[0].Err == nil {
+		t.Errorf("the signature still verifies after the Subject changed")
 	}
 }

@@ -95,6 +95,7 @@ func transportOptions(cfg *config.Config, rt *runtime) outbound.Options {
 		MaxPerDestination: ob.MaxPerDestination,
 		ConnectTimeout:    ob.ConnectTimeout.D(),
 		Timeout:           ob.Timeout.D(),
+		Sign:              outbound.NewDKIM(rt.store.Root(), ob.DKIMSelector).Sign,
 		Logger:            rt.log.With("service", "outbound"),
 	}
 }

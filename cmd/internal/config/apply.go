@@ -197,6 +197,8 @@ var applies = []struct {
 		"One connection attempt to a mail server."},
 	{"outbound.timeout", Live, "",
 		"One whole conversation with a mail server."},
+	{"outbound.dkim_selector", Live, "",
+		"Selector of the DKIM signatures made with the keys of pop3ctl dkim add."},
 
 	{"tls.cert", Live, "",
 		"Certificate file (PEM); empty: a self-signed pair under the mail root."},

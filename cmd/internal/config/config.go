@@ -174,6 +174,10 @@ type Outbound struct {
 	// conversation with a server.
 	ConnectTimeout Duration `toml:"connect_timeout"`
 	Timeout        Duration `toml:"timeout"`
+	// DKIMSelector is the selector of the DKIM signatures (RFC 6376) made
+	// with the keys pop3ctl dkim add creates; a sender's domain without a
+	// key is not signed.
+	DKIMSelector string `toml:"dkim_selector"`
 }
 
 // TLS is the certificate for STLS, implicit TLS and SMTP STARTTLS.
@@ -319,6 +323,7 @@ func Default() *Config {
 			RetryMax:          Duration(time.Hour),
 			ConnectTimeout:    Duration(30 * time.Second),
 			Timeout:           Duration(10 * time.Minute),
+			DKIMSelector:      "pop3d",
 		},
 		TLS: TLS{
 			MinVersion:       "1.2",

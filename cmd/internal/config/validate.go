@@ -268,6 +268,11 @@ func (c *Config) Validate() error {
 			e.add(d.key, "must be positive")
 		}
 	}
+	if ob.DKIMSelector == "" || strings.ContainsFunc(ob.DKIMSelector, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.')
+	}) {
+		e.add("outbound.dkim_selector", "must be a DNS label or labels: letters, digits, '-' and '.' (is %q)", ob.DKIMSelector)
+	}
 	if ob.RetryMax < ob.RetryMin {
 		e.add("outbound.retry_max", "must not be below outbound.retry_min")
 	}
