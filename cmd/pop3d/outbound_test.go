@@ -37,7 +37,7 @@ type dnsZone struct {
 	srv *dns.Server
 }
 
-func startDNS(t *testing.T) (*dnsZone, string) {
+func startDNS(t testing.TB) (*dnsZone, string) {
 	t.Helper()
 	z := &dnsZone{mx: map[string][]*dns.MX{}, a: map[string]net.IP{}}
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -107,7 +107,7 @@ type receiver struct {
 	addr     string
 }
 
-func startReceiver(t *testing.T, host string, answer func(n int, rcpt string) error, dataHook func([]byte) error) *receiver {
+func startReceiver(t testing.TB, host string, answer func(n int, rcpt string) error, dataHook func([]byte) error) *receiver {
 	t.Helper()
 	r := &receiver{answer: answer, dataHook: dataHook}
 	srv := smtp.NewServer(r)
@@ -166,7 +166,7 @@ func (s *rsession) Data(rd io.Reader) error {
 // startSender runs pop3d with alice and bob of example.org, submission,
 // and outbound delivery through the test's DNS server to mail servers on
 // mxPort. root, when set, is the mail root (a restart on the same store).
-func startSender(t *testing.T, resolver string, mxPort int, root string, setup bool) *pop3dtest.Server {
+func startSender(t testing.TB, resolver string, mxPort int, root string, setup bool) *pop3dtest.Server {
 	t.Helper()
 	return startSenderWith(t, resolver, mxPort, root, setup, pop3dtest.Config{}, `retry_min = "200ms"
 retry_max = "500ms"`)
@@ -174,17 +174,18 @@ retry_max = "500ms"`)
 
 // startSenderWith is startSender with base's AdminListen and further
 // [outbound] lines.
-func startSenderWith(t *testing.T, resolver string, mxPort int, root string, setup bool, base pop3dtest.Config, outbound string) *pop3dtest.Server {
+func startSenderWith(t testing.TB, resolver string, mxPort int, root string, setup bool, base pop3dtest.Config, outbound string) *pop3dtest.Server {
 	t.Helper()
 	c := pop3dtest.Config{
 		Top: "logging = 4",
 		Auth: `fail_delay = "20ms"
 penalty = "0s"
 penalty_max = "0s"`,
-		SMTP:        true,
-		Submission:  true,
-		MailRoot:    root,
-		AdminListen: base.AdminListen,
+		SMTP:            true,
+		Submission:      true,
+		SubmissionTable: base.SubmissionTable,
+		MailRoot:        root,
+		AdminListen:     base.AdminListen,
 		Tables: fmt.Sprintf(`[outbound]
 resolver = %q
 mx_port = %d
@@ -200,7 +201,7 @@ timeout = "30s"
 }
 
 // submit sends one message as alice through the submission port.
-func submit(t *testing.T, in *pop3dtest.Server, to []string, body string) {
+func submit(t testing.TB, in *pop3dtest.Server, to []string, body string) {
 	t.Helper()
 	c := smtpClient(t, in.Submission)
 	startTLS(t, c)
@@ -214,7 +215,7 @@ func submit(t *testing.T, in *pop3dtest.Server, to []string, body string) {
 	_ = c.Quit()
 }
 
-func port(t *testing.T, addr string) int {
+func port(t testing.TB, addr string) int {
 	_, p, _ := net.SplitHostPort(addr)
 	n, err := strconv.Atoi(p)
 	if err != nil {
@@ -325,7 +326,7 @@ func TestOutboundPermanentFailureReport(t *testing.T) {
 	}
 }
 
-func waitOutLog(t *testing.T, in *pop3dtest.Server, s string) {
+func waitOutLog(t testing.TB, in *pop3dtest.Server, s string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(in.Log(), s) {
@@ -418,7 +419,7 @@ func TestOutboundKill9DuringDelivery(t *testing.T) {
 
 // freeAdmin returns a loopback address with a port free now, for an admin
 // listener pop3ctl can find.
-func freeAdmin(t *testing.T) string {
+func freeAdmin(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

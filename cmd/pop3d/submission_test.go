@@ -52,7 +52,7 @@ penalty_max = "0s"
 
 // popMessages logs in as addr and returns every message of the mailbox,
 // waiting (with a deadline) until there are want of them.
-func popMessages(t *testing.T, in *pop3dtest.Server, addr, pass string, want int) []string {
+func popMessages(t testing.TB, in *pop3dtest.Server, addr, pass string, want int) []string {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -87,7 +87,7 @@ func popMessages(t *testing.T, in *pop3dtest.Server, addr, pass string, want int
 	}
 }
 
-func swaks(t *testing.T, args ...string) string {
+func swaks(t testing.TB, args ...string) string {
 	t.Helper()
 	pop3dtest.NeedTool(t, "swaks")
 	out, err := exec.Command("swaks", append(args, "--timeout", "20")...).CombinedOutput()
@@ -190,7 +190,7 @@ func code(err error) int {
 	return 0
 }
 
-func smtpClient(t *testing.T, addr string) *smtp.Client {
+func smtpClient(t testing.TB, addr string) *smtp.Client {
 	t.Helper()
 	c, err := smtp.Dial(addr)
 	if err != nil {
@@ -203,7 +203,7 @@ func smtpClient(t *testing.T, addr string) *smtp.Client {
 	return c
 }
 
-func startTLS(t *testing.T, c *smtp.Client) {
+func startTLS(t testing.TB, c *smtp.Client) {
 	t.Helper()
 	if err := c.StartTLS(&tls.Config{InsecureSkipVerify: true, ServerName: "localhost"}); err != nil { //nolint:gosec // the test server's self-signed pair
 		t.Fatal(err)
@@ -245,7 +245,7 @@ func send(c *smtp.Client, from string, to []string, msg string) error {
 }
 
 // raw sends one command line as is and returns the reply.
-func raw(t *testing.T, c *smtp.Client, line string) (int, string) {
+func raw(t testing.TB, c *smtp.Client, line string) (int, string) {
 	t.Helper()
 	id, err := c.Text.Cmd("%s", line)
 	if err != nil {
