@@ -488,7 +488,10 @@ func (ss *session) received(t txn) string {
 	if _, ok := ss.conn.TLSConnectionState(); ok && !ss.lmtp {
 		proto = "ESMTPS"
 	}
-	if ss.submission && ss.authed {
+	ss.mu.Lock()
+	authed := ss.authed
+	ss.mu.Unlock()
+	if ss.submission && authed {
 		proto += "A" // RFC 3848 §3: ESMTPA, ESMTPSA
 	}
 	var b strings.Builder
