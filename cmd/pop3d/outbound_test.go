@@ -178,7 +178,7 @@ func startSenderWith(t testing.TB, resolver string, mxPort int, root string, set
 	t.Helper()
 	c := pop3dtest.Config{
 		Top: "logging = 4",
-		Auth: `fail_delay = "20ms"
+		Auth: fastHash + `fail_delay = "20ms"
 penalty = "0s"
 penalty_max = "0s"`,
 		SMTP:            true,
@@ -230,8 +230,10 @@ func port(t testing.TB, addr string) int {
 // local recipient of the same message gets it locally; a null MX domain
 // gets a report into alice's mailbox.
 func TestOutboundToSecondPop3d(t *testing.T) {
+	t.Parallel()
 	remote := pop3dtest.Start(t, pop3dtest.Config{
 		Top:  "logging = 4",
+		Auth: fastHash,
 		SMTP: true,
 		Setup: [][]string{
 			{"add", "remote.test"}, {"add", "carol@remote.test", "-password", bobPass},
@@ -277,6 +279,7 @@ func TestOutboundToSecondPop3d(t *testing.T) {
 // TestOutboundRetriesTemporaryFailure: the receiver answers 451 to the
 // first RCPT and accepts the next attempt's.
 func TestOutboundRetriesTemporaryFailure(t *testing.T) {
+	t.Parallel()
 	r := startReceiver(t, "127.0.0.1", func(n int, _ string) error {
 		if n == 1 {
 			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
@@ -307,6 +310,7 @@ func TestOutboundRetriesTemporaryFailure(t *testing.T) {
 // TestOutboundPermanentFailureReport: the receiver answers 550 5.1.1; the
 // report (RFC 3464) reaches alice's mailbox.
 func TestOutboundPermanentFailureReport(t *testing.T) {
+	t.Parallel()
 	r := startReceiver(t, "127.0.0.1", func(int, string) error {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user here"}
 	}, nil)
@@ -342,6 +346,7 @@ func waitOutLog(t testing.TB, in *pop3dtest.Server, s string) {
 // pop3d never hears its 250. The restarted pop3d sends it again: no loss,
 // one duplicate, counted in smtp_outbound_possible_duplicates_total.
 func TestOutboundKill9DuringDelivery(t *testing.T) {
+	t.Parallel()
 	hold := make(chan struct{})
 	held := make(chan struct{}, 1)
 	var once sync.Once
@@ -433,6 +438,7 @@ func freeAdmin(t testing.TB) string {
 // TestOutboundQueueCtl lists, shows, retries and deletes outbound entries
 // with pop3ctl while the receiver answers 451 and the backoff is an hour.
 func TestOutboundQueueCtl(t *testing.T) {
+	t.Parallel()
 	var accept atomic.Bool
 	r := startReceiver(t, "127.0.0.1", func(int, string) error {
 		if accept.Load() {
@@ -516,6 +522,7 @@ retry_max = "2h"`)
 // TestOutboundExpiry: a receiver that only ever answers 451; past
 // outbound.retry_for the message fails with 5.4.7 and alice gets the report.
 func TestOutboundExpiry(t *testing.T) {
+	t.Parallel()
 	r := startReceiver(t, "127.0.0.1", func(int, string) error {
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "never today"}
 	}, nil)
@@ -538,8 +545,10 @@ retry_for = "2s"`)
 // implicit-TLS submission port, with AUTH as carol, who may send as
 // alice@example.org there (an alias); dave reads the message by POP3.
 func TestOutboundSmarthost(t *testing.T) {
+	t.Parallel()
 	remote := pop3dtest.Start(t, pop3dtest.Config{
 		Top:             "logging = 4",
+		Auth:            fastHash,
 		Submission:      true,
 		SubmissionTable: `aliases = ["carol@remote.test=alice@example.org"]`,
 		Setup: [][]string{
@@ -549,6 +558,7 @@ func TestOutboundSmarthost(t *testing.T) {
 	})
 	in := pop3dtest.Start(t, pop3dtest.Config{
 		Top:        "logging = 4",
+		Auth:       fastHash,
 		Submission: true,
 		Setup:      submissionSetup(),
 		Tables: fmt.Sprintf(`[outbound]
@@ -574,6 +584,7 @@ retry_max = "500ms"
 // checks the signature of the message the receiver gets against the
 // record pop3ctl printed.
 func TestOutboundDKIM(t *testing.T) {
+	t.Parallel()
 	r := startReceiver(t, "127.0.0.1", nil, nil)
 	z, resolver := startDNS(t)
 	z.setMX("signed.test", 10, "mx.signed.test")

@@ -34,11 +34,17 @@ func submissionSetup() [][]string {
 	}
 }
 
+// fastHash keeps the tests' password hashes cheap (bcrypt at its lowest
+// cost): every pop3ctl add and every login pays one.
+const fastHash = `hash = "bcrypt"
+bcrypt_cost = 4
+`
+
 func startSubmission(t *testing.T, auth, sub, smtpTable string) *pop3dtest.Server {
 	t.Helper()
 	return pop3dtest.Start(t, pop3dtest.Config{
 		Top: "logging = 4",
-		Auth: `fail_delay = "20ms"
+		Auth: fastHash + `fail_delay = "20ms"
 penalty = "0s"
 penalty_max = "0s"
 ` + auth,
@@ -104,6 +110,7 @@ func swaks(t testing.TB, args ...string) string {
 // LOGIN and CRAM-MD5, and over implicit TLS with AUTH PLAIN; bob reads the
 // four messages by POP3, each with the trace and headers submission adds.
 func TestSubmissionSwaks(t *testing.T) {
+	t.Parallel()
 	in := startSubmission(t, "", "", "")
 	host, port, _ := net.SplitHostPort(in.Submission)
 	thost, tport, _ := net.SplitHostPort(in.SubmissionTLS)
@@ -146,6 +153,7 @@ func TestSubmissionSwaks(t *testing.T) {
 // TestSubmissionSmtplib authenticates with Python's smtplib over STARTTLS,
 // once with AUTH PLAIN and once with AUTH LOGIN.
 func TestSubmissionSmtplib(t *testing.T) {
+	t.Parallel()
 	in := startSubmission(t, "", "", "")
 	host, port, _ := net.SplitHostPort(in.Submission)
 	script := `
@@ -262,6 +270,7 @@ func raw(t testing.TB, c *smtp.Client, line string) (int, string) {
 // From:), the per-user limits, header injection through envelope
 // addresses, the size limit, and relaying on the SMTP port.
 func TestSubmissionPolicy(t *testing.T) {
+	t.Parallel()
 	in := startSubmission(t, "", `aliases = ["alice@example.org=sales@example.org"]
 max_recipients = 3
 max_messages_per_hour = 2`, `max_message_size = "100KB"`)
@@ -402,6 +411,7 @@ max_messages_per_hour = 2`, `max_message_size = "100KB"`)
 // the guard bans the address, then finds POP3 refusing the right
 // password from it: one guard for both protocols.
 func TestSubmissionSharesPOP3Guard(t *testing.T) {
+	t.Parallel()
 	in := startSubmission(t, "ban_after = 2\nban_window = \"10m\"\nban_time = \"10m\"", "", "")
 	for i := range 2 {
 		c := smtpClient(t, in.Submission)
