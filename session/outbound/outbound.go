@@ -519,7 +519,7 @@ func (t *Transport) prelude(ctx context.Context, conn net.Conn, dest, host strin
 		r := protoResult(0, "", err, host)
 		return nil, false, &r
 	}
-	code, msg, err = tp.ReadResponse(250)
+	_, msg, err = tp.ReadResponse(250)
 	offered := false
 	if err == nil {
 		for _, l := range strings.Split(msg, "\n") {
