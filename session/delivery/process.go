@@ -256,8 +256,8 @@ func stageKey(id string, i int) string { return id + "." + strconv.Itoa(i) }
 // stage). A mailbox deleted since gets nothing.
 func (s *Service) publishDone(e store.QueueEntry) error {
 	st, ok := s.st.(store.StagedDelivery)
-	if !ok {
-		return nil
+	if !ok || s.o().Transport != nil {
+		return nil // the outbound agent stages nothing: its copies are on other servers
 	}
 	for i, r := range e.Rcpts() {
 		if !r.Done {
