@@ -77,6 +77,16 @@ Moving in from another server (every message keeps its UIDL; run again: nothing 
                                        a whole domain: FILE (mode 600) has lines "MAILBOX USER PASSWORD"
   import ... -verify                   then compare the old and new UIDL lists and sizes
 
+Queues (inbound: mail for local mailboxes; outbound: submitted mail for other domains):
+  queue list [inbound|outbound]        list the entries, with their recipients' state
+  queue show ID                        one entry: envelope and each recipient's state
+  queue retry ID                       make a deferred entry due now
+  queue delete ID                      remove an entry without delivering it or reporting
+
+DKIM (RFC 6376):
+  dkim add DOMAIN                      make DOMAIN's signing key; prints the DNS TXT record to publish
+                                       (selector outbound.dkim_selector); outbound mail from DOMAIN is signed
+
 Settings:
   get [KEY]                            show one setting, or all of them
   set KEY VALUE [-force]               change a setting in the file and tell the running service;
@@ -213,6 +223,8 @@ var verbs = map[string]struct {
 	"import":    {(*cli).importMail, "p"},
 	"get":       {(*cli).get, ""},
 	"set":       {(*cli).set, "f"},
+	"queue":     {(*cli).queueVerb, ""},
+	"dkim":      {(*cli).dkim, ""},
 }
 
 func (c *cli) dispatch() error {
@@ -284,7 +296,7 @@ func (c *cli) help() error {
 		return usagef("help takes no arguments")
 	}
 	if c.json {
-		names := []string{"add", "delete", "rename", "list", "lock", "unlock", "stat", "changepwd", "quota", "deliver", "import", "get", "set", "help"}
+		names := []string{"add", "delete", "rename", "list", "lock", "unlock", "stat", "changepwd", "quota", "deliver", "import", "queue", "dkim", "get", "set", "help"}
 		c.emitJSON(map[string]any{"verbs": names, "usage": usageText})
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
 	"github.com/pop3svc/pop3svc/cmd/pop3d/internal/admin"
+	"github.com/pop3svc/pop3svc/store"
 )
 
 // adminService runs the admin listener (package admin) with the browser
@@ -30,6 +31,8 @@ func (a *adminService) Start(rt *runtime) error {
 		ConfigFile: rt.cfgPath,
 		Started:    rt.started,
 		Status:     rt.pop3Status,
+		Queues:     map[string]store.Queue{store.QueueInbound: rt.queue, store.QueueOutbound: rt.outbound},
+		Retried:    rt.retried,
 		Log:        rt.log,
 	})
 	if err != nil {

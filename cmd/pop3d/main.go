@@ -97,7 +97,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		_ = st.Close()
 		return 1
 	}
-	rt := &runtime{cfgPath: path, cfg: cfg, store: st, queue: q, log: log, level: level, started: time.Now()}
+	oq, err := queue.OpenOutbound(st.Root())
+	if err != nil {
+		log.Error("cannot open the outbound queue", "err", err)
+		_ = st.Close()
+		return 1
+	}
+	rt := &runtime{cfgPath: path, cfg: cfg, store: st, queue: q, outbound: oq, log: log, level: level, started: time.Now()}
 	copts := wiring.CertOptions(cfg)
 	copts.Log = log.With("service", "tls")
 	if rt.certs, err = certs.New(copts); err != nil {

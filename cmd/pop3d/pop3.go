@@ -25,8 +25,9 @@ type pop3Service struct {
 	auth  authMethods  // the authentication method of each configuration
 	// handshake is tls.handshake_timeout, read for each new TLS session.
 	handshake atomic.Int64
-	tls       *tls.Config     // follows the certificate manager
-	queue     *auth.HashQueue // the auth queue, kept across reloads
+	tls       *tls.Config         // follows the certificate manager
+	queue     *auth.HashQueue     // the auth queue, kept across reloads
+	built     *auth.Authenticator // made by the last factory call
 }
 
 func (p *pop3Service) Name() string { return "pop3" }
@@ -51,6 +52,7 @@ func (p *pop3Service) factory(cfg *config.Config, g *guard.Guard) (session.Facto
 		Queue:         p.queue,
 		HashCost:      wiring.HashParams(cfg.Auth).Memory(),
 	}
+	p.built = a
 	opts := &pop3.Options{
 		Store:           p.rt.store,
 		Auth:            a,
@@ -109,6 +111,7 @@ func (p *pop3Service) Start(rt *runtime) error {
 	}
 	p.srv, p.guard = srv, g
 	rt.pop3.Store(srv)
+	rt.auth.Store(p.built)
 	return nil
 }
 
@@ -126,6 +129,7 @@ func (p *pop3Service) Reload(cfg *config.Config) error {
 	if err := p.srv.Reload(wiring.EngineConfig(cfg), f); err != nil {
 		return fmt.Errorf("pop3: %w", err)
 	}
+	p.rt.auth.Store(p.built)
 	return nil
 }
 

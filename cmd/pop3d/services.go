@@ -9,6 +9,7 @@ import (
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
 	"github.com/pop3svc/pop3svc/engine"
 	"github.com/pop3svc/pop3svc/engine/certs"
+	"github.com/pop3svc/pop3svc/session/auth"
 	"github.com/pop3svc/pop3svc/store"
 )
 
@@ -18,6 +19,14 @@ type runtime struct {
 	cfg     *config.Config // the configuration in force: replaced on reload before the services' Reload
 	store   store.Store
 	queue   store.Queue // the mail queue and Badmail of the mail root
+	// outbound is the queue of submitted mail for other domains.
+	outbound store.Queue
+	// auth is POP3's Authenticator in force, which submission's AUTH
+	// shares (methods, guard, auth queue); nil before POP3 started.
+	auth atomic.Pointer[auth.Authenticator]
+	// retried tells the delivery service of a queue that an entry is due
+	// now (set by the SMTP service; nil before it started).
+	retried func(queue, id string)
 	log     *slog.Logger
 
 	level   *slog.LevelVar // the log level; follows the logging setting on reload

@@ -9,12 +9,17 @@
 // the deadline. The protocol itself (session/smtp, on go-smtp) serves the
 // connections each listener hands it.
 //
-// Metrics: smtp_connections_refused_total, smtp_starttls_failed_total.
+// It also serves implicit-TLS listeners (RFC 8314), whose handshake is
+// bounded by tls.handshake_timeout.
+//
+// Metrics: smtp_connections_refused_total, smtp_starttls_failed_total,
+// smtp_tls_handshake_failed_total.
 package smtpnet
 
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -44,6 +49,7 @@ const (
 var (
 	mConnsRefused = metrics.GetOrCreateCounter(`smtp_connections_refused_total`)
 	mStartTLSFail = metrics.GetOrCreateCounter(`smtp_starttls_failed_total`)
+	mTLSFail      = metrics.GetOrCreateCounter(`smtp_tls_handshake_failed_total`)
 )
 
 // Protocol serves the connections of one listener until Shutdown; go-smtp's
@@ -313,8 +319,46 @@ func (s *Server) Listen(smtpAddrs, lmtpAddrs []string) error {
 	return nil
 }
 
+// ListenTLS binds implicit-TLS SMTP listeners (RFC 8314 §3.3: the TLS
+// handshake comes first, then the SMTP session) and serves them in the
+// background.
+func (s *Server) ListenTLS(addrs []string, cfg *tls.Config) error {
+	var ls []net.Listener
+	for _, a := range addrs {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			return fmt.Errorf("cannot listen on %s: %w", a, err)
+		}
+		ls = append(ls, l)
+	}
+	for i, l := range ls {
+		if err := s.ServeTLS(l, cfg); err != nil {
+			for _, l := range ls[i:] {
+				l.Close()
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// ServeTLS serves one implicit-TLS listener in the background: each
+// connection's handshake runs on a goroutine of its own, bounded by
+// tls.handshake_timeout, before the SMTP session starts. A failed
+// handshake closes the connection and counts in smtp_tls_handshake_failed_total.
+func (s *Server) ServeTLS(l net.Listener, cfg *tls.Config) error {
+	return s.serve(l, false, cfg)
+}
+
 // Serve serves one listener in the background; lmtp selects LMTP.
 func (s *Server) Serve(l net.Listener, lmtp bool) error {
+	return s.serve(l, lmtp, nil)
+}
+
+func (s *Server) serve(l net.Listener, lmtp bool, tlsCfg *tls.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -329,14 +373,14 @@ func (s *Server) Serve(l net.Listener, lmtp bool) error {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.acceptLoop(tl, lmtp)
+		s.acceptLoop(tl, lmtp, tlsCfg)
 	}()
 	return nil
 }
 
 // acceptLoop accepts connections until the listener is closed, backing
 // off on temporary errors as net/http does.
-func (s *Server) acceptLoop(tl *trackingListener, lmtp bool) {
+func (s *Server) acceptLoop(tl *trackingListener, lmtp bool, tlsCfg *tls.Config) {
 	var delay time.Duration
 	for {
 		c, err := tl.Accept()
@@ -356,8 +400,39 @@ func (s *Server) acceptLoop(tl *trackingListener, lmtp bool) {
 			return
 		}
 		delay = 0
+		if tlsCfg != nil {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.handshake(c, tlsCfg)
+			}()
+			continue
+		}
 		s.dispatch(c, lmtp)
 	}
+}
+
+// handshake runs the TLS handshake of an implicit-TLS connection within
+// tls.handshake_timeout (and the pre-transaction budget), then hands the
+// session to the protocol.
+func (s *Server) handshake(c net.Conn, cfg *tls.Config) {
+	o := s.o()
+	tc := tls.Server(c, cfg)
+	// The deadline is set on the socket itself: the tracked connection's
+	// would move forward with every read.
+	raw := c
+	if t, ok := c.(*trackedConn); ok {
+		raw = t.Conn
+	}
+	_ = raw.SetDeadline(time.Now().Add(o.HandshakeTimeout))
+	if err := tc.Handshake(); err != nil {
+		mTLSFail.Inc()
+		o.Logger.Info("TLS handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+		_ = c.Close()
+		return
+	}
+	_ = raw.SetDeadline(time.Time{})
+	s.dispatch(tc, false)
 }
 
 // isTemporary reports an accept error worth retrying (out of file

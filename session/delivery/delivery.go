@@ -73,6 +73,16 @@ type Options struct {
 	QueueScan    time.Duration // periodic scan; 0: DefaultQueueScan
 	Workers      int           // entries delivered at once; 0: DefaultWorkers
 	Logger       *slog.Logger  // nil: discard
+	// Transport, when set, makes the service the outbound delivery agent:
+	// every recipient is sent to its domain through it rather than stored
+	// in a mailbox (see outbound.go). Set at New; SetOptions keeps it.
+	Transport Transport
+	// Reports is the queue non-delivery reports go into, and
+	// ReportNotify wakes the service that delivers from it; nil: the
+	// service's own queue. The outbound agent's reports go into the mail
+	// queue, to reach the sender's mailbox.
+	Reports      store.Queue
+	ReportNotify func(id string)
 }
 
 func (o Options) withDefaults() Options {
@@ -109,15 +119,31 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+// counters are the metrics of one service: the local delivery service's
+// (smtp_*) or the outbound delivery agent's (smtp_outbound_*).
+type counters struct {
+	delivered, deferred, failed, ndr, badmail, duplicates *metrics.Counter
+	depth, leader                                         *metrics.Gauge
+	latency                                               *metrics.PrometheusHistogram
+}
+
+func newCounters(prefix string) *counters {
+	return &counters{
+		delivered:  metrics.GetOrCreateCounter(prefix + `deliveries_total{result="delivered"}`),
+		deferred:   metrics.GetOrCreateCounter(prefix + `deliveries_total{result="deferred"}`),
+		failed:     metrics.GetOrCreateCounter(prefix + `deliveries_total{result="failed"}`),
+		ndr:        metrics.GetOrCreateCounter(prefix + `ndr_total`),
+		badmail:    metrics.GetOrCreateCounter(prefix + `badmail_total`),
+		duplicates: metrics.GetOrCreateCounter(prefix + `possible_duplicates_total`),
+		depth:      metrics.GetOrCreateGauge(prefix+`queue_depth`, nil),
+		leader:     metrics.GetOrCreateGauge(prefix+`queue_leader`, nil),
+		latency:    metrics.GetOrCreatePrometheusHistogramExt(prefix+`delivery_latency_seconds`, latencyBuckets),
+	}
+}
+
 var (
-	mDelivered  = metrics.GetOrCreateCounter(`smtp_deliveries_total{result="delivered"}`)
-	mDeferred   = metrics.GetOrCreateCounter(`smtp_deliveries_total{result="deferred"}`)
-	mFailed     = metrics.GetOrCreateCounter(`smtp_deliveries_total{result="failed"}`)
-	mNDR        = metrics.GetOrCreateCounter(`smtp_ndr_total`)
-	mBadmail    = metrics.GetOrCreateCounter(`smtp_badmail_total`)
-	mQueueDepth = metrics.GetOrCreateGauge(`smtp_queue_depth`, nil)
-	mLeader     = metrics.GetOrCreateGauge(`smtp_queue_leader`, nil)
-	mLatency    = metrics.GetOrCreatePrometheusHistogramExt(`smtp_delivery_latency_seconds`, latencyBuckets)
+	localCounters    = newCounters("smtp_")
+	outboundCounters = newCounters("smtp_outbound_")
 )
 
 // latencyBuckets are the upper bounds of smtp_delivery_latency_seconds:
@@ -132,6 +158,7 @@ type retryState struct {
 
 // Service is the delivery service.
 type Service struct {
+	m     *counters
 	st    store.Store
 	q     store.Queue
 	opts  atomic.Pointer[Options]
@@ -181,6 +208,10 @@ func New(st store.Store, q store.Queue, opts Options) *Service {
 	}
 	o := opts.withDefaults()
 	s.opts.Store(&o)
+	s.m = localCounters
+	if o.Transport != nil {
+		s.m = outboundCounters
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
@@ -189,6 +220,7 @@ func New(st store.Store, q store.Queue, opts Options) *Service {
 // the next Start.
 func (s *Service) SetOptions(opts Options) {
 	o := opts.withDefaults()
+	o.Transport = s.o().Transport
 	s.opts.Store(&o)
 	s.requestScan()
 }
@@ -232,8 +264,8 @@ func (s *Service) Stop(ctx context.Context) error {
 	s.mu.Unlock()
 	if ql, ok := s.q.(store.QueueLeader); ok && leader {
 		ql.Release()
-		mLeader.Set(0)
-		mQueueDepth.Set(0)
+		s.m.leader.Set(0)
+		s.m.depth.Set(0)
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -251,7 +283,7 @@ func (s *Service) Stop(ctx context.Context) error {
 // setDepth publishes the queue depth, on the leader only; s.mu is held.
 func (s *Service) setDepth() {
 	if s.leader {
-		mQueueDepth.Set(float64(len(s.depth)))
+		s.m.depth.Set(float64(len(s.depth)))
 	}
 }
 
@@ -340,7 +372,7 @@ func (s *Service) scan() {
 		leader = ql.Leader()
 	}
 	if leader {
-		mLeader.Set(1)
+		s.m.leader.Set(1)
 	}
 	s.mu.Lock()
 	s.leader = leader
@@ -457,6 +489,21 @@ func (s *Service) deferEntry(id string) time.Duration {
 	}
 	r.timer = time.AfterFunc(d, func() { s.dispatch(id, false) })
 	return d
+}
+
+// Retry forgets the entry's backoff and hands it to a worker now (pop3ctl
+// queue retry through the admin API, after store.RetryQueueEntry made it
+// due in the entry itself).
+func (s *Service) Retry(id string) {
+	s.mu.Lock()
+	if r := s.retry[id]; r != nil {
+		if r.timer != nil {
+			r.timer.Stop()
+		}
+		delete(s.retry, id)
+	}
+	s.mu.Unlock()
+	s.dispatch(id, false)
 }
 
 // WaitIdle waits until the queue is empty or ctx ends (tests and benchmarks).

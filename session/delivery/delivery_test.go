@@ -247,7 +247,7 @@ func TestTemporaryFailureRetried(t *testing.T) {
 	f := newFixture(t, "a@example.com")
 	fl := &flaky{Store: f.st}
 	fl.failures.Store(3)
-	before := mDeferred.Get()
+	before := localCounters.deferred.Get()
 	s := f.start(fl, Options{})
 	id, err := f.q.Enqueue(store.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com"}}, strings.NewReader("Subject: retry\r\n\r\nx\r\n"))
 	if err != nil {
@@ -258,7 +258,7 @@ func TestTemporaryFailureRetried(t *testing.T) {
 	if n := len(f.messages("a@example.com")); n != 1 {
 		t.Fatalf("%d messages, want 1", n)
 	}
-	if d := mDeferred.Get() - before; d < 3 {
+	if d := localCounters.deferred.Get() - before; d < 3 {
 		t.Errorf("deferred counted %d times, want at least 3", d)
 	}
 }
@@ -363,7 +363,7 @@ func (f *countingFlaky) Stage(ctx context.Context, a store.Address, key string, 
 func TestRetriedOnceAcrossServers(t *testing.T) {
 	f := newFixture(t, "a@example.com")
 	fl := &countingFlaky{Store: f.st}
-	before := mDeferred.Get()
+	before := localCounters.deferred.Get()
 	o := Options{RetryMin: time.Hour, RetryMax: time.Hour}
 	s1 := f.start(fl, o)
 	id, err := f.q.Enqueue(queue.Envelope{From: "s@remote.test", Rcpts: []string{"a@example.com"}}, strings.NewReader("Subject: once\r\n\r\nx\r\n"))
@@ -388,7 +388,7 @@ func TestRetriedOnceAcrossServers(t *testing.T) {
 	if n := fl.calls.Load(); n != 1 {
 		t.Fatalf("%d attempts in the cluster within the retry period, want 1", n)
 	}
-	if d := mDeferred.Get() - before; d != 1 {
+	if d := localCounters.deferred.Get() - before; d != 1 {
 		t.Fatalf("deferred counted %d times in the cluster, want 1", d)
 	}
 	e, err := f.q.Lock(id)

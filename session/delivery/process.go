@@ -34,7 +34,7 @@ func (s *Service) process(id string) {
 			return
 		}
 		log.Error("damaged queue entry moved to Badmail", "err", err)
-		mBadmail.Inc()
+		s.m.badmail.Inc()
 		s.removed(id)
 		return
 	case err != nil:
@@ -69,7 +69,17 @@ func (s *Service) process(id string) {
 			return
 		}
 		var temp []string
+		if o.Transport != nil {
+			var stop bool
+			temp, stop = s.sendRemote(e, check, log)
+			if stop {
+				return
+			}
+		}
 		for i, rcpt := range e.Envelope().Rcpts {
+			if o.Transport != nil {
+				break
+			}
 			if e.Rcpts()[i].Resolved() {
 				continue
 			}
@@ -100,8 +110,8 @@ func (s *Service) process(id string) {
 			}
 			uid, err := s.deliverCopy(e, i, addr)
 			if err == nil {
-				mDelivered.Inc()
-				mLatency.UpdateDuration(e.Envelope().Received)
+				s.m.delivered.Inc()
+				s.m.latency.UpdateDuration(e.Envelope().Received)
 				if err := e.Done(i, uid); err != nil {
 					log.Error("cannot record delivery", "err", err)
 					s.postpone(e)
@@ -131,7 +141,7 @@ func (s *Service) process(id string) {
 		published = true
 		if len(temp) > 0 {
 			if !expired {
-				mDeferred.Add(len(temp))
+				s.m.deferred.Add(len(temp))
 				d := s.postpone(e)
 				log.Warn("delivery deferred", "errors", strings.Join(temp, "; "), "retry_in", d)
 				return
@@ -159,7 +169,7 @@ func (s *Service) process(id string) {
 	if len(e.Failed()) > 0 && e.NDR() == "" {
 		done, err := s.bounce(e, expired)
 		if err != nil {
-			mDeferred.Inc()
+			s.m.deferred.Inc()
 			d := s.postpone(e)
 			log.Warn("non-delivery report deferred", "err", err, "retry_in", d)
 			return
@@ -195,7 +205,7 @@ func (s *Service) setRecheck(id string) {
 func (s *Service) fail(e store.QueueEntry, i int, status, reason string, log interface {
 	Error(string, ...any)
 }) {
-	mFailed.Inc()
+	s.m.failed.Inc()
 	if err := e.Fail(i, status, reason); err != nil {
 		log.Error("cannot record failure", "err", err)
 	}
@@ -246,8 +256,8 @@ func stageKey(id string, i int) string { return id + "." + strconv.Itoa(i) }
 // stage). A mailbox deleted since gets nothing.
 func (s *Service) publishDone(e store.QueueEntry) error {
 	st, ok := s.st.(store.StagedDelivery)
-	if !ok {
-		return nil
+	if !ok || s.o().Transport != nil {
+		return nil // the outbound agent stages nothing: its copies are on other servers
 	}
 	for i, r := range e.Rcpts() {
 		if !r.Done {
@@ -323,7 +333,7 @@ func (s *Service) bounce(e store.QueueEntry, expired bool) (done bool, err error
 		if err := e.ToBadmail(reason); err != nil {
 			return false, err
 		}
-		mBadmail.Inc()
+		s.m.badmail.Inc()
 		o.Logger.Warn("message moved to Badmail", "queue_id", e.ID(), "reason", reason)
 		return true, nil
 	}
@@ -359,7 +369,11 @@ func (s *Service) bounce(e store.QueueEntry, expired bool) (done bool, err error
 				Received: time.Now(),
 				Report:   true,
 			}
-			id, err := s.q.Enqueue(env, bytes.NewReader(report))
+			rq, notify := s.q, s.Notify
+			if o.Reports != nil {
+				rq, notify = o.Reports, o.ReportNotify
+			}
+			id, err := rq.Enqueue(env, bytes.NewReader(report))
 			if err != nil && !errors.Is(err, store.ErrQueueExists) {
 				return false, err
 			}
@@ -367,8 +381,10 @@ func (s *Service) bounce(e store.QueueEntry, expired bool) (done bool, err error
 				s.setRecheck(e.ID())
 				return false, err
 			}
-			mNDR.Inc()
-			s.Notify(id)
+			s.m.ndr.Inc()
+			if notify != nil {
+				notify(id)
+			}
 			return false, nil
 		case errors.Is(err, store.ErrNoSuchDomain):
 			// a remote sender: relay below
@@ -388,7 +404,7 @@ func (s *Service) bounce(e store.QueueEntry, expired bool) (done bool, err error
 		if err := e.RecordNDR("relayed via " + o.Relay); err != nil {
 			return false, err
 		}
-		mNDR.Inc()
+		s.m.ndr.Inc()
 		return false, nil
 	}
 	if isPermanent(err) || expired {

@@ -20,9 +20,10 @@ import (
 // rcpt is one accepted RCPT: the path as the client wrote it (the key of
 // go-smtp's LMTP status collector) and the mailbox it names.
 type rcpt struct {
-	raw   string
-	addr  store.Address
-	quota int64 // effective quota at RCPT time; 0: none
+	raw    string
+	addr   store.Address
+	quota  int64  // effective quota at RCPT time; 0: none
+	remote string // a recipient of another domain (submission only): local@domain; "" for a local one
 }
 
 // session is one SMTP or LMTP connection's transaction state.
@@ -34,6 +35,9 @@ type session struct {
 	remote string
 	log    *slog.Logger
 
+	// submission: a session on a submission listener (submission.go).
+	submission bool
+
 	// mu guards the transaction state below. With CHUNKING (RFC 3030)
 	// go-smtp runs Data in a goroutine of its own while it goes on
 	// reading commands, so an RSET or the end of the connection calls
@@ -44,6 +48,10 @@ type session struct {
 	from    string
 	utf8    bool // MAIL FROM carried SMTPUTF8 (RFC 6531)
 	rcpts   []rcpt
+	// The submission session's login, kept across transactions.
+	authed    bool
+	user      store.Address
+	authFails int
 }
 
 // txn is a snapshot of the transaction taken when the data starts.
@@ -133,10 +141,17 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 }
 
 func (ss *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
+	if ss.submission {
+		return ss.reply("", ss.submissionRcpt(to))
+	}
 	return ss.reply("", ss.rcpt(to))
 }
 
 func (ss *session) Data(r io.Reader) error {
+	if ss.submission {
+		id, err := ss.submissionData(r)
+		return ss.reply(id, err)
+	}
 	id, err := ss.data(r)
 	return ss.reply(id, err)
 }
@@ -145,6 +160,11 @@ func (ss *session) Data(r io.Reader) error {
 func (ss *session) mail(from string, opts *gosmtp.MailOptions) error {
 	ss.waitData()
 	ss.Reset()
+	if ss.submission {
+		if err := ss.submissionMail(from); err != nil {
+			return err
+		}
+	}
 	if !cleanPath(from) || (from != "" && !strings.Contains(from, "@")) || !utf8.ValidString(from) {
 		return errBadSender
 	}
@@ -194,8 +214,7 @@ func (ss *session) rcpt(to string) error {
 	domain, err := store.CanonicalDomain(dom)
 	if err != nil {
 		// An address literal or a name no served domain can have.
-		mRcptRelay.Inc()
-		return errRelayDenied
+		return ss.relayDenied(to)
 	}
 	ctx, cancel := ss.ctx()
 	defer cancel()
@@ -206,8 +225,7 @@ func (ss *session) rcpt(to string) error {
 			mRcptError.Inc()
 			return fmt.Errorf("domain lookup for %s: %w", domain, derr)
 		} else if derr != nil {
-			mRcptRelay.Inc()
-			return errRelayDenied
+			return ss.relayDenied(to)
 		}
 		mRcptUnknown.Inc()
 		return errNoMailbox
@@ -219,8 +237,7 @@ func (ss *session) rcpt(to string) error {
 	if err != nil {
 		switch {
 		case errors.Is(err, store.ErrNoSuchDomain):
-			mRcptRelay.Inc()
-			return errRelayDenied
+			return ss.relayDenied(to)
 		case errors.Is(err, store.ErrNoSuchMailbox), errors.Is(err, store.ErrInvalidName):
 			mRcptUnknown.Inc()
 			return errNoMailbox
@@ -236,6 +253,18 @@ func (ss *session) rcpt(to string) error {
 	ss.rcpts = append(ss.rcpts, rcpt{raw: to, addr: addr, quota: quota})
 	ss.mu.Unlock()
 	return nil
+}
+
+// relayDenied refuses a recipient of a domain not served here. On the
+// SMTP listeners that is a relay attempt: counted and logged with the
+// client's address (a submission session queues such recipients for
+// outbound delivery instead, see submissionRcpt).
+func (ss *session) relayDenied(to string) error {
+	if !ss.submission {
+		mRcptRelay.Inc()
+		ss.log.Warn("relay attempt refused", "rcpt", sanitize(to))
+	}
+	return errRelayDenied
 }
 
 // data receives the message for every recipient, one reply for all
@@ -299,6 +328,9 @@ func (t txn) distinct(skip map[store.Address]error) []rcpt {
 	seen := make(map[store.Address]bool, len(t.rcpts))
 	var out []rcpt
 	for _, rc := range t.rcpts {
+		if rc.remote != "" {
+			continue
+		}
 		if seen[rc.addr] {
 			continue
 		}
@@ -337,25 +369,56 @@ func (ss *session) checkQuota(rc rcpt, size int64) error {
 // spool reads the message into a queue spool, prefixed with the Received
 // header, bare LF turned into CRLF. Nothing is queued unless commit runs.
 func (ss *session) spool(r io.Reader, t txn) (store.Spool, int64, error) {
-	o := ss.s.o()
-	sp, err := ss.s.q.NewSpool()
+	sps, size, err := ss.spoolTo([]store.Queue{ss.s.q}, ss.received(t), r)
 	if err != nil {
-		mDataError.Inc()
-		return nil, 0, fmt.Errorf("cannot spool message: %w", err)
+		return nil, 0, err
 	}
-	if _, err := io.WriteString(sp, ss.received(t)); err != nil {
+	return sps[0], size, nil
+}
+
+// abortAll aborts spools.
+func abortAll(sps []store.Spool) {
+	for _, sp := range sps {
 		sp.Abort()
+	}
+}
+
+// spoolTo writes prefix and the message into one spool of each queue at
+// once (a submitted message for local and remote recipients goes to both
+// the mail queue and the outbound queue) and returns the spools and the
+// size of one.
+func (ss *session) spoolTo(qs []store.Queue, prefix string, r io.Reader) ([]store.Spool, int64, error) {
+	o := ss.s.o()
+	sps := make([]store.Spool, 0, len(qs))
+	ws := make([]io.Writer, 0, len(qs))
+	for _, q := range qs {
+		sp, err := q.NewSpool()
+		if err != nil {
+			abortAll(sps)
+			mDataError.Inc()
+			return nil, 0, fmt.Errorf("cannot spool message: %w", err)
+		}
+		sps = append(sps, sp)
+		ws = append(ws, sp)
+	}
+	var w io.Writer = ws[0]
+	if len(ws) > 1 {
+		w = io.MultiWriter(ws...)
+	}
+	sp := sps[0]
+	if _, err := io.WriteString(w, prefix); err != nil {
+		abortAll(sps)
 		mDataError.Inc()
 		return nil, 0, fmt.Errorf("cannot spool message: %w", err)
 	}
-	nw := &crlfWriter{w: sp, limit: o.MaxMessageSize}
+	nw := &crlfWriter{w: w, limit: o.MaxMessageSize}
 	buf := make([]byte, 32<<10)
-	_, err = io.CopyBuffer(nw, r, buf)
+	_, err := io.CopyBuffer(nw, r, buf)
 	if err == nil {
 		err = nw.err
 	}
 	if err != nil {
-		sp.Abort()
+		abortAll(sps)
 		switch {
 		case errors.Is(err, errSizeLimit), errors.Is(err, gosmtp.ErrDataTooLarge):
 			mDataTooBig.Inc()
@@ -373,7 +436,7 @@ func (ss *session) spool(r io.Reader, t txn) (store.Spool, int64, error) {
 		}
 		return nil, 0, fmt.Errorf("cannot spool message: %w", err)
 	}
-	return sp, sp.Size(), nil
+	return sps, sp.Size(), nil
 }
 
 // commit queues the spooled message for addrs, wakes the delivery
@@ -425,6 +488,12 @@ func (ss *session) received(t txn) string {
 	if _, ok := ss.conn.TLSConnectionState(); ok && !ss.lmtp {
 		proto = "ESMTPS"
 	}
+	ss.mu.Lock()
+	authed := ss.authed
+	ss.mu.Unlock()
+	if ss.submission && authed {
+		proto += "A" // RFC 3848 §3: ESMTPA, ESMTPSA
+	}
 	var b strings.Builder
 	b.WriteString("Received: from ")
 	b.WriteString(helo)
@@ -433,8 +502,10 @@ func (ss *session) received(t txn) string {
 	}
 	b.WriteString("\r\n\tby " + o.Hostname + " with " + proto)
 	// One mailbox named twice (say in two spellings) is one recipient.
-	if d := t.distinct(nil); len(d) == 1 {
+	if d := t.distinct(nil); len(d) == 1 && len(t.remotes()) == 0 {
 		b.WriteString("\r\n\tfor <" + d[0].addr.String() + ">")
+	} else if r := t.remotes(); len(r) == 1 && len(d) == 0 {
+		b.WriteString("\r\n\tfor <" + r[0] + ">")
 	}
 	b.WriteString("; " + time.Now().Format(time.RFC1123Z) + "\r\n")
 	return b.String()

@@ -131,6 +131,8 @@ type Service struct {
 	q      store.Queue
 	notify func(id string)
 	opts   atomic.Pointer[Options]
+	sub    atomic.Pointer[SubmissionOptions]
+	rate   rateLimiter // submitted messages per user and hour
 
 	connSeq atomic.Uint64
 }
@@ -188,8 +190,9 @@ func (s *Service) NewServer(lmtp bool) *gosmtp.Server {
 }
 
 type backend struct {
-	s    *Service
-	lmtp bool
+	s          *Service
+	lmtp       bool
+	submission bool
 }
 
 func (b *backend) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
@@ -201,12 +204,13 @@ func (b *backend) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 		remote = c.Conn().RemoteAddr().String()
 	}
 	return &session{
-		s:      s,
-		conn:   c,
-		net:    markerOf(c.Conn()),
-		lmtp:   b.lmtp,
-		remote: remote,
-		log:    s.o().Logger.With("conn", id, "remote", remote, "lmtp", b.lmtp),
+		s:          s,
+		conn:       c,
+		net:        markerOf(c.Conn()),
+		lmtp:       b.lmtp,
+		submission: b.submission,
+		remote:     remote,
+		log:        s.o().Logger.With("conn", id, "remote", remote, "lmtp", b.lmtp, "submission", b.submission),
 	}, nil
 }
 

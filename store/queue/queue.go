@@ -187,12 +187,43 @@ func At(mailroot string) (*Queue, error) {
 	return q, nil
 }
 
+// OutboundDir is the outbound queue's folder, <mailroot>/.pop3/outbound:
+// submitted mail for other domains, waiting for the delivery agent. It
+// has the mail queue's layout and durability; its Badmail is the mail
+// root's one.
+const OutboundDir = "outbound"
+
+// AtOutbound names the outbound queue of a mail root without creating
+// anything (see At).
+func AtOutbound(mailroot string) (*Queue, error) {
+	q, err := At(mailroot)
+	if err != nil {
+		return nil, err
+	}
+	q.dir = filepath.Join(q.root, MetaDir, OutboundDir)
+	q.tmp = filepath.Join(q.dir, TmpDir)
+	return q, nil
+}
+
+// OpenOutbound opens, creating if needed, the outbound queue of a mail root.
+func OpenOutbound(mailroot string) (*Queue, error) {
+	q, err := AtOutbound(mailroot)
+	if err != nil {
+		return nil, err
+	}
+	return q.open()
+}
+
 // Open opens, creating if needed, the queue and Badmail folders of a mail root.
 func Open(mailroot string) (*Queue, error) {
 	q, err := At(mailroot)
 	if err != nil {
 		return nil, err
 	}
+	return q.open()
+}
+
+func (q *Queue) open() (*Queue, error) {
 	abs := q.root
 	for _, d := range []string{q.tmp, q.bad} {
 		if err := os.MkdirAll(d, 0o700); err != nil {

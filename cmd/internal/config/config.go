@@ -18,14 +18,18 @@ type Config struct {
 	// server sharing a store must use the same value; a restart applies it.
 	LockLease Duration `toml:"lock_lease"`
 
-	Auth   Auth   `toml:"auth"`
-	POP3   POP3   `toml:"pop3"`
-	SMTP   SMTP   `toml:"smtp"`
-	TLS    TLS    `toml:"tls"`
-	Admin  Admin  `toml:"admin"`
-	Limits Limits `toml:"limits"`
-	Quota  Quota  `toml:"quota"`
-	LDAP   LDAP   `toml:"ldap"`
+	Auth Auth `toml:"auth"`
+	POP3 POP3 `toml:"pop3"`
+	SMTP SMTP `toml:"smtp"`
+	// Submission is mail submission for the service's own users (RFC 6409).
+	Submission Submission `toml:"submission"`
+	// Outbound is the delivery agent for submitted mail to other domains.
+	Outbound Outbound `toml:"outbound"`
+	TLS      TLS      `toml:"tls"`
+	Admin    Admin    `toml:"admin"`
+	Limits   Limits   `toml:"limits"`
+	Quota    Quota    `toml:"quota"`
+	LDAP     LDAP     `toml:"ldap"`
 }
 
 // Auth selects the authentication method.
@@ -137,6 +141,57 @@ type SMTP struct {
 	// TransactionDeadline is the whole time a client has, from connect,
 	// to start its first mail transaction (MAIL FROM accepted).
 	TransactionDeadline Duration `toml:"transaction_deadline"`
+}
+
+// Submission is the mail submission service (RFC 6409, RFC 8314): the
+// service's users send mail through it after SMTP AUTH (RFC 4954), with
+// the authentication methods and brute-force guard of POP3.
+type Submission struct {
+	Listen    []string `toml:"listen"`     // STARTTLS listeners (587 in production)
+	ListenTLS []string `toml:"listen_tls"` // implicit-TLS listeners (465 in production)
+	// SPARequired refuses PLAIN and LOGIN on a link without TLS, as
+	// auth.sparequired does for POP3; CRAM-MD5 stays offered.
+	SPARequired bool `toml:"sparequired"`
+	// Aliases are further sender addresses a user may use, each
+	// "user@domain=alias@domain".
+	Aliases []string `toml:"aliases"`
+	// MaxMessagesPerHour is how many messages one user may submit in any
+	// hour (0: no limit); MaxRecipients the recipients of one message.
+	MaxMessagesPerHour int `toml:"max_messages_per_hour"`
+	MaxRecipients      int `toml:"max_recipients"`
+}
+
+// Outbound is the outbound delivery agent: submitted mail for other
+// domains goes to their MX hosts (or a smarthost) over SMTP.
+type Outbound struct {
+	// Smarthost is "host:port" every message is sent to; empty: MX look-up.
+	Smarthost         string `toml:"smarthost"`
+	SmarthostUser     string `toml:"smarthost_user"`     // AUTH PLAIN with the smarthost (over TLS only); empty: no AUTH
+	SmarthostPassword string `toml:"smarthost_password"` // its password
+	SmarthostTLS      string `toml:"smarthost_tls"`      // "" (STARTTLS when offered), "starttls" (required) or "tls" (implicit TLS)
+	// Resolver is "host:port" of the DNS server for MX look-ups; empty:
+	// the system's resolver.
+	Resolver string `toml:"resolver"`
+	// MXPort is the port of the mail servers MX look-up finds.
+	MXPort int `toml:"mx_port"`
+	// MaxPerDestination bounds the conversations with one server at once.
+	MaxPerDestination int `toml:"max_per_destination"`
+	// Workers is how many messages are sent at once.
+	Workers int `toml:"workers"`
+	// RetryFor is how long a message is retried after temporary failures
+	// before it fails with a report to the sender; RetryMin is the first
+	// wait, doubling up to RetryMax.
+	RetryFor Duration `toml:"retry_for"`
+	RetryMin Duration `toml:"retry_min"`
+	RetryMax Duration `toml:"retry_max"`
+	// ConnectTimeout bounds one connection attempt, Timeout one whole
+	// conversation with a server.
+	ConnectTimeout Duration `toml:"connect_timeout"`
+	Timeout        Duration `toml:"timeout"`
+	// DKIMSelector is the selector of the DKIM signatures (RFC 6376) made
+	// with the keys pop3ctl dkim add creates; a sender's domain without a
+	// key is not signed.
+	DKIMSelector string `toml:"dkim_selector"`
 }
 
 // TLS is the certificate for STLS, implicit TLS and SMTP STARTTLS.
@@ -267,6 +322,25 @@ func Default() *Config {
 			ReadTimeout:         Duration(5 * time.Minute),
 			DataTimeout:         Duration(time.Hour),
 			WriteTimeout:        Duration(5 * time.Minute),
+		},
+		Submission: Submission{
+			Listen:             []string{"127.0.0.1:5870"},
+			ListenTLS:          []string{"127.0.0.1:4650"},
+			SPARequired:        true,
+			Aliases:            []string{},
+			MaxMessagesPerHour: 200,
+			MaxRecipients:      50,
+		},
+		Outbound: Outbound{
+			MXPort:            25,
+			MaxPerDestination: 4,
+			Workers:           8,
+			RetryFor:          Duration(5 * 24 * time.Hour),
+			RetryMin:          Duration(time.Minute),
+			RetryMax:          Duration(time.Hour),
+			ConnectTimeout:    Duration(30 * time.Second),
+			Timeout:           Duration(10 * time.Minute),
+			DKIMSelector:      "pop3d",
 		},
 		TLS: TLS{
 			MinVersion:       "1.2",

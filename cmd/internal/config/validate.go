@@ -228,6 +228,67 @@ func (c *Config) Validate() error {
 		e.add("smtp.write_timeout", "must be positive")
 	}
 
+	// [submission]
+	sub := c.Submission
+	checkListeners(e, "submission.listen", sub.Listen)
+	checkListeners(e, "submission.listen_tls", sub.ListenTLS)
+	for i, a := range sub.Aliases {
+		if msg := checkAlias(a); msg != "" {
+			e.add(fmt.Sprintf("submission.aliases[%d]", i), "%s", msg)
+		}
+	}
+	if sub.MaxMessagesPerHour < 0 {
+		e.add("submission.max_messages_per_hour", "must not be negative (0: no limit)")
+	}
+	if sub.MaxRecipients < 1 {
+		e.add("submission.max_recipients", "must be at least 1 (is %d)", sub.MaxRecipients)
+	}
+
+	// [outbound]
+	ob := c.Outbound
+	if ob.Smarthost != "" {
+		if msg := checkHostPort(ob.Smarthost, false); msg != "" {
+			e.add("outbound.smarthost", "%s", msg)
+		}
+	}
+	if ob.Resolver != "" {
+		if msg := checkHostPort(ob.Resolver, false); msg != "" {
+			e.add("outbound.resolver", "%s", msg)
+		}
+	}
+	if !contains([]string{"", "starttls", "tls"}, ob.SmarthostTLS) {
+		e.add("outbound.smarthost_tls", "must be \"\" (STARTTLS when offered), \"starttls\" or \"tls\" (is %q)", ob.SmarthostTLS)
+	}
+	if ob.SmarthostUser != "" && ob.Smarthost == "" {
+		e.add("outbound.smarthost_user", "is set but outbound.smarthost is not")
+	}
+	if ob.MXPort < 1 || ob.MXPort > 65535 {
+		e.add("outbound.mx_port", "must be a port between 1 and 65535 (is %d)", ob.MXPort)
+	}
+	if ob.MaxPerDestination < 1 {
+		e.add("outbound.max_per_destination", "must be at least 1 (is %d)", ob.MaxPerDestination)
+	}
+	if ob.Workers < 1 {
+		e.add("outbound.workers", "must be at least 1 (is %d)", ob.Workers)
+	}
+	for _, d := range []struct {
+		key string
+		v   Duration
+	}{{"outbound.retry_for", ob.RetryFor}, {"outbound.retry_min", ob.RetryMin}, {"outbound.retry_max", ob.RetryMax},
+		{"outbound.connect_timeout", ob.ConnectTimeout}, {"outbound.timeout", ob.Timeout}} {
+		if d.v <= 0 {
+			e.add(d.key, "must be positive")
+		}
+	}
+	if ob.DKIMSelector == "" || strings.ContainsFunc(ob.DKIMSelector, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.')
+	}) {
+		e.add("outbound.dkim_selector", "must be a DNS label or labels: letters, digits, '-' and '.' (is %q)", ob.DKIMSelector)
+	}
+	if ob.RetryMax < ob.RetryMin {
+		e.add("outbound.retry_max", "must not be below outbound.retry_min")
+	}
+
 	// [tls]
 	if !contains(TLSVersions, c.TLS.MinVersion) {
 		e.add("tls.min_version", "must be one of %s (is %q)", strings.Join(TLSVersions, ", "), c.TLS.MinVersion)
@@ -382,6 +443,21 @@ func checkHostPort(a string, listener bool) string {
 	}
 	if err != nil || n < lo || n > 65535 {
 		return fmt.Sprintf("%q: port must be a number between %d and 65535", a, lo)
+	}
+	return ""
+}
+
+// checkAlias checks one submission.aliases entry, "user@domain=alias@domain".
+func checkAlias(a string) string {
+	user, alias, ok := strings.Cut(a, "=")
+	if !ok {
+		return fmt.Sprintf("%q is not user@domain=alias@domain", a)
+	}
+	for _, s := range []string{user, alias} {
+		i := strings.LastIndexByte(s, '@')
+		if i <= 0 || i == len(s)-1 || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r >= 0x7f || r == '<' || r == '>' }) {
+			return fmt.Sprintf("%q in %q is not an address local@domain", s, a)
+		}
 	}
 	return ""
 }

@@ -176,6 +176,11 @@ type Config struct {
 	// SMTPTable are lines added to the [smtp] table.
 	SMTPTable string
 	TLS       bool // an implicit-TLS POP3 listener (otherwise pop3.listen_tls = [])
+	// Submission makes a STARTTLS and an implicit-TLS submission listener
+	// (otherwise both lists are empty); SubmissionTable are lines added
+	// to the [submission] table.
+	Submission      bool
+	SubmissionTable string
 	// Setup are pop3ctl argument lists run, in order, before the start.
 	Setup [][]string
 	// Prepare, when set, runs before Setup with the server's folder (the
@@ -206,7 +211,11 @@ type Server struct {
 	POP3S string   // implicit-TLS POP3 listener, when Config.TLS
 	Admin string   // admin HTTP listener
 	SMTP  []string // SMTP listeners, when Config.SMTP
-	Cmd   *exec.Cmd
+	// Submission and SubmissionTLS are the submission listeners (STARTTLS
+	// and implicit TLS), when Config.Submission.
+	Submission    string
+	SubmissionTLS string
+	Cmd           *exec.Cmd
 
 	t      testing.TB
 	log    *LogBuffer // standard error: the log
@@ -268,6 +277,10 @@ func (c Config) Text() string {
 	if pop3Listen == "" {
 		pop3Listen = any
 	}
+	var subListen []string
+	if c.Submission {
+		subListen = append(subListen, any)
+	}
 	return fmt.Sprintf(`mailroot = %q
 %s
 [auth]
@@ -279,10 +292,15 @@ listen_tls = %s
 [smtp]
 listen = %s
 %s
+[submission]
+listen = %s
+listen_tls = %s
+%s
 [admin]
 listen = %q
 %s
-`, root, c.Top, c.Auth, pop3Listen, tomlList(tlsListen...), c.POP3, tomlList(smtpListen...), c.SMTPTable, admin, c.Tables)
+`, root, c.Top, c.Auth, pop3Listen, tomlList(tlsListen...), c.POP3, tomlList(smtpListen...), c.SMTPTable,
+		tomlList(subListen...), tomlList(subListen...), c.SubmissionTable, admin, c.Tables)
 }
 
 var (
@@ -290,6 +308,8 @@ var (
 	popsRe  = regexp.MustCompile(`msg="POP3 listening".* addr=(\S+) tls=true`)
 	adminRe = regexp.MustCompile(`msg="admin listening".* addr=(\S+)`)
 	smtpRe  = regexp.MustCompile(`msg="SMTP service listening".* addr=(\S+)`)
+	subRe   = regexp.MustCompile(`msg="submission listening".* addr=(\S+) tls=false`)
+	subsRe  = regexp.MustCompile(`msg="submission listening".* addr=(\S+) tls=true`)
 )
 
 // Start writes the configuration, runs the setup and starts pop3d, then
@@ -346,6 +366,12 @@ func Start(t testing.TB, c Config) *Server {
 		if m := adminRe.FindStringSubmatch(l); m != nil {
 			s.Admin = m[1]
 		}
+		if m := subRe.FindStringSubmatch(l); m != nil {
+			s.Submission = m[1]
+		}
+		if m := subsRe.FindStringSubmatch(l); m != nil {
+			s.SubmissionTLS = m[1]
+		}
 		s.SMTP = s.SMTP[:0]
 		for _, m := range smtpRe.FindAllStringSubmatch(l, -1) {
 			s.SMTP = append(s.SMTP, m[1])
@@ -371,6 +397,8 @@ func Start(t testing.TB, c Config) *Server {
 		t.Fatalf("pop3d is ready but logged no admin listener:\n%s", l)
 	case c.SMTP && len(s.SMTP) == 0:
 		t.Fatalf("pop3d is ready but logged no SMTP listener:\n%s", l)
+	case c.Submission && (s.Submission == "" || s.SubmissionTLS == ""):
+		t.Fatalf("pop3d is ready but logged no submission listeners:\n%s", l)
 	}
 	return s
 }

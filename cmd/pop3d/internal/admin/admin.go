@@ -3,6 +3,10 @@
 //
 //	GET  /metrics     Prometheus text: every pop3_*/smtp_* metric plus process metrics
 //	GET  /api/status  JSON: connections, socket and worker pools, uptime
+//	GET  /api/queue   JSON: the entries of the mail queue and the outbound
+//	                  queue (?queue=inbound|outbound for one), see store.QueueItem
+//	POST /api/queue/retry?queue=Q&id=ID   make a postponed entry due now
+//	POST /api/queue/delete?queue=Q&id=ID  remove an entry without delivering it
 //	POST /api/reload  reread the configuration, as SIGHUP does; the answer
 //	                  lists the restart keys found changed (config.RestartNotice)
 //	GET  /debug/pprof/ Go's profiler, when admin.pprof is set (a reload applies it)
@@ -36,6 +40,7 @@ import (
 
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
 	"github.com/pop3svc/pop3svc/engine"
+	"github.com/pop3svc/pop3svc/store"
 )
 
 // Options configure the admin listener.
@@ -55,7 +60,12 @@ type Options struct {
 	// Status returns the POP3 engine's status for /api/status; nil, or a
 	// nil result: left out.
 	Status func() *engine.Status
-	Log    *slog.Logger // nil: slog.Default()
+	// Queues are the queues by name (store.QueueInbound, QueueOutbound)
+	// for GET /api/queue and POST /api/queue/retry|delete; Retried tells
+	// the delivery service of a queue that an entry is due now.
+	Queues  map[string]store.Queue
+	Retried func(queue, id string)
+	Log     *slog.Logger // nil: slog.Default()
 }
 
 // Server is a running admin listener.
@@ -104,6 +114,9 @@ func Start(opts Options) (*Server, error) {
 			h(w, r)
 		})
 	}
+	mux.HandleFunc("GET /api/queue", a.queueList)
+	mux.HandleFunc("POST /api/queue/retry", a.queueRetry)
+	mux.HandleFunc("POST /api/queue/delete", a.queueDelete)
 	mux.HandleFunc("POST /api/reload", func(w http.ResponseWriter, _ *http.Request) {
 		restart, err := opts.Reload()
 		if restart == nil {
