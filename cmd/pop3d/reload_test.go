@@ -198,7 +198,7 @@ func liveCases() []liveCase {
 		{key: "limits.max_line", value: "5000", want: "+OK", probe: func(t *testing.T, in *pop3dtest.Server, ip string) string {
 			p := pop3dtest.Dial(t, in.POP3, ip)
 			defer p.Close()
-			return prefix(p.Cmd("NOOP " + strings.Repeat("x", 2000)))
+			return prefix(p.Cmd("USER " + strings.Repeat("x", 2000)))
 		}},
 		{key: "limits.max_auth_line", value: "16384", want: "-ERR [AUTH]", probe: func(t *testing.T, in *pop3dtest.Server, ip string) string {
 			p := pop3dtest.Dial(t, in.POP3, ip)
