@@ -2,7 +2,6 @@ package pop3
 
 import (
 	"bytes"
-	"fmt"
 	"strings"
 
 	"github.com/pop3svc/pop3svc/session"
@@ -24,15 +23,7 @@ func (s *Session) capa(arg string) session.Reply {
 		}
 	}
 	b.WriteString("RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n")
-	switch {
-	case s.opts.ExpireDays < 0:
-		b.WriteString("EXPIRE NEVER\r\n")
-	case s.opts.ExpireDays > 0:
-		fmt.Fprintf(&b, "EXPIRE %d\r\n", s.opts.ExpireDays)
-	}
-	if s.opts.LoginDelay > 0 {
-		fmt.Fprintf(&b, "LOGIN-DELAY %d\r\n", s.opts.LoginDelay)
-	}
+	b.WriteString(s.policyLines())
 	if s.opts.TLSAvailable && !s.tls && s.state == stateAuthorization {
 		b.WriteString("STLS\r\n")
 	}

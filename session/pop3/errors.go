@@ -14,6 +14,7 @@ const (
 	codeAuth    = "AUTH"
 	codeSysTemp = "SYS/TEMP"
 	codeSysPerm = "SYS/PERM"
+	codeDelay   = "LOGIN-DELAY"
 )
 
 // Error is a negative POP3 reply: "-ERR", the response code in brackets
@@ -38,6 +39,7 @@ func (e *Error) Error() string {
 var (
 	errBadCreds       = &Error{Code: codeAuth, Text: "invalid user name or password"}
 	errPlainRefused   = &Error{Code: codeAuth, Text: "plaintext authentication requires TLS"}
+	errLoginDelay     = &Error{Code: codeDelay, Text: "too soon after the last login, try again later"}
 	errInUse          = &Error{Code: codeInUse, Text: "mailbox is in use by another session"}
 	errLockLost       = &Error{Code: codeInUse, Text: "mailbox lock lost to another session; no message deleted"}
 	errLocked         = &Error{Code: codeSysPerm, Text: "mailbox is locked by the administrator"}

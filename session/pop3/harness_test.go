@@ -104,9 +104,19 @@ func applyDirectives(t *testing.T, o *Options, st store.Store, dirs [][]string) 
 		case "maxauthfail":
 			o.MaxAuthFailures = num(d)
 		case "expire":
-			o.ExpireDays = num(d)
+			r, err := ParseRetention(d[1])
+			if err != nil {
+				t.Fatalf("directive %v: %v", d, err)
+			}
+			if o.Policy == nil {
+				o.Policy = &Policy{}
+			}
+			o.Policy.Expire = &r
 		case "logindelay":
-			o.LoginDelay = num(d)
+			if o.Policy == nil {
+				o.Policy = &Policy{}
+			}
+			o.Policy.LoginDelay = num(d)
 		case "defaultdomain":
 			o.Auth.DefaultDomain = d[1]
 		case "banned":

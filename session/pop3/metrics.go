@@ -21,10 +21,11 @@ type cmdCounters struct{ ok, err *metrics.Counter }
 // Metrics of the POP3 state machine, on the global VictoriaMetrics set:
 //
 //	pop3_commands_total{cmd="USER|PASS|...|other",status="ok|err"}
-//	pop3_auth_total{mech="user|apop|plain|login|cram-md5|ntlm|...",result="ok|fail|temp"}
+//	pop3_auth_total{mech="user|apop|plain|login|cram-md5|ntlm|...",result="ok|fail|temp|delay"}
 //	pop3_messages_retrieved_total, pop3_messages_deleted_total, pop3_retr_bytes_total
 //	pop3_messages_top_total                 messages whose header and first lines TOP sent
 //	pop3_sessions_logged_in                 sessions in the TRANSACTION state (gauge)
+//	pop3_messages_expired_total             messages EXPIRE deleted (at QUIT and by SweepExpired)
 //	pop3_command_duration_seconds{group="auth|retr|list|update|other"}
 //	pop3_session_panics_total
 var (
@@ -40,6 +41,7 @@ var (
 	}()
 	messagesRetrieved = metrics.GetOrCreateCounter(`pop3_messages_retrieved_total`)
 	messagesDeleted   = metrics.GetOrCreateCounter(`pop3_messages_deleted_total`)
+	messagesExpired   = metrics.GetOrCreateCounter(`pop3_messages_expired_total`)
 	retrBytes         = metrics.GetOrCreateCounter(`pop3_retr_bytes_total`)
 	messagesTopped    = metrics.GetOrCreateCounter(`pop3_messages_top_total`)
 	sessionsLoggedIn  = metrics.GetOrCreateGauge(`pop3_sessions_logged_in`, nil)

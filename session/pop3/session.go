@@ -70,12 +70,14 @@ type Session struct {
 	authFail int
 	pad      time.Duration // added to a failed password check's delay (auth.Authenticator.Check)
 
-	addr     store.Address
-	mbox     store.MailboxSession
-	msgs     []store.MessageInfo
-	deleted  []bool
-	live     int   // messages not marked deleted
-	liveSize int64 // their octets
+	addr    store.Address
+	mbox    store.MailboxSession
+	msgs    []store.MessageInfo
+	deleted []bool
+	// retrieved marks the messages RETR sent in this session (EXPIRE).
+	retrieved []bool
+	live      int   // messages not marked deleted
+	liveSize  int64 // their octets
 
 	// nextRenew is when the mailbox lock's lease is next due for renewal
 	// (unix nanoseconds; 0: no mailbox open; MaxInt64: a renewal runs).
