@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +28,77 @@ type pop3Service struct {
 	handshake atomic.Int64
 	tls       *tls.Config     // follows the certificate manager
 	queue     *auth.HashQueue // the auth queue, kept across reloads
+	// policy is the EXPIRE and LOGIN-DELAY policy of the configuration in
+	// force, for the sweeper; sweepEvery is pop3.expire_sweep (0: no
+	// sweep); sweepWake tells the sweeper either changed.
+	policy     atomic.Pointer[pop3.Policy]
+	sweepEvery atomic.Int64
+	sweepWake  chan struct{}
+	stopSweep  context.CancelFunc
+	sweepDone  chan struct{}
+}
+
+// policyOf builds the session policy of the [pop3] expire and login_delay keys.
+func policyOf(cfg *config.Config) (*pop3.Policy, error) {
+	c := cfg.POP3
+	p := &pop3.Policy{LoginDelay: c.LoginDelay}
+	if c.Expire != "" {
+		r, err := pop3.ParseRetention(c.Expire)
+		if err != nil {
+			return nil, fmt.Errorf("pop3.expire: %w", err)
+		}
+		p.Expire = &r
+	}
+	var err error
+	if p.ExpireDomains, err = pop3.ParseRetentions(c.ExpireDomains, false); err != nil {
+		return nil, fmt.Errorf("pop3.expire_domains: %w", err)
+	}
+	if p.ExpireMailboxes, err = pop3.ParseRetentions(c.ExpireMailboxes, true); err != nil {
+		return nil, fmt.Errorf("pop3.expire_mailboxes: %w", err)
+	}
+	if p.LoginDelayDomains, err = pop3.ParseDelays(c.LoginDelayDomains); err != nil {
+		return nil, fmt.Errorf("pop3.login_delay_domains: %w", err)
+	}
+	return p, nil
+}
+
+// sweep deletes expired messages of mailboxes not in use every
+// pop3.expire_sweep (pop3.SweepExpired), until ctx ends.
+func (p *pop3Service) sweep(ctx context.Context) {
+	defer close(p.sweepDone)
+	log := p.rt.log.With("service", "pop3")
+	owner := fmt.Sprintf("pop3d node %d pid %d expire sweep", p.rt.cfg.Node, os.Getpid())
+	for {
+		every := time.Duration(p.sweepEvery.Load())
+		var tick <-chan time.Time
+		var t *time.Timer
+		if every > 0 {
+			t = time.NewTimer(every)
+			tick = t.C
+		}
+		woken := false
+		select {
+		case <-ctx.Done():
+		case <-p.sweepWake:
+			woken = true // the period changed: start it over
+		case <-tick:
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if woken {
+			continue
+		}
+		rep, err := pop3.SweepExpired(ctx, p.rt.store, p.policy.Load(), time.Now(), owner, log)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("expire sweep failed", "err", err)
+		} else if rep.Expired > 0 {
+			log.Info("expire sweep", "mailboxes", rep.Mailboxes, "expired", rep.Expired, "skipped", rep.Skipped)
+		}
+	}
 }
 
 func (p *pop3Service) Name() string { return "pop3" }
@@ -38,6 +110,16 @@ func (p *pop3Service) factory(cfg *config.Config, g *guard.Guard) (session.Facto
 	method, extra, err := p.auth.build(cfg)
 	if err != nil {
 		return nil, err
+	}
+	policy, err := policyOf(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p.policy.Store(policy)
+	p.sweepEvery.Store(int64(cfg.POP3.ExpireSweep.D()))
+	select {
+	case p.sweepWake <- struct{}{}:
+	default:
 	}
 	host := cfg.HostName()
 	a := &auth.Authenticator{
@@ -62,8 +144,7 @@ func (p *pop3Service) factory(cfg *config.Config, g *guard.Guard) (session.Facto
 		MaxBadCommands:  cfg.Limits.MaxBadCommands,
 		MaxAuthFailures: cfg.Limits.MaxAuthFailures,
 		MaxAuthLine:     cfg.Limits.MaxAuthLine,
-		ExpireDays:      cfg.POP3.ExpireDays,
-		LoginDelay:      cfg.POP3.LoginDelay,
+		Policy:          policy,
 		Node:            cfg.Node,
 		RenewInterval:   cfg.LockLease.D() / 3,
 		Logger:          p.rt.log.With("service", "pop3"),
@@ -82,6 +163,7 @@ func (p *pop3Service) Start(rt *runtime) error {
 	p.auth.store = rt.store
 	p.handshake.Store(int64(rt.cfg.TLS.HandshakeTimeout.D()))
 	p.tls = rt.certs.TLSConfig()
+	p.sweepWake = make(chan struct{}, 1)
 	g := guard.New(wiring.GuardOptions(rt.cfg.Auth))
 	p.queue = auth.NewHashQueue(wiring.QueueOptions(rt.cfg.Auth))
 	f, err := p.factory(rt.cfg, g)
@@ -109,6 +191,9 @@ func (p *pop3Service) Start(rt *runtime) error {
 	}
 	p.srv, p.guard = srv, g
 	rt.pop3.Store(srv)
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stopSweep, p.sweepDone = cancel, make(chan struct{})
+	go p.sweep(ctx)
 	return nil
 }
 
@@ -133,6 +218,8 @@ func (p *pop3Service) Stop(ctx context.Context) error {
 	if p.srv == nil {
 		return nil
 	}
+	p.stopSweep()
+	<-p.sweepDone
 	err := p.srv.Shutdown(ctx)
 	p.guard.Close()
 	p.auth.close()

@@ -93,8 +93,18 @@ type POP3 struct {
 	// connection of the network that holds the most.
 	ShedAt      int      `toml:"shed_at"`
 	IdleTimeout Duration `toml:"idle_timeout"` // idle limit after authentication (RFC 1939: at least 10m)
-	ExpireDays  int      `toml:"expire_days"`  // advertised EXPIRE; -1: NEVER, not advertised when 0
-	LoginDelay  int      `toml:"login_delay"`  // advertised LOGIN-DELAY seconds; 0: not advertised
+	// Expire is the server's retention of retrieved messages (EXPIRE,
+	// RFC 2449 section 6.7): "" none (EXPIRE not advertised unless a
+	// domain or mailbox has one), "never", or days counted from a message's
+	// first retrieval (0: deleted when that session ends).
+	Expire          string   `toml:"expire"`
+	ExpireDomains   []string `toml:"expire_domains"`   // "domain=DAYS" or "domain=never", over expire
+	ExpireMailboxes []string `toml:"expire_mailboxes"` // "mailbox@domain=DAYS|never", over the domain's (pop3ctl expire)
+	ExpireSweep     Duration `toml:"expire_sweep"`     // how often mailboxes not in use are swept for expired messages; 0: only at QUIT
+	// LoginDelay is the least time in seconds between two logins of a
+	// mailbox (LOGIN-DELAY, RFC 2449 section 6.8); 0: none.
+	LoginDelay        int      `toml:"login_delay"`
+	LoginDelayDomains []string `toml:"login_delay_domains"` // "domain=SECONDS", over login_delay
 }
 
 // SMTP is the SMTP service and the delivery service.
@@ -233,6 +243,7 @@ func Default() *Config {
 			LoginDeadline:   Duration(60 * time.Second),
 			ShedAt:          90,
 			IdleTimeout:     Duration(10 * time.Minute),
+			ExpireSweep:     Duration(time.Hour),
 		},
 		SMTP: SMTP{
 			Listen:              []string{"127.0.0.1:2525"},

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pop3svc/pop3svc/session/pop3"
 	"github.com/pop3svc/pop3svc/store"
 )
 
@@ -157,11 +158,25 @@ func (c *Config) Validate() error {
 	if p.IdleTimeout <= 0 {
 		e.add("pop3.idle_timeout", "must be positive (RFC 1939 asks for at least 10m)")
 	}
-	if p.ExpireDays < -1 {
-		e.add("pop3.expire_days", "must be -1 (NEVER), 0 (not advertised) or a number of days (is %d)", p.ExpireDays)
+	if p.Expire != "" {
+		if _, err := pop3.ParseRetention(p.Expire); err != nil {
+			e.add("pop3.expire", "must be empty, never or a number of days: %v", err)
+		}
 	}
-	if p.LoginDelay < 0 {
-		e.add("pop3.login_delay", "must not be negative (is %d)", p.LoginDelay)
+	if _, err := pop3.ParseRetentions(p.ExpireDomains, false); err != nil {
+		e.add("pop3.expire_domains", "%v", err)
+	}
+	if _, err := pop3.ParseRetentions(p.ExpireMailboxes, true); err != nil {
+		e.add("pop3.expire_mailboxes", "%v", err)
+	}
+	if p.ExpireSweep < 0 || (p.ExpireSweep > 0 && p.ExpireSweep.D() < time.Minute) {
+		e.add("pop3.expire_sweep", "must be 0 (no sweep) or at least 1m")
+	}
+	if p.LoginDelay < 0 || p.LoginDelay > 31*24*3600 {
+		e.add("pop3.login_delay", "must be 0..2678400 seconds (is %d)", p.LoginDelay)
+	}
+	if _, err := pop3.ParseDelays(p.LoginDelayDomains); err != nil {
+		e.add("pop3.login_delay_domains", "%v", err)
 	}
 
 	// [smtp]
