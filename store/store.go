@@ -101,6 +101,11 @@ const (
 	SecretPassword SecretKind = iota + 1
 	// SecretNTHash is MD4(UTF-16LE(password)), needed by NTLM.
 	SecretNTHash
+	// SecretSCRAMSHA256 is the mailbox's SCRAM-SHA-256 keys in
+	// MarshalSCRAM's form (no reversible secret), needed by SCRAM-SHA-256.
+	// A record made before the store kept them has none (ErrNoSecret)
+	// until its next password change or successful plaintext login.
+	SecretSCRAMSHA256
 )
 
 // DomainInfo describes one domain.

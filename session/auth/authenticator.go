@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -56,6 +57,12 @@ type Authenticator struct {
 	// HashCost is the memory a check is charged in Queue's budget when the
 	// method cannot tell (see Cacher): the configured hash's memory.
 	HashCost int64
+	// SCRAM offers SCRAM-SHA-256 (and -PLUS over TLS) when it returns
+	// true and the method keeps password-file credentials
+	// (SCRAMMechanisms); nil: never.
+	SCRAM func() bool
+	// Rand is the randomness of SCRAM server nonces; nil: crypto/rand.
+	Rand io.Reader
 
 	floor failureFloor // how long recent plaintext checks took
 }

@@ -17,10 +17,8 @@ func (s *Session) capa(arg string) session.Reply {
 	if s.plaintextAllowed() {
 		b.WriteString("USER\r\n")
 	}
-	if s.opts.Auth != nil {
-		if mechs := s.opts.Auth.Mechanisms(s.tls, s.opts.SPARequired); len(mechs) > 0 {
-			b.WriteString("SASL " + strings.Join(mechs, " ") + "\r\n")
-		}
+	if mechs := s.mechanisms(); len(mechs) > 0 {
+		b.WriteString("SASL " + strings.Join(mechs, " ") + "\r\n")
 	}
 	b.WriteString("RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n")
 	b.WriteString(s.policyLines())

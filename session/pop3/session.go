@@ -60,6 +60,7 @@ type Session struct {
 
 	state     state
 	tls       bool
+	cb        *session.ChannelBinding // the TLS channel binding, once the handshake is done
 	timestamp string // APOP timestamp of the greeting; "" when APOP is off
 
 	user     string // the name given by USER, for PASS
@@ -361,6 +362,20 @@ func (s *Session) bad(err *Error) session.Reply {
 
 // SetTLS records that the link is now encrypted (after STLS).
 func (s *Session) SetTLS() { s.tls = true }
+
+var _ session.ChannelBinder = (*Session)(nil)
+
+// SetChannelBinding keeps the TLS channel binding for SCRAM-SHA-256-PLUS.
+func (s *Session) SetChannelBinding(cb session.ChannelBinding) { s.cb = &cb }
+
+// mechanisms lists the SASL mechanisms offered on this link.
+func (s *Session) mechanisms() []string {
+	if s.opts.Auth == nil {
+		return nil
+	}
+	m := s.opts.Auth.Mechanisms(s.tls, s.opts.SPARequired)
+	return append(m, s.opts.Auth.SCRAMMechanisms(s.cb)...)
+}
 
 // Close ends the session: an open message stream is closed and the mailbox
 // released without deleting anything. Safe to call more than once.
