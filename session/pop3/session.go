@@ -61,7 +61,7 @@ type Session struct {
 	state     state
 	tls       bool
 	cb        *session.ChannelBinding // the TLS channel binding, once the handshake is done
-	timestamp string // APOP timestamp of the greeting; "" when APOP is off
+	timestamp string                  // APOP timestamp of the greeting; "" when APOP is off
 
 	user     string // the name given by USER, for PASS
 	userSeen bool   // the previous command was a successful USER
