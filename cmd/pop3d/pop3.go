@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"os"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"github.com/pop3svc/pop3svc/session/auth"
 	"github.com/pop3svc/pop3svc/session/auth/guard"
 	"github.com/pop3svc/pop3svc/session/pop3"
+	"github.com/pop3svc/pop3svc/store"
 )
 
 // pop3Service is the POP3 service: the network engine serving
@@ -36,6 +38,81 @@ type pop3Service struct {
 	sweepWake  chan struct{}
 	stopSweep  context.CancelFunc
 	sweepDone  chan struct{}
+	// scramReady: every mailbox with a password has SCRAM keys (auth.scram
+	// = "auto"); checked by scramCheck.
+	scramReady atomic.Bool
+	scramDone  chan struct{}
+}
+
+// scramCheckEvery is how often auth.scram = "auto" looks for mailboxes
+// without SCRAM keys.
+const scramCheckEvery = 10 * time.Minute
+
+// scramCheck runs checkSCRAM every scramCheckEvery until ctx ends.
+func (p *pop3Service) scramCheck(ctx context.Context) {
+	defer close(p.scramDone)
+	for {
+		t := time.NewTimer(scramCheckEvery)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		p.checkSCRAM(ctx)
+	}
+}
+
+// checkSCRAM sets scramReady: true when no mailbox with a password lacks
+// SCRAM keys (auth.scram = "auto").
+func (p *pop3Service) checkSCRAM(ctx context.Context) {
+	log := p.rt.log.With("service", "pop3")
+	missing, err := missingSCRAM(ctx, p.rt.store)
+	switch {
+	case ctx.Err() != nil:
+	case err != nil:
+		log.Warn("cannot check the mailboxes' SCRAM keys", "err", err)
+	case missing == 0:
+		if !p.scramReady.Swap(true) {
+			log.Info("SCRAM-SHA-256 offered: every mailbox with a password has SCRAM keys")
+		}
+	default:
+		p.scramReady.Store(false)
+		log.Info("SCRAM-SHA-256 not offered yet: mailboxes without SCRAM keys gain them at their next password change or plaintext login", "mailboxes", missing)
+	}
+}
+
+// missingSCRAM counts the mailboxes with a password-file password but no
+// SCRAM keys.
+func missingSCRAM(ctx context.Context, st store.Store) (int, error) {
+	domains, err := st.ListDomains(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, d := range domains {
+		boxes, err := st.ListMailboxes(ctx, d.Name)
+		if errors.Is(err, store.ErrNoSuchDomain) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		for _, mb := range boxes {
+			if !mb.HasPassword {
+				continue
+			}
+			_, err := st.Secret(ctx, mb.Address, store.SecretSCRAMSHA256)
+			switch {
+			case errors.Is(err, store.ErrNoSecret):
+				n++
+			case errors.Is(err, store.ErrNoSuchMailbox), errors.Is(err, store.ErrNoSuchDomain), errors.Is(err, store.ErrAuthFailed):
+			case err != nil:
+				return 0, err
+			}
+		}
+	}
+	return n, nil
 }
 
 // policyOf builds the session policy of the [pop3] expire and login_delay keys.
@@ -133,6 +210,12 @@ func (p *pop3Service) factory(cfg *config.Config, g *guard.Guard) (session.Facto
 		Queue:         p.queue,
 		HashCost:      wiring.HashParams(cfg.Auth).Memory(),
 	}
+	switch cfg.Auth.SCRAM {
+	case "on":
+		a.SCRAM = func() bool { return true }
+	case "auto":
+		a.SCRAM = p.scramReady.Load
+	}
 	opts := &pop3.Options{
 		Store:           p.rt.store,
 		Auth:            a,
@@ -164,6 +247,7 @@ func (p *pop3Service) Start(rt *runtime) error {
 	p.handshake.Store(int64(rt.cfg.TLS.HandshakeTimeout.D()))
 	p.tls = rt.certs.TLSConfig()
 	p.sweepWake = make(chan struct{}, 1)
+	p.checkSCRAM(context.Background()) // before the first client: CAPA is the same for all
 	g := guard.New(wiring.GuardOptions(rt.cfg.Auth))
 	p.queue = auth.NewHashQueue(wiring.QueueOptions(rt.cfg.Auth))
 	f, err := p.factory(rt.cfg, g)
@@ -192,8 +276,9 @@ func (p *pop3Service) Start(rt *runtime) error {
 	p.srv, p.guard = srv, g
 	rt.pop3.Store(srv)
 	ctx, cancel := context.WithCancel(context.Background())
-	p.stopSweep, p.sweepDone = cancel, make(chan struct{})
+	p.stopSweep, p.sweepDone, p.scramDone = cancel, make(chan struct{}), make(chan struct{})
 	go p.sweep(ctx)
+	go p.scramCheck(ctx)
 	return nil
 }
 
@@ -220,6 +305,7 @@ func (p *pop3Service) Stop(ctx context.Context) error {
 	}
 	p.stopSweep()
 	<-p.sweepDone
+	<-p.scramDone
 	err := p.srv.Shutdown(ctx)
 	p.guard.Close()
 	p.auth.close()

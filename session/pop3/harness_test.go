@@ -64,6 +64,7 @@ func testOptions(st store.Store) *Options {
 			Store:     st,
 			FailDelay: 2 * time.Second,
 			Hostname:  "pop.example.com",
+			SCRAM:     func() bool { return true },
 		},
 		Greeting:        "POP3 service ready",
 		Hostname:        "pop.example.com",

@@ -69,6 +69,8 @@ var applies = []struct {
 		"Offer APOP (password file only)."},
 	{"auth.ntlm", Live, "",
 		"Offer AUTH NTLM (password file only)."},
+	{"auth.scram", Live, "",
+		"Offer SCRAM-SHA-256(-PLUS): auto (once every mailbox with a password has SCRAM keys), on or off."},
 	{"auth.hash", Live, "",
 		"Hash of new passwords: argon2id, bcrypt or sha512-crypt; all three verify."},
 	{"auth.argon2_time", Live, "",

@@ -52,6 +52,12 @@ type Auth struct {
 	// password file's secrets; RFC 1939 section 7 APOP rests on MD5).
 	APOP bool `toml:"apop"`
 	NTLM bool `toml:"ntlm"`
+	// SCRAM offers SCRAM-SHA-256 (and -PLUS over TLS) with the password
+	// file: "auto" once every mailbox with a password has SCRAM keys
+	// (checked at start and every ten minutes; a mailbox gains them at its
+	// next password change or plaintext login), "on" always (a mailbox
+	// without keys fails SCRAM like a wrong password), "off" never.
+	SCRAM string `toml:"scram"`
 	// The hash of new passwords, and of stored ones at their next
 	// successful login: "argon2id" (Argon2Time passes over Argon2Memory
 	// with Argon2Threads lanes), "bcrypt" (BcryptCost) or "sha512-crypt"
@@ -209,6 +215,7 @@ func Default() *Config {
 			Method:     "passwordfile",
 			APOP:       true,
 			NTLM:       true,
+			SCRAM:      "auto",
 			PAMService: "pop3d",
 			FailDelay:  Duration(2 * time.Second),
 			CacheTTL:   Duration(10 * time.Minute),

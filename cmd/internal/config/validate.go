@@ -179,6 +179,12 @@ func (c *Config) Validate() error {
 		e.add("pop3.login_delay_domains", "%v", err)
 	}
 
+	switch c.Auth.SCRAM {
+	case "auto", "on", "off":
+	default:
+		e.add("auth.scram", "must be auto, on or off (is %q)", c.Auth.SCRAM)
+	}
+
 	// [smtp]
 	s := c.SMTP
 	checkListeners(e, "smtp.listen", s.Listen)
