@@ -210,6 +210,10 @@ func (p *pop3Service) factory(cfg *config.Config, g *guard.Guard) (session.Facto
 		Queue:         p.queue,
 		HashCost:      wiring.HashParams(cfg.Auth).Memory(),
 	}
+	if o := cfg.OAuth; o.Issuer != "" {
+		a.OAuth = &auth.OAuth{Issuer: o.Issuer, Audience: o.Audience, Claim: o.Claim,
+			JWKSFile: o.JWKSFile, JWKSURL: o.JWKSURL, Leeway: time.Minute}
+	}
 	switch cfg.Auth.SCRAM {
 	case "on":
 		a.SCRAM = func() bool { return true }

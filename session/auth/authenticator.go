@@ -63,6 +63,9 @@ type Authenticator struct {
 	SCRAM func() bool
 	// Rand is the randomness of SCRAM server nonces; nil: crypto/rand.
 	Rand io.Reader
+	// OAuth, when set, offers OAUTHBEARER and XOAUTH2 wherever plaintext
+	// passwords are allowed (a bearer token is as good as a password).
+	OAuth *OAuth
 
 	floor failureFloor // how long recent plaintext checks took
 }
@@ -305,12 +308,16 @@ func CRAMMD5Digest(challenge string, secret []byte) string {
 func PlaintextAllowed(tls, spaRequired bool) bool { return tls || !spaRequired }
 
 // Mechanisms lists the SASL mechanisms offered on a link: PLAIN and LOGIN
-// when plaintext passwords are allowed, CRAM-MD5 and the Extra mechanisms
+// (and OAUTHBEARER and XOAUTH2 with OAuth) when plaintext passwords are
+// allowed, CRAM-MD5 and the Extra mechanisms
 // (sorted) when the method keeps challenge secrets.
 func (a *Authenticator) Mechanisms(tls, spaRequired bool) []string {
 	var out []string
 	if PlaintextAllowed(tls, spaRequired) {
 		out = append(out, MechPlain, MechLogin)
+		if a.OAuth != nil {
+			out = append(out, MechOAuthBearer, MechXOAuth2)
+		}
 	}
 	if a.Method.Challenge() {
 		out = append(out, MechCRAMMD5)
@@ -338,6 +345,10 @@ func (a *Authenticator) NewMechanism(name string, tls, spaRequired bool) (m Mech
 		return &loginMech{a: a}, true
 	case MechCRAMMD5:
 		return &cramMech{a: a}, true
+	case MechOAuthBearer:
+		return &oauthMech{a: a}, true
+	case MechXOAuth2:
+		return &oauthMech{a: a, xoauth: true}, true
 	}
 	for n, f := range a.Extra {
 		if strings.ToUpper(n) == name {

@@ -236,6 +236,17 @@ var applies = []struct {
 		"CA certificate file (PEM) the directory's certificate is checked against; empty: the system's roots."},
 	{"ldap.insecure_skip_verify", Live, "",
 		"Do not check the directory's certificate (tests only)."},
+
+	{"oauth.issuer", Live, "",
+		"The iss every OAuth bearer token must carry (OAUTHBEARER, XOAUTH2); empty: OAuth off."},
+	{"oauth.audience", Live, "",
+		"A value the token's aud must hold."},
+	{"oauth.jwks_file", Live, "",
+		"The issuer's keys, a local JWK Set."},
+	{"oauth.jwks_url", Live, "",
+		"Or the URL the JWK Set is fetched from (https; http only on loopback)."},
+	{"oauth.claim", Live, "",
+		"The claim that holds mailbox@domain."},
 }
 
 // Applies returns when a change of key takes effect; key is a dotted key

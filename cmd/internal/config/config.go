@@ -26,6 +26,7 @@ type Config struct {
 	Limits Limits `toml:"limits"`
 	Quota  Quota  `toml:"quota"`
 	LDAP   LDAP   `toml:"ldap"`
+	OAuth  OAuth  `toml:"oauth"`
 }
 
 // Auth selects the authentication method.
@@ -187,6 +188,17 @@ type Quota struct {
 }
 
 // LDAP is the directory for auth.method = "directory".
+// OAuth is OAuth 2.0 bearer-token login (SASL OAUTHBEARER, RFC 7628, and
+// XOAUTH2): tokens are JWTs signed by the issuer's keys. Off while issuer
+// is empty.
+type OAuth struct {
+	Issuer   string `toml:"issuer"`    // the iss every token must carry
+	Audience string `toml:"audience"`  // a value its aud must hold
+	JWKSFile string `toml:"jwks_file"` // the issuer's keys, a local JWK Set
+	JWKSURL  string `toml:"jwks_url"`  // or fetched from this URL (https, or http on loopback)
+	Claim    string `toml:"claim"`     // the claim naming the mailbox
+}
+
 type LDAP struct {
 	URL          string   `toml:"url"`           // ldap://host:389, ldaps://host:636
 	StartTLS     bool     `toml:"starttls"`      //
@@ -294,5 +306,6 @@ func Default() *Config {
 			Timeout:      Duration(5 * time.Second),
 			PoolSize:     4,
 		},
+		OAuth: OAuth{Claim: "email"},
 	}
 }

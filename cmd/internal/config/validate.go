@@ -306,6 +306,26 @@ func (c *Config) Validate() error {
 		e.add("quota.domain_default", "must not be negative")
 	}
 
+	// [oauth]
+	if o := c.OAuth; o.Issuer != "" {
+		if o.Audience == "" {
+			e.add("oauth.audience", "must be set when oauth.issuer is")
+		}
+		if o.Claim == "" {
+			e.add("oauth.claim", "must name the claim that holds the mailbox")
+		}
+		switch {
+		case (o.JWKSFile == "") == (o.JWKSURL == ""):
+			e.add("oauth.jwks_file", "exactly one of oauth.jwks_file and oauth.jwks_url must be set when oauth.issuer is")
+		case o.JWKSURL != "":
+			u, err := url.Parse(o.JWKSURL)
+			loopback := err == nil && (u.Hostname() == "localhost" || net.ParseIP(u.Hostname()).IsLoopback())
+			if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && loopback)) {
+				e.add("oauth.jwks_url", "must be an https URL (http only on loopback)")
+			}
+		}
+	}
+
 	// [ldap]
 	d := c.LDAP
 	if d.URL != "" {
