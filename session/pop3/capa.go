@@ -21,6 +21,10 @@ func (s *Session) capa(arg string) session.Reply {
 		b.WriteString("SASL " + strings.Join(mechs, " ") + "\r\n")
 	}
 	b.WriteString("RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n")
+	if s.state == stateAuthorization {
+		b.WriteString("UTF8 USER\r\n") // RFC 6856 section 2: UTF-8 user names and passwords too
+	}
+	b.WriteString("LANG\r\n")
 	b.WriteString(s.policyLines())
 	if s.opts.TLSAvailable && !s.tls && s.state == stateAuthorization {
 		b.WriteString("STLS\r\n")

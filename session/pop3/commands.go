@@ -32,6 +32,8 @@ func (set stateSet) has(s state) bool { return set&(1<<s) != 0 }
 //	                 TRANSACTION                  RFC 1939 sections 5, 7 (the seed's Transaction State table)
 //	CAPA             AUTHORIZATION, TRANSACTION   RFC 2449 section 5
 //	QUIT             AUTHORIZATION, TRANSACTION   RFC 1939 sections 4, 6 (the seed's Update State table)
+//	UTF8             AUTHORIZATION                RFC 6856 section 2
+//	LANG             AUTHORIZATION, TRANSACTION   RFC 6856 section 3
 //
 // A known command in another state gets errWrongState; anything else
 // errUnknownCommand. PASS is further valid only right after a successful
@@ -52,6 +54,8 @@ var commandStates = map[string]stateSet{
 	"UIDL": states(stateTransaction),
 	"CAPA": states(stateAuthorization, stateTransaction),
 	"QUIT": states(stateAuthorization, stateTransaction),
+	"UTF8": states(stateAuthorization),
+	"LANG": states(stateAuthorization, stateTransaction),
 }
 
 // admit checks cmd against commandStates in the session's state; a nil
@@ -88,6 +92,10 @@ func (s *Session) handleAuthorization(cmd, arg string, wasUser bool) session.Rep
 		return s.apopCmd(arg)
 	case "AUTH":
 		return s.authCmd(arg)
+	case "UTF8":
+		return s.utf8Cmd(arg)
+	case "LANG":
+		return s.langCmd(arg)
 	}
 	return s.bad(errUnknownCommand) // admitted here but not served: commandStates is wrong
 }
@@ -135,6 +143,8 @@ func (s *Session) handleTransaction(cmd, arg string) session.Reply {
 		return s.capa(arg)
 	case "QUIT":
 		return s.quit()
+	case "LANG":
+		return s.langCmd(arg)
 	}
 	return errorReply(errUnknownCommand) // admitted but not served: commandStates is wrong
 }

@@ -2,6 +2,7 @@ package pop3
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/pop3svc/pop3svc/session"
 	"github.com/pop3svc/pop3svc/session/auth"
@@ -61,6 +62,7 @@ var (
 	errAuthBadLine    = &Error{Text: "authentication exchange failed: invalid response"}
 	errNoSTLS         = &Error{Text: "STLS not available"}
 	errSessionIsOver  = &Error{Text: "session is over"}
+	errNoLanguage     = &Error{Text: "no such language"}
 )
 
 // asError maps any error to the *Error the client is told: an *Error
@@ -91,6 +93,12 @@ func asError(err error) (e *Error, known bool) {
 	}
 	return errTemp, false
 }
+
+// isErrLine reports whether l is a negative reply line; errText is its
+// text after the status indicator (LANG translates it).
+func isErrLine(l string) bool { return strings.HasPrefix(l, errPrefix+" ") }
+
+func errText(l string) string { return strings.TrimPrefix(l, errPrefix+" ") }
 
 // errorReply is the one function that turns an error into a reply: the
 // -ERR line of asError(err). Only the caller decides whether the

@@ -11,7 +11,7 @@ import (
 // other input is counted as "other", so the label set stays bounded.
 var knownCommands = []string{
 	"USER", "PASS", "APOP", "AUTH", "CAPA", "STLS", "QUIT",
-	"STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL",
+	"STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL", "UTF8", "LANG",
 }
 
 const otherCommand = "other"

@@ -60,6 +60,8 @@ type Session struct {
 
 	state     state
 	tls       bool
+	utf8      bool                    // the client sent UTF8 (RFC 6856 section 2)
+	lang      string                  // the language of reply texts (LANG); "": English
 	cb        *session.ChannelBinding // the TLS channel binding, once the handshake is done
 	timestamp string                  // APOP timestamp of the greeting; "" when APOP is off
 
@@ -306,16 +308,16 @@ func (s *Session) Handle(l []byte) (r session.Reply) {
 		countCommand(cmd, isOK(r), time.Since(start))
 	}()
 	if s.sasl != nil {
-		return s.saslContinue(l)
+		return s.localize(s.saslContinue(l))
 	}
 	_, arg := splitCommand(l)
 	wasUser := s.userSeen
 	s.userSeen = false
 	switch s.state {
 	case stateAuthorization:
-		return s.handleAuthorization(cmd, arg, wasUser)
+		return s.localize(s.handleAuthorization(cmd, arg, wasUser))
 	case stateTransaction:
-		return s.handleTransaction(cmd, arg)
+		return s.localize(s.handleTransaction(cmd, arg))
 	}
 	r = errorReply(errSessionIsOver)
 	r.Close = true
@@ -341,7 +343,7 @@ func (s *Session) LineTooLong() session.Reply {
 		return s.bad(errAuthBadLine)
 	}
 	s.userSeen = false
-	return s.bad(errLineTooLong)
+	return s.localize(s.bad(errLineTooLong))
 }
 
 // bad answers a bad command with err; before login, MaxBadCommands of

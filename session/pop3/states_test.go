@@ -14,7 +14,8 @@ const (
 )
 
 // stateTable is the seed's Authorization, Transaction and Update State
-// tables with RFC 2449 (CAPA), RFC 2595 (STLS) and RFC 5034 (AUTH): the
+// tables with RFC 2449 (CAPA), RFC 2595 (STLS), RFC 5034 (AUTH) and RFC
+// 6856 (UTF8, LANG): the
 // states each command is valid in. It is written out here, apart from the
 // table the session uses, so that a change there shows.
 var stateTable = []struct {
@@ -36,6 +37,8 @@ var stateTable = []struct {
 	{"RSET", []string{inTransaction}},
 	{"TOP 1 1", []string{inTransaction}},
 	{"UIDL", []string{inTransaction}},
+	{"UTF8", []string{inAuthorization, afterUSER, afterFailure}},
+	{"LANG", []string{inAuthorization, afterUSER, afterFailure, inTransaction}},
 }
 
 func TestCommandStates(t *testing.T) {
