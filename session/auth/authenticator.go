@@ -15,6 +15,9 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/idna"
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/pop3svc/pop3svc/store"
 )
 
@@ -212,6 +215,10 @@ func (f *failureFloor) pad(elapsed time.Duration) time.Duration {
 // both ErrAuthFailed and the reason; callers must treat it like a wrong
 // password (see Plaintext and APOP, which do).
 func (a *Authenticator) Resolve(name string) (store.Address, error) {
+	name, err := asciiDomain(name)
+	if err != nil {
+		return store.Address{}, fmt.Errorf("%w: %w: %w", ErrAuthFailed, store.ErrInvalidName, err)
+	}
 	addr, err := store.ParseAddress(name, a.DefaultDomain)
 	if err != nil {
 		return store.Address{}, fmt.Errorf("%w: %w", ErrAuthFailed, err)
@@ -377,4 +384,30 @@ func (a *Authenticator) Success(remoteIP string) {
 // Banned reports whether remoteIP is banned by the Guard.
 func (a *Authenticator) Banned(remoteIP string) bool {
 	return a.Guard != nil && a.Guard.Banned(remoteIP)
+}
+
+// asciiDomain maps the domain of a login name given in UTF-8 (RFC 6856)
+// to the A-labels the store keeps (IDNA 2008, UTS #46 lookup mapping:
+// "alice@bücher.example" is "alice@xn--bcher-kva.example"); the mailbox
+// part is put in Unicode normalization form C. ASCII names pass as they are.
+func asciiDomain(name string) (string, error) {
+	ascii := true
+	for i := 0; i < len(name); i++ {
+		if name[i] >= 0x80 {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return name, nil
+	}
+	local, domain, ok := strings.Cut(name, "@")
+	if !ok {
+		return norm.NFC.String(name), nil
+	}
+	d, err := idna.Lookup.ToASCII(domain)
+	if err != nil {
+		return "", err
+	}
+	return norm.NFC.String(local) + "@" + d, nil
 }

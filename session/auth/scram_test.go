@@ -272,3 +272,23 @@ func FuzzSCRAMMessages(f *testing.F) {
 		}
 	})
 }
+
+// Login names in UTF-8 (RFC 6856): an IDN domain given as U-labels is the
+// A-label domain the store keeps.
+func TestResolveIDN(t *testing.T) {
+	a := &Authenticator{DefaultDomain: "example.com"}
+	for in, want := range map[string]string{
+		"alice@b\u00fccher.example":   "alice@xn--bcher-kva.example",
+		"alice@B\u00dcCHER.example":   "alice@xn--bcher-kva.example",
+		"alice@xn--bcher-kva.example": "alice@xn--bcher-kva.example",
+		"Tim":                         "tim@example.com",
+	} {
+		got, err := a.Resolve(in)
+		if err != nil || got.String() != want {
+			t.Errorf("Resolve(%q) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+	if _, err := a.Resolve("alice@b\u00fccher\u200d.example"); !errors.Is(err, ErrAuthFailed) {
+		t.Errorf("an invalid IDN: %v", err)
+	}
+}

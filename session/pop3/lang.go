@@ -111,7 +111,18 @@ func (s *Session) langCmd(arg string) session.Reply {
 // localize translates the first line of r into the session's language.
 func (s *Session) localize(r session.Reply) session.Reply {
 	cat := catalogs[s.lang]
-	if cat == nil || len(r.Out) == 0 {
+	if cat == nil {
+		return r
+	}
+	if p := r.Pending; p != nil {
+		// A login finished by the auth queue: its reply comes later.
+		r.Pending = func(resume func(func() session.Reply)) {
+			p(func(f func() session.Reply) {
+				resume(func() session.Reply { return s.localize(f()) })
+			})
+		}
+	}
+	if len(r.Out) == 0 {
 		return r
 	}
 	end := bytes.Index(r.Out, []byte("\r\n"))

@@ -52,6 +52,8 @@ import (
 	"sync/atomic"
 	"unicode/utf16"
 
+	"golang.org/x/text/secure/precis"
+
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
 	//lint:ignore SA1019 the NT hash NTLM needs is MD4 ([MS-NLMP] 3.3.1)
@@ -518,6 +520,7 @@ func (h *Hasher) New(ctx context.Context, key []byte, a store.Address, password 
 }
 
 func (h *Hasher) newRecord(ctx context.Context, p HashParams, key []byte, a store.Address, password string) (*Record, error) {
+	password = NormalizePassword(password)
 	if len(password) > MaxPasswordLen {
 		return nil, fmt.Errorf("password longer than %d octets", MaxPasswordLen)
 	}
@@ -562,6 +565,24 @@ func (h *Hasher) newRecord(ctx context.Context, p HashParams, key []byte, a stor
 	return r, nil
 }
 
+// NormalizePassword prepares a password as RFC 6856 and the SASL RFCs ask
+// (PRECIS OpaqueString, RFC 8265 section 4.2, the successor of SASLprep):
+// non-ASCII spaces become ASCII spaces and the text is put in Unicode
+// normalization form C, so that a password typed on two systems compares
+// equal. An ASCII password, and one OpaqueString refuses (control
+// characters), is used as it is.
+func NormalizePassword(pw string) string {
+	for i := 0; i < len(pw); i++ {
+		if pw[i] >= 0x80 {
+			if n, err := precis.OpaqueString.String(pw); err == nil {
+				return n
+			}
+			return pw
+		}
+	}
+	return pw
+}
+
 // SCRAMIterations is the PBKDF2 iteration count of new SCRAM-SHA-256 keys
 // (RFC 7677 section 4 asks for at least 4096). The server never runs
 // PBKDF2 during a login: it keeps the keys; the client derives them.
@@ -591,6 +612,7 @@ func NewSCRAMKeys(password string, salt []byte, iter int) store.SCRAMKeys {
 // parameters and fails. An error other than store.ErrAuthFailed means the
 // check could not run (ctx ended).
 func (h *Hasher) Verify(ctx context.Context, r *Record, password string) error {
+	password = NormalizePassword(password)
 	// A password longer than any that can be set is hashed all the same.
 	found := r != nil && len(password) <= MaxPasswordLen
 	if r == nil {
