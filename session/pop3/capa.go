@@ -22,7 +22,13 @@ func (s *Session) capa(arg string) session.Reply {
 	}
 	b.WriteString("RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n")
 	if s.state == stateAuthorization {
-		b.WriteString("UTF8 USER\r\n") // RFC 6856 section 2: UTF-8 user names and passwords too
+		// RFC 6856 section 2: "USER" says USER and PASS take UTF-8 too;
+		// not where USER itself is refused (sparequired without TLS).
+		if s.plaintextAllowed() {
+			b.WriteString("UTF8 USER\r\n")
+		} else {
+			b.WriteString("UTF8\r\n")
+		}
 	}
 	b.WriteString("LANG\r\n")
 	b.WriteString(s.policyLines())
