@@ -141,10 +141,9 @@ func policyOf(cfg *config.Config) (*pop3.Policy, error) {
 
 // sweep deletes expired messages of mailboxes not in use every
 // pop3.expire_sweep (pop3.SweepExpired), until ctx ends.
-func (p *pop3Service) sweep(ctx context.Context) {
+func (p *pop3Service) sweep(ctx context.Context, owner string) {
 	defer close(p.sweepDone)
 	log := p.rt.log.With("service", "pop3")
-	owner := fmt.Sprintf("pop3d node %d pid %d expire sweep", p.rt.cfg.Node, os.Getpid())
 	for {
 		every := time.Duration(p.sweepEvery.Load())
 		var tick <-chan time.Time
@@ -281,7 +280,9 @@ func (p *pop3Service) Start(rt *runtime) error {
 	rt.pop3.Store(srv)
 	ctx, cancel := context.WithCancel(context.Background())
 	p.stopSweep, p.sweepDone, p.scramDone = cancel, make(chan struct{}), make(chan struct{})
-	go p.sweep(ctx)
+	// The node is a restart key: read once here, not from rt.cfg, which a
+	// reload replaces.
+	go p.sweep(ctx, fmt.Sprintf("pop3d node %d pid %d expire sweep", rt.cfg.Node, os.Getpid()))
 	go p.scramCheck(ctx)
 	return nil
 }
