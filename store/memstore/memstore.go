@@ -104,8 +104,8 @@ type mailbox struct {
 
 // message is one stored message; its body never changes.
 type message struct {
-	uid       string    // the 26-digit name
-	uidl      string    // the imported UIDL; "": the name is the UID
+	uid       string // the 26-digit name
+	uidl      string // the imported UIDL; "": the name is the UID
 	body      []byte
 	retrieved time.Time // first retrieval (store.PolicyState); guarded by Store.mu
 }
