@@ -64,7 +64,7 @@ func TLSTransports(cfg *tls.Config, handshake time.Duration) func(session.ConnIn
 		if cfg == nil {
 			return nil, errNoTLS
 		}
-		t := &tlsTransport{timeout: handshake, implicit: implicit}
+		t := &tlsTransport{timeout: handshake, implicit: implicit, cfg: cfg}
 		t.c = tlsconn.New(tlsconn.Options{Config: cfg, Output: t.output})
 		return t, nil
 	}
@@ -76,6 +76,7 @@ type tlsTransport struct {
 	c        *tlsconn.Conn
 	timeout  time.Duration
 	implicit bool
+	cfg      *tls.Config // for the certificate the channel binding hashes
 
 	ready   bool        // the handshake's end was handled on the loop (loop only)
 	closing bool        // close_notify sent: later input is ignored (loop only)
@@ -161,6 +162,9 @@ func (t *tlsTransport) start() {
 	st := t.c.ConnectionState()
 	k.logger().Debug("TLS established", "version", tls.VersionName(st.Version),
 		"cipher", tls.CipherSuiteName(st.CipherSuite), "implicit", t.implicit)
+	if b, ok := k.sess.(session.ChannelBinder); ok {
+		b.SetChannelBinding(session.ChannelBindingOf(st, serverCert(t.cfg, st)))
+	}
 	if len(t.held) > 0 {
 		held := t.held
 		t.held = nil
@@ -328,3 +332,25 @@ var plainBufs = sync.Pool{New: func() any { b := make([]byte, plainChunk); retur
 
 func getPlainBuf() []byte  { return *plainBufs.Get().(*[]byte) }
 func putPlainBuf(b []byte) { plainBufs.Put(&b) }
+
+// serverCert returns the leaf certificate (DER) the configuration serves
+// to the client of st, for tls-server-end-point; nil when it cannot tell.
+func serverCert(cfg *tls.Config, st tls.ConnectionState) []byte {
+	hello := &tls.ClientHelloInfo{ServerName: st.ServerName}
+	if cfg.GetConfigForClient != nil {
+		if c, err := cfg.GetConfigForClient(hello); err == nil && c != nil {
+			cfg = c
+		}
+	}
+	var cert *tls.Certificate
+	switch {
+	case cfg.GetCertificate != nil:
+		cert, _ = cfg.GetCertificate(hello)
+	case len(cfg.Certificates) > 0:
+		cert = &cfg.Certificates[0]
+	}
+	if cert == nil || len(cert.Certificate) == 0 {
+		return nil
+	}
+	return cert.Certificate[0]
+}

@@ -101,6 +101,11 @@ const (
 	SecretPassword SecretKind = iota + 1
 	// SecretNTHash is MD4(UTF-16LE(password)), needed by NTLM.
 	SecretNTHash
+	// SecretSCRAMSHA256 is the mailbox's SCRAM-SHA-256 keys in
+	// MarshalSCRAM's form (no reversible secret), needed by SCRAM-SHA-256.
+	// A record made before the store kept them has none (ErrNoSecret)
+	// until its next password change or successful plaintext login.
+	SecretSCRAMSHA256
 )
 
 // DomainInfo describes one domain.
@@ -128,6 +133,10 @@ type MailboxInfo struct {
 type MessageInfo struct {
 	UID  string // the POP3 UIDL: the 26-digit unique name, or the UIDL an imported message kept
 	Size int64  // octets, CRLF line endings; what LIST reports
+	// Retrieved is when a session first retrieved the message, as
+	// PolicyState.MarkRetrieved recorded it; zero: never (or a store
+	// without PolicyState).
+	Retrieved time.Time
 }
 
 // Domains manages domains. A new domain is one the SMTP service accepts mail for.
@@ -290,6 +299,31 @@ type MailboxSession interface {
 	// lock was taken over. Unlike the other methods it is safe to call
 	// concurrently with them (from the server's renewal tick).
 	Refresh() error
+}
+
+// PolicyState is implemented by the MailboxSessions of stores that keep
+// what the POP3 policies of RFC 2449 section 6 need, in the store itself so
+// that every server sharing it sees them: when each message was first
+// retrieved (EXPIRE, MessageInfo.Retrieved) and when the mailbox last
+// logged in (LOGIN-DELAY). Callers find it by type assertion; such stores
+// implement PolicyStore.
+type PolicyState interface {
+	// LastLogin is the time RecordLogin last recorded for the mailbox, as
+	// read when the session opened; zero: none.
+	LastLogin() time.Time
+	// RecordLogin records at as the mailbox's last login, durably.
+	RecordLogin(at time.Time) error
+	// MarkRetrieved records, durably, that the messages at the given
+	// indexes were retrieved at at; a message's earlier record is kept.
+	// Records of messages no longer in the snapshot are dropped. Call it
+	// before Commit, while the lock is held.
+	MarkRetrieved(ctx context.Context, indexes []int, at time.Time) error
+}
+
+// PolicyStore is implemented by stores whose mailbox sessions implement
+// PolicyState.
+type PolicyStore interface {
+	KeepsPolicyState()
 }
 
 // Snapshots reads a mailbox without taking its session lock: the delivery

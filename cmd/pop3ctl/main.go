@@ -62,6 +62,10 @@ Domains and mailboxes:
                                        "From " line is removed); prints its UID; exit status
                                        follows sysexits (see "Exit status" below)
 
+  expire DOMAIN|MAILBOX@DOMAIN [DAYS|never|default]
+                                       show or set the retention of retrieved messages (EXPIRE)
+                                       of a domain or one mailbox (pop3.expire_domains/_mailboxes)
+
 Moving in from another server (every message keeps its UIDL; run again: nothing twice):
   import maildir DIR MAILBOX@DOMAIN [-uidl-format F] [-xuidl]
                                        a Dovecot (dovecot-uidlist) or Courier (courierpop3dsizelist)
@@ -225,6 +229,7 @@ var verbs = map[string]struct {
 	"set":       {(*cli).set, "f"},
 	"queue":     {(*cli).queueVerb, ""},
 	"dkim":      {(*cli).dkim, ""},
+	"expire":    {(*cli).expire, ""},
 }
 
 func (c *cli) dispatch() error {
@@ -296,7 +301,7 @@ func (c *cli) help() error {
 		return usagef("help takes no arguments")
 	}
 	if c.json {
-		names := []string{"add", "delete", "rename", "list", "lock", "unlock", "stat", "changepwd", "quota", "deliver", "import", "queue", "dkim", "get", "set", "help"}
+		names := []string{"add", "delete", "rename", "list", "lock", "unlock", "stat", "changepwd", "quota", "deliver", "import", "queue", "dkim", "expire", "get", "set", "help"}
 		c.emitJSON(map[string]any{"verbs": names, "usage": usageText})
 		return nil
 	}

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/pop3svc/pop3svc/session/auth"
 	"github.com/pop3svc/pop3svc/session/auth/guard"
 	"github.com/pop3svc/pop3svc/session/pop3"
+	"github.com/pop3svc/pop3svc/store"
 )
 
 // pop3Service is the POP3 service: the network engine serving
@@ -28,6 +31,151 @@ type pop3Service struct {
 	tls       *tls.Config         // follows the certificate manager
 	queue     *auth.HashQueue     // the auth queue, kept across reloads
 	built     *auth.Authenticator // made by the last factory call
+	// policy is the EXPIRE and LOGIN-DELAY policy of the configuration in
+	// force, for the sweeper; sweepEvery is pop3.expire_sweep (0: no
+	// sweep); sweepWake tells the sweeper either changed.
+	policy     atomic.Pointer[pop3.Policy]
+	sweepEvery atomic.Int64
+	sweepWake  chan struct{}
+	stopSweep  context.CancelFunc
+	sweepDone  chan struct{}
+	// scramReady: every mailbox with a password has SCRAM keys (auth.scram
+	// = "auto"); checked by scramCheck.
+	scramReady atomic.Bool
+	scramDone  chan struct{}
+}
+
+// scramCheckEvery is how often auth.scram = "auto" looks for mailboxes
+// without SCRAM keys.
+const scramCheckEvery = 10 * time.Minute
+
+// scramCheck runs checkSCRAM every scramCheckEvery until ctx ends.
+func (p *pop3Service) scramCheck(ctx context.Context) {
+	defer close(p.scramDone)
+	for {
+		t := time.NewTimer(scramCheckEvery)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		p.checkSCRAM(ctx)
+	}
+}
+
+// checkSCRAM sets scramReady: true when no mailbox with a password lacks
+// SCRAM keys (auth.scram = "auto").
+func (p *pop3Service) checkSCRAM(ctx context.Context) {
+	log := p.rt.log.With("service", "pop3")
+	missing, err := missingSCRAM(ctx, p.rt.store)
+	switch {
+	case ctx.Err() != nil:
+	case err != nil:
+		log.Warn("cannot check the mailboxes' SCRAM keys", "err", err)
+	case missing == 0:
+		if !p.scramReady.Swap(true) {
+			log.Info("SCRAM-SHA-256 offered: every mailbox with a password has SCRAM keys")
+		}
+	default:
+		p.scramReady.Store(false)
+		log.Info("SCRAM-SHA-256 not offered yet: mailboxes without SCRAM keys gain them at their next password change or plaintext login", "mailboxes", missing)
+	}
+}
+
+// missingSCRAM counts the mailboxes with a password-file password but no
+// SCRAM keys.
+func missingSCRAM(ctx context.Context, st store.Store) (int, error) {
+	domains, err := st.ListDomains(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, d := range domains {
+		boxes, err := st.ListMailboxes(ctx, d.Name)
+		if errors.Is(err, store.ErrNoSuchDomain) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		for _, mb := range boxes {
+			if !mb.HasPassword {
+				continue
+			}
+			_, err := st.Secret(ctx, mb.Address, store.SecretSCRAMSHA256)
+			switch {
+			case errors.Is(err, store.ErrNoSecret):
+				n++
+			case errors.Is(err, store.ErrNoSuchMailbox), errors.Is(err, store.ErrNoSuchDomain), errors.Is(err, store.ErrAuthFailed):
+			case err != nil:
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// policyOf builds the session policy of the [pop3] expire and login_delay keys.
+func policyOf(cfg *config.Config) (*pop3.Policy, error) {
+	c := cfg.POP3
+	p := &pop3.Policy{LoginDelay: c.LoginDelay}
+	if c.Expire != "" {
+		r, err := pop3.ParseRetention(c.Expire)
+		if err != nil {
+			return nil, fmt.Errorf("pop3.expire: %w", err)
+		}
+		p.Expire = &r
+	}
+	var err error
+	if p.ExpireDomains, err = pop3.ParseRetentions(c.ExpireDomains, false); err != nil {
+		return nil, fmt.Errorf("pop3.expire_domains: %w", err)
+	}
+	if p.ExpireMailboxes, err = pop3.ParseRetentions(c.ExpireMailboxes, true); err != nil {
+		return nil, fmt.Errorf("pop3.expire_mailboxes: %w", err)
+	}
+	if p.LoginDelayDomains, err = pop3.ParseDelays(c.LoginDelayDomains); err != nil {
+		return nil, fmt.Errorf("pop3.login_delay_domains: %w", err)
+	}
+	return p, nil
+}
+
+// sweep deletes expired messages of mailboxes not in use every
+// pop3.expire_sweep (pop3.SweepExpired), until ctx ends.
+func (p *pop3Service) sweep(ctx context.Context, owner string) {
+	defer close(p.sweepDone)
+	log := p.rt.log.With("service", "pop3")
+	for {
+		every := time.Duration(p.sweepEvery.Load())
+		var tick <-chan time.Time
+		var t *time.Timer
+		if every > 0 {
+			t = time.NewTimer(every)
+			tick = t.C
+		}
+		woken := false
+		select {
+		case <-ctx.Done():
+		case <-p.sweepWake:
+			woken = true // the period changed: start it over
+		case <-tick:
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if woken {
+			continue
+		}
+		rep, err := pop3.SweepExpired(ctx, p.rt.store, p.policy.Load(), time.Now(), owner, log)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("expire sweep failed", "err", err)
+		} else if rep.Expired > 0 {
+			log.Info("expire sweep", "mailboxes", rep.Mailboxes, "expired", rep.Expired, "skipped", rep.Skipped)
+		}
+	}
 }
 
 func (p *pop3Service) Name() string { return "pop3" }
@@ -39,6 +187,16 @@ func (p *pop3Service) factory(cfg *config.Config, g *guard.Guard) (session.Facto
 	method, extra, err := p.auth.build(cfg)
 	if err != nil {
 		return nil, err
+	}
+	policy, err := policyOf(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p.policy.Store(policy)
+	p.sweepEvery.Store(int64(cfg.POP3.ExpireSweep.D()))
+	select {
+	case p.sweepWake <- struct{}{}:
+	default:
 	}
 	host := cfg.HostName()
 	a := &auth.Authenticator{
@@ -52,6 +210,16 @@ func (p *pop3Service) factory(cfg *config.Config, g *guard.Guard) (session.Facto
 		Queue:         p.queue,
 		HashCost:      wiring.HashParams(cfg.Auth).Memory(),
 	}
+	if o := cfg.OAuth; o.Issuer != "" {
+		a.OAuth = &auth.OAuth{Issuer: o.Issuer, Audience: o.Audience, Claim: o.Claim,
+			JWKSFile: o.JWKSFile, JWKSURL: o.JWKSURL, Leeway: time.Minute}
+	}
+	switch cfg.Auth.SCRAM {
+	case "on":
+		a.SCRAM = func() bool { return true }
+	case "auto":
+		a.SCRAM = p.scramReady.Load
+	}
 	p.built = a
 	opts := &pop3.Options{
 		Store:           p.rt.store,
@@ -64,8 +232,7 @@ func (p *pop3Service) factory(cfg *config.Config, g *guard.Guard) (session.Facto
 		MaxBadCommands:  cfg.Limits.MaxBadCommands,
 		MaxAuthFailures: cfg.Limits.MaxAuthFailures,
 		MaxAuthLine:     cfg.Limits.MaxAuthLine,
-		ExpireDays:      cfg.POP3.ExpireDays,
-		LoginDelay:      cfg.POP3.LoginDelay,
+		Policy:          policy,
 		Node:            cfg.Node,
 		RenewInterval:   cfg.LockLease.D() / 3,
 		Logger:          p.rt.log.With("service", "pop3"),
@@ -84,6 +251,8 @@ func (p *pop3Service) Start(rt *runtime) error {
 	p.auth.store = rt.store
 	p.handshake.Store(int64(rt.cfg.TLS.HandshakeTimeout.D()))
 	p.tls = rt.certs.TLSConfig()
+	p.sweepWake = make(chan struct{}, 1)
+	p.checkSCRAM(context.Background()) // before the first client: CAPA is the same for all
 	g := guard.New(wiring.GuardOptions(rt.cfg.Auth))
 	p.queue = auth.NewHashQueue(wiring.QueueOptions(rt.cfg.Auth))
 	f, err := p.factory(rt.cfg, g)
@@ -112,6 +281,12 @@ func (p *pop3Service) Start(rt *runtime) error {
 	p.srv, p.guard = srv, g
 	rt.pop3.Store(srv)
 	rt.auth.Store(p.built)
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stopSweep, p.sweepDone, p.scramDone = cancel, make(chan struct{}), make(chan struct{})
+	// The node is a restart key: read once here, not from rt.cfg, which a
+	// reload replaces.
+	go p.sweep(ctx, fmt.Sprintf("pop3d node %d pid %d expire sweep", rt.cfg.Node, os.Getpid()))
+	go p.scramCheck(ctx)
 	return nil
 }
 
@@ -137,6 +312,9 @@ func (p *pop3Service) Stop(ctx context.Context) error {
 	if p.srv == nil {
 		return nil
 	}
+	p.stopSweep()
+	<-p.sweepDone
+	<-p.scramDone
 	err := p.srv.Shutdown(ctx)
 	p.guard.Close()
 	p.auth.close()

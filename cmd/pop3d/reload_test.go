@@ -146,7 +146,7 @@ func liveCases() []liveCase {
 		{key: "auth.ban_window", value: "1h", prep: [][2]string{{"auth.ban_after", "2"}, {"auth.ban_time", "1h"}}, want: "-ERR [AUTH]", probe: banned(2)},
 
 		{key: "pop3.stls", value: "false", want: "lacks STLS", probe: capaHas("STLS")},
-		{key: "pop3.expire_days", value: "5", want: "has EXPIRE 5", probe: capaHas("EXPIRE 5")},
+		{key: "pop3.expire", value: "5", want: "has EXPIRE 5", probe: capaHas("EXPIRE 5")},
 		{key: "pop3.login_delay", value: "7", want: "has LOGIN-DELAY 7", probe: capaHas("LOGIN-DELAY 7")},
 		{key: "pop3.socketmax", value: "1", prep: [][2]string{{"pop3.socketmin", "1"}, {"pop3.socketbacklog", "0"}}, want: "-ERR [SYS/TEMP]", probe: secondConnection},
 		{key: "pop3.socketbacklog", value: "0", prep: [][2]string{{"pop3.socketmin", "1"}, {"pop3.socketmax", "1"}}, want: "-ERR [SYS/TEMP]", probe: secondConnection},
@@ -198,7 +198,7 @@ func liveCases() []liveCase {
 		{key: "limits.max_line", value: "5000", want: "+OK", probe: func(t *testing.T, in *pop3dtest.Server, ip string) string {
 			p := pop3dtest.Dial(t, in.POP3, ip)
 			defer p.Close()
-			return prefix(p.Cmd("NOOP " + strings.Repeat("x", 2000)))
+			return prefix(p.Cmd("USER " + strings.Repeat("x", 2000)))
 		}},
 		{key: "limits.max_auth_line", value: "16384", want: "-ERR [AUTH]", probe: func(t *testing.T, in *pop3dtest.Server, ip string) string {
 			p := pop3dtest.Dial(t, in.POP3, ip)

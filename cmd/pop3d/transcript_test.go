@@ -99,7 +99,7 @@ func transcriptConfig(t *testing.T, dirs [][]string) (cfg pop3dtest.Config, ok b
 			}
 			limits = append(limits, "max_auth_failures = "+arg)
 		case "expire":
-			pop3 = append(pop3, "expire_days = "+arg)
+			pop3 = append(pop3, fmt.Sprintf("expire = %q", arg))
 		case "logindelay":
 			pop3 = append(pop3, "login_delay = "+arg)
 		case "defaultdomain":

@@ -9,10 +9,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/net/idna"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/pop3svc/pop3svc/store"
 )
@@ -56,6 +60,15 @@ type Authenticator struct {
 	// HashCost is the memory a check is charged in Queue's budget when the
 	// method cannot tell (see Cacher): the configured hash's memory.
 	HashCost int64
+	// SCRAM offers SCRAM-SHA-256 (and -PLUS over TLS) when it returns
+	// true and the method keeps password-file credentials
+	// (SCRAMMechanisms); nil: never.
+	SCRAM func() bool
+	// Rand is the randomness of SCRAM server nonces; nil: crypto/rand.
+	Rand io.Reader
+	// OAuth, when set, offers OAUTHBEARER and XOAUTH2 wherever plaintext
+	// passwords are allowed (a bearer token is as good as a password).
+	OAuth *OAuth
 
 	floor failureFloor // how long recent plaintext checks took
 }
@@ -216,6 +229,10 @@ func (f *failureFloor) pad(elapsed time.Duration) time.Duration {
 // both ErrAuthFailed and the reason; callers must treat it like a wrong
 // password (see Plaintext and APOP, which do).
 func (a *Authenticator) Resolve(name string) (store.Address, error) {
+	name, err := asciiDomain(name)
+	if err != nil {
+		return store.Address{}, fmt.Errorf("%w: %w: %w", ErrAuthFailed, store.ErrInvalidName, err)
+	}
 	addr, err := store.ParseAddress(name, a.DefaultDomain)
 	if err != nil {
 		return store.Address{}, fmt.Errorf("%w: %w", ErrAuthFailed, err)
@@ -312,12 +329,16 @@ func CRAMMD5Digest(challenge string, secret []byte) string {
 func PlaintextAllowed(tls, spaRequired bool) bool { return tls || !spaRequired }
 
 // Mechanisms lists the SASL mechanisms offered on a link: PLAIN and LOGIN
-// when plaintext passwords are allowed, CRAM-MD5 and the Extra mechanisms
+// (and OAUTHBEARER and XOAUTH2 with OAuth) when plaintext passwords are
+// allowed, CRAM-MD5 and the Extra mechanisms
 // (sorted) when the method keeps challenge secrets.
 func (a *Authenticator) Mechanisms(tls, spaRequired bool) []string {
 	var out []string
 	if PlaintextAllowed(tls, spaRequired) {
 		out = append(out, MechPlain, MechLogin)
+		if a.OAuth != nil {
+			out = append(out, MechOAuthBearer, MechXOAuth2)
+		}
 	}
 	if a.Method.Challenge() {
 		out = append(out, MechCRAMMD5)
@@ -345,6 +366,10 @@ func (a *Authenticator) NewMechanism(name string, tls, spaRequired bool) (m Mech
 		return &loginMech{a: a}, true
 	case MechCRAMMD5:
 		return &cramMech{a: a}, true
+	case MechOAuthBearer:
+		return &oauthMech{a: a}, true
+	case MechXOAuth2:
+		return &oauthMech{a: a, xoauth: true}, true
 	}
 	for n, f := range a.Extra {
 		if strings.ToUpper(n) == name {
@@ -390,4 +415,30 @@ func (a *Authenticator) Busy(remoteIP string) {
 // Banned reports whether remoteIP is banned by the Guard.
 func (a *Authenticator) Banned(remoteIP string) bool {
 	return a.Guard != nil && a.Guard.Banned(remoteIP)
+}
+
+// asciiDomain maps the domain of a login name given in UTF-8 (RFC 6856)
+// to the A-labels the store keeps (IDNA 2008, UTS #46 lookup mapping:
+// "alice@bücher.example" is "alice@xn--bcher-kva.example"); the mailbox
+// part is put in Unicode normalization form C. ASCII names pass as they are.
+func asciiDomain(name string) (string, error) {
+	ascii := true
+	for i := 0; i < len(name); i++ {
+		if name[i] >= 0x80 {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return name, nil
+	}
+	local, domain, ok := strings.Cut(name, "@")
+	if !ok {
+		return norm.NFC.String(name), nil
+	}
+	d, err := idna.Lookup.ToASCII(domain)
+	if err != nil {
+		return "", err
+	}
+	return norm.NFC.String(local) + "@" + d, nil
 }

@@ -20,7 +20,7 @@ func (s *Session) authCmd(arg string) session.Reply {
 	if len(f) == 0 {
 		var b strings.Builder
 		b.WriteString("+OK list of SASL mechanisms follows\r\n")
-		for _, m := range s.opts.Auth.Mechanisms(s.tls, s.opts.SPARequired) {
+		for _, m := range s.mechanisms() {
 			b.WriteString(m + "\r\n")
 		}
 		b.WriteString(".\r\n")
@@ -30,6 +30,9 @@ func (s *Session) authCmd(arg string) session.Reply {
 		return s.bad(errSyntax)
 	}
 	mech, ok := s.opts.Auth.NewMechanism(f[0], s.tls, s.opts.SPARequired)
+	if !ok {
+		mech, ok = s.opts.Auth.NewSCRAM(f[0], s.cb)
+	}
 	if !ok {
 		return s.bad(errNoMech)
 	}

@@ -2,7 +2,6 @@ package pop3
 
 import (
 	"bytes"
-	"fmt"
 	"strings"
 
 	"github.com/pop3svc/pop3svc/session"
@@ -18,21 +17,21 @@ func (s *Session) capa(arg string) session.Reply {
 	if s.plaintextAllowed() {
 		b.WriteString("USER\r\n")
 	}
-	if s.opts.Auth != nil {
-		if mechs := s.opts.Auth.Mechanisms(s.tls, s.opts.SPARequired); len(mechs) > 0 {
-			b.WriteString("SASL " + strings.Join(mechs, " ") + "\r\n")
-		}
+	if mechs := s.mechanisms(); len(mechs) > 0 {
+		b.WriteString("SASL " + strings.Join(mechs, " ") + "\r\n")
 	}
 	b.WriteString("RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n")
-	switch {
-	case s.opts.ExpireDays < 0:
-		b.WriteString("EXPIRE NEVER\r\n")
-	case s.opts.ExpireDays > 0:
-		fmt.Fprintf(&b, "EXPIRE %d\r\n", s.opts.ExpireDays)
+	if s.state == stateAuthorization {
+		// RFC 6856 section 2: "USER" says USER and PASS take UTF-8 too;
+		// not where USER itself is refused (sparequired without TLS).
+		if s.plaintextAllowed() {
+			b.WriteString("UTF8 USER\r\n")
+		} else {
+			b.WriteString("UTF8\r\n")
+		}
 	}
-	if s.opts.LoginDelay > 0 {
-		fmt.Fprintf(&b, "LOGIN-DELAY %d\r\n", s.opts.LoginDelay)
-	}
+	b.WriteString("LANG\r\n")
+	b.WriteString(s.policyLines())
 	if s.opts.TLSAvailable && !s.tls && s.state == stateAuthorization {
 		b.WriteString("STLS\r\n")
 	}

@@ -2,6 +2,7 @@ package pop3
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/pop3svc/pop3svc/session"
 	"github.com/pop3svc/pop3svc/session/auth"
@@ -14,6 +15,7 @@ const (
 	codeAuth    = "AUTH"
 	codeSysTemp = "SYS/TEMP"
 	codeSysPerm = "SYS/PERM"
+	codeDelay   = "LOGIN-DELAY"
 )
 
 // Error is a negative POP3 reply: "-ERR", the response code in brackets
@@ -38,6 +40,7 @@ func (e *Error) Error() string {
 var (
 	errBadCreds       = &Error{Code: codeAuth, Text: "invalid user name or password"}
 	errPlainRefused   = &Error{Code: codeAuth, Text: "plaintext authentication requires TLS"}
+	errLoginDelay     = &Error{Code: codeDelay, Text: "too soon after the last login, try again later"}
 	errInUse          = &Error{Code: codeInUse, Text: "mailbox is in use by another session"}
 	errLockLost       = &Error{Code: codeInUse, Text: "mailbox lock lost to another session; no message deleted"}
 	errLocked         = &Error{Code: codeSysPerm, Text: "mailbox is locked by the administrator"}
@@ -59,6 +62,7 @@ var (
 	errAuthBadLine    = &Error{Text: "authentication exchange failed: invalid response"}
 	errNoSTLS         = &Error{Text: "STLS not available"}
 	errSessionIsOver  = &Error{Text: "session is over"}
+	errNoLanguage     = &Error{Text: "no such language"}
 )
 
 // asError maps any error to the *Error the client is told: an *Error
@@ -89,6 +93,12 @@ func asError(err error) (e *Error, known bool) {
 	}
 	return errTemp, false
 }
+
+// isErrLine reports whether l is a negative reply line; errText is its
+// text after the status indicator (LANG translates it).
+func isErrLine(l string) bool { return strings.HasPrefix(l, errPrefix+" ") }
+
+func errText(l string) string { return strings.TrimPrefix(l, errPrefix+" ") }
 
 // errorReply is the one function that turns an error into a reply: the
 // -ERR line of asError(err). Only the caller decides whether the

@@ -64,6 +64,7 @@ func testOptions(st store.Store) *Options {
 			Store:     st,
 			FailDelay: 2 * time.Second,
 			Hostname:  "pop.example.com",
+			SCRAM:     func() bool { return true },
 		},
 		Greeting:        "POP3 service ready",
 		Hostname:        "pop.example.com",
@@ -104,9 +105,19 @@ func applyDirectives(t *testing.T, o *Options, st store.Store, dirs [][]string) 
 		case "maxauthfail":
 			o.MaxAuthFailures = num(d)
 		case "expire":
-			o.ExpireDays = num(d)
+			r, err := ParseRetention(d[1])
+			if err != nil {
+				t.Fatalf("directive %v: %v", d, err)
+			}
+			if o.Policy == nil {
+				o.Policy = &Policy{}
+			}
+			o.Policy.Expire = &r
 		case "logindelay":
-			o.LoginDelay = num(d)
+			if o.Policy == nil {
+				o.Policy = &Policy{}
+			}
+			o.Policy.LoginDelay = num(d)
 		case "defaultdomain":
 			o.Auth.DefaultDomain = d[1]
 		case "banned":

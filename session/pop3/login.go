@@ -46,6 +46,12 @@ func (s *Session) login(mech string, verify func() (store.Address, error)) sessi
 		s.log.Warn("cannot open the mailbox", "user", addr.String(), "mech", mech, "err", err)
 		return errorReply(err)
 	}
+	if e := s.checkLoginDelay(addr, mbox); e != nil {
+		mbox.Close()
+		countAuth(mech, "delay")
+		s.log.Info("login refused: too soon after the last one", "user", addr.String(), "mech", mech)
+		return errorReply(e)
+	}
 	s.mu.Lock()
 	closed := s.closed
 	if !closed {
@@ -64,6 +70,7 @@ func (s *Session) login(mech string, verify func() (store.Address, error)) sessi
 	s.addr = addr
 	s.msgs = mbox.Messages()
 	s.deleted = make([]bool, len(s.msgs))
+	s.retrieved = make([]bool, len(s.msgs))
 	s.live = len(s.msgs)
 	s.liveSize = 0
 	for _, m := range s.msgs {

@@ -11,7 +11,7 @@ import (
 // other input is counted as "other", so the label set stays bounded.
 var knownCommands = []string{
 	"USER", "PASS", "APOP", "AUTH", "CAPA", "STLS", "QUIT",
-	"STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL",
+	"STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL", "UTF8", "LANG",
 }
 
 const otherCommand = "other"
@@ -25,6 +25,7 @@ type cmdCounters struct{ ok, err *metrics.Counter }
 //	pop3_messages_retrieved_total, pop3_messages_deleted_total, pop3_retr_bytes_total
 //	pop3_messages_top_total                 messages whose header and first lines TOP sent
 //	pop3_sessions_logged_in                 sessions in the TRANSACTION state (gauge)
+//	pop3_messages_expired_total             messages EXPIRE deleted (at QUIT and by SweepExpired)
 //	pop3_command_duration_seconds{group="auth|retr|list|update|other"}
 //	pop3_session_panics_total
 var (
@@ -40,6 +41,7 @@ var (
 	}()
 	messagesRetrieved = metrics.GetOrCreateCounter(`pop3_messages_retrieved_total`)
 	messagesDeleted   = metrics.GetOrCreateCounter(`pop3_messages_deleted_total`)
+	messagesExpired   = metrics.GetOrCreateCounter(`pop3_messages_expired_total`)
 	retrBytes         = metrics.GetOrCreateCounter(`pop3_retr_bytes_total`)
 	messagesTopped    = metrics.GetOrCreateCounter(`pop3_messages_top_total`)
 	sessionsLoggedIn  = metrics.GetOrCreateGauge(`pop3_sessions_logged_in`, nil)

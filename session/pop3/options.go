@@ -40,12 +40,10 @@ type Options struct {
 	// MaxAuthLine is the longest SASL continuation line accepted (RFC 5034
 	// section 4); 0: DefaultMaxAuthLine.
 	MaxAuthLine int
-	// ExpireDays is advertised as EXPIRE (RFC 2449 section 6.7): -1 NEVER,
-	// 0 not advertised.
-	ExpireDays int
-	// LoginDelay is advertised as LOGIN-DELAY seconds (RFC 2449 section
-	// 6.8); 0: not advertised.
-	LoginDelay int
+	// Policy is the EXPIRE and LOGIN-DELAY policies (RFC 2449 sections
+	// 6.7, 6.8), enforced and advertised when the store keeps their state
+	// (store.PolicyStore); nil: none.
+	Policy *Policy
 	// Node is this server's number among those sharing the store; it is
 	// recorded in the mailbox lock's owner.
 	Node int

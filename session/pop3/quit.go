@@ -29,6 +29,8 @@ func (s *Session) quit() session.Reply {
 		}
 	}
 	ctx, cancel := s.ctx()
+	expired := s.expireAtQuit(ctx)
+	del = append(del, expired...)
 	err := s.mbox.Commit(ctx, del)
 	cancel()
 	var r session.Reply
@@ -44,9 +46,10 @@ func (s *Session) quit() session.Reply {
 		r = errorReply(errUpdateFailed)
 		s.mbox.Close()
 	default:
-		messagesDeleted.Add(len(del))
-		s.log.Info("logout", "deleted", len(del))
-		r = line(fmt.Sprintf("%s %s signing off (%d messages left)", okPrefix, greetingText(s.opts.Greeting), s.live))
+		messagesDeleted.Add(len(del) - len(expired))
+		messagesExpired.Add(len(expired))
+		s.log.Info("logout", "deleted", len(del)-len(expired), "expired", len(expired))
+		r = line(fmt.Sprintf("%s %s signing off (%d messages left)", okPrefix, greetingText(s.opts.Greeting), s.live-len(expired)))
 	}
 	r.Close = true
 	return r

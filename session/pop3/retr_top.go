@@ -22,6 +22,7 @@ func (s *Session) retr(arg string) session.Reply {
 		return errorReply(err)
 	}
 	messagesRetrieved.Inc()
+	s.retrieved[i] = true
 	retrBytes.Add(int(s.msgs[i].Size))
 	r = line(fmt.Sprintf("%s %d octets", okPrefix, s.msgs[i].Size))
 	// The size is known: limiting the reader spares the read that would

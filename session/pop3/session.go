@@ -60,7 +60,10 @@ type Session struct {
 
 	state     state
 	tls       bool
-	timestamp string // APOP timestamp of the greeting; "" when APOP is off
+	utf8      bool                    // the client sent UTF8 (RFC 6856 section 2)
+	lang      string                  // the language of reply texts (LANG); "": English
+	cb        *session.ChannelBinding // the TLS channel binding, once the handshake is done
+	timestamp string                  // APOP timestamp of the greeting; "" when APOP is off
 
 	user     string // the name given by USER, for PASS
 	userSeen bool   // the previous command was a successful USER
@@ -70,12 +73,14 @@ type Session struct {
 	authFail int
 	pad      time.Duration // added to a failed password check's delay (auth.Authenticator.Check)
 
-	addr     store.Address
-	mbox     store.MailboxSession
-	msgs     []store.MessageInfo
-	deleted  []bool
-	live     int   // messages not marked deleted
-	liveSize int64 // their octets
+	addr    store.Address
+	mbox    store.MailboxSession
+	msgs    []store.MessageInfo
+	deleted []bool
+	// retrieved marks the messages RETR sent in this session (EXPIRE).
+	retrieved []bool
+	live      int   // messages not marked deleted
+	liveSize  int64 // their octets
 
 	// nextRenew is when the mailbox lock's lease is next due for renewal
 	// (unix nanoseconds; 0: no mailbox open; MaxInt64: a renewal runs).
@@ -303,16 +308,16 @@ func (s *Session) Handle(l []byte) (r session.Reply) {
 		countCommand(cmd, isOK(r), time.Since(start))
 	}()
 	if s.sasl != nil {
-		return s.saslContinue(l)
+		return s.localize(s.saslContinue(l))
 	}
 	_, arg := splitCommand(l)
 	wasUser := s.userSeen
 	s.userSeen = false
 	switch s.state {
 	case stateAuthorization:
-		return s.handleAuthorization(cmd, arg, wasUser)
+		return s.localize(s.handleAuthorization(cmd, arg, wasUser))
 	case stateTransaction:
-		return s.handleTransaction(cmd, arg)
+		return s.localize(s.handleTransaction(cmd, arg))
 	}
 	r = errorReply(errSessionIsOver)
 	r.Close = true
@@ -338,7 +343,7 @@ func (s *Session) LineTooLong() session.Reply {
 		return s.bad(errAuthBadLine)
 	}
 	s.userSeen = false
-	return s.bad(errLineTooLong)
+	return s.localize(s.bad(errLineTooLong))
 }
 
 // bad answers a bad command with err; before login, MaxBadCommands of
@@ -359,6 +364,20 @@ func (s *Session) bad(err *Error) session.Reply {
 
 // SetTLS records that the link is now encrypted (after STLS).
 func (s *Session) SetTLS() { s.tls = true }
+
+var _ session.ChannelBinder = (*Session)(nil)
+
+// SetChannelBinding keeps the TLS channel binding for SCRAM-SHA-256-PLUS.
+func (s *Session) SetChannelBinding(cb session.ChannelBinding) { s.cb = &cb }
+
+// mechanisms lists the SASL mechanisms offered on this link.
+func (s *Session) mechanisms() []string {
+	if s.opts.Auth == nil {
+		return nil
+	}
+	m := s.opts.Auth.Mechanisms(s.tls, s.opts.SPARequired)
+	return append(m, s.opts.Auth.SCRAMMechanisms(s.cb)...)
+}
 
 // Close ends the session: an open message stream is closed and the mailbox
 // released without deleting anything. Safe to call more than once.

@@ -15,7 +15,9 @@
 //     the password, sealed with AES-256-GCM under the store key, a random
 //     96-bit nonce, and "pop3svc passwd v1 " + mailbox@domain as additional
 //     data, so a record moved to another mailbox does not open. APOP and
-//     CRAM-MD5 need the password itself, NTLM its NT hash.
+//     CRAM-MD5 need the password itself, NTLM its NT hash;
+//   - the SCRAM-SHA-256 keys (RFC 5802, 7677): a salt of its own, 4096
+//     PBKDF2 iterations, StoredKey and ServerKey, nothing reversible.
 //
 // Instead of the argon2id hash a record may hold a bcrypt ("$2b$...") or
 // SHA-512-crypt ("$6$...") hash in its usual text form (Crypt), made with
@@ -33,9 +35,12 @@
 package credential
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -46,6 +51,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"unicode/utf16"
+
+	"golang.org/x/text/secure/precis"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
@@ -113,6 +120,11 @@ type Record struct {
 	// successful login: APOP, CRAM-MD5 and NTLM need them.
 	Nonce  []byte `json:"nonce,omitempty"`
 	Sealed []byte `json:"sealed,omitempty"`
+	// SCRAM is the SCRAM-SHA-256 keys (store.MarshalSCRAM): salt,
+	// iterations, StoredKey and ServerKey, nothing reversible. Empty in
+	// records made before the store kept them, and for brought hashes,
+	// until the next successful plaintext login.
+	SCRAM []byte `json:"scram,omitempty"`
 }
 
 const version = 1
@@ -217,7 +229,7 @@ func (r *Record) Memory() int64 {
 // Current reports whether r was made with p (normalized) and carries the
 // sealed secrets: otherwise its next successful login rewrites it.
 func (r *Record) Current(p HashParams) bool {
-	if r.Alg != p.Alg || len(r.Sealed) == 0 {
+	if r.Alg != p.Alg || len(r.Sealed) == 0 || len(r.SCRAM) == 0 {
 		return false
 	}
 	switch r.Alg {
@@ -405,6 +417,12 @@ func (r *Record) open(key []byte, a store.Address) ([]byte, error) {
 // Secret returns the decrypted secret of the given kind for the mailbox a
 // the record is sealed to.
 func (r *Record) Secret(key []byte, a store.Address, kind store.SecretKind) ([]byte, error) {
+	if kind == store.SecretSCRAMSHA256 {
+		if _, err := store.ParseSCRAM(r.SCRAM); err != nil {
+			return nil, fmt.Errorf("mailbox %s has no SCRAM keys until its next password change or plaintext login: %w", a, store.ErrNoSecret)
+		}
+		return r.SCRAM, nil
+	}
 	if kind != store.SecretPassword && kind != store.SecretNTHash {
 		return nil, fmt.Errorf("unknown secret kind %d: %w", kind, store.ErrNoSecret)
 	}
@@ -502,6 +520,7 @@ func (h *Hasher) New(ctx context.Context, key []byte, a store.Address, password 
 }
 
 func (h *Hasher) newRecord(ctx context.Context, p HashParams, key []byte, a store.Address, password string) (*Record, error) {
+	password = NormalizePassword(password)
 	if len(password) > MaxPasswordLen {
 		return nil, fmt.Errorf("password longer than %d octets", MaxPasswordLen)
 	}
@@ -538,7 +557,53 @@ func (h *Hasher) newRecord(ctx context.Context, p HashParams, key []byte, a stor
 	if err := r.seal(key, a, password); err != nil {
 		return nil, err
 	}
+	scramSalt := make([]byte, SaltLen)
+	if _, err := rand.Read(scramSalt); err != nil {
+		return nil, err
+	}
+	r.SCRAM = store.MarshalSCRAM(NewSCRAMKeys(password, scramSalt, SCRAMIterations))
 	return r, nil
+}
+
+// NormalizePassword prepares a password as RFC 6856 and the SASL RFCs ask
+// (PRECIS OpaqueString, RFC 8265 section 4.2, the successor of SASLprep):
+// non-ASCII spaces become ASCII spaces and the text is put in Unicode
+// normalization form C, so that a password typed on two systems compares
+// equal. An ASCII password, and one OpaqueString refuses (control
+// characters), is used as it is.
+func NormalizePassword(pw string) string {
+	for i := 0; i < len(pw); i++ {
+		if pw[i] >= 0x80 {
+			if n, err := precis.OpaqueString.String(pw); err == nil {
+				return n
+			}
+			return pw
+		}
+	}
+	return pw
+}
+
+// SCRAMIterations is the PBKDF2 iteration count of new SCRAM-SHA-256 keys
+// (RFC 7677 section 4 asks for at least 4096). The server never runs
+// PBKDF2 during a login: it keeps the keys; the client derives them.
+const SCRAMIterations = 4096
+
+// NewSCRAMKeys derives the SCRAM-SHA-256 keys of password (RFC 5802
+// section 3): SaltedPassword = PBKDF2-HMAC-SHA-256(password, salt, iter),
+// StoredKey = SHA-256(HMAC(SaltedPassword, "Client Key")), ServerKey =
+// HMAC(SaltedPassword, "Server Key").
+func NewSCRAMKeys(password string, salt []byte, iter int) store.SCRAMKeys {
+	salted, err := pbkdf2.Key(sha256.New, password, salt, iter, sha256.Size)
+	if err != nil {
+		panic(err) // only for parameters out of FIPS 140 ranges, which these are not
+	}
+	mac := func(key []byte, msg string) []byte {
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(msg))
+		return m.Sum(nil)
+	}
+	stored := sha256.Sum256(mac(salted, "Client Key"))
+	return store.SCRAMKeys{Salt: bytes.Clone(salt), Iterations: iter, StoredKey: stored[:], ServerKey: mac(salted, "Server Key")}
 }
 
 // Verify checks password against r in constant time and returns nil or
@@ -547,6 +612,7 @@ func (h *Hasher) newRecord(ctx context.Context, p HashParams, key []byte, a stor
 // parameters and fails. An error other than store.ErrAuthFailed means the
 // check could not run (ctx ended).
 func (h *Hasher) Verify(ctx context.Context, r *Record, password string) error {
+	password = NormalizePassword(password)
 	// A password longer than any that can be set is hashed all the same.
 	found := r != nil && len(password) <= MaxPasswordLen
 	if r == nil {

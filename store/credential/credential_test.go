@@ -125,3 +125,28 @@ func TestVerifyWaitsForASlot(t *testing.T) {
 		t.Fatalf("Verify with every slot busy and an ended context = %v", err)
 	}
 }
+
+// Passwords are compared in PRECIS OpaqueString form (RFC 8265): the same
+// password typed in another Unicode normalization form, or with a
+// no-break space, is the same password.
+func TestNormalizedPasswords(t *testing.T) {
+	nfc, nfd := "p\u00e4ssw\u00f6rd", "pa\u0308sswo\u0308rd"
+	if NormalizePassword(nfd) != nfc || NormalizePassword("a\u00a0b\u00e9") != "a b\u00e9" || NormalizePassword("plain ascii") != "plain ascii" {
+		t.Fatalf("NormalizePassword: %q %q", NormalizePassword(nfd), NormalizePassword("a\u00a0b\u00e9"))
+	}
+	h, err := NewHasher(HashParams{Argon2: Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1, KeyLen: 32}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := store.Address{Mailbox: "alice", Domain: "example.com"}
+	r, err := h.New(context.Background(), NewKey(), a, nfd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Verify(context.Background(), r, nfc); err != nil {
+		t.Fatalf("the NFC form of an NFD password: %v", err)
+	}
+	if err := h.Verify(context.Background(), r, "passwoerd"); err == nil {
+		t.Fatal("another password passed")
+	}
+}

@@ -259,7 +259,7 @@ func (s *Store) Secret(ctx context.Context, addr store.Address, kind store.Secre
 	if err := ctxErr(ctx); err != nil {
 		return nil, err
 	}
-	if kind != store.SecretPassword && kind != store.SecretNTHash {
+	if kind != store.SecretPassword && kind != store.SecretNTHash && kind != store.SecretSCRAMSHA256 {
 		return nil, fmt.Errorf("unknown secret kind %d: %w", kind, store.ErrNoSecret)
 	}
 	a, err := canonAddr(addr)

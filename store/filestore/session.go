@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/pop3svc/pop3svc/store"
 )
@@ -41,7 +42,12 @@ func (s *Store) OpenSession(ctx context.Context, addr store.Address, owner strin
 		_ = s.releaseLock(h)
 		return nil, fmt.Errorf("cannot open mailbox %s: %w", a, err)
 	}
-	return &session{s: s, addr: a, dir: dir, lock: h, msgs: msgs, files: files}, nil
+	last, err := readPolicy(dir, msgs)
+	if err != nil {
+		_ = s.releaseLock(h)
+		return nil, fmt.Errorf("cannot open mailbox %s: %w", a, err)
+	}
+	return &session{s: s, addr: a, dir: dir, lock: h, msgs: msgs, files: files, lastLogin: last}, nil
 }
 
 // domainLocked reports whether the administrator locked the domain.
@@ -59,6 +65,8 @@ type session struct {
 	msgs   []store.MessageInfo
 	files  []string // file names, parallel to msgs
 	closed atomic.Bool
+	// lastLogin is the mailbox's last recorded login when the session opened.
+	lastLogin time.Time
 }
 
 func (m *session) Messages() []store.MessageInfo { return m.msgs }

@@ -98,13 +98,16 @@ type mailbox struct {
 	cred   *credential.Record
 	admin  bool     // the administrator's lock
 	holder *session // the session holding the session lock; nil: free
+	// lastLogin is the last login RecordLogin recorded (store.PolicyState).
+	lastLogin time.Time
 }
 
 // message is one stored message; its body never changes.
 type message struct {
-	uid  string // the 26-digit name
-	uidl string // the imported UIDL; "": the name is the UID
-	body []byte
+	uid       string // the 26-digit name
+	uidl      string // the imported UIDL; "": the name is the UID
+	body      []byte
+	retrieved time.Time // first retrieval (store.PolicyState); guarded by Store.mu
 }
 
 // id is the message's UID (MessageInfo.UID).

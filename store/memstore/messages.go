@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pop3svc/pop3svc/store"
 	"github.com/pop3svc/pop3svc/store/crlf"
@@ -159,10 +160,10 @@ func (s *Store) OpenSession(ctx context.Context, addr store.Address, owner strin
 	case m.holder != nil:
 		return nil, fmt.Errorf("cannot open mailbox %s: %w (held by %s)", a, store.ErrMailboxInUse, m.holder.owner)
 	}
-	ms := &session{s: s, addr: a, box: m, owner: owner, bodies: slices.Clone(m.msgs)}
+	ms := &session{s: s, addr: a, box: m, owner: owner, bodies: slices.Clone(m.msgs), lastLogin: m.lastLogin}
 	ms.msgs = make([]store.MessageInfo, len(ms.bodies))
 	for i, msg := range ms.bodies {
-		ms.msgs[i] = store.MessageInfo{UID: msg.id(), Size: int64(len(msg.body))}
+		ms.msgs[i] = store.MessageInfo{UID: msg.id(), Size: int64(len(msg.body)), Retrieved: msg.retrieved}
 	}
 	m.holder = ms
 	return ms, nil
@@ -178,6 +179,53 @@ type session struct {
 	msgs   []store.MessageInfo
 	bodies []*message // the snapshot, parallel to msgs
 	closed atomic.Bool
+	// lastLogin is the mailbox's last recorded login when the session opened.
+	lastLogin time.Time
+}
+
+var (
+	_ store.PolicyState = (*session)(nil)
+	_ store.PolicyStore = (*Store)(nil)
+)
+
+// KeepsPolicyState marks the store as one whose sessions implement store.PolicyState.
+func (s *Store) KeepsPolicyState() {}
+
+// LastLogin implements store.PolicyState.
+func (m *session) LastLogin() time.Time { return m.lastLogin }
+
+// RecordLogin implements store.PolicyState.
+func (m *session) RecordLogin(at time.Time) error {
+	if m.closed.Load() {
+		return store.ErrSessionClosed
+	}
+	m.s.mu.Lock()
+	m.box.lastLogin = at
+	m.s.mu.Unlock()
+	return nil
+}
+
+// MarkRetrieved implements store.PolicyState.
+func (m *session) MarkRetrieved(ctx context.Context, indexes []int, at time.Time) error {
+	if m.closed.Load() {
+		return store.ErrSessionClosed
+	}
+	if err := ctxErr(ctx); err != nil {
+		return err
+	}
+	for _, i := range indexes {
+		if i < 0 || i >= len(m.msgs) {
+			return fmt.Errorf("cannot record retrievals in %s: message %d: %w", m.addr, i+1, store.ErrNoSuchMessage)
+		}
+	}
+	m.s.mu.Lock()
+	defer m.s.mu.Unlock()
+	for _, i := range indexes {
+		if msg := m.bodies[i]; msg.retrieved.IsZero() || at.Before(msg.retrieved) {
+			msg.retrieved = at
+		}
+	}
+	return nil
 }
 
 func (m *session) Messages() []store.MessageInfo { return m.msgs }

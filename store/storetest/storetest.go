@@ -92,6 +92,7 @@ func Run(t *testing.T, newStore Factory, caps Capabilities) {
 		{"SessionRace", testSessionRace},
 		{"HostileNames", testHostileNames},
 		{"Concurrency", testConcurrency},
+		{"PolicyState", testPolicyState},
 	}
 	if caps.Files {
 		tests = append(tests,

@@ -30,6 +30,7 @@ type Config struct {
 	Limits   Limits   `toml:"limits"`
 	Quota    Quota    `toml:"quota"`
 	LDAP     LDAP     `toml:"ldap"`
+	OAuth    OAuth    `toml:"oauth"`
 }
 
 // Auth selects the authentication method.
@@ -56,6 +57,12 @@ type Auth struct {
 	// password file's secrets; RFC 1939 section 7 APOP rests on MD5).
 	APOP bool `toml:"apop"`
 	NTLM bool `toml:"ntlm"`
+	// SCRAM offers SCRAM-SHA-256 (and -PLUS over TLS) with the password
+	// file: "auto" once every mailbox with a password has SCRAM keys
+	// (checked at start and every ten minutes; a mailbox gains them at its
+	// next password change or plaintext login), "on" always (a mailbox
+	// without keys fails SCRAM like a wrong password), "off" never.
+	SCRAM string `toml:"scram"`
 	// The hash of new passwords, and of stored ones at their next
 	// successful login: "argon2id" (Argon2Time passes over Argon2Memory
 	// with Argon2Threads lanes), "bcrypt" (BcryptCost) or "sha512-crypt"
@@ -111,8 +118,18 @@ type POP3 struct {
 	// connection of the network that holds the most.
 	ShedAt      int      `toml:"shed_at"`
 	IdleTimeout Duration `toml:"idle_timeout"` // idle limit after authentication (RFC 1939: at least 10m)
-	ExpireDays  int      `toml:"expire_days"`  // advertised EXPIRE; -1: NEVER, not advertised when 0
-	LoginDelay  int      `toml:"login_delay"`  // advertised LOGIN-DELAY seconds; 0: not advertised
+	// Expire is the server's retention of retrieved messages (EXPIRE,
+	// RFC 2449 section 6.7): "" none (EXPIRE not advertised unless a
+	// domain or mailbox has one), "never", or days counted from a message's
+	// first retrieval (0: deleted when that session ends).
+	Expire          string   `toml:"expire"`
+	ExpireDomains   []string `toml:"expire_domains"`   // "domain=DAYS" or "domain=never", over expire
+	ExpireMailboxes []string `toml:"expire_mailboxes"` // "mailbox@domain=DAYS|never", over the domain's (pop3ctl expire)
+	ExpireSweep     Duration `toml:"expire_sweep"`     // how often mailboxes not in use are swept for expired messages; 0: only at QUIT
+	// LoginDelay is the least time in seconds between two logins of a
+	// mailbox (LOGIN-DELAY, RFC 2449 section 6.8); 0: none.
+	LoginDelay        int      `toml:"login_delay"`
+	LoginDelayDomains []string `toml:"login_delay_domains"` // "domain=SECONDS", over login_delay
 }
 
 // SMTP is the SMTP service and the delivery service.
@@ -240,6 +257,17 @@ type Quota struct {
 }
 
 // LDAP is the directory for auth.method = "directory".
+// OAuth is OAuth 2.0 bearer-token login (SASL OAUTHBEARER, RFC 7628, and
+// XOAUTH2): tokens are JWTs signed by the issuer's keys. Off while issuer
+// is empty.
+type OAuth struct {
+	Issuer   string `toml:"issuer"`    // the iss every token must carry
+	Audience string `toml:"audience"`  // a value its aud must hold
+	JWKSFile string `toml:"jwks_file"` // the issuer's keys, a local JWK Set
+	JWKSURL  string `toml:"jwks_url"`  // or fetched from this URL (https, or http on loopback)
+	Claim    string `toml:"claim"`     // the claim naming the mailbox
+}
+
 type LDAP struct {
 	URL          string   `toml:"url"`           // ldap://host:389, ldaps://host:636
 	StartTLS     bool     `toml:"starttls"`      //
@@ -268,6 +296,7 @@ func Default() *Config {
 			Method:     "passwordfile",
 			APOP:       true,
 			NTLM:       true,
+			SCRAM:      "auto",
 			PAMService: "pop3d",
 			FailDelay:  Duration(2 * time.Second),
 			CacheTTL:   Duration(10 * time.Minute),
@@ -305,6 +334,7 @@ func Default() *Config {
 			LoginDeadline:   Duration(60 * time.Second),
 			ShedAt:          90,
 			IdleTimeout:     Duration(10 * time.Minute),
+			ExpireSweep:     Duration(time.Hour),
 		},
 		SMTP: SMTP{
 			Listen:              []string{"127.0.0.1:2525"},
@@ -367,5 +397,6 @@ func Default() *Config {
 			Timeout:      Duration(5 * time.Second),
 			PoolSize:     4,
 		},
+		OAuth: OAuth{Claim: "email"},
 	}
 }

@@ -309,6 +309,11 @@ func TestSetAliases(t *testing.T) {
 		{"smtp.lmtp_listen", `["127.0.0.1:24"]`, "smtp.lmtp_listen", "127.0.0.1:24"},
 		{"pop3.idle_timeout", "15m", "pop3.idle_timeout", "15m0s"},
 		{"quota.domain_default", "1GB", "quota.domain_default", "1GB"},
+		{"pop3.expire", "never", "pop3.expire", "never"},
+		{"pop3.expire", "0", "pop3.expire", "0"},
+		{"pop3.expire_domains", "example.org=7, other.test=never", "pop3.expire_domains", "example.org=7,other.test=never"},
+		{"pop3.expire_mailboxes", "alice@example.org=30", "pop3.expire_mailboxes", "alice@example.org=30"},
+		{"pop3.login_delay_domains", "example.org=900", "pop3.login_delay_domains", "example.org=900"},
 		{"port", "2000", "port", "2000"},
 	} {
 		if c.key == "authentication" && c.want == "directory" {
@@ -374,6 +379,14 @@ func TestSetRefusesInvalid(t *testing.T) {
 		{"auth.argon2_threads", "0"},
 		{"auth.bcrypt_cost", "17"},
 		{"auth.sha512_rounds", "999"},
+		{"pop3.expire", "-1"},
+		{"pop3.expire", "soon"},
+		{"pop3.expire_domains", "example.org"},
+		{"pop3.expire_domains", "../x=3"},
+		{"pop3.expire_mailboxes", "example.org=3"},
+		{"pop3.expire_sweep", "1s"},
+		{"pop3.login_delay", "-5"},
+		{"pop3.login_delay_domains", "example.org=-1"},
 	} {
 		if err := Set(p, c[0], c[1]); err == nil {
 			t.Errorf("Set(%q, %q) succeeded", c[0], c[1])

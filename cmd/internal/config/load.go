@@ -253,7 +253,7 @@ func baseDir(path string) (string, error) {
 
 // resolvePaths makes the relative file paths absolute against base.
 func (c *Config) resolvePaths(base string) {
-	for _, p := range []*string{&c.MailRoot, &c.TLS.Cert, &c.TLS.Key, &c.LDAP.CACert} {
+	for _, p := range []*string{&c.MailRoot, &c.TLS.Cert, &c.TLS.Key, &c.LDAP.CACert, &c.OAuth.JWKSFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pop3svc/pop3svc/session/pop3"
 	"github.com/pop3svc/pop3svc/store"
 )
 
@@ -169,11 +170,31 @@ func (c *Config) Validate() error {
 	if p.IdleTimeout <= 0 {
 		e.add("pop3.idle_timeout", "must be positive (RFC 1939 asks for at least 10m)")
 	}
-	if p.ExpireDays < -1 {
-		e.add("pop3.expire_days", "must be -1 (NEVER), 0 (not advertised) or a number of days (is %d)", p.ExpireDays)
+	if p.Expire != "" {
+		if _, err := pop3.ParseRetention(p.Expire); err != nil {
+			e.add("pop3.expire", "must be empty, never or a number of days: %v", err)
+		}
 	}
-	if p.LoginDelay < 0 {
-		e.add("pop3.login_delay", "must not be negative (is %d)", p.LoginDelay)
+	if _, err := pop3.ParseRetentions(p.ExpireDomains, false); err != nil {
+		e.add("pop3.expire_domains", "%v", err)
+	}
+	if _, err := pop3.ParseRetentions(p.ExpireMailboxes, true); err != nil {
+		e.add("pop3.expire_mailboxes", "%v", err)
+	}
+	if p.ExpireSweep < 0 || (p.ExpireSweep > 0 && p.ExpireSweep.D() < time.Minute) {
+		e.add("pop3.expire_sweep", "must be 0 (no sweep) or at least 1m")
+	}
+	if p.LoginDelay < 0 || p.LoginDelay > 31*24*3600 {
+		e.add("pop3.login_delay", "must be 0..2678400 seconds (is %d)", p.LoginDelay)
+	}
+	if _, err := pop3.ParseDelays(p.LoginDelayDomains); err != nil {
+		e.add("pop3.login_delay_domains", "%v", err)
+	}
+
+	switch c.Auth.SCRAM {
+	case "auto", "on", "off":
+	default:
+		e.add("auth.scram", "must be auto, on or off (is %q)", c.Auth.SCRAM)
 	}
 
 	// [smtp]
@@ -356,6 +377,26 @@ func (c *Config) Validate() error {
 	// [quota]
 	if c.Quota.DomainDefault < 0 {
 		e.add("quota.domain_default", "must not be negative")
+	}
+
+	// [oauth]
+	if o := c.OAuth; o.Issuer != "" {
+		if o.Audience == "" {
+			e.add("oauth.audience", "must be set when oauth.issuer is")
+		}
+		if o.Claim == "" {
+			e.add("oauth.claim", "must name the claim that holds the mailbox")
+		}
+		switch {
+		case (o.JWKSFile == "") == (o.JWKSURL == ""):
+			e.add("oauth.jwks_file", "exactly one of oauth.jwks_file and oauth.jwks_url must be set when oauth.issuer is")
+		case o.JWKSURL != "":
+			u, err := url.Parse(o.JWKSURL)
+			loopback := err == nil && (u.Hostname() == "localhost" || net.ParseIP(u.Hostname()).IsLoopback())
+			if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && loopback)) {
+				e.add("oauth.jwks_url", "must be an https URL (http only on loopback)")
+			}
+		}
 	}
 
 	// [ldap]
