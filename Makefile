@@ -39,7 +39,7 @@ build:
 # under the working folder, POP3 on 127.0.0.1:1100, SMTP on 127.0.0.1:2525,
 # admin/metrics on 127.0.0.1:8110). Pass CONFIG=file to use a config file.
 run: build
-	./$(BIN)/pop3d $(if $(CONFIG),-config $(CONFIG),)
+	./$(BIN)/pop3d -demo $(if $(CONFIG),-config $(CONFIG),)
 
 # The README's second command, and what CI runs: every test, race detector on.
 # .ci/testreport.py prints each package's result, the skipped tests and a

@@ -12,14 +12,16 @@ import (
 	"github.com/pop3svc/pop3svc/store"
 )
 
-// Demo mailbox made on first start with an empty store, so that a newcomer
-// can fetch mail at once.
+// Demo mailbox made by pop3d -demo (make run) on an empty store, so that a
+// newcomer can fetch mail at once. Without -demo an empty store stays
+// empty: a packaged service never gets a mailbox with a password nobody
+// chose.
 const (
 	demoDomain  = "example.test"
 	demoMailbox = "demo"
 )
 
-// bootstrap creates, when the store has no domain at all, the domain
+// bootstrap (pop3d -demo) creates, when the store has no domain at all, the domain
 // example.test, the mailbox demo@example.test with a random password and a
 // welcome message, and prints a curl command that fetches it.
 func bootstrap(rt *runtime, out io.Writer) error {

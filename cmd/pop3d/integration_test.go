@@ -390,8 +390,30 @@ func TestCheckFlag(t *testing.T) {
 	}
 }
 
-func TestFirstStartAndAdmin(t *testing.T) {
+// TestEmptyStoreStaysEmpty: without -demo (a package's service) the first
+// start on an empty store creates no domain and no mailbox.
+func TestEmptyStoreStaysEmpty(t *testing.T) {
 	in := startPop3d(t, "", "", nil)
+	// "pop3d ready" is logged after the point where -demo creates the
+	// mailbox, and Start waited for it.
+	if strings.Contains(in.Stdout(), "curl") || strings.Contains(in.Log(), "demo mailbox") {
+		t.Fatalf("a demo mailbox was announced without -demo:\n%s\n%s", in.Stdout(), in.Log())
+	}
+	out := in.Ctl(t, "", "-json", "list")
+	if strings.Contains(out, "example.test") {
+		t.Fatalf("pop3ctl list after a first start without -demo: %s", out)
+	}
+	p := dial(t, in)
+	p.Expect("+OK")
+	p.Send("USER demo@example.test\r\nPASS x\r\n")
+	p.Expect("+OK")
+	p.Expect("-ERR")
+}
+
+func TestFirstStartAndAdmin(t *testing.T) {
+	c := integrationConfig(t, "", "", nil)
+	c.Args = []string{"-demo"}
+	in := pop3dtest.Start(t, c)
 	m := regexp.MustCompile(`curl -s --user '([^']+)' (pop3://\S+)`).FindStringSubmatch(in.Stdout())
 	if m == nil {
 		t.Fatalf("no curl line printed:\n%s", in.Stdout())

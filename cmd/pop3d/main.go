@@ -2,7 +2,9 @@
 // delivery services and the admin listener, in one process.
 //
 //	pop3d [-config FILE]          run (SIGHUP reloads the file, SIGTERM/SIGINT drain and stop)
-//	pop3d -check [-config FILE]   validate the configuration, print every problem, exit 0/1
+//	pop3d -check [-config FILE]   validate the configuration and what the start would check, exit 0/1
+//	pop3d -demo [-config FILE]    run, creating the demo mailbox when the store is empty (make run)
+//	pop3d -version                print the version
 //
 // Without -config: $POP3D_CONFIG, else ./pop3d.toml if present, else the
 // embedded defaults.
@@ -24,6 +26,8 @@ import (
 	"time"
 
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
+	"github.com/pop3svc/pop3svc/cmd/internal/sdnotify"
+	"github.com/pop3svc/pop3svc/cmd/internal/version"
 	"github.com/pop3svc/pop3svc/cmd/internal/wiring"
 	"github.com/pop3svc/pop3svc/engine/certs"
 	"github.com/pop3svc/pop3svc/store/filestore"
@@ -39,9 +43,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("pop3d", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgFlag := fs.String("config", "", "configuration file (default: $POP3D_CONFIG, else ./pop3d.toml if present, else built-in defaults)")
-	check := fs.Bool("check", false, "validate the configuration, print every problem and exit (0: valid, 1: not)")
+	check := fs.Bool("check", false, "validate the configuration and what the start checks (authentication method in this build, certificate files, listen addresses), print every problem and exit (0: valid, 1: not)")
+	demo := fs.Bool("demo", false, "when the store has no domain, create the domain "+demoDomain+" with the mailbox "+demoMailbox+"@"+demoDomain+" and a welcome message, and print the command that reads it (make run passes it; a package never does)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() { usage(fs) }
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version.Line("pop3d"))
+		return 0
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "pop3d: unexpected argument %q\n", fs.Arg(0))
@@ -51,6 +65,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *check {
 		if err != nil {
 			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		if errs := startChecks(cfg); len(errs) > 0 {
+			for _, e := range errs {
+				fmt.Fprintln(stderr, e)
+			}
 			return 1
 		}
 		name := path
@@ -103,6 +123,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		_ = st.Close()
 		return 1
 	}
+	notify := sdnotify.FromEnv()
 	rt := &runtime{cfgPath: path, cfg: cfg, store: st, queue: q, outbound: oq, log: log, level: level, started: time.Now()}
 	copts := wiring.CertOptions(cfg)
 	copts.Log = log.With("service", "tls")
@@ -160,6 +181,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return restart, errors.Join(errs...)
 	}
 
+	// Every reload (SIGHUP, the admin API) is reported to systemd.
+	reload := rt.reload
+	rt.reload = func() ([]string, error) {
+		if err := notify.Reloading(); err != nil {
+			log.Warn("cannot tell systemd about the reload", "err", err)
+		}
+		restart, err := reload()
+		if err := notify.Ready("serving"); err != nil {
+			log.Warn("cannot tell systemd about the reload", "err", err)
+		}
+		return restart, err
+	}
+
 	// Crash leftovers (temporary files, locks of dead sessions, unfinished
 	// commits) are cleaned at start and every hour.
 	cleanCtx, stopClean := context.WithCancel(context.Background())
@@ -199,10 +233,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	mu.Unlock()
 
-	if err := bootstrap(rt, stdout); err != nil {
-		log.Warn("cannot create the demo mailbox", "err", err)
+	if *demo {
+		if err := bootstrap(rt, stdout); err != nil {
+			log.Warn("cannot create the demo mailbox", "err", err)
+		}
 	}
-	log.Info("pop3d ready", "config", path)
+	log.Info("pop3d ready", "config", path, "version", version.String())
+	if err := notify.Ready("serving"); err != nil {
+		log.Warn("cannot tell systemd the service is ready", "err", err)
+	}
 
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
@@ -210,11 +249,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		log.Info("stopping", "signal", sig.String())
+		_ = notify.Stopping()
 		break
 	}
 	stopAll()
 	log.Info("stopped")
 	return 0
+}
+
+// usage is pop3d --help: every flag, the signals, the files.
+func usage(fs *flag.FlagSet) {
+	w := fs.Output()
+	fmt.Fprint(w, `Usage:
+  pop3d [-config FILE] [-demo]     run the service (POP3, SMTP/LMTP, delivery, admin API)
+  pop3d -check [-config FILE]      validate the configuration and exit 0 (valid) or 1
+  pop3d -version                   print the version
+
+Flags:
+`)
+	fs.PrintDefaults()
+	fmt.Fprint(w, `
+Signals: SIGHUP reloads the configuration file; SIGTERM and SIGINT drain and stop.
+Without -config: $POP3D_CONFIG, else ./pop3d.toml if present, else the built-in defaults.
+See pop3d(8) and pop3d.toml(5).
+`)
 }
 
 // logLevel maps the seed's logging levels (0 none .. 3 max, 4 debug).

@@ -198,6 +198,8 @@ type Config struct {
 	// MailRoot is the mail root; empty: "mailroot" in the server's folder.
 	// Servers sharing a store (test machines) give the same absolute path.
 	MailRoot string
+	// Args are flags added to pop3d's command line (for example -demo).
+	Args []string
 	// Command, when set, makes the command that runs pop3d (for example on
 	// a test machine, see package machines); nil: exec.Command.
 	Command func(name string, args ...string) *exec.Cmd
@@ -330,10 +332,11 @@ func Start(t testing.TB, c Config) *Server {
 	for _, args := range c.Setup {
 		s.Ctl(t, "", args...)
 	}
+	args := append([]string{"-config", s.Conf}, c.Args...)
 	if c.Command != nil {
-		s.Cmd = c.Command(pop3d, "-config", s.Conf)
+		s.Cmd = c.Command(pop3d, args...)
 	} else {
-		s.Cmd = exec.Command(pop3d, "-config", s.Conf)
+		s.Cmd = exec.Command(pop3d, args...)
 	}
 	s.Cmd.Dir = s.Dir
 	s.Cmd.Stderr = s.log
