@@ -26,8 +26,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/pop3svc/pop3svc/cmd/internal/version"
 )
 
 // Exit statuses.
@@ -91,6 +94,10 @@ DKIM (RFC 6376):
   dkim add DOMAIN                      make DOMAIN's signing key; prints the DNS TXT record to publish
                                        (selector outbound.dkim_selector); outbound mail from DOMAIN is signed
 
+Service:
+  version                              print the version (also: -version)
+  help                                 this text (also: -help, -h)
+
 Settings:
   get [KEY]                            show one setting, or all of them
   set KEY VALUE [-force]               change a setting in the file and tell the running service;
@@ -103,6 +110,9 @@ Flags:
   -password P       the password (visible to other local users in the process list)
   -password-stdin   read the password from the first line of stdin
   -force            delete a domain that still has mailboxes; switch authentication regardless
+  -hash HASH        changepwd: a bcrypt ($2a$/$2b$/$2y$) or SHA-512-crypt ($6$) hash
+  -version          print the version and exit
+  -help, -h         this text (also: pop3ctl help)
 `
 
 // usageError is a wrong command line: exit status 2.
@@ -130,8 +140,9 @@ type cli struct {
 	imp           importFlags // import's flags
 	dlv           deliverFlags
 
-	verb string
-	args []string
+	verb  string
+	args  []string
+	flags *flag.FlagSet // the flags parse knows, for pop3ctl help's test
 }
 
 func main() {
@@ -174,6 +185,8 @@ func (c *cli) parse(argv []string) error {
 	fs.StringVar(&c.dlv.deliveredTo, "delivered-to", "", "")
 	help := fs.Bool("help", false, "")
 	fs.BoolVar(help, "h", false, "")
+	showVersion := fs.Bool("version", false, "")
+	c.flags = fs
 	var pos []string
 	rest := argv
 	for {
@@ -197,6 +210,10 @@ func (c *cli) parse(argv []string) error {
 		pos = append(pos, rest[0])
 		rest = rest[1:]
 	}
+	if *showVersion {
+		c.verb = "version"
+		return nil
+	}
 	if *help {
 		c.verb = "help"
 		return nil
@@ -214,6 +231,7 @@ var verbs = map[string]struct {
 	flags string // accepted verb flags: p (password), f (force)
 }{
 	"help":      {(*cli).help, ""},
+	"version":   {(*cli).version, ""},
 	"add":       {(*cli).add, "p"},
 	"delete":    {(*cli).delete, "f"},
 	"rename":    {(*cli).rename, ""},
@@ -230,6 +248,16 @@ var verbs = map[string]struct {
 	"queue":     {(*cli).queueVerb, ""},
 	"dkim":      {(*cli).dkim, ""},
 	"expire":    {(*cli).expire, ""},
+}
+
+// verbNames are the verbs, sorted (pop3ctl -json help).
+var verbNames []string
+
+func init() {
+	for v := range verbs {
+		verbNames = append(verbNames, v)
+	}
+	sort.Strings(verbNames)
 }
 
 func (c *cli) dispatch() error {
@@ -301,11 +329,19 @@ func (c *cli) help() error {
 		return usagef("help takes no arguments")
 	}
 	if c.json {
-		names := []string{"add", "delete", "rename", "list", "lock", "unlock", "stat", "changepwd", "quota", "deliver", "import", "queue", "dkim", "expire", "get", "set", "help"}
-		c.emitJSON(map[string]any{"verbs": names, "usage": usageText})
+		c.emitJSON(map[string]any{"verbs": verbNames, "usage": usageText})
 		return nil
 	}
 	fmt.Fprint(c.stdout, usageText)
+	return nil
+}
+
+func (c *cli) version() error {
+	if c.json {
+		c.emitJSON(map[string]any{"version": version.String()})
+		return nil
+	}
+	fmt.Fprintln(c.stdout, version.Line("pop3ctl"))
 	return nil
 }
 
