@@ -27,7 +27,11 @@ NOPAM := 1
 export GOFLAGS := $(strip $(GOFLAGS) -tags=nopam)
 endif
 
-.PHONY: all build run test test-cluster race stress check fmt vet staticcheck govulncheck fuzz bench bench-figures bench-compare bench-quick bench-cluster bench-cluster-quick clean
+# make deb: the Debian package (pop3d, pop3ctl, /etc/pop3d/pop3d.toml, the
+# systemd unit, man pages) in dist/ or $(DEB_OUT); DEB_VERSION stamps the version.
+DEB_OUT   ?= dist
+
+.PHONY: deb all build run test test-cluster race stress check fmt vet staticcheck govulncheck fuzz bench bench-figures bench-compare bench-quick bench-cluster bench-cluster-quick clean
 
 all: build
 
@@ -118,5 +122,8 @@ bench-cluster:
 bench-cluster-quick:
 	$(GO) run ./bench/cmd/pop3bench cluster -quick $(BENCHFLAGS)
 
+deb:
+	GO=$(GO) DEB_OUT=$(DEB_OUT) bash cmd/pop3d/debian/build.sh
+
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) dist

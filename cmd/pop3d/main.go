@@ -40,12 +40,9 @@ const stopTimeout = 10 * time.Second
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("pop3d", flag.ContinueOnError)
+	fs, f := newFlags()
 	fs.SetOutput(stderr)
-	cfgFlag := fs.String("config", "", "configuration file (default: $POP3D_CONFIG, else ./pop3d.toml if present, else built-in defaults)")
-	check := fs.Bool("check", false, "validate the configuration and what the start checks (authentication method in this build, certificate files, listen addresses), print every problem and exit (0: valid, 1: not)")
-	demo := fs.Bool("demo", false, "when the store has no domain, create the domain "+demoDomain+" with the mailbox "+demoMailbox+"@"+demoDomain+" and a welcome message, and print the command that reads it (make run passes it; a package never does)")
-	showVersion := fs.Bool("version", false, "print the version and exit")
+	cfgFlag, check, demo, showVersion := f.config, f.check, f.demo, f.version
 	fs.Usage = func() { usage(fs) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -255,6 +252,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	stopAll()
 	log.Info("stopped")
 	return 0
+}
+
+// flags are pop3d's command-line flags.
+type flags struct {
+	config               *string
+	check, demo, version *bool
+}
+
+// newFlags is pop3d's flag set: run parses it, --help and pop3d(8) list it.
+func newFlags() (*flag.FlagSet, flags) {
+	fs := flag.NewFlagSet("pop3d", flag.ContinueOnError)
+	var f flags
+	f.config = fs.String("config", "", "configuration file (default: $POP3D_CONFIG, else ./pop3d.toml if present, else built-in defaults)")
+	f.check = fs.Bool("check", false, "validate the configuration and what the start checks (authentication method in this build, certificate files, listen addresses), print every problem and exit (0: valid, 1: not)")
+	f.demo = fs.Bool("demo", false, "when the store has no domain, create the domain "+demoDomain+" with the mailbox "+demoMailbox+"@"+demoDomain+" and a welcome message, and print the command that reads it (make run passes it; a package never does)")
+	f.version = fs.Bool("version", false, "print the version and exit")
+	return fs, f
 }
 
 // usage is pop3d --help: every flag, the signals, the files.

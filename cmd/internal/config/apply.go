@@ -432,3 +432,21 @@ func SettingsTable() string {
 	}
 	return b.String()
 }
+
+// KeyInfo is one key of the live/restart table.
+type KeyInfo struct {
+	Key  string
+	When When
+	Why  string // for restart keys: why a reload cannot apply it
+	Desc string // what the key does
+}
+
+// KeyInfos is the live/restart table in file order (the man page
+// pop3d.toml(5) is made from it, like the README's reload table).
+func KeyInfos() []KeyInfo {
+	out := make([]KeyInfo, len(applies))
+	for i, a := range applies {
+		out[i] = KeyInfo{Key: a.Key, When: a.When, Why: a.Why, Desc: a.Desc}
+	}
+	return out
+}

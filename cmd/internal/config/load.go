@@ -91,9 +91,16 @@ func (e *Errors) err() error {
 	return e
 }
 
+// SystemFile is the system-wide configuration file, looked for after
+// ./pop3d.toml. Empty in a plain build; the Debian package's build stamps
+// "/etc/pop3d/pop3d.toml" with
+// -ldflags "-X github.com/pop3svc/pop3svc/cmd/internal/config.SystemFile=...",
+// so that pop3ctl finds the installed service's file by itself.
+var SystemFile string
+
 // Resolve picks the configuration file both binaries use: flagPath when not
-// empty, else $POP3D_CONFIG, else ./pop3d.toml when it exists, else ""
-// (the embedded defaults). An explicit path (flag or environment) is
+// empty, else $POP3D_CONFIG, else ./pop3d.toml when it exists, else
+// SystemFile when it is set and exists, else "" (the embedded defaults). An explicit path (flag or environment) is
 // returned even when the file does not exist; Load then reports it.
 func Resolve(flagPath string) (string, error) {
 	if flagPath != "" {
@@ -109,10 +116,15 @@ func Resolve(flagPath string) (string, error) {
 	case err == nil:
 		return "", fmt.Errorf("%s is not a regular file", DefaultFile)
 	case errors.Is(err, fs.ErrNotExist):
-		return "", nil
 	default:
 		return "", fmt.Errorf("cannot read %s: %w", DefaultFile, err)
 	}
+	if SystemFile != "" {
+		if _, err := os.Stat(SystemFile); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			return SystemFile, nil
+		}
+	}
+	return "", nil
 }
 
 // LoadDefault resolves the file as Resolve does and loads it. It returns
