@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pop3svc/pop3svc/cmd/internal/audit"
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
 	"github.com/pop3svc/pop3svc/cmd/internal/wiring"
 	"github.com/pop3svc/pop3svc/store"
@@ -117,6 +118,7 @@ func (c *cli) add() error {
 			if err := st.CreateDomain(ctx, t.domain); err != nil {
 				return err
 			}
+			c.audit("add", t.domain, "", "domain")
 			c.say(map[string]any{"added": "domain", "domain": t.domain}, "Added domain %s.", t.domain)
 			return nil
 		})
@@ -132,6 +134,7 @@ func (c *cli) add() error {
 		if !hasPW && cfg.Auth.Method == "passwordfile" {
 			c.warn("%s has no password; with auth.method = passwordfile it cannot log in until \"pop3ctl changepwd\"", t.addr)
 		}
+		c.audit("add", t.addr.String(), "", "mailbox")
 		c.say(map[string]any{"added": "mailbox", "mailbox": t.addr.String(), "password": hasPW}, "Added mailbox %s.", t.addr)
 		return nil
 	})
@@ -153,12 +156,18 @@ func (c *cli) delete() error {
 			if err := st.DeleteMailbox(ctx, t.addr); err != nil {
 				return err
 			}
+			c.audit("delete", t.addr.String(), "mailbox", "")
 			c.say(map[string]any{"deleted": "mailbox", "mailbox": t.addr.String()}, "Deleted mailbox %s.", t.addr)
 			return nil
 		}
 		if err := st.DeleteDomain(ctx, t.domain, c.force); err != nil {
 			return err
 		}
+		old := "domain"
+		if c.force {
+			old = "domain with its mailboxes"
+		}
+		c.audit("delete", t.domain, old, "")
 		c.say(map[string]any{"deleted": "domain", "domain": t.domain}, "Deleted domain %s.", t.domain)
 		return nil
 	})
@@ -188,6 +197,7 @@ func (c *cli) rename() error {
 			return err
 		}
 		na := store.Address{Mailbox: to, Domain: from.Domain}
+		c.audit("rename", from.String(), from.String(), na.String())
 		c.say(map[string]any{"renamed": from.String(), "to": na.String()}, "Renamed mailbox %s to %s.", from, na)
 		return nil
 	})
@@ -316,6 +326,7 @@ func (c *cli) lock(lock bool) error {
 		if t.isBox {
 			kind, name = "mailbox", t.addr.String()
 		}
+		c.audit(strings.ToLower(verb[:len(verb)-2]), name, map[bool]string{true: "unlocked", false: "locked"}[lock], strings.ToLower(verb))
 		c.say(map[string]any{strings.ToLower(verb): kind, kind: name}, "%s %s %s.", verb, kind, name)
 		return nil
 	})
@@ -432,6 +443,7 @@ func (c *cli) changepwd() error {
 		if cfg.Auth.Method != "passwordfile" {
 			c.warn("auth.method is %s: the password-file password is not used for logins", cfg.Auth.Method)
 		}
+		c.audit("password", a.String(), audit.Hidden, audit.Hidden)
 		c.say(map[string]any{"changed": "password", "mailbox": a.String()}, "Changed the password of %s.", a)
 		return nil
 	})
@@ -461,6 +473,7 @@ func (c *cli) changeHash() error {
 		if cfg.Auth.Method != "passwordfile" {
 			c.warn("auth.method is %s: the password-file password is not used for logins", cfg.Auth.Method)
 		}
+		c.audit("password", a.String(), audit.Hidden, audit.Hidden+" hash")
 		c.say(map[string]any{"changed": "password", "mailbox": a.String(), "hash": true},
 			"Set the password hash of %s; its first login rehashes it with %s.", a, cfg.Auth.Hash)
 		return nil
@@ -489,9 +502,14 @@ func (c *cli) quota() error {
 			return err
 		}
 		if bytes >= 0 {
+			old, err := st.Quota(ctx, a)
+			if err != nil {
+				return err
+			}
 			if err := st.SetQuota(ctx, a, bytes); err != nil {
 				return err
 			}
+			c.audit("quota", a.String(), quotaText(old), quotaText(bytes))
 		}
 		q, err := st.Quota(ctx, a)
 		if err != nil {

@@ -25,11 +25,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/pop3svc/pop3svc/cmd/internal/audit"
 	"github.com/pop3svc/pop3svc/cmd/internal/version"
 )
 
@@ -143,6 +145,8 @@ type cli struct {
 	verb  string
 	args  []string
 	flags *flag.FlagSet // the flags parse knows, for pop3ctl help's test
+
+	auditLog *slog.Logger // nil until the first change
 }
 
 func main() {
@@ -343,6 +347,16 @@ func (c *cli) version() error {
 	}
 	fmt.Fprintln(c.stdout, version.Line("pop3ctl"))
 	return nil
+}
+
+// audit records one administrative change (package audit): to syslog,
+// else standard error.
+func (c *cli) audit(action, object, old, new string) {
+	if c.auditLog == nil {
+		c.auditLog = audit.Local(c.stderr)
+	}
+	audit.Record(c.auditLog, audit.Entry{Via: "pop3ctl", Who: audit.LocalWho(), From: audit.LocalFrom(),
+		Action: action, Object: object, Old: old, New: new})
 }
 
 // emitJSON writes v as one JSON document on stdout.

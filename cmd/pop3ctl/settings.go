@@ -92,6 +92,7 @@ func (c *cli) set() error {
 			return err
 		}
 	}
+	old, _ := config.Get(cur, c.args[0])
 	if err := config.Set(path, c.args[0], c.args[1]); err != nil {
 		return err
 	}
@@ -103,6 +104,8 @@ func (c *cli) set() error {
 	if err != nil {
 		return err
 	}
+	key, _ := config.CanonicalKey(c.args[0])
+	c.audit("set", key, old, value)
 	var res reloadResult
 	if svc.answered {
 		res = reload(svc.base)

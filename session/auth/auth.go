@@ -48,6 +48,12 @@ type Mechanism interface {
 	Address() store.Address
 }
 
+// Identifier is a Mechanism that can tell, for the log, which user name
+// the client gave, also when the exchange failed.
+type Identifier interface {
+	Identity() string
+}
+
 // Guard is the brute-force protection consulted by protocol sessions. It
 // never blocks: it only says how long to hold a reply back.
 type Guard interface {

@@ -146,6 +146,7 @@ type cramMech struct {
 	step      int
 	challenge string
 	addr      store.Address
+	name      string // the user name the client gave
 }
 
 // NewChallenge returns a unique challenge "<random.timestamp@hostname>" for
@@ -187,6 +188,7 @@ func (m *cramMech) Next(ctx context.Context, resp []byte) ([]byte, bool, error) 
 			return nil, true, malformed(MechCRAMMD5, "response is not \"user digest\"")
 		}
 		name, digest := string(resp[:i]), strings.ToLower(string(resp[i+1:]))
+		m.name = name
 		addr, secret, ok, err := m.a.secret(ctx, name)
 		if err != nil {
 			return nil, true, err
@@ -204,3 +206,6 @@ func (m *cramMech) Next(ctx context.Context, resp []byte) ([]byte, bool, error) 
 }
 
 func (m *cramMech) Address() store.Address { return m.addr }
+
+// Identity is the user name the client gave, for the log.
+func (m *cramMech) Identity() string { return m.name }

@@ -88,6 +88,7 @@ func (s *Service) process(id string) {
 			}
 			addr, err := store.ParseAddress(rcpt, "")
 			if err != nil {
+				log.Info("delivery", "mailbox", rcpt, "result", "failed", "status", "5.1.3", "err", err)
 				s.fail(e, i, "5.1.3", "bad recipient address: "+err.Error(), log)
 				continue
 			}
@@ -100,6 +101,7 @@ func (s *Service) process(id string) {
 				// Past RetryFor a mailbox that cannot be checked gets
 				// its copy anyway: a possible duplicate, never a loss.
 				if found {
+					log.Info("delivery", "mailbox", addr.String(), "uid", uid, "result", "delivered_earlier")
 					if err := e.Done(i, uid); err != nil {
 						log.Error("cannot record delivery", "err", err)
 						s.postpone(e)
@@ -108,8 +110,9 @@ func (s *Service) process(id string) {
 					continue
 				}
 			}
-			uid, err := s.deliverCopy(e, i, addr)
+			uid, size, err := s.deliverCopy(e, i, addr)
 			if err == nil {
+				log.Info("delivery", "mailbox", addr.String(), "uid", uid, "size", size, "result", "delivered")
 				s.m.delivered.Inc()
 				s.m.latency.UpdateDuration(e.Envelope().Received)
 				if err := e.Done(i, uid); err != nil {
@@ -120,7 +123,7 @@ func (s *Service) process(id string) {
 				continue
 			}
 			if st, why := permanent(err); st != "" {
-				log.Info("delivery failed", "rcpt", rcpt, "status", st, "err", err)
+				log.Info("delivery", "mailbox", rcpt, "result", "failed", "status", st, "err", err)
 				s.fail(e, i, st, why, log)
 				continue
 			}
@@ -129,6 +132,7 @@ func (s *Service) process(id string) {
 			if s.ctx.Err() != nil {
 				return
 			}
+			log.Info("delivery", "mailbox", rcpt, "result", "deferred", "err", err)
 			temp = append(temp, fmt.Sprintf("<%s>: %v", rcpt, err))
 		}
 		// Staged copies appear now, also for the recipients that wait
@@ -230,22 +234,38 @@ func headerSafe(s string) string {
 	}, s)
 }
 
-// deliverCopy stores the copy of the entry's message for recipient i.
+// deliverCopy stores the copy of the entry's message for recipient i;
+// size is the octets handed to the store (the message with the copy's
+// header lines).
 // With a store that stages copies (store.StagedDelivery) the copy stays
 // invisible until publishDone, after its "done" record: a crash in
 // between leaves it staged, where no session can take it, so recovery
 // never needs to find a copy that a session may already have deleted.
-func (s *Service) deliverCopy(e store.QueueEntry, i int, addr store.Address) (string, error) {
+func (s *Service) deliverCopy(e store.QueueEntry, i int, addr store.Address) (uid string, size int64, err error) {
 	f, err := e.Open()
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	defer f.Close()
-	r := io.MultiReader(strings.NewReader(copyHeader(e.Envelope().From, e.ID())), f)
+	r := &countingReader{r: io.MultiReader(strings.NewReader(copyHeader(e.Envelope().From, e.ID())), f)}
 	if st, ok := s.st.(store.StagedDelivery); ok {
-		return st.Stage(s.ctx, addr, stageKey(e.ID(), i), r)
+		uid, err = st.Stage(s.ctx, addr, stageKey(e.ID(), i), r)
+	} else {
+		uid, err = s.st.Deliver(s.ctx, addr, r)
 	}
-	return s.st.Deliver(s.ctx, addr, r)
+	return uid, r.n, err
+}
+
+// countingReader counts the octets read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // stageKey names the staged copy of recipient i of entry id.

@@ -17,6 +17,7 @@ func (s *Session) apopCmd(arg string) session.Reply {
 		return s.bad(errSyntax)
 	}
 	name, digest := f[0], f[1]
+	s.tryUser = name
 	return s.login("apop", func() (store.Address, error) {
 		ctx, cancel := s.ctx()
 		defer cancel()

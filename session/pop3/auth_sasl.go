@@ -96,6 +96,9 @@ func (s *Session) saslStep(x *saslExchange, resp []byte) session.Reply {
 		return line("+ " + base64.StdEncoding.EncodeToString(challenge))
 	}
 	s.sasl = nil
+	if id, ok := x.mech.(auth.Identifier); ok {
+		s.tryUser = id.Identity()
+	}
 	if d, ok := x.mech.(auth.Deferrer); ok && err == nil {
 		if pc := d.Deferred(); pc != nil {
 			return s.passwordLogin(x.name, *pc)

@@ -20,8 +20,7 @@ func (s *Session) login(mech string, verify func() (store.Address, error)) sessi
 	}
 	// SASL exchanges consult the guard in saslStep, before each step.
 	if (mech == "user" || mech == "apop") && s.opts.Auth.Banned(s.ip) {
-		s.log.Info("login refused: address banned", "mech", mech)
-		return s.loginFailed(mech, auth.ErrAuthFailed)
+		return s.loginRefused(mech, "banned")
 	}
 	s.pad = 0
 	addr, err := verify()
@@ -43,7 +42,7 @@ func (s *Session) login(mech string, verify func() (store.Address, error)) sessi
 			result = "fail" // the administrator's lock refuses the user, not the service
 		}
 		countAuth(mech, result)
-		s.log.Warn("cannot open the mailbox", "user", addr.String(), "mech", mech, "err", err)
+		s.log.Warn("login refused", "user", addr.String(), "mech", mech, "result", "refused", "reason", "mailbox", "err", err)
 		return errorReply(err)
 	}
 	if e := s.checkLoginDelay(addr, mbox); e != nil {
@@ -79,10 +78,19 @@ func (s *Session) login(mech string, verify func() (store.Address, error)) sessi
 	s.state = stateTransaction
 	s.nextRenew.Store(s.now().Add(s.renewInterval()).UnixNano())
 	s.log = s.log.With("user", addr.String())
-	s.log.Info("login", "mech", mech, "messages", s.live, "octets", s.liveSize)
+	s.tryUser = ""
+	s.log.Info("login", "mech", mech, "result", "ok", "messages", s.live, "octets", s.liveSize)
 	r := line(fmt.Sprintf("%s maildrop has %d messages (%d octets)", okPrefix, s.live, s.liveSize))
 	r.Authenticated = true
 	return r
+}
+
+// loginRefused answers a login refused before any check (a banned or
+// throttled address) as a failed one, with its own log line.
+func (s *Session) loginRefused(mech, reason string) session.Reply {
+	s.refusal = reason
+	defer func() { s.refusal = "" }()
+	return s.loginFailed(mech, auth.ErrAuthFailed)
 }
 
 // loginFailed answers a failed login. Bad credentials of every kind get
@@ -101,7 +109,7 @@ func (s *Session) loginFailed(mech string, err error) session.Reply {
 	}
 	if !errors.Is(err, auth.ErrAuthFailed) {
 		countAuth(mech, "temp")
-		s.log.Error("authentication failed to run", "mech", mech, "err", err)
+		s.log.Error("authentication failed to run", "user", s.tryUser, "mech", mech, "result", "temp", "err", err)
 		return errorReply(err)
 	}
 	countAuth(mech, "fail")
@@ -112,7 +120,11 @@ func (s *Session) loginFailed(mech string, err error) session.Reply {
 	s.pad = 0
 	// wait: the fixed delay plus this address's penalty; delay: what the
 	// reply waits, wait and the pad that evens out check times.
-	s.log.Info("login failed", "mech", mech, "failures", s.authFail, "wait", wait, "delay", r.Delay)
+	if s.refusal != "" {
+		s.log.Info("login refused", "user", s.tryUser, "mech", mech, "result", "refused", "reason", s.refusal, "failures", s.authFail, "wait", wait, "delay", r.Delay)
+	} else {
+		s.log.Info("login failed", "user", s.tryUser, "mech", mech, "result", "fail", "failures", s.authFail, "wait", wait, "delay", r.Delay)
+	}
 	if s.opts.MaxAuthFailures > 0 && s.authFail >= s.opts.MaxAuthFailures {
 		r.Close = true
 	}

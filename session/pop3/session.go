@@ -66,6 +66,8 @@ type Session struct {
 	timestamp string                  // APOP timestamp of the greeting; "" when APOP is off
 
 	user     string // the name given by USER, for PASS
+	tryUser  string // the name of the login attempt in progress, for the log
+	refusal  string // why loginFailed answers a login refused unchecked (banned, throttled)
 	userSeen bool   // the previous command was a successful USER
 	usedUSER bool   // USER was given at least once (no STLS afterwards)
 	sasl     *saslExchange

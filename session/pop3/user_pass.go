@@ -48,6 +48,7 @@ func (s *Session) passCmd(arg string, wasUser bool) session.Reply {
 // The command holds no worker while it waits for or runs the hash; the
 // login finishes on a worker once the hash is done.
 func (s *Session) passwordLogin(mech string, pc auth.PasswordCheck) session.Reply {
+	s.tryUser = pc.Name
 	a := s.opts.Auth
 	if a == nil || a.Queue == nil {
 		return s.login(mech, func() (store.Address, error) {
@@ -65,8 +66,7 @@ func (s *Session) passwordLogin(mech string, pc auth.PasswordCheck) session.Repl
 		return s.login(mech, nil)
 	}
 	if a.Banned(s.ip) {
-		s.log.Info("login refused: address banned", "mech", mech)
-		return s.loginFailed(mech, auth.ErrAuthFailed)
+		return s.loginRefused(mech, "banned")
 	}
 	ctx, cancel := s.ctx()
 	addr, ok, cost := a.Quick(ctx, pc)
@@ -76,8 +76,7 @@ func (s *Session) passwordLogin(mech string, pc auth.PasswordCheck) session.Repl
 	}
 	wait, admitted := a.Admit(s.ip)
 	if !admitted {
-		s.log.Info("login refused before the hash: address banned or throttled", "mech", mech)
-		return s.loginFailed(mech, auth.ErrAuthFailed)
+		return s.loginRefused(mech, "throttled")
 	}
 	q := a.Queue
 	standing := a.Standing(s.ip)
@@ -101,7 +100,10 @@ func (s *Session) passwordLogin(mech string, pc auth.PasswordCheck) session.Repl
 			addr, pad, err = a.Check(ctx, pc)
 		}
 		refuse := func() {
-			resume(func() session.Reply { return s.loginFailed(mech, auth.ErrQueueFull) })
+			resume(func() session.Reply {
+				s.log.Warn("login refused", "user", s.tryUser, "mech", mech, "result", "refused", "reason", "auth_queue_full")
+				return s.loginFailed(mech, auth.ErrQueueFull)
+			})
 		}
 		submit := func() {
 			err := q.Enqueue(auth.Check{Cost: cost, Net: auth.Network(s.ip), Standing: standing, Run: check, Refused: refuse})

@@ -38,6 +38,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pop3svc/pop3svc/cmd/internal/audit"
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
 	"github.com/pop3svc/pop3svc/engine"
 	"github.com/pop3svc/pop3svc/store"
@@ -117,8 +118,16 @@ func Start(opts Options) (*Server, error) {
 	mux.HandleFunc("GET /api/queue", a.queueList)
 	mux.HandleFunc("POST /api/queue/retry", a.queueRetry)
 	mux.HandleFunc("POST /api/queue/delete", a.queueDelete)
-	mux.HandleFunc("POST /api/reload", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("POST /api/reload", func(w http.ResponseWriter, r *http.Request) {
 		restart, err := opts.Reload()
+		e := audit.FromRequest("api", r)
+		e.Action, e.Object, e.New = "reload", "configuration", "applied"
+		if err != nil {
+			e.New = "refused: " + err.Error()
+		} else if len(restart) > 0 {
+			e.New = "applied; restart needed for " + strings.Join(restart, ",")
+		}
+		audit.Record(opts.Log, e)
 		if restart == nil {
 			restart = []string{}
 		}

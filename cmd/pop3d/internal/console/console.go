@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pop3svc/pop3svc/cmd/internal/audit"
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
 	"github.com/pop3svc/pop3svc/cmd/internal/wiring"
 	"github.com/pop3svc/pop3svc/engine"
@@ -295,6 +296,13 @@ func (c *Console) crossSite(r *http.Request) string {
 	return ""
 }
 
+// audit records one change made through the console (package audit).
+func (c *Console) audit(r *http.Request, action, object, old, new string) {
+	e := audit.FromRequest("console", r)
+	e.Action, e.Object, e.Old, e.New = action, object, old, new
+	audit.Record(c.opts.Log, e)
+}
+
 // refuse answers a request refused before it was looked at.
 func (c *Console) refuse(w http.ResponseWriter, code int, why string) {
 	c.opts.Log.Warn("console: request refused", "reason", why)
@@ -403,6 +411,10 @@ func (c *Console) setSetting(r *http.Request) (string, outcome, *view) {
 				}
 			}
 		}
+		old := ""
+		if prev, err := config.Load(path); err == nil {
+			old, _ = config.Get(prev, key)
+		}
 		if err := config.Set(path, key, value); err != nil {
 			return outcome{err: err}
 		}
@@ -414,7 +426,7 @@ func (c *Console) setSetting(r *http.Request) (string, outcome, *view) {
 		if err != nil {
 			return outcome{err: err}
 		}
-		c.opts.Log.Info("console: setting changed", "key", k, "file", path)
+		c.audit(r, "set", k, old, shown)
 		o := outcome{flash: fmt.Sprintf("Set %s = %s in %s. The running service reloaded its configuration.", k, shown, path)}
 		restart, err := c.opts.Reload()
 		if err != nil {
@@ -470,7 +482,7 @@ func (c *Console) domainAction(r *http.Request) (string, outcome, *view) {
 			if err := st.CreateDomain(ctx, d); err != nil {
 				return outcome{err: err}
 			}
-			c.opts.Log.Info("console: domain added", "domain", d)
+			c.audit(r, "add", d, "", "domain")
 			return outcome{flash: "Added domain " + d + "."}
 		case "delete":
 			if err := st.DeleteDomain(ctx, d, r.PostForm.Get("confirm") != ""); err != nil {
@@ -479,19 +491,19 @@ func (c *Console) domainAction(r *http.Request) (string, outcome, *view) {
 				}
 				return outcome{err: err}
 			}
-			c.opts.Log.Info("console: domain deleted", "domain", d)
+			c.audit(r, "delete", d, "domain", "")
 			return outcome{flash: "Deleted domain " + d + "."}
 		case "lock":
 			if err := st.LockDomain(ctx, d); err != nil {
 				return outcome{err: err}
 			}
-			c.opts.Log.Info("console: domain locked", "domain", d)
+			c.audit(r, "lock", d, "unlocked", "locked")
 			return outcome{flash: "Locked domain " + d + "."}
 		case "unlock":
 			if err := st.UnlockDomain(ctx, d); err != nil {
 				return outcome{err: err}
 			}
-			c.opts.Log.Info("console: domain unlocked", "domain", d)
+			c.audit(r, "unlock", d, "locked", "unlocked")
 			return outcome{flash: "Unlocked domain " + d + "."}
 		}
 		return outcome{err: fmt.Errorf("unknown action %q", action), code: http.StatusBadRequest}
@@ -624,7 +636,7 @@ func (c *Console) mailboxAction(r *http.Request) (string, outcome, *view) {
 			if err := st.CreateMailbox(ctx, a, pw); err != nil {
 				return outcome{err: err}
 			}
-			c.opts.Log.Info("console: mailbox added", "mailbox", a.String(), "password", pw != "")
+			c.audit(r, "add", a.String(), "", "mailbox")
 			o := outcome{flash: "Added mailbox " + a.String() + "."}
 			if pw == "" && cfg.Auth.Method == "passwordfile" {
 				o.warnings = []string{a.String() + " has no password; with auth.method = passwordfile it cannot log in until its password is set"}
@@ -647,19 +659,19 @@ func (c *Console) mailboxAction(r *http.Request) (string, outcome, *view) {
 			if err := st.DeleteMailbox(ctx, a); err != nil {
 				return outcome{err: err}
 			}
-			c.opts.Log.Info("console: mailbox deleted", "mailbox", a.String())
+			c.audit(r, "delete", a.String(), "mailbox", "")
 			return outcome{flash: "Deleted mailbox " + a.String() + "."}
 		case "lock":
 			if err := st.LockMailbox(ctx, a); err != nil {
 				return outcome{err: err}
 			}
-			c.opts.Log.Info("console: mailbox locked", "mailbox", a.String())
+			c.audit(r, "lock", a.String(), "unlocked", "locked")
 			return outcome{flash: "Locked mailbox " + a.String() + "."}
 		case "unlock":
 			if err := st.UnlockMailbox(ctx, a); err != nil {
 				return outcome{err: err}
 			}
-			c.opts.Log.Info("console: mailbox unlocked", "mailbox", a.String())
+			c.audit(r, "unlock", a.String(), "locked", "unlocked")
 			return outcome{flash: "Unlocked mailbox " + a.String() + "."}
 		case "password":
 			if pw == "" {
@@ -671,7 +683,7 @@ func (c *Console) mailboxAction(r *http.Request) (string, outcome, *view) {
 			if err := st.SetPassword(ctx, a, pw); err != nil {
 				return outcome{err: err}
 			}
-			c.opts.Log.Info("console: password changed", "mailbox", a.String())
+			c.audit(r, "password", a.String(), audit.Hidden, audit.Hidden)
 			o := outcome{flash: "Changed the password of " + a.String() + "."}
 			if cfg.Auth.Method != "passwordfile" {
 				o.warnings = []string{"auth.method is " + cfg.Auth.Method + ": the password-file password is not used for logins"}
@@ -687,14 +699,18 @@ func (c *Console) mailboxAction(r *http.Request) (string, outcome, *view) {
 				}
 				bytes = int64(z)
 			}
+			oldQuota, err := st.Quota(ctx, a)
+			if err != nil {
+				return outcome{err: err}
+			}
 			if err := st.SetQuota(ctx, a, bytes); err != nil {
 				return outcome{err: err}
 			}
+			c.audit(r, "quota", a.String(), quotaText(oldQuota), quotaText(bytes))
 			_, used, err := st.Usage(ctx, a)
 			if err != nil {
 				return outcome{err: err}
 			}
-			c.opts.Log.Info("console: quota set", "mailbox", a.String(), "quota", bytes)
 			return outcome{flash: fmt.Sprintf("Quota of %s set to %s (%d bytes used).", a, quotaText(bytes), used)}
 		}
 		return outcome{err: fmt.Errorf("unknown action %q", action), code: http.StatusBadRequest}
