@@ -2,7 +2,6 @@ package pop3
 
 import (
 	"encoding/base64"
-	"fmt"
 	"strings"
 
 	"github.com/pop3svc/pop3svc/session"
@@ -85,7 +84,8 @@ func (s *Session) saslStep(x *saslExchange, resp []byte) session.Reply {
 		err       error
 	)
 	if s.opts.Auth.Banned(s.ip) {
-		done, err = true, fmt.Errorf("%w: address banned", auth.ErrAuthFailed)
+		s.sasl = nil
+		return s.loginRefused(x.name, "banned")
 	} else {
 		ctx, cancel := s.ctx()
 		challenge, done, err = x.mech.Next(ctx, resp)
