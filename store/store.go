@@ -359,3 +359,49 @@ type Store interface {
 // before another server may take it over (the lock_lease setting). Locks
 // of dead processes on the same machine are taken over at once.
 const DefaultLockLease = 90 * time.Second
+
+// Backups writes the whole store (the key, domains, mailboxes with their
+// credentials, quotas and locks, every message with its UID) to an archive
+// and merges such an archive back. Optional; pop3ctl backup and restore
+// find it by type assertion.
+type Backups interface {
+	// Backup writes the archive. Each mailbox is copied as it was at one
+	// instant: its messages are listed and read while Backup holds the
+	// mailbox's session lock, so no POP3 session commits deletions in
+	// between; messages delivered meanwhile are not in this archive (they
+	// are in the store, and in the next backup).
+	Backup(ctx context.Context, w io.Writer, opts BackupOptions) (BackupReport, error)
+	// Restore merges the archive into the store: it deletes nothing and
+	// replaces nothing. Missing domains and mailboxes are created with the
+	// archive's credentials, quota and locks; existing ones keep theirs.
+	// Each archived message whose UID the mailbox lacks is stored with
+	// that UID.
+	Restore(ctx context.Context, r io.Reader) (RestoreReport, error)
+}
+
+// BackupOptions tune Backup.
+type BackupOptions struct {
+	// LockWait bounds the wait for a mailbox that a POP3 session holds;
+	// past it Backup fails with ErrMailboxInUse. 0: DefaultBackupLockWait.
+	LockWait time.Duration
+}
+
+// DefaultBackupLockWait is BackupOptions.LockWait's default.
+const DefaultBackupLockWait = 2 * time.Minute
+
+// BackupReport counts what Backup wrote.
+type BackupReport struct {
+	Domains, Mailboxes, Messages int
+	Octets                       int64
+}
+
+// RestoreReport counts what Restore added and what it found present.
+type RestoreReport struct {
+	Domains, Mailboxes, Messages int   // created / stored
+	Present                      int   // messages already in the store (same UID)
+	Octets                       int64 // of the stored messages
+	// KeyReplaced: the store was empty and its key differed from the
+	// archive's; the archive's key now is the store key (a running pop3d
+	// must be restarted to use it).
+	KeyReplaced bool
+}

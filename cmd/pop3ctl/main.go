@@ -96,6 +96,14 @@ DKIM (RFC 6376):
   dkim add DOMAIN                      make DOMAIN's signing key; prints the DNS TXT record to publish
                                        (selector outbound.dkim_selector); outbound mail from DOMAIN is signed
 
+Backup:
+  backup FILE|-                        write the whole mail store (key, domains, mailboxes, passwords,
+                                       quotas, locks, messages with their UIDs) while pop3d runs; each
+                                       mailbox as it was at one instant; mail delivered meanwhile is in
+                                       the store and the next backup
+  restore FILE|-                       merge a backup into the store: missing domains, mailboxes and
+                                       messages (by UID) come back; nothing is deleted or replaced
+
 Service:
   version                              print the version (also: -version)
   help                                 this text (also: -help, -h)
@@ -247,6 +255,8 @@ var verbs = map[string]struct {
 	"quota":     {(*cli).quota, ""},
 	"deliver":   {(*cli).deliver, ""},
 	"import":    {(*cli).importMail, "p"},
+	"backup":    {(*cli).backup, ""},
+	"restore":   {(*cli).restore, ""},
 	"get":       {(*cli).get, ""},
 	"set":       {(*cli).set, "f"},
 	"queue":     {(*cli).queueVerb, ""},
