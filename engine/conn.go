@@ -749,7 +749,7 @@ func (k *conn) backlogExpire() {
 		return
 	}
 	mRefusedTimeout.Inc()
-	k.logger().Info("no slot freed within backlog_wait, closing")
+	k.logger().Info("connection refused", "result", "refused", "reason", "backlog_timeout")
 	k.write(replyWaitTimeout)
 	k.closeAfterFlush()
 }

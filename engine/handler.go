@@ -55,6 +55,7 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	implicitTLS := la != nil && s.bound[la.Port]
 	if s.draining.Load() {
 		mRefusedDraining.Inc()
+		s.log.Info("connection refused", "remote", c.RemoteAddr().String(), "result", "refused", "reason", "shutting_down")
 		if implicitTLS {
 			return nil, gnet.Close
 		}
@@ -89,19 +90,19 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	switch res {
 	case admitPerIP:
 		mRefusedPerIP.Inc()
-		k.logger().Info("refused: max_conns_per_ip", "limit", set.maxPerIP)
+		k.logger().Info("connection refused", "result", "refused", "reason", "per_ip", "limit", set.maxPerIP)
 		return refuse(replyPerIP)
 	case admitPreIP:
 		mRefusedPreIP.Inc()
-		k.logger().Info("refused: prelogin_per_ip", "limit", set.preIP)
+		k.logger().Info("connection refused", "result", "refused", "reason", "prelogin_per_ip", "limit", set.preIP)
 		return refuse(replyPreIP)
 	case admitPreNet:
 		mRefusedPreNet.Inc()
-		k.logger().Info("refused: prelogin_per_net", "limit", set.preNet, "limit48", set.preNet48)
+		k.logger().Info("connection refused", "result", "refused", "reason", "prelogin_per_net", "limit", set.preNet, "limit48", set.preNet48)
 		return refuse(replyPreNet)
 	case admitFullBacklog:
 		mRefusedBacklog.Inc()
-		k.logger().Info("refused: socketmax and socketbacklog reached")
+		k.logger().Info("connection refused", "result", "refused", "reason", "backlog_full")
 		return refuse(replyTooMany)
 	case admitWait:
 		k.phase.Store(phaseWaiting)

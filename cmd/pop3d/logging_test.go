@@ -151,3 +151,22 @@ for i in range(4):
 		t.Errorf("the API's audit line has no client address: %v", r)
 	}
 }
+
+// TestConnectionRefusalLogged: a connection over limits.max_conns_per_ip
+// gets -ERR and one log line with the address and the reason.
+func TestConnectionRefusalLogged(t *testing.T) {
+	c := integrationConfig(t, "logging = 3", "", nil)
+	c.Tables = "[limits]\nmax_conns_per_ip = 1\n"
+	in := pop3dtest.Start(t, c)
+	first := pop3dtest.Dial(t, in.POP3, "")
+	second := pop3dtest.DialRaw(t, in.POP3, "")
+	if l, _ := second.ReadLine(); !strings.HasPrefix(l, "-ERR") {
+		t.Fatalf("second connection from one address got %q, want -ERR", l)
+	}
+	f := waitLine(t, in.Log, "connection refused", map[string]string{"result": "refused", "reason": "per_ip"})
+	if !strings.HasPrefix(f["remote"], "127.0.0.1:") {
+		t.Errorf("refusal line without the address: %v", f)
+	}
+	first.Send("QUIT\r\n")
+	first.Expect("+OK")
+}
