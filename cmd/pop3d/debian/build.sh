@@ -34,7 +34,9 @@ else
 fi
 ldflags="-s -w -X github.com/pop3svc/pop3svc/cmd/internal/version.Version=$DEB_VERSION -X github.com/pop3svc/pop3svc/cmd/internal/config.SystemFile=/etc/pop3d/pop3d.toml"
 # GOFLAGS may carry -tags=nopam from the Makefile; the tag is decided here.
-GOFLAGS= CGO_ENABLED=1 "$GO" build -trimpath $tags -ldflags "$ldflags" -o "$stage/usr/sbin/" ./cmd/pop3d ./cmd/pop3ctl
+# The same flags as `make build` (only the link step differs), so the
+# build cache serves both.
+GOFLAGS= CGO_ENABLED=1 "$GO" build $tags -ldflags "$ldflags" -o "$stage/usr/sbin/" ./cmd/pop3d ./cmd/pop3ctl
 
 install -D -m 0644 "$here/pop3d.toml" "$stage/etc/pop3d/pop3d.toml"
 install -D -m 0644 "$here/pam.d-pop3d" "$stage/etc/pam.d/pop3d"
