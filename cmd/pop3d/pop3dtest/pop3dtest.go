@@ -222,6 +222,8 @@ type Server struct {
 	t      testing.TB
 	log    *LogBuffer // standard error: the log
 	stdout *LogBuffer
+	audit  *LogBuffer    // pop3ctl's audit lines (its syslog socket)
+	sysLog string        // that socket's path
 	exited chan struct{} // closed when the process ended
 	err    error         // the exit status, set before exited is closed
 }
@@ -321,7 +323,8 @@ var (
 func Start(t testing.TB, c Config) *Server {
 	t.Helper()
 	pop3d := Binary(t, "pop3d")
-	s := &Server{Dir: t.TempDir(), t: t, log: &LogBuffer{}, stdout: &LogBuffer{}, exited: make(chan struct{})}
+	s := &Server{Dir: t.TempDir(), t: t, log: &LogBuffer{}, stdout: &LogBuffer{}, audit: &LogBuffer{}, exited: make(chan struct{})}
+	s.listenSyslog()
 	s.Conf = filepath.Join(s.Dir, "pop3d.toml")
 	if err := os.WriteFile(s.Conf, []byte(c.Text()), 0o600); err != nil {
 		t.Fatal(err)
@@ -406,6 +409,31 @@ func Start(t testing.TB, c Config) *Server {
 	return s
 }
 
+// Audit is what pop3ctl, run by Ctl, sent to syslog: its audit lines.
+func (s *Server) Audit() string { return s.audit.String() }
+
+// listenSyslog opens the datagram socket that stands for syslog for the
+// pop3ctl runs of Ctl, and collects what arrives until the test ends.
+func (s *Server) listenSyslog() {
+	path := filepath.Join(s.Dir, "syslog.sock")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return // pop3ctl then writes its audit lines on stderr
+	}
+	s.sysLog = path
+	s.t.Cleanup(func() { c.Close() })
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			s.audit.Write(append(buf[:n:n], '\n'))
+		}
+	}()
+}
+
 // Log is what pop3d wrote to its standard error so far.
 func (s *Server) Log() string { return s.log.String() }
 
@@ -467,6 +495,11 @@ func (s *Server) TryCtl(stdin string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, Binary(s.t, "pop3ctl"), append([]string{"-config", s.Conf}, args...)...)
 	cmd.Dir = s.Dir
 	cmd.Stdin = strings.NewReader(stdin)
+	if os.Getenv("POP3CTL_SYSLOG") == "" && s.sysLog != "" {
+		// pop3ctl's audit lines go to the server's syslog socket, not
+		// into the output the caller parses.
+		cmd.Env = append(os.Environ(), "POP3CTL_SYSLOG="+s.sysLog)
+	}
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
