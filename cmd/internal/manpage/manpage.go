@@ -162,7 +162,10 @@ func ConfigPage(readme []byte) (Page, error) {
 			keys.WriteString(".SS " + Escape(title) + "\n")
 			table = t
 		}
-		desc := doc[k.Key][1]
+		desc := strings.TrimSuffix(k.Desc, ".")
+		if desc == "" {
+			desc = doc[k.Key][1]
+		}
 		val := def[k.Key]
 		if v := doc[k.Key][0]; v != "" {
 			val = v

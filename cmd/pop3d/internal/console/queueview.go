@@ -315,7 +315,7 @@ func (c *Console) queueAction(r *http.Request) (string, outcome, *view) {
 			if err := e.Remove(); err != nil {
 				return outcome{err: err}, nil
 			}
-			c.opts.Log.Info("console: queued message deleted", "id", id)
+			c.audit(r, "delete", "queue "+id, "queued", "")
 			return outcome{flash: "Deleted queued message " + id + "."}, nil
 		case "retry":
 			e, err := c.opts.Queue.Lock(id)
@@ -331,7 +331,7 @@ func (c *Console) queueAction(r *http.Request) (string, outcome, *view) {
 			if err := s.Postpone(time.Now(), attempts); err != nil {
 				return outcome{err: err}, nil
 			}
-			c.opts.Log.Info("console: queued message due now", "id", id)
+			c.audit(r, "retry", "queue "+id, "waiting", "due now")
 			return outcome{flash: "Queued message " + id + " is due now; the delivery service takes it at its next queue scan."}, nil
 		}
 		return outcome{err: fmt.Errorf("unknown action %q", action), code: http.StatusBadRequest}, nil
@@ -367,7 +367,7 @@ func (c *Console) badmailAction(r *http.Request) (string, outcome, *view) {
 			if err := admin.DeleteBadmail(id); err != nil {
 				return outcome{err: err, code: queueStatus(err)}, nil
 			}
-			c.opts.Log.Info("console: Badmail message deleted", "id", id)
+			c.audit(r, "delete", "Badmail "+id, "Badmail", "")
 			return outcome{flash: "Deleted Badmail message " + id + "."}, nil
 		case "retry":
 			nid, err := admin.RetryBadmail(id)
@@ -378,7 +378,7 @@ func (c *Console) badmailAction(r *http.Request) (string, outcome, *view) {
 				}
 				return outcome{err: err, code: code}, nil
 			}
-			c.opts.Log.Info("console: Badmail message queued again", "id", id, "queue_id", nid)
+			c.audit(r, "retry", "Badmail "+id, "Badmail", "queue "+nid)
 			return outcome{flash: "Badmail message " + id + " is queued again as " + nid + "."}, nil
 		}
 		return outcome{err: fmt.Errorf("unknown action %q", action), code: http.StatusBadRequest}, nil
