@@ -24,7 +24,7 @@ func TestHelpListsEveryVerbAndFlag(t *testing.T) {
 		}
 	}
 	c.flags.VisitAll(func(f *flag.Flag) {
-		if !regexp.MustCompile(`(?m)^\s+-` + regexp.QuoteMeta(f.Name) + `\b|, -` + regexp.QuoteMeta(f.Name) + `\b`).MatchString(help) {
+		if !regexp.MustCompile(`(?m)(^|[\s\[|(,])-` + regexp.QuoteMeta(f.Name) + `([^\w-]|$)`).MatchString(help) {
 			t.Errorf("help does not list the flag -%s", f.Name)
 		}
 	})

@@ -78,6 +78,7 @@ Moving in from another server (every message keeps its UIDL; run again: nothing 
                                        -xuidl: its pop3_reuse_xuidl
   import pop3 -from HOST:PORT [-tls|-stls] [-cafile PEM] -user U -password-stdin MAILBOX@DOMAIN
                                        a live POP3 server; deletes nothing there
+                                       (-insecure: accept its certificate unchecked)
   import mbox FILE MAILBOX@DOMAIN      an mbox file (X-UIDL where present)
   import store DIR                     a Windows POP3 Service mail root, every domain and mailbox
   import maildir|mbox -users FILE DOMAIN

@@ -39,6 +39,7 @@ var _ store.Backups = (*Store)(nil)
 //	d/<domain>/<mailbox>/quota           its quota file, when set
 //	d/<domain>/<mailbox>/locked          present when the administrator locked it
 //	d/<domain>/<mailbox>/<UID>.eml       one message, CRLF line endings
+//	d/<domain>/<mailbox>/x-<hex>.eml     one imported message: its kept UIDL in hex
 //
 // Domain and mailbox entries come before what they hold.
 const (
@@ -186,7 +187,7 @@ func (s *Store) backupMailbox(ctx context.Context, tw *tar.Writer, mp string, m 
 		if err != nil {
 			return 0, 0, err
 		}
-		err = tw.WriteHeader(&tar.Header{Name: mp + "/" + mi.UID + msgSuffix, Mode: 0o600, Size: mi.Size, ModTime: time.Now(), Typeflag: tar.TypeReg})
+		err = tw.WriteHeader(&tar.Header{Name: mp + "/" + backupMessageName(mi.UID), Mode: 0o600, Size: mi.Size, ModTime: time.Now(), Typeflag: tar.TypeReg})
 		if err == nil {
 			_, err = io.CopyN(tw, r, mi.Size)
 		}
@@ -244,8 +245,12 @@ func (s *Store) Restore(ctx context.Context, r io.Reader) (store.RestoreReport, 
 			b.created = true
 			rep.Mailboxes++
 		case errors.Is(err, store.ErrMailboxExists):
-			if err := scanMailbox(s.mboxPath(a), func(u []byte, _ int64) { b.have[string(u)] = true }); err != nil {
+			have, err := uidSet(s.mboxPath(a))
+			if err != nil {
 				return nil, err
+			}
+			for u := range have {
+				b.have[u] = true
 			}
 		default:
 			return nil, err
@@ -373,6 +378,27 @@ func (s *Store) Restore(ctx context.Context, r io.Reader) (store.RestoreReport, 
 			} else {
 				rep.Present++
 			}
+		case strings.HasPrefix(f, importedPrefix) && strings.HasSuffix(f, msgSuffix):
+			raw, err := hex.DecodeString(strings.TrimSuffix(strings.TrimPrefix(f, importedPrefix), msgSuffix))
+			u := string(raw)
+			if err != nil || !store.ValidUIDL(u) {
+				return rep, fmt.Errorf("the archive entry %q names a bad UIDL", h.Name)
+			}
+			if b.have[u] {
+				rep.Present++
+				continue
+			}
+			_, err = s.Import(ctx, a, u, tr)
+			switch {
+			case errors.Is(err, store.ErrDuplicateUIDL):
+				rep.Present++
+			case err != nil:
+				return rep, fmt.Errorf("cannot restore message %q of %s: %w", u, a, err)
+			default:
+				rep.Messages++
+				rep.Octets += h.Size
+			}
+			b.have[u] = true
 		default:
 			return rep, fmt.Errorf("the archive holds an unexpected entry %q", h.Name)
 		}
@@ -381,6 +407,19 @@ func (s *Store) Restore(ctx context.Context, r io.Reader) (store.RestoreReport, 
 		return rep, errors.New("the archive is empty")
 	}
 	return rep, nil
+}
+
+// importedPrefix marks, in the archive, a message whose UID is a UIDL
+// kept from another server (store.Importer): its name is the prefix, the
+// UIDL in hex and .eml, since a UIDL may hold '/'.
+const importedPrefix = "x-"
+
+// backupMessageName is a message's name in the archive.
+func backupMessageName(u string) string {
+	if uid.Valid([]byte(u)) {
+		return u + msgSuffix
+	}
+	return importedPrefix + hex.EncodeToString([]byte(u)) + msgSuffix
 }
 
 // readEntry reads an archive entry of at most limit octets.

@@ -266,3 +266,33 @@ func TestRestoreRefusesForeignArchives(t *testing.T) {
 		}
 	}
 }
+
+// TestBackupRestoreImportedUIDL: a message brought in by Import keeps its
+// foreign UIDL (here with a '/') through a backup and a restore.
+func TestBackupRestoreImportedUIDL(t *testing.T) {
+	ctx := context.Background()
+	src := newTestStore(t, Options{})
+	a := store.Address{Mailbox: "alice", Domain: "example.org"}
+	src.CreateDomain(ctx, a.Domain)
+	src.CreateMailbox(ctx, a, "pw")
+	const uidl = "old/server-uidl:42"
+	if _, err := src.Import(ctx, a, uidl, strings.NewReader("Subject: imported\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := src.Backup(ctx, &buf, store.BackupOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dst := newTestStore(t, Options{})
+	if _, err := dst.Restore(ctx, bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	got := contents(t, dst, a)
+	if got[uidl] != "Subject: imported\r\n\r\nx\r\n" {
+		t.Fatalf("restored mailbox %v, want the message under UIDL %q", got, uidl)
+	}
+	rr, err := dst.Restore(ctx, bytes.NewReader(buf.Bytes()))
+	if err != nil || rr.Messages != 0 || rr.Present != 1 {
+		t.Fatalf("second restore: %+v %v, want the message present", rr, err)
+	}
+}
