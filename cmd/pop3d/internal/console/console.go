@@ -736,15 +736,18 @@ type settingGroup struct {
 
 // settingTables names the tables of the file, in file order.
 var settingTables = map[string][2]string{
-	"":       {"General", "The mail root, the node number, logging and the greeting."},
-	"auth":   {"Authentication", "How logins are checked, slowed down and banned; password hashes and the auth queue."},
-	"pop3":   {"POP3 service", "Listeners, the session and worker pools, and the time limits of a session."},
-	"smtp":   {"SMTP and delivery", "Listeners that take mail in, their limits, and the delivery service."},
-	"tls":    {"TLS", "The certificate and the handshake of POP3S, STLS and SMTP STARTTLS."},
-	"admin":  {"Administration", "The admin listener with this console, /metrics and the API."},
-	"limits": {"Protocol limits", "Per-connection and per-network limits of the POP3 service."},
-	"quota":  {"Quotas", "Defaults for mailboxes without a quota of their own."},
-	"ldap":   {"Directory (LDAP)", "The directory of auth.method = directory."},
+	"":           {"General", "The mail root, the node number, logging and the greeting."},
+	"auth":       {"Authentication", "How logins are checked, slowed down and banned; password hashes and the auth queue."},
+	"pop3":       {"POP3 service", "Listeners, the session and worker pools, and the time limits of a session."},
+	"smtp":       {"SMTP and delivery", "Listeners that take mail in, their limits, and the delivery service."},
+	"tls":        {"TLS", "The certificate and the handshake of POP3S, STLS and SMTP STARTTLS."},
+	"admin":      {"Administration", "The admin listener with this console, /metrics and the API."},
+	"limits":     {"Protocol limits", "Per-connection and per-network limits of the POP3 service."},
+	"quota":      {"Quotas", "Defaults for mailboxes without a quota of their own."},
+	"ldap":       {"Directory (LDAP)", "The directory of auth.method = directory."},
+	"submission": {"Submission", "Listeners and limits for the service's own users sending mail (SMTP AUTH)."},
+	"outbound":   {"Outbound delivery", "The agent that sends submitted mail to other domains: MX or smarthost, retries, DKIM."},
+	"oauth":      {"OAuth bearer tokens", "The issuer whose signed tokens OAUTHBEARER and XOAUTH2 accept."},
 }
 
 // groupSettings splits the settings by table, in file order.

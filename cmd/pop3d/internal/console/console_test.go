@@ -517,3 +517,17 @@ func TestConsoleReportsRestartKeys(t *testing.T) {
 	code, body = e.post("/console/settings", "key", "pop3.socketmax", "value", "400")
 	e.want(code, body, http.StatusOK, "Set pop3.socketmax = 400 in", html.EscapeString(config.RestartNotice([]string{"pop3.listen"})))
 }
+
+// TestEveryTableHasAGroupTitle: each table of the configuration file gets
+// a title and an introduction on the server page, not its bare name.
+func TestEveryTableHasAGroupTitle(t *testing.T) {
+	for _, k := range config.Keys() {
+		table, _, ok := strings.Cut(k, ".")
+		if !ok {
+			table = ""
+		}
+		if tt := settingTables[table]; tt[0] == "" || tt[1] == "" {
+			t.Errorf("table %q (key %s) has no title and introduction in settingTables", table, k)
+		}
+	}
+}
