@@ -23,6 +23,7 @@ func (s *consoleService) Start(rt *runtime) error {
 		ConfigPath: rt.cfgPath,
 		Store:      rt.store,
 		Queue:      rt.queue,
+		Outbound:   rt.outbound,
 		Log:        rt.log,
 		Started:    rt.started,
 		Reload:     rt.reload,

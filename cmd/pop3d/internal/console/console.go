@@ -41,6 +41,7 @@ import (
 //	GET  /console/queue              the queue and Badmail, a page at a time
 //	GET  /console/queue/{id}         a queued message: envelope, progress, header
 //	POST /console/queue/{id}         retry now, delete
+//	                                 (?queue=outbound: an entry of the outbound queue)
 //	GET  /console/badmail/{id}       a Badmail message: reason, header
 //	POST /console/badmail/{id}       queue again, delete
 //
@@ -83,7 +84,8 @@ const (
 type Options struct {
 	ConfigPath string       // the configuration file settings are written to; "" when none is in use
 	Store      store.Store  // domains, mailboxes, passwords, quotas
-	Queue      store.Queue  // queue and Badmail counts
+	Queue      store.Queue  // the inbound queue and its Badmail
+	Outbound   store.Queue  // the outbound queue of submitted mail; nil: not shown
 	Log        *slog.Logger // nil: slog.Default()
 	Started    time.Time    // the service's start, for the uptime shown
 	// Reload rereads the configuration and reloads the running service
@@ -233,6 +235,11 @@ type view struct {
 	QueuePager pager
 	BadPager   pager
 	Message    *messageView
+
+	// The outbound queue, when there is one.
+	HasOutbound bool
+	OutRows     []queueRow
+	OutPager    pager
 
 	// The first step of a deletion.
 	Confirm *confirmView

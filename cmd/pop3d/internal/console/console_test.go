@@ -34,6 +34,7 @@ type consoleEnv struct {
 	logs    *pop3dtest.LogBuffer
 	reloads int
 	q       *queue.Queue
+	oq      *queue.Queue // the outbound queue
 
 	mu       sync.Mutex
 	counters Counters // what Options.Counters returns
@@ -74,12 +75,17 @@ func newConsoleEnv(t *testing.T, extra string) *consoleEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	oq, err := queue.OpenOutbound(cfg.MailRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
 	logs := &pop3dtest.LogBuffer{}
-	e := &consoleEnv{t: t, st: st, cfgPath: path, logs: logs, q: q}
+	e := &consoleEnv{t: t, st: st, cfgPath: path, logs: logs, q: q, oq: oq}
 	e.c = New(Options{
 		ConfigPath: path,
 		Store:      st,
 		Queue:      q,
+		Outbound:   oq,
 		Log:        slog.New(slog.NewTextHandler(logs, nil)),
 		Started:    time.Now(),
 		Counters: func() Counters {

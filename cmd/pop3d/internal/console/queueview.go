@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -29,7 +30,8 @@ const (
 // queueRow is one queued message in the list.
 type queueRow struct {
 	ID       string
-	Busy     bool // locked by a delivery attempt now: nothing more is known
+	Link     string // its page
+	Busy     bool   // locked by a delivery attempt now: nothing more is known
 	From     string
 	Rcpts    int
 	Pending  int // recipients neither delivered nor failed
@@ -48,6 +50,7 @@ type badRow struct {
 // messageView is one queued or Badmail message.
 type messageView struct {
 	Kind      string // "queue" or "badmail"
+	Queue     string // the queue's name when not the inbound queue: "outbound"
 	ID        string
 	Busy      bool
 	Env       store.Envelope
@@ -100,23 +103,107 @@ func pageArg(r *http.Request) int {
 	return n
 }
 
+// errUnknownQueue: a queue name the console does not know.
+var errUnknownQueue = errors.New("no such queue")
+
+// queueNamed returns the queue of a name as the query parameter "queue"
+// gives it: "" or store.QueueInbound for the inbound queue,
+// store.QueueOutbound for the outbound queue when there is one.
+func (c *Console) queueNamed(name string) (store.Queue, error) {
+	switch {
+	case name == "" || name == store.QueueInbound:
+		return c.opts.Queue, nil
+	case name == store.QueueOutbound && c.opts.Outbound != nil:
+		return c.opts.Outbound, nil
+	}
+	if len(name) > 32 {
+		name = name[:32] + "…"
+	}
+	return nil, fmt.Errorf("%w %q: the queues are %s and %s", errUnknownQueue, name, store.QueueInbound, store.QueueOutbound)
+}
+
+// queueArg is the queue name of a request's query, "" for the inbound
+// queue, and the suffix that names it in a URL.
+func queueArg(r *http.Request) (name, suffix string) {
+	name = r.URL.Query().Get("queue")
+	if name == store.QueueInbound {
+		name = ""
+	}
+	if name != "" {
+		suffix = "?queue=" + url.QueryEscape(name)
+	}
+	return name, suffix
+}
+
+// entryTarget names a queue entry in messages, audit lines and
+// confirmation tokens.
+func entryTarget(qname, id string) string {
+	if qname == store.QueueOutbound {
+		return "outbound message " + id
+	}
+	return "queued message " + id
+}
+
 func (c *Console) queuePage(w http.ResponseWriter, r *http.Request) {
-	v := c.queueView(pageArg(r))
+	var opage int
+	fmt.Sscanf(r.FormValue("opage"), "%d", &opage)
+	v := c.queueView(pageArg(r), opage)
 	c.render(w, http.StatusOK, "queue", v)
 }
 
-// queueView lists a page of the queue and of Badmail.
-func (c *Console) queueView(page int) *view {
+// queueView lists a page of the queue and of Badmail, and a page (opage)
+// of the outbound queue.
+func (c *Console) queueView(page, opage int) *view {
 	v := c.base("Queue and Badmail", "queue")
 	q := c.opts.Queue
-	ids, err := q.List()
+	page, opage = max(page, 1), max(opage, 1)
+	link := func(page, opage int) string {
+		s := fmt.Sprintf("/console/queue?page=%d", page)
+		if opage > 1 {
+			s += fmt.Sprintf("&opage=%d", opage)
+		}
+		return s
+	}
+	var err error
+	v.QueueRows, v.QueuePager, err = listQueue(q, "", page, func(n int) string { return link(n, opage) })
 	if err != nil {
 		v.Error = store.Reason(err)
 	}
-	lo, hi, p := paginate(len(ids), page, ConsoleQueuePerPage, func(n int) string { return fmt.Sprintf("/console/queue?page=%d", n) })
-	v.QueuePager = p
+	if c.opts.Outbound != nil {
+		v.HasOutbound = true
+		v.OutRows, v.OutPager, err = listQueue(c.opts.Outbound, store.QueueOutbound, opage, func(n int) string { return link(page, n) + "#outbound" })
+		if err != nil && v.Error == "" {
+			v.Error = store.Reason(err)
+		}
+	}
+	bad, err := q.Badmail()
+	if err != nil && v.Error == "" {
+		v.Error = store.Reason(err)
+	}
+	blo, bhi, bp := paginate(len(bad), page, ConsoleQueuePerPage, func(n int) string { return link(n, opage) })
+	v.BadPager = bp
+	for _, id := range bad[blo:bhi] {
+		reason, err := q.BadmailReason(id)
+		if err != nil {
+			reason = "(" + store.Reason(err) + ")"
+		}
+		first, _, _ := strings.Cut(reason, "\n")
+		v.BadRows = append(v.BadRows, badRow{ID: id, Reason: strings.TrimPrefix(first, "Reason: ")})
+	}
+	return v
+}
+
+// listQueue lists a page of a queue; qname is its name in links, "" for
+// the inbound queue.
+func listQueue(q store.Queue, qname string, page int, link func(int) string) ([]queueRow, pager, error) {
+	ids, lerr := q.List()
+	lo, hi, p := paginate(len(ids), page, ConsoleQueuePerPage, link)
+	var rows []queueRow
 	for _, id := range ids[lo:hi] {
-		row := queueRow{ID: id}
+		row := queueRow{ID: id, Link: "/console/queue/" + id}
+		if qname != "" {
+			row.Link += "?queue=" + qname
+		}
 		e, err := q.Lock(id)
 		switch {
 		case errors.Is(err, store.ErrQueueBusy):
@@ -139,23 +226,9 @@ func (c *Console) queueView(page int) *view {
 			}
 			e.Close()
 		}
-		v.QueueRows = append(v.QueueRows, row)
+		rows = append(rows, row)
 	}
-	bad, err := q.Badmail()
-	if err != nil && v.Error == "" {
-		v.Error = store.Reason(err)
-	}
-	blo, bhi, bp := paginate(len(bad), page, ConsoleQueuePerPage, func(n int) string { return fmt.Sprintf("/console/queue?page=%d", n) })
-	v.BadPager = bp
-	for _, id := range bad[blo:bhi] {
-		reason, err := q.BadmailReason(id)
-		if err != nil {
-			reason = "(" + store.Reason(err) + ")"
-		}
-		first, _, _ := strings.Cut(reason, "\n")
-		v.BadRows = append(v.BadRows, badRow{ID: id, Reason: strings.TrimPrefix(first, "Reason: ")})
-	}
-	return v
+	return rows, p, lerr
 }
 
 // readHeader reads a message's header (up to the blank line), at most
@@ -181,7 +254,8 @@ func readHeader(rc io.Reader) (string, bool) {
 }
 
 func (c *Console) queueEntryPage(w http.ResponseWriter, r *http.Request) {
-	v, err := c.entryView(r.PathValue("id"))
+	qname, _ := queueArg(r)
+	v, err := c.entryView(qname, r.PathValue("id"))
 	code := http.StatusOK
 	if err != nil {
 		v.Error, code = store.Reason(err), queueStatus(err)
@@ -200,7 +274,7 @@ func (c *Console) badmailPage(w http.ResponseWriter, r *http.Request) {
 
 func queueStatus(err error) int {
 	switch {
-	case errors.Is(err, store.ErrQueueNotFound), errors.Is(err, store.ErrQueueBadID):
+	case errors.Is(err, store.ErrQueueNotFound), errors.Is(err, store.ErrQueueBadID), errors.Is(err, errUnknownQueue):
 		return http.StatusNotFound
 	case errors.Is(err, store.ErrQueueBusy):
 		return http.StatusConflict
@@ -208,16 +282,22 @@ func queueStatus(err error) int {
 	return http.StatusInternalServerError
 }
 
-// entryView shows one queued message; a message under a delivery attempt
-// is shown as busy.
-func (c *Console) entryView(id string) (*view, error) {
-	v := c.base("Queued message "+id, "queue")
-	m := &messageView{Kind: "queue", ID: id}
+// entryView shows one message of the queue named qname ("" for the
+// inbound queue); a message under a delivery attempt is shown as busy.
+func (c *Console) entryView(qname, id string) (*view, error) {
+	target := entryTarget(qname, id)
+	v := c.base(strings.ToUpper(target[:1])+target[1:], "queue")
+	m := &messageView{Kind: "queue", Queue: qname, ID: id}
 	v.Message = m
+	q, err := c.queueNamed(qname)
+	if err != nil {
+		m.Queue = ""
+		return v, err
+	}
 	if !store.ValidQueueID(id) {
 		return v, fmt.Errorf("%w: %q", store.ErrQueueBadID, id)
 	}
-	e, err := c.opts.Queue.Lock(id)
+	e, err := q.Lock(id)
 	if errors.Is(err, store.ErrQueueBusy) {
 		m.Busy = true
 		return v, nil
@@ -282,19 +362,29 @@ func (c *Console) badmailView(id string) (*view, error) {
 	return v, nil
 }
 
-// queueAction retries or deletes a queued message.
+// queueAction retries or deletes a message of the inbound or the
+// outbound queue.
 func (c *Console) queueAction(r *http.Request) (string, outcome, *view) {
 	id := r.PathValue("id")
 	action := r.PostForm.Get("action")
-	target := "queued message " + id
+	qname, suffix := queueArg(r)
+	target := entryTarget(qname, id)
+	audited := "queue " + id
+	if qname != "" {
+		audited = qname + " " + id
+	}
 	do := func() (outcome, *view) {
+		q, err := c.queueNamed(qname)
+		if err != nil {
+			return outcome{err: err, code: http.StatusNotFound}, nil
+		}
 		if !store.ValidQueueID(id) {
 			return outcome{err: fmt.Errorf("%w: %q", store.ErrQueueBadID, id), code: http.StatusNotFound}, nil
 		}
 		switch action {
 		case "delete":
 			if !c.confirmed(target, r.PostForm.Get("confirm"), time.Now()) {
-				v, err := c.entryView(id)
+				v, err := c.entryView(qname, id)
 				if err != nil {
 					return outcome{err: err, code: queueStatus(err)}, nil
 				}
@@ -305,9 +395,10 @@ func (c *Console) queueAction(r *http.Request) (string, outcome, *view) {
 						facts = append(facts, rc.Addr+" will not get this message.")
 					}
 				}
-				return outcome{}, c.confirmPage("Delete "+target+"?", facts, "/console/queue/"+id, "/console/queue/"+id, target, nil)
+				page := "/console/queue/" + id + suffix
+				return outcome{}, c.confirmPage("Delete "+target+"?", facts, page, page, target, nil)
 			}
-			e, err := c.opts.Queue.Lock(id)
+			e, err := q.Lock(id)
 			if err != nil {
 				return outcome{err: err, code: queueStatus(err)}, nil
 			}
@@ -315,10 +406,10 @@ func (c *Console) queueAction(r *http.Request) (string, outcome, *view) {
 			if err := e.Remove(); err != nil {
 				return outcome{err: err}, nil
 			}
-			c.audit(r, "delete", "queue "+id, "queued", "")
-			return outcome{flash: "Deleted queued message " + id + "."}, nil
+			c.audit(r, "delete", audited, "queued", "")
+			return outcome{flash: "Deleted " + target + "."}, nil
 		case "retry":
-			e, err := c.opts.Queue.Lock(id)
+			e, err := q.Lock(id)
 			if err != nil {
 				return outcome{err: err, code: queueStatus(err)}, nil
 			}
@@ -331,8 +422,8 @@ func (c *Console) queueAction(r *http.Request) (string, outcome, *view) {
 			if err := s.Postpone(time.Now(), attempts); err != nil {
 				return outcome{err: err}, nil
 			}
-			c.audit(r, "retry", "queue "+id, "waiting", "due now")
-			return outcome{flash: "Queued message " + id + " is due now; the delivery service takes it at its next queue scan."}, nil
+			c.audit(r, "retry", audited, "waiting", "due now")
+			return outcome{flash: strings.ToUpper(target[:1]) + target[1:] + " is due now; the delivery service takes it at its next queue scan."}, nil
 		}
 		return outcome{err: fmt.Errorf("unknown action %q", action), code: http.StatusBadRequest}, nil
 	}
@@ -340,7 +431,7 @@ func (c *Console) queueAction(r *http.Request) (string, outcome, *view) {
 	if cv != nil {
 		return "confirm", o, cv
 	}
-	return "queue", o, c.queueView(1)
+	return "queue", o, c.queueView(1, 1)
 }
 
 // badmailAction retries or deletes a Badmail message.
@@ -387,7 +478,7 @@ func (c *Console) badmailAction(r *http.Request) (string, outcome, *view) {
 	if cv != nil {
 		return "confirm", o, cv
 	}
-	return "queue", o, c.queueView(1)
+	return "queue", o, c.queueView(1, 1)
 }
 
 // confirmPage is the first step of a deletion: what will be lost, and a

@@ -158,6 +158,126 @@ func TestConsoleQueuePaging(t *testing.T) {
 	}
 }
 
+// TestConsoleOutboundQueue lists, shows, retries and deletes (in two
+// steps) a message of the outbound queue beside one of the inbound queue;
+// the queue is named by a query parameter checked against the known
+// queues, and every action leaves an audit line.
+func TestConsoleOutboundQueue(t *testing.T) {
+	e := newConsoleEnv(t, "")
+	const msg = "Subject: <i>out</i>\r\nFrom: alice@example.com\r\n\r\nthe body is not shown\r\n"
+	in, err := e.q.Enqueue(envelope("s@x.test", "alice@example.com"), strings.NewReader("Subject: in\r\n\r\n"))
+	noErr(t, err)
+	out, err := e.oq.Enqueue(envelope("alice@example.com", "bob@remote.example", "carol@remote.example"), strings.NewReader(msg))
+	noErr(t, err)
+
+	code, body := e.get("/console/queue")
+	e.want(code, body, http.StatusOK, `href="/console/queue/`+in+`"`, `id="outbound-list"`,
+		`href="/console/queue/`+out+`?queue=outbound"`, "&lt;alice@example.com&gt;", "1 submitted message(s)")
+	if strings.Contains(body, `href="/console/queue/`+out+`"`) {
+		t.Error("the outbound message is linked as an inbound one")
+	}
+
+	// Its page: envelope and header, and a form that names the queue.
+	code, body = e.get("/console/queue/" + out + "?queue=outbound")
+	e.want(code, body, http.StatusOK, "Outbound message "+out, "bob@remote.example", "waiting", "Subject: &lt;i&gt;out&lt;/i&gt;",
+		`action="/console/queue/`+out+`?queue=outbound"`, "Retry now", "Delete…")
+	if strings.Contains(body, "the body is not shown") {
+		t.Errorf("the page shows the body:\n%s", excerpt(body))
+	}
+	// Not in the inbound queue; an unknown queue name is refused, and is
+	// never taken as a path.
+	code, body = e.get("/console/queue/" + out)
+	e.want(code, body, http.StatusNotFound, "no such queue entry")
+	for _, name := range []string{"nosuch", "..", "../outbound", "/etc"} {
+		code, body = e.get("/console/queue/" + out + "?queue=" + url.QueryEscape(name))
+		e.want(code, body, http.StatusNotFound, "no such queue")
+		code, body = e.post("/console/queue/"+out+"?queue="+url.QueryEscape(name), "action", "retry")
+		e.want(code, body, http.StatusNotFound, "no such queue")
+	}
+
+	// Retry now makes a postponed message due now.
+	ent, err := e.oq.Lock(out)
+	noErr(t, err)
+	noErr(t, ent.(store.QueueSchedule).Postpone(time.Now().Add(time.Hour), 3))
+	ent.Close()
+	code, body = e.post("/console/queue/"+out+"?queue=outbound", "action", "retry")
+	e.want(code, body, http.StatusOK, "Outbound message "+out+" is due now")
+	ent, err = e.oq.Lock(out)
+	noErr(t, err)
+	if next, n := ent.(store.QueueSchedule).NextAttempt(); next.After(time.Now()) || n != 3 {
+		t.Errorf("after retry: next attempt %v (attempt %d), want now, attempt 3", next, n)
+	}
+	ent.Close()
+
+	// Delete: the first step deletes nothing; a token for the inbound
+	// message of the same id, or for another, does not delete it.
+	code, body = e.post("/console/queue/"+out+"?queue=outbound", "action", "delete")
+	e.want(code, body, http.StatusOK, "Delete outbound message "+out+"?", "bob@remote.example will not get this message.",
+		`action="/console/queue/`+out+`?queue=outbound"`)
+	tok := confirmTokenOf(t, body)
+	if ids, _ := e.oq.List(); len(ids) != 1 {
+		t.Fatalf("the first step deleted: outbound queue %v", ids)
+	}
+	code, body = e.post("/console/queue/"+in, "action", "delete")
+	e.want(code, body, http.StatusOK, "Delete queued message "+in+"?")
+	inTok := confirmTokenOf(t, body)
+	code, body = e.post("/console/queue/"+out+"?queue=outbound", "action", "delete", "confirm", inTok)
+	e.want(code, body, http.StatusOK, "Delete outbound message "+out+"?")
+	if ids, _ := e.oq.List(); len(ids) != 1 {
+		t.Fatalf("another message's token deleted: outbound queue %v", ids)
+	}
+	// The form token is needed as for every action.
+	code, _ = e.postRaw("/console/queue/"+out+"?queue=outbound", url.Values{"action": {"delete"}, "confirm": {tok}}, nil)
+	if code != http.StatusForbidden {
+		t.Errorf("POST without the form token: %d, want 403", code)
+	}
+	code, body = e.post("/console/queue/"+out+"?queue=outbound", "action", "delete", "confirm", tok)
+	e.want(code, body, http.StatusOK, "Deleted outbound message "+out+".", "The outbound queue is empty.", `href="/console/queue/`+in+`"`)
+	if ids, _ := e.oq.List(); len(ids) != 0 {
+		t.Errorf("outbound queue after the delete: %v", ids)
+	}
+	if ids, _ := e.q.List(); len(ids) != 1 || ids[0] != in {
+		t.Errorf("inbound queue after the outbound delete: %v, want [%s]", ids, in)
+	}
+	code, body = e.get("/console/queue/" + out + "?queue=outbound")
+	e.want(code, body, http.StatusNotFound, "no such queue entry")
+
+	want := []map[string]string{
+		{"action": "retry", "object": "outbound " + out, "old": "waiting", "new": "due now"},
+		{"action": "delete", "object": "outbound " + out, "old": "queued"},
+	}
+	got := auditLines(e.logs.String())
+	if len(got) != len(want) {
+		t.Fatalf("%d audit lines, want %d:\n%s", len(got), len(want), e.logs.String())
+	}
+	for i, w := range want {
+		for k, v := range w {
+			if got[i][k] != v {
+				t.Errorf("audit line %d: %s = %q, want %q (%v)", i, k, got[i][k], v, got[i])
+			}
+		}
+	}
+}
+
+// TestConsoleOutboundPaging: the outbound queue pages on its own, and
+// the links of either list keep the other's page.
+func TestConsoleOutboundPaging(t *testing.T) {
+	e := newConsoleEnv(t, "")
+	for i := range ConsoleQueuePerPage + 2 {
+		if _, err := e.oq.Enqueue(envelope(fmt.Sprintf("s%d@example.com", i), "a@remote.example"), strings.NewReader("Subject: x\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, body := e.get("/console/queue")
+	e.want(code, body, http.StatusOK, "The queue is empty.", fmt.Sprintf("1–%d of %d", ConsoleQueuePerPage, ConsoleQueuePerPage+2),
+		`href="/console/queue?page=1&amp;opage=2#outbound"`)
+	code, body = e.get("/console/queue?page=1&opage=2")
+	e.want(code, body, http.StatusOK, fmt.Sprintf("%d–%d of %d", ConsoleQueuePerPage+1, ConsoleQueuePerPage+2, ConsoleQueuePerPage+2))
+	if n := strings.Count(body, `?queue=outbound"`); n != 2 {
+		t.Errorf("outbound page 2 lists %d messages, want 2", n)
+	}
+}
+
 // plainStore hides the optional interfaces of the store it wraps: the
 // console then lists a domain with ListMailboxes.
 type plainStore struct{ store.Store }
