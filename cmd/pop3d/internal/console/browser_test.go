@@ -344,18 +344,35 @@ func TestConsoleInBrowser(t *testing.T) {
 	noErr(t, ent.Fail(0, "5.2.2", "mailbox full"))
 	noErr(t, ent.ToBadmail("the report could not be sent: relay refused"))
 	ent.Close()
+	// And a submitted message in the outbound queue.
+	out, err := e.oq.Enqueue(envelope("alice@example.com", "dave@remote.example", "erin@remote.example"), strings.NewReader("Subject: outbound\r\n\r\nbody\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	var queued string
 	t.Run("queue", func(t *testing.T) {
 		doc := b.load("/console/queue", 0, e.c.token)
-		var q, bm [][]string
+		var q, bm, oq [][]string
+		var outLink string
 		for _, tb := range all(doc, atom.Table) {
 			switch attr(tb, "id") {
 			case "queue":
 				q = rows(tb)[1:]
 			case "badmail-list":
 				bm = rows(tb)[1:]
+			case "outbound-list":
+				oq = rows(tb)[1:]
+				if as := all(tb, atom.A); len(as) > 0 {
+					outLink = attr(as[0], "href")
+				}
 			}
+		}
+		if len(oq) != 1 || len(oq[0]) != 7 || oq[0][0] != out || oq[0][2] != "<alice@example.com>" || oq[0][3] != "2" || oq[0][4] != "2" {
+			t.Errorf("outbound rows %q, want %s from <alice@example.com> to 2", oq, out)
+		}
+		if outLink != "/console/queue/"+out+"?queue=outbound" {
+			t.Errorf("outbound link %q", outLink)
 		}
 		// Id, Received, From, Recipients, Waiting, Size, Next attempt
 		if len(q) != 1 || len(q[0]) != 7 || q[0][2] != "<sender@remote.example>" || q[0][3] != "1" || q[0][4] != "1" {
