@@ -258,11 +258,14 @@ func niceCeil(x float64) float64 {
 // live is the answer of GET /console/live.json.
 type live struct {
 	Counters
-	Uptime   string  `json:"uptime"`
-	Queued   int     `json:"queued"`
-	Badmail  int     `json:"badmail"`
-	QueueErr string  `json:"queue_error,omitempty"`
-	Charts   []chart `json:"charts"`
+	Uptime  string `json:"uptime"`
+	Queued  int    `json:"queued"`
+	Badmail int    `json:"badmail"`
+	// Outbound is the depth of the outbound queue, when there is one.
+	Outbound    int     `json:"outbound"`
+	HasOutbound bool    `json:"-"`
+	QueueErr    string  `json:"queue_error,omitempty"`
+	Charts      []chart `json:"charts"`
 }
 
 func (c *Console) liveView() live {
@@ -272,6 +275,14 @@ func (c *Console) liveView() live {
 		l.QueueErr = store.Reason(err)
 	}
 	l.Queued, l.Badmail = q, b
+	if c.opts.Outbound != nil {
+		l.HasOutbound = true
+		n, _, err := c.opts.Outbound.Depth()
+		if err != nil && l.QueueErr == "" {
+			l.QueueErr = store.Reason(err)
+		}
+		l.Outbound = n
+	}
 	return l
 }
 

@@ -47,6 +47,11 @@ func TestLiveJSONAndCharts(t *testing.T) {
 	if _, err := e.q.Enqueue(envelope("s@x.test", "a@example.com"), strings.NewReader("Subject: q\r\n\r\nbody\r\n")); err != nil {
 		t.Fatal(err)
 	}
+	for range 2 {
+		if _, err := e.oq.Enqueue(envelope("a@example.com", "r@remote.example"), strings.NewReader("Subject: o\r\n\r\nbody\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
 	e.c.Sample()
 
 	code, body := e.get("/console/live.json")
@@ -57,7 +62,7 @@ func TestLiveJSONAndCharts(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &l); err != nil {
 		t.Fatalf("live.json: %v\n%s", err, body)
 	}
-	if l.Connections != 4 || l.LoggedIn != 3 || l.LoginsOK != 16 || l.LoginsFailed != 3 || l.Retrieved != 9 || l.Deliveries != 8 || l.Queued != 1 || l.Badmail != 0 {
+	if l.Connections != 4 || l.LoggedIn != 3 || l.LoginsOK != 16 || l.LoginsFailed != 3 || l.Retrieved != 9 || l.Deliveries != 8 || l.Queued != 1 || l.Badmail != 0 || l.Outbound != 2 {
 		t.Errorf("live.json counters %+v", l)
 	}
 	charts := map[string]chart{}
@@ -102,7 +107,7 @@ func TestLiveJSONAndCharts(t *testing.T) {
 		t.Fatalf("CSP %q allows no nonce script or no fetch of live.json", csp)
 	}
 	e.want(rec.Code, page, http.StatusOK, `<script nonce="`+m[1]+`">`, `data-poll-ms="300"`,
-		`data-live="logins_ok">16<`, `data-live="queued">1<`, `<svg id="chart-sessions"`, `<svg id="chart-queue"`,
+		`data-live="logins_ok">16<`, `data-live="queued">1<`, `data-live="outbound">2<`, `<svg id="chart-sessions"`, `<svg id="chart-queue"`,
 		`data-line="1" points="`)
 	if strings.Count(page, "<script") != 1 {
 		t.Errorf("the page has %d scripts, want the one inline script", strings.Count(page, "<script"))
