@@ -402,8 +402,8 @@ func outboundReloadCases(e *outboundEnv) []liveCase {
 			return "no report"
 		}},
 		// The first server of slow.test never greets; an hour's timeout
-		// waits for it, a second's goes on to the next one, a.
-		{key: "outbound.timeout", value: "1s", noBefore: true, want: "a", probe: at("x@slow.test")},
+		// waits for it, two seconds' go on to the next one, a.
+		{key: "outbound.timeout", value: "2s", noBefore: true, want: "a", probe: at("x@slow.test")},
 		// The first server of hole.test never takes the connection.
 		{key: "outbound.connect_timeout", value: "500ms", noBefore: true, want: "a", probe: at("x@hole.test")},
 	}
