@@ -19,11 +19,15 @@ import (
 // pop3d, with the function listing each one's cases (called here only to
 // read the keys; their probes do not run).
 var liveCaseTests = map[string]func() []liveCase{
-	"TestReloadAppliesLiveKeys":      liveCases,
-	"TestReloadAppliesLiveKeysIPv6":  ipv6Cases,
-	"TestReloadAppliesOutboundMarks": outboundCases,
-	"TestReloadAppliesDirectoryKeys": func() []liveCase { return directoryCases(&slapdEnv{}) },
-	"TestReloadAppliesDeliveryKeys":  func() []liveCase { return deliveryCases(&deliveryEnv{}) },
+	"TestReloadAppliesLiveKeys":       liveCases,
+	"TestReloadAppliesLiveKeysIPv6":   ipv6Cases,
+	"TestReloadAppliesOutboundMarks":  outboundCases,
+	"TestReloadAppliesDirectoryKeys":  func() []liveCase { return directoryCases(&slapdEnv{}) },
+	"TestReloadAppliesDeliveryKeys":   func() []liveCase { return deliveryCases(&deliveryEnv{}) },
+	"TestReloadAppliesSubmissionKeys": submissionReloadCases,
+	"TestReloadAppliesOutboundKeys": func() []liveCase {
+		return outboundReloadCases(&outboundEnv{remote: &pop3dtest.Server{}, b: &receiver{}})
+	},
 }
 
 // liveKeyTests names, for each live key a test of its own changes on a

@@ -351,6 +351,9 @@ var restartCases = [][2]string{
 	{"smtp.listen", "127.0.0.1:3"},
 	{"smtp.lmtp_listen", "127.0.0.1:4"},
 	{"admin.listen", "127.0.0.1:5"},
+	{"submission.listen", "127.0.0.1:6"},
+	{"submission.listen_tls", "127.0.0.1:7"},
+	{"outbound.workers", "3"},
 }
 
 // --- probes -------------------------------------------------------------
