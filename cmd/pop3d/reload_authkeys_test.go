@@ -7,11 +7,14 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -80,10 +83,10 @@ func TestReloadAppliesPolicyKeys(t *testing.T) {
 
 // TestReloadAppliesExpireSweep turns pop3.expire_sweep on for a running
 // pop3d whose retention (pop3.expire = "0") already covers a message
-// retrieved in an earlier session: without the sweep it stays, with it
-// the sweeper deletes it though no session of alice's ends. The shortest
-// period allowed is a minute, so this waits that long (in parallel with
-// the other tests).
+// retrieved in an earlier session: the sweeper deletes it though no
+// session of alice's ends. The shortest period allowed is a minute, so
+// this waits that long (in parallel with the other tests); the old value
+// (0: no sweep) is not probed, as that would mean waiting for nothing.
 func TestReloadAppliesExpireSweep(t *testing.T) {
 	t.Parallel()
 	c := reloadConfig(t, "", mailbox(3, 300))
@@ -117,15 +120,17 @@ func TestReloadAppliesExpireSweep(t *testing.T) {
 	}
 	p.Close()
 	waitNoConnections(t, in)
-	setAndReload(t, in, "pop3.expire", "0")
 	if got := stat(); got != "+OK 3" {
-		t.Fatalf("with expire 0 and no sweep, before any session ends after the change: STAT %q, want 3 messages", got)
+		t.Fatalf("after retrieving message 2 with a day's retention: STAT %q, want 3 messages", got)
 	}
+	// With no sweep, nothing deletes it until a session of alice's ends;
+	// the test opens none, and looks at the mailbox only after the sweep.
+	setAndReload(t, in, "pop3.expire", "0")
 	setAndReload(t, in, "pop3.expire_sweep", "1m")
-	// The sweep runs a minute after the reload; it skips a mailbox in
-	// use, so the test watches the log rather than logging in.
+	// The sweep runs a minute after the reload.
+	swept := regexp.MustCompile(`msg="expire sweep" .*expired=1`)
 	pop3dtest.WaitFor(t, 3*time.Minute, "the expire sweep to delete the retrieved message", func() bool {
-		return strings.Contains(in.Log(), `msg="expire sweep"`) && strings.Contains(in.Log(), "expired=1")
+		return swept.MatchString(in.Log())
 	})
 	if got := stat(); got != "+OK 2" {
 		t.Fatalf("after the sweep: STAT %q, want 2 messages", got)
@@ -276,4 +281,118 @@ func TestReloadAppliesOAuthKeys(t *testing.T) {
 			}
 		})
 	}
+}
+
+// queueCases change the keys of the auth queue's lines (auth.net_failures,
+// auth.suspect_workers, auth.net_trust) and the collector's room
+// (auth.hash_gc_room); TestReloadAppliesAuthQueueKeys runs them. Each
+// case dials from a /24 of its own, so the guard's memory of one network
+// does not reach the next case.
+func queueCases() []liveCase {
+	narrow := [][2]string{{"auth.hash_workers", "4"}, {"auth.queue", "0"}}
+	return []liveCase{
+		// One failure makes the network suspect (default: two), and its
+		// checks then get one slot of four.
+		{key: "auth.net_failures", value: "1", prep: append(narrow, [2]string{"auth.suspect_workers", "1"}),
+			want: "refused", probe: failThenBurst},
+		// The network is suspect after one failure; two of its checks at
+		// once fit half of four slots (the default), not one.
+		{key: "auth.suspect_workers", value: "1", prep: append(narrow, [2]string{"auth.net_failures", "1"}),
+			want: "refused", probe: failThenBurst},
+		// With one slot and one waiting place per line, another network's
+		// flood of wrong passwords (neither suspect nor banned: no
+		// network count, no bans, no penalty) keeps the line of networks
+		// not seen logging in full: a login from a network that logged in
+		// lately waits in the trusted line (net_trust, default an hour),
+		// and once trust is off it is refused like the flood's.
+		{key: "auth.net_trust", value: "0s", prep: [][2]string{{"auth.hash_workers", "1"}, {"auth.queue", "1"},
+			{"auth.net_failures", "0"}, {"auth.ban_after", "0"}},
+			want: "refused", probe: trustedDuringFlood},
+		// The room is an allocation the queue holds (never touched, so
+		// address space rather than memory): the Go heap pop3d reports in
+		// its metrics grows by it.
+		{key: "auth.hash_gc_room", value: "1GB", want: "heap holds the room", probe: func(t *testing.T, in *pop3dtest.Server, ip string) string {
+			if h := metric(t, in, "go_memstats_heap_alloc_bytes"); h >= 1<<30 {
+				return "heap holds the room"
+			} else if h == 0 {
+				t.Fatal("no go_memstats_heap_alloc_bytes in /metrics")
+			}
+			return "heap below the room"
+		}},
+	}
+}
+
+// failThenBurst fails a login from ip, then logs in twice at once from
+// ip (authBurst): "refused" when the auth queue refused one of them.
+func failThenBurst(t *testing.T, in *pop3dtest.Server, ip string) string {
+	if r := loginAs(t, in, ip, testAddr.String(), "wrong"); r != "-ERR [AUTH]" {
+		t.Fatalf("wrong password: %q", r)
+	}
+	return authBurst(2)(t, in, ip)
+}
+
+// trustedDuringFlood logs in once from ip (its network is then trusted
+// for auth.net_trust), then, while six clients of another network try
+// wrong passwords over and over, logs in from ip up to 40 times: "refused" when the auth
+// queue refused one of those logins, else "all served".
+func trustedDuringFlood(t *testing.T, in *pop3dtest.Server, ip string) string {
+	if r := loginAs(t, in, ip, testAddr.String(), testPassword); r != "+OK" {
+		t.Fatalf("first login: %q", r)
+	}
+	waitNoConnections(t, in)
+	login := "USER " + testAddr.String() + "\r\nPASS " + testPassword + "\r\nQUIT\r\n"
+	// The flood's passwords are wrong: a network with a successful login
+	// would be trusted too.
+	floodLogin := "USER " + testAddr.String() + "\r\nPASS wrong\r\nQUIT\r\n"
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	// Each flood client goes round the addresses of its network: an
+	// address the full queue refused is paced by the guard (Busy).
+	flood := net.ParseIP(otherNet(ip)).To4()
+	for c := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				from := net.IPv4(flood[0], flood[1], flood[2], byte(10+c*40+n%40)).String()
+				script(in.POP3, from, floodLogin, 4) // refusals and errors are the flood's own
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer close(stop)
+	// The flood is on once the queue has refused one of its checks.
+	refused := metric(t, in, "pop3_auth_queue_refused_total")
+	pop3dtest.WaitFor(t, 30*time.Second, "the flood to fill the auth queue", func() bool {
+		return metric(t, in, "pop3_auth_queue_refused_total") > refused
+	})
+	for range 40 {
+		lines, err := script(in.POP3, ip, login, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range lines {
+			if strings.HasPrefix(l, "-ERR [SYS/TEMP]") {
+				t.Logf("refused: %q", l)
+				return "refused"
+			}
+		}
+	}
+	return "all served"
+}
+
+// TestReloadAppliesAuthQueueKeys changes the auth queue's line keys and
+// the collector's room on a running pop3d: the lines show in which logins
+// the queue refuses, the room in the heap size pop3d reports.
+func TestReloadAppliesAuthQueueKeys(t *testing.T) {
+	t.Parallel()
+	c := reloadConfig(t, "", mailbox(1, 300))
+	c.Auth += "\ncache_ttl = \"0s\"" // every login a password check
+	in := pop3dtest.Start(t, c)
+	runLiveCases(t, in, queueCases(), func(i int) string { return fmt.Sprintf("127.0.%d.5", 60+2*i) })
 }

@@ -25,6 +25,7 @@ var liveCaseTests = map[string]func() []liveCase{
 	"TestReloadAppliesDirectoryKeys": func() []liveCase { return directoryCases(&slapdEnv{}) },
 	"TestReloadAppliesDeliveryKeys":  func() []liveCase { return deliveryCases(&deliveryEnv{}) },
 	"TestReloadAppliesPolicyKeys":    policyCases,
+	"TestReloadAppliesAuthQueueKeys": queueCases,
 }
 
 // liveKeyTests names, for each live key a test of its own changes on a
