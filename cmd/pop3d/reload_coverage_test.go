@@ -28,6 +28,8 @@ var liveCaseTests = map[string]func() []liveCase{
 	"TestReloadAppliesOutboundKeys": func() []liveCase {
 		return outboundReloadCases(&outboundEnv{remote: &pop3dtest.Server{}, b: &receiver{}})
 	},
+	"TestReloadAppliesPolicyKeys":    policyCases,
+	"TestReloadAppliesAuthQueueKeys": queueCases,
 }
 
 // liveKeyTests names, for each live key a test of its own changes on a
@@ -40,6 +42,14 @@ var liveKeyTests = map[string]string{
 	"auth.allow_ntlmv1": "TestReloadAppliesNTLMv1",
 	// Two addresses in one /48 and two /64s: a network namespace.
 	"limits.prelogin_per_net48": "TestReloadAppliesPreloginPerNet48",
+	// A minute at least before the first sweep: a test of its own, in parallel.
+	"pop3.expire_sweep": "TestReloadAppliesExpireSweep",
+	// A token per key, signed with keys in files and at a URL.
+	"oauth.issuer":    "TestReloadAppliesOAuthKeys",
+	"oauth.audience":  "TestReloadAppliesOAuthKeys",
+	"oauth.jwks_file": "TestReloadAppliesOAuthKeys",
+	"oauth.jwks_url":  "TestReloadAppliesOAuthKeys",
+	"oauth.claim":     "TestReloadAppliesOAuthKeys",
 }
 
 // TestEveryKeyHasReloadTest walks the live/restart table: every live key
