@@ -38,9 +38,9 @@ var metricHelp = map[string]string{
 	"pop3_tls_connections_current":   "POP3 connections encrypted with TLS now.",
 
 	// POP3 sessions (session/pop3).
-	"pop3_commands_total":           "POP3 commands answered, by cmd: USER, PASS, APOP, AUTH, CAPA, STLS, QUIT, STAT, LIST, RETR, DELE, NOOP, RSET, TOP, UIDL, other (anything else); and by status: ok (+OK), err (-ERR).",
+	"pop3_commands_total":           "POP3 commands answered, by cmd: USER, PASS, APOP, AUTH, CAPA, STLS, UTF8, LANG, QUIT, STAT, LIST, RETR, DELE, NOOP, RSET, TOP, UIDL, other (anything else); and by status: ok (+OK), err (-ERR).",
 	"pop3_command_duration_seconds": "Time to answer a POP3 command, by group: auth (USER, PASS, APOP, AUTH), retr (RETR, TOP), list (STAT, LIST, UIDL), update (QUIT), other.",
-	"pop3_auth_total":               "POP3 login attempts, by mech: user (USER/PASS), apop, plain, login, cram-md5, ntlm, or the lower-case name of another SASL mechanism offered; and by result: ok, fail (bad credentials or refused), temp (the authentication service could not answer), busy (the auth queue was full).",
+	"pop3_auth_total":               "POP3 login attempts, by mech: user (USER/PASS), apop, plain, login, cram-md5, ntlm, or the lower-case name of another SASL mechanism offered; and by result: ok, fail (bad credentials or refused), temp (the authentication service could not answer), busy (the auth queue was full), delay (good credentials refused with [LOGIN-DELAY]).",
 	"pop3_sessions_logged_in":       "POP3 sessions logged in now (TRANSACTION state until the connection ends).",
 	"pop3_messages_retrieved_total": "Messages sent whole by RETR.",
 	"pop3_messages_top_total":       "Messages whose header and first body lines were sent by TOP (not counted in pop3_messages_retrieved_total).",
@@ -61,18 +61,42 @@ var metricHelp = map[string]string{
 	"pop3_auth_queue_panics_total":     "Password checks that ended in an internal error (a recovered panic).",
 
 	// SMTP and delivery (engine/smtpnet, session/smtp, session/delivery).
-	"smtp_connections_refused_total": "SMTP/LMTP connections refused with 421 (smtp.max_connections or a per-address or per-network limit).",
-	"smtp_starttls_failed_total":     "SMTP STARTTLS handshakes that failed (the session then ends).",
-	"smtp_sessions_total":            "SMTP/LMTP sessions opened.",
-	"smtp_messages_received_total":   "Messages accepted into the queue by SMTP/LMTP.",
-	"smtp_rcpt_total":                "RCPT TO commands, by result: ok (accepted), unknown (no such mailbox), relay (a domain not served), limit (smtp.max_recipients reached), error (the store could not answer).",
-	"smtp_data_total":                "SMTP DATA/BDAT transfers, by result: ok (queued), too_big (over smtp.max_message_size), over_quota (a recipient's quota), error (could not be queued).",
-	"smtp_deliveries_total":          "Delivery attempts from the queue to mailboxes, per recipient, by result: delivered, deferred (to be retried), failed (permanently; a non-delivery report follows).",
-	"smtp_ndr_total":                 "Non-delivery reports made.",
-	"smtp_badmail_total":             "Messages moved to Badmail (their non-delivery report could not be sent).",
-	"smtp_queue_depth":               "Messages in the mail queue, as last counted by the queue's leader.",
-	"smtp_queue_leader":              "1 when this server is the queue's leader (it alone reports smtp_queue_depth), else 0.",
-	"smtp_delivery_latency_seconds":  "Time from a message's arrival in the queue to its delivery to a mailbox.",
+	"smtp_connections_refused_total":  "SMTP/LMTP connections refused with 421 (smtp.max_connections or a per-address or per-network limit).",
+	"smtp_starttls_failed_total":      "SMTP STARTTLS handshakes that failed (the session then ends).",
+	"smtp_sessions_total":             "SMTP/LMTP sessions opened.",
+	"smtp_messages_received_total":    "Messages accepted into the queue by SMTP/LMTP.",
+	"smtp_rcpt_total":                 "RCPT TO commands, by result: ok (accepted), unknown (no such mailbox), relay (a domain not served), limit (smtp.max_recipients reached), error (the store could not answer).",
+	"smtp_data_total":                 "SMTP DATA/BDAT transfers, by result: ok (queued), too_big (over smtp.max_message_size), over_quota (a recipient's quota), error (could not be queued).",
+	"smtp_deliveries_total":           "Delivery attempts from the queue to mailboxes, per recipient, by result: delivered, deferred (to be retried), failed (permanently; a non-delivery report follows).",
+	"smtp_ndr_total":                  "Non-delivery reports made.",
+	"smtp_badmail_total":              "Messages moved to Badmail (their non-delivery report could not be sent).",
+	"smtp_queue_depth":                "Messages in the mail queue, as last counted by the queue's leader.",
+	"smtp_queue_leader":               "1 when this server is the queue's leader (it alone reports smtp_queue_depth), else 0.",
+	"smtp_delivery_latency_seconds":   "Time from a message's arrival in the queue to its delivery to a mailbox.",
+	"smtp_possible_duplicates_total":  "Queue entries taken over after a crash whose delivery may have happened already (at most one extra copy each).",
+	"smtp_tls_handshake_failed_total": "TLS handshakes of the implicit-TLS submission listener that failed (the connection is closed).",
+
+	// Submission (session/smtp).
+	"smtp_auth_total":                "SMTP AUTH attempts on the submission listeners, by result: ok, fail (bad credentials), temp (the authentication service could not answer), refused (banned, throttled, or plaintext AUTH without TLS).",
+	"smtp_submission_messages_total": "Messages accepted from authenticated users on the submission listeners.",
+	"smtp_submission_refused_total":  "Submissions refused, by reason: sender (MAIL FROM not the user's address or alias, 553), from_header (a From: address not the user's, 553), rate (submission.max_messages_per_hour, 450), no_auth (MAIL before AUTH, 530).",
+	"smtp_submission_rcpt_total":     "Recipients of submitted messages, by kind: local (a served domain, delivered locally), remote (queued for the outbound agent).",
+
+	// Outbound delivery agent (session/delivery over session/outbound).
+	"smtp_outbound_deliveries_total":          "Outbound delivery attempts, per recipient, by result: delivered (the remote server answered 250), deferred (to be retried), failed (permanently; a report goes to the sender).",
+	"smtp_outbound_ndr_total":                 "Delivery status reports (RFC 3464) put into senders' mailboxes for outbound mail.",
+	"smtp_outbound_badmail_total":             "Outbound messages moved to Badmail (their report could not be delivered).",
+	"smtp_outbound_possible_duplicates_total": "Outbound entries taken over after a crash whose delivery may have happened already (at most one extra copy each).",
+	"smtp_outbound_queue_depth":               "Messages in the outbound queue, as last counted by the queue's leader.",
+	"smtp_outbound_queue_leader":              "1 when this server is the outbound queue's leader (it alone reports smtp_outbound_queue_depth), else 0.",
+	"smtp_outbound_delivery_latency_seconds":  "Time from a message's arrival in the outbound queue to its acceptance by the remote server.",
+	"smtp_outbound_connections_total":         "Connections to remote mail servers, by result: ok, failed.",
+	"smtp_outbound_starttls_total":            "Opportunistic STARTTLS with remote mail servers, by result: ok, failed (the message is retried in plaintext once).",
+	"smtp_outbound_lookups_total":             "Destination look-ups, by result: mx (MX records), implicit_mx (no MX: the domain's own address), null_mx (RFC 7505: fails at once), no_domain (the domain does not exist), error (the resolver failed; retried).",
+	"smtp_outbound_dkim_total":                "DKIM signatures of outbound messages, by result: signed, failed (sent unsigned).",
+
+	// Policies (session/pop3).
+	"pop3_messages_expired_total": "Messages deleted by the EXPIRE retention policy (at QUIT and by the sweeper).",
 
 	// File store (store/filestore).
 	"store_lock_takeovers_total":    "Stale mailbox locks (of a dead or expired holder) taken over.",
