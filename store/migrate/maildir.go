@@ -35,9 +35,6 @@ type MaildirOptions struct {
 	XUIDL bool
 }
 
-// maildirFile is one message file: its base name (before ':') and path.
-type maildirFile struct{ base, path string }
-
 // Maildir is a Dovecot or Courier Maildir (new/ and cur/).
 type Maildir struct {
 	dir  string

@@ -343,7 +343,7 @@ func (c *Console) badmailView(id string) (*view, error) {
 	reason, err := c.opts.Queue.BadmailReason(id)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			err = fmt.Errorf("Badmail message %s: %w", id, store.ErrQueueNotFound)
+			err = fmt.Errorf("badmail message %s: %w", id, store.ErrQueueNotFound)
 		}
 		return v, err
 	}
