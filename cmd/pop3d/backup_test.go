@@ -73,17 +73,13 @@ s.quit()
 		t.Fatalf("pop3ctl backup: %v %s", err, out)
 	}
 	// Every delivery lands in the first store.
-	deadline := time.Now().Add(60 * time.Second)
+	// The delivery service works the queue: wait for all 50.
 	var live map[string]string
-	for {
+	if !pop3dtest.Eventually(60*time.Second, func() bool {
 		live = uidls(t, in)
-		if len(live) == 50 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d messages in the live mailbox, want 50", len(live))
-		}
-		time.Sleep(100 * time.Millisecond) // the delivery service works the queue; poll with the deadline above
+		return len(live) == 50
+	}) {
+		t.Fatalf("%d messages in the live mailbox, want 50", len(live))
 	}
 
 	// A second service on an empty mail root; restore while it runs.

@@ -24,8 +24,8 @@ func logFields(line string) map[string]string {
 // want, and returns its fields.
 func waitLine(t *testing.T, log func() string, msg string, want map[string]string) map[string]string {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var found map[string]string
+	if !pop3dtest.Eventually(30*time.Second, func() bool {
 		for _, l := range strings.Split(log(), "\n") {
 			f := logFields(l)
 			if f["msg"] != msg {
@@ -38,14 +38,15 @@ func waitLine(t *testing.T, log func() string, msg string, want map[string]strin
 				}
 			}
 			if ok {
-				return f
+				found = f
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line msg=%q with %v:\n%s", msg, want, log())
-		}
-		time.Sleep(20 * time.Millisecond) // poll the log with the deadline above
+		return false
+	}) {
+		t.Fatalf("no log line msg=%q with %v:\n%s", msg, want, log())
 	}
+	return found
 }
 
 // TestLogLines checks the lines an operator greps: a delivery (queue id,

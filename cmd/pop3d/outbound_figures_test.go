@@ -59,12 +59,8 @@ retry_max = "500ms"`)
 		}
 		wg.Wait()
 		submitted := time.Since(start)
-		deadline := time.Now().Add(5 * time.Minute)
-		for r.count()-before < clients*each {
-			if time.Now().After(deadline) {
-				b.Fatalf("only %d of %d delivered", r.count()-before, clients*each)
-			}
-			time.Sleep(5 * time.Millisecond)
+		if !pop3dtest.Eventually(5*time.Minute, func() bool { return !(r.count()-before < clients*each) }) {
+			b.Fatalf("only %d of %d delivered", r.count()-before, clients*each)
 		}
 		delivered := time.Since(start)
 		n := float64(clients * each)

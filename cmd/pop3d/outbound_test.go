@@ -291,12 +291,8 @@ func TestOutboundRetriesTemporaryFailure(t *testing.T) {
 	z.setA("mx.flaky.test", "127.0.0.1")
 	in := startSender(t, resolver, port(t, r.addr), "", true)
 	submit(t, in, []string{"someone@flaky.test"}, "retried after a 451")
-	deadline := time.Now().Add(30 * time.Second)
-	for r.count() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the receiver got nothing after 30s:\n%s", in.Log())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !pop3dtest.Eventually(30*time.Second, func() bool { return !(r.count() == 0) }) {
+		t.Fatalf("the receiver got nothing after 30s:\n%s", in.Log())
 	}
 	r.mu.Lock()
 	n, msg := r.rcpts, string(r.msgs[0])
@@ -332,12 +328,8 @@ func TestOutboundPermanentFailureReport(t *testing.T) {
 
 func waitOutLog(t testing.TB, in *pop3dtest.Server, s string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(in.Log(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("pop3d did not log %s within 30s:\n%s", s, in.Log())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !pop3dtest.Eventually(30*time.Second, func() bool { return !(!strings.Contains(in.Log(), s)) }) {
+		t.Fatalf("pop3d did not log %s within 30s:\n%s", s, in.Log())
 	}
 }
 
@@ -380,12 +372,8 @@ func TestOutboundKill9DuringDelivery(t *testing.T) {
 	close(hold)
 
 	again := startSender(t, resolver, port(t, r.addr), root, false)
-	deadline := time.Now().Add(60 * time.Second)
-	for r.count() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the restarted pop3d did not send the message again (receiver has %d):\n%s", r.count(), again.Log())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !pop3dtest.Eventually(60*time.Second, func() bool { return !(r.count() < 2) }) {
+		t.Fatalf("the restarted pop3d did not send the message again (receiver has %d):\n%s", r.count(), again.Log())
 	}
 	waitOutLog(t, again, `msg=delivered`)
 	if n := metric(t, again, "smtp_outbound_possible_duplicates_total"); n != 1 {
@@ -393,22 +381,18 @@ func TestOutboundKill9DuringDelivery(t *testing.T) {
 	}
 	// Delivered once more, then the entry is gone: no third copy. The
 	// queue is empty when pop3ctl lists nothing for it.
-	deadline = time.Now().Add(30 * time.Second)
-	for {
+	live := 0
+	if !pop3dtest.Eventually(30*time.Second, func() bool {
 		entries, _ := os.ReadDir(filepath.Join(root, ".pop3", "outbound"))
-		live := 0
+		live = 0
 		for _, e := range entries {
 			if strings.HasSuffix(e.Name(), ".env") {
 				live++
 			}
 		}
-		if live == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the outbound queue still holds %d entries", live)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return live == 0
+	}) {
+		t.Fatalf("the outbound queue still holds %d entries", live)
 	}
 	if n := r.count(); n != 2 {
 		t.Errorf("the receiver got %d copies, want 2 (the one before the crash and one after)", n)
@@ -477,19 +461,14 @@ retry_max = "2h"`)
 
 	accept.Store(true)
 	in.Ctl(t, "", "queue", "retry", e.ID)
-	deadline := time.Now().Add(30 * time.Second)
-	for r.count() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("queue retry did not send the message within 30s (the backoff is an hour):\n%s", in.Log())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !pop3dtest.Eventually(30*time.Second, func() bool { return !(r.count() == 0) }) {
+		t.Fatalf("queue retry did not send the message within 30s (the backoff is an hour):\n%s", in.Log())
 	}
 
 	accept.Store(false)
 	submit(t, in, []string{"y@slow.test"}, "queued, then deleted")
-	deadline = time.Now().Add(30 * time.Second)
 	var id string
-	for id == "" {
+	if !pop3dtest.Eventually(30*time.Second, func() bool {
 		list.Entries = nil
 		if err := json.Unmarshal([]byte(in.Ctl(t, "", "-json", "queue", "list", "outbound")), &list); err != nil {
 			t.Fatal(err)
@@ -499,10 +478,9 @@ retry_max = "2h"`)
 				id = e.ID
 			}
 		}
-		if id == "" && time.Now().After(deadline) {
-			t.Fatalf("the second message was not deferred within 30s: %+v", list.Entries)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return id != ""
+	}) {
+		t.Fatalf("the second message was not deferred within 30s: %+v", list.Entries)
 	}
 	in.Ctl(t, "", "queue", "delete", id)
 	if out := in.Ctl(t, "", "-json", "queue", "list", "outbound"); strings.Contains(out, id) {
@@ -609,12 +587,8 @@ func TestOutboundDKIM(t *testing.T) {
 	}
 
 	submit(t, in, []string{"x@signed.test"}, "a signed message")
-	deadline := time.Now().Add(30 * time.Second)
-	for r.count() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the receiver got nothing within 30s:\n%s", in.Log())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !pop3dtest.Eventually(30*time.Second, func() bool { return !(r.count() == 0) }) {
+		t.Fatalf("the receiver got nothing within 30s:\n%s", in.Log())
 	}
 	r.mu.Lock()
 	msg := r.msgs[0]

@@ -60,8 +60,9 @@ penalty_max = "0s"
 // waiting (with a deadline) until there are want of them.
 func popMessages(t testing.TB, in *pop3dtest.Server, addr, pass string, want int) []string {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var out []string
+	n := 0
+	if !pop3dtest.Eventually(30*time.Second, func() bool {
 		p := pop3dtest.DialRaw(t, in.POP3, "")
 		p.Expect("+OK")
 		p.Send("USER " + addr + "\r\n")
@@ -69,28 +70,23 @@ func popMessages(t testing.TB, in *pop3dtest.Server, addr, pass string, want int
 		p.Send("PASS " + pass + "\r\n")
 		p.Expect("+OK")
 		p.Send("STAT\r\n")
-		var n, size int
+		var size int
 		fmt.Sscanf(p.Expect("+OK"), "+OK %d %d", &n, &size)
 		if n >= want {
-			var out []string
 			for i := 1; i <= n; i++ {
 				p.Send(fmt.Sprintf("RETR %d\r\n", i))
 				p.Expect("+OK")
 				out = append(out, strings.Join(p.Multi(), "\r\n"))
 			}
-			p.Send("QUIT\r\n")
-			p.Expect("+OK")
-			p.Close()
-			return out
 		}
 		p.Send("QUIT\r\n")
 		p.Expect("+OK")
 		p.Close()
-		if time.Now().After(deadline) {
-			t.Fatalf("%s has %d messages after 30s, want %d", addr, n, want)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return n >= want
+	}) {
+		t.Fatalf("%s has %d messages after 30s, want %d", addr, n, want)
 	}
+	return out
 }
 
 func swaks(t testing.TB, args ...string) string {
@@ -395,12 +391,8 @@ max_messages_per_hour = 2`, `max_message_size = "100KB"`)
 			t.Errorf("relay attempt: %v, want 550 5.7.1", err)
 		}
 		re := regexp.MustCompile(`msg="relay attempt refused".*remote=127\.0\.0\.1:\d+.*rcpt=victim@elsewhere\.test`)
-		deadline := time.Now().Add(10 * time.Second)
-		for !re.MatchString(in.Log()) {
-			if time.Now().After(deadline) {
-				t.Fatalf("no log line for the relay attempt with the client's address:\n%s", in.Log())
-			}
-			time.Sleep(20 * time.Millisecond)
+		if !pop3dtest.Eventually(10*time.Second, func() bool { return !(!re.MatchString(in.Log())) }) {
+			t.Fatalf("no log line for the relay attempt with the client's address:\n%s", in.Log())
 		}
 	})
 	// The alias message and the two of rate@ reached bob.
