@@ -123,19 +123,11 @@ func (s *Store) RenameMailbox(ctx context.Context, from store.Address, to string
 
 // ListMailboxes describes every mailbox of a domain, in name order.
 func (s *Store) ListMailboxes(ctx context.Context, domain string) ([]store.MailboxInfo, error) {
-	d, err := store.CanonicalDomain(domain)
+	d, dom, unlock, err := s.readDomain(ctx, domain)
 	if err != nil {
-		return nil, fmt.Errorf("cannot list mailboxes: %w", err)
-	}
-	if err := ctxErr(ctx); err != nil {
 		return nil, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	dom := s.domains[d]
-	if dom == nil {
-		return nil, fmt.Errorf("cannot list mailboxes of %s: %w", d, store.ErrNoSuchDomain)
-	}
+	defer unlock()
 	out := make([]store.MailboxInfo, 0, len(dom.boxes))
 	for name, m := range dom.boxes {
 		out = append(out, s.mailboxInfo(store.Address{Mailbox: name, Domain: d}, dom, m))
@@ -144,22 +136,33 @@ func (s *Store) ListMailboxes(ctx context.Context, domain string) ([]store.Mailb
 	return out, nil
 }
 
+// readDomain finds a domain for listing, under the store's read lock,
+// which the caller releases with unlock.
+func (s *Store) readDomain(ctx context.Context, name string) (string, *domain, func(), error) {
+	d, err := store.CanonicalDomain(name)
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("cannot list mailboxes: %w", err)
+	}
+	if err := ctxErr(ctx); err != nil {
+		return "", nil, nil, err
+	}
+	s.mu.RLock()
+	dom := s.domains[d]
+	if dom == nil {
+		s.mu.RUnlock()
+		return "", nil, nil, fmt.Errorf("cannot list mailboxes of %s: %w", d, store.ErrNoSuchDomain)
+	}
+	return d, dom, s.mu.RUnlock, nil
+}
+
 // ListMailboxNames lists the domain's mailbox names, sorted
 // (store.MailboxLister).
 func (s *Store) ListMailboxNames(ctx context.Context, domain string) ([]string, error) {
-	d, err := store.CanonicalDomain(domain)
+	_, dom, unlock, err := s.readDomain(ctx, domain)
 	if err != nil {
-		return nil, fmt.Errorf("cannot list mailboxes: %w", err)
-	}
-	if err := ctxErr(ctx); err != nil {
 		return nil, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	dom := s.domains[d]
-	if dom == nil {
-		return nil, fmt.Errorf("cannot list mailboxes of %s: %w", d, store.ErrNoSuchDomain)
-	}
+	defer unlock()
 	out := make([]string, 0, len(dom.boxes))
 	for name := range dom.boxes {
 		out = append(out, name)
