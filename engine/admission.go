@@ -12,6 +12,7 @@ const (
 	admitServe       admitResult = iota // a slot is free: greet
 	admitWait                           // held silent in the backlog until a slot frees
 	admitFullBacklog                    // beyond socketmax+socketbacklog: refuse
+	admitHoldRefusal                    // beyond socketmax+socketbacklog: hold silent for refuse_delay, then refuse
 	admitPerIP                          // the address has max_conns_per_ip connections: refuse
 	admitPreIP                          // the address has prelogin_per_ip unauthenticated connections: refuse
 	admitPreNet                         // its network has prelogin_per_net(48) unauthenticated connections: refuse
@@ -22,6 +23,9 @@ type SocketStats struct {
 	InUse   int64 `json:"in_use"`  // connections being served
 	Waiting int64 `json:"waiting"` // connections held in the backlog
 	Free    int64 `json:"free"`    // prepared connection contexts not in use
+	// Refusing is the connections refused for a full pool and held
+	// silent until their refusal (pop3.refuse_delay).
+	Refusing int64 `json:"refusing"`
 }
 
 // sockets is the socket pool: admission control (socketmax, socketbacklog,
@@ -34,6 +38,7 @@ type sockets struct {
 	perIP   map[string]int
 	free    []*conn
 	pre     prelogin
+	held    int // connections held for a delayed refusal (refuse_delay)
 }
 
 func (p *sockets) init(min int) {
@@ -136,6 +141,10 @@ func (p *sockets) admit(k *conn, lim *settings) (admitResult, *conn) {
 		k.admitted = true
 	case p.waiting.Len() < lim.socketBacklog:
 		k.waitElem = p.waiting.PushBack(k)
+	case lim.refuseDelay > 0 && p.held < lim.refuseHold:
+		p.held++
+		k.held = true
+		return admitHoldRefusal, victim
 	default:
 		return admitFullBacklog, victim
 	}
@@ -163,6 +172,11 @@ func (p *sockets) leave(k *conn, lim *settings) *conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.pre.uncount(k)
+	if k.held {
+		k.held = false
+		p.held--
+		return nil
+	}
 	if !k.counted {
 		return nil // refused: never counted
 	}
@@ -213,5 +227,5 @@ func (p *sockets) nextLocked(lim *settings) *conn {
 func (p *sockets) stats() SocketStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return SocketStats{InUse: int64(p.inUse), Waiting: int64(p.waiting.Len()), Free: int64(len(p.free))}
+	return SocketStats{InUse: int64(p.inUse), Waiting: int64(p.waiting.Len()), Free: int64(len(p.free)), Refusing: int64(p.held)}
 }

@@ -77,7 +77,7 @@ func TestAuthQueueRefusesBeyondItsBound(t *testing.T) {
 	// Block the queue's only slot.
 	block := make(chan struct{})
 	held := make(chan struct{})
-	if err := q.Submit(0, false, func() { close(held); <-block }); err != nil {
+	if err := q.Submit(0, false, func(bool) { close(held); <-block }); err != nil {
 		t.Fatal(err)
 	}
 	<-held

@@ -37,9 +37,10 @@ var (
 
 // Connection phases, read by the sweep.
 const (
-	phaseWaiting int32 = iota // accepted, held silent in the backlog
-	phaseActive               // greeted (or being greeted)
-	phaseClosing              // no more input; closes once output drained
+	phaseWaiting  int32 = iota // accepted, held silent in the backlog
+	phaseActive                // greeted (or being greeted)
+	phaseClosing               // no more input; closes once output drained
+	phaseRefusing              // refused for a full pool, held silent until its refusal (refuse_delay)
 )
 
 // conn is the per-connection I/O context (the seed's "I/O context"). Fields
@@ -84,6 +85,8 @@ type conn struct {
 	// unauthenticated counts' view of the connection (prelogin.go).
 	admitted         bool // holds a slot of socketmax
 	counted          bool // counted in perIP (served or waiting)
+	held             bool // held for a delayed refusal (sockets.held)
+	implicitTLS      bool // accepted on an implicit-TLS listener (set for a held refusal)
 	listed           bool // on its wide network's list of served unauthenticated connections
 	waitElem         *list.Element
 	addr             netip.Addr
@@ -222,6 +225,12 @@ func (k *conn) input(p []byte) gnet.Action {
 	switch k.phase.Load() {
 	case phaseClosing:
 		return gnet.None
+	case phaseRefusing:
+		k.received += len(p)
+		if k.received > set.backlogMaxInput {
+			return gnet.Close
+		}
+		return gnet.None // refused: what it sends is dropped
 	case phaseWaiting:
 		k.received += len(p)
 		if k.received > set.backlogMaxInput {
@@ -754,9 +763,28 @@ func (k *conn) backlogExpire() {
 	k.closeAfterFlush()
 }
 
+// refuseNow ends a connection held for a delayed refusal: the refusal
+// line, except on an implicit-TLS listener, which never answers in
+// plaintext.
+func (k *conn) refuseNow() {
+	k.expiring.Store(false)
+	if k.phase.Load() != phaseRefusing {
+		return
+	}
+	k.phase.Store(phaseClosing)
+	if k.implicitTLS {
+		_ = k.gc.Close()
+		return
+	}
+	k.write(replyTooMany)
+	k.closeAfterFlush()
+}
+
 // drainNow is the shutdown step for one connection.
 func (k *conn) drainNow() {
 	switch {
+	case k.phase.Load() == phaseRefusing:
+		k.refuseNow()
 	case k.phase.Load() == phaseWaiting:
 		k.write(replyDraining)
 		k.closeAfterFlush()

@@ -104,6 +104,10 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		mRefusedBacklog.Inc()
 		k.logger().Info("connection refused", "result", "refused", "reason", "backlog_full")
 		return refuse(replyTooMany)
+	case admitHoldRefusal:
+		mRefusedBacklog.Inc()
+		k.logger().Debug("connection refused after refuse_delay", "result", "refused", "reason", "backlog_full")
+		return s.holdRefusal(c, k, set, implicitTLS)
 	case admitWait:
 		k.phase.Store(phaseWaiting)
 		k.waitSince.Store(s.now().UnixNano())
@@ -152,6 +156,26 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if k.closed.Load() {
 		return nil, gnet.Close
 	}
+	return nil, gnet.None
+}
+
+// holdRefusal keeps a connection refused for a full pool open and silent
+// for refuse_delay (the sweep then refuses it: refuseNow), reading and
+// discarding what it sends. A client that redials as soon as it is refused
+// (an attacker holding more connections than the pool) is then accepted
+// and refused once per refuse_delay instead of as fast as it can dial,
+// each refusal costing the event loops an accept, a registration, a reply
+// and a close. At most refuse_hold are held; beyond, refusal is at once.
+func (s *Server) holdRefusal(c gnet.Conn, k *conn, set *settings, implicitTLS bool) ([]byte, gnet.Action) {
+	k.phase.Store(phaseRefusing)
+	k.implicitTLS = implicitTLS
+	now := s.now()
+	k.openedAt.Store(now.UnixNano())
+	k.waitSince.Store(now.Add(set.refuseDelay).UnixNano())
+	s.live.Store(k, struct{}{})
+	c.SetContext(k)
+	s.registry.add(k)
+	mConnCurrent.Inc()
 	return nil, gnet.None
 }
 

@@ -100,6 +100,12 @@ func (s *Server) sweep(now time.Time) {
 			return
 		}
 		switch k.phase.Load() {
+		case phaseRefusing:
+			// waitSince holds the time of the refusal.
+			if t >= k.waitSince.Load() {
+				k.expiring.Store(true)
+				k.post(k.refuseNow, nil)
+			}
 		case phaseWaiting:
 			if set.backlogWait > 0 && t-k.waitSince.Load() > int64(set.backlogWait) {
 				k.expiring.Store(true)

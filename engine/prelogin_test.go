@@ -164,16 +164,7 @@ func TestImplicitTLSRefusalCloses(t *testing.T) {
 	})
 	first := ts.dialTLS(t)
 	first.expect("+OK ready")
-	raw, err := net.DialTimeout("tcp", ts.tlsAddr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
-	b, err := io.ReadAll(raw)
-	if err != nil || len(b) != 0 {
-		t.Fatalf("refused TLS connection read %q, %v; want a close without plaintext", b, err)
-	}
+	expectClosedWithoutPlaintext(t, ts.tlsAddr)
 	// A TLS client sees a failed handshake, not a protocol error.
 	c, err := tls.Dial("tcp", ts.tlsAddr, ts.clientConfig())
 	if err == nil {
@@ -236,5 +227,88 @@ func TestPreloginIPv6Networks(t *testing.T) {
 	res, v := add("2001:db8:3::1")
 	if res != admitServe || v == nil || v.addr.String() != "2001:db8:1:1::1" {
 		t.Fatalf("admit with shedding = %v, victim %v; want serve, 2001:db8:1:1::1", res, v)
+	}
+}
+
+// A connection refused for a full pool is held silent for refuse_delay,
+// then refused; refuse_hold bounds how many are held, and beyond it the
+// refusal is at once.
+func TestDelayedRefusal(t *testing.T) {
+	ts := startServer(t, func(cfg *Config) {
+		cfg.SocketMax = 1
+		cfg.SocketBacklog = 0
+		cfg.RefuseDelay = 3 * time.Second
+		cfg.RefuseHold = 1
+		cfg.BacklogMaxInput = 64
+	})
+	c1 := ts.dial(t)
+	c1.expect("+OK ready")
+	c2 := ts.dial(t) // held for its refusal
+	k2 := ts.connOf(t, c2.c)
+	eventually(t, "c2 held", func() bool { return ts.sockets.stats().Refusing == 1 })
+	c2.send("USER x\r\n") // dropped: a refused connection is not served
+	c3 := ts.dial(t)      // beyond refuse_hold
+	c3.expect("-ERR [SYS/TEMP] too many connections, try again later")
+	c3.expectClosed(5 * time.Second)
+
+	// Before the delay, the sweep leaves it alone (the barrier: what the
+	// sweep posted to its loop has run).
+	ts.clock.Advance(2 * time.Second)
+	ts.Sweep()
+	ts.barrier(t, k2.gc.EventLoop())
+	c2.noData(50 * time.Millisecond)
+	ts.clock.Advance(2 * time.Second)
+	ts.Sweep()
+	c2.expect("-ERR [SYS/TEMP] too many connections, try again later")
+	c2.expectClosed(5 * time.Second)
+	eventually(t, "no connection held", func() bool { return ts.sockets.stats().Refusing == 0 })
+	if st := ts.sockets.stats(); st.InUse != 1 {
+		t.Fatalf("sockets = %+v, want the first connection still served", st)
+	}
+
+	// A held connection that hangs up leaves the hold; one that sends
+	// more than backlog_max_input is closed.
+	c4 := ts.dial(t)
+	eventually(t, "c4 held", func() bool { return ts.sockets.stats().Refusing == 1 })
+	c4.c.Close()
+	eventually(t, "c4 gone", func() bool { return ts.sockets.stats().Refusing == 0 })
+	c5 := ts.dial(t)
+	eventually(t, "c5 held", func() bool { return ts.sockets.stats().Refusing == 1 })
+	c5.send(strings.Repeat("x", 100))
+	c5.expectClosed(5 * time.Second)
+	eventually(t, "c5 gone", func() bool { return ts.sockets.stats().Refusing == 0 })
+
+	// The served connection never noticed.
+	c1.send("ECHO still\r\n")
+	c1.expect("+OK still")
+}
+
+// On the implicit-TLS listener a held refusal ends in a close, never a
+// plaintext line.
+func TestDelayedRefusalOnImplicitTLSCloses(t *testing.T) {
+	ts := startTLSServer(t, 5*time.Second, func(cfg *Config) {
+		cfg.SocketMax = 1
+		cfg.SocketBacklog = 0
+		cfg.RefuseDelay = 10 * time.Millisecond
+		cfg.RefuseHold = 10
+	})
+	first := ts.dialTLS(t)
+	first.expect("+OK ready")
+	expectClosedWithoutPlaintext(t, ts.tlsAddr)
+}
+
+// expectClosedWithoutPlaintext dials addr (an implicit-TLS listener) and
+// expects the server to close without writing anything.
+func expectClosedWithoutPlaintext(t *testing.T, addr string) {
+	t.Helper()
+	raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b, err := io.ReadAll(raw)
+	if err != nil || len(b) != 0 {
+		t.Fatalf("refused TLS connection read %q, %v; want a close without plaintext", b, err)
 	}
 }

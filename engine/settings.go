@@ -24,6 +24,11 @@ type Config struct {
 	LoginDeadline   time.Duration // pop3.login_deadline: connect to login in all; 0: none
 	IdleTimeout     time.Duration // pop3.idle_timeout
 	ShedAt          int           // pop3.shed_at: percent of SocketMax; 0: 90
+	// RefuseDelay (pop3.refuse_delay) holds a connection refused for a
+	// full pool this long, silent, before its refusal, RefuseHold
+	// (pop3.refuse_hold) of them at most; 0: refused at once.
+	RefuseDelay time.Duration
+	RefuseHold  int
 
 	MaxLine          int // limits.max_line
 	MaxAuthLine      int // limits.max_auth_line
@@ -50,6 +55,8 @@ type settings struct {
 	maxPerIP        int
 	backlogWait     time.Duration
 	backlogMaxInput int
+	refuseDelay     time.Duration
+	refuseHold      int
 
 	threadCount  int
 	taskQueue    int
@@ -100,6 +107,8 @@ func newSettings(c *Config, f session.Factory) *settings {
 		maxPerIP:        max(c.MaxConnsPerIP, 0),
 		backlogWait:     c.BacklogWait,
 		backlogMaxInput: max(c.BacklogMaxInput, 0),
+		refuseDelay:     max(c.RefuseDelay, 0),
+		refuseHold:      max(c.RefuseHold, 0),
 		threadCount:     c.ThreadCount,
 		taskQueue:       max(c.TaskQueue, 0),
 		loginTimeout:    c.LoginTimeout,

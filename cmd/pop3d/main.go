@@ -30,6 +30,7 @@ import (
 	"github.com/pop3svc/pop3svc/cmd/internal/version"
 	"github.com/pop3svc/pop3svc/cmd/internal/wiring"
 	"github.com/pop3svc/pop3svc/engine/certs"
+	"github.com/pop3svc/pop3svc/store/credential"
 	"github.com/pop3svc/pop3svc/store/filestore"
 	"github.com/pop3svc/pop3svc/store/queue"
 )
@@ -37,7 +38,13 @@ import (
 // stopTimeout bounds the drain of every service at SIGTERM/SIGINT.
 const stopTimeout = 10 * time.Second
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	// A password hash worker (auth.hash_processes) is this program too.
+	if nice, ok := os.LookupEnv(credential.WorkerEnv); ok {
+		os.Exit(credential.WorkerMain(nice))
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
 
 func run(args []string, stdout, stderr io.Writer) int {
 	fs, f := newFlags()
@@ -102,6 +109,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		AuthCacheTTL:       lim.AuthCacheTTL,
 		LockLease:          cfg.LockLease.D(),
 		Hash:               lim.Hash,
+		HashProcesses:      lim.HashProcesses,
 		Logger:             log.With("service", "store"),
 	})
 	if err != nil {
@@ -312,6 +320,7 @@ func storeLimits(cfg *config.Config) filestore.Limits {
 		MaxMessageSize:     int64(cfg.SMTP.MaxMessageSize),
 		AuthCacheTTL:       authCacheTTL(cfg.Auth.CacheTTL.D()),
 		Hash:               wiring.HashParams(cfg.Auth),
+		HashProcesses:      wiring.HashProcesses(cfg.Auth),
 	}
 }
 

@@ -290,7 +290,7 @@ func TestReloadAppliesOAuthKeys(t *testing.T) {
 // does not reach the next case.
 func queueCases() []liveCase {
 	narrow := [][2]string{{"auth.hash_workers", "4"}, {"auth.queue", "0"}}
-	return []liveCase{
+	return append(hashProcessCases(), []liveCase{
 		// One failure makes the network suspect (default: two), and its
 		// checks then get one slot of four.
 		{key: "auth.net_failures", value: "1", prep: append(narrow, [2]string{"auth.suspect_workers", "1"}),
@@ -310,8 +310,8 @@ func queueCases() []liveCase {
 			want: "refused", probe: trustedDuringFlood},
 		// The room is an allocation the queue holds (never touched, so
 		// address space rather than memory): the Go heap pop3d reports in
-		// its metrics grows by it.
-		{key: "auth.hash_gc_room", value: "512MB", want: "heap holds the room", probe: func(t *testing.T, in *pop3dtest.Server, ip string) string {
+		// its metrics grows by it. Only for hashes computed in pop3d.
+		{key: "auth.hash_gc_room", value: "512MB", prep: [][2]string{{"auth.hash_processes", "false"}}, want: "heap holds the room", probe: func(t *testing.T, in *pop3dtest.Server, ip string) string {
 			if h := metric(t, in, "go_memstats_heap_alloc_bytes"); h >= 512<<20 {
 				return "heap holds the room"
 			} else if h == 0 {
@@ -319,7 +319,7 @@ func queueCases() []liveCase {
 			}
 			return "heap below the room"
 		}},
-	}
+	}...)
 }
 
 // failThenBurst fails a login from ip, then logs in twice at once from

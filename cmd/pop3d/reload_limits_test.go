@@ -63,6 +63,11 @@ func limitCases() []liveCase {
 			return "kept"
 		}},
 
+		// A pool of one: the second connection is refused (refuse_delay
+		// 10s by default: held first); the third is beyond refuse_hold 1.
+		{key: "pop3.refuse_delay", value: "0s", prep: [][2]string{{"pop3.socketmin", "1"}, {"pop3.socketmax", "1"}, {"pop3.socketbacklog", "0"}}, want: "refused at once", probe: refusalOf(2)},
+		{key: "pop3.refuse_hold", value: "1", prep: [][2]string{{"pop3.socketmin", "1"}, {"pop3.socketmax", "1"}, {"pop3.socketbacklog", "0"}}, want: "refused at once", probe: refusalOf(3)},
+
 		{key: "limits.prelogin_per_net", value: "1", prep: [][2]string{{"limits.prelogin_per_ip", "1"}}, want: "-ERR [SYS/TEMP]", probe: func(t *testing.T, in *pop3dtest.Server, ip string) string {
 			c1 := pop3dtest.Dial(t, in.POP3, ip)
 			defer c1.Close()
@@ -316,5 +321,42 @@ func dribble(t *testing.T, in *pop3dtest.Server, ip string) string {
 				return "closed"
 			}
 		}
+	}
+}
+
+// refusalOf fills a pool of one with a logged-out connection from ip, opens
+// n-1 more, and reports how the last is refused: "refused at once" when
+// its -ERR comes within two seconds (a held refusal waits
+// pop3.refuse_delay, 10s here), "held" otherwise. The ones before it are
+// held (the admin API shows them) before it dials.
+func refusalOf(n int) func(t *testing.T, in *pop3dtest.Server, ip string) string {
+	return func(t *testing.T, in *pop3dtest.Server, ip string) string {
+		c1 := pop3dtest.Dial(t, in.POP3, ip)
+		defer c1.Close()
+		refusing := func() int {
+			var st struct {
+				POP3 struct {
+					Sockets struct{ Refusing int } `json:"sockets"`
+				} `json:"pop3"`
+			}
+			adminJSON(t, in, "/api/status", &st)
+			return st.POP3.Sockets.Refusing
+		}
+		for i := 2; i < n; i++ {
+			c := pop3dtest.DialRaw(t, in.POP3, ip)
+			defer c.Close()
+			pop3dtest.WaitFor(t, 30*time.Second, "a refused connection held", func() bool { return refusing() >= i-1 })
+		}
+		last := pop3dtest.DialRaw(t, in.POP3, ip)
+		defer last.Close()
+		last.C.SetReadDeadline(time.Now().Add(2 * time.Second))
+		l, err := last.R.ReadString('\n')
+		if err != nil {
+			return "held"
+		}
+		if strings.HasPrefix(l, "-ERR [SYS/TEMP]") {
+			return "refused at once"
+		}
+		return prefix(l)
 	}
 }

@@ -141,8 +141,11 @@ type Check struct {
 	Net string
 	// Standing chooses the check's line (see HashQueue).
 	Standing Standing
-	// Run is the check; it runs on a goroutine of the queue.
-	Run func()
+	// Run is the check; it runs on a goroutine of the queue. low: the
+	// check runs from the Suspect line, and its hash should run at low
+	// priority (store.WithLowPriority), taking only the CPU nothing else
+	// wants.
+	Run func(low bool)
 	// Refused, if not nil, is called when the waiting check loses its
 	// place to a check of a network holding fewer places (see HashQueue):
 	// the check will not run, and its client must be told at once. It is
@@ -154,7 +157,7 @@ type Check struct {
 type hashJob struct {
 	suspect bool
 	cost    int64
-	run     func()
+	run     func(low bool)
 	refused func()
 }
 
@@ -424,7 +427,7 @@ func (q *HashQueue) Started() uint64 { return q.started.Load() }
 // with recent failed logins, and waits behind every check that is not. It
 // never blocks. It is Enqueue of a Check without a network, Unknown or
 // Suspect.
-func (q *HashQueue) Submit(cost int64, suspect bool, f func()) error {
+func (q *HashQueue) Submit(cost int64, suspect bool, f func(low bool)) error {
 	st := Unknown
 	if suspect {
 		st = Suspect
@@ -557,5 +560,5 @@ func (q *HashQueue) run(j hashJob) {
 			mQueuePanics.Inc()
 		}
 	}()
-	j.run()
+	j.run(j.suspect)
 }

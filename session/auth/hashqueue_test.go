@@ -21,11 +21,11 @@ func TestHashQueueBound(t *testing.T) {
 	block := make(chan struct{})
 	done := make(chan int, 5)
 	for i := range 5 {
-		if err := q.Submit(0, false, func() { <-block; done <- i }); err != nil {
+		if err := q.Submit(0, false, func(bool) { <-block; done <- i }); err != nil {
 			t.Fatalf("Submit %d: %v", i, err)
 		}
 	}
-	if err := q.Submit(0, false, func() { t.Error("refused check ran") }); !errors.Is(err, ErrQueueFull) || !errors.Is(err, ErrUnavailable) {
+	if err := q.Submit(0, false, func(bool) { t.Error("refused check ran") }); !errors.Is(err, ErrQueueFull) || !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Submit beyond the bound = %v, want ErrQueueFull (an ErrUnavailable)", err)
 	}
 	if r, w := q.Len(); r != 2 || w != 3 {
@@ -48,7 +48,7 @@ func TestHashQueueMemoryBudget(t *testing.T) {
 	q := NewHashQueue(QueueOptions{Workers: 8, Memory: 100, Length: 10})
 	block := make(chan struct{})
 	for range 4 {
-		if err := q.Submit(40, false, func() { <-block }); err != nil {
+		if err := q.Submit(40, false, func(bool) { <-block }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -59,14 +59,14 @@ func TestHashQueueMemoryBudget(t *testing.T) {
 	waitFor(t, "the queue to empty", func() bool { r, w := q.Len(); return r == 0 && w == 0 })
 
 	big := make(chan struct{})
-	if err := q.Submit(500, false, func() { <-big }); err != nil {
+	if err := q.Submit(500, false, func(bool) { <-big }); err != nil {
 		t.Fatal(err)
 	}
 	if r, _ := q.Len(); r != 1 {
 		t.Fatalf("a check above the budget: %d running, want 1", r)
 	}
 	ran := make(chan struct{})
-	if err := q.Submit(1, false, func() { close(ran) }); err != nil {
+	if err := q.Submit(1, false, func(bool) { close(ran) }); err != nil {
 		t.Fatal(err)
 	}
 	if r, w := q.Len(); r != 1 || w != 1 {
@@ -81,10 +81,10 @@ func TestHashQueueMemoryBudget(t *testing.T) {
 	q.SetOptions(QueueOptions{Workers: 1, Length: 0})
 	hold := make(chan struct{})
 	defer close(hold)
-	if err := q.Submit(0, false, func() { <-hold }); err != nil {
+	if err := q.Submit(0, false, func(bool) { <-hold }); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.Submit(0, false, func() {}); !errors.Is(err, ErrQueueFull) {
+	if err := q.Submit(0, false, func(bool) {}); !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("Submit after SetOptions = %v, want ErrQueueFull", err)
 	}
 }
@@ -96,19 +96,19 @@ func TestHashQueueSuspectsWaitBehind(t *testing.T) {
 	q := NewHashQueue(QueueOptions{Workers: 1, Length: 2})
 	block := make(chan struct{})
 	order := make(chan string, 4)
-	if err := q.Submit(0, false, func() { <-block }); err != nil {
+	if err := q.Submit(0, false, func(bool) { <-block }); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"suspect-1", "suspect-2"} {
-		if err := q.Submit(0, true, func() { order <- name }); err != nil {
+		if err := q.Submit(0, true, func(bool) { order <- name }); err != nil {
 			t.Fatalf("Submit %s: %v", name, err)
 		}
 	}
-	if err := q.Submit(0, true, func() { t.Error("refused suspect check ran") }); !errors.Is(err, ErrQueueFull) {
+	if err := q.Submit(0, true, func(bool) { t.Error("refused suspect check ran") }); !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("third suspect check = %v, want ErrQueueFull", err)
 	}
 	for _, name := range []string{"clean-1", "clean-2"} {
-		if err := q.Submit(0, false, func() { order <- name }); err != nil {
+		if err := q.Submit(0, false, func(bool) { order <- name }); err != nil {
 			t.Fatalf("Submit %s with the suspect line full: %v", name, err)
 		}
 	}
@@ -154,7 +154,7 @@ func holdQueue(t *testing.T, opt QueueOptions) (*HashQueue, func()) {
 	t.Helper()
 	q := NewHashQueue(opt)
 	block := make(chan struct{})
-	if err := q.Submit(0, false, func() { <-block }); err != nil {
+	if err := q.Submit(0, false, func(bool) { <-block }); err != nil {
 		t.Fatal(err)
 	}
 	var once bool
@@ -195,11 +195,11 @@ func TestHashQueueNetworksTakeTurns(t *testing.T) {
 	order := make(chan string, 10)
 	for i := range 4 {
 		name := fmt.Sprintf("flood-%d", i)
-		if err := q.Enqueue(Check{Net: "192.0.2.0/24", Run: func() { order <- name }}); err != nil {
+		if err := q.Enqueue(Check{Net: "192.0.2.0/24", Run: func(bool) { order <- name }}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := q.Enqueue(Check{Net: "198.51.100.0/24", Run: func() { order <- "user" }}); err != nil {
+	if err := q.Enqueue(Check{Net: "198.51.100.0/24", Run: func(bool) { order <- "user" }}); err != nil {
 		t.Fatal(err)
 	}
 	release()
@@ -216,7 +216,7 @@ func TestHashQueueFullLineShared(t *testing.T) {
 	order := make(chan string, 10)
 	pushed := make(chan string, 10)
 	submit := func(net, name string) error {
-		return q.Enqueue(Check{Net: net, Run: func() { order <- name }, Refused: func() { pushed <- name }})
+		return q.Enqueue(Check{Net: net, Run: func(bool) { order <- name }, Refused: func() { pushed <- name }})
 	}
 	for i := range 4 {
 		if err := submit(flood, fmt.Sprintf("flood-%d", i)); err != nil {
@@ -261,7 +261,7 @@ func TestHashQueueStandingsAndDemote(t *testing.T) {
 	order := make(chan string, 10)
 	add := func(net string, st Standing, name string) {
 		t.Helper()
-		if err := q.Enqueue(Check{Net: net, Standing: st, Run: func() { order <- name }}); err != nil {
+		if err := q.Enqueue(Check{Net: net, Standing: st, Run: func(bool) { order <- name }}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -288,7 +288,7 @@ func TestHashQueueSuspectWorkers(t *testing.T) {
 	block := make(chan struct{})
 	defer close(block)
 	for i := range 3 {
-		if err := q.Enqueue(Check{Net: fmt.Sprintf("192.0.%d.0/24", i), Standing: Suspect, Run: func() { <-block }}); err != nil {
+		if err := q.Enqueue(Check{Net: fmt.Sprintf("192.0.%d.0/24", i), Standing: Suspect, Run: func(bool) { <-block }}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -296,7 +296,7 @@ func TestHashQueueSuspectWorkers(t *testing.T) {
 		t.Fatalf("three suspect checks: %d running, %d waiting; want 1 and 2", r, w)
 	}
 	ran := make(chan struct{})
-	if err := q.Enqueue(Check{Net: "198.51.100.0/24", Run: func() { close(ran) }}); err != nil {
+	if err := q.Enqueue(Check{Net: "198.51.100.0/24", Run: func(bool) { close(ran) }}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -317,6 +317,38 @@ func TestNetwork(t *testing.T) {
 	} {
 		if got := Network(in); got != want {
 			t.Errorf("Network(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A check runs low (its hash at low CPU priority) exactly when it runs
+// from the Suspect line: submitted as suspect, or demoted while waiting.
+func TestHashQueueSuspectChecksRunLow(t *testing.T) {
+	q := NewHashQueue(QueueOptions{Workers: 1, Length: 10})
+	block := make(chan struct{})
+	if err := q.Enqueue(Check{Net: "203.0.113.0/24", Run: func(bool) { <-block }}); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 3)
+	for _, c := range []struct {
+		name, net string
+		st        Standing
+	}{{"trusted", "198.51.100.0/24", Trusted}, {"suspect", "192.0.2.0/24", Suspect}, {"demoted", "192.0.3.0/24", Unknown}} {
+		if err := q.Enqueue(Check{Net: c.net, Standing: c.st, Run: func(low bool) { got <- fmt.Sprintf("%s %v", c.name, low) }}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q.Demote("192.0.3.0/24")
+	close(block)
+	want := map[string]bool{"trusted false": true, "suspect true": true, "demoted true": true}
+	for range 3 {
+		select {
+		case s := <-got:
+			if !want[s] {
+				t.Errorf("check ran as %q", s)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the waiting checks did not run")
 		}
 	}
 }

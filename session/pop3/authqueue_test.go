@@ -169,7 +169,7 @@ func TestCachedLoginBypassesQueue(t *testing.T) {
 
 	block := make(chan struct{})
 	defer close(block)
-	if err := q.Submit(0, false, func() { <-block }); err != nil {
+	if err := q.Submit(0, false, func(bool) { <-block }); err != nil {
 		t.Fatal(err)
 	}
 	s = New(o, ci)

@@ -81,7 +81,7 @@ func (s *Session) passwordLogin(mech string, pc auth.PasswordCheck) session.Repl
 	q := a.Queue
 	standing := a.Standing(s.ip)
 	return session.Reply{Pending: func(resume func(func() session.Reply)) {
-		check := func() {
+		check := func(low bool) {
 			var (
 				addr store.Address
 				pad  time.Duration
@@ -97,6 +97,9 @@ func (s *Session) passwordLogin(mech string, pc auth.PasswordCheck) session.Repl
 			}()
 			ctx, cancel := s.ctx()
 			defer cancel()
+			if low {
+				ctx = store.WithLowPriority(ctx)
+			}
 			addr, pad, err = a.Check(ctx, pc)
 		}
 		refuse := func() {

@@ -271,11 +271,14 @@ func (ss *session) checkPassword(a *auth.Authenticator, pc auth.PasswordCheck) (
 		err  error
 	}
 	ch := make(chan result, 1)
-	err := a.Queue.Submit(cost, a.Suspect(ip), func() {
+	err := a.Queue.Submit(cost, a.Suspect(ip), func(low bool) {
 		r := result{err: auth.ErrUnavailable}
 		defer func() { ch <- r }()
 		ctx, cancel := ss.ctx()
 		defer cancel()
+		if low {
+			ctx = store.WithLowPriority(ctx)
+		}
 		r.addr, r.pad, r.err = a.Check(ctx, pc)
 	})
 	if err != nil {

@@ -465,6 +465,7 @@ func (r *Record) Reseal(key []byte, from, to store.Address) (*Record, error) {
 // use.
 type Hasher struct {
 	params atomic.Pointer[HashParams]
+	runner atomic.Pointer[runnerBox] // nil or its Runner nil: checks run here
 	slots  chan struct{}
 	dummy  atomic.Pointer[Record] // verified against when there is no record
 }
@@ -503,6 +504,22 @@ func (h *Hasher) SetParams(p HashParams) error {
 	}
 	h.params.Store(&p)
 	h.dummy.Store(dummy)
+	return nil
+}
+
+type runnerBox struct{ r Runner }
+
+// SetRunner makes Verify compute its hashes with r (nil: on the calling
+// goroutine). Records are still made (New) on the calling goroutine: a
+// password set, or a hash upgraded after a successful login, is rare next
+// to the checks a flood of guesses asks for.
+func (h *Hasher) SetRunner(r Runner) { h.runner.Store(&runnerBox{r}) }
+
+// Runner returns the Runner set, or nil.
+func (h *Hasher) Runner() Runner {
+	if b := h.runner.Load(); b != nil {
+		return b.r
+	}
 	return nil
 }
 
@@ -621,7 +638,17 @@ func (h *Hasher) Verify(ctx context.Context, r *Record, password string) error {
 	if err := h.acquire(ctx); err != nil {
 		return err
 	}
-	ok := verify([]byte(password), r)
+	var ok bool
+	if run := h.Runner(); run != nil {
+		var err error
+		ok, err = run.Verify(ctx, []byte(password), r, store.LowPriority(ctx))
+		if err != nil {
+			h.release()
+			return err
+		}
+	} else {
+		ok = verify([]byte(password), r)
+	}
 	h.release()
 	if ok && found {
 		return nil

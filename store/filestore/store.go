@@ -84,6 +84,10 @@ type Options struct {
 	// (each takes Argon2.MemoryKiB of memory), so that a burst of logins
 	// queues instead of exhausting memory. 0: 2 x GOMAXPROCS.
 	HashConcurrency int
+	// HashProcesses, when not nil, runs password checks in worker
+	// processes (credential.Workers) with these options, each at its
+	// nice value; nil: on the calling goroutine. SetLimits changes it.
+	HashProcesses *credential.WorkerOptions
 	// AuthCacheTTL is how long a successful password check is remembered
 	// (see authCache). 0: DefaultAuthCacheTTL; negative: no cache.
 	AuthCacheTTL time.Duration
@@ -101,7 +105,9 @@ type Store struct {
 	now       func() time.Time
 	names     *uid.Generator
 	self      procIdentity
-	hasher    *credential.Hasher        // password records: argon2id with HashConcurrency slots
+	hasher    *credential.Hasher // password records: argon2id with HashConcurrency slots
+	workersMu sync.Mutex
+	workers   *credential.Workers       // the hasher's runner (Options.HashProcesses); nil: none
 	authCache atomic.Pointer[authCache] // remembered successful password checks; nil: off
 	// quotaDefault and maxMessage are Options.DomainQuotaDefault and
 	// Options.MaxMessageSize, changed by SetLimits while the store runs.
@@ -167,6 +173,9 @@ func Open(root string, opts Options) (*Store, error) {
 	if s.hasher, err = credential.NewHasher(hp, s.opts.HashConcurrency); err != nil {
 		return nil, fmt.Errorf("cannot open mail store %q: %w", abs, err)
 	}
+	if err := s.setHashProcesses(opts.HashProcesses); err != nil {
+		return nil, fmt.Errorf("cannot open mail store %q: %w", abs, err)
+	}
 	s.authCache.Store(newAuthCache(s.opts.AuthCacheTTL))
 	s.quotaDefault.Store(opts.DomainQuotaDefault)
 	s.maxMessage.Store(opts.MaxMessageSize)
@@ -196,12 +205,44 @@ func (s *Store) Root() string { return s.root }
 
 // Close releases nothing but marks the store closed; sessions stay usable
 // until they are closed themselves.
+//
+// Password checks after Close run on the calling goroutine: the hash
+// workers stop once their checks end.
 func (s *Store) Close() error {
 	select {
 	case <-s.closed:
 	default:
 		close(s.closed)
 	}
+	s.setHashProcesses(nil)
+	return nil
+}
+
+// setHashProcesses starts, changes or stops the hash workers.
+func (s *Store) setHashProcesses(opt *credential.WorkerOptions) error {
+	s.workersMu.Lock()
+	defer s.workersMu.Unlock()
+	if opt == nil {
+		if s.workers != nil {
+			s.hasher.SetRunner(nil)
+			s.workers.Close()
+			s.workers = nil
+		}
+		return nil
+	}
+	o := *opt
+	if o.Log == nil {
+		o.Log = s.log
+	}
+	if s.workers != nil {
+		return s.workers.SetOptions(o)
+	}
+	w, err := credential.NewWorkers(o)
+	if err != nil {
+		return err
+	}
+	s.workers = w
+	s.hasher.SetRunner(w)
 	return nil
 }
 
@@ -266,6 +307,10 @@ type Limits struct {
 	MaxMessageSize     int64         // as Options.MaxMessageSize
 	AuthCacheTTL       time.Duration // as Options.AuthCacheTTL
 	Hash               HashParams    // as Options.Hash
+	// HashProcesses as Options.HashProcesses: workers start, take the
+	// new nice values (once idle, the running ones exit and new ones
+	// start), or stop.
+	HashProcesses *credential.WorkerOptions
 }
 
 // SetLimits applies changed limits to the running store: deliveries and
@@ -279,6 +324,9 @@ func (s *Store) SetLimits(l Limits) error {
 		return errors.New("quota and message size limits must not be negative")
 	}
 	if err := s.hasher.SetParams(l.Hash); err != nil {
+		return err
+	}
+	if err := s.setHashProcesses(l.HashProcesses); err != nil {
 		return err
 	}
 	s.quotaDefault.Store(l.DomainQuotaDefault)

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -399,8 +400,9 @@ func setupDovecot(ctx context.Context, o compareOptions, spec corpus.Spec) (*ser
 	return startDovecot(ctx, do)
 }
 
-// Ports of the comparison (loopback only).
-const (
+// Ports of the comparison (loopback only). $POP3BENCH_PORT_OFFSET, when
+// set, is added to each, so that two runs can share the machine.
+var (
 	Pop3dPort      = 11100
 	Pop3dTLSPort   = 19950
 	Pop3dSMTPPort  = 12525
@@ -408,6 +410,21 @@ const (
 	DovecotPort    = 11110
 	DovecotTLSPort = 19951
 )
+
+func init() {
+	v := os.Getenv("POP3BENCH_PORT_OFFSET")
+	if v == "" {
+		return
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > 40000 {
+		fmt.Fprintf(os.Stderr, "pop3bench: POP3BENCH_PORT_OFFSET=%q: want 0..40000\n", v)
+		os.Exit(2)
+	}
+	for _, p := range []*int{&Pop3dPort, &Pop3dTLSPort, &Pop3dSMTPPort, &Pop3dAdminPort, &DovecotPort, &DovecotTLSPort} {
+		*p += n
+	}
+}
 
 // storeImport imports a corpus through the store API into a mail root; it
 // is set by a file built only when the file store is available.

@@ -34,6 +34,8 @@ func (t *target) login(mbox string) string { return mbox + "@" + t.Spec.Domain }
 type tally struct {
 	mu        sync.Mutex
 	lat       []time.Duration
+	dialLat   []time.Duration // connect and greeting of each successful session
+	loginLat  []time.Duration // its login
 	sessions  atomic.Int64
 	messages  atomic.Int64
 	bytes     atomic.Int64
@@ -88,9 +90,11 @@ func (t *target) sessionFrom(ctx context.Context, user, local string, tl *tally)
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer c.Close()
+	dialed := time.Now()
 	if err := c.Login(user, t.Spec.Password); err != nil {
 		return fmt.Errorf("%s: %w", user, err)
 	}
+	loggedIn := time.Now()
 	n, total, err := c.Stat()
 	if err != nil {
 		return fmt.Errorf("STAT: %w", err)
@@ -139,6 +143,8 @@ func (t *target) sessionFrom(ctx context.Context, user, local string, tl *tally)
 	tl.sessions.Add(1)
 	tl.mu.Lock()
 	tl.lat = append(tl.lat, d)
+	tl.dialLat = append(tl.dialLat, dialed.Sub(start))
+	tl.loginLat = append(tl.loginLat, loggedIn.Sub(dialed))
 	tl.mu.Unlock()
 	return nil
 }

@@ -416,6 +416,9 @@ listen = ["127.0.0.1:%d"]
 listen_tls = ["127.0.0.1:%d"]
 %s[smtp]
 listen = ["127.0.0.1:%d"]
+[submission]
+listen = []
+listen_tls = []
 [admin]
 listen = "127.0.0.1:%d"
 %s%s`, o.Port, o.TLSPort, pools, o.SMTPPort, o.Admin, pprofLine(o.Pprof), limits)

@@ -84,8 +84,16 @@ type Auth struct {
 	// suspect addresses (0: half of the workers, rounded up).
 	SuspectWorkers int `toml:"suspect_workers"`
 	// HashGCRoom: room the collector is given for the garbage hashes
-	// leave (see auth.QueueOptions.GCRoom); "0": none.
+	// leave (see auth.QueueOptions.GCRoom); "0": none. Only with
+	// HashProcesses off: hashes computed in worker processes leave no
+	// garbage in pop3d.
 	HashGCRoom Size `toml:"hash_gc_room"`
+	// HashProcesses runs password checks in worker processes, at nice
+	// HashNice, and those of suspect addresses at SuspectNice (see
+	// credential.Workers); off: on goroutines of pop3d.
+	HashProcesses bool `toml:"hash_processes"`
+	HashNice      int  `toml:"hash_nice"`
+	SuspectNice   int  `toml:"suspect_nice"`
 	// NetFailures recent failed logins from one network (IPv4 /24, IPv6
 	// /48) put the password checks of all its addresses in the auth
 	// queue's suspect line; 0: only an address's own failures do.
@@ -118,6 +126,14 @@ type POP3 struct {
 	// connection of the network that holds the most.
 	ShedAt      int      `toml:"shed_at"`
 	IdleTimeout Duration `toml:"idle_timeout"` // idle limit after authentication (RFC 1939: at least 10m)
+	// RefuseDelay holds a connection refused because socketmax and
+	// socketbacklog are full open and silent this long before its
+	// refusal, so that a client redialling at once is refused once per
+	// delay; RefuseHold of them at most, beyond which refusal is at once
+	// (0: what the file descriptor limit leaves, see wiring.RefuseHold).
+	// "0s": at once.
+	RefuseDelay Duration `toml:"refuse_delay"`
+	RefuseHold  int      `toml:"refuse_hold"`
 	// Expire is the server's retention of retrieved messages (EXPIRE,
 	// RFC 2449 section 6.7): "" none (EXPIRE not advertised unless a
 	// domain or mailbox has one), "never", or days counted from a message's
@@ -317,6 +333,9 @@ func Default() *Config {
 			Queue:         256,
 			NetFailures:   2,
 			HashGCRoom:    64 << 20,
+			HashProcesses: true,
+			HashNice:      0,
+			SuspectNice:   19,
 			NetTrust:      Duration(time.Hour),
 		},
 		POP3: POP3{
@@ -333,6 +352,8 @@ func Default() *Config {
 			LoginTimeout:    Duration(60 * time.Second),
 			LoginDeadline:   Duration(60 * time.Second),
 			ShedAt:          90,
+			RefuseDelay:     Duration(10 * time.Second),
+			RefuseHold:      0,
 			IdleTimeout:     Duration(10 * time.Minute),
 			ExpireSweep:     Duration(time.Hour),
 		},

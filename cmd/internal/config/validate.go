@@ -112,6 +112,12 @@ func (c *Config) Validate() error {
 	if c.Auth.SuspectWorkers < 0 || c.Auth.SuspectWorkers > MaxThreadCount {
 		e.add("auth.suspect_workers", "must be between 0 (half of auth.hash_workers) and %d (is %d)", MaxThreadCount, c.Auth.SuspectWorkers)
 	}
+	if c.Auth.HashNice < 0 || c.Auth.HashNice > 19 {
+		e.add("auth.hash_nice", "must be a nice value between 0 and 19 (is %d)", c.Auth.HashNice)
+	}
+	if c.Auth.SuspectNice < 0 || c.Auth.SuspectNice > 19 {
+		e.add("auth.suspect_nice", "must be a nice value between 0 and 19 (is %d)", c.Auth.SuspectNice)
+	}
 	if c.Auth.HashGCRoom < 0 || c.Auth.HashGCRoom > 16<<30 {
 		e.add("auth.hash_gc_room", "must be between 0 and 16GB (is %d)", int64(c.Auth.HashGCRoom))
 	}
@@ -169,6 +175,12 @@ func (c *Config) Validate() error {
 	}
 	if p.IdleTimeout <= 0 {
 		e.add("pop3.idle_timeout", "must be positive (RFC 1939 asks for at least 10m)")
+	}
+	if p.RefuseDelay < 0 || p.RefuseDelay.D() > time.Minute {
+		e.add("pop3.refuse_delay", "must be between 0s (refuse at once) and 1m (is %v)", p.RefuseDelay.D())
+	}
+	if p.RefuseHold < 0 || p.RefuseHold > MaxSocketMax {
+		e.add("pop3.refuse_hold", "must be between 0 (what the file descriptor limit leaves) and %d (is %d)", MaxSocketMax, p.RefuseHold)
 	}
 	if p.Expire != "" {
 		if _, err := pop3.ParseRetention(p.Expire); err != nil {

@@ -65,9 +65,24 @@ func GuardOptions(a config.Auth) guard.Options {
 }
 
 // QueueOptions turns the [auth] queue settings into the auth queue's.
+// The collector's room is for hashes computed in pop3d: none with hash
+// processes.
 func QueueOptions(a config.Auth) auth.QueueOptions {
+	room := int64(a.HashGCRoom)
+	if a.HashProcesses {
+		room = 0
+	}
 	return auth.QueueOptions{Workers: a.HashWorkers, Memory: int64(a.HashMemory), Length: a.Queue,
-		SuspectWorkers: a.SuspectWorkers, GCRoom: int64(a.HashGCRoom)}
+		SuspectWorkers: a.SuspectWorkers, GCRoom: room}
+}
+
+// HashProcesses turns auth.hash_processes, hash_nice and suspect_nice into
+// the store's hash worker options; nil when hashes run in pop3d.
+func HashProcesses(a config.Auth) *credential.WorkerOptions {
+	if !a.HashProcesses {
+		return nil
+	}
+	return &credential.WorkerOptions{Nice: a.HashNice, LowNice: a.SuspectNice}
 }
 
 // HashParams turns the [auth] hash settings into the password records'.

@@ -108,12 +108,12 @@ func TestFloodNetworkRefusedNormalAddressAdmitted(t *testing.T) {
 			close(block)
 		}
 	}()
-	if err := q.Submit(0, false, func() { <-block }); err != nil {
+	if err := q.Submit(0, false, func(bool) { <-block }); err != nil {
 		t.Fatal(err)
 	}
 	order := make(chan string, 10)
 	submit := func(ip, name string) error {
-		return q.Enqueue(auth.Check{Net: auth.Network(ip), Standing: a.Standing(ip), Run: func() { order <- name }})
+		return q.Enqueue(auth.Check{Net: auth.Network(ip), Standing: a.Standing(ip), Run: func(bool) { order <- name }})
 	}
 	// The flood's first checks, before any of them failed.
 	for i, ip := range []string{"192.0.2.10", "192.0.2.11", "192.0.2.12"} {

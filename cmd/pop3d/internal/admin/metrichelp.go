@@ -99,11 +99,13 @@ var metricHelp = map[string]string{
 	"pop3_messages_expired_total": "Messages deleted by the EXPIRE retention policy (at QUIT and by the sweeper).",
 
 	// File store (store/filestore).
-	"store_lock_takeovers_total":    "Stale mailbox locks (of a dead or expired holder) taken over.",
-	"store_lock_lost_total":         "Sessions that found their mailbox lock taken over by another.",
-	"store_leftovers_removed_total": "Crash leftovers removed, by kind: tmp (unfinished writes), lock (stale lock files), restored (messages put back from an interrupted deletion), trash (messages left deleted).",
-	"store_password_upgrades_total": "Stored password hashes rehashed with the current auth.hash settings at login.",
-	"store_auth_cache_total":        "Password checks answered by the authentication cache (auth.cache_ttl), by result: hit, miss.",
+	"store_lock_takeovers_total":       "Stale mailbox locks (of a dead or expired holder) taken over.",
+	"store_lock_lost_total":            "Sessions that found their mailbox lock taken over by another.",
+	"store_leftovers_removed_total":    "Crash leftovers removed, by kind: tmp (unfinished writes), lock (stale lock files), restored (messages put back from an interrupted deletion), trash (messages left deleted).",
+	"store_password_upgrades_total":    "Stored password hashes rehashed with the current auth.hash settings at login.",
+	"store_hash_worker_starts_total":   "Password hash worker processes started (auth.hash_processes).",
+	"store_hash_worker_failures_total": "Password checks that a hash worker process failed to answer (it died, or could not start): the login got a temporary failure.",
+	"store_auth_cache_total":           "Password checks answered by the authentication cache (auth.cache_ttl), by result: hit, miss.",
 }
 
 // helpFor returns the HELP text of a family: from metricHelp, or, for the
