@@ -19,6 +19,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 )
@@ -37,6 +38,10 @@ type Runner interface {
 // Workers serve as a hash worker (see WorkerMain); its value is the nice
 // value the worker takes.
 const WorkerEnv = "POP3SVC_HASH_WORKER"
+
+// maxCheckTime bounds one check in a worker; the hashes' parameters are
+// bounded far below it.
+const maxCheckTime = time.Minute
 
 // maxWorkerRequest bounds a request a worker reads: a record and a
 // password are a few hundred octets.
@@ -152,7 +157,10 @@ func (w *Workers) Close() {
 
 // Verify runs the check in a worker of the priority asked.
 func (w *Workers) Verify(_ context.Context, password []byte, r *Record, low bool) (bool, error) {
-	req, err := json.Marshal(workerRequest{Record: r, Password: password})
+	// The worker gets the hash and its parameters only, never the sealed
+	// secrets or the SCRAM keys.
+	hashOnly := &Record{Version: r.Version, Alg: r.Alg, Params: r.Params, Salt: r.Salt, Hash: r.Hash, Crypt: r.Crypt}
+	req, err := json.Marshal(workerRequest{Record: hashOnly, Password: password})
 	if err != nil {
 		return false, err
 	}
@@ -172,7 +180,11 @@ func (w *Workers) Verify(_ context.Context, password []byte, r *Record, low bool
 	// Hasher (and the auth queue) stays taken until the worker answers,
 	// so that clients that hang up after sending a password cannot have
 	// more hashes computed at once than the bounds allow.
+	// A worker that does not answer within maxCheckTime is killed: the
+	// check fails instead of holding its slot for ever.
+	kill := time.AfterFunc(maxCheckTime, func() { k.cmd.Process.Kill() })
 	ok, err := k.ask(req)
+	kill.Stop()
 	if err != nil {
 		mWorkerFailures.Inc()
 		k.log.Warn("password hash worker failed", "pid", k.cmd.Process.Pid, "err", err)
