@@ -202,6 +202,9 @@ func lmtpExit(step string, err error) error {
 	switch ec := se.EnhancedCode; {
 	case se.Code < 500:
 		return exitWith(exTempFail, err)
+	case step == "MAIL FROM":
+		// The sender refused: nothing to do with the mailbox.
+		return exitWith(exUnavail, err)
 	case ec[1] == 1 || (ec[1] == 7 && ec[2] == 1 && step == "RCPT TO"):
 		// 5.1.x: a bad destination; 5.7.1 at RCPT: a domain not served.
 		return exitWith(exNoUser, err)
