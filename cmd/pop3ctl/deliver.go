@@ -21,9 +21,9 @@ import (
 const (
 	exUsage     = 64 // EX_USAGE: a wrong command line
 	exNoUser    = 67 // EX_NOUSER: no such mailbox or domain
+	exUnavail   = 69 // EX_UNAVAILABLE: the LMTP server (-lmtp) refused the message for good for another reason
 	exCantCreat = 73 // EX_CANTCREAT: the store refuses the message for good (over quota, too large)
 	exIOErr     = 74 // EX_IOERR: the message could not be read from its input
-	exUnavail   = 69 // EX_UNAVAILABLE: the LMTP server refused the message for good for another reason
 	exTempFail  = 75 // EX_TEMPFAIL: the store failed now (disk, configuration, file system); try again
 )
 
@@ -197,9 +197,13 @@ func lmtpExit(step string, err error) error {
 	if !errors.As(err, &se) {
 		return exitWith(exTempFail, fmt.Errorf("LMTP, %s: %w", step, err))
 	}
-	err = fmt.Errorf("LMTP server refused %s: %d %d.%d.%d %s", step, se.Code,
-		se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message)
-	switch ec := se.EnhancedCode; {
+	ec := se.EnhancedCode
+	reply := fmt.Sprintf("%d %s", se.Code, se.Message)
+	if ec[0] > 0 {
+		reply = fmt.Sprintf("%d %d.%d.%d %s", se.Code, ec[0], ec[1], ec[2], se.Message)
+	}
+	err = fmt.Errorf("LMTP server refused %s: %s", step, reply)
+	switch {
 	case se.Code < 500:
 		return exitWith(exTempFail, err)
 	case step == "MAIL FROM":
