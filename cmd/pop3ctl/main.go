@@ -12,10 +12,12 @@
 //
 // Exit status: 0 success; 1 the request was refused (one line on stderr
 // says which rule was broken); 2 usage error. deliver follows sysexits.h
-// instead, for MTAs: 64 usage, 67 no such mailbox or domain, 73 refused
-// for good (over quota, too large), 74 the message could not be read, 75
-// the store failed for now (try again). With -json, output and
-// errors ({"error": "..."}) are JSON on stdout, with the same exit status.
+// instead, for MTAs: 64 usage, 67 no such mailbox or domain, 69 the LMTP
+// server (-lmtp) refused the message for good for another reason, 73
+// refused for good (over quota, too large), 74 the message could not be
+// read, 75 the store or the LMTP server failed for now (try again).
+// With -json, output and errors ({"error": "..."}) are JSON on stdout,
+// with the same exit status.
 package main
 
 import (
@@ -62,10 +64,12 @@ Domains and mailboxes:
                                        set a mailbox's password-file password, or a bcrypt or
                                        SHA-512-crypt hash brought from another system
   quota MAILBOX@DOMAIN [SIZE|none]     show or set a mailbox quota (SIZE like 50MB)
-  deliver MAILBOX@DOMAIN [FILE] [-return-path ADDR] [-delivered-to ADDR]
+  deliver MAILBOX@DOMAIN [FILE] [-return-path ADDR] [-delivered-to ADDR] [-lmtp HOST:PORT]
                                        deliver one message from FILE or stdin (a leading mbox
                                        "From " line is removed); prints its UID; exit status
-                                       follows sysexits (see "Exit status" below)
+                                       follows sysexits (see "Exit status" below); -lmtp hands
+                                       it to pop3d's LMTP listener instead of writing the store,
+                                       so any local user may run it (Postfix's mailbox_command)
 
   expire DOMAIN|MAILBOX@DOMAIN [DAYS|never|default]
                                        show or set the retention of retrieved messages (EXPIRE)
@@ -196,6 +200,7 @@ func (c *cli) parse(argv []string) error {
 	fs.BoolVar(&c.imp.xuidl, "xuidl", false, "")
 	fs.StringVar(&c.dlv.returnPath, "return-path", "", "")
 	fs.StringVar(&c.dlv.deliveredTo, "delivered-to", "", "")
+	fs.StringVar(&c.dlv.lmtp, "lmtp", "", "")
 	help := fs.Bool("help", false, "")
 	fs.BoolVar(help, "h", false, "")
 	showVersion := fs.Bool("version", false, "")
@@ -293,7 +298,7 @@ func (c *cli) dispatch() error {
 		return usagef("-from, -tls, -stls, -cafile, -insecure, -user, -users, -verify, -uidl-format and -xuidl are only for import")
 	}
 	if c.dlv != (deliverFlags{}) && c.verb != "deliver" {
-		return usagef("-return-path and -delivered-to are only for deliver")
+		return usagef("-return-path, -delivered-to and -lmtp are only for deliver")
 	}
 	if c.verb == "import" && c.passwordSet {
 		return usagef("import pop3 takes the old password with -password-stdin only")

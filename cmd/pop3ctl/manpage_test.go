@@ -26,7 +26,7 @@ The configuration file is found as pop3d finds it: -config, else $POP3D_CONFIG, 
 
 Flags may come before or after the verb.`)},
 			{Title: "Verbs and flags", Text: manpage.Verbatim(usageText)},
-			{Title: "Exit status", Text: manpage.Para("0 success; 1 the request was refused (one line on standard error says which rule was broken); 2 usage error. deliver uses sysexits: 67 unknown user, 75 try again later. With -json, output and errors are JSON on standard output, with the same exit status.")},
+			{Title: "Exit status", Text: manpage.Para("0 success; 1 the request was refused (one line on standard error says which rule was broken); 2 usage error. deliver uses sysexits: 64 usage, 67 unknown user, 69 refused for good by the LMTP server (-lmtp), 73 over quota or too large, 74 the message could not be read, 75 try again later. With -json, output and errors are JSON on standard output, with the same exit status.")},
 			{Title: "See also", Text: manpage.Para("pop3d(8), pop3d.toml(5)")},
 		},
 	}

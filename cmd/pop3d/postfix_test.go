@@ -29,14 +29,14 @@ const postfixTimeout = 60 * time.Second
 const readmeSnippetPort = "127.0.0.1:24"
 
 // readmeSnippet returns the fenced block of README.md that follows the
-// marker line "<!-- tested by TestPostfixLMTP: NAME -->".
-func readmeSnippet(t *testing.T, name string) string {
+// marker line "<!-- tested by TEST: NAME -->".
+func readmeSnippet(t *testing.T, test, name string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	marker := "<!-- tested by TestPostfixLMTP: " + name + " -->"
+	marker := "<!-- tested by " + test + ": " + name + " -->"
 	_, after, ok := strings.Cut(string(b), marker+"\n")
 	if !ok {
 		t.Fatalf("README.md has no line %q", marker)
@@ -93,8 +93,9 @@ type postfixInstance struct {
 	postq   string // the postqueue program
 }
 
-// startPostfix writes main.cf (the instance's own lines, then extra) and
-// master.cf, starts Postfix and stops it when the test ends.
+// startPostfix writes main.cf (the instance's own lines, then extra's,
+// which replace those of the same name) and master.cf, starts Postfix
+// and stops it when the test ends.
 func startPostfix(t *testing.T, extra string) *postfixInstance {
 	t.Helper()
 	p := &postfixInstance{t: t, postfix: postfixTool(t, "postfix"), postq: postfixTool(t, "postqueue")}
@@ -143,7 +144,15 @@ mynetworks = 127.0.0.0/8
 alias_maps =
 alias_database =
 local_recipient_maps =
-`, p.queue, data, filepath.Join(p.dir, "maillog"), p.dir) + extra
+`, p.queue, data, filepath.Join(p.dir, "maillog"), p.dir)
+	// A parameter extra sets replaces the instance's line (Postfix would
+	// warn about the second one on every command's output).
+	for _, l := range strings.Split(extra, "\n") {
+		if k, _, ok := strings.Cut(l, "="); ok {
+			main = regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(strings.TrimSpace(k))+` =.*\n`).ReplaceAllString(main, "")
+		}
+	}
+	main += extra
 	// The services a mail hub needs, none chrooted, and smtpd on the
 	// test's port only.
 	master := p.smtpd + ` inet n - n - - smtpd
@@ -164,6 +173,7 @@ error     unix  - - n -  - error
 retry     unix  - - n -  - error
 discard   unix  - - n -  - discard
 lmtp      unix  - - n -  - lmtp
+local     unix  - n n -  - local
 anvil     unix  - - n -  1 anvil
 scache    unix  - - n -  1 scache
 postlog   unix-dgram n - n - 1 postlogd
@@ -327,8 +337,8 @@ func TestPostfixLMTP(t *testing.T) {
 		bobPw   = "bob-Pw-456"
 	)
 	lmtp := "127.0.0.1:" + freeLoopbackPort(t)
-	toml := readmeSnippet(t, "pop3d.toml")
-	mainCf := readmeSnippet(t, "main.cf")
+	toml := readmeSnippet(t, "TestPostfixLMTP", "pop3d.toml")
+	mainCf := readmeSnippet(t, "TestPostfixLMTP", "main.cf")
 	for name, s := range map[string]string{"pop3d.toml": toml, "main.cf": mainCf} {
 		if !strings.Contains(s, readmeSnippetPort) {
 			t.Fatalf("README's %s snippet does not name %s:\n%s", name, readmeSnippetPort, s)
@@ -404,5 +414,132 @@ func TestPostfixLMTP(t *testing.T) {
 	msgs = poplibMessages(t, srv, "alice@example.org", alicePw)
 	if len(msgs) != 2 || !strings.Contains(msgs[1], "Subject: while pop3d was down") {
 		t.Fatalf("alice's mailbox after the flush: %q", msgs)
+	}
+}
+
+// readmeCtlPath is where the README's snippets run pop3ctl from; the
+// tests put their copy there.
+const readmeCtlPath = "/usr/local/bin/pop3ctl"
+
+// publicCtl copies the built pop3ctl into a folder every user may
+// enter, for an MTA running it as another user than root.
+func publicCtl(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "pop3ctl-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(pop3dtest.Binary(t, "pop3ctl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "pop3ctl")
+	if err := os.WriteFile(p, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestPostfixMailboxCommand runs Debian's Postfix with the README's
+// mailbox_command lines: its local(8) runs pop3ctl deliver -lmtp as the
+// recipient's Unix user (the system's news account), which cannot read
+// the mail root (pop3d's, 0700), and pop3d's LMTP listener stores the
+// message. A Unix user without a mailbox (games) is bounced with deliver's
+// 67, and while pop3d is down deliver's 75 keeps the message deferred.
+func TestPostfixMailboxCommand(t *testing.T) {
+	const newsPw = "news-Pw-123"
+	for _, name := range []string{"news", "games"} {
+		if _, err := user.Lookup(name); err != nil {
+			t.Fatalf("the Unix account %s (every Debian system has it, from base-passwd): %v", name, err)
+		}
+	}
+	lmtp := "127.0.0.1:" + freeLoopbackPort(t)
+	toml := readmeSnippet(t, "TestPostfixLMTP", "pop3d.toml")
+	mainCf := readmeSnippet(t, "TestPostfixMailboxCommand", "main.cf")
+	for _, want := range []string{readmeSnippetPort, readmeCtlPath} {
+		if !strings.Contains(mainCf, want) {
+			t.Fatalf("README's mailbox_command snippet does not name %s:\n%s", want, mainCf)
+		}
+	}
+	smtpTable, ok := strings.CutPrefix(strings.ReplaceAll(toml, readmeSnippetPort, lmtp), "[smtp]\n")
+	if !ok {
+		t.Fatalf("README's pop3d.toml snippet is not an [smtp] table:\n%s", toml)
+	}
+	mailRoot := filepath.Join(t.TempDir(), "mailroot")
+	cfg := pop3dtest.Config{
+		MailRoot:  mailRoot,
+		SMTPTable: smtpTable,
+		Setup: [][]string{
+			{"add", "example.org"},
+			{"add", "news@example.org", "-password", newsPw},
+		},
+	}
+	srv := pop3dtest.Start(t, cfg)
+	ctl := publicCtl(t)
+	r := strings.NewReplacer(readmeSnippetPort, lmtp, readmeCtlPath, ctl)
+	pf := startPostfix(t, r.Replace(mainCf))
+	localRe := func(id, rcpt, status string) *regexp.Regexp {
+		return regexp.MustCompile(`(?m)^.*` + id + `: to=<` + regexp.QuoteMeta(rcpt) + `>, relay=local,.*status=` + status + `.*$`)
+	}
+
+	// Delivered: local(8) runs deliver as news, pop3d stores it.
+	id := pf.send("bob@example.net", "news@example.org", "through local")
+	line := pf.waitLog("local(8) delivering "+id+" to news", localRe(id, "news@example.org", "sent"))
+	if !strings.Contains(line, "delivered to command") {
+		t.Fatalf("Postfix did not deliver through mailbox_command: %s", line)
+	}
+	msgs := poplibMessages(t, srv, "news@example.org", newsPw)
+	if len(msgs) != 1 || !strings.Contains(msgs[0], "Subject: through local") ||
+		!strings.Contains(msgs[0], "Return-Path: <bob@example.net>") ||
+		!strings.Contains(msgs[0], "sent through Postfix: through local") ||
+		!strings.Contains(msgs[0], "by mx.postfix.test (Postfix)") ||
+		strings.HasPrefix(msgs[0], "From ") {
+		t.Fatalf("news's mailbox over POP3: %q", msgs)
+	}
+
+	// games is a Unix user without a mailbox: deliver exits 67, Postfix
+	// bounces with 5.1.1, and the bounce reaches the sender, news.
+	id = pf.send("news@example.org", "games@example.org", "for games")
+	line = pf.waitLog("local(8) bouncing "+id, localRe(id, "games@example.org", "bounced"))
+	if !strings.Contains(line, "dsn=5.1.1") || !strings.Contains(line, "550 5.1.1") {
+		t.Fatalf("the bounce does not give deliver's 67 (5.1.1) and pop3d's 550 5.1.1: %s", line)
+	}
+	pf.waitLog("the bounce for "+id+" delivered to news", regexp.MustCompile(`(?m)^.*: to=<news@example\.org>, relay=local,.*status=sent.*$\n(?s:.*)^.*: to=<news@example\.org>, relay=local,.*status=sent.*$`))
+	msgs = poplibMessages(t, srv, "news@example.org", newsPw)
+	if len(msgs) != 2 || !strings.Contains(msgs[1], "Undelivered Mail Returned to Sender") ||
+		!strings.Contains(msgs[1], "games@example.org") || !strings.Contains(msgs[1], "550 5.1.1") {
+		t.Fatalf("news's mailbox (the bounce) over POP3: %q", msgs)
+	}
+
+	// pop3d down: deliver exits 75, the message stays deferred; after
+	// pop3d is back, a flush delivers it.
+	if err := srv.Stop(); err != nil {
+		t.Fatalf("stopping pop3d: %v", err)
+	}
+	id = pf.send("bob@example.net", "news@example.org", "while pop3d was down")
+	pop3dtest.WaitFor(t, postfixTimeout, id+" deferred in Postfix's queue", func() bool {
+		for _, e := range pf.queued() {
+			if e.QueueID == id && e.QueueName == "deferred" && len(e.Recipients) == 1 &&
+				e.Recipients[0].Address == "news@example.org" &&
+				strings.Contains(e.Recipients[0].DelayReason, "cannot reach the LMTP server") {
+				return true
+			}
+		}
+		return false
+	})
+	cfg.Setup = nil
+	srv = pop3dtest.Start(t, cfg)
+	pf.run("postqueue", "-f")
+	pf.waitLog("local(8) delivering "+id+" after the flush", localRe(id, "news@example.org", "sent"))
+	if q := pf.queued(); len(q) != 0 {
+		t.Fatalf("Postfix's queue after the flush: %+v", q)
+	}
+	msgs = poplibMessages(t, srv, "news@example.org", newsPw)
+	if len(msgs) != 3 || !strings.Contains(msgs[2], "Subject: while pop3d was down") {
+		t.Fatalf("news's mailbox after the flush: %q", msgs)
 	}
 }
