@@ -32,6 +32,13 @@ type QueueOptions struct {
 	// other slots stay free for the checks of everyone else, which then
 	// start at once instead of after a flood check.
 	SuspectWorkers int
+	// SuspectApart gives the Suspect checks slots of their own: up to
+	// SuspectWorkers of them run beside up to Workers others. For hashes
+	// that run at a low priority (store.WithLowPriority in worker
+	// processes at a high nice value): a suspect check then takes only
+	// CPU nothing else wants, and may take long, so it must not hold a
+	// slot the others need.
+	SuspectApart bool
 	// Length is the most checks of one class that wait for a slot;
 	// beyond it Submit fails at once. The two classes (see Submit) have
 	// a Length each.
@@ -364,7 +371,7 @@ func normalQueue(opt QueueOptions) QueueOptions {
 	if opt.Workers <= 0 {
 		opt.Workers = runtime.GOMAXPROCS(0)
 	}
-	if opt.SuspectWorkers <= 0 || opt.SuspectWorkers > opt.Workers {
+	if opt.SuspectWorkers <= 0 || opt.SuspectWorkers > opt.Workers && !opt.SuspectApart {
 		opt.SuspectWorkers = (opt.Workers + 1) / 2
 	}
 	if opt.Memory < 0 {
@@ -446,7 +453,7 @@ func (q *HashQueue) Enqueue(c Check) error {
 	job := hashJob{suspect: class == lineSuspect, cost: c.Cost, run: c.Run, refused: c.Refused}
 	q.mu.Lock()
 	ahead := 0
-	for i := 0; i <= class; i++ {
+	for i := q.firstAhead(class); i <= class; i++ {
 		ahead += q.lines[i].len()
 	}
 	if ahead == 0 && q.fitsLocked(job) {
@@ -499,7 +506,12 @@ func (q *HashQueue) Waiting(net string, st Standing) int {
 
 // fitsLocked reports whether j may start now.
 func (q *HashQueue) fitsLocked(j hashJob) bool {
-	if q.running >= q.opt.Workers || j.suspect && q.suspects >= q.opt.SuspectWorkers {
+	switch {
+	case j.suspect && q.suspects >= q.opt.SuspectWorkers:
+		return false
+	case q.opt.SuspectApart && !j.suspect && q.running-q.suspects >= q.opt.Workers:
+		return false
+	case !q.opt.SuspectApart && q.running >= q.opt.Workers:
 		return false
 	}
 	return q.running == 0 || q.opt.Memory == 0 || q.used+j.cost <= q.opt.Memory
@@ -516,20 +528,40 @@ func (q *HashQueue) startLocked(j hashJob) {
 
 // admitLocked takes the waiting checks that may start now, in order: each
 // line once the lines before it are empty, its networks in turn.
+//
+// With SuspectApart the Suspect line has slots of its own and moves
+// whatever waits before it.
 func (q *HashQueue) admitLocked() []hashJob {
 	var out []hashJob
-	for c := range q.lines {
-		l := &q.lines[c]
+	take := func(l *hashLine) bool {
 		for l.len() > 0 && q.fitsLocked(l.peek()) {
 			j := l.pop()
 			q.startLocked(j)
 			out = append(out, j)
 		}
-		if l.len() > 0 {
+		return l.len() == 0
+	}
+	for c := range q.lines {
+		if c == lineSuspect && q.opt.SuspectApart {
+			break
+		}
+		if !take(&q.lines[c]) {
 			break // the next of this line waits for a slot: nothing behind it goes first
 		}
 	}
+	if q.opt.SuspectApart {
+		take(&q.lines[lineSuspect])
+	}
 	return out
+}
+
+// firstAhead is the first line whose waiting checks go before a check
+// of line class.
+func (q *HashQueue) firstAhead(class int) int {
+	if class == lineSuspect && q.opt.SuspectApart {
+		return lineSuspect
+	}
+	return 0
 }
 
 func (q *HashQueue) launch(j hashJob) {

@@ -352,3 +352,61 @@ func TestHashQueueSuspectChecksRunLow(t *testing.T) {
 		}
 	}
 }
+
+// With SuspectApart, suspect checks run in slots of their own: they take
+// none of the Workers slots, and start while others wait.
+func TestHashQueueSuspectApart(t *testing.T) {
+	q := NewHashQueue(QueueOptions{Workers: 1, SuspectWorkers: 1, SuspectApart: true, Length: 10})
+	block := make(chan struct{})
+	defer close(block)
+	// A suspect check holds its own slot.
+	if err := q.Enqueue(Check{Net: "192.0.2.0/24", Standing: Suspect, Run: func(bool) { <-block }}); err != nil {
+		t.Fatal(err)
+	}
+	// An ordinary one still starts, and holds the one ordinary slot.
+	if err := q.Enqueue(Check{Net: "198.51.100.0/24", Run: func(bool) { <-block }}); err != nil {
+		t.Fatal(err)
+	}
+	if r, w := q.Len(); r != 2 || w != 0 {
+		t.Fatalf("a suspect and an ordinary check: %d running, %d waiting; want both running", r, w)
+	}
+	// Another ordinary check waits; another suspect one waits for the
+	// suspect slot, not behind the ordinary one.
+	ran := make(chan struct{})
+	if err := q.Enqueue(Check{Net: "203.0.113.0/24", Run: func(bool) { close(ran) }}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Enqueue(Check{Net: "192.0.3.0/24", Standing: Suspect, Run: func(bool) {}}); err != nil {
+		t.Fatal(err)
+	}
+	if r, w := q.Len(); r != 2 || w != 2 {
+		t.Fatalf("%d running, %d waiting; want 2 and 2", r, w)
+	}
+	select {
+	case <-ran:
+		t.Fatal("an ordinary check started beyond Workers")
+	default:
+	}
+}
+
+// Once the ordinary slots are busy and checks wait for them, a suspect
+// check still starts in its own free slot.
+func TestHashQueueSuspectApartMovesPastWaiting(t *testing.T) {
+	q := NewHashQueue(QueueOptions{Workers: 1, SuspectWorkers: 1, SuspectApart: true, Length: 10})
+	block := make(chan struct{})
+	defer close(block)
+	for i := range 2 {
+		if err := q.Enqueue(Check{Net: fmt.Sprintf("198.51.%d.0/24", i), Run: func(bool) { <-block }}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ran := make(chan struct{})
+	if err := q.Enqueue(Check{Net: "192.0.2.0/24", Standing: Suspect, Run: func(bool) { close(ran) }}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ran:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a suspect check waited behind ordinary ones for a slot of its own")
+	}
+}

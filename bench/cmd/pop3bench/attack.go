@@ -442,10 +442,12 @@ func attackOne(ctx context.Context, s *server, o attackOptions, spec corpus.Spec
 // double), plus the hash workers' own (WorkerPSS each, at most two per
 // core: one of each priority kept idle per core), plus the memory of the
 // checks running at once (argon2id at 19 MiB, min(hash_workers = one per
-// core, hash_memory 256 MiB / 19 MiB) of them).
+// core, plus suspect_workers = half of that rounded up, hash_memory 256
+// MiB / 19 MiB) of them).
 func memoryBound(base int64) int64 {
 	const argon2 = 19 << 20
-	running := int64(min(runtime.NumCPU(), (256<<20)/argon2)) * argon2
+	n := runtime.NumCPU()
+	running := int64(min(n+(n+1)/2, (256<<20)/argon2)) * argon2
 	return 2*base + 2*int64(runtime.NumCPU())*WorkerPSS + running
 }
 

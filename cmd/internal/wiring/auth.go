@@ -66,14 +66,15 @@ func GuardOptions(a config.Auth) guard.Options {
 
 // QueueOptions turns the [auth] queue settings into the auth queue's.
 // The collector's room is for hashes computed in pop3d: none with hash
-// processes.
+// processes; with them, the suspect checks, whose hashes run at
+// suspect_nice, have slots of their own.
 func QueueOptions(a config.Auth) auth.QueueOptions {
 	room := int64(a.HashGCRoom)
 	if a.HashProcesses {
 		room = 0
 	}
 	return auth.QueueOptions{Workers: a.HashWorkers, Memory: int64(a.HashMemory), Length: a.Queue,
-		SuspectWorkers: a.SuspectWorkers, GCRoom: room}
+		SuspectWorkers: a.SuspectWorkers, SuspectApart: a.HashProcesses, GCRoom: room}
 }
 
 // HashProcesses turns auth.hash_processes, hash_nice and suspect_nice into
