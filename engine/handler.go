@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"math/rand/v2"
 	"net"
 	"time"
 
@@ -160,7 +161,7 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 }
 
 // holdRefusal keeps a connection refused for a full pool open and silent
-// for refuse_delay (the sweep then refuses it: refuseNow), reading and
+// for about refuse_delay (the sweep then refuses it: refuseNow), reading and
 // discarding what it sends. A client that redials as soon as it is refused
 // (an attacker holding more connections than the pool) is then accepted
 // and refused once per refuse_delay instead of as fast as it can dial,
@@ -171,7 +172,12 @@ func (s *Server) holdRefusal(c gnet.Conn, k *conn, set *settings, implicitTLS bo
 	k.implicitTLS = implicitTLS
 	now := s.now()
 	k.openedAt.Store(now.UnixNano())
-	k.waitSince.Store(now.Add(set.refuseDelay).UnixNano())
+	// Between half and one and a half times the delay, at random: the
+	// connections refused in one burst (an attacker's, opened together)
+	// come back spread out instead of in a burst that holds up the loops
+	// at every round.
+	hold := set.refuseDelay/2 + rand.N(set.refuseDelay+1)
+	k.waitSince.Store(now.Add(hold).UnixNano())
 	s.live.Store(k, struct{}{})
 	c.SetContext(k)
 	s.registry.add(k)

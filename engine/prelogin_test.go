@@ -237,7 +237,7 @@ func TestDelayedRefusal(t *testing.T) {
 	ts := startServer(t, func(cfg *Config) {
 		cfg.SocketMax = 1
 		cfg.SocketBacklog = 0
-		cfg.RefuseDelay = 3 * time.Second
+		cfg.RefuseDelay = 10 * time.Second // held 5 to 15 s
 		cfg.RefuseHold = 1
 		cfg.BacklogMaxInput = 64
 	})
@@ -253,11 +253,11 @@ func TestDelayedRefusal(t *testing.T) {
 
 	// Before the delay, the sweep leaves it alone (the barrier: what the
 	// sweep posted to its loop has run).
-	ts.clock.Advance(2 * time.Second)
+	ts.clock.Advance(4 * time.Second)
 	ts.Sweep()
 	ts.barrier(t, k2.gc.EventLoop())
 	c2.noData(50 * time.Millisecond)
-	ts.clock.Advance(2 * time.Second)
+	ts.clock.Advance(12 * time.Second)
 	ts.Sweep()
 	c2.expect("-ERR [SYS/TEMP] too many connections, try again later")
 	c2.expectClosed(5 * time.Second)

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -135,6 +136,7 @@ func runAttack(ctx context.Context, args []string) error {
 	fs.DurationVar(&o.ProbeEvery, "probe-every", 50*time.Millisecond, "a probe's pause between commands")
 	fs.IntVar(&o.SocketMax, "socketmax", 0, "pop3d socketmax and Dovecot client limit (0: pop3d's default, 10000)")
 	fs.IntVar(&o.Backlog, "socketbacklog", 0, "pop3d socketbacklog (0: pop3d's default, 1000)")
+	scheme := fs.String("scheme", "", "password hash of both servers with the same parameters, and both auth caches on (10m): sha512-crypt or argon2id; each mailbox logs in once before the attack. Empty: each server's own defaults")
 	fs.StringVar(&o.Profile, "profile", "", "write a pprof CPU profile of pop3d's measured phase into this folder (admin.pprof on)")
 	fs.Parse(args)
 	if *quick {
@@ -172,6 +174,18 @@ func runAttack(ctx context.Context, args []string) error {
 		}
 	}
 	os.Chmod(o.Work, 0o755)
+	if *scheme != "" {
+		bin := ""
+		if slices.Contains(o.Servers, "dovecot") && ensureDovecot(ctx, o.Dovecot) == nil {
+			bin = o.Dovecot
+		}
+		pair, err := pairScheme(ctx, bin, *scheme, spec.Password, 10*time.Minute)
+		if err != nil {
+			return err
+		}
+		o.Pair, o.Scheme, o.AuthCacheTTL = &pair, Schemes[pair.Scheme], pair.CacheTTL
+		fmt.Println("password scheme:", pair.String())
+	}
 	var results []attackResult
 	for _, name := range o.Servers {
 		var s *server
@@ -251,6 +265,15 @@ func attackSrc(base, span, n int) string {
 
 func attackOne(ctx context.Context, s *server, o attackOptions, spec corpus.Spec) (attackResult, error) {
 	r := attackResult{Server: s.name}
+	if o.Pair != nil {
+		// One session per mailbox: pop3d rewrites the imported hashes
+		// with the paired scheme, and both servers' auth caches hold
+		// every mailbox, as for clients that poll.
+		t := &target{Addr: s.addr, Spec: spec, Timeout: 60 * time.Second}
+		if w, err := t.runWarm(ctx); err != nil || w.Errors > 0 {
+			fmt.Fprintf(os.Stderr, "pop3bench: warm-up of %s: %v %s\n", s.name, err, w.FirstError)
+		}
+	}
 	// Just started by its setup: let it settle, then read the baseline.
 	sleepCtx(ctx, AttackSettle)
 	r.BasePSS, _ = proc.PSS(s.pid())

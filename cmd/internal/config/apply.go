@@ -135,7 +135,7 @@ var applies = []struct {
 	{"pop3.idle_timeout", Live, "",
 		"Longest silence after login (RFC 1939: at least ten minutes)."},
 	{"pop3.refuse_delay", Live, "",
-		"A connection refused for a full pool (socketmax + socketbacklog) is held silent this long before -ERR [SYS/TEMP] and close, so a client redialling at once is refused once per delay; 0s: at once."},
+		"A connection refused for a full pool (socketmax + socketbacklog) is held silent about this long (0.5 to 1.5 times, at random) before -ERR [SYS/TEMP] and close, so a client redialling at once is refused once per delay; 0s: at once."},
 	{"pop3.refuse_hold", Live, "",
 		"Refused connections held for pop3.refuse_delay at once; beyond, refused at once; 0: what the file descriptor limit leaves after socketmax, socketbacklog, smtp.max_connections and 1000."},
 	{"pop3.expire", Live, "",
