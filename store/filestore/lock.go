@@ -509,15 +509,18 @@ func (h *heldLock) trust(at time.Time, lease time.Duration) {
 // oursWithinLease is ours without a system call while the lease is fresh:
 // another server takes a live holder's lock over only once a whole lease
 // has passed since its taking or last renewal (stale: the later of the
-// time in its name and the folder's mtime, by the taker's clock), and a
-// server on this machine only once this process is gone; administrators'
-// tools refuse a held mailbox. So within half a lease of that time, by
-// this server's wall clock, the lock is still ours as long as the
-// machines' clocks differ by less than half a lease (they are kept in
-// sync: README "Several machines"). A lock lost meanwhile is still fenced
-// by the rename-based steps (commitLock); this check only stops a
-// session that lost it from serving more messages, as before, once the
-// half lease is over (RETR; a session renews every third of a lease).
+// time in its name and the folder's mtime, by the taker's clock, which
+// may see a renewal a cache timeout late), and a server on this machine
+// only once this process is gone; administrators' tools refuse a held
+// mailbox. So within half a lease of that time, by this server's wall
+// clock, the lock is still ours as long as the machines' clocks differ by
+// less than half a lease minus the file system's attribute cache time
+// (clocks are kept in sync: README "Several machines"). The session
+// renews every third of a lease, so the trust runs on; a renewal after
+// the trust lapsed (a frozen process) does not restore it. Deletions do
+// not rely on this check: the rename-based steps fence them (commitLock).
+// It stops a session that lost its lock from serving more messages
+// (RETR, TOP).
 func (h *heldLock) oursWithinLease(now time.Time) bool {
 	if h.lost.Load() {
 		return false
@@ -555,6 +558,7 @@ func (s *Store) refreshLock(h *heldLock) error {
 		return store.ErrLockLost
 	}
 	now := s.now()
+	onTime := now.UnixNano() < h.trustUntil.Load()
 	if err := os.Chtimes(h.path(), now, now); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			h.lost.Store(true)
@@ -562,7 +566,12 @@ func (s *Store) refreshLock(h *heldLock) error {
 		}
 		return fmt.Errorf("cannot renew the lock in %q: %w", h.dir, err)
 	}
-	h.trust(now, s.lease)
+	// Only a renewal within the trusted half lease extends it: after a
+	// longer gap (a frozen process) a contender may have judged the lock
+	// stale from the old mtime and take it right after this renewal.
+	if onTime {
+		h.trust(now, s.lease)
+	}
 	return nil
 }
 

@@ -194,9 +194,9 @@ func TestRefreshKeepsLease(t *testing.T) {
 }
 
 // TestOpenTrustsHalfALease: Open checks the lock folder only once half a
-// lease has passed since the lock was taken or renewed (no server may take
-// it over sooner); a lock renamed away is then found lost, and a Refresh
-// renews the trust.
+// lease has passed since the lock was taken or renewed on time (no server
+// may take it over sooner); a lock renamed away is then found lost. A
+// renewal after the trust lapsed does not restore it.
 func TestOpenTrustsHalfALease(t *testing.T) {
 	lease := time.Minute
 	s1, _, advance := twoMachines(t, lease)
@@ -206,12 +206,15 @@ func TestOpenTrustsHalfALease(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ms, err := s1.OpenSession(bg, a, "s1")
-	if err != nil {
-		t.Fatal(err)
+	open := func() *session {
+		ms, err := s1.OpenSession(bg, a, "s1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ms.(*session)
 	}
-	defer ms.Close()
-	h := ms.(*session).lock
+	ms := open()
+	h := ms.lock
 	// Renamed by hand, which no server does within the lease: Open does
 	// not look while the lease is fresh.
 	away := filepath.Join(h.dir, "moved-away")
@@ -233,7 +236,7 @@ func TestOpenTrustsHalfALease(t *testing.T) {
 	}
 	rc.Close()
 	back()
-	if err := ms.Refresh(); err != nil { // renews the trust for half a lease from now
+	if err := ms.Refresh(); err != nil { // on time: trusted for half a lease from now
 		t.Fatal(err)
 	}
 	advance(lease/2 - time.Second)
@@ -250,6 +253,21 @@ func TestOpenTrustsHalfALease(t *testing.T) {
 	if _, err := ms.Open(0); !errors.Is(err, store.ErrLockLost) {
 		t.Fatalf("Open after the lock was found lost = %v, want ErrLockLost", err)
 	}
+	ms.Close()
+
+	// A renewal after the trust lapsed: every Open looks again.
+	ms = open()
+	defer ms.Close()
+	h = ms.lock
+	advance(lease/2 + time.Second)
+	if err := ms.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	hide()
+	if _, err := ms.Open(0); !errors.Is(err, store.ErrLockLost) {
+		t.Fatalf("Open after a late renewal, the lock gone = %v, want ErrLockLost", err)
+	}
+	back()
 }
 
 // TestFencing: a session whose lock was taken over reads nothing more and
