@@ -275,16 +275,6 @@ func (c *Conn) RetrTo(n int, w io.Writer) (int64, error) {
 // so ordinary lines cost one pass of bytes.Index.
 func UnstuffCount(r *bufio.Reader, w io.Writer) (int64, error) {
 	var n int64
-	emit := func(b []byte) error {
-		n += int64(len(b))
-		if w != nil {
-			if _, err := w.Write(b); err != nil {
-				return err
-			}
-		}
-		_, err := r.Discard(len(b))
-		return err
-	}
 	eof := func(err error) error {
 		if err == io.EOF {
 			return fmt.Errorf("reply ended after %d octets without the terminating dot line: %w", n, io.ErrUnexpectedEOF)
@@ -316,21 +306,65 @@ func UnstuffCount(r *bufio.Reader, w io.Writer) (int64, error) {
 			}
 		}
 		buf, _ := r.Peek(r.Buffered())
-		if i := bytes.Index(buf, dotLine); i >= 0 {
-			if err := emit(buf[:i+1]); err != nil {
+		// Stuffed dots whose line is whole enough in buf to tell from the
+		// terminator are skipped here; the terminator, or a dot too near
+		// the buffer's end, is left to the line-start step above.
+		done := 0 // octets of buf emitted or skipped
+		emit := func(b []byte) error {
+			n += int64(len(b))
+			if w != nil {
+				if _, err := w.Write(b); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		for i := 0; ; {
+			j := indexLFDot(buf[i:])
+			if j < 0 {
+				if err := emit(buf[done:]); err != nil {
+					return n, err
+				}
+				done = len(buf)
+				start = buf[len(buf)-1] == '\n'
+				break
+			}
+			j += i
+			if err := emit(buf[done : j+1]); err != nil {
 				return n, err
 			}
-			start = true
-			continue
+			if j+3 >= len(buf) || buf[j+2] == '\n' || buf[j+2] == '\r' && buf[j+3] == '\n' {
+				done = j + 1
+				start = true
+				break
+			}
+			done = j + 2 // the stuffed dot
+			i = done
 		}
-		start = buf[len(buf)-1] == '\n'
-		if err := emit(buf); err != nil {
+		if _, err := r.Discard(done); err != nil {
 			return n, err
 		}
 	}
 }
 
-var dotLine = []byte("\n.")
+// indexLFDot returns the index of the first line feed in b followed by a
+// '.', or -1. It looks for the '.' first: dots are rarer than line ends,
+// so most of a reply is skipped by one vectorised IndexByte rather than
+// one call per line.
+func indexLFDot(b []byte) int {
+	for i := 1; i < len(b); {
+		j := bytes.IndexByte(b[i:], '.')
+		if j < 0 {
+			return -1
+		}
+		j += i
+		if b[j-1] == '\n' {
+			return j - 1
+		}
+		i = j + 1
+	}
+	return -1
+}
 
 // Dele marks message n deleted.
 func (c *Conn) Dele(n int) error {

@@ -49,6 +49,18 @@ func TestUnstuffCount(t *testing.T) {
 			}
 		}
 	}
+	// Every split of stuffed dots and terminators across buffer ends.
+	msg := []byte(".\r\n..\r\n.a\r\nb.\r\n.\r\n\r\n..x.\r\n.\r\n")
+	wire := stuff(msg)
+	for size := 16; size <= 40; size++ {
+		for _, src := range []io.Reader{bytes.NewReader(wire), iotest.HalfReader(bytes.NewReader(wire)), iotest.OneByteReader(bytes.NewReader(wire))} {
+			var got bytes.Buffer
+			n, err := UnstuffCount(bufio.NewReaderSize(src, size), &got)
+			if err != nil || n != int64(len(msg)) || !bytes.Equal(got.Bytes(), msg) {
+				t.Fatalf("buffer %d: n = %d, err = %v, got %q; want %q", size, n, err, got.Bytes(), msg)
+			}
+		}
+	}
 	cases := []struct {
 		wire string
 		n    int64
@@ -58,15 +70,34 @@ func TestUnstuffCount(t *testing.T) {
 		{"..\r\n.\r\n", 3, false},
 		{"...\r\n.\r\n", 4, false},
 		{"a\r\n..b\r\n.\r\n", 7, false},
-		{"a\r\n", 3, true},           // no terminator
-		{"a\r\n.x\r\n", 6, true},     // ".x" is unstuffed, then EOF
-		{"x.\r\n.\r\n", 4, false},    // a dot not at the line start stays
-		{".\r\nextra\r\n", 0, false}, // stops at the terminator
+		{"a\r\n", 3, true},                   // no terminator
+		{"a\r\n.x\r\n", 6, true},             // ".x" is unstuffed, then EOF
+		{"x.\r\n.\r\n", 4, false},            // a dot not at the line start stays
+		{".\r\nextra\r\n", 0, false},         // stops at the terminator
+		{"a.b.\r\n..c.\r\n.\r\n", 11, false}, // dots inside lines, then a stuffed one
+		{"a.\r\n.\r\n", 4, false},            // a dot right before the line end
 	}
 	for _, c := range cases {
 		n, err := UnstuffCount(bufio.NewReader(strings.NewReader(c.wire)), nil)
 		if n != c.n || (err != nil) != c.err {
 			t.Errorf("UnstuffCount(%q) = %d, %v; want %d, error %v", c.wire, n, err, c.n, c.err)
+		}
+	}
+}
+
+// BenchmarkUnstuffCount reads the RETR scenario's 10 MiB message in wire
+// form (about one line in six stuffed) through the client's read buffer.
+func BenchmarkUnstuffCount(b *testing.B) {
+	wire := stuff(corpus.Default().BigMessage(0))
+	src := bytes.NewReader(wire)
+	r := bufio.NewReaderSize(src, ReadBufferSize)
+	b.SetBytes(int64(len(wire)))
+	b.ReportAllocs()
+	for b.Loop() {
+		src.Reset(wire)
+		r.Reset(src)
+		if n, err := UnstuffCount(r, nil); err != nil || n != corpus.BigSize {
+			b.Fatalf("UnstuffCount = %d, %v", n, err)
 		}
 	}
 }

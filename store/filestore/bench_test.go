@@ -175,3 +175,37 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkOpenMessage is RETR's store part for a small message: the lock
+// check, the open and the close (the read is the engine's). "fresh" is
+// within half a lease of taking the lock (no lstat), "checked" past it
+// (an lstat of the lock folder before each open).
+func BenchmarkOpenMessage(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		age  time.Duration
+	}{{"fresh", 0}, {"checked", store.DefaultLockLease}} {
+		b.Run(tc.name, func(b *testing.B) {
+			now := time.Now()
+			s := newTestStore(b, Options{Now: func() time.Time { return now }})
+			a := mkbox(b, s)
+			fill(b, s, a, 50)
+			ms, err := s.OpenSession(bg, a, "bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ms.Close()
+			now = now.Add(tc.age)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				rc, err := ms.Open(i % 50)
+				if err != nil {
+					b.Fatal(err)
+				}
+				rc.Close()
+				i++
+			}
+		})
+	}
+}

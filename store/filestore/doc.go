@@ -159,6 +159,13 @@
 // -ERR [IN-USE]. Releasing (Close) is the one rename of kcol.<holder> back
 // to lock, which fails harmlessly when the lock was taken over.
 //
+// Open looks at the lock folder (an lstat) only once half a lease has
+// passed since the lock was taken or last renewed on time: no server takes
+// a lock over sooner (heldLock.oursWithinLease says why), and a session
+// renews every third of a lease, so a RETR costs no lock check while the
+// session lives normally. A session frozen past its trust checks before
+// every Open again.
+//
 // Locks of the earlier protocol are read too: a lock file is turned into
 // a folder by the first session (this needs space once), and a kcol file
 // holding kind=session is taken over once its mtime is older than the

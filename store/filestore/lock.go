@@ -139,6 +139,10 @@ type heldLock struct {
 	name  string
 	token string
 	lost  atomic.Bool // a renewal or a check found the lock taken over
+	// trustUntil (wall clock, Unix nanoseconds) is half a lease after the
+	// lock was taken or last renewed: until then no server may take it
+	// over (see oursWithinLease).
+	trustUntil atomic.Int64
 	// restored counts the messages put back when the lock was taken over.
 	restored int
 }
@@ -267,6 +271,7 @@ func (s *Store) acquireLock(dir, owner string) (*heldLock, error) {
 	h := holder{Token: randomString()[:16], Proc: s.self, Since: s.now()}
 	name := h.name()
 	held := &heldLock{dir: dir, name: name, token: h.Token}
+	held.trust(h.Since, s.lease)
 	target := filepath.Join(dir, name)
 	emptyViews := 0
 	for attempt := 0; attempt < 8; attempt++ {
@@ -495,6 +500,37 @@ func (h *heldLock) ours() bool {
 	return fi.IsDir()
 }
 
+// trust records that the lock's lease runs from at (its taking, in the
+// holder's name, or a renewal, in the folder's mtime).
+func (h *heldLock) trust(at time.Time, lease time.Duration) {
+	h.trustUntil.Store(at.Add(lease / 2).UnixNano())
+}
+
+// oursWithinLease is ours without a system call while the lease is fresh:
+// another server takes a live holder's lock over only once a whole lease
+// has passed since its taking or last renewal (stale: the later of the
+// time in its name and the folder's mtime, by the taker's clock, which
+// may see a renewal a cache timeout late), and a server on this machine
+// only once this process is gone; administrators' tools refuse a held
+// mailbox. So within half a lease of that time, by this server's wall
+// clock, the lock is still ours as long as the machines' clocks differ by
+// less than half a lease minus the file system's attribute cache time
+// (clocks are kept in sync: README "Several machines"). The session
+// renews every third of a lease, so the trust runs on; a renewal after
+// the trust lapsed (a frozen process) does not restore it. Deletions do
+// not rely on this check: the rename-based steps fence them (commitLock).
+// It stops a session that lost its lock from serving more messages
+// (RETR, TOP).
+func (h *heldLock) oursWithinLease(now time.Time) bool {
+	if h.lost.Load() {
+		return false
+	}
+	if now.UnixNano() < h.trustUntil.Load() {
+		return true
+	}
+	return h.ours()
+}
+
 // releaseLock renames kcol.<holder> back to lock. It returns
 // store.ErrLockLost when the lock was taken over.
 func (s *Store) releaseLock(h *heldLock) error {
@@ -522,12 +558,19 @@ func (s *Store) refreshLock(h *heldLock) error {
 		return store.ErrLockLost
 	}
 	now := s.now()
+	onTime := now.UnixNano() < h.trustUntil.Load()
 	if err := os.Chtimes(h.path(), now, now); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			h.lost.Store(true)
 			return fmt.Errorf("cannot renew the lock in %q: %w", h.dir, store.ErrLockLost)
 		}
 		return fmt.Errorf("cannot renew the lock in %q: %w", h.dir, err)
+	}
+	// Only a renewal within the trusted half lease extends it: after a
+	// longer gap (a frozen process) a contender may have judged the lock
+	// stale from the old mtime and take it right after this renewal.
+	if onTime {
+		h.trust(now, s.lease)
 	}
 	return nil
 }

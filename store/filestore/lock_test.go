@@ -193,6 +193,83 @@ func TestRefreshKeepsLease(t *testing.T) {
 	ms2.Close()
 }
 
+// TestOpenTrustsHalfALease: Open checks the lock folder only once half a
+// lease has passed since the lock was taken or renewed on time (no server
+// may take it over sooner); a lock renamed away is then found lost. A
+// renewal after the trust lapsed does not restore it.
+func TestOpenTrustsHalfALease(t *testing.T) {
+	lease := time.Minute
+	s1, _, advance := twoMachines(t, lease)
+	a := mkbox(t, s1)
+	for i := 0; i < 2; i++ {
+		if _, err := s1.Deliver(bg, a, strings.NewReader("message\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open := func() *session {
+		ms, err := s1.OpenSession(bg, a, "s1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ms.(*session)
+	}
+	ms := open()
+	h := ms.lock
+	// Renamed by hand, which no server does within the lease: Open does
+	// not look while the lease is fresh.
+	away := filepath.Join(h.dir, "moved-away")
+	hide := func() {
+		if err := os.Rename(h.path(), away); err != nil {
+			t.Fatal(err)
+		}
+	}
+	back := func() {
+		if err := os.Rename(away, h.path()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hide()
+	advance(lease/2 - time.Second)
+	rc, err := ms.Open(0)
+	if err != nil {
+		t.Fatalf("Open within half a lease of taking the lock: %v", err)
+	}
+	rc.Close()
+	back()
+	if err := ms.Refresh(); err != nil { // on time: trusted for half a lease from now
+		t.Fatal(err)
+	}
+	advance(lease/2 - time.Second)
+	hide()
+	if rc, err = ms.Open(1); err != nil {
+		t.Fatalf("Open within half a lease of a renewal: %v", err)
+	}
+	rc.Close()
+	advance(2 * time.Second)
+	if _, err := ms.Open(1); !errors.Is(err, store.ErrLockLost) {
+		t.Fatalf("Open half a lease after the renewal, the lock gone = %v, want ErrLockLost", err)
+	}
+	back() // lost stays lost
+	if _, err := ms.Open(0); !errors.Is(err, store.ErrLockLost) {
+		t.Fatalf("Open after the lock was found lost = %v, want ErrLockLost", err)
+	}
+	ms.Close()
+
+	// A renewal after the trust lapsed: every Open looks again.
+	ms = open()
+	defer ms.Close()
+	h = ms.lock
+	advance(lease/2 + time.Second)
+	if err := ms.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	hide()
+	if _, err := ms.Open(0); !errors.Is(err, store.ErrLockLost) {
+		t.Fatalf("Open after a late renewal, the lock gone = %v, want ErrLockLost", err)
+	}
+	back()
+}
+
 // TestFencing: a session whose lock was taken over reads nothing more and
 // its Commit deletes nothing; the new holder's view is whole.
 func TestFencing(t *testing.T) {

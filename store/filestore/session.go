@@ -77,7 +77,8 @@ func (m *session) path(i int) string {
 
 // Open returns the message file itself, open for plain read(2) calls (a
 // *msgFile, not an *os.File). It first checks that the session
-// still holds its lock: a session whose lock was taken over serves nothing.
+// still holds its lock: a session whose lock was taken over serves nothing
+// (without a system call while the lease is fresh: oursWithinLease).
 func (m *session) Open(i int) (io.ReadCloser, error) {
 	if m.closed.Load() {
 		return nil, store.ErrSessionClosed
@@ -85,7 +86,7 @@ func (m *session) Open(i int) (io.ReadCloser, error) {
 	if i < 0 || i >= len(m.msgs) {
 		return nil, fmt.Errorf("message %d of %s: %w", i+1, m.addr, store.ErrNoSuchMessage)
 	}
-	if !m.lock.ours() {
+	if !m.lock.oursWithinLease(m.s.now()) {
 		mLocksLost.Inc()
 		return nil, fmt.Errorf("cannot open message %s of %s: %w", m.msgs[i].UID, m.addr, store.ErrLockLost)
 	}
