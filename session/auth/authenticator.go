@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/idna"
 	"golang.org/x/text/unicode/norm"
 
+	"github.com/pop3svc/pop3svc/session"
 	"github.com/pop3svc/pop3svc/store"
 )
 
@@ -377,6 +378,23 @@ func (a *Authenticator) NewMechanism(name string, tls, spaRequired bool) (m Mech
 		}
 	}
 	return nil, false
+}
+
+// AllMechanisms lists every SASL mechanism offered on a link, for a
+// protocol's mechanism list (POP3 CAPA SASL and AUTH, SMTP EHLO AUTH):
+// Mechanisms, then SCRAMMechanisms. cb is the link's channel binding, nil
+// without TLS.
+func (a *Authenticator) AllMechanisms(tls, spaRequired bool, cb *session.ChannelBinding) []string {
+	return append(a.Mechanisms(tls, spaRequired), a.SCRAMMechanisms(cb)...)
+}
+
+// Start starts a SASL exchange for any mechanism AllMechanisms offers on
+// the link; ok is false for one it does not.
+func (a *Authenticator) Start(name string, tls, spaRequired bool, cb *session.ChannelBinding) (Mechanism, bool) {
+	if m, ok := a.NewMechanism(name, tls, spaRequired); ok {
+		return m, true
+	}
+	return a.NewSCRAM(name, cb)
 }
 
 // Failure records a failed login from remoteIP and returns how long to hold
