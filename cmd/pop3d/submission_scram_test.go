@@ -3,12 +3,19 @@ package main
 import (
 	"crypto/hmac"
 	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"math/big"
 	"net"
 	"net/smtp"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -216,5 +223,70 @@ func TestSubmissionSCRAMPlusTLSExporter(t *testing.T) {
 	}
 	if got := popMessages(t, in, "bob@example.org", bobPass, 1); !strings.Contains(got[0], "bound with tls-exporter") {
 		t.Fatalf("bob's message:\n%s", got[0])
+	}
+}
+
+// curl --oauth2-bearer against the submission listener (STARTTLS):
+// OAUTHBEARER and XOAUTH2 with tokens the test signs, as POP3 takes them
+// with [oauth]; an expired token gets RFC 7628's error JSON, then 535.
+func TestSubmissionOAuthWithCurl(t *testing.T) {
+	t.Parallel()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := base64.RawURLEncoding
+	set, _ := json.Marshal(map[string]any{"keys": []map[string]string{
+		{"kty": "RSA", "kid": "rsa-1", "use": "sig", "n": enc.EncodeToString(key.N.Bytes()), "e": enc.EncodeToString(big.NewInt(int64(key.E)).Bytes())},
+	}})
+	jwks := filepath.Join(t.TempDir(), "jwks.json")
+	if err := os.WriteFile(jwks, set, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in := pop3dtest.Start(t, pop3dtest.Config{
+		Top:        "logging = 4",
+		Auth:       fastHash + "fail_delay = \"20ms\"\npenalty = \"0s\"\npenalty_max = \"0s\"\n",
+		Submission: true,
+		Setup:      submissionSetup(),
+		Tables:     fmt.Sprintf("[oauth]\nissuer = \"https://idp.test\"\naudience = \"mail.test\"\njwks_file = %q\nclaim = \"email\"\n", jwks),
+	})
+	msg := filepath.Join(t.TempDir(), "msg")
+	if err := os.WriteFile(msg, []byte("From: alice@example.org\r\nTo: bob@example.org\r\nSubject: oauth\r\n\r\nsent with a bearer token\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	token := func(exp time.Duration) string {
+		return signJWT(t, key, "rsa-1", map[string]any{"iss": "https://idp.test", "aud": "mail.test",
+			"exp": time.Now().Add(exp).Unix(), "email": "alice@example.org"})
+	}
+	for _, tc := range []struct {
+		name, mech, token string
+		ok                bool
+	}{
+		{"OAUTHBEARER", "AUTH=OAUTHBEARER", token(time.Hour), true},
+		{"XOAUTH2", "AUTH=XOAUTH2", token(time.Hour), true},
+		{"expired", "AUTH=OAUTHBEARER", token(-time.Hour), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := runCurl(t, "-v", "--ssl-reqd", "-k", "--user", "alice@example.org:",
+				"--oauth2-bearer", tc.token, "--login-options", tc.mech,
+				"--mail-from", "alice@example.org", "--mail-rcpt", "bob@example.org",
+				"--upload-file", msg, "smtp://"+in.Submission)
+			if tc.ok {
+				if err != nil || !strings.Contains(out, "< 235 ") || !strings.Contains(out, "< 250 2.0.0 OK: queued as") {
+					t.Fatalf("curl: %v\n%.3000s", err, out)
+				}
+				return
+			}
+			want := "< 334 " + base64.StdEncoding.EncodeToString([]byte(`{"status":"invalid_token"}`))
+			if err == nil || !strings.Contains(out, want) || !strings.Contains(out, "< 535 5.7.8") {
+				t.Fatalf("curl with an expired token: %v (want %q, then 535)\n%.3000s", err, want, out)
+			}
+		})
+	}
+	msgs := popMessages(t, in, "bob@example.org", bobPass, 2)
+	for i, m := range msgs {
+		if !strings.Contains(m, "sent with a bearer token") {
+			t.Errorf("message %d:\n%s", i+1, m)
+		}
 	}
 }
