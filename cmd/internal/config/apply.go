@@ -69,6 +69,8 @@ var applies = []struct {
 		"Offer APOP (password file only)."},
 	{"auth.ntlm", Live, "",
 		"Offer AUTH NTLM (password file only)."},
+	{"auth.reversible_secrets", Live, "",
+		"Keep the sealed password and NT hash APOP, CRAM-MD5 and NTLM need; off: those are not offered and each password record loses its sealed secret at the next password change or successful plaintext login."},
 	{"auth.scram", Live, "",
 		"Offer SCRAM-SHA-256(-PLUS): auto (once every mailbox with a password has SCRAM keys), on or off."},
 	{"auth.hash", Live, "",

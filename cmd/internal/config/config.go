@@ -57,6 +57,12 @@ type Auth struct {
 	// password file's secrets; RFC 1939 section 7 APOP rests on MD5).
 	APOP bool `toml:"apop"`
 	NTLM bool `toml:"ntlm"`
+	// ReversibleSecrets keeps, in each password record, the password and
+	// NT hash sealed under the store key that APOP, CRAM-MD5 and NTLM
+	// need. Off: those three are neither offered nor accepted, new
+	// records keep no sealed secret, and a record that has one loses it
+	// at the next password change or successful plaintext login.
+	ReversibleSecrets bool `toml:"reversible_secrets"`
 	// SCRAM offers SCRAM-SHA-256 (and -PLUS over TLS) with the password
 	// file: "auto" once every mailbox with a password has SCRAM keys
 	// (checked at start and every ten minutes; a mailbox gains them at its
@@ -337,6 +343,8 @@ func Default() *Config {
 			HashNice:      0,
 			SuspectNice:   19,
 			NetTrust:      Duration(time.Hour),
+
+			ReversibleSecrets: true,
 		},
 		POP3: POP3{
 			Listen:          []string{"127.0.0.1:1100"},
