@@ -213,7 +213,9 @@ func (p *pop3Service) factory(cfg *config.Config, g *guard.Guard) (session.Facto
 	}
 	if o := cfg.OAuth; o.Issuer != "" {
 		a.OAuth = &auth.OAuth{Issuer: o.Issuer, Audience: o.Audience, Claim: o.Claim,
-			JWKSFile: o.JWKSFile, JWKSURL: o.JWKSURL, Leeway: time.Minute}
+			JWKSFile: o.JWKSFile, JWKSURL: o.JWKSURL, Leeway: time.Minute,
+			IntrospectionURL: o.IntrospectionURL, ClientID: o.ClientID, ClientSecret: o.ClientSecret,
+			MaxIntrospections: o.MaxIntrospections}
 	}
 	switch cfg.Auth.SCRAM {
 	case "on":

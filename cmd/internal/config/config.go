@@ -288,6 +288,14 @@ type OAuth struct {
 	JWKSFile string `toml:"jwks_file"` // the issuer's keys, a local JWK Set
 	JWKSURL  string `toml:"jwks_url"`  // or fetched from this URL (https, or http on loopback)
 	Claim    string `toml:"claim"`     // the claim naming the mailbox
+	// IntrospectionURL, instead of the two JWKS keys: tokens are checked
+	// by asking the authorization server (RFC 7662), which ClientID and
+	// ClientSecret authenticate to; at most MaxIntrospections requests
+	// run at once.
+	IntrospectionURL  string `toml:"introspection_url"`
+	ClientID          string `toml:"client_id"`
+	ClientSecret      string `toml:"client_secret"`
+	MaxIntrospections int    `toml:"max_introspections"`
 }
 
 type LDAP struct {
@@ -426,6 +434,6 @@ func Default() *Config {
 			Timeout:      Duration(5 * time.Second),
 			PoolSize:     4,
 		},
-		OAuth: OAuth{Claim: "email"},
+		OAuth: OAuth{Claim: "email", MaxIntrospections: 16},
 	}
 }
