@@ -178,6 +178,7 @@ func (a *scramAuth) Next(from []byte, more bool) ([]byte, error) {
 // SCRAM-SHA-256-PLUS with tls-exporter on the implicit-TLS submission
 // listener: the server exports the same keying material as the Go client;
 // another channel's data fails with 535. Without TLS, -PLUS gets 538.
+// With auth.scram turned off by a reload, EHLO no longer offers SCRAM.
 func TestSubmissionSCRAMPlusTLSExporter(t *testing.T) {
 	t.Parallel()
 	in := startSubmissionSCRAM(t)
@@ -223,6 +224,16 @@ func TestSubmissionSCRAMPlusTLSExporter(t *testing.T) {
 	}
 	if got := popMessages(t, in, "bob@example.org", bobPass, 1); !strings.Contains(got[0], "bound with tls-exporter") {
 		t.Fatalf("bob's message:\n%s", got[0])
+	}
+
+	// auth.scram = "off" (live): EHLO offers no SCRAM and AUTH refuses it.
+	setKeys(t, in, "auth.scram", "off")
+	c = dial()
+	if ok, mechs := c.Extension("AUTH"); !ok || strings.Contains(mechs, "SCRAM") || !strings.Contains(mechs, "PLAIN") {
+		t.Fatalf("EHLO AUTH with auth.scram off: %v %q", ok, mechs)
+	}
+	if code, msg := raw(t, c, "AUTH SCRAM-SHA-256 "+base64.StdEncoding.EncodeToString([]byte("n,,n=alice@example.org,r=abc"))); code != 504 {
+		t.Fatalf("AUTH SCRAM-SHA-256 with auth.scram off: %d %s, want 504", code, msg)
 	}
 }
 
