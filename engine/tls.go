@@ -163,7 +163,7 @@ func (t *tlsTransport) start() {
 	k.logger().Debug("TLS established", "version", tls.VersionName(st.Version),
 		"cipher", tls.CipherSuiteName(st.CipherSuite), "implicit", t.implicit)
 	if b, ok := k.sess.(session.ChannelBinder); ok {
-		b.SetChannelBinding(session.ChannelBindingOf(st, serverCert(t.cfg, st)))
+		b.SetChannelBinding(session.ChannelBindingOf(st, session.ServerCertificate(t.cfg, st)))
 	}
 	if len(t.held) > 0 {
 		held := t.held
@@ -332,25 +332,3 @@ var plainBufs = sync.Pool{New: func() any { b := make([]byte, plainChunk); retur
 
 func getPlainBuf() []byte  { return *plainBufs.Get().(*[]byte) }
 func putPlainBuf(b []byte) { plainBufs.Put(&b) }
-
-// serverCert returns the leaf certificate (DER) the configuration serves
-// to the client of st, for tls-server-end-point; nil when it cannot tell.
-func serverCert(cfg *tls.Config, st tls.ConnectionState) []byte {
-	hello := &tls.ClientHelloInfo{ServerName: st.ServerName}
-	if cfg.GetConfigForClient != nil {
-		if c, err := cfg.GetConfigForClient(hello); err == nil && c != nil {
-			cfg = c
-		}
-	}
-	var cert *tls.Certificate
-	switch {
-	case cfg.GetCertificate != nil:
-		cert, _ = cfg.GetCertificate(hello)
-	case len(cfg.Certificates) > 0:
-		cert = &cfg.Certificates[0]
-	}
-	if cert == nil || len(cert.Certificate) == 0 {
-		return nil
-	}
-	return cert.Certificate[0]
-}

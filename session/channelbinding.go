@@ -58,3 +58,29 @@ func ServerEndPoint(der []byte) []byte {
 	w.Write(der)
 	return w.Sum(nil)
 }
+
+// ServerCertificate returns the leaf certificate (DER) that cfg serves to
+// the client of the server connection in state st, for
+// tls-server-end-point; nil when it cannot tell.
+func ServerCertificate(cfg *tls.Config, st tls.ConnectionState) []byte {
+	if cfg == nil {
+		return nil
+	}
+	hello := &tls.ClientHelloInfo{ServerName: st.ServerName}
+	if cfg.GetConfigForClient != nil {
+		if c, err := cfg.GetConfigForClient(hello); err == nil && c != nil {
+			cfg = c
+		}
+	}
+	var cert *tls.Certificate
+	switch {
+	case cfg.GetCertificate != nil:
+		cert, _ = cfg.GetCertificate(hello)
+	case len(cfg.Certificates) > 0:
+		cert = &cfg.Certificates[0]
+	}
+	if cert == nil || len(cert.Certificate) == 0 {
+		return nil
+	}
+	return cert.Certificate[0]
+}

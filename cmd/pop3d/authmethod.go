@@ -39,7 +39,7 @@ func (m *authMethods) build(cfg *config.Config) (auth.Method, map[string]func() 
 			AllowV1:       cfg.Auth.AllowNTLMv1,
 			DNSComputer:   cfg.HostName(),
 		}
-		if !cfg.Auth.NTLM {
+		if !cfg.Auth.NTLM || !cfg.Auth.ReversibleSecrets {
 			return auth.PasswordFile{Store: m.store}, nil, nil
 		}
 		return auth.PasswordFile{Store: m.store}, map[string]func() auth.Mechanism{ntlm.Name: ntlm.Factory(opt)}, nil

@@ -209,10 +209,13 @@ func (p *pop3Service) factory(cfg *config.Config, g *guard.Guard) (session.Facto
 		Extra:         extra,
 		Queue:         p.queue,
 		HashCost:      wiring.HashParams(cfg.Auth).Memory(),
+		NoReversible:  !cfg.Auth.ReversibleSecrets,
 	}
 	if o := cfg.OAuth; o.Issuer != "" {
 		a.OAuth = &auth.OAuth{Issuer: o.Issuer, Audience: o.Audience, Claim: o.Claim,
-			JWKSFile: o.JWKSFile, JWKSURL: o.JWKSURL, Leeway: time.Minute}
+			JWKSFile: o.JWKSFile, JWKSURL: o.JWKSURL, Leeway: time.Minute,
+			IntrospectionURL: o.IntrospectionURL, ClientID: o.ClientID, ClientSecret: o.ClientSecret,
+			MaxIntrospections: o.MaxIntrospections}
 	}
 	switch cfg.Auth.SCRAM {
 	case "on":
@@ -226,7 +229,7 @@ func (p *pop3Service) factory(cfg *config.Config, g *guard.Guard) (session.Facto
 		Auth:            a,
 		Greeting:        cfg.Greeting,
 		Hostname:        host,
-		APOP:            method.Challenge() && cfg.Auth.APOP,
+		APOP:            method.Challenge() && cfg.Auth.APOP && cfg.Auth.ReversibleSecrets,
 		SPARequired:     cfg.Auth.SPARequired,
 		TLSAvailable:    cfg.POP3.STLS, // the certificate manager always has a pair (self-signed when none is configured)
 		MaxBadCommands:  cfg.Limits.MaxBadCommands,

@@ -22,13 +22,14 @@ import (
 	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 )
 
-// policyCases change auth.scram and the per-domain and per-mailbox EXPIRE
+// policyCases change auth.scram, auth.reversible_secrets and the per-domain and per-mailbox EXPIRE
 // and LOGIN-DELAY keys; TestReloadAppliesPolicyKeys runs them. The pop3d
 // starts with no EXPIRE and no LOGIN-DELAY. login_delay_domains is last:
 // its probe records logins of alice.
 func policyCases() []liveCase {
 	return []liveCase{
 		{key: "auth.scram", value: "off", want: "lacks SCRAM-SHA-256", probe: capaHas("SCRAM-SHA-256")},
+		{key: "auth.reversible_secrets", value: "false", want: "no challenge mechanisms", probe: challengeOffers},
 		{key: "pop3.expire_domains", value: "example.org=5", want: "EXPIRE 5", probe: expireAfterLogin},
 		{key: "pop3.expire_mailboxes", value: "alice@example.org=7", prep: [][2]string{{"pop3.expire_domains", "example.org=5"}},
 			want: "EXPIRE 7", probe: expireAfterLogin},

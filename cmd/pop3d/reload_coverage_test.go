@@ -50,6 +50,11 @@ var liveKeyTests = map[string]string{
 	"oauth.jwks_file": "TestReloadAppliesOAuthKeys",
 	"oauth.jwks_url":  "TestReloadAppliesOAuthKeys",
 	"oauth.claim":     "TestReloadAppliesOAuthKeys",
+	// An introspection endpoint the test runs, holding requests.
+	"oauth.introspection_url":  "TestReloadAppliesIntrospectionKeys",
+	"oauth.client_id":          "TestReloadAppliesIntrospectionKeys",
+	"oauth.client_secret":      "TestReloadAppliesIntrospectionKeys",
+	"oauth.max_introspections": "TestReloadAppliesIntrospectionKeys",
 }
 
 // TestEveryKeyHasReloadTest walks the live/restart table: every live key

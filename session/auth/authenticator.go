@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/idna"
 	"golang.org/x/text/unicode/norm"
 
+	"github.com/pop3svc/pop3svc/session"
 	"github.com/pop3svc/pop3svc/store"
 )
 
@@ -69,6 +70,11 @@ type Authenticator struct {
 	// OAuth, when set, offers OAUTHBEARER and XOAUTH2 wherever plaintext
 	// passwords are allowed (a bearer token is as good as a password).
 	OAuth *OAuth
+	// NoReversible: the password file keeps no reversible secrets
+	// (auth.reversible_secrets off), so APOP, CRAM-MD5 and the Extra
+	// mechanisms are neither offered nor accepted, even where records
+	// still hold one.
+	NoReversible bool
 
 	floor failureFloor // how long recent plaintext checks took
 }
@@ -261,7 +267,7 @@ func (a *Authenticator) Plaintext(ctx context.Context, name, password string) (s
 // store itself return an error wrapping ErrUnavailable.
 func (a *Authenticator) secret(ctx context.Context, name string) (addr store.Address, secret []byte, ok bool, err error) {
 	addr, rerr := a.Resolve(name)
-	if rerr == nil && a.Method.Challenge() && a.Store != nil {
+	if rerr == nil && a.challenge() && a.Store != nil {
 		s, serr := a.Store.Secret(ctx, addr, store.SecretPassword)
 		switch {
 		case serr == nil:
@@ -280,6 +286,11 @@ func (a *Authenticator) secret(ctx context.Context, name string) (addr store.Add
 	return store.Address{}, dummy, false, nil
 }
 
+// challenge reports whether challenge-response mechanisms (APOP,
+// CRAM-MD5, NTLM) may run: the method keeps their secrets and
+// NoReversible does not forbid them.
+func (a *Authenticator) challenge() bool { return a.Method.Challenge() && !a.NoReversible }
+
 // APOPDigest computes the APOP digest of RFC 1939 section 7: the lower-case
 // hex MD5 of the greeting's timestamp (angle brackets included) followed by
 // the shared secret.
@@ -294,7 +305,7 @@ func APOPDigest(timestamp string, secret []byte) string {
 // MD5 of timestamp followed by the user's password. The comparison is in
 // constant time; an unknown user is compared against a random secret.
 func (a *Authenticator) APOP(ctx context.Context, name, timestamp, digest string) (store.Address, error) {
-	if !a.Method.Challenge() {
+	if !a.challenge() {
 		return store.Address{}, fmt.Errorf("%w: method %s keeps no APOP secrets", ErrAuthFailed, a.Method.Name())
 	}
 	// The timestamp is the greeting's msg-id (RFC 1939 section 7). Without
@@ -331,7 +342,7 @@ func PlaintextAllowed(tls, spaRequired bool) bool { return tls || !spaRequired }
 // Mechanisms lists the SASL mechanisms offered on a link: PLAIN and LOGIN
 // (and OAUTHBEARER and XOAUTH2 with OAuth) when plaintext passwords are
 // allowed, CRAM-MD5 and the Extra mechanisms
-// (sorted) when the method keeps challenge secrets.
+// (sorted) when the method keeps challenge secrets and NoReversible is off.
 func (a *Authenticator) Mechanisms(tls, spaRequired bool) []string {
 	var out []string
 	if PlaintextAllowed(tls, spaRequired) {
@@ -340,7 +351,7 @@ func (a *Authenticator) Mechanisms(tls, spaRequired bool) []string {
 			out = append(out, MechOAuthBearer, MechXOAuth2)
 		}
 	}
-	if a.Method.Challenge() {
+	if a.challenge() {
 		out = append(out, MechCRAMMD5)
 		extra := make([]string, 0, len(a.Extra))
 		for name := range a.Extra {
@@ -377,6 +388,23 @@ func (a *Authenticator) NewMechanism(name string, tls, spaRequired bool) (m Mech
 		}
 	}
 	return nil, false
+}
+
+// AllMechanisms lists every SASL mechanism offered on a link, for a
+// protocol's mechanism list (POP3 CAPA SASL and AUTH, SMTP EHLO AUTH):
+// Mechanisms, then SCRAMMechanisms. cb is the link's channel binding, nil
+// without TLS.
+func (a *Authenticator) AllMechanisms(tls, spaRequired bool, cb *session.ChannelBinding) []string {
+	return append(a.Mechanisms(tls, spaRequired), a.SCRAMMechanisms(cb)...)
+}
+
+// Start starts a SASL exchange for any mechanism AllMechanisms offers on
+// the link; ok is false for one it does not.
+func (a *Authenticator) Start(name string, tls, spaRequired bool, cb *session.ChannelBinding) (Mechanism, bool) {
+	if m, ok := a.NewMechanism(name, tls, spaRequired); ok {
+		return m, true
+	}
+	return a.NewSCRAM(name, cb)
 }
 
 // Failure records a failed login from remoteIP and returns how long to hold

@@ -41,8 +41,10 @@ const (
 // OAuth validates bearer tokens as JWTs (RFC 7519) signed with RS256,
 // RS384, RS512, ES256 or ES384 by a key of the issuer's JWKS (RFC 7517):
 // the issuer (iss), the audience (aud), the expiry (exp, required) and
-// not-before (nbf) are checked, and Claim names the mailbox. It is safe for
-// concurrent use.
+// not-before (nbf) are checked, and Claim names the mailbox. With
+// IntrospectionURL the authorization server says instead whether a token
+// is active and what its claims are (RFC 7662). It is safe for concurrent
+// use.
 type OAuth struct {
 	Issuer   string
 	Audience string
@@ -56,6 +58,17 @@ type OAuth struct {
 	// Config is the URL sent in RFC 7628's error JSON as
 	// "openid-configuration"; "" leaves it out.
 	Config string
+	// IntrospectionURL, when set, validates tokens by asking the
+	// authorization server (RFC 7662) instead of checking them as JWTs
+	// against a JWKS; ClientID and ClientSecret authenticate the asking.
+	// MaxIntrospections bounds the requests running at once (0:
+	// DefaultMaxIntrospections).
+	IntrospectionURL  string
+	ClientID          string
+	ClientSecret      string
+	MaxIntrospections int
+	semOnce           sync.Once
+	sem               chan struct{}
 
 	mu      sync.Mutex
 	keys    map[string]crypto.PublicKey // by kid
@@ -72,9 +85,16 @@ func (o *OAuth) now() time.Time {
 	return time.Now()
 }
 
-// Verify checks a JWT and returns the mailbox name its claim holds.
+// Verify checks a token, as a JWT or by introspection (IntrospectionURL),
+// and returns the mailbox name its claim holds.
 func (o *OAuth) Verify(ctx context.Context, token string) (string, error) {
-	claims, err := o.verifyJWT(ctx, token)
+	var claims map[string]any
+	var err error
+	if o.IntrospectionURL != "" {
+		claims, err = o.introspect(ctx, token)
+	} else {
+		claims, err = o.verifyJWT(ctx, token)
+	}
 	if err != nil {
 		return "", err
 	}

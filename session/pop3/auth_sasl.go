@@ -28,10 +28,7 @@ func (s *Session) authCmd(arg string) session.Reply {
 	if len(f) > 2 {
 		return s.bad(errSyntax)
 	}
-	mech, ok := s.opts.Auth.NewMechanism(f[0], s.tls, s.opts.SPARequired)
-	if !ok {
-		mech, ok = s.opts.Auth.NewSCRAM(f[0], s.cb)
-	}
+	mech, ok := s.opts.Auth.Start(f[0], s.tls, s.opts.SPARequired, s.cb)
 	if !ok {
 		return s.bad(errNoMech)
 	}

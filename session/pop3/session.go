@@ -377,8 +377,7 @@ func (s *Session) mechanisms() []string {
 	if s.opts.Auth == nil {
 		return nil
 	}
-	m := s.opts.Auth.Mechanisms(s.tls, s.opts.SPARequired)
-	return append(m, s.opts.Auth.SCRAMMechanisms(s.cb)...)
+	return s.opts.Auth.AllMechanisms(s.tls, s.opts.SPARequired, s.cb)
 }
 
 // Close ends the session: an open message stream is closed and the mailbox

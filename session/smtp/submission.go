@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"crypto/tls"
 	"errors"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	gosasl "github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
+	sess "github.com/pop3svc/pop3svc/session"
 	"github.com/pop3svc/pop3svc/session/auth"
 	"github.com/pop3svc/pop3svc/store"
 )
@@ -24,9 +26,12 @@ import (
 // and ban there) and the same auth queue for password hashes. Mechanisms
 // offered are those POP3 offers over SASL: PLAIN and LOGIN (only over TLS
 // when submission.sparequired is on, as auth.sparequired does for POP3),
-// CRAM-MD5 and NTLM only when the method keeps the secrets they need (the
-// password file): a system (PAM) or directory method can verify only a
-// plaintext password, so CRAM-MD5 is neither offered nor accepted with it.
+// OAUTHBEARER and XOAUTH2 wherever PLAIN is, with [oauth]; CRAM-MD5 and
+// NTLM only when the method keeps the secrets they need (the password
+// file): a system (PAM) or directory method can verify only a plaintext
+// password, so CRAM-MD5 is neither offered nor accepted with it.
+// SCRAM-SHA-256 when auth.scram offers it to POP3, and SCRAM-SHA-256-PLUS
+// over TLS, bound to the channel as POP3's are.
 
 // SubmissionOptions configure the submission listeners' sessions.
 type SubmissionOptions struct {
@@ -169,7 +174,23 @@ func (ss *session) AuthMechanisms() []string {
 	if a == nil {
 		return nil
 	}
-	return a.Mechanisms(ss.tlsOn(), ss.s.subOpts().SPARequired)
+	return a.AllMechanisms(ss.tlsOn(), ss.s.subOpts().SPARequired, ss.channelBinding())
+}
+
+// channelBinding is the link's TLS channel binding for SCRAM-SHA-256-PLUS
+// (tls-exporter, and tls-server-end-point with the certificate the TLS
+// configuration serves); nil without TLS.
+func (ss *session) channelBinding() *sess.ChannelBinding {
+	tc, ok := ss.conn.Conn().(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	st := tc.ConnectionState()
+	if !st.HandshakeComplete {
+		return nil
+	}
+	cb := sess.ChannelBindingOf(st, sess.ServerCertificate(ss.s.o().TLSConfig, st))
+	return &cb
 }
 
 // Auth starts a SASL exchange (RFC 4954 §4).
@@ -183,10 +204,12 @@ func (ss *session) Auth(mech string) (gosasl.Server, error) {
 		return nil, ss.reply("", errAuthTemp)
 	}
 	spa := ss.s.subOpts().SPARequired
-	m, ok := a.NewMechanism(mech, ss.tlsOn(), spa)
+	m, ok := a.Start(mech, ss.tlsOn(), spa, ss.channelBinding())
 	if !ok {
-		if _, plain := a.NewMechanism(mech, true, false); plain {
-			// Offered over TLS only (RFC 4954 §4: 538).
+		_, plain := a.NewMechanism(mech, true, false)
+		if plain || (strings.EqualFold(mech, auth.MechSCRAMSHA256Plus) && !ss.tlsOn() && len(a.SCRAMMechanisms(nil)) > 0) {
+			// Offered over TLS only (RFC 4954 §4: 538); -PLUS needs a
+			// TLS channel to bind to.
 			mSMTPAuthRefuse.Inc()
 			return nil, ss.reply("", errEncryptFirst)
 		}

@@ -15,7 +15,9 @@
 //     the password, sealed with AES-256-GCM under the store key, a random
 //     96-bit nonce, and "pop3svc passwd v1 " + mailbox@domain as additional
 //     data, so a record moved to another mailbox does not open. APOP and
-//     CRAM-MD5 need the password itself, NTLM its NT hash;
+//     CRAM-MD5 need the password itself, NTLM its NT hash. With
+//     HashParams.NoReversible records keep none, and lose theirs at the
+//     next successful login;
 //   - the SCRAM-SHA-256 keys (RFC 5802, 7677): a salt of its own, 4096
 //     PBKDF2 iterations, StoredKey and ServerKey, nothing reversible.
 //
@@ -164,6 +166,10 @@ type HashParams struct {
 	Argon2       Argon2Params
 	BcryptCost   int // 4..MaxBcryptCost; 0: DefaultBcryptCost
 	SHA512Rounds int // SHA512MinRounds..SHA512MaxVerifyRounds; 0: SHA512DefaultRounds
+	// NoReversible: new records keep no sealed secret (the password and
+	// NT hash APOP, CRAM-MD5 and NTLM need), and a stored record that has
+	// one loses it at its next successful login (Current is false).
+	NoReversible bool
 }
 
 // Normal returns p with its zero fields set to their defaults.
@@ -226,10 +232,11 @@ func (r *Record) Memory() int64 {
 	return int64(r.Params.MemoryKiB) << 10
 }
 
-// Current reports whether r was made with p (normalized) and carries the
-// sealed secrets: otherwise its next successful login rewrites it.
+// Current reports whether r was made with p (normalized), carries the
+// SCRAM keys and carries the sealed secrets exactly when p keeps them:
+// otherwise its next successful login rewrites it.
 func (r *Record) Current(p HashParams) bool {
-	if r.Alg != p.Alg || len(r.Sealed) == 0 || len(r.SCRAM) == 0 {
+	if r.Alg != p.Alg || (len(r.Sealed) == 0) != p.NoReversible || len(r.SCRAM) == 0 {
 		return false
 	}
 	switch r.Alg {
@@ -427,7 +434,7 @@ func (r *Record) Secret(key []byte, a store.Address, kind store.SecretKind) ([]b
 		return nil, fmt.Errorf("unknown secret kind %d: %w", kind, store.ErrNoSecret)
 	}
 	if len(r.Sealed) == 0 {
-		return nil, fmt.Errorf("mailbox %s has only a hash brought from elsewhere until its next plaintext login: %w", a, store.ErrNoSecret)
+		return nil, fmt.Errorf("mailbox %s keeps no sealed secret (a hash brought from elsewhere, or records made without reversible secrets): %w", a, store.ErrNoSecret)
 	}
 	plain, err := r.open(key, a)
 	if err != nil {
@@ -571,8 +578,10 @@ func (h *Hasher) newRecord(ctx context.Context, p HashParams, key []byte, a stor
 		r.Crypt = sha512Crypt([]byte(password), newSHA512Salt(salt), rounds)
 	}
 	h.release()
-	if err := r.seal(key, a, password); err != nil {
-		return nil, err
+	if !p.NoReversible {
+		if err := r.seal(key, a, password); err != nil {
+			return nil, err
+		}
 	}
 	scramSalt := make([]byte, SaltLen)
 	if _, err := rand.Read(scramSalt); err != nil {

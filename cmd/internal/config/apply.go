@@ -69,6 +69,8 @@ var applies = []struct {
 		"Offer APOP (password file only)."},
 	{"auth.ntlm", Live, "",
 		"Offer AUTH NTLM (password file only)."},
+	{"auth.reversible_secrets", Live, "",
+		"Keep the sealed password and NT hash APOP, CRAM-MD5 and NTLM need; off: those are not offered and each password record loses its sealed secret at the next password change or successful plaintext login."},
 	{"auth.scram", Live, "",
 		"Offer SCRAM-SHA-256(-PLUS): auto (once every mailbox with a password has SCRAM keys), on or off."},
 	{"auth.hash", Live, "",
@@ -307,6 +309,14 @@ var applies = []struct {
 		"Or the URL the JWK Set is fetched from (https; http only on loopback)."},
 	{"oauth.claim", Live, "",
 		"The claim that holds mailbox@domain."},
+	{"oauth.introspection_url", Live, "",
+		"Or the authorization server's token introspection endpoint (RFC 7662; https, http only on loopback), asked about each token."},
+	{"oauth.client_id", Live, "",
+		"The client id pop3d authenticates to the introspection endpoint with (HTTP Basic)."},
+	{"oauth.client_secret", Live, "",
+		"Its client secret."},
+	{"oauth.max_introspections", Live, "",
+		"Introspection requests running at once; a login beyond them gets a temporary failure."},
 }
 
 // Applies returns when a change of key takes effect; key is a dotted key

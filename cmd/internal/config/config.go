@@ -57,6 +57,12 @@ type Auth struct {
 	// password file's secrets; RFC 1939 section 7 APOP rests on MD5).
 	APOP bool `toml:"apop"`
 	NTLM bool `toml:"ntlm"`
+	// ReversibleSecrets keeps, in each password record, the password and
+	// NT hash sealed under the store key that APOP, CRAM-MD5 and NTLM
+	// need. Off: those three are neither offered nor accepted, new
+	// records keep no sealed secret, and a record that has one loses it
+	// at the next password change or successful plaintext login.
+	ReversibleSecrets bool `toml:"reversible_secrets"`
 	// SCRAM offers SCRAM-SHA-256 (and -PLUS over TLS) with the password
 	// file: "auto" once every mailbox with a password has SCRAM keys
 	// (checked at start and every ten minutes; a mailbox gains them at its
@@ -282,6 +288,14 @@ type OAuth struct {
 	JWKSFile string `toml:"jwks_file"` // the issuer's keys, a local JWK Set
 	JWKSURL  string `toml:"jwks_url"`  // or fetched from this URL (https, or http on loopback)
 	Claim    string `toml:"claim"`     // the claim naming the mailbox
+	// IntrospectionURL, instead of the two JWKS keys: tokens are checked
+	// by asking the authorization server (RFC 7662), which ClientID and
+	// ClientSecret authenticate to; at most MaxIntrospections requests
+	// run at once.
+	IntrospectionURL  string `toml:"introspection_url"`
+	ClientID          string `toml:"client_id"`
+	ClientSecret      string `toml:"client_secret"`
+	MaxIntrospections int    `toml:"max_introspections"`
 }
 
 type LDAP struct {
@@ -337,6 +351,8 @@ func Default() *Config {
 			HashNice:      0,
 			SuspectNice:   19,
 			NetTrust:      Duration(time.Hour),
+
+			ReversibleSecrets: true,
 		},
 		POP3: POP3{
 			Listen:          []string{"127.0.0.1:1100"},
@@ -418,6 +434,6 @@ func Default() *Config {
 			Timeout:      Duration(5 * time.Second),
 			PoolSize:     4,
 		},
-		OAuth: OAuth{Claim: "email"},
+		OAuth: OAuth{Claim: "email", MaxIntrospections: 16},
 	}
 }

@@ -31,7 +31,7 @@ var Aliases = map[string]string{
 }
 
 // secretKeys are shown masked by Get and List.
-var secretKeys = map[string]bool{"ldap.service_password": true, "outbound.smarthost_password": true}
+var secretKeys = map[string]bool{"ldap.service_password": true, "outbound.smarthost_password": true, "oauth.client_secret": true}
 
 // Masked is what Get and List show for a secret that is set.
 const Masked = "********"

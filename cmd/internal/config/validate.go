@@ -399,16 +399,31 @@ func (c *Config) Validate() error {
 		if o.Claim == "" {
 			e.add("oauth.claim", "must name the claim that holds the mailbox")
 		}
-		switch {
-		case (o.JWKSFile == "") == (o.JWKSURL == ""):
-			e.add("oauth.jwks_file", "exactly one of oauth.jwks_file and oauth.jwks_url must be set when oauth.issuer is")
-		case o.JWKSURL != "":
-			u, err := url.Parse(o.JWKSURL)
-			loopback := err == nil && (u.Hostname() == "localhost" || net.ParseIP(u.Hostname()).IsLoopback())
-			if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && loopback)) {
-				e.add("oauth.jwks_url", "must be an https URL (http only on loopback)")
+		n := 0
+		for _, v := range []string{o.JWKSFile, o.JWKSURL, o.IntrospectionURL} {
+			if v != "" {
+				n++
 			}
 		}
+		if n != 1 {
+			e.add("oauth.jwks_file", "exactly one of oauth.jwks_file, oauth.jwks_url and oauth.introspection_url must be set when oauth.issuer is")
+		}
+		for _, k := range []struct{ key, v string }{{"oauth.jwks_url", o.JWKSURL}, {"oauth.introspection_url", o.IntrospectionURL}} {
+			if k.v == "" {
+				continue
+			}
+			u, err := url.Parse(k.v)
+			loopback := err == nil && (u.Hostname() == "localhost" || net.ParseIP(u.Hostname()).IsLoopback())
+			if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && loopback)) {
+				e.add(k.key, "must be an https URL (http only on loopback)")
+			}
+		}
+		if o.IntrospectionURL != "" && o.ClientID == "" {
+			e.add("oauth.client_id", "must be set with oauth.introspection_url (RFC 7662 asks the caller to authenticate)")
+		}
+	}
+	if c.OAuth.MaxIntrospections < 0 || c.OAuth.MaxIntrospections > 1024 {
+		e.add("oauth.max_introspections", "must be 1..1024, or 0 for 16 (is %d)", c.OAuth.MaxIntrospections)
 	}
 
 	// [ldap]

@@ -98,5 +98,6 @@ func HashParams(a config.Auth) credential.HashParams {
 		},
 		BcryptCost:   a.BcryptCost,
 		SHA512Rounds: a.SHA512Rounds,
+		NoReversible: !a.ReversibleSecrets,
 	}.Normal()
 }
