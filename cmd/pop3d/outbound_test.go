@@ -328,7 +328,7 @@ func TestOutboundPermanentFailureReport(t *testing.T) {
 
 func waitOutLog(t testing.TB, in *pop3dtest.Server, s string) {
 	t.Helper()
-	if !pop3dtest.Eventually(30*time.Second, func() bool { return !(!strings.Contains(in.Log(), s)) }) {
+	if !pop3dtest.Eventually(30*time.Second, func() bool { return strings.Contains(in.Log(), s) }) {
 		t.Fatalf("pop3d did not log %s within 30s:\n%s", s, in.Log())
 	}
 }
