@@ -120,10 +120,17 @@ func login(p *pop3dtest.Conn) {
 
 func runPy(t *testing.T, script string, args ...string) string {
 	t.Helper()
+	return runPyArgs(t, append([]string{"-c", script}, args...)...)
+}
+
+// runPyArgs runs python3 with args: a script file or -c and its text,
+// then the script's arguments.
+func runPyArgs(t *testing.T, args ...string) string {
+	t.Helper()
 	py := pop3dtest.NeedTool(t, "python3")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, py, append([]string{"-c", script}, args...)...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, py, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("python: %v\n%s", err, out)
 	}

@@ -96,7 +96,7 @@ func TestReversibleSecretsOff(t *testing.T) {
 	if r := loginAs(t, in, "127.0.0.1", testAddr.String(), testPassword); r != "+OK" {
 		t.Fatalf("USER/PASS with the rewritten record: %q", r)
 	}
-	out := runPy(t, pyScript(t, "testdata/scram_client.py"), strings.Split(in.POP3, ":")[0], strings.Split(in.POP3, ":")[1],
+	out := runPyFile(t, "testdata/scram_client.py", strings.Split(in.POP3, ":")[0], strings.Split(in.POP3, ":")[1],
 		testAddr.String(), testPassword, "plain")
 	if !strings.Contains(out, "SASL PLAIN LOGIN SCRAM-SHA-256\n") || !strings.Contains(out, "OK +OK") {
 		t.Fatalf("SCRAM with the rewritten record:\n%s", out)

@@ -8,7 +8,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"net"
-	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -38,7 +38,7 @@ func TestSCRAMWithPython(t *testing.T) {
 		{"bound to another channel", sport, testPassword, "tls-badcb", []string{"ERR -ERR [AUTH] "}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out := runPy(t, pyScript(t, "testdata/scram_client.py"), h, tc.port, user, tc.pass, tc.mode)
+			out := runPyFile(t, "testdata/scram_client.py", h, tc.port, user, tc.pass, tc.mode)
 			for _, w := range tc.want {
 				if !strings.Contains(out, w) {
 					t.Fatalf("output lacks %q:\n%s", w, out)
@@ -130,11 +130,11 @@ func TestSCRAMPlusTLSExporter(t *testing.T) {
 }
 
 // pyScript reads a Python script of testdata.
-func pyScript(t *testing.T, path string) string {
+func runPyFile(t *testing.T, path string, args ...string) string {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	abs, err := filepath.Abs(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(b)
+	return runPyArgs(t, append([]string{abs}, args...)...)
 }

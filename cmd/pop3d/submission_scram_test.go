@@ -58,11 +58,10 @@ func TestSubmissionSCRAMWithPython(t *testing.T) {
 	in := startSubmissionSCRAM(t)
 	host, port, _ := net.SplitHostPort(in.Submission)
 	_, tport, _ := net.SplitHostPort(in.SubmissionTLS)
-	script := pyScript(t, "testdata/scram_smtp_client.py")
 	const alice = "alice@example.org"
 	run := func(port, user, pass, mode string, want ...string) {
 		t.Helper()
-		out := runPy(t, script, host, port, user, pass, mode)
+		out := runPyFile(t, "testdata/scram_smtp_client.py", host, port, user, pass, mode)
 		for _, w := range want {
 			if !strings.Contains(out, w) {
 				t.Fatalf("%s %s: output lacks %q:\n%s", mode, user, w, out)

@@ -12,7 +12,10 @@
 # Prints "AUTH <mechanisms>", then "OK <code>" and "SENT" after a login and
 # a message to bob@example.org, or "ERR <code> <text>" when the server
 # refused the login. Exits 1 when the server's signature is wrong.
-import base64, hashlib, hmac, os, smtplib, ssl, sys
+import base64, os, smtplib, ssl, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import scram
 
 host, port, user, password, mode = sys.argv[1:6]
 ctx = ssl.create_default_context()
@@ -34,15 +37,10 @@ if mode in ("plain", "stls-nobind"):
 elif mode == "stls-downgrade":
     mech, gs2 = "SCRAM-SHA-256", "y,,"
 else:
-    # tls-server-end-point (RFC 5929 section 4.1): the certificate's hash
-    # with its signature's hash, SHA-256 for pop3d's ECDSA-SHA256 certificate.
     mech, gs2 = "SCRAM-SHA-256-PLUS", "p=tls-server-end-point,,"
-    cbdata = hashlib.sha256(s.sock.getpeercert(binary_form=True)).digest()
+    cbdata = scram.tls_server_end_point(s.sock.getpeercert(binary_form=True))
     if mode == "tls-badcb":
         cbdata = bytes(len(cbdata))
-
-def b64(b):
-    return base64.b64encode(b).decode()
 
 def step(code, text):
     if code != 334:
@@ -51,24 +49,11 @@ def step(code, text):
         sys.exit(0)
     return base64.b64decode(text).decode()
 
-nonce = b64(os.urandom(18))
-first_bare = "n=%s,r=%s" % (user.replace("=", "=3D").replace(",", "=2C"), nonce)
-server_first = step(*s.docmd("AUTH", "%s %s" % (mech, b64((gs2 + first_bare).encode()))))
-attrs = dict(f.split("=", 1) for f in server_first.split(","))
-if not attrs["r"].startswith(nonce) or int(attrs["i"]) < 4096:
-    print("BAD SERVER-FIRST", server_first)
-    sys.exit(1)
-salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(attrs["s"]), int(attrs["i"]))
-client_key = hmac.new(salted, b"Client Key", "sha256").digest()
-stored_key = hashlib.sha256(client_key).digest()
-without_proof = "c=%s,r=%s" % (b64(gs2.encode() + cbdata), attrs["r"])
-auth_message = ",".join([first_bare, server_first, without_proof]).encode()
-signature = hmac.new(stored_key, auth_message, "sha256").digest()
-proof = bytes(a ^ b for a, b in zip(client_key, signature))
-server_final = step(*s.docmd(b64((without_proof + ",p=" + b64(proof)).encode())))
-server_key = hmac.new(salted, b"Server Key", "sha256").digest()
-if server_final != "v=" + b64(hmac.new(server_key, auth_message, "sha256").digest()):
-    print("SERVER SIGNATURE MISMATCH", server_final)
+try:
+    scram.login(lambda m: step(*s.docmd("AUTH", "%s %s" % (mech, m))), lambda m: step(*s.docmd(m)),
+                user, password, gs2, cbdata)
+except scram.BadServer as e:
+    print(e)
     sys.exit(1)
 code, text = s.docmd("")
 if code != 235:
