@@ -81,7 +81,22 @@ func BenchmarkOpenSession10k(b *testing.B) {
 	}
 }
 
-// BenchmarkVerifyPassword: one plaintext check with DefaultArgon2.
+// BenchmarkOpenSession50: the same for a mailbox of 50 messages, the
+// bench corpus's: the allocations a login's scan makes.
+func BenchmarkOpenSession50(b *testing.B) {
+	s := newTestStore(b, Options{})
+	a := mkbox(b, s)
+	fill(b, s, a, 50)
+	b.ReportAllocs()
+	for b.Loop() {
+		ms, err := s.OpenSession(bg, a, "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		ms.Close()
+	}
+}
+
 // BenchmarkVerifyPassword is one argon2id check with the default
 // parameters (the verified-login cache off): the cost of a first login and
 // of every wrong password.
