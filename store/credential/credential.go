@@ -50,8 +50,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync/atomic"
+	"time"
 	"unicode/utf16"
 
 	"golang.org/x/text/secure/precis"
@@ -473,8 +475,10 @@ func (r *Record) Reseal(key []byte, from, to store.Address) (*Record, error) {
 type Hasher struct {
 	params atomic.Pointer[HashParams]
 	runner atomic.Pointer[runnerBox] // nil or its Runner nil: checks run here
-	slots  chan struct{}
-	dummy  atomic.Pointer[Record] // verified against when there is no record
+	// noWorkerLog is when noWorker last logged (UnixNano).
+	noWorkerLog atomic.Int64
+	slots       chan struct{}
+	dummy       atomic.Pointer[Record] // verified against when there is no record
 }
 
 // NewHasher returns a Hasher making new records with params (zero fields:
@@ -515,6 +519,17 @@ func (h *Hasher) SetParams(p HashParams) error {
 }
 
 type runnerBox struct{ r Runner }
+
+// noWorker reports, at most once a minute, that checks run here because
+// no worker could start.
+func (h *Hasher) noWorker(err error) {
+	now := time.Now().UnixNano()
+	last := h.noWorkerLog.Load()
+	if now-last < int64(time.Minute) || !h.noWorkerLog.CompareAndSwap(last, now) {
+		return
+	}
+	slog.Warn("password checks run in this process: no hash worker could start", "err", err)
+}
 
 // SetRunner makes Verify compute its hashes with r (nil: on the calling
 // goroutine). Records are still made (New) on the calling goroutine: a
@@ -651,7 +666,11 @@ func (h *Hasher) Verify(ctx context.Context, r *Record, password string) error {
 	if run := h.Runner(); run != nil {
 		var err error
 		ok, err = run.Verify(ctx, []byte(password), r, store.LowPriority(ctx))
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrNoWorker):
+			h.noWorker(err)
+			ok = verify([]byte(password), r)
+		case err != nil:
 			h.release()
 			return err
 		}

@@ -34,6 +34,11 @@ type Runner interface {
 	Verify(ctx context.Context, password []byte, r *Record, low bool) (bool, error)
 }
 
+// ErrNoWorker wraps the error of a worker that could not start (no
+// /proc/self/exe, no process left to fork): the Hasher then computes the
+// check itself rather than fail it.
+var ErrNoWorker = errors.New("no password hash worker")
+
 // WorkerEnv is the environment variable that makes a program started by
 // Workers serve as a hash worker (see WorkerMain); its value is the nice
 // value the worker takes.
@@ -174,7 +179,7 @@ func (w *Workers) Verify(_ context.Context, password []byte, r *Record, low bool
 	k, err := w.get(prio)
 	if err != nil {
 		mWorkerFailures.Inc()
-		return false, err
+		return false, fmt.Errorf("%w: %w", ErrNoWorker, err)
 	}
 	// The check is not abandoned when ctx ends: the slot it holds in the
 	// Hasher (and the auth queue) stays taken until the worker answers,

@@ -188,15 +188,27 @@ func TestServeWorkerRefusesAnOversizedRequest(t *testing.T) {
 	}
 }
 
-func TestWorkerCommandMissing(t *testing.T) {
+// A worker program that cannot start makes the checks run in the process.
+func TestWorkerCommandMissingChecksInProcess(t *testing.T) {
 	w, err := NewWorkers(WorkerOptions{Command: []string{filepath.Join(t.TempDir(), "none")}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	h, _ := NewHasher(HashParams{Alg: AlgSHA512Crypt}, 1)
+	h, _ := NewHasher(HashParams{Alg: AlgSHA512Crypt, SHA512Rounds: 1000}, 1)
+	r, err := h.New(context.Background(), NewKey(), store.Address{Mailbox: "a", Domain: "b.c"}, "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
 	h.SetRunner(w)
-	if err := h.Verify(context.Background(), nil, "x"); err == nil || errors.Is(err, store.ErrAuthFailed) {
-		t.Fatalf("check with no worker program: %v, want an error", err)
+	// No worker can start: the checks run in the process, right and wrong.
+	if err := h.Verify(context.Background(), r, "pw"); err != nil {
+		t.Fatalf("right password with no worker program: %v", err)
+	}
+	if err := h.Verify(context.Background(), r, "wrong"); !errors.Is(err, store.ErrAuthFailed) {
+		t.Fatalf("wrong password with no worker program: %v, want ErrAuthFailed", err)
+	}
+	if w.Started() != 0 {
+		t.Fatalf("%d workers started from a missing program", w.Started())
 	}
 }
