@@ -104,7 +104,7 @@ var metricHelp = map[string]string{
 	"store_leftovers_removed_total":    "Crash leftovers removed, by kind: tmp (unfinished writes), lock (stale lock files), restored (messages put back from an interrupted deletion), trash (messages left deleted).",
 	"store_password_upgrades_total":    "Stored password hashes rehashed with the current auth.hash settings at login.",
 	"store_hash_worker_starts_total":   "Password hash worker processes started (auth.hash_processes).",
-	"store_hash_worker_failures_total": "Password checks that a hash worker process failed to answer (it died, or could not start): the login got a temporary failure.",
+	"store_hash_worker_failures_total": "Password checks a hash worker process failed to answer (it died: the login got a temporary failure), or that found no worker able to start (the check ran in pop3d).",
 	"store_auth_cache_total":           "Password checks answered by the authentication cache (auth.cache_ttl), by result: hit, miss.",
 }
 
