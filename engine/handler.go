@@ -278,9 +278,13 @@ func (s *Server) admitLater(w *conn) {
 func (h *handler) OnTick() (time.Duration, gnet.Action) {
 	s := h.s
 	s.sweep(s.now())
-	d := s.opts.SweepInterval
-	if d <= 0 {
-		d = time.Second
+	return s.sweepInterval(), gnet.None
+}
+
+// sweepInterval is how often the sweep runs (Options.SweepInterval).
+func (s *Server) sweepInterval() time.Duration {
+	if d := s.opts.SweepInterval; d > 0 {
+		return d
 	}
-	return d, gnet.None
+	return time.Second
 }

@@ -101,10 +101,22 @@ func (s *Server) sweep(now time.Time) {
 		}
 		switch k.phase.Load() {
 		case phaseRefusing:
-			// waitSince holds the time of the refusal.
-			if t >= k.waitSince.Load() {
+			// waitSince holds the time of the refusal. One due before the
+			// next sweep (within a second at most) is refused at its time,
+			// not with every other one due in that interval: refusals in a burst would hold up the
+			// loops once a sweep, and the clients redialling after them
+			// would come back in a burst too.
+			switch due := k.waitSince.Load() - t; {
+			case due <= 0:
 				k.expiring.Store(true)
 				k.post(k.refuseNow, nil)
+			case due < int64(min(s.sweepInterval(), time.Second)):
+				k.expiring.Store(true)
+				k.refs.Add(1) // held until the timer posted the refusal
+				time.AfterFunc(time.Duration(due), func() {
+					k.post(k.refuseNow, nil)
+					k.release()
+				})
 			}
 		case phaseWaiting:
 			if set.backlogWait > 0 && t-k.waitSince.Load() > int64(set.backlogWait) {

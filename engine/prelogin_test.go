@@ -312,3 +312,26 @@ func expectClosedWithoutPlaintext(t *testing.T, addr string) {
 		t.Fatalf("refused TLS connection read %q, %v; want a close without plaintext", b, err)
 	}
 }
+
+// A held refusal due before the next sweep is refused at its own time (a
+// timer the sweep sets), not at the sweep after it, so that the refusals
+// of one interval are spread over it instead of sent in one burst.
+func TestDelayedRefusalBetweenSweeps(t *testing.T) {
+	ts := startServer(t, func(cfg *Config) {
+		cfg.SocketMax = 1
+		cfg.SocketBacklog = 0
+		cfg.RefuseDelay = 10 * time.Second
+		cfg.RefuseHold = 1
+	})
+	c1 := ts.dial(t)
+	c1.expect("+OK ready")
+	c2 := ts.dial(t)
+	k2 := ts.connOf(t, c2.c)
+	eventually(t, "c2 held", func() bool { return ts.sockets.stats().Refusing == 1 })
+	// The clock to 50 ms before the refusal: the sweep arms a timer, and
+	// the refusal comes without another sweep.
+	ts.clock.Advance(time.Duration(k2.waitSince.Load()-ts.clock.Now().UnixNano()) - 50*time.Millisecond)
+	ts.Sweep()
+	c2.expect("-ERR [SYS/TEMP] too many connections, try again later")
+	c2.expectClosed(5 * time.Second)
+}

@@ -573,24 +573,20 @@ func (h *Hasher) newRecord(ctx context.Context, p HashParams, key []byte, a stor
 	if err := h.acquire(ctx); err != nil {
 		return nil, err
 	}
-	r := &Record{Version: version, Alg: p.Alg}
-	switch p.Alg {
-	case AlgArgon2id:
-		r.Params, r.Salt = p.Argon2, salt
-		r.Hash = argon2.IDKey([]byte(password), r.Salt, r.Params.Time, r.Params.MemoryKiB, r.Params.Threads, r.Params.KeyLen)
-	case AlgBcrypt:
-		b, err := bcrypt.GenerateFromPassword([]byte(password), p.BcryptCost)
-		if err != nil {
-			h.release()
-			return nil, err
+	var r *Record
+	var err error
+	if run := h.Runner(); run != nil {
+		r, err = run.Make(ctx, p, salt, []byte(password))
+		if errors.Is(err, ErrNoWorker) {
+			h.noWorker(err)
+			r, err = makeHash(p, salt, []byte(password))
 		}
-		r.Crypt = string(b)
-	case AlgSHA512Crypt:
-		rounds := p.SHA512Rounds
-		if rounds == SHA512DefaultRounds {
-			rounds = 0 // the usual spelling of the default
-		}
-		r.Crypt = sha512Crypt([]byte(password), newSHA512Salt(salt), rounds)
+	} else {
+		r, err = makeHash(p, salt, []byte(password))
+	}
+	if err != nil {
+		h.release()
+		return nil, err
 	}
 	h.release()
 	if !p.NoReversible {
@@ -603,6 +599,32 @@ func (h *Hasher) newRecord(ctx context.Context, p HashParams, key []byte, a stor
 		return nil, err
 	}
 	r.SCRAM = store.MarshalSCRAM(NewSCRAMKeys(password, scramSalt, SCRAMIterations))
+	return r, nil
+}
+
+// makeHash computes the hash of password with p and salt: a record with
+// the hash and its parameters only.
+func makeHash(p HashParams, salt, password []byte) (*Record, error) {
+	r := &Record{Version: version, Alg: p.Alg}
+	switch p.Alg {
+	case AlgArgon2id:
+		r.Params, r.Salt = p.Argon2, salt
+		r.Hash = argon2.IDKey(password, r.Salt, r.Params.Time, r.Params.MemoryKiB, r.Params.Threads, r.Params.KeyLen)
+	case AlgBcrypt:
+		b, err := bcrypt.GenerateFromPassword(password, p.BcryptCost)
+		if err != nil {
+			return nil, err
+		}
+		r.Crypt = string(b)
+	case AlgSHA512Crypt:
+		rounds := p.SHA512Rounds
+		if rounds == SHA512DefaultRounds {
+			rounds = 0 // the usual spelling of the default
+		}
+		r.Crypt = sha512Crypt(password, newSHA512Salt(salt), rounds)
+	default:
+		return nil, fmt.Errorf("unknown password hash %q", p.Alg)
+	}
 	return r, nil
 }
 

@@ -32,6 +32,9 @@ type Runner interface {
 	// does). low: the check may run at a lower CPU priority. An error
 	// means the check could not run.
 	Verify(ctx context.Context, password []byte, r *Record, low bool) (bool, error)
+	// Make computes the hash of a new record (as makeHash does): a
+	// password set, or a hash upgraded after a successful login.
+	Make(ctx context.Context, p HashParams, salt, password []byte) (*Record, error)
 }
 
 // ErrNoWorker wraps the error of a worker that could not start (no
@@ -169,35 +172,74 @@ func (w *Workers) Verify(_ context.Context, password []byte, r *Record, low bool
 	if err != nil {
 		return false, err
 	}
-	if len(req) > maxWorkerRequest {
-		return false, errors.New("password check too large for a hash worker")
-	}
 	prio := 0
 	if low {
 		prio = 1
 	}
+	answer, err := w.run(prio, req)
+	if err != nil {
+		return false, err
+	}
+	switch answer[0] {
+	case 'Y':
+		return true, nil
+	case 'N':
+		return false, nil
+	}
+	return false, fmt.Errorf("password hash worker: unexpected answer %q", answer[0])
+}
+
+// Make computes a new record's hash in an ordinary worker.
+func (w *Workers) Make(_ context.Context, p HashParams, salt, password []byte) (*Record, error) {
+	req, err := json.Marshal(workerRequest{Make: &p, Salt: salt, Password: password})
+	if err != nil {
+		return nil, err
+	}
+	answer, err := w.run(0, req)
+	if err != nil {
+		return nil, err
+	}
+	switch answer[0] {
+	case 'R':
+		r, err := Decode(answer[1:])
+		if err != nil {
+			return nil, fmt.Errorf("password hash worker: %w", err)
+		}
+		return r, nil
+	case 'E':
+		return nil, fmt.Errorf("password hash worker: %s", answer[1:])
+	}
+	return nil, fmt.Errorf("password hash worker: unexpected answer %q", answer[0])
+}
+
+// run sends one request to a worker of priority prio and returns its
+// answer.
+func (w *Workers) run(prio int, req []byte) ([]byte, error) {
+	if len(req) > maxWorkerRequest {
+		return nil, errors.New("request too large for a password hash worker")
+	}
 	k, err := w.get(prio)
 	if err != nil {
 		mWorkerFailures.Inc()
-		return false, fmt.Errorf("%w: %w", ErrNoWorker, err)
+		return nil, fmt.Errorf("%w: %w", ErrNoWorker, err)
 	}
 	// The check is not abandoned when ctx ends: the slot it holds in the
 	// Hasher (and the auth queue) stays taken until the worker answers,
 	// so that clients that hang up after sending a password cannot have
-	// more hashes computed at once than the bounds allow.
-	// A worker that does not answer within maxCheckTime is killed: the
-	// check fails instead of holding its slot for ever.
+	// more hashes computed at once than the bounds allow. A worker that
+	// does not answer within maxCheckTime is killed: the check fails
+	// instead of holding its slot for ever.
 	kill := time.AfterFunc(maxCheckTime, func() { k.cmd.Process.Kill() })
-	ok, err := k.ask(req)
+	answer, err := k.ask(req)
 	kill.Stop()
 	if err != nil {
 		mWorkerFailures.Inc()
 		k.log.Warn("password hash worker failed", "pid", k.cmd.Process.Pid, "err", err)
 		k.stop()
-		return false, fmt.Errorf("password hash worker: %w", err)
+		return nil, fmt.Errorf("password hash worker: %w", err)
 	}
 	w.put(prio, k)
-	return ok, nil
+	return answer, nil
 }
 
 // get returns an idle worker of prio, or starts one.
@@ -262,24 +304,35 @@ func startWorker(command []string, nice, gen int) (*worker, error) {
 	return &worker{cmd: cmd, in: in, out: bufio.NewReader(out), gen: gen}, nil
 }
 
-// ask sends one request and reads the answer.
-func (k *worker) ask(req []byte) (bool, error) {
+// ask sends one request and reads the answer: one octet ('Y', 'N'), or
+// one ('R', 'E') and a 4-octet big-endian length and that many octets.
+func (k *worker) ask(req []byte) ([]byte, error) {
 	k.buf = binary.BigEndian.AppendUint32(k.buf[:0], uint32(len(req)))
 	k.buf = append(k.buf, req...)
 	if _, err := k.in.Write(k.buf); err != nil {
-		return false, err
+		return nil, err
 	}
 	b, err := k.out.ReadByte()
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	switch b {
-	case 'Y':
-		return true, nil
-	case 'N':
-		return false, nil
+	if b == 'Y' || b == 'N' {
+		return []byte{b}, nil
 	}
-	return false, fmt.Errorf("unexpected answer %q", b)
+	var hdr [4]byte
+	if _, err := io.ReadFull(k.out, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > maxWorkerRequest {
+		return nil, fmt.Errorf("answer of %d octets", n)
+	}
+	answer := make([]byte, 1+n)
+	answer[0] = b
+	if _, err := io.ReadFull(k.out, answer[1:]); err != nil {
+		return nil, err
+	}
+	return answer, nil
 }
 
 // stop ends the worker: it exits when its input closes.
@@ -289,8 +342,12 @@ func (k *worker) stop() {
 }
 
 type workerRequest struct {
-	Record   *Record `json:"r"`
+	Record   *Record `json:"r,omitempty"`
 	Password []byte  `json:"p"`
+	// Make, when set, asks for a new hash with these parameters and Salt
+	// instead of a check of Record.
+	Make *HashParams `json:"m,omitempty"`
+	Salt []byte      `json:"s,omitempty"`
 }
 
 // WorkerMain serves as a hash worker on standard input and output, at the
@@ -338,20 +395,50 @@ func ServeWorker(in io.Reader, out io.Writer) error {
 		if err := json.Unmarshal(buf, &req); err != nil {
 			return err
 		}
-		answer := []byte{'N'}
-		if req.Record != nil && req.Record.valid() == nil && verify(req.Password, req.Record) {
-			answer[0] = 'Y'
+		var answer []byte
+		alg := ""
+		if req.Make != nil {
+			alg = req.Make.Alg
+			answer = makeAnswer(req)
+		} else {
+			answer = []byte{'N'}
+			if req.Record != nil && req.Record.valid() == nil && verify(req.Password, req.Record) {
+				answer[0] = 'Y'
+			}
+			if req.Record != nil {
+				alg = req.Record.Alg
+			}
 		}
 		clear(req.Password)
 		if _, err := out.Write(answer); err != nil {
 			return err
 		}
-		if req.Record != nil && req.Record.Alg == AlgArgon2id {
+		if alg == AlgArgon2id {
 			// The hash's memory goes back to the system at once, so an
 			// idle worker holds none.
 			debug.FreeOSMemory()
 		}
 	}
+}
+
+// makeAnswer computes the hash a Make request asks for: 'R' and the
+// record, or 'E' and the error.
+func makeAnswer(req workerRequest) []byte {
+	frame := func(kind byte, b []byte) []byte {
+		return append(binary.BigEndian.AppendUint32([]byte{kind}, uint32(len(b))), b...)
+	}
+	p := req.Make.Normal()
+	if err := p.Check(); err != nil {
+		return frame('E', []byte(err.Error()))
+	}
+	r, err := makeHash(p, req.Salt, req.Password)
+	if err == nil {
+		var b []byte
+		if b, err = r.Encode(); err == nil {
+			return frame('R', b)
+		}
+	}
+	return frame('E', []byte(err.Error()))
 }
 
 // setNice gives every thread of the process the nice value n (Linux keeps

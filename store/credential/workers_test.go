@@ -212,3 +212,56 @@ func TestWorkerCommandMissingChecksInProcess(t *testing.T) {
 		t.Fatalf("%d workers started from a missing program", w.Started())
 	}
 }
+
+// New records' hashes are made in a worker too (a password set, a hash
+// upgraded at login); the sealed secrets and SCRAM keys are added here.
+func TestWorkersMakeEveryAlgorithm(t *testing.T) {
+	w := testWorkers(t, 0, 0)
+	key := NewKey()
+	a := store.Address{Mailbox: "bob", Domain: "example.org"}
+	for i, p := range []HashParams{
+		{Alg: AlgArgon2id, Argon2: cheap},
+		{Alg: AlgBcrypt, BcryptCost: 4},
+		{Alg: AlgSHA512Crypt, SHA512Rounds: 1000},
+	} {
+		h, err := NewHasher(p, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.SetRunner(w)
+		r, err := h.New(context.Background(), key, a, "s3cret")
+		if err != nil {
+			t.Fatalf("%s: New through a worker: %v", p.Alg, err)
+		}
+		if n := w.Started(); n != 1 {
+			t.Fatalf("%s: %d workers started, want the one kept", p.Alg, n)
+		}
+		if len(r.Sealed) == 0 || len(r.SCRAM) == 0 || !r.Current(h.Params()) {
+			t.Errorf("%s: record made through a worker lacks its secrets or parameters: %+v", p.Alg, r)
+		}
+		// Checked here, without the worker.
+		h.SetRunner(nil)
+		if err := h.Verify(context.Background(), r, "s3cret"); err != nil {
+			t.Errorf("%s (%d): the worker's hash does not verify here: %v", p.Alg, i, err)
+		}
+		if err := h.Verify(context.Background(), r, "wrong"); !errors.Is(err, store.ErrAuthFailed) {
+			t.Errorf("%s: wrong password against the worker's hash: %v", p.Alg, err)
+		}
+	}
+}
+
+// A worker refuses to make a hash with parameters out of bounds.
+func TestWorkerMakeRefusesBadParameters(t *testing.T) {
+	w := testWorkers(t, 0, 0)
+	_, err := w.Make(context.Background(), HashParams{Alg: AlgBcrypt, BcryptCost: 31}, make([]byte, SaltLen), []byte("x"))
+	if err == nil || !strings.Contains(err.Error(), "bcrypt cost") {
+		t.Fatalf("bcrypt cost 31 in a worker: %v, want the bounds error", err)
+	}
+	// The worker is still there for the next request.
+	if _, err := w.Make(context.Background(), HashParams{Alg: AlgSHA512Crypt, SHA512Rounds: 1000}.Normal(), make([]byte, SaltLen), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if n := w.Started(); n != 1 {
+		t.Fatalf("%d workers started, want 1", n)
+	}
+}
