@@ -21,6 +21,13 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// cheapOfEachAlgorithm are cheap parameters of every hash algorithm.
+var cheapOfEachAlgorithm = []HashParams{
+	{Alg: AlgArgon2id, Argon2: cheap},
+	{Alg: AlgBcrypt, BcryptCost: 4},
+	{Alg: AlgSHA512Crypt, SHA512Rounds: 1000},
+}
+
 func testWorkers(t *testing.T, nice, low int) *Workers {
 	t.Helper()
 	exe, err := os.Executable()
@@ -39,11 +46,7 @@ func TestWorkersVerifyEveryAlgorithm(t *testing.T) {
 	w := testWorkers(t, 0, 0)
 	key := NewKey()
 	a := store.Address{Mailbox: "bob", Domain: "example.org"}
-	for _, p := range []HashParams{
-		{Alg: AlgArgon2id, Argon2: cheap},
-		{Alg: AlgBcrypt, BcryptCost: 4},
-		{Alg: AlgSHA512Crypt, SHA512Rounds: 1000},
-	} {
+	for _, p := range cheapOfEachAlgorithm {
 		h, err := NewHasher(p, 2)
 		if err != nil {
 			t.Fatal(err)
@@ -219,11 +222,7 @@ func TestWorkersMakeEveryAlgorithm(t *testing.T) {
 	w := testWorkers(t, 0, 0)
 	key := NewKey()
 	a := store.Address{Mailbox: "bob", Domain: "example.org"}
-	for i, p := range []HashParams{
-		{Alg: AlgArgon2id, Argon2: cheap},
-		{Alg: AlgBcrypt, BcryptCost: 4},
-		{Alg: AlgSHA512Crypt, SHA512Rounds: 1000},
-	} {
+	for i, p := range cheapOfEachAlgorithm {
 		h, err := NewHasher(p, 2)
 		if err != nil {
 			t.Fatal(err)
