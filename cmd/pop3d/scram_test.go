@@ -2,14 +2,10 @@ package main
 
 import (
 	"bufio"
-	"crypto/hmac"
-	"crypto/pbkdf2"
-	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
 	"net"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -85,41 +81,23 @@ func TestSCRAMPlusTLSExporter(t *testing.T) {
 		if cbOverride != nil {
 			cb = cbOverride
 		}
-		gs2, bare := "p=tls-exporter,,", "n="+testAddr.String()+",r=gonce"
-		resp := cmd("AUTH SCRAM-SHA-256-PLUS " + base64.StdEncoding.EncodeToString([]byte(gs2+bare)))
-		if !strings.HasPrefix(resp, "+ ") {
-			return resp
-		}
-		sfb, _ := base64.StdEncoding.DecodeString(resp[2:])
-		sf := string(sfb)
-		var nonce, salt string
-		iter := 0
-		for _, f := range strings.Split(sf, ",") {
-			k, v, _ := strings.Cut(f, "=")
-			switch k {
-			case "r":
-				nonce = v
-			case "s":
-				salt = v
-			case "i":
-				iter, _ = strconv.Atoi(v)
+		// The SCRAM client of the submission tests (scramAuth) over POP3's
+		// AUTH exchange.
+		c := &scramAuth{user: testAddr.String(), pass: testPassword, cb: cb}
+		mech, first, _ := c.Start(nil)
+		resp := cmd("AUTH " + mech + " " + base64.StdEncoding.EncodeToString(first))
+		for strings.HasPrefix(resp, "+ ") && !c.verified {
+			challenge, err := base64.StdEncoding.DecodeString(resp[2:])
+			if err != nil {
+				t.Fatalf("challenge %q: %v", resp, err)
 			}
+			next, err := c.Next(challenge, true)
+			if err != nil {
+				t.Fatalf("SCRAM client: %v", err)
+			}
+			resp = cmd(base64.StdEncoding.EncodeToString(next))
 		}
-		s, _ := base64.StdEncoding.DecodeString(salt)
-		salted, _ := pbkdf2.Key(sha256.New, testPassword, s, iter, 32)
-		h := func(k []byte, m string) []byte { x := hmac.New(sha256.New, k); x.Write([]byte(m)); return x.Sum(nil) }
-		ck := h(salted, "Client Key")
-		sk := sha256.Sum256(ck)
-		wo := "c=" + base64.StdEncoding.EncodeToString(append([]byte(gs2), cb...)) + ",r=" + nonce
-		sig := h(sk[:], bare+","+sf+","+wo)
-		for i := range ck {
-			ck[i] ^= sig[i]
-		}
-		resp = cmd(base64.StdEncoding.EncodeToString([]byte(wo + ",p=" + base64.StdEncoding.EncodeToString(ck))))
-		if !strings.HasPrefix(resp, "+ ") {
-			return resp
-		}
-		return cmd("")
+		return resp
 	}
 	if got := login(nil); !strings.HasPrefix(got, "+OK maildrop has 1 messages") {
 		t.Fatalf("tls-exporter binding: %q", got)
@@ -129,7 +107,7 @@ func TestSCRAMPlusTLSExporter(t *testing.T) {
 	}
 }
 
-// pyScript reads a Python script of testdata.
+// runPyFile runs a Python script of testdata with args.
 func runPyFile(t *testing.T, path string, args ...string) string {
 	t.Helper()
 	abs, err := filepath.Abs(path)
