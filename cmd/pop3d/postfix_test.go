@@ -281,6 +281,33 @@ type postqueueEntry struct {
 
 var queuedAsRe = regexp.MustCompile(`250 2\.0\.0 Ok: queued as ([0-9A-Za-z]+)`)
 
+// waitDeferred waits until Postfix holds message id for rcpt in its
+// deferred queue with a delay reason (containing reason, when not "").
+func (p *postfixInstance) waitDeferred(t *testing.T, id, rcpt, reason string) {
+	t.Helper()
+	pop3dtest.WaitFor(t, postfixTimeout, id+" deferred in Postfix's queue", func() bool {
+		for _, e := range p.queued() {
+			if e.QueueID == id && e.QueueName == "deferred" && len(e.Recipients) == 1 &&
+				e.Recipients[0].Address == rcpt && e.Recipients[0].DelayReason != "" &&
+				strings.Contains(e.Recipients[0].DelayReason, reason) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// flush asks Postfix to deliver its queue now, waits for the log line
+// re (what), and expects the queue empty afterwards.
+func (p *postfixInstance) flush(t *testing.T, what string, re *regexp.Regexp) {
+	t.Helper()
+	p.run("postqueue", "-f")
+	p.waitLog(what, re)
+	if q := p.queued(); len(q) != 0 {
+		t.Fatalf("Postfix's queue after the flush: %+v", q)
+	}
+}
+
 // send hands a message to Postfix's smtpd with swaks and returns its
 // Postfix queue id.
 func (p *postfixInstance) send(from, to, subject string) string {
@@ -395,22 +422,10 @@ func TestPostfixLMTP(t *testing.T) {
 		t.Fatalf("stopping pop3d: %v", err)
 	}
 	id = pf.send("bob@example.org", "alice@example.org", "while pop3d was down")
-	pop3dtest.WaitFor(t, postfixTimeout, id+" deferred in Postfix's queue", func() bool {
-		for _, e := range pf.queued() {
-			if e.QueueID == id && e.QueueName == "deferred" && len(e.Recipients) == 1 &&
-				e.Recipients[0].Address == "alice@example.org" && e.Recipients[0].DelayReason != "" {
-				return true
-			}
-		}
-		return false
-	})
+	pf.waitDeferred(t, id, "alice@example.org", "")
 	cfg.Setup = nil
 	srv = pop3dtest.Start(t, cfg)
-	pf.run("postqueue", "-f")
-	pf.waitLog("Postfix delivering "+id+" after the flush", sentRe(id, "alice@example.org"))
-	if q := pf.queued(); len(q) != 0 {
-		t.Fatalf("Postfix's queue after the flush: %+v", q)
-	}
+	pf.flush(t, "Postfix delivering "+id+" after the flush", sentRe(id, "alice@example.org"))
 	msgs = poplibMessages(t, srv, "alice@example.org", alicePw)
 	if len(msgs) != 2 || !strings.Contains(msgs[1], "Subject: while pop3d was down") {
 		t.Fatalf("alice's mailbox after the flush: %q", msgs)
@@ -521,23 +536,10 @@ func TestPostfixMailboxCommand(t *testing.T) {
 		t.Fatalf("stopping pop3d: %v", err)
 	}
 	id = pf.send("bob@example.net", "news@example.org", "while pop3d was down")
-	pop3dtest.WaitFor(t, postfixTimeout, id+" deferred in Postfix's queue", func() bool {
-		for _, e := range pf.queued() {
-			if e.QueueID == id && e.QueueName == "deferred" && len(e.Recipients) == 1 &&
-				e.Recipients[0].Address == "news@example.org" &&
-				strings.Contains(e.Recipients[0].DelayReason, "cannot reach the LMTP server") {
-				return true
-			}
-		}
-		return false
-	})
+	pf.waitDeferred(t, id, "news@example.org", "cannot reach the LMTP server")
 	cfg.Setup = nil
 	srv = pop3dtest.Start(t, cfg)
-	pf.run("postqueue", "-f")
-	pf.waitLog("local(8) delivering "+id+" after the flush", localRe(id, "news@example.org", "sent"))
-	if q := pf.queued(); len(q) != 0 {
-		t.Fatalf("Postfix's queue after the flush: %+v", q)
-	}
+	pf.flush(t, "local(8) delivering "+id+" after the flush", localRe(id, "news@example.org", "sent"))
 	msgs = poplibMessages(t, srv, "news@example.org", newsPw)
 	if len(msgs) != 3 || !strings.Contains(msgs[2], "Subject: while pop3d was down") {
 		t.Fatalf("news's mailbox after the flush: %q", msgs)
