@@ -6,11 +6,8 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,36 +15,17 @@ import (
 	"time"
 
 	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
+	"github.com/pop3svc/pop3svc/session/auth/jwttest"
 )
 
 // signJWT makes an RS256 (RSA key) or ES256 (P-256 key) token.
 func signJWT(t *testing.T, key crypto.Signer, kid string, claims map[string]any) string {
 	t.Helper()
-	enc := base64.RawURLEncoding
-	alg := "RS256"
-	if _, ok := key.(*ecdsa.PrivateKey); ok {
-		alg = "ES256"
+	tok, err := jwttest.Sign(key, kid, jwttest.Alg(key), claims)
+	if err != nil {
+		t.Fatal(err)
 	}
-	h, _ := json.Marshal(map[string]string{"alg": alg, "kid": kid, "typ": "JWT"})
-	c, _ := json.Marshal(claims)
-	signed := enc.EncodeToString(h) + "." + enc.EncodeToString(c)
-	sum := sha256.Sum256([]byte(signed))
-	var sig []byte
-	switch k := key.(type) {
-	case *rsa.PrivateKey:
-		s, err := rsa.SignPKCS1v15(rand.Reader, k, crypto.SHA256, sum[:])
-		if err != nil {
-			t.Fatal(err)
-		}
-		sig = s
-	case *ecdsa.PrivateKey:
-		r, s, err := ecdsa.Sign(rand.Reader, k, sum[:])
-		if err != nil {
-			t.Fatal(err)
-		}
-		sig = append(r.FillBytes(make([]byte, 32)), s.FillBytes(make([]byte, 32))...)
-	}
-	return signed + "." + enc.EncodeToString(sig)
+	return tok
 }
 
 // curl --oauth2-bearer against POP3: OAUTHBEARER and XOAUTH2 with tokens
@@ -61,12 +39,7 @@ func TestOAuthWithCurl(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ecPub, _ := ecKey.PublicKey.Bytes()
-	enc := base64.RawURLEncoding
-	set, _ := json.Marshal(map[string]any{"keys": []map[string]string{
-		{"kty": "RSA", "kid": "rsa-1", "use": "sig", "n": enc.EncodeToString(rsaKey.N.Bytes()), "e": enc.EncodeToString(big.NewInt(int64(rsaKey.E)).Bytes())},
-		{"kty": "EC", "kid": "ec-1", "crv": "P-256", "x": enc.EncodeToString(ecPub[1:33]), "y": enc.EncodeToString(ecPub[33:])},
-	}})
+	set := jwttest.JWKS(map[string]crypto.PublicKey{"rsa-1": &rsaKey.PublicKey, "ec-1": &ecKey.PublicKey})
 	jwksPath := filepath.Join(t.TempDir(), "jwks.json")
 	if err := os.WriteFile(jwksPath, set, 0o600); err != nil {
 		t.Fatal(err)

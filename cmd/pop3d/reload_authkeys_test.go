@@ -1,11 +1,11 @@
 package main
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/pop3svc/pop3svc/cmd/internal/config"
 	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
+	"github.com/pop3svc/pop3svc/session/auth/jwttest"
 )
 
 // policyCases change auth.scram, auth.reversible_secrets and the per-domain and per-mailbox EXPIRE
@@ -146,12 +147,7 @@ func newOAuthKey(t *testing.T, kid string) (*ecdsa.PrivateKey, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, _ := k.PublicKey.Bytes()
-	enc := base64.RawURLEncoding
-	set, _ := json.Marshal(map[string]any{"keys": []map[string]string{
-		{"kty": "EC", "kid": kid, "crv": "P-256", "x": enc.EncodeToString(pub[1:33]), "y": enc.EncodeToString(pub[33:])},
-	}})
-	return k, set
+	return k, jwttest.JWKS(map[string]crypto.PublicKey{kid: &k.PublicKey})
 }
 
 // oauthLogin logs in with AUTH OAUTHBEARER (RFC 7628) and returns the

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto"
 	"crypto/hmac"
 	"crypto/pbkdf2"
 	"crypto/rand"
@@ -8,10 +9,8 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"net/smtp"
 	"os"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
+	"github.com/pop3svc/pop3svc/session/auth/jwttest"
 )
 
 // bobBcrypt is a bcrypt hash of "correct horse" (htpasswd -B), brought to
@@ -245,10 +245,7 @@ func TestSubmissionOAuthWithCurl(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc := base64.RawURLEncoding
-	set, _ := json.Marshal(map[string]any{"keys": []map[string]string{
-		{"kty": "RSA", "kid": "rsa-1", "use": "sig", "n": enc.EncodeToString(key.N.Bytes()), "e": enc.EncodeToString(big.NewInt(int64(key.E)).Bytes())},
-	}})
+	set := jwttest.JWKS(map[string]crypto.PublicKey{"rsa-1": &key.PublicKey})
 	jwks := filepath.Join(t.TempDir(), "jwks.json")
 	if err := os.WriteFile(jwks, set, 0o600); err != nil {
 		t.Fatal(err)

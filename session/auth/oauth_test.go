@@ -7,11 +7,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,50 +18,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pop3svc/pop3svc/session/auth/jwttest"
 	"github.com/pop3svc/pop3svc/store"
 )
 
 var b64u = base64.RawURLEncoding
 
-// mintJWT signs claims with key (RS256 for RSA, ES256 for P-256).
+// mintJWT signs claims with key, naming alg in the header.
 func mintJWT(t testing.TB, key crypto.Signer, kid, alg string, claims map[string]any) string {
 	t.Helper()
-	h, _ := json.Marshal(map[string]string{"alg": alg, "kid": kid, "typ": "JWT"})
-	c, _ := json.Marshal(claims)
-	signed := b64u.EncodeToString(h) + "." + b64u.EncodeToString(c)
-	sum := sha256.Sum256([]byte(signed))
-	var sig []byte
-	switch k := key.(type) {
-	case *rsa.PrivateKey:
-		s, err := rsa.SignPKCS1v15(rand.Reader, k, crypto.SHA256, sum[:])
-		if err != nil {
-			t.Fatal(err)
-		}
-		sig = s
-	case *ecdsa.PrivateKey:
-		r, s, err := ecdsa.Sign(rand.Reader, k, sum[:])
-		if err != nil {
-			t.Fatal(err)
-		}
-		sig = append(r.FillBytes(make([]byte, 32)), s.FillBytes(make([]byte, 32))...)
+	tok, err := jwttest.Sign(key, kid, alg, claims)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return signed + "." + b64u.EncodeToString(sig)
+	return tok
 }
 
-func jwks(keys map[string]crypto.PublicKey) []byte {
-	var out []map[string]string
-	for kid, k := range keys {
-		switch k := k.(type) {
-		case *rsa.PublicKey:
-			out = append(out, map[string]string{"kty": "RSA", "kid": kid, "use": "sig", "n": b64u.EncodeToString(k.N.Bytes()), "e": b64u.EncodeToString(big.NewInt(int64(k.E)).Bytes())})
-		case *ecdsa.PublicKey:
-			b, _ := k.Bytes()
-			out = append(out, map[string]string{"kty": "EC", "kid": kid, "crv": "P-256", "x": b64u.EncodeToString(b[1:33]), "y": b64u.EncodeToString(b[33:])})
-		}
-	}
-	b, _ := json.Marshal(map[string]any{"keys": out})
-	return b
-}
+func jwks(keys map[string]crypto.PublicKey) []byte { return jwttest.JWKS(keys) }
 
 type oauthFixture struct {
 	a        *Authenticator
