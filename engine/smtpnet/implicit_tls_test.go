@@ -69,11 +69,9 @@ func TestImplicitTLSSilentClient(t *testing.T) {
 			t.Errorf("client sending %q got a greeting in plaintext: %q", send, b)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for mTLSFail.Get()-before < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("smtp_tls_handshake_failed_total rose by %d, want 2", mTLSFail.Get()-before)
-		}
-		time.Sleep(10 * time.Millisecond)
+	// The server counts a failed handshake before it closes the
+	// connection, and each client above read until that close.
+	if n := mTLSFail.Get() - before; n < 2 {
+		t.Fatalf("smtp_tls_handshake_failed_total rose by %d, want at least 2", n)
 	}
 }

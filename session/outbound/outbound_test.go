@@ -19,6 +19,7 @@ type gate struct {
 	open    int
 	maxOpen int
 	release chan struct{}
+	inData  chan struct{} // a conversation has read its message and waits for release
 	got     int
 }
 
@@ -42,6 +43,7 @@ func (s *gateSession) Mail(string, *gosmtp.MailOptions) error {
 func (s *gateSession) Rcpt(string, *gosmtp.RcptOptions) error { return nil }
 func (s *gateSession) Data(r io.Reader) error {
 	_, _ = io.Copy(io.Discard, r)
+	s.g.inData <- struct{}{}
 	<-s.g.release
 	s.g.mu.Lock()
 	s.g.open--
@@ -54,7 +56,7 @@ func (s *gateSession) Data(r io.Reader) error {
 // max_per_destination 2: no more than two conversations are open at any
 // time, and all five arrive.
 func TestPerDestinationLimit(t *testing.T) {
-	g := &gate{release: make(chan struct{})}
+	g := &gate{release: make(chan struct{}), inData: make(chan struct{}, 5)}
 	srv := gosmtp.NewServer(g)
 	srv.Domain = "gate.test"
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -77,18 +79,15 @@ func TestPerDestinationLimit(t *testing.T) {
 	}
 	// Wait until two conversations sit in DATA and the other three wait
 	// for a slot; then let them through one by one.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		g.mu.Lock()
-		n := g.open
-		g.mu.Unlock()
-		if n == 2 && tr.Busy(l.Addr().String()) == 2 {
-			break
+	for range 2 {
+		select {
+		case <-g.inData:
+		case <-time.After(30 * time.Second):
+			t.Fatal("two conversations did not reach DATA within 30s")
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("two conversations did not open within 30s (open %d)", n)
-		}
-		time.Sleep(10 * time.Millisecond)
+	}
+	if n := tr.Busy(l.Addr().String()); n != 2 {
+		t.Fatalf("%d conversations hold a slot of the destination with two in DATA, want 2", n)
 	}
 	for range 5 {
 		g.release <- struct{}{}
