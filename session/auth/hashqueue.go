@@ -153,6 +153,11 @@ type Check struct {
 	// priority (store.WithLowPriority), taking only the CPU nothing else
 	// wants.
 	Run func(low bool)
+	// Done, if not nil, is called once Run has returned and its slot is
+	// free again: a check that answers its client here, rather than at
+	// the end of Run, lets the client's next attempt find the slot it
+	// held free.
+	Done func()
 	// Refused, if not nil, is called when the waiting check loses its
 	// place to a check of a network holding fewer places (see HashQueue):
 	// the check will not run, and its client must be told at once. It is
@@ -165,6 +170,7 @@ type hashJob struct {
 	suspect bool
 	cost    int64
 	run     func(low bool)
+	done    func()
 	refused func()
 }
 
@@ -450,7 +456,7 @@ func (q *HashQueue) Submit(cost int64, suspect bool, f func(low bool)) error {
 // otherwise fails at once with ErrQueueFull. It never blocks.
 func (q *HashQueue) Enqueue(c Check) error {
 	class := c.Standing.line()
-	job := hashJob{suspect: class == lineSuspect, cost: c.Cost, run: c.Run, refused: c.Refused}
+	job := hashJob{suspect: class == lineSuspect, cost: c.Cost, run: c.Run, done: c.Done, refused: c.Refused}
 	q.mu.Lock()
 	ahead := 0
 	for i := q.firstAhead(class); i <= class; i++ {
@@ -583,6 +589,9 @@ func (q *HashQueue) run(j hashJob) {
 		q.mu.Unlock()
 		for _, n := range start {
 			q.launch(n)
+		}
+		if j.done != nil {
+			j.done()
 		}
 	}()
 	defer func() {

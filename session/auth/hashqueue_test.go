@@ -410,3 +410,23 @@ func TestHashQueueSuspectApartMovesPastWaiting(t *testing.T) {
 		t.Fatal("a suspect check waited behind ordinary ones for a slot of its own")
 	}
 }
+
+// Done runs once the check's slot is free: a client answered there and
+// trying again at once finds the slot, even with no room to wait.
+func TestHashQueueDoneAfterTheSlotIsFree(t *testing.T) {
+	q := NewHashQueue(QueueOptions{Workers: 1, Length: 0})
+	next := make(chan error, 1)
+	if err := q.Enqueue(Check{Run: func(bool) {}, Done: func() {
+		next <- q.Enqueue(Check{Run: func(bool) {}})
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-next:
+		if err != nil {
+			t.Fatalf("a check submitted from Done: %v, want it to start in the freed slot", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Done did not run")
+	}
+}

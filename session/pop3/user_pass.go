@@ -81,20 +81,21 @@ func (s *Session) passwordLogin(mech string, pc auth.PasswordCheck) session.Repl
 	q := a.Queue
 	standing := a.Standing(s.ip)
 	return session.Reply{Pending: func(resume func(func() session.Reply)) {
-		check := func(low bool) {
-			var (
-				addr store.Address
-				pad  time.Duration
-				err  = error(auth.ErrUnavailable)
-			)
-			defer func() {
-				resume(func() session.Reply {
-					return s.login(mech, func() (store.Address, error) {
-						s.pad = pad
-						return addr, err
-					})
+		var (
+			addr store.Address
+			pad  time.Duration
+			err  = error(auth.ErrUnavailable)
+		)
+		// The answer goes out once the check's slot is free (Done).
+		done := func() {
+			resume(func() session.Reply {
+				return s.login(mech, func() (store.Address, error) {
+					s.pad = pad
+					return addr, err
 				})
-			}()
+			})
+		}
+		check := func(low bool) {
 			ctx, cancel := s.ctx()
 			defer cancel()
 			if low {
@@ -109,8 +110,7 @@ func (s *Session) passwordLogin(mech string, pc auth.PasswordCheck) session.Repl
 			})
 		}
 		submit := func() {
-			err := q.Enqueue(auth.Check{Cost: cost, Net: auth.Network(s.ip), Standing: standing, Run: check, Refused: refuse})
-			if err != nil {
+			if qerr := q.Enqueue(auth.Check{Cost: cost, Net: auth.Network(s.ip), Standing: standing, Run: check, Done: done, Refused: refuse}); qerr != nil {
 				refuse()
 			}
 		}
