@@ -97,14 +97,7 @@ func liveCases() []liveCase {
 		{key: "greeting", value: "Changed hello", want: "+OK Changed hello", probe: func(t *testing.T, in *pop3dtest.Server, ip string) string {
 			return strings.SplitN(greeting(t, in, ip), " <", 2)[0]
 		}},
-		{key: "logging", value: "4", want: "debug", probe: func(t *testing.T, in *pop3dtest.Server, ip string) string {
-			n := strings.Count(in.Log(), `msg="session start"`)
-			greeting(t, in, ip)
-			if strings.Count(in.Log(), `msg="session start"`) > n {
-				return "debug"
-			}
-			return "quiet"
-		}},
+		{key: "logging", value: "4", want: "debug", probe: debugLogged},
 		{key: "default_domain", value: "example.org", want: "+OK", probe: func(t *testing.T, in *pop3dtest.Server, ip string) string {
 			return loginAs(t, in, ip, "alice", testPassword)
 		}},
@@ -376,6 +369,38 @@ func greeting(t *testing.T, in *pop3dtest.Server, ip string) string {
 	g := p.Line()
 	p.Cmd("QUIT")
 	return g
+}
+
+// debugLogged fails a login and reports whether the session's debug line
+// ("session start") was logged. The log comes through a pipe, so the
+// probe waits for the failed login's line, which is always logged and
+// comes after the session's start: once it is there, so is a debug line
+// written before it.
+func debugLogged(t *testing.T, in *pop3dtest.Server, ip string) string {
+	t.Helper()
+	p := pop3dtest.Dial(t, in.POP3, ip)
+	defer p.Close()
+	remote := "remote=" + p.C.LocalAddr().String()
+	p.Send("USER logprobe\r\nPASS wrong\r\n")
+	p.Expect("+OK")
+	p.Expect("-ERR")
+	p.Cmd("QUIT")
+	lines := func() []string {
+		var ls []string
+		for _, l := range strings.Split(in.Log(), "\n") {
+			if strings.Contains(l, remote+" ") || strings.HasSuffix(l, remote) {
+				ls = append(ls, l)
+			}
+		}
+		return ls
+	}
+	pop3dtest.WaitFor(t, 10*time.Second, "the failed login logged", func() bool {
+		return slices.ContainsFunc(lines(), func(l string) bool { return strings.Contains(l, `msg="login failed"`) })
+	})
+	if slices.ContainsFunc(lines(), func(l string) bool { return strings.Contains(l, `msg="session start"`) }) {
+		return "debug"
+	}
+	return "quiet"
 }
 
 // capaHas probes the plaintext listener's CAPA for a line containing x.
