@@ -377,10 +377,10 @@ func (k *conn) pump() {
 // worker and posts its reply to the loop.
 func (k *conn) work(f func() session.Reply) {
 	r := k.call(f)
-	if r.Body != nil && r.Delay == 0 && r.Pending == nil {
+	if _, ok := sendfileBody(r); r.Body != nil && r.Delay == 0 && r.Pending == nil && !ok {
 		// Read the body's first chunk on this worker: one hand-off
 		// between worker and loop fewer per RETR/TOP, which is most of a
-		// small message's cost.
+		// small message's cost. A body sent with sendfile is not read.
 		buf := getChunk()
 		n, rerr := readChunk(r.Body, buf)
 		k.post(func() { k.deliverFirst(r, buf, n, rerr) }, func() { putChunk(buf); closeBody(r) })
@@ -646,6 +646,14 @@ func (k *conn) recheck() bool {
 			k.touch()
 		}
 		st.lastOut = out
+		if st.parked && st.file != nil {
+			if out > 0 {
+				return true
+			}
+			st.parked = false
+			k.sendfileStart(st)
+			return false
+		}
 		if st.parked && out <= k.srv.settings().outboundLow {
 			st.parked = false
 			mStreamResumes.Inc()
@@ -716,10 +724,16 @@ func (k *conn) expire() {
 // count progress made before it: at most one more idle period.
 func (k *conn) outputProgress() bool {
 	queued := int64(k.gc.OutboundBuffered() + kernelUnsent(k.gc.Fd()))
-	if queued == 0 {
+	written := k.written
+	if st := k.stream; st != nil && st.sock != nil {
+		// A sendfile stream's goroutine counts its own. Its socket queue
+		// may have just drained with the goroutine not yet woken to fill
+		// it: what left the queue since the last look is progress.
+		written += st.sent.Load()
+	} else if queued == 0 {
 		return false
 	}
-	delivered := k.written - queued
+	delivered := written - queued
 	if delivered > k.delivered {
 		k.delivered = delivered
 		return true

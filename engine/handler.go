@@ -252,6 +252,7 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	s := h.s
 	k.closed.Store(true)
 	abortTransport(k) // ends a TLS handshake waiting for input (tls.go)
+	k.wakeSendfile()  // ends a sendfile stream waiting for room (sendfile.go)
 	k.clearQueue()
 	s.registry.remove(k)
 	s.waker.remove(k)

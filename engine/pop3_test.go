@@ -40,6 +40,12 @@ func (s *heldOpenStore) OpenSession(ctx context.Context, a store.Address, owner 
 // transcript fixture.
 func startPOP3(t *testing.T) (*testServer, *filestore.Store, *heldOpenStore) {
 	t.Helper()
+	return startPOP3With(t, nil)
+}
+
+// startPOP3With is startPOP3 with the engine's configuration edited.
+func startPOP3With(t *testing.T, edit func(cfg *Config)) (*testServer, *filestore.Store, *heldOpenStore) {
+	t.Helper()
 	st, err := filestore.Open(filepath.Join(t.TempDir(), "mailroot"), filestore.Options{
 		Node: 1, Argon2: filestore.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1, KeyLen: 32},
 	})
@@ -50,7 +56,7 @@ func startPOP3(t *testing.T) (*testServer, *filestore.Store, *heldOpenStore) {
 	if err := transcript.Fixture(context.Background(), st); err != nil {
 		t.Fatal(err)
 	}
-	ts := startServer(t, nil)
+	ts := startServer(t, edit)
 	held := &heldOpenStore{Store: st}
 	opts := &pop3.Options{
 		Store: held,

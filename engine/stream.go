@@ -3,7 +3,9 @@ package engine
 import (
 	"errors"
 	"io"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/ants/v2"
@@ -21,6 +23,13 @@ type stream struct {
 	reply   session.Reply
 	parked  bool // waiting for the outbound buffer to fall to the low mark
 	lastOut int  // OutboundBuffered at the last look, to see progress
+
+	// A body sent with sendfile (sendfile.go): the body, the duplicate
+	// descriptor its goroutine writes to (nil while parked before the
+	// start), and the octets it sent so far.
+	file session.FileBody
+	sock *os.File
+	sent atomic.Int64
 }
 
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
@@ -35,6 +44,9 @@ func putChunk(b []byte) {
 }
 
 func (k *conn) startStream(r session.Reply) {
+	if k.startSendfile(r) {
+		return
+	}
 	k.stream = &stream{body: r.Body, reply: r}
 	k.streamRead()
 }

@@ -267,6 +267,24 @@ type Importer interface {
 	Import(ctx context.Context, addr Address, uidl string, msg io.Reader) (name string, err error)
 }
 
+// WireFile is implemented by a message reader (what MailboxSession.Open
+// returns) whose store recorded, when it wrote the message, that no line of
+// it begins with '.'. Such a message is the body of a POP3 multi-line
+// reply as it is stored (RFC 1939 section 3: only those lines are
+// byte-stuffed, and a stored message ends with CRLF), so a server may send
+// the file with sendfile(2) and then the terminating ".\r\n".
+type WireFile interface {
+	// NoDotLines reports whether the record is there and still matches
+	// the file (its size). A store that cannot tell says false.
+	NoDotLines() bool
+	// SendFile sends up to n octets of the message, from where the last
+	// read or send stopped, to the socket sock with sendfile(2), and
+	// returns what sendfile returned: octets sent, and its error
+	// (EAGAIN from a non-blocking socket included). 0 octets and no
+	// error: the file has no more.
+	SendFile(sock, n int) (int, error)
+}
+
 // Sessions opens mailboxes for POP3 sessions.
 type Sessions interface {
 	// OpenSession takes the session lock of the mailbox and returns a

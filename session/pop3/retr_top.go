@@ -1,12 +1,14 @@
 package pop3
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"sync"
 
 	"github.com/pop3svc/pop3svc/session"
+	"github.com/pop3svc/pop3svc/store"
 )
 
 // retr answers RETR msg (RFC 1939 section 5): the message, dot-stuffed,
@@ -27,7 +29,11 @@ func (s *Session) retr(arg string) session.Reply {
 	r = line(fmt.Sprintf("%s %d octets", okPrefix, s.msgs[i].Size))
 	// The size is known: limiting the reader spares the read that would
 	// only report end of file.
-	r.Body = s.track(rc, NewDotReader(io.LimitReader(rc, s.msgs[i].Size)))
+	b := s.track(rc, NewDotReader(io.LimitReader(rc, s.msgs[i].Size)))
+	if wf, ok := rc.(store.WireFile); ok {
+		b.wire, b.size = wf, s.msgs[i].Size
+	}
+	r.Body = b
 	return r
 }
 
@@ -67,7 +73,52 @@ type messageBody struct {
 	mu    sync.Mutex
 	done  bool
 	close sync.Once
+
+	// A RETR's body is a session.FileBody when the store can send the
+	// message as it is (store.WireFile): wire is then set, and size is
+	// the message's size. sendable caches wire.NoDotLines (0 not asked,
+	// 1 yes, 2 no).
+	wire     store.WireFile
+	size     int64
+	sendable int8
 }
+
+// trailer ends a multi-line reply sent from a file (RFC 1939 section 3);
+// a stored message ends with CRLF.
+var trailer = []byte(".\r\n")
+
+// Size implements session.FileBody.
+func (b *messageBody) Size() int64 { return b.size }
+
+// Sendable implements session.FileBody.
+func (b *messageBody) Sendable() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.sendable == 0 {
+		b.sendable = 2
+		if b.wire != nil && !b.done && b.wire.NoDotLines() {
+			b.sendable = 1
+		}
+	}
+	return b.sendable == 1
+}
+
+// SendFile implements session.FileBody. Like Read, it is safe
+// concurrently with Close: a closed body sends nothing.
+func (b *messageBody) SendFile(sock, n int) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return 0, io.ErrClosedPipe
+	}
+	if b.sendable != 1 {
+		return 0, errors.New("pop3: the message cannot be sent as it is stored")
+	}
+	return b.wire.SendFile(sock, n)
+}
+
+// Trailer implements session.FileBody.
+func (b *messageBody) Trailer() []byte { return trailer }
 
 func (b *messageBody) Read(p []byte) (int, error) {
 	b.mu.Lock()

@@ -35,17 +35,25 @@ var pool = sync.Pool{New: func() any {
 // octets written. It stops with ErrLimit as soon as they pass limit (0:
 // none), and with ctx's error when ctx ends between two reads.
 func Copy(ctx context.Context, w io.Writer, r io.Reader, limit int64) (int64, error) {
+	n, _, err := CopyDots(ctx, w, r, limit)
+	return n, err
+}
+
+// CopyDots is Copy that also reports whether a line of the normalised
+// message begins with '.': the lines a POP3 multi-line reply must
+// byte-stuff (RFC 1939 section 3). A message without any is sent as it
+// is stored, followed by the terminating ".\r\n".
+func CopyDots(ctx context.Context, w io.Writer, r io.Reader, limit int64) (n int64, dotLine bool, err error) {
 	b := pool.Get().(*buffers)
 	defer pool.Put(b)
 	bw, in := b.w, b.in
 	bw.Reset(w)
 	defer bw.Reset(nil)
-	var n int64
-	var last byte // last octet written; 0 before the first
+	var last byte = '\n' // last octet written; a message starts a line
 	for {
 		if ctx != nil {
 			if err := ctx.Err(); err != nil {
-				return n, err
+				return n, dotLine, err
 			}
 		}
 		k, rerr := r.Read(in)
@@ -57,6 +65,9 @@ func Copy(ctx context.Context, w io.Writer, r io.Reader, limit int64) (int64, er
 				seg = p[:i]
 			}
 			if len(seg) > 0 {
+				if last == '\n' && seg[0] == '.' {
+					dotLine = true
+				}
 				bw.Write(seg)
 				n += int64(len(seg))
 				last = seg[len(seg)-1]
@@ -74,17 +85,17 @@ func Copy(ctx context.Context, w io.Writer, r io.Reader, limit int64) (int64, er
 			p = p[i+1:]
 		}
 		if limit > 0 && n > limit {
-			return n, ErrLimit
+			return n, dotLine, ErrLimit
 		}
 		if rerr == io.EOF {
 			break
 		}
 		if rerr != nil {
-			return n, rerr
+			return n, dotLine, rerr
 		}
 	}
 	switch {
-	case n == 0 || last == '\n':
+	case last == '\n':
 	case last == '\r':
 		bw.WriteByte('\n')
 		n++
@@ -93,7 +104,7 @@ func Copy(ctx context.Context, w io.Writer, r io.Reader, limit int64) (int64, er
 		n += 2
 	}
 	if limit > 0 && n > limit {
-		return n, ErrLimit
+		return n, dotLine, ErrLimit
 	}
-	return n, bw.Flush()
+	return n, dotLine, bw.Flush()
 }

@@ -94,3 +94,34 @@ func TestCopyStopsWhenContextEnds(t *testing.T) {
 		t.Fatalf("Copy with an ended context = %v, want context.Canceled", err)
 	}
 }
+
+// CopyDots reports a line beginning with '.' exactly when the normalised
+// output has one (at its start or right after a line feed), whatever the
+// chunking of the input.
+func TestCopyDotsMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	alphabet := []byte("a\r\n.")
+	for i := 0; i < 3000; i++ {
+		in := make([]byte, rng.IntN(40))
+		for j := range in {
+			in[j] = alphabet[rng.IntN(len(alphabet))]
+		}
+		want := refCRLF(in)
+		wantDot := bytes.HasPrefix(want, []byte(".")) || bytes.Contains(want, []byte("\n."))
+		var out bytes.Buffer
+		n, dot, err := CopyDots(context.Background(), &out, &chunkReader{b: in, rng: rng}, 0)
+		if err != nil || !bytes.Equal(out.Bytes(), want) || n != int64(len(want)) || dot != wantDot {
+			t.Fatalf("CopyDots(%q) = %q, %d, %v, %v; want %q, dot line %v", in, out.Bytes(), n, dot, err, want, wantDot)
+		}
+	}
+	for _, c := range []struct {
+		in  string
+		dot bool
+	}{
+		{"", false}, {".", true}, {"a.b\r\n", false}, {"a\n.b", true}, {"a\r\n..\r\n", true}, {"a\r.b", false},
+	} {
+		if _, dot, err := CopyDots(context.Background(), io.Discard, bytes.NewReader([]byte(c.in)), 0); err != nil || dot != c.dot {
+			t.Errorf("CopyDots(%q): dot line %v, %v; want %v", c.in, dot, err, c.dot)
+		}
+	}
+}

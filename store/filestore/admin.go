@@ -6,13 +6,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/pop3svc/pop3svc/store/durable"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/pop3svc/pop3svc/store/durable"
 
 	"golang.org/x/sys/unix"
 

@@ -16,12 +16,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/pop3svc/pop3svc/store"
 	"github.com/pop3svc/pop3svc/store/credential"
-	"github.com/pop3svc/pop3svc/store/crlf"
 	"github.com/pop3svc/pop3svc/store/durable"
 	"github.com/pop3svc/pop3svc/store/uid"
 )
@@ -460,24 +458,12 @@ func (s *Store) restoreKey(ctx context.Context, text []byte) (bool, error) {
 // (temporary file, fsync, link, folder fsync). It reports false when the
 // mailbox already holds that UID; neither quota nor size limit applies.
 func (s *Store) restoreMessage(ctx context.Context, dir, u string, r io.Reader) (bool, error) {
-	tmp := filepath.Join(s.tmp, strconv.Itoa(s.opts.Node)+"."+strconv.Itoa(s.self.PID)+"."+
-		strconv.FormatUint(tmpSeq.Add(1), 10)+"."+randomString()+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return false, err
-	}
+	tmp := s.tmpPath()
 	defer os.Remove(tmp)
-	_, err = crlf.Copy(ctx, f, r, 0)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if _, err := writeMessage(ctx, tmp, r, 0); err != nil {
 		return false, err
 	}
-	err = os.Link(tmp, filepath.Join(dir, msgPrefix+u+msgSuffix))
+	err := os.Link(tmp, filepath.Join(dir, msgPrefix+u+msgSuffix))
 	if errors.Is(err, os.ErrExist) {
 		return false, nil
 	}

@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/pop3svc/pop3svc/store"
 	"github.com/pop3svc/pop3svc/store/crlf"
@@ -79,19 +78,8 @@ func (s *Store) writeCopy(ctx context.Context, addr store.Address, msg io.Reader
 		limit = quota // a message larger than the whole quota never fits
 	}
 
-	tmp = filepath.Join(s.tmp, strconv.Itoa(s.opts.Node)+"."+strconv.Itoa(s.self.PID)+"."+
-		strconv.FormatUint(tmpSeq.Add(1), 10)+"."+randomString()+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return a, "", "", unlock, fmt.Errorf("cannot deliver to %s: %w", a, err)
-	}
-	size, err := crlf.Copy(ctx, f, msg, limit)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	tmp = s.tmpPath()
+	size, err := writeMessage(ctx, tmp, msg, limit)
 	if err != nil {
 		os.Remove(tmp)
 		if errors.Is(err, crlf.ErrLimit) {

@@ -9,11 +9,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"syscall"
 
 	"github.com/pop3svc/pop3svc/store"
-	"github.com/pop3svc/pop3svc/store/crlf"
 	"github.com/pop3svc/pop3svc/store/durable"
 )
 
@@ -41,21 +38,9 @@ func (s *Store) Import(ctx context.Context, addr store.Address, uidl string, msg
 		return "", fmt.Errorf("cannot import into %s: %w", a, err)
 	}
 	dir := s.mboxPath(a)
-	tmp := filepath.Join(s.tmp, strconv.Itoa(s.opts.Node)+"."+strconv.Itoa(s.self.PID)+"."+
-		strconv.FormatUint(tmpSeq.Add(1), 10)+"."+randomString()+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return "", fmt.Errorf("cannot import into %s: %w", a, err)
-	}
+	tmp := s.tmpPath()
 	defer os.Remove(tmp) // after the link below, only the temporary name goes
-	_, err = crlf.Copy(ctx, f, msg, 0)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if _, err := writeMessage(ctx, tmp, msg, 0); err != nil {
 		return "", fmt.Errorf("cannot import into %s: %w", a, err)
 	}
 	unlock, err := lockDir(dir)

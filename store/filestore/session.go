@@ -90,11 +90,13 @@ func (m *session) Open(i int) (io.ReadCloser, error) {
 		mLocksLost.Inc()
 		return nil, fmt.Errorf("cannot open message %s of %s: %w", m.msgs[i].UID, m.addr, store.ErrLockLost)
 	}
-	return openFile(m.path(i), m.msgs[i].UID, m.addr)
+	return openFile(m.path(i), m.msgs[i].UID, m.addr, m.msgs[i].Size)
 }
 
-func openFile(path, uid string, a store.Address) (io.ReadCloser, error) {
-	f, err := openMessage(path)
+// openFile opens a message of size octets (its size in the snapshot: the
+// mark of store.WireFile must name it).
+func openFile(path, uid string, a store.Address, size int64) (io.ReadCloser, error) {
+	f, err := openMessage(path, size)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
 			return nil, fmt.Errorf("message %s of %s is gone: %w", uid, a, store.ErrNoSuchMessage)
@@ -206,19 +208,21 @@ func (r *readOnly) Open(i int) (io.ReadCloser, error) {
 	if i < 0 || i >= len(r.msgs) {
 		return nil, fmt.Errorf("message %d of %s: %w", i+1, r.addr, store.ErrNoSuchMessage)
 	}
-	return openFile(filepath.Join(r.dir, r.files[i]), r.msgs[i].UID, r.addr)
+	return openFile(filepath.Join(r.dir, r.files[i]), r.msgs[i].UID, r.addr, r.msgs[i].Size)
 }
 
 // msgFile is an open message file read with plain read(2) calls: message
 // files are regular files, which the runtime's poller cannot wait on, so
 // *os.File's poller registration and locking would only add system calls
-// to every RETR. Not safe for concurrent use; Close is idempotent.
+// to every RETR. Not safe for concurrent use; Close is idempotent. It is a
+// store.WireFile (wire.go).
 type msgFile struct {
 	fd     int
 	closed bool
+	size   int64 // the snapshot's size
 }
 
-func openMessage(path string) (*msgFile, error) {
+func openMessage(path string, size int64) (*msgFile, error) {
 	for {
 		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
 		if err == syscall.EINTR {
@@ -227,7 +231,7 @@ func openMessage(path string) (*msgFile, error) {
 		if err != nil {
 			return nil, &os.PathError{Op: "open", Path: path, Err: err}
 		}
-		return &msgFile{fd: fd}, nil
+		return &msgFile{fd: fd, size: size}, nil
 	}
 }
 

@@ -10,13 +10,14 @@ package filestore
 
 import (
 	"errors"
-	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 
 	"golang.org/x/sys/unix"
 

@@ -1,0 +1,144 @@
+package filestore
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pop3svc/pop3svc/store"
+)
+
+// A message written without a line that begins with '.' carries the mark
+// (delivered, staged and published, imported): its reader is a
+// store.WireFile that sends the stored octets with sendfile. A message
+// with such a line, and one whose size changed since, is not marked.
+func TestNoDotLinesMark(t *testing.T) {
+	s := newTestStore(t, Options{})
+	a := mkbox(t, s)
+	clean := strings.Repeat("Subject: x\r\n\r\nbase64 line without a leading dot, ever.\r\n", 3000)
+	dotted := "Subject: y\r\n\r\nfirst\r\n.leading dot\r\nlast\r\n"
+	bareLF := "Subject: z\n\nno dots here.\nend" // normalised to CRLF, then marked
+	for _, m := range []string{clean, dotted, bareLF} {
+		if _, err := s.Deliver(bg, a, strings.NewReader(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Import(bg, a, "old-uidl-1", strings.NewReader(clean)); err != nil {
+		t.Fatal(err)
+	}
+	uid, err := s.Stage(bg, a, "k1", strings.NewReader(clean))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Publish(bg, a, "k1", uid); err != nil {
+		t.Fatal(err)
+	}
+	want := []bool{true, false, true, true, true}
+
+	ms, err := s.OpenSession(bg, a, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := ms.Messages()
+	if len(msgs) != len(want) {
+		t.Fatalf("%d messages, want %d", len(msgs), len(want))
+	}
+	for i, w := range want {
+		rc, err := ms.Open(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wf, ok := rc.(store.WireFile)
+		if !ok {
+			t.Fatalf("message %d: reader %T is not a store.WireFile", i+1, rc)
+		}
+		if got := wf.NoDotLines(); got != w {
+			t.Errorf("message %d: NoDotLines = %v, want %v", i+1, got, w)
+		}
+		if w {
+			got := sendAll(t, wf)
+			stored, err := os.ReadFile(s.mboxPath(a) + "/" + messageFile(t, s, a, i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, stored) || int64(len(got)) != msgs[i].Size {
+				t.Errorf("message %d: sendfile gave %d octets, the file has %d (size %d)", i+1, len(got), len(stored), msgs[i].Size)
+			}
+		}
+		rc.Close()
+		if _, err := wf.SendFile(0, 1); err == nil {
+			t.Errorf("message %d: SendFile after Close succeeded", i+1)
+		}
+	}
+	ms.Close()
+
+	// A file changed in place to another size loses the mark.
+	path := s.mboxPath(a) + "/" + messageFile(t, s, a, 0)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("appended\r\n")
+	f.Close()
+	ms, err = s.OpenSession(bg, a, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	rc, err := ms.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if rc.(store.WireFile).NoDotLines() {
+		t.Error("a message whose size changed still carries the mark")
+	}
+}
+
+// messageFile names message i of a's mailbox as a listing sorts them.
+func messageFile(t *testing.T, s *Store, a store.Address, i int) string {
+	t.Helper()
+	ents, err := os.ReadDir(s.mboxPath(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), msgSuffix) {
+			names = append(names, e.Name())
+		}
+	}
+	if i >= len(names) {
+		t.Fatalf("message %d of %d", i+1, len(names))
+	}
+	return names[i]
+}
+
+// sendAll sends what wf holds through a socket pair and returns it.
+func sendAll(t *testing.T, wf store.WireFile) []byte {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := os.NewFile(uintptr(fds[1]), "reader")
+	defer rd.Close()
+	got := make(chan []byte)
+	go func() { b, _ := io.ReadAll(rd); got <- b }()
+	for {
+		n, err := wf.SendFile(fds[0], 64<<10)
+		if err != nil {
+			unix.Close(fds[0])
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	unix.Close(fds[0])
+	return <-got
+}
