@@ -536,8 +536,10 @@ func pop3ctlImport(ctx context.Context, o compareOptions, dir string, spec corpu
 				}
 			}
 		case k < spec.Users+spec.Big:
-			if err := run(spec.BigMessage(k-spec.Users), "deliver", addr); err != nil {
-				return err
+			for _, msg := range spec.BigMessages(k - spec.Users) {
+				if err := run(msg, "deliver", addr); err != nil {
+					return err
+				}
 			}
 		}
 	}
