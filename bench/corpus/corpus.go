@@ -7,6 +7,12 @@
 // the rest form a tail from 20 KB to 1 MB (log-uniform); the mean is about
 // 32 KB, so a mailbox of 50 messages holds about 1.6 MB.
 //
+// Each big mailbox holds two messages of BigSize octets: message 1
+// (BigTextMsg) is plain text in which about one line in six starts with
+// '.', the worst case for dot-stuffing; message 2 (BigAttachmentMsg) is
+// what a large message usually is, a MIME message with a base64
+// attachment, in which no line starts with '.'.
+//
 // The same corpus is written as a Maildir for the peer server (WriteMaildir)
 // and imported into our store (Import, through the Mail Storage Access API).
 package corpus
@@ -14,6 +20,7 @@ package corpus
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"math"
@@ -40,7 +47,7 @@ type Spec struct {
 	Domain   string // e.g. "bench.test"
 	Users    int    // mailboxes user001..userNNN, each with PerUser messages
 	PerUser  int    // messages per mailbox (50 for the goal's full session)
-	Big      int    // mailboxes big01..bigNN with one BigSize message each (RETR scenario)
+	Big      int    // mailboxes big01..bigNN with two BigSize messages each (RETR scenarios)
 	Idle     int    // empty mailboxes idle00001.. for the logged-in idle scenario
 	Password string // every mailbox's password
 }
@@ -109,10 +116,31 @@ func (s Spec) Message(user, msg int) []byte {
 	return build(r, size, fmt.Sprintf("%s@%s", User(user), s.Domain), msg)
 }
 
-// BigMessage returns the BigSize message of big mailbox i.
+// Message numbers (RFC 1939, 1-based) of the two messages of every big
+// mailbox.
+const (
+	BigTextMsg       = 1 // BigMessage: text, about one line in six dot-stuffed
+	BigAttachmentMsg = 2 // AttachmentMessage: MIME with a base64 attachment
+)
+
+// BigMessage returns the BigSize text message of big mailbox i (its
+// message BigTextMsg): about one line in six starts with '.'.
 func (s Spec) BigMessage(i int) []byte {
 	r := rand.New(rand.NewPCG(s.Seed, 1<<62|uint64(i)))
 	return build(r, BigSize, fmt.Sprintf("%s@%s", BigUser(i), s.Domain), 0)
+}
+
+// AttachmentMessage returns the BigSize MIME message of big mailbox i (its
+// message BigAttachmentMsg): a short text part and a base64 attachment of
+// pseudo-random bytes in 76-character lines. No line starts with '.'.
+func (s Spec) AttachmentMessage(i int) []byte {
+	r := rand.New(rand.NewPCG(s.Seed, 1<<60|uint64(i)))
+	return buildAttachment(r, BigSize, fmt.Sprintf("%s@%s", BigUser(i), s.Domain), 1)
+}
+
+// BigMessages returns the messages of big mailbox i in mailbox order.
+func (s Spec) BigMessages(i int) [][]byte {
+	return [][]byte{s.BigMessage(i), s.AttachmentMessage(i)}
 }
 
 var words = []string{
@@ -174,6 +202,90 @@ func build(r *rand.Rand, size int, to string, n int) []byte {
 	return b.Bytes()
 }
 
+// Base64LineLen is the length of an attachment's base64 lines, CRLF not
+// counted (RFC 2045 section 6.8 allows at most 76).
+const Base64LineLen = 76
+
+// MinAttachmentSize is the smallest size buildAttachment can fill.
+const MinAttachmentSize = 2 << 10
+
+// buildAttachment writes a multipart/mixed message of exactly size octets
+// (at least MinAttachmentSize) with CRLF lines: headers, a short text part,
+// an application/octet-stream part in base64 of pseudo-random bytes, and
+// the closing boundary. A filler line at the end of the text part takes up
+// what the base64 lines (a multiple of 4 characters, so no '=' padding)
+// leave over. No line starts with '.'.
+func buildAttachment(r *rand.Rand, size int, to string, n int) []byte {
+	if size < MinAttachmentSize {
+		panic(fmt.Sprintf("corpus: attachment message of %d octets, want at least %d", size, MinAttachmentSize))
+	}
+	var head bytes.Buffer
+	date := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(r.IntN(300*24*3600)) * time.Second)
+	boundary := fmt.Sprintf("=_bench_%016x", r.Uint64())
+	name := fmt.Sprintf("%s-%d.bin", words[r.IntN(len(words))], r.IntN(10000))
+	fmt.Fprintf(&head, "Return-Path: <sender%d@example.org>\r\n", r.IntN(1000))
+	fmt.Fprintf(&head, "From: Sender %d <sender%d@example.org>\r\n", r.IntN(1000), r.IntN(1000))
+	fmt.Fprintf(&head, "To: <%s>\r\n", to)
+	fmt.Fprintf(&head, "Subject: %s %s %d\r\n", words[r.IntN(len(words))], words[r.IntN(len(words))], n)
+	fmt.Fprintf(&head, "Date: %s\r\n", date.Format(time.RFC1123Z))
+	fmt.Fprintf(&head, "Message-ID: <%016x.%d@example.org>\r\n", r.Uint64(), n)
+	fmt.Fprintf(&head, "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"%s\"\r\n\r\n", boundary)
+	head.WriteString("This is a multi-part message in MIME format.\r\n\r\n")
+	fmt.Fprintf(&head, "--%s\r\nContent-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\n", boundary)
+	for k := 3 + r.IntN(5); k > 0; k-- {
+		line := []byte(words[r.IntN(len(words))])
+		for target := 20 + r.IntN(57); len(line) < target; {
+			line = append(line, ' ')
+			line = append(line, words[r.IntN(len(words))]...)
+		}
+		head.Write(line)
+		head.WriteString("\r\n")
+	}
+	var part bytes.Buffer // after the filler line
+	fmt.Fprintf(&part, "\r\n--%s\r\nContent-Type: application/octet-stream; name=\"%s\"\r\n", boundary, name)
+	fmt.Fprintf(&part, "Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"%s\"\r\n\r\n", name)
+	closing := "--" + boundary + "--\r\n"
+
+	// room: what the filler line (at least its CRLF) and the base64 lines
+	// share. The base64 takes the most characters d, a multiple of 4,
+	// whose lines fit; the filler line takes the rest.
+	room := size - head.Len() - part.Len() - len(closing) - 2
+	lines := func(d int) int { return d + 2*((d+Base64LineLen-1)/Base64LineLen) }
+	d := room * Base64LineLen / (Base64LineLen + 2) / 4 * 4
+	for lines(d+4) <= room {
+		d += 4
+	}
+	for d > 0 && lines(d) > room {
+		d -= 4
+	}
+	raw := make([]byte, d/4*3)
+	for k := 0; k < len(raw); k += 8 {
+		v := r.Uint64()
+		for j := 0; j < 8 && k+j < len(raw); j++ {
+			raw[k+j] = byte(v >> (8 * j))
+		}
+	}
+	enc := make([]byte, d)
+	base64.StdEncoding.Encode(enc, raw)
+
+	var b bytes.Buffer
+	b.Grow(size)
+	b.Write(head.Bytes())
+	for k := 0; k < room-lines(d); k++ {
+		b.WriteByte('a' + byte(k%26))
+	}
+	b.WriteString("\r\n")
+	b.Write(part.Bytes())
+	for len(enc) > 0 {
+		k := min(Base64LineLen, len(enc))
+		b.Write(enc[:k])
+		b.WriteString("\r\n")
+		enc = enc[k:]
+	}
+	b.WriteString(closing)
+	return b.Bytes()
+}
+
 // TotalBytes returns the octets in the ordinary mailboxes.
 func (s Spec) TotalBytes() int64 {
 	var t int64
@@ -224,7 +336,14 @@ func (s Spec) WriteMaildir(root string) error {
 		}
 	}
 	for i := 0; i < s.Big; i++ {
-		if err := write(BigUser(i), func(y func(int, []byte) error) error { return y(0, s.BigMessage(i)) }); err != nil {
+		if err := write(BigUser(i), func(y func(int, []byte) error) error {
+			for m, msg := range s.BigMessages(i) {
+				if err := y(m, msg); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
 			return err
 		}
 	}
@@ -284,7 +403,7 @@ func (s Spec) Import(ctx context.Context, st Importer, progress func(done, total
 				msgs = append(msgs, s.Message(k, m))
 			}
 		case k < s.Users+s.Big:
-			msgs = append(msgs, s.BigMessage(k-s.Users))
+			msgs = s.BigMessages(k - s.Users)
 		}
 		for _, msg := range msgs {
 			if _, err := st.Deliver(ctx, addr, bytes.NewReader(msg)); err != nil {

@@ -242,6 +242,17 @@ func (c *Conn) UIDL() ([]Entry, error) {
 	return out, err
 }
 
+// Top returns the header of message n and its first lines body lines
+// (RFC 1939 section 7), dot-unstuffed, each line ending with CRLF.
+func (c *Conn) Top(n, lines int) ([]byte, error) {
+	var out []byte
+	err := c.multi(fmt.Sprintf("TOP %d %d", n, lines), func(l []byte) error {
+		out = append(append(out, l...), '\r', '\n')
+		return nil
+	})
+	return out, err
+}
+
 // Retr retrieves message n and returns its octet count after
 // dot-unstuffing, CRLF counted, which must equal its LIST size.
 func (c *Conn) Retr(n int) (int64, error) {

@@ -30,6 +30,11 @@ func stuff(msg []byte) []byte {
 	return b.Bytes()
 }
 
+// header returns msg's header and the empty line after it.
+func header(msg []byte) []byte {
+	return msg[:bytes.Index(msg, []byte("\r\n\r\n"))+4]
+}
+
 func TestUnstuffCount(t *testing.T) {
 	s := corpus.Default()
 	for m := 0; m < 20; m++ {
@@ -144,6 +149,10 @@ func TestSession(t *testing.T) {
 				fmt.Fprintf(c, "+OK\r\n1 %d\r\n2 %d\r\n.\r\n", len(msgs[0]), len(msgs[1]))
 			case "UIDL":
 				fmt.Fprintf(c, "+OK\r\n1 a\r\n2 b\r\n.\r\n")
+			case "TOP": // the header only, whatever the line count
+				i := int(f[1][0] - '1')
+				fmt.Fprintf(c, "+OK\r\n")
+				c.Write(stuff(header(msgs[i])))
 			case "RETR":
 				i := int(f[1][0] - '1')
 				fmt.Fprintf(c, "+OK\r\n")
@@ -183,6 +192,10 @@ func TestSession(t *testing.T) {
 		if err != nil || got != e.Size {
 			t.Fatalf("Retr(%d) = %d %v, want %d", e.N, got, err, e.Size)
 		}
+	}
+	head, err := c.Top(2, 0)
+	if err != nil || !bytes.Equal(head, header(msgs[1])) {
+		t.Fatalf("Top(2, 0) = %q, %v; want the header of message 2", head, err)
 	}
 	var body bytes.Buffer
 	if got, err := c.RetrTo(2, &body); err != nil || got != int64(len(msgs[1])) || !bytes.Equal(body.Bytes(), msgs[1]) {

@@ -20,7 +20,7 @@ import (
 // Run is one scenario run against one server.
 type Run struct {
 	Server      string  `json:"server"`   // "pop3d", "dovecot", or a label
-	Scenario    string  `json:"scenario"` // sessions, sessions-tls, retr, retr-tls, idle-prelogin, idle-login, smtp
+	Scenario    string  `json:"scenario"` // sessions, sessions-tls, retr, retr-tls, retr-att, retr-att-tls, idle-prelogin, idle-login, smtp, loopback
 	Round       int     `json:"round"`
 	Concurrency int     `json:"concurrency"`
 	Seconds     float64 `json:"seconds"` // measured wall time
@@ -151,6 +151,24 @@ type Metric struct {
 	Short    string // label under a bar; empty: Name
 }
 
+// What the two RETR messages are, in the rows that name them: the
+// attachment message (retr-att: MIME, base64, no line to stuff) and the
+// text message (retr: one line in six starts with '.', the worst case
+// for dot-stuffing), both 10 MiB.
+const (
+	RetrAttLabel  = "10 MiB attachment (base64)"
+	RetrTextLabel = "10 MiB text, 1 line in 6 dot-stuffed"
+)
+
+// retrLabels name the RETR scenarios in the rows against the loopback
+// limit, in the order they are listed.
+var retrLabels = []struct{ scenario, label string }{
+	{"retr-att", "RETR " + RetrAttLabel},
+	{"retr", "RETR " + RetrTextLabel},
+	{"retr-att-tls", "RETR-TLS " + RetrAttLabel},
+	{"retr-tls", "RETR-TLS " + RetrTextLabel},
+}
+
 // Goals are the figures the comparison reports, in order.
 func Goals() []Metric {
 	return []Metric{
@@ -160,9 +178,12 @@ func Goals() []Metric {
 		{"sessions", 1, "sessions/s at 1 client", "/s", func(r Run) float64 { return r.SessionsPerSec }, true, ""},
 		{"sessions-tls", 64, "TLS sessions/s at 64 clients", "/s", func(r Run) float64 { return r.SessionsPerSec }, true, ""},
 		{"sessions-tls", 64, "server CPU per full TLS session", "ms", func(r Run) float64 { return r.ServerCPUPerOpMs }, false, ""},
-		{"retr", 0, "RETR 10 MiB throughput", "MB/s", func(r Run) float64 { return r.MBPerSec }, true, "plain"},
-		{"retr", 0, "server CPU per 10 MiB RETR", "ms", func(r Run) float64 { return r.ServerCPUPerOpMs }, false, ""},
-		{"retr-tls", 0, "TLS RETR 10 MiB throughput", "MB/s", func(r Run) float64 { return r.MBPerSec }, true, "TLS"},
+		{"retr-att", 0, "RETR " + RetrAttLabel + ", throughput", "MB/s", func(r Run) float64 { return r.MBPerSec }, true, "attachment (base64)"},
+		{"retr-att", 0, "server CPU per RETR, " + RetrAttLabel, "ms", func(r Run) float64 { return r.ServerCPUPerOpMs }, false, ""},
+		{"retr", 0, "RETR " + RetrTextLabel + ", throughput", "MB/s", func(r Run) float64 { return r.MBPerSec }, true, "text, dot-stuffed"},
+		{"retr", 0, "server CPU per RETR, " + RetrTextLabel, "ms", func(r Run) float64 { return r.ServerCPUPerOpMs }, false, ""},
+		{"retr-att-tls", 0, "TLS RETR " + RetrAttLabel + ", throughput", "MB/s", func(r Run) float64 { return r.MBPerSec }, true, "TLS attachment"},
+		{"retr-tls", 0, "TLS RETR " + RetrTextLabel + ", throughput", "MB/s", func(r Run) float64 { return r.MBPerSec }, true, "TLS text"},
 		{"idle-prelogin", 0, "memory per idle connection before login", "B", func(r Run) float64 { return r.PSSPerConn }, false, "before login"},
 		{"idle-prelogin", 0, "time to open the idle connections", "s", func(r Run) float64 { return r.OpenSeconds }, false, ""},
 		{"idle-login", 0, "memory per logged-in idle session", "B", func(r Run) float64 { return r.PSSPerConn }, false, "logged in"},
@@ -255,7 +276,12 @@ func FormatValue(v float64, unit string) string {
 // WriteText prints the comparison table: each figure with its ratio.
 func (r *Results) WriteText(w io.Writer) {
 	servers := r.Servers()
-	fmt.Fprintf(w, "%-42s", "figure")
+	rows := r.Table(servers)
+	width := 42
+	for _, row := range rows {
+		width = max(width, len(row.Metric.Name+row.connsLabel()))
+	}
+	fmt.Fprintf(w, "%-*s", width, "figure")
 	for _, s := range servers {
 		fmt.Fprintf(w, " %14s", s)
 	}
@@ -263,9 +289,9 @@ func (r *Results) WriteText(w io.Writer) {
 		fmt.Fprintf(w, " %9s", "ratio")
 	}
 	fmt.Fprintln(w)
-	for _, row := range r.Table(servers) {
+	for _, row := range rows {
 		name := row.Metric.Name + row.connsLabel()
-		fmt.Fprintf(w, "%-42s", name)
+		fmt.Fprintf(w, "%-*s", width, name)
 		for _, v := range row.Values {
 			fmt.Fprintf(w, " %14s", FormatValue(v, row.Metric.Unit))
 		}
@@ -350,14 +376,14 @@ func (r *Results) Limits(ours, peer string) []Limit {
 	out = append(out, Limit{Name: "loopback limit (plain Go sender and reader)", Value: lb, Load: r.medianLoad(Loopback, Loopback, 0),
 		Detail: "MB/s"})
 	for _, s := range []string{ours, peer} {
-		for _, sc := range []string{"retr", "retr-tls"} {
-			v, _, ok := r.MedianValue(s, sc, 0, mbs)
+		for _, sc := range retrLabels {
+			v, _, ok := r.MedianValue(s, sc.scenario, 0, mbs)
 			if !ok || s == "" {
 				continue
 			}
-			l := Limit{Name: fmt.Sprintf("%s %s 10 MiB / loopback", s, strings.ToUpper(sc)), Value: v / lb, Higher: true,
-				Load: r.medianLoad(s, sc, 0), Detail: fmt.Sprintf("%.0f MB/s of %.0f MB/s", v, lb)}
-			if s == ours && sc == "retr" {
+			l := Limit{Name: fmt.Sprintf("%s %s / loopback", s, sc.label), Value: v / lb, Higher: true,
+				Load: r.medianLoad(s, sc.scenario, 0), Detail: fmt.Sprintf("%.0f MB/s of %.0f MB/s", v, lb)}
+			if s == ours && (sc.scenario == "retr" || sc.scenario == "retr-att") {
 				l.Bar = BarRETRShare
 			}
 			out = append(out, l)
@@ -381,6 +407,10 @@ func (r *Results) writeLimits(w io.Writer) {
 		return
 	}
 	fmt.Fprintf(w, "\nagainst the machine and the peer (same run; load = 1-minute load average)\n")
+	width := 52
+	for _, l := range ls {
+		width = max(width, len(l.Name))
+	}
 	for _, l := range ls {
 		v := fmt.Sprintf("%.3f", l.Value)
 		if l.Detail == "MB/s" {
@@ -401,7 +431,7 @@ func (r *Results) writeLimits(w io.Writer) {
 		if l.Detail != "MB/s" {
 			detail = " (" + l.Detail + ")"
 		}
-		fmt.Fprintf(w, "%-52s %10s%s  load %.1f%s\n", l.Name, v, detail, l.Load, bar)
+		fmt.Fprintf(w, "%-*s %10s%s  load %.1f%s\n", width, l.Name, v, detail, l.Load, bar)
 	}
 }
 
@@ -616,7 +646,13 @@ func (r *Results) WriteHTML(w io.Writer) error {
 		}
 		return out
 	}
-	add(barChart(r, "RETR of a 10 MiB message", "MB/s", pick("RETR 10 MiB throughput", "TLS RETR 10 MiB throughput")))
+	var retrs []Metric
+	for _, m := range g {
+		if strings.HasPrefix(m.Scenario, "retr") && m.Unit == "MB/s" {
+			retrs = append(retrs, m)
+		}
+	}
+	add(barChart(r, "RETR of a 10 MiB message", "MB/s", retrs))
 	add(barChart(r, "Memory per connection", "B", pick("memory per idle connection before login", "memory per logged-in idle session")))
 	var limits strings.Builder
 	r.writeLimits(&limits)

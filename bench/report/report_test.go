@@ -20,7 +20,8 @@ func sample() *Results {
 				r.Runs = append(r.Runs, Run{Server: s, Scenario: "sessions", Round: round, Concurrency: c,
 					SessionsPerSec: k * float64(c*10+round), P99Ms: 10 / k, ServerCPUPerOpMs: 2 / k})
 			}
-			r.Runs = append(r.Runs, Run{Server: s, Scenario: "retr", Round: round, Concurrency: 1, MBPerSec: 1000 * k})
+			r.Runs = append(r.Runs, Run{Server: s, Scenario: "retr", Round: round, Concurrency: 1, Messages: 50, MBPerSec: 1000 * k, ServerCPUPerOpMs: 6 / k})
+			r.Runs = append(r.Runs, Run{Server: s, Scenario: "retr-att", Round: round, Concurrency: 1, Messages: 90, MBPerSec: 1800 * k, ServerCPUPerOpMs: 2 / k})
 			r.Runs = append(r.Runs, Run{Server: s, Scenario: "idle-prelogin", Round: round, Conns: 19000, PSSPerConn: 2048 / k})
 		}
 	}
@@ -50,6 +51,58 @@ func TestTableAndRatio(t *testing.T) {
 	r.WriteText(&b)
 	if !strings.Contains(b.String(), "2.00x") {
 		t.Errorf("text table lacks the ratio:\n%s", b.String())
+	}
+}
+
+// TestRetrRowsSayWhichMessage: the two RETR scenarios have rows of their
+// own, named for their message, with their own figures.
+func TestRetrRowsSayWhichMessage(t *testing.T) {
+	r := sample()
+	want := map[string][2]float64{
+		"RETR 10 MiB attachment (base64), throughput":               {1800, 900},
+		"server CPU per RETR, 10 MiB attachment (base64)":           {2, 4},
+		"RETR 10 MiB text, 1 line in 6 dot-stuffed, throughput":     {1000, 500},
+		"server CPU per RETR, 10 MiB text, 1 line in 6 dot-stuffed": {6, 12},
+	}
+	got := map[string]bool{}
+	for _, row := range r.Table([]string{"pop3d", "dovecot"}) {
+		if w, ok := want[row.Metric.Name]; ok {
+			got[row.Metric.Name] = true
+			if row.Values[0] != w[0] || row.Values[1] != w[1] {
+				t.Errorf("%s = %v, want %v", row.Metric.Name, row.Values, w)
+			}
+		}
+		if strings.Contains(row.Metric.Name, "TLS RETR") {
+			t.Errorf("row %q has no runs but was listed", row.Metric.Name)
+		}
+	}
+	var b bytes.Buffer
+	r.WriteText(&b)
+	for name := range want {
+		if !got[name] {
+			t.Errorf("no row %q", name)
+		}
+		if !strings.Contains(b.String(), name) {
+			t.Errorf("text table lacks %q:\n%s", name, b.String())
+		}
+	}
+	// The longest name still leaves the columns aligned: every line of the
+	// table puts the first server's column at the same place.
+	lines := strings.Split(strings.SplitN(b.String(), "\n\n", 2)[0], "\n")
+	col := strings.Index(lines[0], "pop3d") + len("pop3d")
+	for _, l := range lines[1:] {
+		if l != "" && (len(l) <= col || l[col-1] == ' ' || l[col] != ' ') {
+			t.Errorf("line %q: its first value does not end at column %d, under %q", l, col, "pop3d")
+		}
+	}
+	h := new(bytes.Buffer)
+	if err := r.WriteHTML(h); err != nil {
+		t.Fatal(err)
+	}
+	for _, label := range []string{"attachment (base64)", "text, dot-stuffed"} {
+		if !strings.Contains(h.String(), ">"+label+"</text>") {
+			t.Errorf("the RETR plot lacks the bar group %q", label)
+		}
 	}
 }
 
@@ -122,15 +175,19 @@ func TestLimitsAgainstLoopbackAndPeer(t *testing.T) {
 			t.Errorf("%s = %v bar %v load %v met %v, want %v, %v, %v, %v", name, l.Value, l.Bar, l.Load, l.Met(), v, bar, load, met)
 		}
 	}
-	// sample: pop3d 2 ms, dovecot 4 ms per session; RETR 1000 and 500 MB/s.
+	// sample: pop3d 2 ms, dovecot 4 ms per session; RETR of the text
+	// message 1000 and 500 MB/s, of the attachment message 1800 and 900.
 	check("server CPU per full plaintext session, pop3d/dovecot", 0.5, BarCPUPlain, 0, false)
 	check("server CPU per full TLS session, pop3d/dovecot", 0.2, BarCPUTLS, 25, true)
-	check("pop3d RETR 10 MiB / loopback", 0.5, BarRETRShare, 0, false)
-	check("dovecot RETR 10 MiB / loopback", 0.25, 0, 0, true)
+	check("pop3d RETR 10 MiB text, 1 line in 6 dot-stuffed / loopback", 0.5, BarRETRShare, 0, false)
+	check("dovecot RETR 10 MiB text, 1 line in 6 dot-stuffed / loopback", 0.25, 0, 0, true)
+	check("pop3d RETR 10 MiB attachment (base64) / loopback", 0.9, BarRETRShare, 0, true)
+	check("dovecot RETR 10 MiB attachment (base64) / loopback", 0.45, 0, 0, true)
 	check("loopback limit (plain Go sender and reader)", 2000, 0, 10, true)
 	var b bytes.Buffer
 	r.WriteText(&b)
-	for _, want := range []string{"bar <= 0.25: met", "bar >= 0.75: NOT met", "load 25.0", "2000 MB/s"} {
+	for _, want := range []string{"bar <= 0.25: met", "bar >= 0.75: NOT met", "bar >= 0.75: met", "load 25.0", "2000 MB/s",
+		"pop3d RETR 10 MiB attachment (base64) / loopback", "0.900 (1800 MB/s of 2000 MB/s)"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("text lacks %q:\n%s", want, b.String())
 		}

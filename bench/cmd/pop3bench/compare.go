@@ -62,9 +62,9 @@ func runCompare(ctx context.Context, args []string) error {
 	fs.IntVar(&o.Rounds, "rounds", 2, "rounds of the interleaved matrix")
 	fs.DurationVar(&o.Dur, "d", 8*time.Second, "duration of each timed run")
 	concs := fs.String("c", "1,16,64", "sessions: concurrency levels")
-	fs.IntVar(&o.RetrConc, "retr-c", 1, "retr: concurrent clients")
+	fs.IntVar(&o.RetrConc, "retr-c", 1, "retr and retr-att: concurrent clients")
 	fs.StringVar(&o.Profile, "profile", "", "write a pprof CPU profile of pop3d for each of its timed runs into this folder (admin.pprof on)")
-	fs.BoolVar(&o.TLS, "tls", false, "also run sessions-tls and retr-tls (POP3S)")
+	fs.BoolVar(&o.TLS, "tls", false, "also run sessions-tls, retr-att-tls and retr-tls (POP3S)")
 	fs.IntVar(&o.Idle, "idle", 19000, "idle connections before login (0: skip)")
 	fs.IntVar(&o.IdleLogin, "idle-login", 10000, "logged-in idle sessions on pop3d (0: skip)")
 	fs.IntVar(&o.IdleLoginPeer, "idle-login-peer", 2000, "logged-in idle sessions on Dovecot (a process each)")
@@ -112,7 +112,7 @@ func runCompare(ctx context.Context, args []string) error {
 	}
 	os.Chmod(o.Work, 0o755) // the peer's mail user reads its Maildir under here
 	res := &report.Results{Started: time.Now(), Command: strings.Join(os.Args, " "), Host: hostname(), Notes: map[string]string{}}
-	res.Notes["corpus"] = fmt.Sprintf("seed %d, %d mailboxes × %d messages (%.1f MB), %d × 10 MiB, %d idle mailboxes",
+	res.Notes["corpus"] = fmt.Sprintf("seed %d, %d mailboxes × %d messages (%.1f MB), %d × 2 × 10 MiB (text with one line in six dot-stuffed; MIME with a base64 attachment), %d idle mailboxes",
 		spec.Seed, spec.Users, spec.PerUser, float64(spec.TotalBytes())/1e6, spec.Big, spec.Idle)
 	res.Notes["machine"] = fmt.Sprintf("%d CPUs shared by client and servers", numCPU())
 	bin := ""
@@ -270,17 +270,22 @@ func runCompare(ctx context.Context, args []string) error {
 			printRun(r)
 			res.Save(filepath.Join(o.Out, "results.json"))
 		}
-		for _, s := range order {
-			add(s, round, timed(s.name+" retr", func(t *target) (report.Run, error) { return t.runRetr(ctx, o.RetrConc, o.Dur) }), false)
+		// Both big messages, each server in turn: the attachment
+		// (nothing to stuff), then the text (one line in six stuffed).
+		retr := func(tls bool) {
+			for _, msg := range []int{corpus.BigAttachmentMsg, corpus.BigTextMsg} {
+				for _, s := range order {
+					add(s, round, timed(s.name+" "+retrScenario(msg, tls), func(t *target) (report.Run, error) { return t.runRetr(ctx, o.RetrConc, o.Dur, msg) }), tls)
+				}
+			}
 		}
+		retr(false)
 		if o.TLS {
 			for _, s := range order {
 				c := o.Concs[len(o.Concs)-1]
 				add(s, round, timed(s.name+" sessions-tls", func(t *target) (report.Run, error) { return t.runSessions(ctx, c, o.Dur) }), true)
 			}
-			for _, s := range order {
-				add(s, round, timed(s.name+" retr-tls", func(t *target) (report.Run, error) { return t.runRetr(ctx, o.RetrConc, o.Dur) }), true)
-			}
+			retr(true)
 		}
 	}
 	if o.SMTPConc > 0 {
@@ -536,8 +541,10 @@ func pop3ctlImport(ctx context.Context, o compareOptions, dir string, spec corpu
 				}
 			}
 		case k < spec.Users+spec.Big:
-			if err := run(spec.BigMessage(k-spec.Users), "deliver", addr); err != nil {
-				return err
+			for _, msg := range spec.BigMessages(k - spec.Users) {
+				if err := run(msg, "deliver", addr); err != nil {
+					return err
+				}
 			}
 		}
 	}

@@ -1,11 +1,13 @@
 // Command pop3bench is the load generator of the bench harness: it runs
-// POP3 scenarios (full sessions, idle connections, large RETR, SMTP
+// POP3 scenarios (full sessions, idle connections, large RETR of a
+// dot-stuffed text message and of a base64 attachment message, SMTP
 // delivery, with TLS variants) against a server, writes JSON results and
 // renders an HTML report, and runs the side-by-side comparison of pop3d
 // against Dovecot (the compare subcommand).
 //
 //	pop3bench sessions -addr 127.0.0.1:1100 -c 1,16,64 -d 10s -json out.json
 //	pop3bench retr     -addr 127.0.0.1:1100 -c 1 -d 10s
+//	pop3bench retr-att -addr 127.0.0.1:1100 -c 1 -d 10s
 //	pop3bench idle     -addr 127.0.0.1:1100 -n 19000 [-login]
 //	pop3bench smtp     -smtp 127.0.0.1:2525 -c 8 -d 10s
 //	pop3bench corpus   -maildir DIR | -store MAILROOT
@@ -45,7 +47,7 @@ func main() {
 	defer stop()
 	var err error
 	switch os.Args[1] {
-	case "sessions", "retr", "idle", "smtp":
+	case "sessions", ScenarioRetr, ScenarioRetrAtt, "idle", "smtp":
 		err = runScenario(ctx, os.Args[1], os.Args[2:])
 	case "corpus":
 		err = runCorpus(ctx, os.Args[2:])
@@ -77,7 +79,7 @@ func main() {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage: pop3bench SCENARIO [flags]
-scenarios: sessions retr idle smtp   (against a running server)
+scenarios: sessions retr retr-att idle smtp   (against a running server)
            corpus                    (write the corpus as Maildir or into a mail root)
            report                    (render JSON results as HTML)
            compare                   (pop3d against Dovecot, side by side)
@@ -93,7 +95,7 @@ func corpusFlags(fs *flag.FlagSet) *corpus.Spec {
 	fs.StringVar(&s.Domain, "domain", s.Domain, "mail domain")
 	fs.IntVar(&s.Users, "users", s.Users, "mailboxes with messages (at least the highest concurrency)")
 	fs.IntVar(&s.PerUser, "per-user", s.PerUser, "messages per mailbox")
-	fs.IntVar(&s.Big, "big", s.Big, "mailboxes with one 10 MiB message")
+	fs.IntVar(&s.Big, "big", s.Big, "mailboxes with the two 10 MiB messages (text, attachment)")
 	fs.IntVar(&s.Idle, "idle-users", s.Idle, "empty mailboxes for logged-in idle sessions")
 	fs.StringVar(&s.Password, "password", s.Password, "every mailbox's password")
 	return &s
@@ -135,7 +137,7 @@ func measured(pid int, fn func() (report.Run, error)) (report.Run, error) {
 		}
 		r.ServerCPUSec = (cpu1 - cpu0).Seconds()
 		ops := r.Sessions
-		if r.Scenario == "retr" || r.Scenario == "retr-tls" || r.Scenario == "smtp" {
+		if isRetr(r.Scenario) || r.Scenario == "smtp" {
 			ops = r.Messages
 		}
 		if ops > 0 {
@@ -157,7 +159,7 @@ func runScenario(ctx context.Context, name string, args []string) error {
 	addr := fs.String("addr", "127.0.0.1:1100", "POP3 (or with -tls, POP3S) address")
 	smtpAddr := fs.String("smtp", "127.0.0.1:2525", "SMTP address (smtp scenario)")
 	useTLS := fs.Bool("tls", false, "implicit TLS (POP3S); certificates are not verified")
-	concs := fs.String("c", "", "concurrency levels, comma-separated (sessions: 1,16,64; retr: 1; smtp: 8)")
+	concs := fs.String("c", "", "concurrency levels, comma-separated (sessions: 1,16,64; retr, retr-att: 1; smtp: 8)")
 	dur := fs.Duration("d", 10*time.Second, "duration of each run")
 	n := fs.Int("n", 19000, "idle: connections to hold")
 	login := fs.Bool("login", false, "idle: log each connection in to its own idle mailbox")
@@ -172,7 +174,7 @@ func runScenario(ctx context.Context, name string, args []string) error {
 		return fmt.Errorf("-d and -timeout must be positive")
 	}
 	if *concs == "" {
-		*concs = map[string]string{"sessions": "1,16,64", "retr": "1", "smtp": "8", "idle": "1"}[name]
+		*concs = map[string]string{"sessions": "1,16,64", ScenarioRetr: "1", ScenarioRetrAtt: "1", "smtp": "8", "idle": "1"}[name]
 	}
 	cs, err := parseInts(*concs)
 	if err != nil {
@@ -201,8 +203,10 @@ func runScenario(ctx context.Context, name string, args []string) error {
 			switch name {
 			case "sessions":
 				return t.runSessions(ctx, c, *dur)
-			case "retr":
-				return t.runRetr(ctx, c, *dur)
+			case ScenarioRetr:
+				return t.runRetr(ctx, c, *dur, corpus.BigTextMsg)
+			case ScenarioRetrAtt:
+				return t.runRetr(ctx, c, *dur, corpus.BigAttachmentMsg)
 			case "smtp":
 				return t.runSMTP(ctx, c, *dur)
 			}
@@ -259,7 +263,7 @@ func printRun(r report.Run) {
 	case "loopback":
 		fmt.Printf("%-8s %-14s %.1fs %.1f MB/s (%d KiB writes, %d KiB reads) clientcpu=%.1fs load=%.1f\n",
 			r.Server, r.Scenario, r.Seconds, r.MBPerSec, LoopbackWriteSize>>10, LoopbackReadSize>>10, r.ClientCPUSec, r.LoadAvg)
-	case "retr", "retr-tls", "smtp":
+	case ScenarioRetr, ScenarioRetrTLS, ScenarioRetrAtt, ScenarioRetrAttTLS, "smtp":
 		fmt.Printf("%-8s %-14s c=%-3d %.1fs msgs=%d %.1f MB/s %.1f msg/s p99=%.1fms srvcpu/op=%.2fms clientcpu=%.1fs load=%.1f errors=%d %s\n",
 			r.Server, r.Scenario, r.Concurrency, r.Seconds, r.Messages, r.MBPerSec, r.MessagesPerSec, r.P99Ms, r.ServerCPUPerOpMs, r.ClientCPUSec, r.LoadAvg, r.Errors, r.FirstError)
 	default:

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
+	"mime"
 	"net"
+	"net/mail"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -188,15 +191,72 @@ func (t *target) runSessions(ctx context.Context, conc int, dur time.Duration) (
 	return r, nil
 }
 
-// runRetr has conc clients, each logged in to its own big mailbox, RETR the
-// 10 MiB message over and over for dur; Sessions counts RETRs.
-func (t *target) runRetr(ctx context.Context, conc int, dur time.Duration) (report.Run, error) {
-	r := report.Run{Scenario: "retr", Concurrency: conc}
-	if t.TLS != nil {
-		r.Scenario = "retr-tls"
+// Names of the RETR scenarios: the text message (BigTextMsg, one line in
+// six dot-stuffed) and the attachment message (BigAttachmentMsg, base64,
+// nothing to stuff), each over plain TCP and over TLS.
+const (
+	ScenarioRetr       = "retr"
+	ScenarioRetrTLS    = "retr-tls"
+	ScenarioRetrAtt    = "retr-att"
+	ScenarioRetrAttTLS = "retr-att-tls"
+)
+
+// retrScenario names the RETR scenario of big-mailbox message msg.
+func retrScenario(msg int, tls bool) string {
+	name := ScenarioRetr
+	if msg == corpus.BigAttachmentMsg {
+		name = ScenarioRetrAtt
+	}
+	if tls {
+		name += "-tls"
+	}
+	return name
+}
+
+// isRetr reports whether a scenario is one of the RETR scenarios, whose
+// operations are messages.
+func isRetr(scenario string) bool {
+	switch scenario {
+	case ScenarioRetr, ScenarioRetrTLS, ScenarioRetrAtt, ScenarioRetrAttTLS:
+		return true
+	}
+	return false
+}
+
+// bigContentType is the media type that the header of each big-mailbox
+// message names: RETR runs check it once, so that a server numbering the
+// two messages otherwise (both have BigSize octets) cannot pass one for
+// the other.
+var bigContentType = map[int]string{corpus.BigTextMsg: "text/plain", corpus.BigAttachmentMsg: "multipart/mixed"}
+
+// checkBigMessage reads the header of message msg with TOP and checks
+// that it is the corpus's message of that number.
+func checkBigMessage(c *pop3c.Conn, msg int) error {
+	head, err := c.Top(msg, 0)
+	if err != nil {
+		return fmt.Errorf("TOP %d 0: %w", msg, err)
+	}
+	m, err := mail.ReadMessage(bytes.NewReader(head))
+	if err != nil {
+		return fmt.Errorf("TOP %d 0: %w", msg, err)
+	}
+	mt, _, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	if want := bigContentType[msg]; err != nil || mt != want {
+		return fmt.Errorf("message %d has Content-Type %q, want %s: not the corpus's message %d", msg, m.Header.Get("Content-Type"), want, msg)
+	}
+	return nil
+}
+
+// runRetr has conc clients, each logged in to its own big mailbox, RETR
+// message msg (corpus.BigTextMsg or corpus.BigAttachmentMsg, BigSize
+// octets either) over and over for dur; Sessions counts RETRs.
+func (t *target) runRetr(ctx context.Context, conc int, dur time.Duration, msg int) (report.Run, error) {
+	r := report.Run{Scenario: retrScenario(msg, t.TLS != nil), Concurrency: conc}
+	if _, ok := bigContentType[msg]; !ok {
+		return r, fmt.Errorf("big mailboxes hold messages %d and %d, not %d", corpus.BigTextMsg, corpus.BigAttachmentMsg, msg)
 	}
 	if conc < 1 || conc > t.Spec.Big {
-		return r, fmt.Errorf("retr with %d clients needs %d big mailboxes, the corpus has %d", conc, conc, t.Spec.Big)
+		return r, fmt.Errorf("%s with %d clients needs %d big mailboxes, the corpus has %d", r.Scenario, conc, conc, t.Spec.Big)
 	}
 	var tl tally
 	var wg sync.WaitGroup
@@ -210,6 +270,9 @@ func (t *target) runRetr(ctx context.Context, conc int, dur time.Duration) (repo
 		if err := c.Login(t.login(corpus.BigUser(k)), t.Spec.Password); err != nil {
 			return r, err
 		}
+		if err := checkBigMessage(c, msg); err != nil {
+			return r, fmt.Errorf("%s: %w", corpus.BigUser(k), err)
+		}
 		conns[k] = c
 	}
 	start := time.Now()
@@ -220,13 +283,13 @@ func (t *target) runRetr(ctx context.Context, conc int, dur time.Duration) (repo
 			defer wg.Done()
 			for time.Now().Before(end) && ctx.Err() == nil {
 				t0 := time.Now()
-				n, err := c.Retr(1)
+				n, err := c.Retr(msg)
 				if err != nil {
 					tl.fail(err)
 					return
 				}
 				if n != corpus.BigSize {
-					tl.fail(fmt.Errorf("RETR 1 gave %d octets, want %d", n, corpus.BigSize))
+					tl.fail(fmt.Errorf("RETR %d gave %d octets, want %d", msg, n, corpus.BigSize))
 					return
 				}
 				tl.sessions.Add(1)

@@ -126,8 +126,9 @@ func stamp(dir string, spec corpus.Spec) (bool, func() error) {
 }
 
 // corpusVersion changes when the corpus's layout changes, so that a kept
-// corpus from an older harness is rebuilt.
-const corpusVersion = 2
+// corpus from an older harness is rebuilt. 3: each big mailbox gained
+// its attachment message.
+const corpusVersion = 3
 
 // writeCert writes a self-signed ECDSA certificate and key for localhost.
 func writeCert(certPath, keyPath string) error {
