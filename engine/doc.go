@@ -36,7 +36,11 @@
 // body is read in 256 KiB chunks on a worker and written on the loop; above
 // limits.outbound_high_mark queued octets the stream parks until the
 // buffer falls to limits.outbound_low_mark (pop3_stream_pauses_total,
-// pop3_stream_resumes_total). Reply.Delay uses one runtime
+// pop3_stream_resumes_total). A body that is a file sent as it is
+// (session.FileBody: a RETR of a message over one chunk without a line to
+// byte-stuff) goes out on a plaintext connection with sendfile(2) instead,
+// from a goroutine of its own on a duplicate of the socket registered with
+// Go's poller: see sendfile.go (pop3_stream_sendfile_total). Reply.Delay uses one runtime
 // timer per delayed reply (failed logins only). Reply.Close closes the
 // connection only once gnet's outbound buffer is empty, since gnet's own
 // close drops what it cannot write at once. A short poll (the waker, one

@@ -125,3 +125,29 @@ func TestCopyDotsMatchesReference(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCopyDots normalises a 10 MiB message of CRLF lines (what a
+// delivery writes), without and with lines that begin with '.'.
+func BenchmarkCopyDots(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		every int // a dot line every so many lines; 0: none
+	}{{"clean", 0}, {"dotted", 6}} {
+		var msg []byte
+		for i := 0; len(msg) < 10<<20; i++ {
+			if c.every > 0 && i%c.every == 0 {
+				msg = append(msg, ". a line that begins with a dot\r\n"...)
+			}
+			msg = append(msg, "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAx\r\n"...)
+		}
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(msg)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, dot, err := CopyDots(context.Background(), io.Discard, bytes.NewReader(msg), 0); err != nil || dot != (c.every > 0) {
+					b.Fatal(dot, err)
+				}
+			}
+		})
+	}
+}

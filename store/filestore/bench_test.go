@@ -4,6 +4,8 @@ package filestore
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"syscall"
 	"testing"
@@ -223,4 +225,116 @@ func BenchmarkOpenMessage(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkSendMessage10MiB sends a delivered 10 MiB message without dot
+// lines to a TCP loopback socket read by another goroutine (64 KiB at a
+// time): with
+// sendfile (store.WireFile), and with read(2) into a 256 KiB buffer and
+// write(2), the path of a message that must be byte-stuffed (without
+// the stuffing).
+func BenchmarkSendMessage10MiB(b *testing.B) {
+	s := newTestStore(b, Options{})
+	a := mkbox(b, s)
+	var msg strings.Builder
+	for i := 0; msg.Len() < 10<<20; i++ {
+		msg.WriteString("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAx\r\n")
+	}
+	if _, err := s.Deliver(bg, a, strings.NewReader(msg.String())); err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		buf := make([]byte, 64<<10) // the bench client's read size
+		for {
+			if _, err := c.Read(buf); err != nil {
+				break
+			}
+		}
+		c.Close()
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	raw, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ms, err := s.OpenSession(bg, a, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ms.Close()
+	size := ms.Messages()[0].Size
+	b.Run("sendfile", func(b *testing.B) {
+		b.SetBytes(size)
+		b.ReportAllocs()
+		for b.Loop() {
+			rc, err := ms.Open(0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			wf := rc.(store.WireFile)
+			if !wf.NoDotLines() {
+				b.Fatal("the message is not marked")
+			}
+			var serr error
+			left := size
+			if err := raw.Write(func(fd uintptr) bool {
+				for left > 0 {
+					n, err := wf.SendFile(int(fd), int(min(left, 1<<20)))
+					if n > 0 {
+						left -= int64(n)
+					}
+					if err == syscall.EAGAIN {
+						return false
+					}
+					if err != nil || n == 0 {
+						serr = err
+						return true
+					}
+				}
+				return true
+			}); err != nil || serr != nil || left != 0 {
+				b.Fatal(err, serr, left)
+			}
+			rc.Close()
+		}
+	})
+	buf := make([]byte, 256<<10)
+	b.Run("read-write", func(b *testing.B) {
+		b.SetBytes(size)
+		b.ReportAllocs()
+		for b.Loop() {
+			rc, err := ms.Open(0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for {
+				n, err := rc.Read(buf)
+				if n > 0 {
+					if _, werr := c.Write(buf[:n]); werr != nil {
+						b.Fatal(werr)
+					}
+				}
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			rc.Close()
+		}
+	})
 }

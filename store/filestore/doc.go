@@ -52,6 +52,9 @@
 // endings are normalised for RFC 1939's octet counts (package store/crlf): a bare LF becomes
 // CRLF, a bare CR is kept as it is, and a non-empty message that does not
 // end with a line ending gets CRLF appended (a final bare CR becomes CRLF).
+// A message in which no line begins with '.' gets the extended attribute
+// user.pop3.nodots, its size in decimal, before the fsync: its reader is a
+// store.WireFile, which a POP3 server sends with sendfile(2) (wire.go).
 // The temporary file is fsynced, checked against the quota, linked to its
 // name in the mailbox folder (link never replaces), unlinked from tmp, and
 // the mailbox folder is fsynced before Deliver returns. A reader never sees

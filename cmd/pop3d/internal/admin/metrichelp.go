@@ -25,6 +25,7 @@ var metricHelp = map[string]string{
 	"pop3_inbound_overflow_total":    "POP3 connections closed for pipelining more than limits.max_inbound octets or limits.max_pipelined commands.",
 	"pop3_stream_pauses_total":       "RETR/TOP replies paused because more than limits.outbound_high_mark octets waited for a slow reader.",
 	"pop3_stream_resumes_total":      "Paused RETR/TOP replies resumed once no more than limits.outbound_low_mark octets were left unsent.",
+	"pop3_stream_sendfile_total":     "RETR replies sent from the message file with sendfile(2): plaintext connections, messages over 256 KiB without a line that begins with '.'.",
 	"pop3_lock_renewals_total":       "Mailbox lock lease renewals by logged-in POP3 sessions.",
 	"pop3_bytes_received_total":      "Octets received from POP3 clients.",
 	"pop3_bytes_sent_total":          "Octets sent to POP3 clients.",
