@@ -660,6 +660,8 @@ func killedImport(t *testing.T, s *pop3dtest.Server, maildir string, n int) {
 				cmd.Process.Kill()
 				t.Fatalf("the import did not reach %d messages", at)
 			}
+			// A poll with the deadline above: the import gives no signal
+			// per message, and a kill must land while it runs.
 			time.Sleep(time.Millisecond)
 		}
 		if count() >= n {

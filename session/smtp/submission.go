@@ -293,21 +293,29 @@ func (ss *session) checkPassword(a *auth.Authenticator, pc auth.PasswordCheck) (
 		pad  time.Duration
 		err  error
 	}
+	standing := auth.Unknown
+	if a.Suspect(ip) {
+		standing = auth.Suspect
+	}
+	// The answer goes out once the check's slot is free (Done), so that
+	// a client retrying at once finds it free.
 	ch := make(chan result, 1)
-	err := a.Queue.Submit(cost, a.Suspect(ip), func(low bool) {
-		r := result{err: auth.ErrUnavailable}
-		defer func() { ch <- r }()
-		ctx, cancel := ss.ctx()
-		defer cancel()
-		if low {
-			ctx = store.WithLowPriority(ctx)
-		}
-		r.addr, r.pad, r.err = a.Check(ctx, pc)
+	r := result{err: auth.ErrUnavailable}
+	err := a.Queue.Enqueue(auth.Check{Cost: cost, Standing: standing,
+		Run: func(low bool) {
+			ctx, cancel := ss.ctx()
+			defer cancel()
+			if low {
+				ctx = store.WithLowPriority(ctx)
+			}
+			r.addr, r.pad, r.err = a.Check(ctx, pc)
+		},
+		Done: func() { ch <- r },
 	})
 	if err != nil {
 		return store.Address{}, 0, err
 	}
-	r := <-ch
+	r = <-ch
 	return r.addr, r.pad, r.err
 }
 
