@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +27,8 @@ import (
 //	WORK text     +OK text              (on a worker)
 //	HOLD name     +OK held, once the test opens the gate name (on a worker, blocks it)
 //	BODY n        +OK then n octets of a pattern and ".\r\n" (streamed)
+//	NOSPLICE n    the same from a session.FileBody whose SendFile fails with EINVAL
+//	              (a file system that cannot splice): read instead
 //	DELAY ms      -ERR delayed, ms later
 //	LOGIN         +OK, Authenticated
 //	PANIC         panics (on a worker); IPANIC panics in Inline
@@ -144,6 +147,10 @@ func (s *lineSession) Handle(line []byte) session.Reply {
 		n, _ := strconv.Atoi(arg)
 		s.fx.bodies.Add(1)
 		return session.Reply{Out: []byte("+OK body\r\n"), Body: &patternBody{n: int64(n), fx: s.fx}}
+	case "NOSPLICE":
+		n, _ := strconv.Atoi(arg)
+		s.fx.bodies.Add(1)
+		return session.Reply{Out: []byte("+OK body\r\n"), Body: &noSpliceBody{patternBody{n: int64(n), fx: s.fx}}}
 	case "DELAY":
 		ms, _ := strconv.Atoi(arg)
 		return session.Reply{Out: []byte("-ERR delayed\r\n"), Delay: time.Duration(ms) * time.Millisecond}
@@ -172,6 +179,15 @@ type patternBody struct {
 	fx     *fixture
 	closed bool
 }
+
+// noSpliceBody is a patternBody offered for sendfile by a file system
+// that cannot splice its files.
+type noSpliceBody struct{ patternBody }
+
+func (b *noSpliceBody) Size() int64                    { return b.n }
+func (b *noSpliceBody) Sendable() bool                 { return true }
+func (b *noSpliceBody) SendFile(int, int) (int, error) { return 0, syscall.EINVAL }
+func (b *noSpliceBody) Trailer() []byte                { return []byte(".\r\n") }
 
 func patternByte(i int64) byte { return byte('a' + i%23) }
 

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"io"
 	"os"
 	"syscall"
@@ -136,6 +137,14 @@ func (k *conn) sendfile(st *stream, fb session.FileBody, rc syscall.RawConn) {
 func (k *conn) sendfileDone(st *stream, fb session.FileBody, err error) {
 	k.written += st.sent.Load()
 	if k.stream != st {
+		return
+	}
+	if err != nil && st.sent.Load() == 0 && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP)) {
+		// A file system that cannot splice its files: nothing went out,
+		// so the body is read and sent the usual way.
+		k.logger().Debug("sendfile not supported here, reading instead", "err", err)
+		st.sock, st.file = nil, nil
+		k.streamRead()
 		return
 	}
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/panjf2000/gnet/v2"
+
 	"github.com/pop3svc/pop3svc/session/pop3/transcript"
 	"github.com/pop3svc/pop3svc/store/filestore"
 )
@@ -143,8 +145,7 @@ func TestRetrSendfileSlowReaderNotIdle(t *testing.T) {
 	n := deliverAlice(t, st, msg)
 	c := dialSlowReader(t, ts.addr)
 	loginAlice(c)
-	k := ts.connOf(t, c.c)
-	loop, fd := k.gc.EventLoop(), k.gc.Fd()
+	loop, fd := ts.loopAndFD(t, c.c)
 	before := mBytesSent.Get()
 	c.send(fmt.Sprintf("RETR %d\r\n", n))
 	c.expect("+OK " + strconv.Itoa(len(msg)) + " octets")
@@ -192,8 +193,7 @@ func TestRetrSendfileStoppedReader(t *testing.T) {
 		opened := held.opened.Load()
 		c := dialSlowReader(t, ts.addr)
 		loginAlice(c)
-		k := ts.connOf(t, c.c)
-		loop, fd := k.gc.EventLoop(), k.gc.Fd()
+		loop, fd := ts.loopAndFD(t, c.c)
 		c.send(fmt.Sprintf("RETR %d\r\n", n))
 		if l := c.line(); !strings.HasPrefix(l, "+OK ") {
 			t.Fatalf("RETR: %q", l)
@@ -226,4 +226,52 @@ func TestRetrSendfileStoppedReader(t *testing.T) {
 		})
 		eventually(t, "every descriptor closed", func() bool { return openFDs(t) <= fds })
 	}
+}
+
+// A body offered for sendfile on a file system that cannot splice its
+// files (sendfile fails with EINVAL before sending anything) is read and
+// sent the usual way, whole, and the connection goes on.
+func TestSendfileRefusedFallsBackToReading(t *testing.T) {
+	ts := startServer(t, nil)
+	c := ts.dial(t)
+	c.expect("+OK ready")
+	const size = 1 << 20
+	sent := mStreamSendfile.Get()
+	c.send(fmt.Sprintf("NOSPLICE %d\r\nECHO after\r\n", size))
+	c.expect("+OK body")
+	got := make([]byte, size+3)
+	c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c.r, got); err != nil {
+		t.Fatal(err)
+	}
+	for i := range int64(size) {
+		if got[i] != patternByte(i) {
+			t.Fatalf("octet %d differs", i)
+		}
+	}
+	if string(got[size:]) != ".\r\n" {
+		t.Fatalf("body ends with %q", got[size:])
+	}
+	c.expect("+OK after")
+	if mStreamSendfile.Get() == sent {
+		t.Fatal("the body was not offered to sendfile")
+	}
+	eventually(t, "body closed", func() bool { ts.fx.bodies.Wait(); return true })
+}
+
+// loopAndFD returns the event loop and the socket of the server's side of
+// the client socket c, read under the registry's lock: a connection's
+// context is recycled on a worker once it closes.
+func (ts *testServer) loopAndFD(t *testing.T, c net.Conn) (loop gnet.EventLoop, fd int) {
+	t.Helper()
+	want := c.LocalAddr().String()
+	eventually(t, "connection registered", func() bool {
+		ts.registry.each(func(k *conn) {
+			if k.remote == want {
+				loop, fd = k.gc.EventLoop(), k.gc.Fd()
+			}
+		})
+		return loop != nil
+	})
+	return loop, fd
 }
