@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"path/filepath"
 	"strings"
@@ -191,5 +192,102 @@ func TestLimitsAgainstLoopbackAndPeer(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("text lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+// TestLimitsAgainstLoopbackFromAFile: the diagnostic reference (a sender
+// that sends the attachment message from a file) has its own line and a
+// line per server for the attachment RETR, without a bar, after the
+// loopback limit's lines, which keep their bars.
+func TestLimitsAgainstLoopbackFromAFile(t *testing.T) {
+	r := sample()
+	for round := 1; round <= 3; round++ {
+		r.Runs = append(r.Runs, Run{Server: Loopback, Scenario: Loopback, Round: round, Concurrency: 1, MBPerSec: 2000, LoadAvg: 10})
+	}
+	var before []string
+	for _, l := range r.Limits("pop3d", "dovecot") {
+		before = append(before, fmt.Sprintf("%+v", l))
+		if strings.Contains(l.Name, "from a file") {
+			t.Fatalf("limit %q without a loopback-file run", l.Name)
+		}
+	}
+	for round := 1; round <= 3; round++ {
+		r.Runs = append(r.Runs, Run{Server: LoopbackFile, Scenario: LoopbackFile, Round: round, Concurrency: 1, MBPerSec: 2400 + 50*float64(round), LoadAvg: 12})
+	}
+	if s := r.Servers(); len(s) != 2 || s[0] != "pop3d" || s[1] != "dovecot" {
+		t.Fatalf("servers %v, want pop3d and dovecot (the loopback-file runs are not a server)", s)
+	}
+	ls := r.Limits("pop3d", "dovecot")
+	if len(ls) != len(before)+3 {
+		t.Fatalf("%d limits with the file reference, want the %d of before and 3 more: %v", len(ls), len(before), ls)
+	}
+	for i, want := range before {
+		if got := fmt.Sprintf("%+v", ls[i]); got != want {
+			t.Errorf("limit %d changed with the file reference: %s, was %s", i, got, want)
+		}
+	}
+	// Medians: the file reference 2500 MB/s; the attachment RETR 1800
+	// (pop3d) and 900 (dovecot) MB/s.
+	want := []struct {
+		name  string
+		value float64
+	}{
+		{"loopback from a file (plain Go sendfile of the 10 MiB message and reader)", 2500},
+		{"pop3d RETR 10 MiB attachment (base64) / loopback from a file (sendfile)", 0.72},
+		{"dovecot RETR 10 MiB attachment (base64) / loopback from a file (sendfile)", 0.36},
+	}
+	for i, w := range want {
+		l := ls[len(before)+i]
+		if l.Name != w.name || math.Abs(l.Value-w.value) > 1e-9 || l.Bar != 0 || !l.Met() {
+			t.Errorf("limit %d = %q %v bar %v, want %q %v without a bar", len(before)+i, l.Name, l.Value, l.Bar, w.name, w.value)
+		}
+	}
+	if ls[len(before)].Load != 12 {
+		t.Errorf("file reference load %v, want 12 (its runs' median)", ls[len(before)].Load)
+	}
+	var b bytes.Buffer
+	r.WriteText(&b)
+	text := b.String()
+	for _, want := range []string{"2500 MB/s", "0.720 (1800 MB/s of 2500 MB/s)", "0.360 (900 MB/s of 2500 MB/s)",
+		"0.900 (1800 MB/s of 2000 MB/s)  load 0.0  bar >= 0.75: met"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text lacks %q:\n%s", want, text)
+		}
+	}
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, "from a file") && strings.Contains(line, "bar") {
+			t.Errorf("the diagnostic line %q has a bar", line)
+		}
+	}
+	if strings.Index(text, "loopback from a file") < strings.LastIndex(text, "dot-stuffed / loopback ") {
+		t.Errorf("the file reference's lines come before the loopback limit's:\n%s", text)
+	}
+	h := new(bytes.Buffer)
+	if err := r.WriteHTML(h); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(h.String(), "pop3d RETR 10 MiB attachment (base64) / loopback from a file (sendfile)") {
+		t.Error("the HTML report lacks the line against the file reference")
+	}
+
+	// Without the loopback limit's runs, the file reference still has its lines.
+	var only []Run
+	for _, x := range r.Runs {
+		if x.Server != Loopback {
+			only = append(only, x)
+		}
+	}
+	r.Runs = only
+	n := 0
+	for _, l := range r.Limits("pop3d", "dovecot") {
+		if strings.Contains(l.Name, "/ loopback") && !strings.Contains(l.Name, "from a file") {
+			t.Errorf("limit %q without a loopback run", l.Name)
+		}
+		if strings.Contains(l.Name, "from a file") {
+			n++
+		}
+	}
+	if n != 3 {
+		t.Errorf("%d lines against the file reference without a loopback run, want 3", n)
 	}
 }

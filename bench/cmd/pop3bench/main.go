@@ -263,6 +263,9 @@ func printRun(r report.Run) {
 	case "loopback":
 		fmt.Printf("%-8s %-14s %.1fs %.1f MB/s (%d KiB writes, %d KiB reads) clientcpu=%.1fs load=%.1f\n",
 			r.Server, r.Scenario, r.Seconds, r.MBPerSec, LoopbackWriteSize>>10, LoopbackReadSize>>10, r.ClientCPUSec, r.LoadAvg)
+	case report.LoopbackFile:
+		fmt.Printf("%-8s %-14s %.1fs %.1f MB/s (sendfile of a 10 MiB file, %d KiB reads) clientcpu=%.1fs load=%.1f errors=%d %s\n",
+			r.Server, r.Scenario, r.Seconds, r.MBPerSec, LoopbackReadSize>>10, r.ClientCPUSec, r.LoadAvg, r.Errors, r.FirstError)
 	case ScenarioRetr, ScenarioRetrTLS, ScenarioRetrAtt, ScenarioRetrAttTLS, "smtp":
 		fmt.Printf("%-8s %-14s c=%-3d %.1fs msgs=%d %.1f MB/s %.1f msg/s p99=%.1fms srvcpu/op=%.2fms clientcpu=%.1fs load=%.1f errors=%d %s\n",
 			r.Server, r.Scenario, r.Concurrency, r.Seconds, r.Messages, r.MBPerSec, r.MessagesPerSec, r.P99Ms, r.ServerCPUPerOpMs, r.ClientCPUSec, r.LoadAvg, r.Errors, r.FirstError)
