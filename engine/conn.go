@@ -135,6 +135,7 @@ func (k *conn) finalize() {
 		}
 		if st := k.stream; st != nil {
 			_ = st.body.Close()
+			st.releaseSlot(s)
 			k.stream = nil
 		}
 		if k.sess != nil {
@@ -346,9 +347,10 @@ func (k *conn) pump() {
 			continue
 		}
 		k.refs.Add(1)
+		plain := k.tr == nil // read on the loop, which owns it
 		err := k.srv.submit(func() {
 			defer k.release()
-			k.work(func() session.Reply { return k.sess.Handle(line) })
+			k.work(func() session.Reply { return k.sess.Handle(line) }, plain)
 		})
 		if err != nil {
 			k.refs.Add(-1) // the task will not run; the open connection still holds a reference
@@ -374,10 +376,11 @@ func (k *conn) pump() {
 }
 
 // work runs f (Handle, or the finish of a pending command) on the calling
-// worker and posts its reply to the loop.
-func (k *conn) work(f func() session.Reply) {
+// worker and posts its reply to the loop. plain: the connection has no
+// transport (TLS), as the loop saw it when it handed the command over.
+func (k *conn) work(f func() session.Reply, plain bool) {
 	r := k.call(f)
-	if _, ok := sendfileBody(r); r.Body != nil && r.Delay == 0 && r.Pending == nil && !ok {
+	if r.Body != nil && r.Delay == 0 && r.Pending == nil && !(plain && isSendfileBody(r)) {
 		// Read the body's first chunk on this worker: one hand-off
 		// between worker and loop fewer per RETR/TOP, which is most of a
 		// small message's cost. A body sent with sendfile is not read.
@@ -398,13 +401,14 @@ func (k *conn) work(f func() session.Reply) {
 func (k *conn) startPending(p func(resume func(finish func() session.Reply))) {
 	k.refs.Add(1)
 	var resumed atomic.Bool
+	plain := k.tr == nil
 	resume := func(finish func() session.Reply) {
 		if !resumed.CompareAndSwap(false, true) {
 			return
 		}
 		task := func() {
 			defer k.release()
-			k.work(finish)
+			k.work(finish, plain)
 		}
 		if err := k.srv.submit(task); err != nil {
 			task()
@@ -652,7 +656,9 @@ func (k *conn) recheck() bool {
 			}
 			st.parked = false
 			k.sendfileStart(st)
-			return false
+			// A start that falls back to reading parks again when the
+			// pool is full: keep looking at such a stream.
+			return k.stream == st && st.parked
 		}
 		if st.parked && out <= k.srv.settings().outboundLow {
 			st.parked = false

@@ -29,6 +29,8 @@ import (
 //	BODY n        +OK then n octets of a pattern and ".\r\n" (streamed)
 //	NOSPLICE n    the same from a session.FileBody whose SendFile fails with EINVAL
 //	              (a file system that cannot splice): read instead
+//	STALL n       the same from a session.FileBody whose SendFile waits at the gate
+//	              "sendfile" (a disk that does not answer), then fails
 //	DELAY ms      -ERR delayed, ms later
 //	LOGIN         +OK, Authenticated
 //	PANIC         panics (on a worker); IPANIC panics in Inline
@@ -151,6 +153,10 @@ func (s *lineSession) Handle(line []byte) session.Reply {
 		n, _ := strconv.Atoi(arg)
 		s.fx.bodies.Add(1)
 		return session.Reply{Out: []byte("+OK body\r\n"), Body: &noSpliceBody{patternBody{n: int64(n), fx: s.fx}}}
+	case "STALL":
+		n, _ := strconv.Atoi(arg)
+		s.fx.bodies.Add(1)
+		return session.Reply{Out: []byte("+OK body\r\n"), Body: &stallBody{noSpliceBody{patternBody{n: int64(n), fx: s.fx}}}}
 	case "DELAY":
 		ms, _ := strconv.Atoi(arg)
 		return session.Reply{Out: []byte("-ERR delayed\r\n"), Delay: time.Duration(ms) * time.Millisecond}
@@ -188,6 +194,16 @@ func (b *noSpliceBody) Size() int64                    { return b.n }
 func (b *noSpliceBody) Sendable() bool                 { return true }
 func (b *noSpliceBody) SendFile(int, int) (int, error) { return 0, syscall.EINVAL }
 func (b *noSpliceBody) Trailer() []byte                { return []byte(".\r\n") }
+
+// stallBody is a body offered for sendfile whose SendFile blocks at the
+// gate "sendfile", as sendfile blocks on a disk that does not answer; it
+// is read like a patternBody.
+type stallBody struct{ noSpliceBody }
+
+func (b *stallBody) SendFile(int, int) (int, error) {
+	b.fx.gate("sendfile").pass()
+	return 0, io.ErrUnexpectedEOF
+}
 
 func patternByte(i int64) byte { return byte('a' + i%23) }
 

@@ -31,9 +31,10 @@ var (
 	// A streamed reply (RETR, TOP) pauses when the client reads slower
 	// than it is sent and more than limits.outbound_high_mark octets wait
 	// unsent, and resumes once they fall to limits.outbound_low_mark.
-	mStreamPauses   = metrics.NewCounter("pop3_stream_pauses_total")
-	mStreamResumes  = metrics.NewCounter("pop3_stream_resumes_total")
-	mStreamSendfile = metrics.NewCounter("pop3_stream_sendfile_total")
+	mStreamPauses       = metrics.NewCounter("pop3_stream_pauses_total")
+	mStreamResumes      = metrics.NewCounter("pop3_stream_resumes_total")
+	mStreamSendfile     = metrics.NewCounter("pop3_stream_sendfile_total")
+	mStreamSendfileBusy = metrics.NewCounter("pop3_stream_sendfile_busy_total")
 )
 
 // servers are the running engines the gauges read from.

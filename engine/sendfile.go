@@ -48,6 +48,26 @@ func sendfileBody(r session.Reply) (session.FileBody, bool) {
 	return fb, true
 }
 
+func isSendfileBody(r session.Reply) bool { _, ok := sendfileBody(r); return ok }
+
+// takeSendfileSlot reserves one of the sendfile streams allowed at once:
+// pop3.threadcount of them, the bound the worker pool puts on threads
+// blocked in file reads. Each holds a goroutine, the socket's duplicate
+// and, while sendfile waits for the disk, an OS thread; beyond the bound
+// a body is read by the pool as before.
+func (s *Server) takeSendfileSlot() bool {
+	max := int64(s.settings().threadCount)
+	for {
+		n := s.sendfiles.Load()
+		if n >= max {
+			return false
+		}
+		if s.sendfiles.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
 // startSendfile starts sending r's body with sendfile, on the loop, right
 // after the status line. It reports false when the body must be streamed
 // by reads instead: not a file to send as it is, a transport (TLS) in the
@@ -59,7 +79,11 @@ func (k *conn) startSendfile(r session.Reply) bool {
 	if !ok || k.tr != nil {
 		return false
 	}
-	st := &stream{body: r.Body, reply: r, file: fb}
+	if !k.srv.takeSendfileSlot() {
+		mStreamSendfileBusy.Inc()
+		return false
+	}
+	st := &stream{body: r.Body, reply: r, file: fb, slot: true}
 	k.stream = st
 	if k.gc.OutboundBuffered() > 0 {
 		st.parked = true
@@ -86,11 +110,12 @@ func (k *conn) sendfileStart(st *stream) {
 	}
 	if err != nil {
 		k.logger().Debug("cannot send with sendfile, reading instead", "err", err)
-		st.file = nil
+		st.file, st.slot = nil, false
+		k.srv.sendfiles.Add(-1)
 		k.streamRead()
 		return
 	}
-	st.sock = sock
+	st.sock, st.slot = sock, false // the goroutine gives the slot back
 	k.refs.Add(1)
 	mStreamSendfile.Inc()
 	go k.sendfile(st, st.file, rc)
@@ -99,6 +124,7 @@ func (k *conn) sendfileStart(st *stream) {
 // sendfile sends the body's file and posts the end to the loop.
 func (k *conn) sendfile(st *stream, fb session.FileBody, rc syscall.RawConn) {
 	defer k.release()
+	defer k.srv.sendfiles.Add(-1)
 	left := fb.Size()
 	var serr error
 	werr := rc.Write(func(fd uintptr) bool {
@@ -161,10 +187,29 @@ func (k *conn) sendfileDone(st *stream, fb session.FileBody, err error) {
 	k.endStream()
 }
 
+// releaseSlot gives back the sendfile slot of a stream that closes
+// before its goroutine started (parked while gnet held output).
+func (st *stream) releaseSlot(s *Server) {
+	if st.slot {
+		st.slot = false
+		s.sendfiles.Add(-1)
+	}
+}
+
 // wakeSendfile ends a sendfile stream's wait for room in the socket (on
 // the loop, from OnClose): the goroutine sees its deadline pass and stops.
 func (k *conn) wakeSendfile() {
-	if st := k.stream; st != nil && st.sock != nil {
-		_ = st.sock.SetWriteDeadline(time.Unix(1, 0))
+	st := k.stream
+	if st == nil || st.sock == nil {
+		return
+	}
+	_ = st.sock.SetWriteDeadline(time.Unix(1, 0))
+	// The deadline cannot reach a sendfile blocked on the file's disk,
+	// and the duplicate would keep the connection open meanwhile: shut
+	// the socket down, so the client sees the end now and the call fails
+	// when it returns. Control holds the duplicate open for the call, or
+	// fails once the goroutine closed it.
+	if rc, err := st.sock.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { _ = unix.Shutdown(int(fd), unix.SHUT_RDWR) })
 	}
 }

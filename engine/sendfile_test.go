@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -274,4 +275,173 @@ func (ts *testServer) loopAndFD(t *testing.T, c net.Conn) (loop gnet.EventLoop, 
 		return loop != nil
 	})
 	return loop, fd
+}
+
+// readPattern reads a BODY reply's n octets and its ".\r\n", and checks
+// them.
+func readPattern(t *testing.T, c *client, n int) {
+	t.Helper()
+	got := make([]byte, n+3)
+	c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c.r, got); err != nil {
+		t.Fatal(err)
+	}
+	for i := range int64(n) {
+		if got[i] != patternByte(i) {
+			t.Fatalf("octet %d differs", i)
+		}
+	}
+	if string(got[n:]) != ".\r\n" {
+		t.Fatalf("body ends with %q", got[n:])
+	}
+}
+
+// At most pop3.threadcount sendfile streams run at once, so that threads
+// blocked in sendfile on a disk that does not answer stay bounded as the
+// pool bounds the threads of file reads: beyond, a body is read by the
+// pool. A stalled stream's connection ends when the server closes it (the
+// idle timeout), though its sendfile still waits on the disk.
+func TestSendfileStreamsBoundedAndClosable(t *testing.T) {
+	ts := startServer(t, func(cfg *Config) {
+		cfg.ThreadCount = 2
+		cfg.IdleTimeout = 10 * time.Second
+		cfg.LoginTimeout = 10 * time.Second
+	})
+	const size = 1 << 20
+	busy := mStreamSendfileBusy.Get()
+	g := ts.fx.gate("sendfile")
+	var stalled []*client
+	for range 2 {
+		c := ts.dial(t)
+		c.expect("+OK ready")
+		c.send(fmt.Sprintf("STALL %d\r\n", size))
+		c.expect("+OK body")
+		g.waitEntered(t)
+		stalled = append(stalled, c)
+	}
+	for range 3 {
+		c := ts.dial(t)
+		c.expect("+OK ready")
+		c.send(fmt.Sprintf("STALL %d\r\nECHO after\r\n", size))
+		c.expect("+OK body")
+		readPattern(t, c, size)
+		c.expect("+OK after")
+	}
+	if got := mStreamSendfileBusy.Get() - busy; got != 3 {
+		t.Errorf("%d bodies read for want of a sendfile slot, want 3", got)
+	}
+	select {
+	case <-g.entered:
+		t.Fatal("a third sendfile stream started with pop3.threadcount 2")
+	default:
+	}
+	// The idle timeout closes both stalled connections (the first sweep
+	// may count the status line's delivery as progress; the next finds
+	// none).
+	loop, _ := ts.loopAndFD(t, stalled[0].c)
+	loop2, _ := ts.loopAndFD(t, stalled[1].c)
+	for i := 0; i < 5 && (ts.findConn(stalled[0].c) != nil || ts.findConn(stalled[1].c) != nil); i++ {
+		ts.clock.Advance(11 * time.Second)
+		ts.Sweep()
+		ts.barrier(t, loop)
+		ts.barrier(t, loop2)
+	}
+	for i, c := range stalled {
+		c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.Copy(io.Discard, c.r); err != nil {
+			t.Fatalf("stalled connection %d: the client saw no end: %v", i+1, err)
+		}
+	}
+	eventually(t, "the connections gone", func() bool { return ts.Status().Connections == 0 })
+	g.open()
+	eventually(t, "the sendfile slots given back", func() bool { return ts.sendfiles.Load() == 0 })
+	eventually(t, "bodies closed", func() bool { ts.fx.bodies.Wait(); return true })
+}
+
+// onLoop runs f on loop, which owns the connections' state, and waits.
+func onLoop(t *testing.T, loop gnet.EventLoop, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	if err := loop.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		f()
+		close(done)
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("timed out waiting for the event loop")
+	}
+}
+
+// A sendfile stream that waited for gnet's buffer to empty, and then
+// cannot duplicate the socket (no descriptor left) while every worker is
+// busy, falls back to reading and parks for a worker: the waker keeps it,
+// and the body goes out once a worker is free.
+func TestParkedSendfileFallbackResumes(t *testing.T) {
+	ts := startServer(t, func(cfg *Config) { cfg.ThreadCount = 1; cfg.TaskQueue = 0; cfg.OutboundHighMark = 64 << 20 })
+	a := dialSlowReader(t, ts.addr)
+	a.expect("+OK ready")
+	loop, _ := ts.loopAndFD(t, a.c)
+	k := ts.connOf(t, a.c) // its fields are read on the loop only
+	const first, size = 200000, 1 << 20
+	onLoop(t, loop, func() { k.gc.SetWriteBuffer(16 << 10) }) // no send buffer autotuning
+	a.send(fmt.Sprintf("BODY %d\r\nNOSPLICE %d\r\n", first, size))
+	eventually(t, "the sendfile stream parked before its start", func() bool {
+		var ok bool
+		onLoop(t, loop, func() { ok = k.stream != nil && k.stream.file != nil && k.stream.parked })
+		return ok
+	})
+	b := ts.dial(t)
+	b.expect("+OK ready")
+	b.send("HOLD g\r\n")
+	ts.fx.gate("g").waitEntered(t) // the only worker is busy
+
+	// No descriptor left for the duplicate.
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := syscall.Dup(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syscall.Close(fd)
+	low := old
+	low.Cur = uint64(fd)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	restored := false
+	restore := func() {
+		if !restored {
+			restored = true
+			syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
+		}
+	}
+	defer restore()
+
+	// The client takes what gnet held; the waker then starts the stream,
+	// which falls back to reading and parks for a worker.
+	a.expect("+OK body")
+	readPattern(t, a, first)
+	a.expect("+OK body")
+	eventually(t, "the stream fallen back to reading and parked", func() bool {
+		var ok bool
+		onLoop(t, loop, func() { ok = k.stream != nil && k.stream.file == nil && k.stream.parked })
+		return ok
+	})
+	restore()
+	ts.barrier(t, loop) // the waker's look that parked it is over
+	ts.waker.mu.Lock()
+	_, watched := ts.waker.set[k]
+	ts.waker.mu.Unlock()
+	if !watched {
+		t.Fatal("the parked stream left the waker: nothing would resume it")
+	}
+	ts.fx.gate("g").open()
+	b.expect("+OK held")
+	readPattern(t, a, size)
 }

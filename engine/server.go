@@ -72,9 +72,12 @@ type Server struct {
 	// peakOutbound is the largest outbound buffer seen after a streamed
 	// chunk: it shows the backpressure works.
 	peakOutbound atomic.Int64
-	final        sync.WaitGroup // session Close tasks in flight
-	started      time.Time
-	stopOnce     sync.Once
+	// sendfiles counts the sendfile streams running or about to start
+	// (sendfile.go): at most pop3.threadcount.
+	sendfiles atomic.Int64
+	final     sync.WaitGroup // session Close tasks in flight
+	started   time.Time
+	stopOnce  sync.Once
 }
 
 // New prepares a server: the worker pool and the socket pool's contexts.

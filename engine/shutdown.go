@@ -71,6 +71,7 @@ drain:
 		}
 		if st := k.stream; st != nil {
 			_ = st.body.Close()
+			st.releaseSlot(s)
 		}
 		if k.sess != nil {
 			k.sess.Close()

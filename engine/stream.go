@@ -30,6 +30,7 @@ type stream struct {
 	file session.FileBody
 	sock *os.File
 	sent atomic.Int64
+	slot bool // holds a sendfile slot its goroutine has not taken over
 }
 
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
@@ -126,6 +127,7 @@ func (k *conn) streamChunk(buf []byte, n int, err error) {
 func (k *conn) endStream() {
 	st := k.stream
 	k.stream = nil
+	st.releaseSlot(k.srv)
 	_ = st.body.Close()
 	if k.phase.Load() != phaseClosing {
 		k.finish(st.reply)

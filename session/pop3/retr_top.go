@@ -32,8 +32,10 @@ func (s *Session) retr(arg string) session.Reply {
 	b := s.track(rc, NewDotReader(io.LimitReader(rc, s.msgs[i].Size)))
 	if wf, ok := rc.(store.WireFile); ok {
 		b.wire, b.size = wf, s.msgs[i].Size
+		r.Body = &fileBody{b}
+	} else {
+		r.Body = b
 	}
-	r.Body = b
 	return r
 }
 
@@ -74,10 +76,10 @@ type messageBody struct {
 	done  bool
 	close sync.Once
 
-	// A RETR's body is a session.FileBody when the store can send the
-	// message as it is (store.WireFile): wire is then set, and size is
-	// the message's size. sendable caches wire.NoDotLines (0 not asked,
-	// 1 yes, 2 no).
+	// A RETR's body, when the store can send the message as it is
+	// (store.WireFile), is a fileBody: wire is then set, and size is the
+	// message's size. sendable caches wire.NoDotLines (0 not asked, 1
+	// yes, 2 no).
 	wire     store.WireFile
 	size     int64
 	sendable int8
@@ -87,11 +89,15 @@ type messageBody struct {
 // a stored message ends with CRLF.
 var trailer = []byte(".\r\n")
 
+// fileBody is a RETR's body that the engine may send from the file
+// (session.FileBody); a TOP's body never is one.
+type fileBody struct{ *messageBody }
+
 // Size implements session.FileBody.
-func (b *messageBody) Size() int64 { return b.size }
+func (b fileBody) Size() int64 { return b.size }
 
 // Sendable implements session.FileBody.
-func (b *messageBody) Sendable() bool {
+func (b fileBody) Sendable() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.sendable == 0 {
@@ -105,7 +111,7 @@ func (b *messageBody) Sendable() bool {
 
 // SendFile implements session.FileBody. Like Read, it is safe
 // concurrently with Close: a closed body sends nothing.
-func (b *messageBody) SendFile(sock, n int) (int, error) {
+func (b fileBody) SendFile(sock, n int) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.done {
@@ -118,7 +124,7 @@ func (b *messageBody) SendFile(sock, n int) (int, error) {
 }
 
 // Trailer implements session.FileBody.
-func (b *messageBody) Trailer() []byte { return trailer }
+func (b fileBody) Trailer() []byte { return trailer }
 
 func (b *messageBody) Read(p []byte) (int, error) {
 	b.mu.Lock()

@@ -53,7 +53,8 @@
 // CRLF, a bare CR is kept as it is, and a non-empty message that does not
 // end with a line ending gets CRLF appended (a final bare CR becomes CRLF).
 // A message in which no line begins with '.' gets the extended attribute
-// user.pop3.nodots, its size in decimal, before the fsync: its reader is a
+// user.pop3.nodots (its size and modification time) before the fsync; a
+// message file is not to be edited in place. Its reader is then a
 // store.WireFile, which a POP3 server sends with sendfile(2) (wire.go).
 // The temporary file is fsynced, checked against the quota, linked to its
 // name in the mailbox folder (link never replaces), unlinked from tmp, and

@@ -1,6 +1,7 @@
 package filestore
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"os"
@@ -21,13 +22,22 @@ func (s *Store) tmpPath() string {
 }
 
 // noDotsAttr is the extended attribute a message file carries when no line
-// of it begins with '.' (store.WireFile): its value is the file's size in
-// decimal, so that a file changed in place to another size loses the
-// mark. It is set on the temporary file before its fsync, so a message is
-// never visible with a mark it has not earned. A file system without user
+// of it begins with '.' (store.WireFile): its value is the file's size and
+// modification time (nanoseconds since 1970), "SIZE MTIME" in decimal, so
+// that a file edited in place loses the mark, unless the edit keeps both
+// the size and the time (message files are not meant to be edited). It is
+// set on the temporary file before its fsync, so a message is never
+// visible with a mark it has not earned. A file system without user
 // extended attributes only costs the mark: such messages are dot-stuffed
 // as they are sent, like every message stored before the mark existed.
 const noDotsAttr = "user.pop3.nodots"
+
+// noDotsValue is the mark's value for a file of this size and mtime.
+func noDotsValue(size int64, mtime unix.Timespec) []byte {
+	b := strconv.AppendInt(nil, size, 10)
+	b = append(b, ' ')
+	return strconv.AppendInt(b, mtime.Nano(), 10)
+}
 
 // writeMessage writes msg to the new file tmp with its line endings
 // normalised (package crlf), marks it when no line begins with '.', and
@@ -40,8 +50,12 @@ func writeMessage(ctx context.Context, tmp string, msg io.Reader, limit int64) (
 	}
 	size, dotLine, err := crlf.CopyDots(ctx, f, msg, limit)
 	if err == nil && !dotLine {
+		// The last write set the mtime; setting an attribute does not.
 		// ENOTSUP and friends: the message is sent stuffed, nothing lost.
-		_ = unix.Fsetxattr(int(f.Fd()), noDotsAttr, strconv.AppendInt(nil, size, 10), 0)
+		var st unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &st) == nil && st.Size == size {
+			_ = unix.Fsetxattr(int(f.Fd()), noDotsAttr, noDotsValue(size, st.Mtim), 0)
+		}
 	}
 	if err == nil {
 		err = f.Sync()
@@ -52,24 +66,25 @@ func writeMessage(ctx context.Context, tmp string, msg io.Reader, limit int64) (
 	return size, err
 }
 
-// NoDotLines implements store.WireFile: the file carries the mark and it
-// still names the file's size.
+// NoDotLines implements store.WireFile: the file carries the mark, and
+// it names the file's size (the snapshot's too) and modification time.
 func (f *msgFile) NoDotLines() bool {
 	if f.closed || f.size < 0 {
 		return false
 	}
-	var b [24]byte
-	for {
-		n, err := unix.Fgetxattr(f.fd, noDotsAttr, b[:])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil || n <= 0 {
-			return false
-		}
-		v, err := strconv.ParseInt(string(b[:n]), 10, 64)
-		return err == nil && v == f.size
+	var b [48]byte
+	n, err := unix.Fgetxattr(f.fd, noDotsAttr, b[:])
+	for err == unix.EINTR {
+		n, err = unix.Fgetxattr(f.fd, noDotsAttr, b[:])
 	}
+	if err != nil || n <= 0 {
+		return false
+	}
+	var st unix.Stat_t
+	if unix.Fstat(f.fd, &st) != nil || st.Size != f.size {
+		return false
+	}
+	return bytes.Equal(b[:n], noDotsValue(f.size, st.Mtim))
 }
 
 // SendFile implements store.WireFile.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -84,19 +85,48 @@ func TestNoDotLinesMark(t *testing.T) {
 	}
 	f.WriteString("appended\r\n")
 	f.Close()
-	ms, err = s.OpenSession(bg, a, "test")
+	if marked(t, s, a, 0) {
+		t.Error("a message whose size changed still carries the mark")
+	}
+	// So does one edited in place to the same size, later than it was
+	// written: its modification time moves.
+	path = s.mboxPath(a) + "/" + messageFile(t, s, a, 2)
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err = os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("."), int64(strings.Index(bareLF, "no dots")+2)) // stored with two CRs added before it: the line now begins with "."
+	f.Close()
+	if err := os.Chtimes(path, info.ModTime(), info.ModTime().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if marked(t, s, a, 2) {
+		t.Error("a message edited in place to the same size still carries the mark")
+	}
+	if !marked(t, s, a, 3) {
+		t.Error("an untouched message lost its mark")
+	}
+}
+
+// marked reports whether message i of a's mailbox is a WireFile with no
+// dot lines, in a new session.
+func marked(t *testing.T, s *Store, a store.Address, i int) bool {
+	t.Helper()
+	ms, err := s.OpenSession(bg, a, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ms.Close()
-	rc, err := ms.Open(0)
+	rc, err := ms.Open(i)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	if rc.(store.WireFile).NoDotLines() {
-		t.Error("a message whose size changed still carries the mark")
-	}
+	return rc.(store.WireFile).NoDotLines()
 }
 
 // messageFile names message i of a's mailbox as a listing sorts them.
