@@ -40,7 +40,8 @@
 // (session.FileBody: a RETR of a message over one chunk without a line to
 // byte-stuff) goes out on a plaintext connection with sendfile(2) instead,
 // from a goroutine of its own on a duplicate of the socket registered with
-// Go's poller: see sendfile.go (pop3_stream_sendfile_total). Reply.Delay uses one runtime
+// Go's poller, at most pop3.threadcount of them at once: see sendfile.go
+// (pop3_stream_sendfile_total, pop3_stream_sendfile_busy_total). Reply.Delay uses one runtime
 // timer per delayed reply (failed logins only). Reply.Close closes the
 // connection only once gnet's outbound buffer is empty, since gnet's own
 // close drops what it cannot write at once. A short poll (the waker, one

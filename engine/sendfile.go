@@ -25,7 +25,9 @@ import (
 // and the goroutine touches nothing but the body, the duplicate and atomic
 // counters. When the connection closes (the client went away, an idle
 // timeout, shutdown) OnClose wakes the goroutine through the duplicate's
-// write deadline; the socket itself closes when the duplicate does. The
+// write deadline and shuts the socket down (a sendfile blocked on its
+// disk cannot see a deadline); the descriptor goes when the duplicate
+// does. At most pop3.threadcount streams run at once. The
 // goroutine holds a reference, so the session (and the message file) is
 // not closed under it; a body closed at shutdown sends nothing more.
 
