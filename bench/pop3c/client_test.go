@@ -16,20 +16,6 @@ import (
 	"github.com/pop3svc/pop3svc/bench/corpus"
 )
 
-// stuff is the server side of RFC 1939 section 3: a '.' before every line
-// that starts with '.', then the terminating dot line.
-func stuff(msg []byte) []byte {
-	var b bytes.Buffer
-	for _, l := range bytes.SplitAfter(msg, []byte("\r\n")) {
-		if len(l) > 0 && l[0] == '.' {
-			b.WriteByte('.')
-		}
-		b.Write(l)
-	}
-	b.WriteString(".\r\n")
-	return b.Bytes()
-}
-
 // header returns msg's header and the empty line after it.
 func header(msg []byte) []byte {
 	return msg[:bytes.Index(msg, []byte("\r\n\r\n"))+4]
@@ -39,7 +25,7 @@ func TestUnstuffCount(t *testing.T) {
 	s := corpus.Default()
 	for m := 0; m < 20; m++ {
 		msg := s.Message(0, m)
-		wire := stuff(msg)
+		wire := Stuff(msg)
 		for _, small := range []bool{false, true} {
 			var src io.Reader = bytes.NewReader(wire)
 			size := 4096
@@ -56,7 +42,7 @@ func TestUnstuffCount(t *testing.T) {
 	}
 	// Every split of stuffed dots and terminators across buffer ends.
 	msg := []byte(".\r\n..\r\n.a\r\nb.\r\n.\r\n\r\n..x.\r\n.\r\n")
-	wire := stuff(msg)
+	wire := Stuff(msg)
 	for size := 16; size <= 40; size++ {
 		for _, src := range []io.Reader{bytes.NewReader(wire), iotest.HalfReader(bytes.NewReader(wire)), iotest.OneByteReader(bytes.NewReader(wire))} {
 			var got bytes.Buffer
@@ -93,7 +79,7 @@ func TestUnstuffCount(t *testing.T) {
 // BenchmarkUnstuffCount reads the RETR scenario's 10 MiB message in wire
 // form (about one line in six stuffed) through the client's read buffer.
 func BenchmarkUnstuffCount(b *testing.B) {
-	wire := stuff(corpus.Default().BigMessage(0))
+	wire := Stuff(corpus.Default().BigMessage(0))
 	src := bytes.NewReader(wire)
 	r := bufio.NewReaderSize(src, ReadBufferSize)
 	b.SetBytes(int64(len(wire)))
@@ -152,11 +138,11 @@ func TestSession(t *testing.T) {
 			case "TOP": // the header only, whatever the line count
 				i := int(f[1][0] - '1')
 				fmt.Fprintf(c, "+OK\r\n")
-				c.Write(stuff(header(msgs[i])))
+				c.Write(Stuff(header(msgs[i])))
 			case "RETR":
 				i := int(f[1][0] - '1')
 				fmt.Fprintf(c, "+OK\r\n")
-				c.Write(stuff(msgs[i]))
+				c.Write(Stuff(msgs[i]))
 			case "QUIT":
 				fmt.Fprintf(c, "+OK bye\r\n")
 				done <- nil

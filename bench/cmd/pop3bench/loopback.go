@@ -93,28 +93,40 @@ func sendFileLoop(c net.Conn, f *os.File, stop *atomic.Bool) error {
 	return nil
 }
 
-// loopbackMeasure runs send on the accepted end of a TCP loopback
-// connection and reads from the other end through a LoopbackReadSize
-// buffer for d, then fills r with the bytes read, the rate, the
-// process's CPU time and the load average.
-func loopbackMeasure(ctx context.Context, d time.Duration, r report.Run, send func(c net.Conn, stop *atomic.Bool) error) (report.Run, error) {
+// dialSender runs send on the accepted end of a new TCP loopback
+// connection and returns the other end. Setting stop asks send to end;
+// sent gives its error once it returned.
+func dialSender(send func(c net.Conn, stop *atomic.Bool) error) (net.Conn, *atomic.Bool, <-chan error, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return r, err
+		return nil, nil, nil, err
 	}
-	defer ln.Close()
-	var stop atomic.Bool
+	stop := new(atomic.Bool)
 	sent := make(chan error, 1)
 	go func() {
 		c, err := ln.Accept()
+		ln.Close()
 		if err != nil {
 			sent <- err
 			return
 		}
 		defer c.Close()
-		sent <- send(c, &stop)
+		sent <- send(c, stop)
 	}()
 	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		ln.Close()
+		return nil, nil, nil, err
+	}
+	return c, stop, sent, nil
+}
+
+// loopbackMeasure runs send on the accepted end of a TCP loopback
+// connection and reads from the other end through a LoopbackReadSize
+// buffer for d, then fills r with the bytes read, the rate, the
+// process's CPU time and the load average.
+func loopbackMeasure(ctx context.Context, d time.Duration, r report.Run, send func(c net.Conn, stop *atomic.Bool) error) (report.Run, error) {
+	c, stop, sent, err := dialSender(send)
 	if err != nil {
 		return r, err
 	}

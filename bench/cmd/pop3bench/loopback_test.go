@@ -66,23 +66,7 @@ func TestSendFileLoopRepeatsTheFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var stop atomic.Bool
-	sent := make(chan error, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			sent <- err
-			return
-		}
-		defer c.Close()
-		sent <- sendFileLoop(c, f, &stop)
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
+	c, stop, sent, err := dialSender(func(c net.Conn, stop *atomic.Bool) error { return sendFileLoop(c, f, stop) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,20 +13,8 @@ import (
 	"time"
 
 	"github.com/pop3svc/pop3svc/bench/corpus"
+	"github.com/pop3svc/pop3svc/bench/pop3c"
 )
-
-// stuffed is msg as a multi-line reply body (RFC 1939 section 3).
-func stuffed(msg []byte) []byte {
-	var b bytes.Buffer
-	for _, l := range bytes.SplitAfter(msg, []byte("\r\n")) {
-		if len(l) > 0 && l[0] == '.' {
-			b.WriteByte('.')
-		}
-		b.Write(l)
-	}
-	b.WriteString(".\r\n")
-	return b.Bytes()
-}
 
 // bigServer serves msgs as the mailbox of every login on loopback:
 // USER, PASS, TOP (the header only), RETR and QUIT. It stops when the
@@ -36,8 +24,8 @@ func bigServer(t *testing.T, msgs [][]byte) string {
 	wire := make([][]byte, len(msgs))
 	heads := make([][]byte, len(msgs))
 	for i, m := range msgs {
-		wire[i] = stuffed(m)
-		heads[i] = stuffed(m[:bytes.Index(m, []byte("\r\n\r\n"))+4])
+		wire[i] = pop3c.Stuff(m)
+		heads[i] = pop3c.Stuff(m[:bytes.Index(m, []byte("\r\n\r\n"))+4])
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
