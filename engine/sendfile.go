@@ -77,8 +77,11 @@ func (s *Server) takeSendfileSlot() bool {
 // output for the client (the tail of a reply before a pipelined RETR),
 // the stream parks until the waker sees gnet's buffer empty.
 func (k *conn) startSendfile(r session.Reply) bool {
+	if k.tr != nil {
+		return false // before Sendable: its system calls were not made on a worker for TLS
+	}
 	fb, ok := sendfileBody(r)
-	if !ok || k.tr != nil {
+	if !ok {
 		return false
 	}
 	if !k.srv.takeSendfileSlot() {
