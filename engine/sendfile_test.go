@@ -381,7 +381,7 @@ func onLoop(t *testing.T, loop gnet.EventLoop, f func()) {
 // busy, falls back to reading and parks for a worker: the waker keeps it,
 // and the body goes out once a worker is free.
 func TestParkedSendfileFallbackResumes(t *testing.T) {
-	ts := startServer(t, func(cfg *Config) { cfg.ThreadCount = 1; cfg.TaskQueue = 0; cfg.OutboundHighMark = 64 << 20 })
+	ts := startServer(t, func(cfg *Config) { cfg.ThreadCount = 2; cfg.TaskQueue = 0; cfg.OutboundHighMark = 64 << 20 })
 	a := dialSlowReader(t, ts.addr)
 	a.expect("+OK ready")
 	loop, _ := ts.loopAndFD(t, a.c)
@@ -394,10 +394,17 @@ func TestParkedSendfileFallbackResumes(t *testing.T) {
 		onLoop(t, loop, func() { ok = k.stream != nil && k.stream.file != nil && k.stream.parked })
 		return ok
 	})
-	b := ts.dial(t)
-	b.expect("+OK ready")
-	b.send("HOLD g\r\n")
-	ts.fx.gate("g").waitEntered(t) // the only worker is busy
+	// Both workers busy. (Two, not one: with one, the worker that read
+	// BODY's chunk may not be back in the pool when NOSPLICE comes, which
+	// is then refused as busy.)
+	var held []*client
+	for range 2 {
+		b := ts.dial(t)
+		b.expect("+OK ready")
+		b.send("HOLD g\r\n")
+		ts.fx.gate("g").waitEntered(t)
+		held = append(held, b)
+	}
 
 	// No descriptor left for the duplicate.
 	var old syscall.Rlimit
@@ -442,6 +449,8 @@ func TestParkedSendfileFallbackResumes(t *testing.T) {
 		t.Fatal("the parked stream left the waker: nothing would resume it")
 	}
 	ts.fx.gate("g").open()
-	b.expect("+OK held")
+	for _, b := range held {
+		b.expect("+OK held")
+	}
 	readPattern(t, a, size)
 }
