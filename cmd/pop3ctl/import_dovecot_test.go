@@ -641,28 +641,25 @@ func killedImport(t *testing.T, s *pop3dtest.Server, maildir string, n int) {
 		}
 		done := make(chan struct{})
 		go func() { cmd.Wait(); close(done) }()
-		deadline := time.Now().Add(2 * time.Minute)
-	poll:
-		for {
+		finished := false
+		reached := pop3dtest.Eventually(2*time.Minute, func() bool {
 			select {
 			case <-done:
-				break poll // finished before the kill: try again with a later point
+				finished = true // before the kill: try again with a later point
+				return true
 			default:
 			}
-			if count() >= at {
-				cmd.Process.Kill()
-				<-done
-				killed = cmd.ProcessState.ExitCode() == -1
-				t.Logf("pop3ctl import killed with %d of %d messages in (aimed at %d)", count(), n, at)
-				break
-			}
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				t.Fatalf("the import did not reach %d messages", at)
-			}
-			// A poll with the deadline above: the import gives no signal
-			// per message, and a kill must land while it runs.
-			time.Sleep(time.Millisecond)
+			return count() >= at
+		})
+		switch {
+		case !reached:
+			cmd.Process.Kill()
+			t.Fatalf("the import did not reach %d messages", at)
+		case !finished:
+			cmd.Process.Kill()
+			<-done
+			killed = cmd.ProcessState.ExitCode() == -1
+			t.Logf("pop3ctl import killed with %d of %d messages in (aimed at %d)", count(), n, at)
 		}
 		if count() >= n {
 			break

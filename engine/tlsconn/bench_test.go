@@ -114,7 +114,9 @@ func BenchmarkIdleHandoffMemory(b *testing.B) {
 		}
 		var wg sync.WaitGroup
 		servers := make(chan net.Conn, idleConns)
+		accepting := make(chan struct{})
 		go func() {
+			defer close(accepting)
 			for {
 				c, err := ln.Accept()
 				if err != nil {
@@ -148,7 +150,7 @@ func BenchmarkIdleHandoffMemory(b *testing.B) {
 			clients[i] = c
 		}
 		ln.Close()
-		time.Sleep(100 * time.Millisecond) // a measurement: let the closed listener's goroutines end before counting memory
+		<-accepting // the accept loop is over before memory is counted
 		both := liveBytes()
 		close(servers)
 		for s := range servers {
