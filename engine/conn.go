@@ -380,10 +380,11 @@ func (k *conn) pump() {
 // transport (TLS), as the loop saw it when it handed the command over.
 func (k *conn) work(f func() session.Reply, plain bool) {
 	r := k.call(f)
-	if r.Body != nil && r.Delay == 0 && r.Pending == nil && !(plain && isSendfileBody(r)) {
+	if r.Body != nil && r.Delay == 0 && r.Pending == nil && !(plain && isFileStreamBody(r)) {
 		// Read the body's first chunk on this worker: one hand-off
 		// between worker and loop fewer per RETR/TOP, which is most of a
-		// small message's cost. A body sent with sendfile is not read.
+		// small message's cost. A body a goroutine of its own sends
+		// (sendfile.go) is not read here.
 		buf := getChunk()
 		n, rerr := readChunk(r.Body, buf)
 		k.post(func() { k.deliverFirst(r, buf, n, rerr) }, func() { putChunk(buf); closeBody(r) })

@@ -36,12 +36,14 @@
 // body is read in 256 KiB chunks on a worker and written on the loop; above
 // limits.outbound_high_mark queued octets the stream parks until the
 // buffer falls to limits.outbound_low_mark (pop3_stream_pauses_total,
-// pop3_stream_resumes_total). A body that is a file sent as it is
-// (session.FileBody: a RETR of a message over one chunk without a line to
-// byte-stuff) goes out on a plaintext connection with sendfile(2) instead,
-// from a goroutine of its own on a duplicate of the socket registered with
-// Go's poller, at most pop3.threadcount of them at once: see sendfile.go
-// (pop3_stream_sendfile_total, pop3_stream_sendfile_busy_total). Reply.Delay uses one runtime
+// pop3_stream_resumes_total). A body that is a file (session.FileBody: a
+// RETR of a message) over one chunk goes out on a plaintext connection
+// from a goroutine of its own instead, on a duplicate of the socket
+// registered with Go's poller, at most pop3.threadcount of them at once:
+// with sendfile(2) when the store recorded its few lines to byte-stuff
+// (or none), else read, stuffed and written from one chunk buffer; see
+// sendfile.go (pop3_stream_sendfile_total, pop3_stream_copy_total,
+// pop3_stream_sendfile_busy_total). Reply.Delay uses one runtime
 // timer per delayed reply (failed logins only). Reply.Close closes the
 // connection only once gnet's outbound buffer is empty, since gnet's own
 // close drops what it cannot write at once. A short poll (the waker, one

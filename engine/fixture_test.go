@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"github.com/pop3svc/pop3svc/cmd/pop3d/pop3dtest"
 	"io"
@@ -31,6 +32,11 @@ import (
 //	              (a file system that cannot splice): read instead
 //	STALL n       the same from a session.FileBody whose SendFile waits at the gate
 //	              "sendfile" (a disk that does not answer), then fails
+//	COPY n        the same from a session.FileBody that is not Sendable (lines to
+//	              stuff): a goroutine of its own copies it
+//	COPYFAIL n    the same, whose Read fails after half the octets (a disk error)
+//	COPYSTALL n   the same, whose first Read waits at the gate "read" (a disk that
+//	              does not answer), then fails
 //	DELAY ms      -ERR delayed, ms later
 //	LOGIN         +OK, Authenticated
 //	PANIC         panics (on a worker); IPANIC panics in Inline
@@ -157,6 +163,17 @@ func (s *lineSession) Handle(line []byte) session.Reply {
 		n, _ := strconv.Atoi(arg)
 		s.fx.bodies.Add(1)
 		return session.Reply{Out: []byte("+OK body\r\n"), Body: &stallBody{noSpliceBody{patternBody{n: int64(n), fx: s.fx}}}}
+	case "COPY", "COPYFAIL", "COPYSTALL":
+		n, _ := strconv.Atoi(arg)
+		s.fx.bodies.Add(1)
+		b := &copyBody{noSpliceBody: noSpliceBody{patternBody{n: int64(n), fx: s.fx}}, fail: -1}
+		switch cmd {
+		case "COPYFAIL":
+			b.fail = int64(n / 2)
+		case "COPYSTALL":
+			b.fail, b.stall = 0, true
+		}
+		return session.Reply{Out: []byte("+OK body\r\n"), Body: b}
 	case "DELAY":
 		ms, _ := strconv.Atoi(arg)
 		return session.Reply{Out: []byte("-ERR delayed\r\n"), Delay: time.Duration(ms) * time.Millisecond}
@@ -203,6 +220,30 @@ type stallBody struct{ noSpliceBody }
 func (b *stallBody) SendFile(int, int) (int, error) {
 	b.fx.gate("sendfile").pass()
 	return 0, io.ErrUnexpectedEOF
+}
+
+// copyBody is a file body that cannot be sent as it is (not Sendable),
+// read like a patternBody; from octet fail on (fail >= 0) its Read fails,
+// after waiting at the gate "read" when stall is set.
+type copyBody struct {
+	noSpliceBody
+	fail  int64
+	stall bool
+}
+
+func (b *copyBody) Sendable() bool { return false }
+
+func (b *copyBody) Read(p []byte) (int, error) {
+	if b.fail >= 0 {
+		if b.off >= b.fail {
+			if b.stall {
+				b.fx.gate("read").pass()
+			}
+			return 0, errors.New("read error from the fixture's disk")
+		}
+		p = p[:min(int64(len(p)), b.fail-b.off)]
+	}
+	return b.patternBody.Read(p)
 }
 
 func patternByte(i int64) byte { return byte('a' + i%23) }

@@ -35,6 +35,7 @@ var (
 	mStreamResumes      = metrics.NewCounter("pop3_stream_resumes_total")
 	mStreamSendfile     = metrics.NewCounter("pop3_stream_sendfile_total")
 	mStreamSendfileBusy = metrics.NewCounter("pop3_stream_sendfile_busy_total")
+	mStreamCopy         = metrics.NewCounter("pop3_stream_copy_total")
 )
 
 // servers are the running engines the gauges read from.

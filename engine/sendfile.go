@@ -12,24 +12,29 @@ import (
 	"github.com/pop3svc/pop3svc/session"
 )
 
-// A reply body that is a file sent as it is (session.FileBody: a RETR of
-// a message without a line to byte-stuff) goes out with sendfile(2) on a
-// plaintext connection: the kernel moves the page cache to the socket, and
-// no chunk is read into memory, copied or handed between worker and loop.
+// A reply body that is a file (session.FileBody: a RETR's message) over
+// one chunk goes out, on a plaintext connection, from a goroutine of its
+// own writing to a duplicate of the connection's descriptor registered
+// with Go's poller. A message without a line to byte-stuff goes with
+// sendfile(2): the kernel moves the page cache to the socket, and no chunk
+// is read into memory, copied or handed between worker and loop. Any
+// other (lines to stuff, or stored before messages were marked) is read
+// in its wire form into one chunk buffer and written from it by the same
+// goroutine ("copied"): no hand-off between worker and loop per chunk,
+// and no copy into gnet's buffer.
 //
-// The sending runs on a goroutine of its own, on a duplicate of the
-// connection's descriptor registered with Go's poller: while the client
-// reads slower than the server sends, the goroutine waits in the poller
-// and holds no worker, no buffer and no thread. The loop writes nothing to
-// the connection meanwhile (a stream is in flight: the next reply waits),
-// and the goroutine touches nothing but the body, the duplicate and atomic
-// counters. When the connection closes (the client went away, an idle
-// timeout, shutdown) OnClose wakes the goroutine through the duplicate's
-// write deadline and shuts the socket down (a sendfile blocked on its
-// disk cannot see a deadline); the descriptor goes when the duplicate
-// does. At most pop3.threadcount streams run at once. The
-// goroutine holds a reference, so the session (and the message file) is
-// not closed under it; a body closed at shutdown sends nothing more.
+// While the client reads slower than the server sends, the goroutine
+// waits in the poller and holds no worker and no thread (a copy holds its
+// one chunk). The loop writes nothing to the connection meanwhile (a
+// stream is in flight: the next reply waits), and the goroutine touches
+// nothing but the body, the duplicate and atomic counters. When the
+// connection closes (the client went away, an idle timeout, shutdown)
+// OnClose wakes the goroutine through the duplicate's write deadline and
+// shuts the socket down (a sendfile or a read blocked on its disk cannot
+// see a deadline); the descriptor goes when the duplicate does. At most
+// pop3.threadcount such streams run at once. The goroutine holds a
+// reference, so the session (and the message file) is not closed under
+// it; a body closed at shutdown sends nothing more.
 
 // sendfileMin is the smallest body sent with sendfile: a body up to one
 // chunk goes out with the chunk the worker reads with the reply (work),
@@ -40,17 +45,18 @@ const sendfileMin = chunkSize
 // reaches the idle timer at least every step.
 const sendfileStep = 1 << 20
 
-// sendfileBody returns r's body when it is to be sent with sendfile. On a
-// worker, Sendable's first call may cost a system call.
-func sendfileBody(r session.Reply) (session.FileBody, bool) {
-	fb, ok := r.Body.(session.FileBody)
-	if !ok || fb.Size() <= sendfileMin || !fb.Sendable() {
-		return nil, false
+// fileStreamBody returns r's body when a goroutine of its own is to send
+// it, and whether with sendfile (else copied). On a worker, Sendable's
+// first call may cost a system call.
+func fileStreamBody(r session.Reply) (fb session.FileBody, send, ok bool) {
+	fb, ok = r.Body.(session.FileBody)
+	if !ok || fb.Size() <= sendfileMin {
+		return nil, false, false
 	}
-	return fb, true
+	return fb, fb.Sendable(), true
 }
 
-func isSendfileBody(r session.Reply) bool { _, ok := sendfileBody(r); return ok }
+func isFileStreamBody(r session.Reply) bool { _, _, ok := fileStreamBody(r); return ok }
 
 // takeSendfileSlot reserves one of the sendfile streams allowed at once:
 // pop3.threadcount of them, the bound the worker pool puts on threads
@@ -70,17 +76,17 @@ func (s *Server) takeSendfileSlot() bool {
 	}
 }
 
-// startSendfile starts sending r's body with sendfile, on the loop, right
-// after the status line. It reports false when the body must be streamed
-// by reads instead: not a file to send as it is, a transport (TLS) in the
-// way, or a descriptor that cannot be duplicated. While gnet still holds
+// startSendfile starts sending r's body from a goroutine (sendfile or a
+// copy), on the loop, right after the status line. It reports false when
+// the body must be streamed by the pool instead: not a file body over a
+// chunk, a transport (TLS) in the way, or every slot taken. While gnet still holds
 // output for the client (the tail of a reply before a pipelined RETR),
 // the stream parks until the waker sees gnet's buffer empty.
 func (k *conn) startSendfile(r session.Reply) bool {
 	if k.tr != nil {
 		return false // before Sendable: its system calls were not made on a worker for TLS
 	}
-	fb, ok := sendfileBody(r)
+	fb, send, ok := fileStreamBody(r)
 	if !ok {
 		return false
 	}
@@ -88,7 +94,7 @@ func (k *conn) startSendfile(r session.Reply) bool {
 		mStreamSendfileBusy.Inc()
 		return false
 	}
-	st := &stream{body: r.Body, reply: r, file: fb, slot: true}
+	st := &stream{body: r.Body, reply: r, file: fb, copy: !send, slot: true}
 	k.stream = st
 	if k.gc.OutboundBuffered() > 0 {
 		st.parked = true
@@ -114,14 +120,19 @@ func (k *conn) sendfileStart(st *stream) {
 		}
 	}
 	if err != nil {
-		k.logger().Debug("cannot send with sendfile, reading instead", "err", err)
-		st.file, st.slot = nil, false
+		k.logger().Debug("cannot send from a goroutine, reading instead", "err", err)
+		st.file, st.slot, st.copy = nil, false, false
 		k.srv.sendfiles.Add(-1)
 		k.streamRead()
 		return
 	}
 	st.sock, st.slot = sock, false // the goroutine gives the slot back
 	k.refs.Add(1)
+	if st.copy {
+		mStreamCopy.Inc()
+		go k.copyOut(st, rc)
+		return
+	}
 	mStreamSendfile.Inc()
 	go k.sendfile(st, st.file, rc)
 }
@@ -162,15 +173,83 @@ func (k *conn) sendfile(st *stream, fb session.FileBody, rc syscall.RawConn) {
 	k.post(func() { k.sendfileDone(st, fb, serr) }, nil)
 }
 
-// sendfileDone ends a sendfile stream on the loop: the trailer, then the
-// reply's flags; after an error the connection closes, since the client
-// cannot tell a cut body from a whole one.
+// copyOut reads the body's wire form into one chunk buffer and writes it
+// to the duplicate until the body ends (its trailer included), then posts
+// the end to the loop.
+func (k *conn) copyOut(st *stream, rc syscall.RawConn) {
+	defer k.release()
+	defer k.srv.sendfiles.Add(-1)
+	buf := getChunk()
+	var err error
+	for err == nil {
+		var n int
+		n, err = readChunk(st.body, buf)
+		if n > 0 {
+			if werr := k.writeOut(st, rc, buf[:n]); werr != nil {
+				err = werr
+				break
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			err = nil
+			break
+		}
+		if err != nil {
+			err = &bodyReadError{err}
+		}
+	}
+	putChunk(buf)
+	_ = st.sock.Close()
+	k.post(func() { k.sendfileDone(st, nil, err) }, nil)
+}
+
+// bodyReadError is a copy's failure to read its body, rather than to
+// write to the client.
+type bodyReadError struct{ err error }
+
+func (e *bodyReadError) Error() string { return "reading the reply body: " + e.err.Error() }
+func (e *bodyReadError) Unwrap() error { return e.err }
+
+// writeOut writes p whole to the duplicate behind rc, waiting in the
+// poller while the socket is full, and counts what went out.
+func (k *conn) writeOut(st *stream, rc syscall.RawConn, p []byte) error {
+	var serr error
+	werr := rc.Write(func(fd uintptr) bool {
+		for len(p) > 0 {
+			n, err := unix.Write(int(fd), p)
+			if n > 0 {
+				p = p[n:]
+				st.sent.Add(int64(n))
+				mBytesSent.Add(n)
+				k.touch()
+			}
+			switch {
+			case err == unix.EAGAIN:
+				return false // wait for room in the socket
+			case err == unix.EINTR:
+			case err != nil:
+				serr = err
+				return true
+			}
+		}
+		return true
+	})
+	if serr != nil {
+		return serr
+	}
+	return werr
+}
+
+// sendfileDone ends a sendfile or copy stream on the loop: the trailer
+// (a sendfile's: fb; a copy wrote its own), then the reply's flags; after
+// an error the connection closes, since the client cannot tell a cut body
+// from a whole one.
 func (k *conn) sendfileDone(st *stream, fb session.FileBody, err error) {
 	k.written += st.sent.Load()
 	if k.stream != st {
 		return
 	}
-	if err != nil && st.sent.Load() == 0 && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP)) {
+	if err != nil && !st.copy && st.sent.Load() == 0 && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP)) {
 		// A file system that cannot splice its files: nothing went out,
 		// so the body is read and sent the usual way.
 		k.logger().Debug("sendfile not supported here, reading instead", "err", err)
@@ -179,13 +258,18 @@ func (k *conn) sendfileDone(st *stream, fb session.FileBody, err error) {
 		return
 	}
 	if err != nil {
-		k.logger().Debug("sendfile stream failed, closing", "err", err)
+		var re *bodyReadError
+		if errors.As(err, &re) {
+			k.logger().Error("cannot read the reply body, closing", "err", re.err)
+		} else {
+			k.logger().Debug("file stream failed, closing", "err", err)
+		}
 		k.phase.Store(phaseClosing)
 		k.endStream()
 		_ = k.gc.Close()
 		return
 	}
-	if !k.write(fb.Trailer()) {
+	if fb != nil && !k.write(fb.Trailer()) {
 		return // gone: finalize closes the body
 	}
 	k.touch()

@@ -101,21 +101,41 @@ func openFDs(t *testing.T) int {
 	return len(ents)
 }
 
-// A RETR of a large message without a line to stuff goes out with
-// sendfile; one with such lines is read and stuffed. Both arrive whole and
-// in order with what was pipelined after them, and the sendfile stream
-// leaves no descriptor behind.
-func TestRetrSendfileAndStuffedInOrder(t *testing.T) {
+// stuffed is msg's wire form before the terminating line: a '.' more
+// at the start of every line that begins with one (RFC 1939 section 3).
+func stuffed(msg string) string {
+	s := strings.ReplaceAll(msg, "\r\n.", "\r\n..")
+	if strings.HasPrefix(s, ".") {
+		s = "." + s
+	}
+	return s
+}
+
+// fewDotsMessage is cleanMessage with a few lines that begin with '.',
+// the first line among them, and a line that is "." alone: the store
+// records where they are, and RETR sends it with sendfile, stuffing them.
+func fewDotsMessage(size int) string {
+	m := cleanMessage(size)
+	mid := strings.Index(m[len(m)/2:], "\r\n") + len(m)/2 + 2
+	return ".X-First: a header line that begins with a dot\r\n" + m[:mid] + ".\r\n..\r\n" + m[mid:] + ". last\r\n"
+}
+
+// A RETR of a large message with few lines to stuff (or none) goes out
+// with sendfile, a '.' written before each of them; one with many such
+// lines is stuffed and copied by a goroutine of its own. All arrive whole
+// and in order with what was pipelined after them, and the streams leave
+// no descriptor behind.
+func TestRetrFileStreamsInOrder(t *testing.T) {
 	ts, st, _ := startPOP3(t)
-	clean, dotted := cleanMessage(3<<20), dottedMessage(3<<20)
-	n := deliverAlice(t, st, clean, dotted, clean)
+	clean, dotted, few := cleanMessage(3<<20), dottedMessage(3<<20), fewDotsMessage(3<<20)
+	n := deliverAlice(t, st, clean, dotted, few)
 	fds := openFDs(t)
-	sent := mStreamSendfile.Get()
+	sent, copied := mStreamSendfile.Get(), mStreamCopy.Get()
 
 	c := ts.dial(t)
 	loginAlice(c)
 	c.send(fmt.Sprintf("RETR %d\r\nRETR %d\r\nRETR %d\r\nNOOP\r\n", n, n+1, n+2))
-	for i, want := range []string{clean, dotted, clean} {
+	for i, want := range []string{clean, dotted, few} {
 		if l := c.line(); l != "+OK "+strconv.Itoa(len(want))+" octets" {
 			t.Fatalf("RETR %d: %q", n+i, l)
 		}
@@ -125,7 +145,10 @@ func TestRetrSendfileAndStuffedInOrder(t *testing.T) {
 	}
 	c.expect("+OK")
 	if got := mStreamSendfile.Get() - sent; got != 2 {
-		t.Errorf("%d RETRs sent with sendfile, want 2 (the messages without dot lines)", got)
+		t.Errorf("%d RETRs sent with sendfile, want 2 (the messages with no or few dot lines)", got)
+	}
+	if got := mStreamCopy.Get() - copied; got != 1 {
+		t.Errorf("%d RETRs copied by a stream goroutine, want 1 (the message with dot lines)", got)
 	}
 	c.send("QUIT\r\n")
 	if l := c.line(); !strings.HasPrefix(l, "+OK") {
@@ -137,20 +160,31 @@ func TestRetrSendfileAndStuffedInOrder(t *testing.T) {
 }
 
 // A client that reads slowly through a small receive buffer gets the whole
-// message: the sendfile goroutine waits for room in the socket, and its
-// progress keeps the connection from the idle timeout while the clock
-// moves on far past it.
-func TestRetrSendfileSlowReaderNotIdle(t *testing.T) {
+// message, sent with sendfile or copied: the stream's goroutine waits for
+// room in the socket, and its progress keeps the connection from the idle
+// timeout while the clock moves on far past it.
+func TestRetrFileStreamSlowReaderNotIdle(t *testing.T) {
 	ts, st, _ := startPOP3With(t, func(cfg *Config) { cfg.IdleTimeout = 10 * time.Second })
-	msg := cleanMessage(12 << 20)
-	n := deliverAlice(t, st, msg)
+	few, dotted := fewDotsMessage(12<<20), dottedMessage(12<<20)
+	n := deliverAlice(t, st, few, dotted)
+	for i, msg := range []string{few, dotted} {
+		slowRetr(t, ts, n+i, msg)
+	}
+}
+
+// slowRetr reads RETR n of msg through a slow reader's socket, moving the
+// clock 4 s (the idle limit being 10 s) each time the server's output
+// queued up again.
+func slowRetr(t *testing.T, ts *testServer, n int, msg string) {
+	t.Helper()
 	c := dialSlowReader(t, ts.addr)
+	defer c.c.Close()
 	loginAlice(c)
 	loop, fd := ts.loopAndFD(t, c.c)
 	before := mBytesSent.Get()
 	c.send(fmt.Sprintf("RETR %d\r\n", n))
 	c.expect("+OK " + strconv.Itoa(len(msg)) + " octets")
-	want := msg + ".\r\n"
+	want := stuffed(msg) + ".\r\n"
 	got := make([]byte, 0, len(want))
 	buf := make([]byte, 256<<10)
 	for len(got) < len(want) {
@@ -166,7 +200,7 @@ func TestRetrSendfileSlowReaderNotIdle(t *testing.T) {
 		// The server has output waiting again before the clock moves:
 		// every read then takes 4 s of it, 10 s being the idle limit.
 		eventually(t, fmt.Sprintf("the server's output to queue up again after %d octets read", len(got)), func() bool {
-			return kernelUnsent(fd) > 0 || mBytesSent.Get()-before >= uint64(len(msg))
+			return kernelUnsent(fd) > 0 || mBytesSent.Get()-before >= uint64(len(want)-3)
 		})
 		if kernelUnsent(fd) == 0 {
 			continue // all sent: the rest is on its way, nothing for the clock to test
@@ -178,19 +212,24 @@ func TestRetrSendfileSlowReaderNotIdle(t *testing.T) {
 	if string(got) != want {
 		t.Fatal("the message differs")
 	}
-	c.send("NOOP\r\n")
+	c.send("NOOP\r\nQUIT\r\n")
 	c.expect("+OK")
+	if l := c.line(); !strings.HasPrefix(l, "+OK") {
+		t.Fatalf("QUIT: %q", l)
+	}
+	c.expectClosed(10 * time.Second) // the mailbox is released for the next login
 }
 
-// A client that stops reading in the middle of a sendfile RETR is closed
-// by the idle timeout: the goroutine waiting for room wakes, the socket
-// closes, the mailbox is released and no descriptor is left open. One
-// that resets the connection instead ends the same way.
-func TestRetrSendfileStoppedReader(t *testing.T) {
+// A client that stops reading in the middle of a RETR sent with sendfile
+// or copied is closed by the idle timeout: the goroutine waiting for room
+// wakes, the socket closes, the mailbox is released and no descriptor is
+// left open. One that resets the connection instead ends the same way.
+func TestRetrFileStreamStoppedReader(t *testing.T) {
 	ts, st, held := startPOP3With(t, func(cfg *Config) { cfg.IdleTimeout = 10 * time.Second })
-	n := deliverAlice(t, st, cleanMessage(24<<20))
+	first := deliverAlice(t, st, cleanMessage(24<<20), dottedMessage(24<<20))
 	fds := openFDs(t)
-	for _, reset := range []bool{false, true} {
+	for i := range 4 {
+		n, reset := first+i/2, i%2 == 1
 		opened := held.opened.Load()
 		c := dialSlowReader(t, ts.addr)
 		loginAlice(c)
@@ -296,11 +335,12 @@ func readPattern(t *testing.T, c *client, n int) {
 	}
 }
 
-// At most pop3.threadcount sendfile streams run at once, so that threads
-// blocked in sendfile on a disk that does not answer stay bounded as the
-// pool bounds the threads of file reads: beyond, a body is read by the
-// pool. A stalled stream's connection ends when the server closes it (the
-// idle timeout), though its sendfile still waits on the disk.
+// At most pop3.threadcount file streams (sendfile or copy) run at once,
+// so that threads blocked in sendfile or a read on a disk that does not
+// answer stay bounded as the pool bounds the threads of file reads:
+// beyond, a body is read by the pool. A stalled stream's connection ends
+// when the server closes it (the idle timeout), though its sendfile or
+// read still waits on the disk.
 func TestSendfileStreamsBoundedAndClosable(t *testing.T) {
 	ts := startServer(t, func(cfg *Config) {
 		cfg.ThreadCount = 2
@@ -310,13 +350,18 @@ func TestSendfileStreamsBoundedAndClosable(t *testing.T) {
 	const size = 1 << 20
 	busy := mStreamSendfileBusy.Get()
 	g := ts.fx.gate("sendfile")
+	gr := ts.fx.gate("read")
 	var stalled []*client
-	for range 2 {
+	for _, cmd := range []string{"STALL", "COPYSTALL"} {
 		c := ts.dial(t)
 		c.expect("+OK ready")
-		c.send(fmt.Sprintf("STALL %d\r\n", size))
+		c.send(fmt.Sprintf("%s %d\r\n", cmd, size))
 		c.expect("+OK body")
-		g.waitEntered(t)
+		if cmd == "STALL" {
+			g.waitEntered(t)
+		} else {
+			gr.waitEntered(t)
+		}
 		stalled = append(stalled, c)
 	}
 	for range 3 {
@@ -354,6 +399,7 @@ func TestSendfileStreamsBoundedAndClosable(t *testing.T) {
 	}
 	eventually(t, "the connections gone", func() bool { return ts.Status().Connections == 0 })
 	g.open()
+	gr.open()
 	eventually(t, "the sendfile slots given back", func() bool { return ts.sendfiles.Load() == 0 })
 	eventually(t, "bodies closed", func() bool { ts.fx.bodies.Wait(); return true })
 }
@@ -453,4 +499,36 @@ func TestParkedSendfileFallbackResumes(t *testing.T) {
 		b.expect("+OK held")
 	}
 	readPattern(t, a, size)
+}
+
+// A copied body whose read fails half-way (a disk error) closes the
+// connection after what was sent: the client cannot take a cut body for a
+// whole one. The body is closed and the slot given back.
+func TestCopyStreamReadErrorCloses(t *testing.T) {
+	ts := startServer(t, nil)
+	c := ts.dial(t)
+	c.expect("+OK ready")
+	const size = 1 << 20
+	copied := mStreamCopy.Get()
+	c.send(fmt.Sprintf("COPYFAIL %d\r\nECHO after\r\n", size))
+	c.expect("+OK body")
+	c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(c.r)
+	if err != nil {
+		t.Fatalf("the connection did not end cleanly: %v", err)
+	}
+	if len(got) != size/2 {
+		t.Fatalf("%d octets before the close, want the %d read before the error", len(got), size/2)
+	}
+	for i := range int64(len(got)) {
+		if got[i] != patternByte(i) {
+			t.Fatalf("octet %d differs", i)
+		}
+	}
+	if mStreamCopy.Get() == copied {
+		t.Fatal("the body was not copied by a stream goroutine")
+	}
+	eventually(t, "the connection gone", func() bool { return ts.Status().Connections == 0 })
+	eventually(t, "the slot given back", func() bool { return ts.sendfiles.Load() == 0 })
+	eventually(t, "body closed", func() bool { ts.fx.bodies.Wait(); return true })
 }

@@ -24,13 +24,15 @@ type stream struct {
 	parked  bool // waiting for the outbound buffer to fall to the low mark
 	lastOut int  // OutboundBuffered at the last look, to see progress
 
-	// A body sent with sendfile (sendfile.go): the body, the duplicate
-	// descriptor its goroutine writes to (nil while parked before the
-	// start), and the octets it sent so far.
+	// A body sent from a goroutine (sendfile.go): the body, whether it is
+	// copied rather than sent with sendfile, the duplicate descriptor its
+	// goroutine writes to (nil while parked before the start), and the
+	// octets it sent so far.
 	file session.FileBody
+	copy bool
 	sock *os.File
 	sent atomic.Int64
-	slot bool // holds a sendfile slot its goroutine has not taken over
+	slot bool // holds a slot its goroutine has not taken over
 }
 
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}

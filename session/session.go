@@ -49,22 +49,24 @@ type Reply struct {
 }
 
 // FileBody is implemented by a Reply.Body whose wire form is, when
-// Sendable says so, Size octets of an open file sent as they are, then
-// Trailer: the engine may then send the file with sendfile(2) instead of
-// reading it (a RETR of a message without a line to byte-stuff). Read
-// still gives the whole wire form; a body is either read or sent, never
-// both. SendFile and Close may be called from different goroutines.
+// Sendable says so, Size octets sent from an open file, then Trailer: the
+// engine may then send it with SendFile instead of reading it (a RETR of
+// a message whose few lines to byte-stuff the store recorded). Read still
+// gives the whole wire form; a body is either read or sent, never both.
+// Read, SendFile and Close may be called from different goroutines.
 type FileBody interface {
 	io.ReadCloser
-	// Size is the octets SendFile sends in all.
+	// Size is the octets SendFile sends in all, once Sendable said true;
+	// before, the octets of the file.
 	Size() int64
 	// Sendable reports whether the body may be sent with SendFile. It may
 	// cost a system call the first time (off the event loop), then
 	// nothing.
 	Sendable() bool
 	// SendFile sends up to n octets, from where the last call stopped,
-	// to the socket sock, and returns sendfile's result (0 octets and no
-	// error: the file is over; EAGAIN: the socket is full).
+	// to the socket sock (sendfile(2), and a write of each stuffed '.'),
+	// and returns octets sent and the error (0 octets and no error: the
+	// file is over; EAGAIN: the socket is full).
 	SendFile(sock, n int) (int, error)
 	// Trailer is what follows the file: ".\r\n".
 	Trailer() []byte

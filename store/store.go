@@ -268,15 +268,18 @@ type Importer interface {
 }
 
 // WireFile is implemented by a message reader (what MailboxSession.Open
-// returns) whose store recorded, when it wrote the message, that no line of
-// it begins with '.'. Such a message is the body of a POP3 multi-line
-// reply as it is stored (RFC 1939 section 3: only those lines are
-// byte-stuffed, and a stored message ends with CRLF), so a server may send
-// the file with sendfile(2) and then the terminating ".\r\n".
+// returns) whose store recorded, when it wrote the message, where its lines
+// that begin with '.' are, when there are few. Only those lines are
+// byte-stuffed in the body of a POP3 multi-line reply (RFC 1939 section 3),
+// and a stored message ends with CRLF, so a server may send the file with
+// sendfile(2), a '.' more before each of those lines, and then the
+// terminating ".\r\n".
 type WireFile interface {
-	// NoDotLines reports whether the record is there and still matches
-	// the file (its size). A store that cannot tell says false.
-	NoDotLines() bool
+	// DotLines returns the offsets, in order, of the '.'s that begin a
+	// line of the message, and whether the record is there and still
+	// matches the file (its size). A store that cannot tell says false;
+	// so does one whose message has too many such lines to record.
+	DotLines() ([]int64, bool)
 	// SendFile sends up to n octets of the message, from where the last
 	// read or send stopped, to the socket sock with sendfile(2), and
 	// returns what sendfile returned: octets sent, and its error

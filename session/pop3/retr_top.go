@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pop3svc/pop3svc/session"
 	"github.com/pop3svc/pop3svc/store"
 )
@@ -76,25 +78,38 @@ type messageBody struct {
 	done  bool
 	close sync.Once
 
-	// A RETR's body, when the store can send the message as it is
+	// A RETR's body, when the store can send the message from its file
 	// (store.WireFile), is a fileBody: wire is then set, and size is the
-	// message's size. sendable caches wire.NoDotLines (0 not asked, 1
-	// yes, 2 no).
+	// message's size. sendable caches wire.DotLines (0 not asked, 1 yes,
+	// 2 no); dots are the offsets of the lines to stuff, pos the octets
+	// of the file sent so far and next the index of the next dot to
+	// stuff.
 	wire     store.WireFile
 	size     int64
 	sendable int8
+	dots     []int64
+	pos      int64
+	next     int
 }
 
 // trailer ends a multi-line reply sent from a file (RFC 1939 section 3);
 // a stored message ends with CRLF.
 var trailer = []byte(".\r\n")
 
+// stuffedDot is the '.' sent before a line that begins with one.
+var stuffedDot = []byte{'.'}
+
 // fileBody is a RETR's body that the engine may send from the file
 // (session.FileBody); a TOP's body never is one.
 type fileBody struct{ *messageBody }
 
-// Size implements session.FileBody.
-func (b fileBody) Size() int64 { return b.size }
+// Size implements session.FileBody: the message and a '.' for each line
+// to stuff, once Sendable said so.
+func (b fileBody) Size() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.size + int64(len(b.dots))
+}
 
 // Sendable implements session.FileBody.
 func (b fileBody) Sendable() bool {
@@ -102,14 +117,18 @@ func (b fileBody) Sendable() bool {
 	defer b.mu.Unlock()
 	if b.sendable == 0 {
 		b.sendable = 2
-		if b.wire != nil && !b.done && b.wire.NoDotLines() {
-			b.sendable = 1
+		if b.wire != nil && !b.done {
+			if dots, ok := b.wire.DotLines(); ok {
+				b.sendable, b.dots = 1, dots
+			}
 		}
 	}
 	return b.sendable == 1
 }
 
-// SendFile implements session.FileBody. Like Read, it is safe
+// SendFile implements session.FileBody: the file with sendfile, up to the
+// next line to stuff, where it writes the '.' more itself (RFC 1939
+// section 3) and counts it as one octet sent. Like Read, it is safe
 // concurrently with Close: a closed body sends nothing.
 func (b fileBody) SendFile(sock, n int) (int, error) {
 	b.mu.Lock()
@@ -118,9 +137,29 @@ func (b fileBody) SendFile(sock, n int) (int, error) {
 		return 0, io.ErrClosedPipe
 	}
 	if b.sendable != 1 {
-		return 0, errors.New("pop3: the message cannot be sent as it is stored")
+		return 0, errors.New("pop3: the message cannot be sent from its file")
 	}
-	return b.wire.SendFile(sock, n)
+	if b.next < len(b.dots) {
+		d := b.dots[b.next]
+		if d == b.pos {
+			k, err := unix.Write(sock, stuffedDot)
+			if k == 1 {
+				b.next++
+				return 1, nil
+			}
+			if err == nil {
+				err = unix.EAGAIN
+			}
+			return 0, err
+		}
+		n = int(min(int64(n), d-b.pos))
+	}
+	k, err := b.wire.SendFile(sock, n)
+	if k < 0 {
+		k = 0 // sendfile's -1 with its error
+	}
+	b.pos += int64(k)
+	return k, err
 }
 
 // Trailer implements session.FileBody.

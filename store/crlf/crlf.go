@@ -35,15 +35,18 @@ var pool = sync.Pool{New: func() any {
 // octets written. It stops with ErrLimit as soon as they pass limit (0:
 // none), and with ctx's error when ctx ends between two reads.
 func Copy(ctx context.Context, w io.Writer, r io.Reader, limit int64) (int64, error) {
-	n, _, err := CopyDots(ctx, w, r, limit)
+	n, _, _, err := CopyDots(ctx, w, r, limit, 0)
 	return n, err
 }
 
-// CopyDots is Copy that also reports whether a line of the normalised
-// message begins with '.': the lines a POP3 multi-line reply must
-// byte-stuff (RFC 1939 section 3). A message without any is sent as it
-// is stored, followed by the terminating ".\r\n".
-func CopyDots(ctx context.Context, w io.Writer, r io.Reader, limit int64) (n int64, dotLine bool, err error) {
+// CopyDots is Copy that also finds the lines of the normalised message
+// that begin with '.': the lines a POP3 multi-line reply must byte-stuff
+// (RFC 1939 section 3). It returns the offsets of the first max of those
+// dots in the output, in order, and how many such lines there are in all.
+// A message without any is sent as it is stored, followed by the
+// terminating ".\r\n"; one with a few, by sending the stored octets with
+// a '.' more before each of them.
+func CopyDots(ctx context.Context, w io.Writer, r io.Reader, limit int64, max int) (n int64, dots []int64, count int, err error) {
 	b := pool.Get().(*buffers)
 	defer pool.Put(b)
 	bw, in := b.w, b.in
@@ -53,7 +56,7 @@ func CopyDots(ctx context.Context, w io.Writer, r io.Reader, limit int64) (n int
 	for {
 		if ctx != nil {
 			if err := ctx.Err(); err != nil {
-				return n, dotLine, err
+				return n, dots, count, err
 			}
 		}
 		k, rerr := r.Read(in)
@@ -66,7 +69,10 @@ func CopyDots(ctx context.Context, w io.Writer, r io.Reader, limit int64) (n int
 			}
 			if len(seg) > 0 {
 				if last == '\n' && seg[0] == '.' {
-					dotLine = true
+					if count < max {
+						dots = append(dots, n)
+					}
+					count++
 				}
 				bw.Write(seg)
 				n += int64(len(seg))
@@ -85,13 +91,13 @@ func CopyDots(ctx context.Context, w io.Writer, r io.Reader, limit int64) (n int
 			p = p[i+1:]
 		}
 		if limit > 0 && n > limit {
-			return n, dotLine, ErrLimit
+			return n, dots, count, ErrLimit
 		}
 		if rerr == io.EOF {
 			break
 		}
 		if rerr != nil {
-			return n, dotLine, rerr
+			return n, dots, count, rerr
 		}
 	}
 	switch {
@@ -104,7 +110,7 @@ func CopyDots(ctx context.Context, w io.Writer, r io.Reader, limit int64) (n int
 		n += 2
 	}
 	if limit > 0 && n > limit {
-		return n, dotLine, ErrLimit
+		return n, dots, count, ErrLimit
 	}
-	return n, dotLine, bw.Flush()
+	return n, dots, count, bw.Flush()
 }

@@ -52,10 +52,12 @@
 // endings are normalised for RFC 1939's octet counts (package store/crlf): a bare LF becomes
 // CRLF, a bare CR is kept as it is, and a non-empty message that does not
 // end with a line ending gets CRLF appended (a final bare CR becomes CRLF).
-// A message in which no line begins with '.' gets the extended attribute
-// user.pop3.nodots (its size and modification time) before the fsync; a
-// message file is not to be edited in place. Its reader is then a
-// store.WireFile, which a POP3 server sends with sendfile(2) (wire.go).
+// A message in which at most 128 lines begin with '.' gets the extended
+// attribute user.pop3.dots (its size, modification time and the offsets of
+// those lines) before the fsync; a message file is not to be edited in
+// place. Its reader is then a store.WireFile, which a POP3 server sends
+// with sendfile(2), stuffing those lines as it goes (wire.go). The mark of
+// earlier versions, user.pop3.nodots, still counts.
 // The temporary file is fsynced, checked against the quota, linked to its
 // name in the mailbox folder (link never replaces), unlinked from tmp, and
 // the mailbox folder is fsynced before Deliver returns. A reader never sees

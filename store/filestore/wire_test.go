@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,16 +14,18 @@ import (
 	"github.com/pop3svc/pop3svc/store"
 )
 
-// A message written without a line that begins with '.' carries the mark
-// (delivered, staged and published, imported): its reader is a
-// store.WireFile that sends the stored octets with sendfile. A message
-// with such a line, and one whose size changed since, is not marked.
-func TestNoDotLinesMark(t *testing.T) {
+// A message written with at most maxMarkedDots lines that begin with '.'
+// carries the mark with their offsets (delivered, staged and published,
+// imported): its reader is a store.WireFile that sends the stored octets
+// with sendfile. A message with more such lines, and one changed since,
+// is not marked.
+func TestDotLinesMark(t *testing.T) {
 	s := newTestStore(t, Options{})
 	a := mkbox(t, s)
 	clean := strings.Repeat("Subject: x\r\n\r\nbase64 line without a leading dot, ever.\r\n", 3000)
 	dotted := "Subject: y\r\n\r\nfirst\r\n.leading dot\r\nlast\r\n"
 	bareLF := "Subject: z\n\nno dots here.\nend" // normalised to CRLF, then marked
+	many := "Subject: m\r\n\r\n" + strings.Repeat(".\r\n", maxMarkedDots+1)
 	for _, m := range []string{clean, dotted, bareLF} {
 		if _, err := s.Deliver(bg, a, strings.NewReader(m)); err != nil {
 			t.Fatal(err)
@@ -38,7 +41,11 @@ func TestNoDotLinesMark(t *testing.T) {
 	if err := s.Publish(bg, a, "k1", uid); err != nil {
 		t.Fatal(err)
 	}
-	want := []bool{true, false, true, true, true}
+	if _, err := s.Deliver(bg, a, strings.NewReader(many)); err != nil {
+		t.Fatal(err)
+	}
+	want := []bool{true, true, true, true, true, false}
+	wantDots := [][]int64{nil, {int64(strings.Index(dotted, ".leading"))}, nil, nil, nil, nil}
 
 	ms, err := s.OpenSession(bg, a, "test")
 	if err != nil {
@@ -57,8 +64,8 @@ func TestNoDotLinesMark(t *testing.T) {
 		if !ok {
 			t.Fatalf("message %d: reader %T is not a store.WireFile", i+1, rc)
 		}
-		if got := wf.NoDotLines(); got != w {
-			t.Errorf("message %d: NoDotLines = %v, want %v", i+1, got, w)
+		if dots, got := wf.DotLines(); got != w || !slices.Equal(dots, wantDots[i]) {
+			t.Errorf("message %d: DotLines = %v, %v; want %v, %v", i+1, dots, got, wantDots[i], w)
 		}
 		if w {
 			got := sendAll(t, wf)
@@ -126,7 +133,45 @@ func marked(t *testing.T, s *Store, a store.Address, i int) bool {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	return rc.(store.WireFile).NoDotLines()
+	_, ok := rc.(store.WireFile).DotLines()
+	return ok
+}
+
+// The mark of earlier versions (user.pop3.nodots, "SIZE MTIME") still
+// counts as a mark without dot lines; a mark whose offsets are out of
+// order or past the file's end counts as none.
+func TestDotLinesLegacyAndBadMarks(t *testing.T) {
+	s := newTestStore(t, Options{})
+	a := mkbox(t, s)
+	msg := "Subject: x\r\n\r\nbody\r\n"
+	if _, err := s.Deliver(bg, a, strings.NewReader(msg)); err != nil {
+		t.Fatal(err)
+	}
+	path := s.mboxPath(a) + "/" + messageFile(t, s, a, 0)
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Removexattr(path, dotsAttr); err != nil {
+		t.Fatal(err)
+	}
+	if marked(t, s, a, 0) {
+		t.Fatal("a message without a mark is marked")
+	}
+	if err := unix.Setxattr(path, legacyNoDotsAttr, dotsValue(st.Size, st.Mtim, nil), 0); err != nil {
+		t.Fatal(err)
+	}
+	if !marked(t, s, a, 0) {
+		t.Error("the earlier versions' mark is not honoured")
+	}
+	for _, bad := range [][]int64{{5, 3}, {st.Size}, {-1}} {
+		if err := unix.Setxattr(path, dotsAttr, dotsValue(st.Size, st.Mtim, bad), 0); err != nil {
+			t.Fatal(err)
+		}
+		if marked(t, s, a, 0) {
+			t.Errorf("a mark with offsets %v is taken", bad)
+		}
+	}
 }
 
 // messageFile names message i of a's mailbox as a listing sorts them.

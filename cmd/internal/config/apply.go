@@ -261,7 +261,7 @@ var applies = []struct {
 	{"limits.backlog_max_input", Live, "",
 		"Octets a connection held in the backlog may send."},
 	{"limits.outbound_high_mark", Live, "",
-		"Pause a RETR stream above this many queued octets (streams read in chunks: TLS, or a message with dot lines; sendfile queues nothing)."},
+		"Pause a RETR/TOP stream above this many queued octets (streams read in chunks by the worker pool: TLS, TOP, or every stream goroutine taken; a RETR sent or copied by its own goroutine queues nothing)."},
 	{"limits.outbound_low_mark", Live, "",
 		"Resume a paused RETR stream below this many queued octets."},
 	{"limits.max_pipelined", Live, "",
