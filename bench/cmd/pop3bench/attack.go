@@ -74,6 +74,7 @@ type attackOptions struct {
 	ProbeEvery time.Duration
 	SocketMax  int // pop3d's socketmax and Dovecot's client limit; 0: pop3d's default
 	Backlog    int
+	Warm       bool // every mailbox logs in once before the attack
 }
 
 // attackResult is one server's figures.
@@ -136,6 +137,7 @@ func runAttack(ctx context.Context, args []string) error {
 	fs.DurationVar(&o.ProbeEvery, "probe-every", 50*time.Millisecond, "a probe's pause between commands")
 	fs.IntVar(&o.SocketMax, "socketmax", 0, "pop3d socketmax and Dovecot client limit (0: pop3d's default, 10000)")
 	fs.IntVar(&o.Backlog, "socketbacklog", 0, "pop3d socketbacklog (0: pop3d's default, 1000)")
+	fs.BoolVar(&o.Warm, "warm", false, "each mailbox logs in once before the attack, as mail clients that poll had before it (each server's own hash and cache; -scheme implies it)")
 	scheme := fs.String("scheme", "", "password hash of both servers with the same parameters, and both auth caches on (10m): sha512-crypt or argon2id; each mailbox logs in once before the attack. Empty: each server's own defaults")
 	fs.StringVar(&o.Profile, "profile", "", "write a pprof CPU profile of pop3d's measured phase into this folder (admin.pprof on)")
 	fs.Parse(args)
@@ -265,10 +267,11 @@ func attackSrc(base, span, n int) string {
 
 func attackOne(ctx context.Context, s *server, o attackOptions, spec corpus.Spec) (attackResult, error) {
 	r := attackResult{Server: s.name}
-	if o.Pair != nil {
+	if o.Pair != nil || o.Warm {
 		// One session per mailbox: pop3d rewrites the imported hashes
-		// with the paired scheme, and both servers' auth caches hold
-		// every mailbox, as for clients that poll.
+		// with the paired scheme, and the servers' auth caches (pop3d's
+		// auth.cache_ttl; Dovecot's with -scheme) hold every mailbox,
+		// as for clients that poll.
 		t := &target{Addr: s.addr, Spec: spec, Timeout: 60 * time.Second}
 		if w, err := t.runWarm(ctx); err != nil || w.Errors > 0 {
 			fmt.Fprintf(os.Stderr, "pop3bench: warm-up of %s: %v %s\n", s.name, err, w.FirstError)
