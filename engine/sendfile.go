@@ -141,11 +141,20 @@ func (k *conn) sendfileStart(st *stream) {
 func (k *conn) sendfile(st *stream, fb session.FileBody, rc syscall.RawConn) {
 	defer k.release()
 	defer k.srv.sendfiles.Add(-1)
-	left := fb.Size()
+	err := k.sendOut(st, rc, fb.Size(), fb.SendFile)
+	_ = st.sock.Close()
+	k.post(func() { k.sendfileDone(st, fb, err) }, nil)
+}
+
+// sendOut calls send on the duplicate behind rc, at most sendfileStep
+// octets at a time, until left octets went out, waiting in the poller
+// while the socket is full; every octet counts as progress. A send that
+// has nothing more to give before that (0 octets, no error) is an error.
+func (k *conn) sendOut(st *stream, rc syscall.RawConn, left int64, send func(fd, n int) (int, error)) error {
 	var serr error
 	werr := rc.Write(func(fd uintptr) bool {
 		for left > 0 {
-			n, err := fb.SendFile(int(fd), int(min(left, sendfileStep)))
+			n, err := send(int(fd), int(min(left, sendfileStep)))
 			if n > 0 {
 				left -= int64(n)
 				st.sent.Add(int64(n))
@@ -166,11 +175,10 @@ func (k *conn) sendfile(st *stream, fb session.FileBody, rc syscall.RawConn) {
 		}
 		return true
 	})
-	_ = st.sock.Close()
-	if serr == nil {
-		serr = werr
+	if serr != nil {
+		return serr
 	}
-	k.post(func() { k.sendfileDone(st, fb, serr) }, nil)
+	return werr
 }
 
 // copyOut reads the body's wire form into one chunk buffer and writes it
@@ -210,34 +218,15 @@ type bodyReadError struct{ err error }
 func (e *bodyReadError) Error() string { return "reading the reply body: " + e.err.Error() }
 func (e *bodyReadError) Unwrap() error { return e.err }
 
-// writeOut writes p whole to the duplicate behind rc, waiting in the
-// poller while the socket is full, and counts what went out.
+// writeOut writes p whole to the duplicate behind rc (sendOut).
 func (k *conn) writeOut(st *stream, rc syscall.RawConn, p []byte) error {
-	var serr error
-	werr := rc.Write(func(fd uintptr) bool {
-		for len(p) > 0 {
-			n, err := unix.Write(int(fd), p)
-			if n > 0 {
-				p = p[n:]
-				st.sent.Add(int64(n))
-				mBytesSent.Add(n)
-				k.touch()
-			}
-			switch {
-			case err == unix.EAGAIN:
-				return false // wait for room in the socket
-			case err == unix.EINTR:
-			case err != nil:
-				serr = err
-				return true
-			}
+	return k.sendOut(st, rc, int64(len(p)), func(fd, n int) (int, error) {
+		m, err := unix.Write(fd, p[:n])
+		if m > 0 {
+			p = p[m:]
 		}
-		return true
+		return m, err
 	})
-	if serr != nil {
-		return serr
-	}
-	return werr
 }
 
 // sendfileDone ends a sendfile or copy stream on the loop: the trailer
