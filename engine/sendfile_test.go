@@ -112,12 +112,12 @@ func stuffed(msg string) string {
 }
 
 // fewDotsMessage is cleanMessage with a few lines that begin with '.',
-// the first line among them, and a line that is "." alone: the store
+// the second line among them, and a line that is "." alone: the store
 // records where they are, and RETR sends it with sendfile, stuffing them.
 func fewDotsMessage(size int) string {
 	m := cleanMessage(size)
 	mid := strings.Index(m[len(m)/2:], "\r\n") + len(m)/2 + 2
-	return ".X-First: a header line that begins with a dot\r\n" + m[:mid] + ".\r\n..\r\n" + m[mid:] + ". last\r\n"
+	return "X-First: a header line\r\n.X-Second: one that begins with a dot\r\n" + m[:mid] + ".\r\n..\r\n" + m[mid:] + ". last\r\n"
 }
 
 // A RETR of a large message with few lines to stuff (or none) goes out

@@ -117,8 +117,13 @@ func (b fileBody) Sendable() bool {
 	defer b.mu.Unlock()
 	if b.sendable == 0 {
 		b.sendable = 2
+		// A message that begins with '.' is read instead: its first
+		// octet sent would be the stuffed dot, and a file system that
+		// cannot splice would then fail the send after an octet went
+		// out, too late to read the body instead (the engine falls
+		// back only before any).
 		if b.wire != nil && !b.done {
-			if dots, ok := b.wire.DotLines(); ok {
+			if dots, ok := b.wire.DotLines(); ok && (len(dots) == 0 || dots[0] > 0) {
 				b.sendable, b.dots = 1, dots
 			}
 		}
