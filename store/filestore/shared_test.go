@@ -10,8 +10,10 @@ package filestore
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -195,4 +197,68 @@ func TestSharedFencing(t *testing.T) {
 		})
 	}
 	t.Fatalf("after the fenced Commit the mailbox shows %d messages, want 3", n)
+}
+
+// TestSharedDotLinesMark: a message delivered through one client of the
+// volume carries its mark (the offsets of its dot lines) to a server on
+// the other client, and that server's sendfile of it gives the stored
+// octets, or fails before the first octet as on a file system that cannot
+// splice (the engine then reads the message instead).
+func TestSharedDotLinesMark(t *testing.T) {
+	a, b := sharedDirs(t)
+	s1 := newTestStoreAt(t, filepath.Join(a, "mailroot"), Options{Node: 1})
+	s2 := newTestStoreAt(t, filepath.Join(b, "mailroot"), Options{Node: 2})
+	box := mkbox(t, s1)
+	msg := "Subject: x\r\n\r\nfirst\r\n.a dot line\r\n" + strings.Repeat("filler\r\n", 50000) + ".\r\nlast\r\n"
+	if _, err := s1.Deliver(bg, box, strings.NewReader(msg)); err != nil {
+		t.Fatal(err)
+	}
+	want := []int64{int64(strings.Index(msg, ".a dot")), int64(strings.LastIndex(msg, ".\r\nlast"))}
+	var ms store.MailboxSession
+	var err error
+	if !pop3dtest.Eventually(10*time.Second, func() bool {
+		ms, err = s2.OpenSession(bg, box, "other")
+		return err == nil && len(ms.Messages()) == 1
+	}) {
+		t.Fatalf("the message through the other client: %v", err)
+	}
+	defer ms.Close()
+	rc, err := ms.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	wf := rc.(store.WireFile)
+	if dots, ok := wf.DotLines(); !ok || !slices.Equal(dots, want) {
+		t.Fatalf("DotLines through the other client = %v, %v; want %v", dots, ok, want)
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := os.NewFile(uintptr(fds[1]), "reader")
+	defer rd.Close()
+	got := make(chan []byte)
+	go func() { b, _ := io.ReadAll(rd); got <- b }()
+	sent := 0
+	for {
+		n, err := wf.SendFile(fds[0], 64<<10)
+		if err != nil {
+			unix.Close(fds[0])
+			<-got
+			if sent == 0 && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP)) {
+				t.Logf("sendfile from the volume is refused (%v): the server reads such messages", err)
+				return
+			}
+			t.Fatalf("sendfile after %d octets: %v", sent, err)
+		}
+		if n == 0 {
+			break
+		}
+		sent += n
+	}
+	unix.Close(fds[0])
+	if g := <-got; string(g) != msg {
+		t.Fatalf("sendfile through the other client gave %d octets, want the %d stored", len(g), len(msg))
+	}
 }
