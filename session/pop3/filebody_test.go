@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"strings"
@@ -122,6 +123,57 @@ func TestFileBodySendsStuffedDots(t *testing.T) {
 		if g := <-got; !bytes.Equal(g, want) {
 			t.Errorf("message %d: sent %q, want %q", i+1, g, want)
 		}
+	}
+}
+
+// Random messages of dots, CRs and LFs (bare ones too, which the store
+// normalises), sent with SendFile in random steps and then the trailer,
+// give exactly what Read gives: the offsets the store recorded are those
+// of the lines DotReader stuffs, and SendFile's count of the file sent
+// follows the descriptor's position.
+func TestFileBodySendFileMatchesReadRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 9))
+	msgs := make([]string, 200)
+	for i := range msgs {
+		msgs[i] = string(randomMessage(rng, 1+rng.IntN(400)))
+	}
+	open := fileBodies(t, msgs...)
+	sendable := 0
+	for i := range msgs {
+		want, err := io.ReadAll(open(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := open(i)
+		if !b.Sendable() {
+			continue // more lines to stuff than the store records
+		}
+		sendable++
+		w, r := socketPair(t)
+		for sent := int64(0); sent < b.Size(); {
+			n, err := b.SendFile(w, 1+rng.IntN(7))
+			if err != nil || n <= 0 {
+				t.Fatalf("message %q: SendFile after %d octets: %d, %v", msgs[i], sent, n, err)
+			}
+			sent += int64(n)
+		}
+		unix.Write(w, b.Trailer())
+		unix.Shutdown(w, unix.SHUT_WR)
+		var got bytes.Buffer
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := unix.Read(r, buf)
+			if n <= 0 || err != nil {
+				break
+			}
+			got.Write(buf[:n])
+		}
+		if !bytes.Equal(got.Bytes(), want) {
+			t.Fatalf("message %q: sent %q, want %q", msgs[i], got.Bytes(), want)
+		}
+	}
+	if sendable < len(msgs)/2 {
+		t.Fatalf("only %d of %d messages sendable", sendable, len(msgs))
 	}
 }
 
