@@ -37,6 +37,8 @@ import (
 //	COPYFAIL n    the same, whose Read fails after half the octets (a disk error)
 //	COPYSTALL n   the same, whose first Read waits at the gate "read" (a disk that
 //	              does not answer), then fails
+//	COPYPANIC n   the same, whose Read panics after half the octets
+//	SENDPANIC n   +OK then a Sendable session.FileBody whose SendFile panics
 //	DELAY ms      -ERR delayed, ms later
 //	LOGIN         +OK, Authenticated
 //	PANIC         panics (on a worker); IPANIC panics in Inline
@@ -163,7 +165,7 @@ func (s *lineSession) Handle(line []byte) session.Reply {
 		n, _ := strconv.Atoi(arg)
 		s.fx.bodies.Add(1)
 		return session.Reply{Out: []byte("+OK body\r\n"), Body: &stallBody{noSpliceBody{patternBody{n: int64(n), fx: s.fx}}}}
-	case "COPY", "COPYFAIL", "COPYSTALL":
+	case "COPY", "COPYFAIL", "COPYSTALL", "COPYPANIC":
 		n, _ := strconv.Atoi(arg)
 		s.fx.bodies.Add(1)
 		b := &copyBody{noSpliceBody: noSpliceBody{patternBody{n: int64(n), fx: s.fx}}, fail: -1}
@@ -172,8 +174,14 @@ func (s *lineSession) Handle(line []byte) session.Reply {
 			b.fail = int64(n / 2)
 		case "COPYSTALL":
 			b.fail, b.stall = 0, true
+		case "COPYPANIC":
+			b.fail, b.panic = int64(n/2), true
 		}
 		return session.Reply{Out: []byte("+OK body\r\n"), Body: b}
+	case "SENDPANIC":
+		n, _ := strconv.Atoi(arg)
+		s.fx.bodies.Add(1)
+		return session.Reply{Out: []byte("+OK body\r\n"), Body: &panicSendBody{noSpliceBody{patternBody{n: int64(n), fx: s.fx}}}}
 	case "DELAY":
 		ms, _ := strconv.Atoi(arg)
 		return session.Reply{Out: []byte("-ERR delayed\r\n"), Delay: time.Duration(ms) * time.Millisecond}
@@ -222,13 +230,21 @@ func (b *stallBody) SendFile(int, int) (int, error) {
 	return 0, io.ErrUnexpectedEOF
 }
 
+// panicSendBody is a body offered for sendfile whose SendFile panics (a
+// bug in a store's or a session's code).
+type panicSendBody struct{ noSpliceBody }
+
+func (b *panicSendBody) SendFile(int, int) (int, error) { panic("SendFile panic") }
+
 // copyBody is a file body that cannot be sent as it is (not Sendable),
 // read like a patternBody; from octet fail on (fail >= 0) its Read fails,
-// after waiting at the gate "read" when stall is set.
+// after waiting at the gate "read" when stall is set, or panics when
+// panic is set.
 type copyBody struct {
 	noSpliceBody
 	fail  int64
 	stall bool
+	panic bool
 }
 
 func (b *copyBody) Sendable() bool { return false }
@@ -238,6 +254,9 @@ func (b *copyBody) Read(p []byte) (int, error) {
 		if b.off >= b.fail {
 			if b.stall {
 				b.fx.gate("read").pass()
+			}
+			if b.panic {
+				panic("body Read panic")
 			}
 			return 0, errors.New("read error from the fixture's disk")
 		}

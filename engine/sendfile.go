@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -15,13 +16,14 @@ import (
 // A reply body that is a file (session.FileBody: a RETR's message) over
 // one chunk goes out, on a plaintext connection, from a goroutine of its
 // own writing to a duplicate of the connection's descriptor registered
-// with Go's poller. A message without a line to byte-stuff goes with
-// sendfile(2): the kernel moves the page cache to the socket, and no chunk
-// is read into memory, copied or handed between worker and loop. Any
-// other (lines to stuff, or stored before messages were marked) is read
-// in its wire form into one chunk buffer and written from it by the same
-// goroutine ("copied"): no hand-off between worker and loop per chunk,
-// and no copy into gnet's buffer.
+// with Go's poller. A body that is Sendable (a message whose few lines to
+// byte-stuff, or none, its store recorded) goes with SendFile: sendfile(2)
+// moves the page cache to the socket, a one-octet write stuffs each such
+// line, and no chunk is read into memory, copied or handed between worker
+// and loop. Any other (more lines to stuff, or a message stored without
+// the mark) is read in its wire form into one chunk buffer and written
+// from it by the same goroutine ("copied"): no hand-off between worker
+// and loop per chunk, and no copy into gnet's buffer.
 //
 // While the client reads slower than the server sends, the goroutine
 // waits in the poller and holds no worker and no thread (a copy holds its
@@ -34,7 +36,8 @@ import (
 // see a deadline); the descriptor goes when the duplicate does. At most
 // pop3.threadcount such streams run at once. The goroutine holds a
 // reference, so the session (and the message file) is not closed under
-// it; a body closed at shutdown sends nothing more.
+// it; a body closed at shutdown sends nothing more. A panic in the body's
+// code is recovered there, as on a worker: the connection closes.
 
 // sendfileMin is the smallest body sent with sendfile: a body up to one
 // chunk goes out with the chunk the worker reads with the reply (work),
@@ -61,8 +64,9 @@ func isFileStreamBody(r session.Reply) bool { _, _, ok := fileStreamBody(r); ret
 // takeSendfileSlot reserves one of the sendfile streams allowed at once:
 // pop3.threadcount of them, the bound the worker pool puts on threads
 // blocked in file reads. Each holds a goroutine, the socket's duplicate
-// and, while sendfile waits for the disk, an OS thread; beyond the bound
-// a body is read by the pool as before.
+// (a copy also its chunk and its body's read buffer) and, while sendfile
+// or a read waits for the disk, an OS thread; beyond the bound a body is
+// read by the pool as before.
 func (s *Server) takeSendfileSlot() bool {
 	max := int64(s.settings().threadCount)
 	for {
@@ -141,9 +145,15 @@ func (k *conn) sendfileStart(st *stream) {
 func (k *conn) sendfile(st *stream, fb session.FileBody, rc syscall.RawConn) {
 	defer k.release()
 	defer k.srv.sendfiles.Add(-1)
-	err := k.sendOut(st, rc, fb.Size(), fb.SendFile)
+	err := k.sendFileBody(st, fb, rc)
 	_ = st.sock.Close()
 	k.post(func() { k.sendfileDone(st, fb, err) }, nil)
+}
+
+// sendFileBody sends fb with its SendFile (sendOut).
+func (k *conn) sendFileBody(st *stream, fb session.FileBody, rc syscall.RawConn) (err error) {
+	defer k.recoverStream(&err)
+	return k.sendOut(st, rc, fb.Size(), fb.SendFile)
 }
 
 // sendOut calls send on the duplicate behind rc, at most sendfileStep
@@ -188,27 +198,44 @@ func (k *conn) copyOut(st *stream, rc syscall.RawConn) {
 	defer k.release()
 	defer k.srv.sendfiles.Add(-1)
 	buf := getChunk()
-	var err error
-	for err == nil {
-		var n int
-		n, err = readChunk(st.body, buf)
-		if n > 0 {
-			if werr := k.writeOut(st, rc, buf[:n]); werr != nil {
-				err = werr
-				break
-			}
-		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			err = nil
-			break
-		}
-		if err != nil {
-			err = &bodyReadError{err}
-		}
-	}
+	err := k.copyBody(st, rc, buf)
 	putChunk(buf)
 	_ = st.sock.Close()
 	k.post(func() { k.sendfileDone(st, nil, err) }, nil)
+}
+
+// copyBody copies the body through buf to the duplicate behind rc.
+func (k *conn) copyBody(st *stream, rc syscall.RawConn, buf []byte) (err error) {
+	defer k.recoverStream(&err)
+	for {
+		n, rerr := readChunk(st.body, buf)
+		if n > 0 {
+			if werr := k.writeOut(st, rc, buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		switch {
+		case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
+			return nil
+		case rerr != nil:
+			return &bodyReadError{rerr}
+		}
+	}
+}
+
+// errStreamPanic ends a stream whose body panicked in its goroutine.
+var errStreamPanic = errors.New("the reply body panicked")
+
+// recoverStream, deferred in a stream goroutine, turns a panic in the
+// body's code (a store's or a session's bug) into the stream's error, as
+// the worker pool does for a body read on a worker: the panic is logged
+// and counted, and the connection closes, instead of the whole server.
+func (k *conn) recoverStream(err *error) {
+	if v := recover(); v != nil {
+		mPanics.Inc()
+		k.logger().Error("panic in a reply body's stream", "panic", v, "stack", string(debug.Stack()))
+		*err = errStreamPanic
+	}
 }
 
 // bodyReadError is a copy's failure to read its body, rather than to

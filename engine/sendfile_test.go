@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -531,4 +532,42 @@ func TestCopyStreamReadErrorCloses(t *testing.T) {
 	eventually(t, "the connection gone", func() bool { return ts.Status().Connections == 0 })
 	eventually(t, "the slot given back", func() bool { return ts.sendfiles.Load() == 0 })
 	eventually(t, "body closed", func() bool { ts.fx.bodies.Wait(); return true })
+}
+
+// A body whose Read (copied) or SendFile (sent with sendfile) panics in
+// its stream goroutine does not take the server down, as a panic on a
+// worker does not: the panic is counted, the connection closes (the body
+// is cut), the slot and the body are given back, and the server goes on
+// serving.
+func TestFileStreamPanicRecovered(t *testing.T) {
+	ts := startServer(t, nil)
+	const size = 1 << 20
+	for _, cmd := range []string{"COPYPANIC", "SENDPANIC"} {
+		before := mPanics.Get()
+		c := ts.dial(t)
+		c.expect("+OK ready")
+		c.send(fmt.Sprintf("%s %d\r\nECHO after\r\n", cmd, size))
+		c.expect("+OK body")
+		c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, err := io.ReadAll(c.r)
+		if err != nil {
+			t.Fatalf("%s: the connection did not end cleanly: %v", cmd, err)
+		}
+		if len(got) > size {
+			t.Fatalf("%s: %d octets, more than the body", cmd, len(got))
+		}
+		if bytes.Contains(got, []byte("+OK after")) {
+			t.Fatalf("%s: the next command was answered after a cut body", cmd)
+		}
+		if d := mPanics.Get() - before; d != 1 {
+			t.Fatalf("%s: pop3_panics_total grew by %d, want 1", cmd, d)
+		}
+		eventually(t, "the connection gone", func() bool { return ts.Status().Connections == 0 })
+		eventually(t, "the slot given back", func() bool { return ts.sendfiles.Load() == 0 })
+		eventually(t, "body closed", func() bool { ts.fx.bodies.Wait(); return true })
+	}
+	c := ts.dial(t)
+	c.expect("+OK ready")
+	c.send("ECHO still serving\r\n")
+	c.expect("+OK still serving")
 }

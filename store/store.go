@@ -278,7 +278,8 @@ type WireFile interface {
 	// DotLines returns the offsets, in order, of the '.'s that begin a
 	// line of the message, and whether the record is there and still
 	// matches the file (its size). A store that cannot tell says false;
-	// so does one whose message has too many such lines to record.
+	// so does one whose message has too many such lines to record, or
+	// is too small for their record to be worth keeping.
 	DotLines() ([]int64, bool)
 	// SendFile sends up to n octets of the message, from where the last
 	// read or send stopped, to the socket sock with sendfile(2), and

@@ -52,9 +52,11 @@
 // endings are normalised for RFC 1939's octet counts (package store/crlf): a bare LF becomes
 // CRLF, a bare CR is kept as it is, and a non-empty message that does not
 // end with a line ending gets CRLF appended (a final bare CR becomes CRLF).
-// A message in which at most 128 lines begin with '.' gets the extended
-// attribute user.pop3.dots (its size, modification time and the offsets of
-// those lines) before the fsync; a message file is not to be edited in
+// A message in which no line begins with '.', or one over 256 KiB in which
+// at most 128 do, gets the extended attribute user.pop3.dots (its size,
+// modification time and the offsets of those lines) before the fsync (a
+// smaller message is read with its reply, and offsets would cost it an
+// attribute block of its own on ext4); a message file is not to be edited in
 // place. Its reader is then a store.WireFile, which a POP3 server sends
 // with sendfile(2), stuffing those lines as it goes (wire.go). The mark of
 // earlier versions, user.pop3.nodots, still counts.

@@ -21,8 +21,9 @@ func (s *Store) tmpPath() string {
 		strconv.FormatUint(tmpSeq.Add(1), 10)+"."+randomString()+".tmp")
 }
 
-// dotsAttr is the extended attribute a message file carries when at most
-// maxMarkedDots of its lines begin with '.' (store.WireFile): its value is
+// dotsAttr is the extended attribute a message file carries when none of
+// its lines begins with '.', or, over dotsMarkMin, when at most
+// maxMarkedDots of them do (store.WireFile): its value is
 // the file's size and modification time (nanoseconds since 1970), then
 // the offset of each such line's '.', "SIZE MTIME[ OFFSET...]" in decimal,
 // so that a file edited in place loses the mark, unless the edit keeps
@@ -43,6 +44,15 @@ const (
 // under 1.5 KiB, within the room file systems give attributes.
 const maxMarkedDots = 128
 
+// dotsMarkMin is the smallest message whose lines beginning with '.' the
+// mark lists: a POP3 server reads a message up to one chunk (256 KiB)
+// with its reply and never asks (engine's sendfileMin). Offsets make the
+// value longer than the room the inode keeps for attributes (about 60
+// octets on ext4 with 256-octet inodes), and each such message would pay
+// an attribute block (4 KiB) and its write at delivery for nothing. A
+// message without such lines is marked whatever its size: its value fits.
+const dotsMarkMin = 256 << 10
+
 // dotsValue is the mark's value for a file of this size and mtime whose
 // lines beginning with '.' start at dots.
 func dotsValue(size int64, mtime unix.Timespec, dots []int64) []byte {
@@ -57,8 +67,8 @@ func dotsValue(size int64, mtime unix.Timespec, dots []int64) []byte {
 }
 
 // writeMessage writes msg to the new file tmp with its line endings
-// normalised (package crlf), marks it when at most maxMarkedDots lines
-// begin with '.', and fsyncs it. It returns the octets written; on an
+// normalised (package crlf), marks it when no line begins with '.', or
+// when at most maxMarkedDots do and it is over dotsMarkMin, and fsyncs it. It returns the octets written; on an
 // error (crlf.ErrLimit past limit, 0: none) the caller removes tmp.
 func writeMessage(ctx context.Context, tmp string, msg io.Reader, limit int64) (int64, error) {
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
@@ -66,7 +76,7 @@ func writeMessage(ctx context.Context, tmp string, msg io.Reader, limit int64) (
 		return 0, err
 	}
 	size, dots, count, err := crlf.CopyDots(ctx, f, msg, limit, maxMarkedDots)
-	if err == nil && count <= maxMarkedDots {
+	if err == nil && (count == 0 || count <= maxMarkedDots && size > dotsMarkMin) {
 		// The last write set the mtime; setting an attribute does not.
 		// ENOTSUP and friends: the message is read and stuffed, nothing
 		// lost.

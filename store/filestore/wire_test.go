@@ -14,16 +14,17 @@ import (
 	"github.com/pop3svc/pop3svc/store"
 )
 
-// A message written with at most maxMarkedDots lines that begin with '.'
-// carries the mark with their offsets (delivered, staged and published,
-// imported): its reader is a store.WireFile that sends the stored octets
-// with sendfile. A message with more such lines, and one changed since,
-// is not marked.
+// A message written without a line that begins with '.', or over
+// dotsMarkMin with at most maxMarkedDots of them, carries the mark with
+// their offsets (delivered, staged and published, imported): its reader
+// is a store.WireFile that sends the stored octets with sendfile. A
+// message with more such lines, and one changed since, is not marked.
 func TestDotLinesMark(t *testing.T) {
 	s := newTestStore(t, Options{})
 	a := mkbox(t, s)
 	clean := strings.Repeat("Subject: x\r\n\r\nbase64 line without a leading dot, ever.\r\n", 3000)
-	dotted := "Subject: y\r\n\r\nfirst\r\n.leading dot\r\nlast\r\n"
+	// Over dotsMarkMin: the offsets are recorded.
+	dotted := "Subject: y\r\n\r\nfirst\r\n.leading dot\r\nlast\r\n" + strings.Repeat("no leading dot\r\n", dotsMarkMin/16)
 	bareLF := "Subject: z\n\nno dots here.\nend" // normalised to CRLF, then marked
 	many := "Subject: m\r\n\r\n" + strings.Repeat(".\r\n", maxMarkedDots+1)
 	for _, m := range []string{clean, dotted, bareLF} {
@@ -216,4 +217,48 @@ func sendAll(t *testing.T, wf store.WireFile) []byte {
 	}
 	unix.Close(fds[0])
 	return <-got
+}
+
+// dotsAttrValue reads message i's user.pop3.dots attribute ("" if none).
+func dotsAttrValue(t *testing.T, s *Store, a store.Address, i int) string {
+	t.Helper()
+	buf := make([]byte, 4096)
+	n, err := unix.Getxattr(s.mboxPath(a)+"/"+messageFile(t, s, a, i), dotsAttr, buf)
+	if err == unix.ENODATA {
+		return ""
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(buf[:n])
+}
+
+// The offsets of the lines to stuff are recorded only for a message over
+// dotsMarkMin, the smallest a POP3 server sends from its file: a longer
+// value leaves the inode's room for attributes (about 60 octets on ext4
+// with 256-octet inodes) and costs every such message a block of its own
+// (4 KiB) and its write at delivery, for nothing on a small message. A
+// message without such lines is marked whatever its size (the value fits
+// the inode).
+func TestDotLinesOffsetsOnlyForLargeMessages(t *testing.T) {
+	s := newTestStore(t, Options{})
+	a := mkbox(t, s)
+	dots := strings.Repeat("text line\r\n.a line that begins with a dot\r\n", 20)
+	small := "Subject: small\r\n\r\n" + dots
+	large := small + strings.Repeat("filler line without a leading dot\r\n", dotsMarkMin/30)
+	clean := "Subject: clean\r\n\r\nno line begins with a dot\r\n"
+	for _, m := range []string{small, large, clean} {
+		if _, err := s.Deliver(bg, a, strings.NewReader(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v := dotsAttrValue(t, s, a, 0); v != "" {
+		t.Errorf("a message of %d octets with 20 lines to stuff carries %d octets of offsets", len(small), len(v))
+	}
+	if v := dotsAttrValue(t, s, a, 1); len(strings.Fields(v)) != 2+20 {
+		t.Errorf("a message of %d octets with 20 lines to stuff is marked %q, want their offsets", len(large), v)
+	}
+	if !marked(t, s, a, 2) {
+		t.Error("a small message without a line to stuff is not marked")
+	}
 }
