@@ -73,6 +73,25 @@ func socketPair(t *testing.T) (int, int) {
 // message with its reply): 320 KiB of lines without a leading dot.
 var overMark = strings.Repeat("filler line without a leading dot\r\n", 320<<10/35)
 
+// readAll reads the socket r to its end on a goroutine of its own and
+// gives what it read.
+func readAll(r int) <-chan []byte {
+	got := make(chan []byte, 1)
+	go func() {
+		var out bytes.Buffer
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := unix.Read(r, buf)
+			if n <= 0 || err != nil {
+				break
+			}
+			out.Write(buf[:n])
+		}
+		got <- out.Bytes()
+	}()
+	return got
+}
+
 // A message with a few lines that begin with '.' is sendable, and what
 // SendFile sends (the file with a '.' more before each such line), then
 // the trailer, is what Read gives: the wire form of RFC 1939 section 3.
@@ -99,19 +118,7 @@ func TestFileBodySendsStuffedDots(t *testing.T) {
 			t.Fatalf("message %d: Size %d and trailer, wire form %d octets", i+1, b.Size(), len(want))
 		}
 		w, r := socketPair(t)
-		got := make(chan []byte, 1)
-		go func() {
-			var out bytes.Buffer
-			buf := make([]byte, 64<<10)
-			for {
-				n, err := unix.Read(r, buf)
-				if n <= 0 || err != nil {
-					break
-				}
-				out.Write(buf[:n])
-			}
-			got <- out.Bytes()
-		}()
+		got := readAll(r)
 		var sent int64
 		for sent < b.Size() {
 			n, err := b.SendFile(w, 1000)
@@ -160,19 +167,7 @@ func TestFileBodySendFileMatchesReadRandom(t *testing.T) {
 		}
 		sendable++
 		w, r := socketPair(t)
-		got := make(chan []byte, 1)
-		go func() {
-			var out bytes.Buffer
-			buf := make([]byte, 64<<10)
-			for {
-				n, err := unix.Read(r, buf)
-				if n <= 0 || err != nil {
-					break
-				}
-				out.Write(buf[:n])
-			}
-			got <- out.Bytes()
-		}()
+		got := readAll(r)
 		for sent := int64(0); sent < b.Size(); {
 			step := 1 + rng.IntN(7) // mostly a few octets, now and then up to 64 KiB
 			if rng.IntN(4) == 0 {

@@ -10,7 +10,6 @@ package filestore
 
 import (
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -232,33 +231,15 @@ func TestSharedDotLinesMark(t *testing.T) {
 	if dots, ok := wf.DotLines(); !ok || !slices.Equal(dots, want) {
 		t.Fatalf("DotLines through the other client = %v, %v; want %v", dots, ok, want)
 	}
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	g, sent, err := sendFileAll(t, wf)
 	if err != nil {
-		t.Fatal(err)
-	}
-	rd := os.NewFile(uintptr(fds[1]), "reader")
-	defer rd.Close()
-	got := make(chan []byte)
-	go func() { b, _ := io.ReadAll(rd); got <- b }()
-	sent := 0
-	for {
-		n, err := wf.SendFile(fds[0], 64<<10)
-		if err != nil {
-			unix.Close(fds[0])
-			<-got
-			if sent == 0 && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP)) {
-				t.Logf("sendfile from the volume is refused (%v): the server reads such messages", err)
-				return
-			}
-			t.Fatalf("sendfile after %d octets: %v", sent, err)
+		if sent == 0 && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP)) {
+			t.Logf("sendfile from the volume is refused (%v): the server reads such messages", err)
+			return
 		}
-		if n == 0 {
-			break
-		}
-		sent += n
+		t.Fatalf("sendfile after %d octets: %v", sent, err)
 	}
-	unix.Close(fds[0])
-	if g := <-got; string(g) != msg {
+	if string(g) != msg {
 		t.Fatalf("sendfile through the other client gave %d octets, want the %d stored", len(g), len(msg))
 	}
 }

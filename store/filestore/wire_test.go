@@ -197,6 +197,18 @@ func messageFile(t *testing.T, s *Store, a store.Address, i int) string {
 // sendAll sends what wf holds through a socket pair and returns it.
 func sendAll(t *testing.T, wf store.WireFile) []byte {
 	t.Helper()
+	got, sent, err := sendFileAll(t, wf)
+	if err != nil {
+		t.Fatalf("sendfile after %d octets: %v", sent, err)
+	}
+	return got
+}
+
+// sendFileAll sends what wf holds through a socket pair with SendFile
+// until it is over or fails, and returns what arrived, the octets sent
+// and SendFile's error.
+func sendFileAll(t *testing.T, wf store.WireFile) ([]byte, int, error) {
+	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -205,18 +217,20 @@ func sendAll(t *testing.T, wf store.WireFile) []byte {
 	defer rd.Close()
 	got := make(chan []byte)
 	go func() { b, _ := io.ReadAll(rd); got <- b }()
+	sent := 0
 	for {
 		n, err := wf.SendFile(fds[0], 64<<10)
 		if err != nil {
 			unix.Close(fds[0])
-			t.Fatal(err)
+			return <-got, sent, err
 		}
 		if n == 0 {
 			break
 		}
+		sent += n
 	}
 	unix.Close(fds[0])
-	return <-got
+	return <-got, sent, nil
 }
 
 // dotsAttrValue reads message i's user.pop3.dots attribute ("" if none).
