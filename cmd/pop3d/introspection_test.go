@@ -132,7 +132,8 @@ func startOAuthLogin(t *testing.T, in *pop3dtest.Server, ip, token string) *pop3
 }
 
 // TestReloadAppliesIntrospectionKeys changes oauth.introspection_url,
-// oauth.client_id, oauth.client_secret and oauth.max_introspections on a
+// oauth.client_id, oauth.client_secret, oauth.max_introspections,
+// oauth.introspection_cache and oauth.introspection_cache_entries on a
 // running pop3d and logs in with a token that only the new value lets
 // through: refused before the reload, accepted after.
 func TestReloadAppliesIntrospectionKeys(t *testing.T) {
@@ -145,8 +146,30 @@ func TestReloadAppliesIntrospectionKeys(t *testing.T) {
 	}
 	idp2.set(func(e *idpEndpoint) { e.tokens["t2"] = user })
 	c := reloadConfig(t, "", mailbox(1, 300))
-	c.Tables = introspectionTable(idp1.srv.URL, "id1", "sec1") + "max_introspections = 1\n"
+	c.Tables = introspectionTable(idp1.srv.URL, "id1", "sec1") + "max_introspections = 1\nintrospection_cache_entries = 1\n"
 	in := pop3dtest.Start(t, c)
+
+	// cacheProbe logs in with tokens (new ones each time, known to
+	// idp2), then revokes the first and logs in with it again: +OK only
+	// when its accepting answer is still remembered.
+	probes := 0
+	cacheProbe := func(tokens int) func(t *testing.T, ip string) string {
+		return func(t *testing.T, ip string) string {
+			t.Helper()
+			probes++
+			var toks []string
+			for i := range tokens {
+				tok := fmt.Sprintf("cache-%d-%d", probes, i)
+				idp2.set(func(e *idpEndpoint) { e.tokens[tok] = user })
+				if got := oauthLogin(t, in, ip, user, tok); got != "+OK" {
+					t.Fatalf("login with the known token %s: %q", tok, got)
+				}
+				toks = append(toks, tok)
+			}
+			idp2.set(func(e *idpEndpoint) { delete(e.tokens, toks[0]) })
+			return oauthLogin(t, in, ip, user, toks[0])
+		}
+	}
 
 	// maxProbe holds one login at the endpoint and tries a second: +OK
 	// when two introspections may run at once, [SYS/TEMP] with one.
@@ -177,6 +200,10 @@ func TestReloadAppliesIntrospectionKeys(t *testing.T) {
 		{name: "oauth.client_secret", change: []string{"oauth.client_secret", "sec 2%"}, token: "t2",
 			before: func(e *idpEndpoint) { e.sec = "sec 2%" }},
 		{name: "oauth.max_introspections", change: []string{"oauth.max_introspections", "2"}, probe: maxProbe},
+		// Off, a revoked token is refused at once; remembered, it logs in.
+		{name: "oauth.introspection_cache", change: []string{"oauth.introspection_cache", "1m"}, probe: cacheProbe(1)},
+		// One entry: a second token pushes the first out; two keep both.
+		{name: "oauth.introspection_cache_entries", change: []string{"oauth.introspection_cache_entries", "2"}, probe: cacheProbe(2)},
 	} {
 		t.Run(step.name, func(t *testing.T) {
 			ip := fmt.Sprintf("127.0.6.%d", 10+i)

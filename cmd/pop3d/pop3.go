@@ -215,7 +215,8 @@ func (p *pop3Service) factory(cfg *config.Config, g *guard.Guard) (session.Facto
 		a.OAuth = &auth.OAuth{Issuer: o.Issuer, Audience: o.Audience, Claim: o.Claim,
 			JWKSFile: o.JWKSFile, JWKSURL: o.JWKSURL, Leeway: time.Minute,
 			IntrospectionURL: o.IntrospectionURL, ClientID: o.ClientID, ClientSecret: o.ClientSecret,
-			MaxIntrospections: o.MaxIntrospections}
+			MaxIntrospections:  o.MaxIntrospections,
+			IntrospectionCache: o.IntrospectionCache.D(), IntrospectionCacheEntries: o.IntrospectionCacheEntries}
 	}
 	switch cfg.Auth.SCRAM {
 	case "on":

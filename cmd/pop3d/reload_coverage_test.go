@@ -51,10 +51,12 @@ var liveKeyTests = map[string]string{
 	"oauth.jwks_url":  "TestReloadAppliesOAuthKeys",
 	"oauth.claim":     "TestReloadAppliesOAuthKeys",
 	// An introspection endpoint the test runs, holding requests.
-	"oauth.introspection_url":  "TestReloadAppliesIntrospectionKeys",
-	"oauth.client_id":          "TestReloadAppliesIntrospectionKeys",
-	"oauth.client_secret":      "TestReloadAppliesIntrospectionKeys",
-	"oauth.max_introspections": "TestReloadAppliesIntrospectionKeys",
+	"oauth.introspection_url":           "TestReloadAppliesIntrospectionKeys",
+	"oauth.client_id":                   "TestReloadAppliesIntrospectionKeys",
+	"oauth.client_secret":               "TestReloadAppliesIntrospectionKeys",
+	"oauth.max_introspections":          "TestReloadAppliesIntrospectionKeys",
+	"oauth.introspection_cache":         "TestReloadAppliesIntrospectionKeys",
+	"oauth.introspection_cache_entries": "TestReloadAppliesIntrospectionKeys",
 }
 
 // TestEveryKeyHasReloadTest walks the live/restart table: every live key

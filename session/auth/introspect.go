@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,7 +19,17 @@ const (
 	// DefaultMaxIntrospections is how many introspection requests run at
 	// once when OAuth.MaxIntrospections is 0.
 	DefaultMaxIntrospections = 16
+	// DefaultIntrospectionCacheEntries is how many accepting answers are
+	// remembered when OAuth.IntrospectionCacheEntries is 0.
+	DefaultIntrospectionCacheEntries = 10000
 )
+
+// cachedAnswer is an introspection answer that accepted a token, and
+// until when it may stand in for asking again.
+type cachedAnswer struct {
+	claims map[string]any
+	until  time.Time
+}
 
 // introspect asks the authorization server at IntrospectionURL whether
 // token is active (RFC 7662 section 2), authenticating with ClientID and
@@ -31,6 +42,13 @@ const (
 func (o *OAuth) introspect(ctx context.Context, token string) (map[string]any, error) {
 	if token == "" || len(token) > maxBearerToken || !isB64Token(token) {
 		return nil, errToken("not a bearer token")
+	}
+	var key [sha256.Size]byte
+	if o.IntrospectionCache > 0 {
+		key = sha256.Sum256([]byte(token))
+		if claims, ok := o.cachedIntrospection(key); ok {
+			return claims, nil
+		}
 	}
 	sem := o.introspectionSlots()
 	select {
@@ -73,7 +91,67 @@ func (o *OAuth) introspect(ctx context.Context, token string) (map[string]any, e
 	if err := o.checkIntrospection(claims); err != nil {
 		return nil, err
 	}
+	if o.IntrospectionCache > 0 {
+		o.rememberIntrospection(key, claims)
+	}
 	return claims, nil
+}
+
+// cachedIntrospection returns the remembered answer for the token whose
+// SHA-256 is key, if it is still to stand (RFC 7662 section 4: never past
+// the token's expiry) and its checks still hold at this time.
+func (o *OAuth) cachedIntrospection(key [sha256.Size]byte) (map[string]any, bool) {
+	now := o.now()
+	o.cacheMu.Lock()
+	a, ok := o.cache[key]
+	if ok && !now.Before(a.until) {
+		delete(o.cache, key)
+		ok = false
+	}
+	o.cacheMu.Unlock()
+	if !ok || o.checkIntrospection(a.claims) != nil {
+		return nil, false
+	}
+	return a.claims, true
+}
+
+// rememberIntrospection keeps an accepting answer for IntrospectionCache,
+// or until the token's exp if sooner. When IntrospectionCacheEntries are
+// kept, the stale ones go, and if none was stale one more is dropped.
+func (o *OAuth) rememberIntrospection(key [sha256.Size]byte, claims map[string]any) {
+	now := o.now()
+	until := now.Add(o.IntrospectionCache)
+	if v, ok := claims["exp"]; ok {
+		if exp, ok := numericDate(v); ok && exp.Before(until) {
+			until = exp
+		}
+	}
+	if !now.Before(until) {
+		return
+	}
+	limit := o.IntrospectionCacheEntries
+	if limit <= 0 {
+		limit = DefaultIntrospectionCacheEntries
+	}
+	o.cacheMu.Lock()
+	defer o.cacheMu.Unlock()
+	if o.cache == nil {
+		o.cache = make(map[[sha256.Size]byte]cachedAnswer)
+	}
+	if _, ok := o.cache[key]; !ok && len(o.cache) >= limit {
+		for k, a := range o.cache {
+			if !now.Before(a.until) {
+				delete(o.cache, k)
+			}
+		}
+		for k := range o.cache {
+			if len(o.cache) < limit {
+				break
+			}
+			delete(o.cache, k) // an arbitrary one: map order
+		}
+	}
+	o.cache[key] = cachedAnswer{claims: claims, until: until}
 }
 
 // parseIntrospection reads an introspection answer: a JSON object.

@@ -191,3 +191,91 @@ func FuzzIntrospectionAnswer(f *testing.F) {
 		}
 	})
 }
+
+// With IntrospectionCache an accepting answer stands in for asking again
+// until the cache time passes, or the token's exp if sooner; a refused
+// token is asked about every time; without it every login asks; at most
+// IntrospectionCacheEntries answers are kept.
+func TestIntrospectionCache(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	now := t0
+	answer := func(email string, exp time.Time) map[string]any {
+		return map[string]any{"active": true, "aud": "pop3.test", "exp": exp.Unix(), "email": email}
+	}
+	ep := newIntrospector(t, map[string]map[string]any{
+		"long":  answer("tim@example.com", t0.Add(time.Hour)),
+		"short": answer("ann@example.com", t0.Add(30*time.Second)),
+		"a":     answer("a@example.com", t0.Add(time.Hour)),
+		"b":     answer("b@example.com", t0.Add(time.Hour)),
+		"c":     answer("c@example.com", t0.Add(time.Hour)),
+	})
+	newOAuth := func(cache time.Duration, entries int) *OAuth {
+		return &OAuth{Issuer: "https://idp.test", Audience: "pop3.test", IntrospectionURL: ep.srv.URL,
+			ClientID: "pop3d", ClientSecret: "s3cret%", Now: func() time.Time { return now },
+			IntrospectionCache: cache, IntrospectionCacheEntries: entries}
+	}
+	ctx := context.Background()
+	// asks reports how many requests verifying tok made.
+	asks := func(o *OAuth, tok string, wantErr bool) int64 {
+		t.Helper()
+		before := ep.requests.Load()
+		_, err := o.Verify(ctx, tok)
+		if (err != nil) != wantErr {
+			t.Fatalf("Verify(%s) at +%v = %v", tok, now.Sub(t0), err)
+		}
+		return ep.requests.Load() - before
+	}
+
+	o := newOAuth(time.Minute, 0)
+	if n := asks(o, "long", false); n != 1 {
+		t.Fatalf("first login asked %d times", n)
+	}
+	now = t0.Add(59 * time.Second)
+	if n := asks(o, "long", false); n != 0 {
+		t.Errorf("a login within the cache time asked %d times, want 0", n)
+	}
+	now = t0.Add(61 * time.Second)
+	if n := asks(o, "long", false); n != 1 {
+		t.Errorf("a login past the cache time asked %d times, want 1", n)
+	}
+	// The token's exp comes before the cache time: the answer stands
+	// until then only.
+	now = t0
+	asks(o, "short", false)
+	now = t0.Add(29 * time.Second)
+	if n := asks(o, "short", false); n != 0 {
+		t.Errorf("a login before the token's exp asked %d times, want 0", n)
+	}
+	now = t0.Add(31 * time.Second)
+	if n := asks(o, "short", true); n != 1 {
+		t.Errorf("a login past the token's exp asked %d times, want 1 (and a refusal)", n)
+	}
+	// Refusals are not remembered.
+	now = t0
+	for range 2 {
+		if n := asks(o, "unknown", true); n != 1 {
+			t.Errorf("a refused token asked %d times, want 1 each time", n)
+		}
+	}
+	// Off: every login asks.
+	off := newOAuth(0, 0)
+	for range 2 {
+		if n := asks(off, "long", false); n != 1 {
+			t.Errorf("without a cache a login asked %d times, want 1", n)
+		}
+	}
+	// Two entries at most: a third answer pushes one out.
+	small := newOAuth(time.Minute, 2)
+	for _, tok := range []string{"a", "b", "c"} {
+		asks(small, tok, false)
+	}
+	small.cacheMu.Lock()
+	kept := len(small.cache)
+	small.cacheMu.Unlock()
+	if kept != 2 {
+		t.Errorf("%d answers kept, want IntrospectionCacheEntries = 2", kept)
+	}
+	if n := asks(small, "c", false); n != 0 {
+		t.Errorf("the newest answer was not kept (%d requests)", n)
+	}
+}

@@ -69,6 +69,15 @@ type OAuth struct {
 	MaxIntrospections int
 	semOnce           sync.Once
 	sem               chan struct{}
+	// IntrospectionCache, when positive, is how long an answer that
+	// accepted a token is remembered (never past the token's exp), so
+	// that the same token within it costs no request; at most
+	// IntrospectionCacheEntries (0: DefaultIntrospectionCacheEntries)
+	// answers are kept. A refused token is asked about every time.
+	IntrospectionCache        time.Duration
+	IntrospectionCacheEntries int
+	cacheMu                   sync.Mutex
+	cache                     map[[sha256.Size]byte]cachedAnswer
 
 	mu      sync.Mutex
 	keys    map[string]crypto.PublicKey // by kid

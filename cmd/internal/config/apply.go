@@ -317,6 +317,10 @@ var applies = []struct {
 		"Its client secret."},
 	{"oauth.max_introspections", Live, "",
 		"Introspection requests running at once; a login beyond them gets a temporary failure."},
+	{"oauth.introspection_cache", Live, "",
+		"How long an introspection answer that accepted a token is remembered (never past the token's exp), so the same token costs no request; 0s asks every time. A reload empties it."},
+	{"oauth.introspection_cache_entries", Live, "",
+		"Answers the introspection cache keeps at most."},
 }
 
 // Applies returns when a change of key takes effect; key is a dotted key

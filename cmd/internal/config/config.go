@@ -296,6 +296,11 @@ type OAuth struct {
 	ClientID          string `toml:"client_id"`
 	ClientSecret      string `toml:"client_secret"`
 	MaxIntrospections int    `toml:"max_introspections"`
+	// IntrospectionCache remembers an answer that accepted a token for
+	// this long (never past its exp; 0: ask every time), at most
+	// IntrospectionCacheEntries answers.
+	IntrospectionCache        Duration `toml:"introspection_cache"`
+	IntrospectionCacheEntries int      `toml:"introspection_cache_entries"`
 }
 
 type LDAP struct {
@@ -434,6 +439,6 @@ func Default() *Config {
 			Timeout:      Duration(5 * time.Second),
 			PoolSize:     4,
 		},
-		OAuth: OAuth{Claim: "email", MaxIntrospections: 16},
+		OAuth: OAuth{Claim: "email", MaxIntrospections: 16, IntrospectionCacheEntries: 10000},
 	}
 }

@@ -425,6 +425,12 @@ func (c *Config) Validate() error {
 	if c.OAuth.MaxIntrospections < 0 || c.OAuth.MaxIntrospections > 1024 {
 		e.add("oauth.max_introspections", "must be 1..1024, or 0 for 16 (is %d)", c.OAuth.MaxIntrospections)
 	}
+	if d := c.OAuth.IntrospectionCache.D(); d < 0 || d > time.Hour {
+		e.add("oauth.introspection_cache", "must be 0s (off) to 1h (is %s)", d)
+	}
+	if n := c.OAuth.IntrospectionCacheEntries; n < 1 || n > 1_000_000 {
+		e.add("oauth.introspection_cache_entries", "must be 1..1000000 (is %d)", n)
+	}
 
 	// [ldap]
 	d := c.LDAP
