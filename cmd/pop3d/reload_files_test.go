@@ -115,14 +115,20 @@ func writeKey(t *testing.T, path string, key *ecdsa.PrivateKey) {
 	}
 }
 
-// TestReloadAppliesOutboundMarks changes the outbound marks of a RETR
-// stream on a running pop3d with one 48 MB message, read by a client
-// whose small receive buffer keeps the kernel from taking much of it.
+// TestReloadAppliesOutboundMarks changes the outbound marks of a stream
+// read in chunks by the worker pool on a running pop3d: a TOP of all of
+// one 48 MB message (a plaintext RETR that large goes from a goroutine of
+// its own and queues nothing), read by a client whose small receive
+// buffer keeps the kernel from taking much of it.
 func TestReloadAppliesOutboundMarks(t *testing.T) {
 	c := reloadConfig(t, "logging = 3", mailbox(1, 48<<20))
 	in := pop3dtest.Start(t, c)
 	runLiveCases(t, in, outboundCases(), func(i int) string { return "127.0.0.1" })
 }
+
+// topAll asks for all of message 1 with TOP: its body is streamed by
+// the worker pool, through gnet's outbound buffer and its marks.
+const topAll = "TOP 1 100000000\r\n"
 
 func outboundCases() []liveCase {
 	return []liveCase{
@@ -133,7 +139,7 @@ func outboundCases() []liveCase {
 			c, _ := retrSlowly(t, in, ip)
 			defer c.Close()
 			sent, pauses := metric(t, in, "pop3_bytes_sent_total"), metric(t, in, "pop3_stream_pauses_total")
-			io.WriteString(c, "RETR 1\r\n")
+			io.WriteString(c, topAll)
 			var got string
 			pop3dtest.WaitFor(t, 60*time.Second, "16 MB sent or the stream paused", func() bool {
 				switch {
@@ -153,7 +159,7 @@ func outboundCases() []liveCase {
 			c, r := retrSlowly(t, in, ip)
 			defer c.Close()
 			pauses, resumes := metric(t, in, "pop3_stream_pauses_total"), metric(t, in, "pop3_stream_resumes_total")
-			io.WriteString(c, "RETR 1\r\n")
+			io.WriteString(c, topAll)
 			pop3dtest.WaitFor(t, 60*time.Second, "the stream to pause", func() bool {
 				return metric(t, in, "pop3_stream_pauses_total") > pauses
 			})
@@ -170,7 +176,8 @@ func outboundCases() []liveCase {
 }
 
 // retrSlowly logs in from ip over a connection with a small receive
-// buffer, ready for a RETR the caller sends and reads at its own pace.
+// buffer, ready for a RETR or TOP the caller sends and reads at its own
+// pace.
 func retrSlowly(t *testing.T, in *pop3dtest.Server, ip string) (net.Conn, *bufio.Reader) {
 	t.Helper()
 	d := net.Dialer{Timeout: pop3dtest.DialTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Control: smallReceiveBuffer}
