@@ -134,18 +134,28 @@ func (k *conn) sendfileStart(st *stream) {
 	k.refs.Add(1)
 	if st.copy {
 		mStreamCopy.Inc()
-		go k.copyOut(st, rc)
-		return
+	} else {
+		mStreamSendfile.Inc()
 	}
-	mStreamSendfile.Inc()
-	go k.sendfile(st, st.file, rc)
+	go k.runStream(st, rc)
 }
 
-// sendfile sends the body's file and posts the end to the loop.
-func (k *conn) sendfile(st *stream, fb session.FileBody, rc syscall.RawConn) {
+// runStream sends st's body on its own goroutine, with SendFile or
+// copied through one chunk buffer, then gives back the slot and the
+// duplicate and posts the end to the loop.
+func (k *conn) runStream(st *stream, rc syscall.RawConn) {
 	defer k.release()
 	defer k.srv.sendfiles.Add(-1)
-	err := k.sendFileBody(st, fb, rc)
+	var fb session.FileBody // whose trailer the loop writes: a sendfile's; a copy sends its own
+	var err error
+	if st.copy {
+		buf := getChunk()
+		err = k.copyBody(st, rc, buf)
+		putChunk(buf)
+	} else {
+		fb = st.file
+		err = k.sendFileBody(st, fb, rc)
+	}
 	_ = st.sock.Close()
 	k.post(func() { k.sendfileDone(st, fb, err) }, nil)
 }
@@ -191,20 +201,8 @@ func (k *conn) sendOut(st *stream, rc syscall.RawConn, left int64, send func(fd,
 	return werr
 }
 
-// copyOut reads the body's wire form into one chunk buffer and writes it
-// to the duplicate until the body ends (its trailer included), then posts
-// the end to the loop.
-func (k *conn) copyOut(st *stream, rc syscall.RawConn) {
-	defer k.release()
-	defer k.srv.sendfiles.Add(-1)
-	buf := getChunk()
-	err := k.copyBody(st, rc, buf)
-	putChunk(buf)
-	_ = st.sock.Close()
-	k.post(func() { k.sendfileDone(st, nil, err) }, nil)
-}
-
-// copyBody copies the body through buf to the duplicate behind rc.
+// copyBody reads the body's wire form into buf and writes it to the
+// duplicate behind rc until the body ends (its trailer included).
 func (k *conn) copyBody(st *stream, rc syscall.RawConn, buf []byte) (err error) {
 	defer k.recoverStream(&err)
 	for {

@@ -280,19 +280,7 @@ func TestSendfileRefusedFallsBackToReading(t *testing.T) {
 	sent := mStreamSendfile.Get()
 	c.send(fmt.Sprintf("NOSPLICE %d\r\nECHO after\r\n", size))
 	c.expect("+OK body")
-	got := make([]byte, size+3)
-	c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.ReadFull(c.r, got); err != nil {
-		t.Fatal(err)
-	}
-	for i := range int64(size) {
-		if got[i] != patternByte(i) {
-			t.Fatalf("octet %d differs", i)
-		}
-	}
-	if string(got[size:]) != ".\r\n" {
-		t.Fatalf("body ends with %q", got[size:])
-	}
+	readPattern(t, c, size)
 	c.expect("+OK after")
 	if mStreamSendfile.Get() == sent {
 		t.Fatal("the body was not offered to sendfile")
