@@ -560,3 +560,23 @@ func dialSlowReader(t *testing.T, addr string) *client {
 	t.Cleanup(func() { nc.Close() })
 	return &client{t: t, c: nc, r: bufio.NewReaderSize(nc, 4096)}
 }
+
+// TestReturningWorkerNotCountedBusy: with one worker and a task queue,
+// pipelined commands that each need the worker are all served. The reply
+// to one is posted before its worker is back in ants' pool, and the next
+// command is handed over at once: while the worker's task is still
+// running the command is queued for it, and once the task has ended but
+// the worker is not back yet, submit waits that moment out instead of
+// refusing the command as busy.
+func TestReturningWorkerNotCountedBusy(t *testing.T) {
+	ts := startServer(t, func(cfg *Config) { cfg.ThreadCount = 1; cfg.TaskQueue = 1 })
+	c := ts.dial(t)
+	c.expect("+OK ready")
+	const n = 2000
+	c.send(strings.Repeat("WORK x\r\n", n))
+	for i := range n {
+		if l := c.line(); l != "+OK x" {
+			t.Fatalf("command %d of %d: %q, want +OK x", i+1, n, l)
+		}
+	}
+}

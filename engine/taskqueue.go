@@ -4,6 +4,7 @@ import (
 	"errors"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/panjf2000/ants/v2"
 )
@@ -19,7 +20,8 @@ import (
 // until the queue is empty. A task is queued only while at least one
 // runTasks is active (active > 0, checked under mu), and an active
 // runTasks leaves only after seeing the queue empty under mu, so nothing
-// queued is ever stranded.
+// queued is ever stranded. A runTasks on its way to a worker that is
+// returning to ants' pool (startRunner) counts as active too.
 type taskQueue struct {
 	mu     sync.Mutex
 	tasks  []func() // FIFO: tasks[head:]
@@ -55,6 +57,18 @@ func (s *Server) submit(f func()) error {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if errors.Is(err, ants.ErrPoolOverload) && q.active == 1 {
+		// No runTasks is running, yet ants has no worker free: one whose
+		// runTasks just ended (its last reply already posted, so the next
+		// pipelined command comes at once) is on its way back into the
+		// pool. The pool is not busy: the task waits for that worker,
+		// even with no room in the queue, and the active count stays
+		// for the runTasks startRunner submits.
+		q.tasks = append(q.tasks, f)
+		mTasksQueued.Inc()
+		go s.startRunner()
+		return nil
+	}
 	q.active--
 	if !errors.Is(err, ants.ErrPoolOverload) || q.active == 0 || len(q.tasks)-q.head >= q.max {
 		return err
@@ -64,11 +78,40 @@ func (s *Server) submit(f func()) error {
 	return nil
 }
 
-// runTasks runs f, then queued tasks until none is left.
+// Timing of startRunner.
+const (
+	runnerRetry = 20 * time.Microsecond // between its tries
+	runnerWait  = time.Second           // before it runs the tasks itself
+)
+
+// startRunner submits a runTasks for the queued tasks once ants has a
+// worker back, trying every runnerRetry; the queue's active count already
+// holds that runTasks. If none comes back within runnerWait (a pool a
+// reload shrank, or one closed at shutdown), it runs them on its own
+// goroutine, so that nothing queued is stranded. It never runs on the
+// event loop.
+func (s *Server) startRunner() {
+	end := time.Now().Add(runnerWait)
+	for {
+		err := s.pool.Submit(func() { s.runTasks(nil) })
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, ants.ErrPoolOverload) || !time.Now().Before(end) {
+			s.runTasks(nil)
+			return
+		}
+		time.Sleep(runnerRetry)
+	}
+}
+
+// runTasks runs f (if any), then queued tasks until none is left.
 func (s *Server) runTasks(f func()) {
 	q := &s.tasks
 	for {
-		s.runOne(f)
+		if f != nil {
+			s.runOne(f)
+		}
 		q.mu.Lock()
 		if q.head == len(q.tasks) {
 			q.tasks, q.head = q.tasks[:0], 0
