@@ -540,8 +540,9 @@ func adminJSON(t *testing.T, in *pop3dtest.Server, path string, v any) {
 	}
 }
 
-// waitNoConnections waits until the POP3 engine serves no connection, so
-// that the socket pool limits of a case see only its own.
+// waitNoConnections waits until the POP3 engine serves no connection and
+// no session holds a mailbox, so that the socket pool limits of a case see
+// only its own and its logins do not find the mailbox in use.
 func waitNoConnections(t *testing.T, in *pop3dtest.Server) {
 	t.Helper()
 	pop3dtest.WaitFor(t, 30*time.Second, "the POP3 connections to close", func() bool {
@@ -551,7 +552,7 @@ func waitNoConnections(t *testing.T, in *pop3dtest.Server) {
 			} `json:"pop3"`
 		}
 		adminJSON(t, in, "/api/status", &st)
-		return st.POP3.Connections == 0
+		return st.POP3.Connections == 0 && metric(t, in, "pop3_sessions_logged_in") == 0
 	})
 }
 

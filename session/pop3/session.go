@@ -393,10 +393,8 @@ func (s *Session) Close() {
 	s.body = nil
 	mb := s.mbox
 	s.mbox = nil
-	if s.loggedIn {
-		s.loggedIn = false
-		sessionsLoggedIn.Dec()
-	}
+	loggedIn := s.loggedIn
+	s.loggedIn = false
 	s.mu.Unlock()
 	s.nextRenew.Store(0)
 	if body != nil {
@@ -408,6 +406,11 @@ func (s *Session) Close() {
 		} else if err != nil {
 			s.log.Warn("cannot release the mailbox", "err", err)
 		}
+	}
+	if loggedIn {
+		// Counted down once the mailbox is released: a scrape that reads
+		// 0 means no session holds a mailbox lock.
+		sessionsLoggedIn.Dec()
 	}
 	s.log.Debug("session end", "state", s.state.String())
 }

@@ -44,7 +44,7 @@ var metricHelp = map[string]string{
 	"pop3_commands_total":           "POP3 commands answered, by cmd: USER, PASS, APOP, AUTH, CAPA, STLS, UTF8, LANG, QUIT, STAT, LIST, RETR, DELE, NOOP, RSET, TOP, UIDL, other (anything else); and by status: ok (+OK), err (-ERR).",
 	"pop3_command_duration_seconds": "Time to answer a POP3 command, by group: auth (USER, PASS, APOP, AUTH), retr (RETR, TOP), list (STAT, LIST, UIDL), update (QUIT), other.",
 	"pop3_auth_total":               "POP3 login attempts, by mech: user (USER/PASS), apop, plain, login, cram-md5, ntlm, or the lower-case name of another SASL mechanism offered; and by result: ok, fail (bad credentials or refused), temp (the authentication service could not answer), busy (the auth queue was full), delay (good credentials refused with [LOGIN-DELAY]).",
-	"pop3_sessions_logged_in":       "POP3 sessions logged in now (TRANSACTION state until the connection ends).",
+	"pop3_sessions_logged_in":       "POP3 sessions logged in now (TRANSACTION state until the connection ends and the mailbox is released).",
 	"pop3_messages_retrieved_total": "Messages sent whole by RETR.",
 	"pop3_messages_top_total":       "Messages whose header and first body lines were sent by TOP (not counted in pop3_messages_retrieved_total).",
 	"pop3_messages_deleted_total":   "Messages deleted by QUIT after DELE.",
