@@ -17,9 +17,10 @@ import (
 )
 
 // clusterLease is the lock lease of the servers in these tests: short, so
-// that a take-over comes quickly; the renewals (a third of it) keep a live
-// session's lock even on a loaded machine.
-const clusterLease = 3 * time.Second
+// that a take-over comes quickly, and long enough that the renewals (due a
+// third of it after the last, run by the engine's one-second sweep) keep
+// a live session's lock through a few seconds' stall of a loaded machine.
+const clusterLease = 6 * time.Second
 
 // onMachine starts pop3d on test machine m, as server node over the
 // shared mail root.

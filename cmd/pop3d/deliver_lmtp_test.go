@@ -53,7 +53,7 @@ func TestDeliverLMTP(t *testing.T) {
 		"-return-path", "bob@example.net", "-delivered-to", "alice@example.org", "--", "alice@example.org"); code != 0 {
 		t.Fatalf("deliver: exit %d: %s", code, out)
 	}
-	msgs := poplibMessages(t, srv, "alice@example.org", alicePw)
+	msgs := poplibMessages(t, srv, "alice@example.org", alicePw, 1)
 	if len(msgs) != 1 || !strings.HasPrefix(msgs[0], "Return-Path: <bob@example.net>\n") ||
 		!strings.Contains(msgs[0], "\nDelivered-To: alice@example.org\n") ||
 		!strings.Contains(msgs[0], "\nSubject: hi\n\nbody\n") || strings.Contains(msgs[0], "From bob") {
@@ -79,7 +79,7 @@ func TestDeliverLMTP(t *testing.T) {
 			t.Errorf("%s: exit %d (%q), want %d", c.name, code, out, c.code)
 		}
 	}
-	if n := len(poplibMessages(t, srv, "alice@example.org", alicePw)); n != 1 {
+	if n := len(poplibMessages(t, srv, "alice@example.org", alicePw, 1)); n != 1 {
 		t.Errorf("alice has %d messages after the refused deliveries, want 1", n)
 	}
 

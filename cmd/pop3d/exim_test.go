@@ -293,7 +293,7 @@ func TestEximPipe(t *testing.T) {
 	// What landed, read over POP3.
 	cfg.Setup = nil
 	srv = pop3dtest.Start(t, cfg)
-	msgs := poplibMessages(t, srv, "alice@example.org", alicePw)
+	msgs := poplibMessages(t, srv, "alice@example.org", alicePw, 2)
 	// deliver's Delivered-To comes first, then what Exim wrote after its
 	// "From " line, which is gone: its Return-path, its Received.
 	if len(msgs) != 2 || !strings.HasPrefix(msgs[0], "Delivered-To: alice@example.org\nReturn-path: <bob@example.org>\nReceived: ") ||
@@ -304,7 +304,7 @@ func TestEximPipe(t *testing.T) {
 		!strings.Contains(msgs[1], "Subject: while the store failed") {
 		t.Fatalf("alice's mailbox over POP3: %q", msgs)
 	}
-	msgs = poplibMessages(t, srv, "bob@example.org", bobPw)
+	msgs = poplibMessages(t, srv, "bob@example.org", bobPw, 1)
 	// return_fail_output: deliver's message is in the bounce.
 	if len(msgs) != 1 || !strings.Contains(msgs[0], "Subject: Mail delivery failed") ||
 		!strings.Contains(msgs[0], "X-Failed-Recipients: nobody@example.org") ||

@@ -55,9 +55,13 @@ func integrationConfig(t testing.TB, top, pop3 string, setup func(ctx context.Co
 	}
 	c := pop3dtest.Config{
 		Top: top,
+		// suspect_nice = 0: the tests' failed logins make the loopback
+		// network suspect, and at nice 19 a suspect's password check
+		// could take seconds on a machine busy with other tests.
 		Auth: `fail_delay = "20ms"
 penalty = "0s"
-penalty_max = "0s"`,
+penalty_max = "0s"
+suspect_nice = 0`,
 		POP3: "login_timeout = \"5s\"\n" + pop3,
 		SMTP: true,
 	}
@@ -421,8 +425,14 @@ func TestFirstStartAndAdmin(t *testing.T) {
 	c := integrationConfig(t, "", "", nil)
 	c.Args = []string{"-demo"}
 	in := pop3dtest.Start(t, c)
-	m := regexp.MustCompile(`curl -s --user '([^']+)' (pop3://\S+)`).FindStringSubmatch(in.Stdout())
-	if m == nil {
+	// Start waited for "pop3d ready" on stderr; stdout is another pipe,
+	// copied by its own goroutine.
+	curlLine := regexp.MustCompile(`curl -s --user '([^']+)' (pop3://\S+)`)
+	var m []string
+	if !pop3dtest.Eventually(10*time.Second, func() bool {
+		m = curlLine.FindStringSubmatch(in.Stdout())
+		return m != nil
+	}) {
 		t.Fatalf("no curl line printed:\n%s", in.Stdout())
 	}
 	if !strings.Contains(m[2], in.POP3) {

@@ -298,12 +298,17 @@ func (p *postfixInstance) waitDeferred(t *testing.T, id, rcpt, reason string) {
 }
 
 // flush asks Postfix to deliver its queue now, waits for the log line
-// re (what), and expects the queue empty afterwards.
+// re (what), and expects the queue to empty (the queue manager removes
+// the file a moment after the delivery agent logs).
 func (p *postfixInstance) flush(t *testing.T, what string, re *regexp.Regexp) {
 	t.Helper()
 	p.run("postqueue", "-f")
 	p.waitLog(what, re)
-	if q := p.queued(); len(q) != 0 {
+	var q []postqueueEntry
+	if !pop3dtest.Eventually(postfixTimeout, func() bool {
+		q = p.queued()
+		return len(q) == 0
+	}) {
 		t.Fatalf("Postfix's queue after the flush: %+v", q)
 	}
 }
@@ -344,13 +349,20 @@ for i in range(1, n + 1):
 p.quit()
 `
 
-// poplibMessages retrieves a mailbox's messages with poplib.
-func poplibMessages(t *testing.T, srv *pop3dtest.Server, mailbox, password string) []string {
+// poplibMessages retrieves a mailbox's messages with poplib, once it
+// holds at least want of them (30 s at most): an LMTP 250 means the
+// message is in pop3d's queue, and the delivery service moves it into
+// the mailbox a moment later.
+func poplibMessages(t *testing.T, srv *pop3dtest.Server, mailbox, password string, want int) []string {
 	t.Helper()
 	h, port := hostPort(srv)
-	out := runPy(t, poplibRetrieve, h, port, mailbox, password)
-	parts := regexp.MustCompile(`(?m)^=== message \d+\n`).Split(out, -1)
-	return parts[1:]
+	var msgs []string
+	pop3dtest.Eventually(30*time.Second, func() bool {
+		out := runPy(t, poplibRetrieve, h, port, mailbox, password)
+		msgs = regexp.MustCompile(`(?m)^=== message \d+\n`).Split(out, -1)[1:]
+		return len(msgs) >= want
+	})
+	return msgs
 }
 
 // TestPostfixLMTP runs Debian's Postfix as a mail hub in front of pop3d,
@@ -395,7 +407,7 @@ func TestPostfixLMTP(t *testing.T) {
 	// pop3d, and a POP3 client reads it.
 	id := pf.send("bob@example.org", "alice@example.org", "through Postfix")
 	pf.waitLog("Postfix delivering "+id+" over LMTP", sentRe(id, "alice@example.org"))
-	msgs := poplibMessages(t, srv, "alice@example.org", alicePw)
+	msgs := poplibMessages(t, srv, "alice@example.org", alicePw, 1)
 	if len(msgs) != 1 || !strings.Contains(msgs[0], "Subject: through Postfix") ||
 		!strings.Contains(msgs[0], "sent through Postfix: through Postfix") ||
 		!strings.Contains(msgs[0], "by mx.postfix.test (Postfix)") {
@@ -410,7 +422,7 @@ func TestPostfixLMTP(t *testing.T) {
 		t.Fatalf("the bounce does not give pop3d's 550 5.1.1: %s", line)
 	}
 	pf.waitLog("the bounce for "+id+" delivered to bob", regexp.MustCompile(`(?m)^.*: to=<bob@example\.org>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:\d+.*status=sent.*$`))
-	msgs = poplibMessages(t, srv, "bob@example.org", bobPw)
+	msgs = poplibMessages(t, srv, "bob@example.org", bobPw, 1)
 	if len(msgs) != 1 || !strings.Contains(msgs[0], "Undelivered Mail Returned to Sender") ||
 		!strings.Contains(msgs[0], "nobody@example.org") || !strings.Contains(msgs[0], "550 5.1.1") {
 		t.Fatalf("bob's mailbox (the bounce) over POP3: %q", msgs)
@@ -426,7 +438,7 @@ func TestPostfixLMTP(t *testing.T) {
 	cfg.Setup = nil
 	srv = pop3dtest.Start(t, cfg)
 	pf.flush(t, "Postfix delivering "+id+" after the flush", sentRe(id, "alice@example.org"))
-	msgs = poplibMessages(t, srv, "alice@example.org", alicePw)
+	msgs = poplibMessages(t, srv, "alice@example.org", alicePw, 2)
 	if len(msgs) != 2 || !strings.Contains(msgs[1], "Subject: while pop3d was down") {
 		t.Fatalf("alice's mailbox after the flush: %q", msgs)
 	}
@@ -507,7 +519,7 @@ func TestPostfixMailboxCommand(t *testing.T) {
 	if !strings.Contains(line, "delivered to command") {
 		t.Fatalf("Postfix did not deliver through mailbox_command: %s", line)
 	}
-	msgs := poplibMessages(t, srv, "news@example.org", newsPw)
+	msgs := poplibMessages(t, srv, "news@example.org", newsPw, 1)
 	if len(msgs) != 1 || !strings.Contains(msgs[0], "Subject: through local") ||
 		!strings.Contains(msgs[0], "Return-Path: <bob@example.net>") ||
 		!strings.Contains(msgs[0], "sent through Postfix: through local") ||
@@ -524,7 +536,7 @@ func TestPostfixMailboxCommand(t *testing.T) {
 		t.Fatalf("the bounce does not give deliver's 67 (5.1.1) and pop3d's 550 5.1.1: %s", line)
 	}
 	pf.waitLog("the bounce for "+id+" delivered to news", regexp.MustCompile(`(?m)^.*: to=<news@example\.org>, relay=local,.*status=sent.*$\n(?s:.*)^.*: to=<news@example\.org>, relay=local,.*status=sent.*$`))
-	msgs = poplibMessages(t, srv, "news@example.org", newsPw)
+	msgs = poplibMessages(t, srv, "news@example.org", newsPw, 2)
 	if len(msgs) != 2 || !strings.Contains(msgs[1], "Undelivered Mail Returned to Sender") ||
 		!strings.Contains(msgs[1], "games@example.org") || !strings.Contains(msgs[1], "550 5.1.1") {
 		t.Fatalf("news's mailbox (the bounce) over POP3: %q", msgs)
@@ -540,7 +552,7 @@ func TestPostfixMailboxCommand(t *testing.T) {
 	cfg.Setup = nil
 	srv = pop3dtest.Start(t, cfg)
 	pf.flush(t, "local(8) delivering "+id+" after the flush", localRe(id, "news@example.org", "sent"))
-	msgs = poplibMessages(t, srv, "news@example.org", newsPw)
+	msgs = poplibMessages(t, srv, "news@example.org", newsPw, 3)
 	if len(msgs) != 3 || !strings.Contains(msgs[2], "Subject: while pop3d was down") {
 		t.Fatalf("news's mailbox after the flush: %q", msgs)
 	}
