@@ -473,11 +473,17 @@ func (c *Console) domainsPage(w http.ResponseWriter, r *http.Request) {
 	c.render(w, code, "domains", v)
 }
 
-// domainAction adds, deletes, locks or unlocks a domain.
+// domainAction adds, deletes, locks or unlocks a domain. Deleting takes
+// two steps, as for a mailbox: the first POST answers with a confirmation
+// page naming what goes with the domain, and only a second POST carrying
+// its token deletes. The token names the number of mailboxes the page
+// showed: if a mailbox was added or removed meanwhile, a new page asks
+// again with the new count.
 func (c *Console) domainAction(r *http.Request) (string, outcome, *view) {
 	ctx, cancel := c.ctx(r)
 	defer cancel()
 	action := r.PostForm.Get("action")
+	var confirm *view
 	do := func() outcome {
 		d, err := store.CanonicalDomain(strings.TrimSpace(r.PostForm.Get("domain")))
 		if err != nil {
@@ -492,14 +498,27 @@ func (c *Console) domainAction(r *http.Request) (string, outcome, *view) {
 			c.audit(r, "add", d, "", "domain")
 			return outcome{flash: "Added domain " + d + "."}
 		case "delete":
-			if err := st.DeleteDomain(ctx, d, r.PostForm.Get("confirm") != ""); err != nil {
-				if errors.Is(err, store.ErrDomainNotEmpty) {
-					err = fmt.Errorf("%w; tick \"with all mailbox(es)\" to delete it with all its mailboxes and mail", err)
+			info, err := st.Domain(ctx, d)
+			if err != nil {
+				return outcome{err: err}
+			}
+			target := fmt.Sprintf("domain %s with %d mailbox(es)", d, info.Mailboxes)
+			if !c.confirmed(target, r.PostForm.Get("confirm"), time.Now()) {
+				facts := []string{"It has no mailboxes."}
+				if info.Mailboxes > 0 {
+					facts = []string{fmt.Sprintf("Its %d mailbox(es), holding %d message(s), %s, are deleted with it.",
+						info.Mailboxes, info.Messages, sizeText(info.Bytes))}
 				}
+				facts = append(facts, "Mail sent to "+d+" afterwards is refused.")
+				confirm = c.confirmPage("Delete domain "+d+"?", facts, "/console/domains", "/console/domains", target,
+					[]field{{"domain", d}})
+				return outcome{}
+			}
+			if err := st.DeleteDomain(ctx, d, true); err != nil {
 				return outcome{err: err}
 			}
 			c.audit(r, "delete", d, "domain", "")
-			return outcome{flash: "Deleted domain " + d + "."}
+			return outcome{flash: fmt.Sprintf("Deleted domain %s with %d mailbox(es).", d, info.Mailboxes)}
 		case "lock":
 			if err := st.LockDomain(ctx, d); err != nil {
 				return outcome{err: err}
@@ -516,6 +535,9 @@ func (c *Console) domainAction(r *http.Request) (string, outcome, *view) {
 		return outcome{err: fmt.Errorf("unknown action %q", action), code: http.StatusBadRequest}
 	}
 	o := do()
+	if confirm != nil && o.err == nil {
+		return "confirm", o, confirm
+	}
 	v := c.base("Domains", "domains")
 	ds, err := c.opts.Store.ListDomains(ctx)
 	if err != nil && o.err == nil {

@@ -193,20 +193,49 @@ func TestConsoleDomainFlows(t *testing.T) {
 		t.Error("domain still locked in the store")
 	}
 
-	// A domain with a mailbox needs the explicit confirmation.
-	if err := e.st.CreateMailbox(ctx, store.Address{Mailbox: "alice", Domain: "example.com"}, "pw"); err != nil {
+	// Deleting a domain takes two steps, as for a mailbox: the first
+	// page says what goes with it and carries a token; the old tick box
+	// ("confirm=1") deletes nothing.
+	alice := store.Address{Mailbox: "alice", Domain: "example.com"}
+	if err := e.st.CreateMailbox(ctx, alice, "pw"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.Deliver(ctx, alice, strings.NewReader("Subject: x\r\n\r\nbody\r\n")); err != nil {
 		t.Fatal(err)
 	}
 	code, body = e.post("/console/domains", "action", "delete", "domain", "example.com")
-	e.want(code, body, http.StatusConflict, "domain is not empty", "with all mailbox(es)")
-	if _, err := e.st.Domain(ctx, "example.com"); err != nil {
-		t.Fatalf("refused delete removed the domain: %v", err)
+	e.want(code, body, http.StatusOK, "Delete domain example.com?", "Its 1 mailbox(es), holding 1 message(s)", "Yes, delete")
+	tok := confirmTokenOf(t, body)
+	for _, bad := range []string{"", "1", tok + "0"} {
+		code, body = e.post("/console/domains", "action", "delete", "domain", "example.com", "confirm", bad)
+		e.want(code, body, http.StatusOK, "Delete domain example.com?")
 	}
-	code, body = e.post("/console/domains", "action", "delete", "domain", "example.com", "confirm", "1")
-	e.want(code, body, http.StatusOK, "Deleted domain example.com.", "No domains yet.")
+	if _, err := e.st.Domain(ctx, "example.com"); err != nil {
+		t.Fatalf("an unconfirmed delete removed the domain: %v", err)
+	}
+	// A mailbox added after the page was shown: its token no longer
+	// holds, and a new page asks with the new count.
+	if err := e.st.CreateMailbox(ctx, store.Address{Mailbox: "bob", Domain: "example.com"}, "pw"); err != nil {
+		t.Fatal(err)
+	}
+	code, body = e.post("/console/domains", "action", "delete", "domain", "example.com", "confirm", tok)
+	e.want(code, body, http.StatusOK, "Delete domain example.com?", "Its 2 mailbox(es)")
+	if _, err := e.st.Mailbox(ctx, alice); err != nil {
+		t.Fatalf("a stale confirmation deleted the domain: %v", err)
+	}
+	code, body = e.post("/console/domains", "action", "delete", "domain", "example.com", "confirm", confirmTokenOf(t, body))
+	e.want(code, body, http.StatusOK, "Deleted domain example.com with 2 mailbox(es).", "No domains yet.")
 	if _, err := e.st.Domain(ctx, "example.com"); !errors.Is(err, store.ErrNoSuchDomain) {
 		t.Errorf("after delete: Domain = %v, want ErrNoSuchDomain", err)
 	}
+	// An empty domain asks too, and says it has no mailboxes.
+	if err := e.st.CreateDomain(ctx, "empty.example"); err != nil {
+		t.Fatal(err)
+	}
+	code, body = e.post("/console/domains", "action", "delete", "domain", "empty.example")
+	e.want(code, body, http.StatusOK, "Delete domain empty.example?", "It has no mailboxes.")
+	code, body = e.post("/console/domains", "action", "delete", "domain", "empty.example", "confirm", confirmTokenOf(t, body))
+	e.want(code, body, http.StatusOK, "Deleted domain empty.example with 0 mailbox(es).")
 
 	code, body = e.post("/console/domains", "action", "delete", "domain", "nosuch.example")
 	e.want(code, body, http.StatusNotFound, "no such domain")
