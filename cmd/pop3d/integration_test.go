@@ -55,13 +55,9 @@ func integrationConfig(t testing.TB, top, pop3 string, setup func(ctx context.Co
 	}
 	c := pop3dtest.Config{
 		Top: top,
-		// suspect_nice = 0: the tests' failed logins make the loopback
-		// network suspect, and at nice 19 a suspect's password check
-		// could take seconds on a machine busy with other tests.
 		Auth: `fail_delay = "20ms"
 penalty = "0s"
-penalty_max = "0s"
-suspect_nice = 0`,
+penalty_max = "0s"`,
 		POP3: "login_timeout = \"5s\"\n" + pop3,
 		SMTP: true,
 	}

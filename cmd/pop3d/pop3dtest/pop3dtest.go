@@ -168,8 +168,13 @@ func debianPackage(program string) string {
 
 // Config describes one pop3d run. Every listener is on 127.0.0.1:0.
 type Config struct {
-	Top    string // top-level keys, before the first table
-	Auth   string // the body of the [auth] table
+	Top string // top-level keys, before the first table
+	// Auth is the body of the [auth] table. Unless it sets suspect_nice,
+	// suspect_nice = 0 is added: a test's own failed logins make the
+	// loopback network suspect, and at the default nice 19 a suspect's
+	// password check can take many seconds on a machine busy with other
+	// tests. A test of suspect_nice sets it.
+	Auth   string
 	POP3   string // lines added to the [pop3] table
 	Tables string // further tables, at the end of the file
 	SMTP   bool   // an SMTP listener (otherwise smtp.listen = [])
@@ -285,6 +290,10 @@ func (c Config) Text() string {
 	if c.Submission {
 		subListen = append(subListen, any)
 	}
+	auth := c.Auth
+	if !suspectNiceRe.MatchString(auth) {
+		auth += "\nsuspect_nice = 0"
+	}
 	return fmt.Sprintf(`mailroot = %q
 %s
 [auth]
@@ -303,9 +312,11 @@ listen_tls = %s
 [admin]
 listen = %q
 %s
-`, root, c.Top, c.Auth, pop3Listen, tomlList(tlsListen...), c.POP3, tomlList(smtpListen...), c.SMTPTable,
+`, root, c.Top, auth, pop3Listen, tomlList(tlsListen...), c.POP3, tomlList(smtpListen...), c.SMTPTable,
 		tomlList(subListen...), tomlList(subListen...), c.SubmissionTable, admin, c.Tables)
 }
+
+var suspectNiceRe = regexp.MustCompile(`(?m)^\s*suspect_nice\s*=`)
 
 var (
 	popRe   = regexp.MustCompile(`msg="POP3 listening".* addr=(\S+) tls=false`)
