@@ -56,9 +56,11 @@ func (s *lineSession) RenewDue(time.Time) bool {
 	return s.loggedIn.Load() && s.renewing.CompareAndSwap(false, true)
 }
 
+// Renew clears the flag before counting: a test that sees the count go up
+// and sweeps again finds the session ready for its next renewal.
 func (s *lineSession) Renew() {
-	s.fx.renewed.Add(1)
 	s.renewing.Store(false)
+	s.fx.renewed.Add(1)
 }
 
 type fixture struct {

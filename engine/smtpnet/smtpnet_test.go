@@ -43,13 +43,14 @@ func sendSlowly(t *testing.T, c *client, pieces int, pause time.Duration) error 
 
 // TestSlowDataWithinInactivityLimit: smtp.read_timeout limits silence, not
 // the whole transfer: a message that keeps coming for longer than
-// read_timeout is accepted.
+// read_timeout is accepted. The read timeout (2 s) also bounds each of the
+// client's commands, so it leaves a loaded machine room for them.
 func TestSlowDataWithinInactivityLimit(t *testing.T) {
-	e := newEnv(t, time.Second, Options{DataTimeout: 20 * time.Second})
+	e := newEnv(t, 2*time.Second, Options{DataTimeout: 20 * time.Second})
 	e.domain("example.com")
 	e.mailbox("a@example.com")
 	c := e.dial(e.smtp)
-	if err := sendSlowly(t, c, 16, 100*time.Millisecond); err != nil { // 1.6 s in all
+	if err := sendSlowly(t, c, 30, 100*time.Millisecond); err != nil { // 3 s in all
 		t.Fatal(err)
 	}
 	c.expect("250")
@@ -62,11 +63,11 @@ func TestSlowDataWithinInactivityLimit(t *testing.T) {
 // TestStalledDataIsCut: silence longer than read_timeout in the middle of
 // DATA ends the connection, and nothing is delivered.
 func TestStalledDataIsCut(t *testing.T) {
-	e := newEnv(t, 300*time.Millisecond, Options{DataTimeout: 10 * time.Second})
+	e := newEnv(t, time.Second, Options{DataTimeout: 10 * time.Second})
 	e.domain("example.com")
 	e.mailbox("a@example.com")
 	c := e.dial(e.smtp)
-	_ = sendSlowly(t, c, 2, 900*time.Millisecond)
+	_ = sendSlowly(t, c, 1, 3*time.Second)
 	assertCut(t, c)
 	e.waitIdle()
 	if n := e.messages("a@example.com"); n != 0 {
@@ -77,11 +78,11 @@ func TestStalledDataIsCut(t *testing.T) {
 // TestDribbledDataEnds: a client that keeps sending a little, never
 // pausing long enough for read_timeout, is still cut at data_timeout.
 func TestDribbledDataEnds(t *testing.T) {
-	e := newEnv(t, 400*time.Millisecond, Options{DataTimeout: 900 * time.Millisecond})
+	e := newEnv(t, 2*time.Second, Options{DataTimeout: 900 * time.Millisecond})
 	e.domain("example.com")
 	e.mailbox("a@example.com")
 	c := e.dial(e.smtp)
-	_ = sendSlowly(t, c, 15, 150*time.Millisecond) // 2.25 s in all
+	_ = sendSlowly(t, c, 15, 150*time.Millisecond) // 2.25 s in all, no pause near 2 s
 	assertCut(t, c)
 	e.waitIdle()
 	if n := e.messages("a@example.com"); n != 0 {

@@ -240,10 +240,10 @@ func TestHandshakeTimeout(t *testing.T) {
 				if !errors.Is(err, context.DeadlineExceeded) {
 					t.Errorf("Handshake = %v, want context.DeadlineExceeded", err)
 				}
-				if d := time.Since(start); d > 2*time.Second {
+				if d := time.Since(start); d > 10*time.Second {
 					t.Errorf("handshake gave up after %v", d)
 				}
-			case <-time.After(5 * time.Second):
+			case <-time.After(15 * time.Second):
 				t.Fatal("Handshake did not return")
 			}
 			// The server closed the socket.

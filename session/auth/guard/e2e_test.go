@@ -113,14 +113,19 @@ penalty_max = "2s"`,
 	// Other addresses are not slowed: the server's log says what wait (fixed
 	// delay plus the address's penalty) each failed login got, and the fresh
 	// address got the fixed delay alone,
-	// however long the loaded machine took to answer.
+	// however long the loaded machine took to answer. The test copies the
+	// log from pop3d's stderr on a goroutine of its own: wait for the line.
 	var freshDelay string
-	for _, line := range strings.Split(s.Log(), "\n") {
-		if strings.Contains(line, `msg="login failed"`) && strings.Contains(line, "remote=127.0.0.3:") {
-			_, freshDelay, _ = strings.Cut(line, " wait=")
-			freshDelay, _, _ = strings.Cut(freshDelay, " ")
+	pop3dtest.Eventually(10*time.Second, func() bool {
+		for _, line := range strings.Split(s.Log(), "\n") {
+			if strings.Contains(line, `msg="login failed"`) && strings.Contains(line, "remote=127.0.0.3:") {
+				_, freshDelay, _ = strings.Cut(line, " wait=")
+				freshDelay, _, _ = strings.Cut(freshDelay, " ")
+				return true
+			}
 		}
-	}
+		return false
+	})
 	if freshDelay != "5ms" {
 		t.Errorf("the failed login from a fresh address got wait %q in the log, want 5ms (fail_delay alone, no penalty)", freshDelay)
 	}

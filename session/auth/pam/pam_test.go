@@ -128,7 +128,7 @@ func TestTimeoutAndCancel(t *testing.T) {
 	if err := s.Plaintext(context.Background(), store.Address{Mailbox: "x", Domain: "example.com"}, "pw"); !errors.Is(err, auth.ErrUnavailable) {
 		t.Errorf("busy: %v, want ErrUnavailable", err)
 	}
-	if el := time.Since(start); el > 2*time.Second {
+	if el := time.Since(start); el > 10*time.Second {
 		t.Errorf("waited %v with a 50ms timeout", el)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
