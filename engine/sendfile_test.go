@@ -188,6 +188,10 @@ func slowRetr(t *testing.T, ts *testServer, n int, msg string) {
 	want := stuffed(msg) + ".\r\n"
 	got := make([]byte, 0, len(want))
 	buf := make([]byte, 256<<10)
+	// delivered is what the server handed to the kernel for this RETR and
+	// left its socket queue: what its idle check counts as progress.
+	delivered := func() int64 { return int64(mBytesSent.Get()-before) - int64(kernelUnsent(fd)) }
+	lastDelivered := delivered()
 	for len(got) < len(want) {
 		c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		m, err := io.ReadFull(c.r, buf[:min(len(buf), len(want)-len(got))])
@@ -198,11 +202,16 @@ func slowRetr(t *testing.T, ts *testServer, n int, msg string) {
 		if len(got) == len(want) {
 			break
 		}
-		// The server has output waiting again before the clock moves:
-		// every read then takes 4 s of it, 10 s being the idle limit.
-		eventually(t, fmt.Sprintf("the server's output to queue up again after %d octets read", len(got)), func() bool {
-			return kernelUnsent(fd) > 0 || mBytesSent.Get()-before >= uint64(len(want)-3)
+		// The read moved octets out of the server's socket queue (the
+		// kernel took in the window it opened) before the clock moves:
+		// every read then takes 4 s of it, 10 s being the idle limit, and
+		// each idle check finds output delivered since the last. On a
+		// loaded machine that can lag the read; moving the clock before
+		// it would test a client that stopped reading.
+		eventually(t, fmt.Sprintf("the server's output to move on after %d octets read", len(got)), func() bool {
+			return delivered() > lastDelivered || mBytesSent.Get()-before >= uint64(len(want)-3)
 		})
+		lastDelivered = delivered()
 		if kernelUnsent(fd) == 0 {
 			continue // all sent: the rest is on its way, nothing for the clock to test
 		}
