@@ -227,34 +227,28 @@ func TestIntrospectionCache(t *testing.T) {
 	}
 
 	o := newOAuth(time.Minute, 0)
-	if n := asks(o, "long", false); n != 1 {
-		t.Fatalf("first login asked %d times", n)
-	}
-	now = t0.Add(59 * time.Second)
-	if n := asks(o, "long", false); n != 0 {
-		t.Errorf("a login within the cache time asked %d times, want 0", n)
-	}
-	now = t0.Add(61 * time.Second)
-	if n := asks(o, "long", false); n != 1 {
-		t.Errorf("a login past the cache time asked %d times, want 1", n)
-	}
-	// The token's exp comes before the cache time: the answer stands
-	// until then only.
-	now = t0
-	asks(o, "short", false)
-	now = t0.Add(29 * time.Second)
-	if n := asks(o, "short", false); n != 0 {
-		t.Errorf("a login before the token's exp asked %d times, want 0", n)
-	}
-	now = t0.Add(31 * time.Second)
-	if n := asks(o, "short", true); n != 1 {
-		t.Errorf("a login past the token's exp asked %d times, want 1 (and a refusal)", n)
-	}
-	// Refusals are not remembered.
-	now = t0
-	for range 2 {
-		if n := asks(o, "unknown", true); n != 1 {
-			t.Errorf("a refused token asked %d times, want 1 each time", n)
+	for _, step := range []struct {
+		at      time.Duration // since t0
+		tok     string
+		refused bool
+		asks    int64
+		what    string
+	}{
+		{0, "long", false, 1, "the first login"},
+		{59 * time.Second, "long", false, 0, "a login within the cache time"},
+		{61 * time.Second, "long", false, 1, "a login past the cache time"},
+		// The token's exp comes before the cache time: the answer
+		// stands until then only.
+		{0, "short", false, 1, "the first login with a token good for 30s"},
+		{29 * time.Second, "short", false, 0, "a login before the token's exp"},
+		{31 * time.Second, "short", true, 1, "a login past the token's exp"},
+		// Refusals are not remembered.
+		{0, "unknown", true, 1, "a refused token"},
+		{0, "unknown", true, 1, "the refused token again"},
+	} {
+		now = t0.Add(step.at)
+		if n := asks(o, step.tok, step.refused); n != step.asks {
+			t.Errorf("%s asked %d times, want %d", step.what, n, step.asks)
 		}
 	}
 	// Off: every login asks.
